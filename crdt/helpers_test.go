@@ -2,6 +2,7 @@ package crdt
 
 import (
 	"bytes"
+	"errors"
 	"testing"
 	"time"
 )
@@ -70,3 +71,5 @@ func sameState(t testing.TB, a, b *Document) bool {
 	t.Helper()
 	return bytes.Equal(crdtStateBytes(t, a), crdtStateBytes(t, b))
 }
+
+func isErr(err, target error) bool { return err != nil && errors.Is(err, target) }
