@@ -1,0 +1,142 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"path/filepath"
+	"time"
+)
+
+// Config configures a Runtime. Zero values take the documented defaults (see
+// DefaultConfig); StateDir is required.
+type Config struct {
+	// StateDir holds instance state (JSON), logs, the data filesystem and snapshots. A new
+	// Runtime over the same StateDir re-adopts running instances. Required, absolute.
+	StateDir string
+	// CodeRoots are the host directories code directories must live under. Empty: specs
+	// with a code directory are rejected.
+	CodeRoots []string
+	// CgroupParent is where instance cgroups are created: relative ("constellation", the
+	// default) means below this process's own cgroup in each hierarchy (on cgroup v2 with
+	// systemd delegation the runtime first moves itself into a "supervisor" leaf);
+	// absolute ("/constellation") means below the hierarchy root.
+	CgroupParent string
+	// CgroupRoot overrides the mount point of a cgroup v2 hierarchy ("" = detect:
+	// /sys/fs/cgroup when it is cgroup2, else the v1 controllers).
+	CgroupRoot string
+	// DiskQuota is DiskQuotaAuto (default), DiskQuotaXFS, DiskQuotaPoll or DiskQuotaNone.
+	DiskQuota string
+	// DataImageMB is the size of the sparse XFS data image (default 65536; it only uses
+	// what instances write). Ignored once the image exists.
+	DataImageMB int64
+	// DefaultUID and DefaultGID run instances whose spec has no uid/gid. Zero means 65534
+	// (nobody): an instance runs as root only when its spec says uid 0.
+	DefaultUID, DefaultGID int
+	// SystemDirs are bound read-only into every instance at the same path (default
+	// /bin /sbin /lib /lib32 /lib64 /libx32 /usr /etc; missing ones are skipped).
+	SystemDirs []string
+	// Env is added to every instance's environment (e.g. CONSTELLATION_API).
+	Env map[string]string
+	// TmpMB is the size of each instance's private /tmp (tmpfs, charged to its memory);
+	// default 64.
+	TmpMB int64
+	// LogMaxBytes rotates a log file past this size (default 10 MiB); LogFiles rotated
+	// files are kept (default 3). Sizes are checked every HousekeepInterval.
+	LogMaxBytes int64
+	LogFiles    int
+	// HousekeepInterval paces log rotation and, with DiskQuotaPoll, disk checks
+	// (default 1s).
+	HousekeepInterval time.Duration
+	// FollowInterval is how often a following log reader polls for new data (default
+	// 100ms).
+	FollowInterval time.Duration
+	// OnEvent receives lifecycle events in order, from one goroutine owned by the
+	// runtime. It must not block for long; it may call the Runtime.
+	OnEvent func(Event)
+	// Logger for supervisor messages (default slog.Default()).
+	Logger *slog.Logger
+	// Now and Rand are injectable for tests (defaults time.Now, rand.Float64).
+	Now  func() time.Time
+	Rand func() float64
+}
+
+// DefaultConfig returns a Config with every default filled in for stateDir.
+func DefaultConfig(stateDir string) Config {
+	c := Config{StateDir: stateDir}
+	c.setDefaults()
+	return c
+}
+
+func (c *Config) setDefaults() {
+	if c.CgroupParent == "" {
+		c.CgroupParent = "constellation"
+	}
+	if c.DiskQuota == "" {
+		c.DiskQuota = DiskQuotaAuto
+	}
+	if c.DataImageMB == 0 {
+		c.DataImageMB = 65536
+	}
+	if c.DefaultUID == 0 {
+		c.DefaultUID = 65534
+	}
+	if c.DefaultGID == 0 {
+		c.DefaultGID = 65534
+	}
+	if c.SystemDirs == nil {
+		c.SystemDirs = []string{"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/usr", "/etc"}
+	}
+	if c.TmpMB == 0 {
+		c.TmpMB = 64
+	}
+	if c.LogMaxBytes == 0 {
+		c.LogMaxBytes = 10 << 20
+	}
+	if c.LogFiles == 0 {
+		c.LogFiles = 3
+	}
+	if c.HousekeepInterval == 0 {
+		c.HousekeepInterval = time.Second
+	}
+	if c.FollowInterval == 0 {
+		c.FollowInterval = 100 * time.Millisecond
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Rand == nil {
+		c.Rand = rand.Float64
+	}
+}
+
+// Validate reports configuration errors (after defaults are applied).
+func (c *Config) Validate() error {
+	if c.StateDir == "" || !filepath.IsAbs(c.StateDir) {
+		return errors.New("sandbox: config: StateDir must be an absolute path")
+	}
+	for _, r := range c.CodeRoots {
+		if !filepath.IsAbs(r) {
+			return fmt.Errorf("sandbox: config: code root %q is not absolute", r)
+		}
+	}
+	switch c.DiskQuota {
+	case DiskQuotaAuto, DiskQuotaXFS, DiskQuotaPoll, DiskQuotaNone:
+	default:
+		return fmt.Errorf("sandbox: config: unknown DiskQuota %q", c.DiskQuota)
+	}
+	if c.DataImageMB < 300 {
+		return errors.New("sandbox: config: DataImageMB must be at least 300 (XFS minimum)")
+	}
+	if c.DefaultUID < 0 || c.DefaultGID < 0 {
+		return errors.New("sandbox: config: negative default uid/gid")
+	}
+	if c.TmpMB < 1 || c.LogMaxBytes < 1024 || c.LogFiles < 1 || c.HousekeepInterval <= 0 || c.FollowInterval <= 0 {
+		return errors.New("sandbox: config: TmpMB, LogMaxBytes, LogFiles and intervals must be positive")
+	}
+	return nil
+}

@@ -1,0 +1,586 @@
+package sandbox
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+type linuxPlatform struct {
+	cfg  *Config
+	cg   *cgroupHost
+	xfs  *xfsDisk  // nil unless DiskQuotaXFS
+	ext4 *ext4Disk // nil unless DiskQuotaExt4
+	mode string
+	data string // root of instance data layers (<data>/instances/<name>)
+	hst  Host
+}
+
+func newPlatform(cfg *Config) (platform, error) {
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("sandbox: namespaces and cgroups need root: %w", ErrUnsupported)
+	}
+	cg, err := newCgroupHost(cfg.CgroupRoot, cfg.CgroupParent)
+	if err != nil {
+		return nil, err
+	}
+	p := &linuxPlatform{cfg: cfg, cg: cg}
+	p.hst = Host{CPUs: runtime.NumCPU(), MemoryMB: totalMemMB(), MaxPIDs: pidMax()}
+	mode := cfg.DiskQuota
+	if mode == DiskQuotaAuto || mode == DiskQuotaXFS {
+		x, err := setupXFS(cfg.StateDir, cfg.DataImageMB)
+		switch {
+		case err == nil:
+			p.xfs, p.mode, p.data = x, DiskQuotaXFS, x.mnt
+			p.hst.DiskMB = x.sizeMB
+		case mode == DiskQuotaXFS:
+			cg.removeParent()
+			return nil, err
+		default:
+			cfg.Logger.Debug("sandbox: no XFS project quotas", "err", err)
+		}
+	}
+	if p.mode == "" && (mode == DiskQuotaAuto || mode == DiskQuotaExt4) {
+		e, err := newExt4Disk(cfg.StateDir)
+		switch {
+		case err == nil:
+			p.ext4, p.mode = e, DiskQuotaExt4
+		case mode == DiskQuotaExt4:
+			cg.removeParent()
+			return nil, err
+		default:
+			cfg.Logger.Warn("sandbox: no quota-capable filesystem, disk_mb enforced by polling", "err", err)
+		}
+	}
+	if p.mode == "" {
+		p.mode = mode
+		if mode == DiskQuotaAuto {
+			p.mode = DiskQuotaPoll
+		}
+	}
+	if p.data == "" {
+		p.data = filepath.Join(cfg.StateDir, "data")
+		for _, sub := range []string{"instances", "snapshots"} {
+			if err := os.MkdirAll(filepath.Join(p.data, sub), 0o711); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return p, nil
+}
+
+func (p *linuxPlatform) host() Host       { return p.hst }
+func (p *linuxPlatform) diskMode() string { return p.mode }
+
+func (p *linuxPlatform) checkLimits(l Limits) error {
+	if err := p.cg.check(l); err != nil {
+		return err
+	}
+	if l.DiskMB > 0 && p.mode == DiskQuotaNone {
+		return fieldErr("disk_mb", ErrUnenforceable, "no disk quota mode configured")
+	}
+	return nil
+}
+
+func (p *linuxPlatform) imagePath(name string) string {
+	return filepath.Join(p.data, "instances", name+".img")
+}
+
+func (p *linuxPlatform) create(res *resources, spec *Spec) (err error) {
+	res.DataDir = filepath.Join(p.data, "instances", res.Name)
+	cg := p.cg.cgroup(res.Name)
+	if err := cg.create(); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			cg.destroy()
+		}
+	}()
+	if err := cg.apply(spec.Limits, res.Cpuset); err != nil {
+		return err
+	}
+	kept := false
+	if p.ext4 != nil {
+		// An image per instance with disk_mb; kept images are mounted again.
+		res.DiskMB = spec.DiskMB
+		img := p.imagePath(res.Name)
+		if _, err := os.Stat(img); err == nil {
+			kept = true
+			res.Image = img
+			if err := p.ext4.mount(img, res.DataDir); err != nil {
+				return err
+			}
+		} else if spec.DiskMB > 0 {
+			res.Image = img
+			if err := p.ext4.prepare(img, res.DataDir, spec.DiskMB); err != nil {
+				return err
+			}
+		} else if fi, err := os.Stat(res.DataDir); err == nil && fi.IsDir() {
+			kept = true
+		} else if err := os.Mkdir(res.DataDir, 0o711); err != nil {
+			return err
+		}
+		defer func() {
+			if err != nil && !kept && res.Image != "" {
+				unmountData(res.DataDir)
+				os.Remove(res.Image)
+			}
+		}()
+	} else if fi, err := os.Stat(res.DataDir); err == nil && fi.IsDir() {
+		kept = true // data kept by an earlier Destroy(keepData)
+		if p.xfs != nil {
+			if id, err := getProject(res.DataDir); err == nil && id != 0 {
+				res.ProjID = id
+			} else if err := setProjectTree(res.DataDir, res.ProjID); err != nil {
+				return err
+			}
+			if err := p.xfs.setLimit(res.ProjID, spec.DiskMB); err != nil {
+				return err
+			}
+		}
+	} else if p.xfs != nil {
+		if err := p.xfs.prepare(res.DataDir, res.ProjID, spec.DiskMB); err != nil {
+			return err
+		}
+	} else if err := os.Mkdir(res.DataDir, 0o711); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil && !kept {
+			os.RemoveAll(res.DataDir)
+		}
+	}()
+	uid, gid := p.ids(spec)
+	for _, d := range []string{res.upper(), res.work()} {
+		if err := os.Mkdir(d, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+			return err
+		}
+	}
+	if !kept {
+		if err := os.Chown(res.upper(), uid, gid); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *linuxPlatform) ids(spec *Spec) (int, int) {
+	uid, gid := p.cfg.DefaultUID, p.cfg.DefaultGID
+	if spec.UID != nil {
+		uid = *spec.UID
+	}
+	if spec.GID != nil {
+		gid = *spec.GID
+	}
+	return uid, gid
+}
+
+func (p *linuxPlatform) start(res *resources, spec *Spec, stdout, stderr *os.File) (process, error) {
+	path, argv, err := resolveExec(spec, p.cfg.SystemDirs)
+	if err != nil {
+		return nil, err
+	}
+	uid, gid := p.ids(spec)
+	ic := initConfig{
+		Root:       filepath.Join(res.Dir, "root"),
+		SystemDirs: p.cfg.SystemDirs,
+		Code:       spec.Code,
+		Upper:      res.upper(),
+		Work:       res.work(),
+		Hostname:   spec.Name,
+		Loopback:   spec.Network == NetworkIsolated,
+		UID:        uid,
+		GID:        gid,
+		Path:       path,
+		Argv:       argv,
+		Env:        instanceEnv(spec, p.cfg.Env),
+		TmpMB:      p.cfg.TmpMB,
+	}
+	cfgJSON, err := json.Marshal(&ic)
+	if err != nil {
+		return nil, err
+	}
+	if res.Image != "" { // after a host reboot the image is not mounted
+		if err := p.ext4.mount(res.Image, res.DataDir); err != nil {
+			return nil, err
+		}
+	}
+	cg := p.cg.cgroup(res.Name)
+	if !cg.exists() { // e.g. removed by an operator: recreate
+		if err := cg.create(); err != nil {
+			return nil, err
+		}
+		if err := cg.apply(spec.Limits, res.Cpuset); err != nil {
+			return nil, err
+		}
+	}
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		return nil, err
+	}
+	defer devnull.Close()
+	cfgR, cfgW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer cfgW.Close()
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		cfgR.Close()
+		return nil, err
+	}
+	defer errR.Close()
+	pidfd := -1
+	sys := &syscall.SysProcAttr{
+		Setsid:     true,
+		Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS | syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC,
+		PidFD:      &pidfd,
+	}
+	if spec.Network == NetworkIsolated {
+		sys.Cloneflags |= syscall.CLONE_NEWNET
+	}
+	if p.cg.v2 {
+		fd, err := cg.openFD()
+		if err != nil {
+			cfgR.Close()
+			errW.Close()
+			return nil, err
+		}
+		defer unix.Close(fd)
+		sys.UseCgroupFD, sys.CgroupFD = true, fd
+	}
+	attr := &syscall.ProcAttr{
+		Dir:   "/",
+		Env:   []string{},
+		Files: []uintptr{devnull.Fd(), stdout.Fd(), stderr.Fd(), cfgR.Fd(), errW.Fd()},
+		Sys:   sys,
+	}
+	pid, err := syscall.ForkExec("/proc/self/exe", []string{initArg0}, attr)
+	cfgR.Close()
+	errW.Close()
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: start init: %w", err)
+	}
+	lp := &linuxProc{p: pid, fd: pidfd, child: true}
+	abort := func(err error) (process, error) {
+		unix.Kill(pid, unix.SIGKILL)
+		var ws unix.WaitStatus
+		unix.Wait4(pid, &ws, 0, nil)
+		if pidfd >= 0 {
+			unix.Close(pidfd)
+		}
+		return nil, err
+	}
+	if !p.cg.v2 {
+		if err := cg.addProc(pid); err != nil {
+			return abort(err)
+		}
+	}
+	if _, err := cfgW.Write(cfgJSON); err != nil {
+		return abort(fmt.Errorf("sandbox: send init config: %w", err))
+	}
+	cfgW.Close()
+	msg, _ := io.ReadAll(errR)
+	if len(msg) > 0 {
+		_, err := abort(nil)
+		_ = err
+		return nil, fmt.Errorf("sandbox: init of %q: %s", res.Name, msg)
+	}
+	if pidfd < 0 {
+		fd, err := unix.PidfdOpen(pid, 0)
+		if err != nil {
+			return abort(fmt.Errorf("sandbox: pidfd_open: %w", err))
+		}
+		lp.fd = fd
+	}
+	lp.st = procStartTime(pid)
+	if err := lp.register(); err != nil {
+		return abort(err)
+	}
+	return lp, nil
+}
+
+func (p *linuxPlatform) adopt(res *resources, pid int, startTime uint64) (process, error) {
+	if pid <= 0 {
+		return nil, fmt.Errorf("sandbox: no pid recorded")
+	}
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: pidfd_open %d: %w", pid, err)
+	}
+	if st := procStartTime(pid); st == 0 || st != startTime {
+		unix.Close(fd)
+		return nil, fmt.Errorf("sandbox: pid %d was reused", pid)
+	}
+	found := false
+	for _, q := range p.cg.cgroup(res.Name).procs() {
+		if q == pid {
+			found = true
+		}
+	}
+	if !found {
+		unix.Close(fd)
+		return nil, fmt.Errorf("sandbox: pid %d is not in the instance's cgroup", pid)
+	}
+	lp := &linuxProc{p: pid, fd: fd, st: startTime}
+	if err := lp.register(); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return lp, nil
+}
+
+func (p *linuxPlatform) setLimits(res *resources, l Limits) error {
+	if err := p.cg.cgroup(res.Name).apply(l, res.Cpuset); err != nil {
+		return err
+	}
+	if p.xfs != nil {
+		return p.xfs.setLimit(res.ProjID, l.DiskMB)
+	}
+	return nil
+}
+
+func (p *linuxPlatform) checkSetLimits(res *resources, l Limits) error {
+	if p.ext4 != nil && l.DiskMB != res.DiskMB {
+		return fieldErr("disk_mb", ErrUnenforceable, "disk_mb of an existing instance cannot change with per-instance ext4 images; recreate it")
+	}
+	return nil
+}
+
+func (p *linuxPlatform) usage(res *resources) usage {
+	var u usage
+	u.cpuNs, u.memB, u.pids = p.cg.cgroup(res.Name).usage()
+	if p.xfs != nil {
+		u.diskB = p.xfs.usage(res.ProjID)
+	} else if res.Image != "" {
+		u.diskB = fsUsed(res.DataDir)
+	} else if res.DataDir != "" {
+		u.diskB = duBytes(res.DataDir)
+	}
+	return u
+}
+
+func (p *linuxPlatform) oomKills(res *resources) uint64 { return p.cg.cgroup(res.Name).oomKills() }
+func (p *linuxPlatform) signalAll(res *resources, sig syscall.Signal) {
+	p.cg.cgroup(res.Name).signalAll(sig)
+}
+func (p *linuxPlatform) killAll(res *resources) { p.cg.cgroup(res.Name).kill() }
+func (p *linuxPlatform) freeze(res *resources, on bool) error {
+	return p.cg.cgroup(res.Name).freeze(on)
+}
+
+func (p *linuxPlatform) destroy(res *resources, keepData bool) error {
+	cg := p.cg.cgroup(res.Name)
+	cg.kill()
+	err := cg.destroy()
+	if res.Image != "" {
+		unmountData(res.DataDir)
+		if !keepData {
+			os.Remove(res.Image)
+		}
+		os.Remove(res.DataDir)
+		return err
+	}
+	if !keepData && res.DataDir != "" {
+		if rmErr := os.RemoveAll(res.DataDir); rmErr != nil && err == nil {
+			err = fmt.Errorf("sandbox: remove data: %w", rmErr)
+		}
+		if p.xfs != nil && res.ProjID != 0 {
+			p.xfs.setLimit(res.ProjID, 0)
+		}
+	}
+	return err
+}
+
+func (p *linuxPlatform) copyTree(src, dst string) error {
+	// cp preserves owners, modes, timestamps, xattrs (overlay opaque markers) and
+	// whiteouts (character devices), and reflinks on XFS.
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return err
+	}
+	out, err := exec.Command("cp", "-a", "--reflink=auto", src+"/.", dst+"/").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("sandbox: copy %s: %v: %s", src, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+func (p *linuxPlatform) close() {}
+
+func (p *linuxPlatform) teardown() error {
+	var err error
+	if p.xfs != nil {
+		err = p.xfs.unmount()
+		os.Remove(p.xfs.img)
+	}
+	p.cg.removeParent()
+	return err
+}
+
+// linuxProc is a process watched through its pidfd with the Go netpoller (no thread
+// blocks per instance).
+type linuxProc struct {
+	p     int
+	fd    int // pidfd, owned by f once registered
+	st    uint64
+	child bool // our child: waitable for the exit status
+	f     *os.File
+
+	mu     sync.Mutex // guards closed
+	closed bool
+}
+
+func (lp *linuxProc) register() error {
+	if err := unix.SetNonblock(lp.fd, true); err != nil {
+		return err
+	}
+	lp.f = os.NewFile(uintptr(lp.fd), "pidfd")
+	return nil
+}
+
+func (lp *linuxProc) pid() int          { return lp.p }
+func (lp *linuxProc) startTime() uint64 { return lp.st }
+
+func (lp *linuxProc) wait() (exitStatus, error) {
+	rc, err := lp.f.SyscallConn()
+	if err != nil {
+		return exitStatus{}, errProcClosed
+	}
+	err = rc.Read(func(fd uintptr) bool {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, _ := unix.Poll(fds, 0)
+		return n > 0
+	})
+	if err != nil {
+		return exitStatus{}, errProcClosed
+	}
+	if !lp.child {
+		return exitStatus{known: false}, nil
+	}
+	var ws unix.WaitStatus
+	for {
+		_, err := unix.Wait4(lp.p, &ws, 0, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return exitStatus{known: false}, nil
+		}
+		break
+	}
+	if ws.Signaled() {
+		return exitStatus{known: true, signaled: true, code: int(ws.Signal())}, nil
+	}
+	return exitStatus{known: true, code: ws.ExitStatus()}, nil
+}
+
+func (lp *linuxProc) signal(sig syscall.Signal) error {
+	lp.mu.Lock()
+	defer lp.mu.Unlock()
+	if lp.closed {
+		return errProcClosed
+	}
+	rc, err := lp.f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	rc.Control(func(fd uintptr) { serr = unix.PidfdSendSignal(int(fd), sig, nil, 0) })
+	return serr
+}
+
+func (lp *linuxProc) close() {
+	lp.mu.Lock()
+	defer lp.mu.Unlock()
+	if !lp.closed {
+		lp.closed = true
+		lp.f.Close()
+	}
+}
+
+// procStartTime is field 22 of /proc/PID/stat (clock ticks since boot), 0 if gone.
+func procStartTime(pid int) uint64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 20 {
+		return 0
+	}
+	n, _ := strconv.ParseUint(f[19], 10, 64)
+	return n
+}
+
+func totalMemMB() int64 {
+	return int64(statKeyColon("/proc/meminfo", "MemTotal") >> 10)
+}
+
+func pidMax() int64 {
+	n, err := readInt("/proc/sys/kernel/pid_max")
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
+// statKeyColon reads "Key:   value kB" files.
+func statKeyColon(path, key string) uint64 {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if ok && k == key {
+			f := strings.Fields(v)
+			if len(f) > 0 {
+				n, _ := strconv.ParseUint(f[0], 10, 64)
+				return n
+			}
+		}
+	}
+	return 0
+}
+
+// getProject reads a directory's XFS project ID.
+func getProject(dir string) (uint32, error) {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(fd)
+	var a fsxattr
+	if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), ioctlNum(false, 31), uintptr(unsafe.Pointer(&a))); e != 0 {
+		return 0, e
+	}
+	return a.Projid, nil
+}
+
+// setProjectTree marks an existing tree (kept data) with a project.
+func setProjectTree(dir string, id uint32) error {
+	return filepath.Walk(dir, func(path string, fi os.FileInfo, err error) error {
+		if err != nil || !fi.IsDir() {
+			return nil
+		}
+		return setProject(path, id)
+	})
+}

@@ -1,0 +1,55 @@
+// Command helper is a static test program run inside instances.
+//
+//	helper alloc MB        allocate and touch MB MiB, then sleep
+//	helper alloc-after MS MB  sleep MS ms, then allocate
+//	helper fifo PATH       write one byte to PATH and exit
+//	helper sleep           sleep forever
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: helper alloc|alloc-after|fifo|sleep ...")
+		os.Exit(2)
+	}
+	switch os.Args[1] {
+	case "alloc":
+		mb, _ := strconv.Atoi(os.Args[2])
+		alloc(mb)
+	case "alloc-after":
+		ms, _ := strconv.Atoi(os.Args[2])
+		mb, _ := strconv.Atoi(os.Args[3])
+		time.Sleep(time.Duration(ms) * time.Millisecond)
+		alloc(mb)
+	case "fifo":
+		f, err := os.OpenFile(os.Args[2], os.O_WRONLY, 0)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		f.Write([]byte{'x'})
+		f.Close()
+	case "sleep":
+		select {}
+	}
+}
+
+var keep [][]byte
+
+func alloc(mb int) {
+	for i := 0; i < mb; i++ {
+		b := make([]byte, 1<<20)
+		for j := range b {
+			b[j] = byte(j)
+		}
+		keep = append(keep, b)
+	}
+	fmt.Println("allocated", mb)
+	time.Sleep(time.Hour)
+}

@@ -1,0 +1,109 @@
+package sandbox
+
+import (
+	"time"
+)
+
+// State is an instance's lifecycle state.
+type State string
+
+// Instance states.
+const (
+	StateCreated    State = "created"    // created, never started (or restored)
+	StateRunning    State = "running"    // program running
+	StateRestarting State = "restarting" // exited; a restart is scheduled (backoff)
+	StateExited     State = "exited"     // exited and will not be restarted
+)
+
+// Reason says why a run ended.
+type Reason string
+
+// Exit reasons.
+const (
+	ReasonExited    Reason = "exited"     // the program exited; Exit.Code is its status
+	ReasonSignaled  Reason = "signaled"   // killed by a signal; Exit.Code is the signal number
+	ReasonOOMKilled Reason = "oom_killed" // the kernel OOM killer fired in the instance's cgroup
+	// ReasonUnknown: the run ended while supervised by a runtime that re-adopted it (not
+	// the parent), so the status was not observable. See Exit.
+	ReasonUnknown Reason = "unknown"
+	// ReasonDiskExceeded: only with DiskQuotaPoll, the data layer outgrew disk_mb and the
+	// runtime killed the instance.
+	ReasonDiskExceeded Reason = "disk_exceeded"
+	// ReasonStartFailed: the program could not be started (for example the executable
+	// vanished before a restart).
+	ReasonStartFailed Reason = "start_failed"
+)
+
+// Exit describes the end of one run.
+type Exit struct {
+	Reason Reason `json:"reason"`
+	// Code is the exit status for ReasonExited, the signal number for ReasonSignaled and
+	// ReasonOOMKilled (when known), -1 when unknown.
+	Code int `json:"code"`
+	// Stopped is true when the run ended because Stop, Restart or Destroy asked for it.
+	Stopped bool      `json:"stopped,omitempty"`
+	At      time.Time `json:"at"`
+	// Error is set for ReasonStartFailed.
+	Error string `json:"error,omitempty"`
+}
+
+// EventType names a lifecycle change.
+type EventType string
+
+// Event types.
+const (
+	EventCreated    EventType = "created"
+	EventStarted    EventType = "started"
+	EventExited     EventType = "exited"     // Event.Exit says why
+	EventRestarting EventType = "restarting" // Event.Delay until the next start
+	EventAdopted    EventType = "adopted"    // a new runtime took over a running instance
+	EventDestroyed  EventType = "destroyed"
+)
+
+// Event is one lifecycle change, delivered to Config.OnEvent so a node can replicate
+// instance status.
+type Event struct {
+	Type     EventType     `json:"type"`
+	Instance string        `json:"instance"`
+	State    State         `json:"state"`
+	PID      int           `json:"pid,omitempty"`
+	Exit     *Exit         `json:"exit,omitempty"`
+	Restarts int           `json:"restarts"`
+	Delay    time.Duration `json:"delay,omitempty"`
+	At       time.Time     `json:"at"`
+}
+
+// Info is a snapshot of one instance's status.
+type Info struct {
+	Name      string    `json:"name"`
+	Spec      Spec      `json:"spec"`
+	State     State     `json:"state"`
+	PID       int       `json:"pid,omitempty"` // host PID of the program
+	StartedAt time.Time `json:"started_at,omitzero"`
+	LastExit  *Exit     `json:"last_exit,omitempty"`
+	Restarts  int       `json:"restarts"`
+	Cpuset    string    `json:"cpuset,omitempty"` // pinned cores (cpu_cores)
+}
+
+// Stats are an instance's resource usage.
+type Stats struct {
+	// CPUPercent is CPU time used over the interval since the previous Stats call for
+	// this instance (or since start), as a percentage of one core.
+	CPUPercent float64       `json:"cpu_percent"`
+	RAMMB      float64       `json:"ram_mb"`  // memory in use, without reclaimable page cache
+	DiskMB     float64       `json:"disk_mb"` // size of the data layer
+	PIDs       int64         `json:"pids"`
+	Uptime     time.Duration `json:"uptime"`
+	Restarts   int           `json:"restarts"`
+	// Limits currently applied (RAMMB etc. as enforced in the cgroup).
+	Limits Limits `json:"limits"`
+}
+
+// Stream selects a log stream.
+type Stream string
+
+// Log streams.
+const (
+	Stdout Stream = "stdout"
+	Stderr Stream = "stderr"
+)
