@@ -1,0 +1,398 @@
+package p2p
+
+import (
+	"context"
+	crand "crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	dht "github.com/libp2p/go-libp2p-kad-dht"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/metrics"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
+	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// Replica is the replicated state as the host sees it: opaque bytes. The node package
+// implements it on the CRDT document. All methods may be called concurrently from
+// several goroutines (gossip receive, anti-entropy with several peers).
+type Replica interface {
+	// Version returns the encoded version vector of the local state. Equal states must
+	// give equal bytes (the host compares a digest before exchanging anything else).
+	Version() []byte
+	// MissingFor returns the encoded delta (or full state) a peer at peerVersion lacks;
+	// nil or empty when there is nothing. peerVersion is untrusted input.
+	MissingFor(peerVersion []byte) ([]byte, error)
+	// Apply decodes (with limits: the bytes are untrusted) and joins a delta or full
+	// state received from peer from.
+	Apply(from peer.ID, data []byte) error
+}
+
+// memberTag is the connection-manager protection tag of admitted peers.
+const memberTag = "constellation-member"
+
+// Host is a libp2p host that admits only cluster members and replicates opaque state
+// among them. Create it with New, then Start it; Close stops everything.
+type Host struct {
+	cfg  Config
+	log  *slog.Logger
+	now  func() time.Time
+	h    host.Host   // the real libp2p host: admission and our own protocols
+	mh   *memberHost // the same host as seen by pubsub and the DHT: members only
+	bw   *metrics.BandwidthCounter
+	hash string // hex cluster hash used in protocol IDs and names
+	key  []byte // admission MAC key (HKDF of cluster key and name)
+
+	protoAdmit protocol.ID
+	protoSync  protocol.ID
+	protoMsg   protocol.ID
+	topicName  string
+
+	// lifecycle: ctx is cancelled by Close; wg counts every goroutine we start.
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	closeMu sync.Mutex // guards closed and serialises wg.Add against Close's wg.Wait
+	closed  bool
+	started bool
+
+	events eventQueue
+
+	mu sync.Mutex // guards the following fields
+	// replica is the state to replicate (nil: nothing to replicate).
+	replica Replica
+	// admitted holds peers that passed admission on their current connections.
+	admitted map[peer.ID]time.Time
+	// exchanges counts admission exchanges in progress per peer (either role).
+	exchanges map[peer.ID]int
+	// initiating holds the exchange we initiated per peer, so callers can wait for it.
+	initiating map[peer.ID]*attempt
+	// admitWait channels are closed (and removed) whenever an exchange with the peer ends.
+	admitWait map[peer.ID]chan struct{}
+	// rejected is the blocklist of peers that failed admission.
+	rejected map[peer.ID]*rejection
+	// partitioned, when set (tests), gates connections to peers it returns true for.
+	partitioned func(peer.ID) bool
+	// syncing/syncAgain coalesce anti-entropy requests per peer.
+	syncing   map[peer.ID]bool
+	syncAgain map[peer.ID]bool
+	// packet handlers and cached outbound packet streams.
+	pktHandlers map[string]func(peer.ID, []byte)
+	pktOut      map[pktKey]*pktStream
+	// mdnsLast rate-limits dials to peers reported by mDNS.
+	mdnsLast map[peer.ID]time.Time
+
+	// The remaining fields are set in Start and read-only afterwards.
+	dht   *dht.IpfsDHT
+	ps    *pubsub.PubSub
+	topic *pubsub.Topic
+	mdns  mdns.Service
+
+	pub   publisher
+	dedup *dedupe
+}
+
+type attempt struct {
+	done chan struct{}
+	err  error
+}
+
+type rejection struct {
+	until   time.Time
+	strikes int
+	reason  string
+}
+
+// clusterHash is the public, key-independent identifier of a cluster name.
+func clusterHash(cluster string) string {
+	sum := sha256.Sum256([]byte("constellation-cluster-v1\x00" + cluster))
+	return hex.EncodeToString(sum[:8])
+}
+
+// New creates the libp2p host, listening on cfg.Listen (all connections are refused
+// until Start). It does not contact anyone.
+func New(cfg Config) (*Host, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	var (
+		sk  crypto.PrivKey
+		err error
+	)
+	if cfg.IdentityFile != "" {
+		sk, err = LoadIdentity(cfg.IdentityFile)
+	} else {
+		sk, _, err = crypto.GenerateEd25519Key(crand.Reader)
+	}
+	if err != nil {
+		return nil, err
+	}
+	hh := &Host{
+		cfg:         cfg,
+		log:         cfg.Logger.With("component", "p2p"),
+		now:         time.Now,
+		bw:          metrics.NewBandwidthCounter(),
+		hash:        clusterHash(cfg.Cluster),
+		key:         admitKey(cfg.ClusterKey, cfg.Cluster),
+		admitted:    map[peer.ID]time.Time{},
+		exchanges:   map[peer.ID]int{},
+		initiating:  map[peer.ID]*attempt{},
+		admitWait:   map[peer.ID]chan struct{}{},
+		rejected:    map[peer.ID]*rejection{},
+		syncing:     map[peer.ID]bool{},
+		syncAgain:   map[peer.ID]bool{},
+		pktHandlers: map[string]func(peer.ID, []byte){},
+		pktOut:      map[pktKey]*pktStream{},
+	}
+	hh.protoAdmit = protoAdmit
+	hh.protoSync = protocol.ID("/constellation/" + hh.hash + "/sync/1.0.0")
+	hh.protoMsg = protocol.ID("/constellation/" + hh.hash + "/msg/1.0.0")
+	hh.topicName = "/constellation/" + hh.hash + "/state"
+	hh.ctx, hh.cancel = context.WithCancel(context.Background())
+	hh.events.init()
+	hh.dedup = newDedupe(cfg.MessageDedupeWindow, cfg.MessageDedupeMax)
+
+	cm, err := connmgr.NewConnManager(cfg.ConnLow, cfg.ConnHigh, connmgr.WithGracePeriod(time.Minute))
+	if err != nil {
+		return nil, fmt.Errorf("p2p: connmgr: %w", err)
+	}
+	limits := rcmgr.DefaultLimits
+	libp2p.SetDefaultServiceLimits(&limits)
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.AutoScale()))
+	if err != nil {
+		return nil, fmt.Errorf("p2p: resource manager: %w", err)
+	}
+	opts := []libp2p.Option{
+		libp2p.Identity(sk),
+		libp2p.ListenAddrs(cfg.Listen...),
+		libp2p.Transport(quic.NewTransport),
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.DefaultSecurity,
+		libp2p.DefaultMuxers,
+		libp2p.ConnectionManager(cm),
+		libp2p.ResourceManager(rm),
+		libp2p.ConnectionGater((*gater)(hh)),
+		libp2p.BandwidthReporter(hh.bw),
+		libp2p.DisableMetrics(),
+		libp2p.UserAgent("constellation"),
+	}
+	if len(cfg.Advertise) > 0 {
+		adv := slices.Clone(cfg.Advertise)
+		opts = append(opts, libp2p.AddrsFactory(func(in []ma.Multiaddr) []ma.Multiaddr {
+			out := slices.Clone(adv)
+			for _, a := range in {
+				if !slices.ContainsFunc(out, a.Equal) {
+					out = append(out, a)
+				}
+			}
+			return out
+		}))
+	}
+	h, err := libp2p.New(opts...)
+	if err != nil {
+		rm.Close()
+		return nil, fmt.Errorf("p2p: listen on %v: %w", cfg.Listen, err)
+	}
+	hh.h = h
+	hh.mh = newMemberHost(hh)
+	hh.pub.init(hh)
+	return hh, nil
+}
+
+// Start registers the cluster protocols and starts discovery (join, mDNS, DHT),
+// admission, gossip and anti-entropy. r may be nil (nothing is replicated). ctx bounds
+// only the start-up itself; the host runs until Close.
+func (h *Host) Start(ctx context.Context, r Replica) error {
+	h.closeMu.Lock()
+	if h.closed {
+		h.closeMu.Unlock()
+		return ErrClosed
+	}
+	if h.started {
+		h.closeMu.Unlock()
+		return fmt.Errorf("p2p: already started")
+	}
+	h.started = true
+	h.closeMu.Unlock()
+
+	h.mu.Lock()
+	h.replica = r
+	h.mu.Unlock()
+
+	h.goRun(h.events.run)
+	if err := h.mh.start(); err != nil {
+		return err
+	}
+	h.h.SetStreamHandler(h.protoAdmit, h.handleAdmit)
+	h.h.SetStreamHandler(h.protoSync, h.Guard(h.handleSync))
+	h.h.SetStreamHandler(h.protoMsg, h.Guard(h.handleMessage))
+	h.h.Network().Notify(&network.NotifyBundle{
+		ConnectedF:    func(_ network.Network, c network.Conn) { h.onConnected(c) },
+		DisconnectedF: func(_ network.Network, c network.Conn) { h.onDisconnected(c) },
+	})
+
+	if err := h.startPubsub(); err != nil {
+		return err
+	}
+	if !h.cfg.DisableDHT {
+		if err := h.startDHT(); err != nil {
+			return err
+		}
+	}
+	h.goRun(h.pub.run)
+	h.goRun(h.antiEntropyLoop)
+	for _, j := range h.cfg.Join {
+		h.goRun(func() { h.joinLoop(j) })
+	}
+	if h.cfg.MDNS {
+		if err := h.startMDNS(); err != nil {
+			// mDNS is a convenience: log and continue (e.g. no multicast interface).
+			h.log.Warn("mDNS discovery unavailable", "err", err)
+		}
+	}
+	h.log.Info("p2p host started", "id", h.ID(), "cluster", h.cfg.Cluster, "keyed", h.cfg.ClusterKey != "", "addrs", h.Addrs())
+	_ = ctx
+	return nil
+}
+
+// goRun starts f on a goroutine owned by the host, unless the host is closed.
+func (h *Host) goRun(f func()) bool {
+	h.closeMu.Lock()
+	defer h.closeMu.Unlock()
+	if h.closed {
+		return false
+	}
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		f()
+	}()
+	return true
+}
+
+// Close stops every goroutine and closes the libp2p host. It is safe to call twice.
+func (h *Host) Close() error {
+	h.closeMu.Lock()
+	if h.closed {
+		h.closeMu.Unlock()
+		return nil
+	}
+	h.closed = true
+	h.closeMu.Unlock()
+
+	h.cancel()
+	if h.mdns != nil {
+		h.mdns.Close()
+	}
+	if h.dht != nil {
+		h.dht.Close()
+	}
+	err := h.h.Close()
+	h.events.close()
+	h.wg.Wait()
+	h.mh.close()
+	return err
+}
+
+func (h *Host) isClosed() bool {
+	h.closeMu.Lock()
+	defer h.closeMu.Unlock()
+	return h.closed
+}
+
+// ID is this host's peer ID.
+func (h *Host) ID() peer.ID { return h.h.ID() }
+
+// Libp2p exposes the underlying libp2p host for protocols that must speak to it
+// directly (e.g. bitswap); wrap their handlers with Guard.
+func (h *Host) Libp2p() host.Host { return h.mh }
+
+// Addrs returns this host's full multiaddrs (with /p2p/<id>); unspecified listen
+// addresses are expanded to the interface addresses.
+func (h *Host) Addrs() []ma.Multiaddr {
+	id, err := ma.NewComponent("p2p", h.ID().String())
+	if err != nil {
+		return nil
+	}
+	var out []ma.Multiaddr
+	for _, a := range h.h.Addrs() {
+		out = append(out, a.AppendComponent(id))
+	}
+	return out
+}
+
+// Admitted lists the peers that passed admission and are connected.
+func (h *Host) Admitted() []peer.ID {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]peer.ID, 0, len(h.admitted))
+	for p := range h.admitted {
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// IsAdmitted reports whether p passed admission on its current connection.
+func (h *Host) IsAdmitted(p peer.ID) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, ok := h.admitted[p]
+	return ok
+}
+
+// PeerAddrs returns the known addresses of p.
+func (h *Host) PeerAddrs(p peer.ID) []ma.Multiaddr { return h.h.Peerstore().Addrs(p) }
+
+// AddAddrs records addresses for p (e.g. learned from its membership record) so that
+// later dials (Connect, SendPacket, anti-entropy) can reach it.
+func (h *Host) AddAddrs(p peer.ID, addrs []ma.Multiaddr) {
+	if p == h.ID() || p == "" {
+		return
+	}
+	h.h.Peerstore().AddAddrs(p, addrs, peerstore.RecentlyConnectedAddrTTL)
+}
+
+// Bandwidth returns the total bytes received and sent by this host.
+func (h *Host) Bandwidth() (in, out int64) {
+	t := h.bw.GetBandwidthTotals()
+	return t.TotalIn, t.TotalOut
+}
+
+// Connected reports whether there is a live connection to p.
+func (h *Host) Connected(p peer.ID) bool {
+	return h.h.Network().Connectedness(p) == network.Connected
+}
+
+// randomAdmitted picks a random admitted peer, or "" when there is none.
+func (h *Host) randomAdmitted() peer.ID {
+	ps := h.Admitted()
+	if len(ps) == 0 {
+		return ""
+	}
+	return ps[rand.IntN(len(ps))]
+}
+
+func (h *Host) getReplica() Replica {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.replica
+}

@@ -1,0 +1,177 @@
+package liveness
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+)
+
+// memHub is an in-memory Transport: SendPacket hands the bytes straight to
+// the target Runner's HandlePacket.
+type memHub struct {
+	mu      sync.Mutex // guards runners and down
+	runners map[string]*Runner
+	down    map[string]bool
+}
+
+type memTransport struct {
+	hub  *memHub
+	self string
+}
+
+var errUnreachable = errors.New("unreachable")
+
+func (t memTransport) SendPacket(ctx context.Context, to string, b []byte) error {
+	t.hub.mu.Lock()
+	r := t.hub.runners[to]
+	dead := t.hub.down[to] || t.hub.down[t.self]
+	t.hub.mu.Unlock()
+	if r == nil || dead {
+		return errUnreachable
+	}
+	r.HandlePacket(t.self, append([]byte(nil), b...))
+	return ctx.Err()
+}
+
+func fastConfig() Config {
+	c := DefaultConfig()
+	c.ProbeInterval = 100 * time.Millisecond
+	c.ProbeTimeout = 40 * time.Millisecond
+	c.GossipInterval = 40 * time.Millisecond
+	c.ReconnectInterval = 300 * time.Millisecond
+	return c
+}
+
+func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", limit, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestRunner(t *testing.T) {
+	hub := &memHub{runners: map[string]*Runner{}, down: map[string]bool{}}
+	ids := []string{"n0", "n1", "n2", "n3"}
+	var evMu sync.Mutex // guards events
+	events := map[string][]Event{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for i, id := range ids {
+		d, err := New(id, uint64(1000+i), fastConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := NewRunner(d, RunnerConfig{
+			Transport: memTransport{hub: hub, self: id},
+			OnEvent: func(e Event) {
+				evMu.Lock()
+				events[id] = append(events[id], e)
+				evMu.Unlock()
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hub.mu.Lock()
+		hub.runners[id] = r
+		hub.mu.Unlock()
+		t.Cleanup(func() { r.Close() })
+	}
+	for _, id := range ids {
+		r := hub.runners[id]
+		for _, o := range ids {
+			if o != id {
+				if err := r.AddMember(o); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if err := r.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := hub.runners["n0"].Start(ctx); !errors.Is(err, ErrStarted) {
+		t.Fatalf("second Start = %v; want ErrStarted", err)
+	}
+	sees := func(observer, subject string, want State, inc uint64) bool {
+		m, ok := hub.runners[observer].Status(subject)
+		return ok && m.State == want && (inc == 0 || m.Incarnation == inc)
+	}
+	waitFor(t, "incarnations known", 5*time.Second, func() bool {
+		for i, a := range ids {
+			for j, b := range ids {
+				if i != j && !sees(a, b, StateAlive, uint64(1000+j)) {
+					return false
+				}
+			}
+		}
+		return true
+	})
+
+	// Kill n3: no more packets in or out.
+	hub.mu.Lock()
+	hub.down["n3"] = true
+	hub.mu.Unlock()
+	hub.runners["n3"].Close()
+	waitFor(t, "n3 dead everywhere", 10*time.Second, func() bool {
+		return sees("n0", "n3", StateDead, 0) && sees("n1", "n3", StateDead, 0) && sees("n2", "n3", StateDead, 0)
+	})
+
+	// n2 leaves gracefully.
+	lctx, lcancel := context.WithTimeout(ctx, time.Second)
+	defer lcancel()
+	if err := hub.runners["n2"].Leave(lctx); err != nil {
+		t.Fatalf("Leave: %v", err)
+	}
+	waitFor(t, "n2 left at n0 and n1", 5*time.Second, func() bool {
+		return sees("n0", "n2", StateLeft, 0) && sees("n1", "n2", StateLeft, 0)
+	})
+
+	evMu.Lock()
+	var dead, left bool
+	for _, e := range events["n0"] {
+		dead = dead || (e.ID == "n3" && e.Kind == EventDead)
+		left = left || (e.ID == "n2" && e.Kind == EventLeft)
+	}
+	evMu.Unlock()
+	if !dead || !left {
+		t.Errorf("n0 events lack dead n3 (%v) or left n2 (%v)", dead, left)
+	}
+	st := hub.runners["n0"].Stats()
+	if st.PacketsSent == 0 || st.BytesReceived == 0 {
+		t.Errorf("stats not counted: %+v", st)
+	}
+	if got := len(hub.runners["n0"].Members()); got != 3 {
+		t.Errorf("n0 has %d members, want 3", got)
+	}
+	// Garbage is counted, not fatal.
+	hub.runners["n0"].HandlePacket("n1", []byte{0xff})
+	if hub.runners["n0"].Stats().DecodeErrors != 1 {
+		t.Errorf("decode error not counted")
+	}
+	for _, id := range ids {
+		r := hub.runners[id]
+		if err := r.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Close(); err != nil {
+			t.Fatalf("second Close: %v", err)
+		}
+		if err := r.Start(ctx); !errors.Is(err, ErrClosed) {
+			t.Fatalf("Start after Close = %v; want ErrClosed", err)
+		}
+	}
+}
+
+func TestNewRunnerNeedsTransport(t *testing.T) {
+	d, _ := New("a", 1, DefaultConfig())
+	if _, err := NewRunner(d, RunnerConfig{}); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("NewRunner without transport = %v", err)
+	}
+}

@@ -1,0 +1,188 @@
+package p2p
+
+// Messages for `constellation send/broadcast`: at-least-once delivery with an ID.
+// The sender opens a stream per attempt, writes one frame (CBOR wireMessage) and waits
+// for a one-byte ack; it retries with backoff until acked or ctx ends. The receiver
+// remembers (sender, ID) for MessageDedupeWindow and hands each to OnMessage once.
+
+import (
+	"bufio"
+	"container/list"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+const (
+	ackOK       byte = 0
+	ackRejected byte = 1 // malformed or too large: retrying cannot help
+
+	msgAttemptTimeout = 5 * time.Second
+	msgBackoffMin     = 100 * time.Millisecond
+	msgBackoffMax     = 2 * time.Second
+)
+
+// ErrRejected means the receiver refused a message permanently (malformed, too large).
+var ErrRejected = errors.New("p2p: message rejected by receiver")
+
+func newMessageID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Send delivers one message to peer to at least once: it retries with backoff until
+// the receiver acknowledges or ctx ends (give ctx a deadline). The receiver's
+// OnMessage sees it once. It returns the message ID even on error.
+func (h *Host) Send(ctx context.Context, to peer.ID, typ string, data []byte) (string, error) {
+	id := newMessageID()
+	return id, h.sendWithID(ctx, to, wireMessage{ID: id, Type: typ, Data: data, At: h.now().UnixNano()})
+}
+
+// Broadcast sends one message (one ID) to every admitted peer, each with Send's
+// guarantees, and waits for all. The local node is not a target. The error joins the
+// per-peer failures.
+func (h *Host) Broadcast(ctx context.Context, typ string, data []byte) (string, error) {
+	id := newMessageID()
+	m := wireMessage{ID: id, Type: typ, Data: data, At: h.now().UnixNano()}
+	peers := h.Admitted()
+	errs := make([]error, len(peers))
+	var wg sync.WaitGroup
+	for i, p := range peers {
+		wg.Go(func() { errs[i] = h.sendWithID(ctx, p, m) })
+	}
+	wg.Wait()
+	return id, errors.Join(errs...)
+}
+
+func (h *Host) sendWithID(ctx context.Context, to peer.ID, m wireMessage) error {
+	if len(m.Type) > maxMessageTypeLen {
+		return fmt.Errorf("%w: type longer than %d bytes", ErrTooLarge, maxMessageTypeLen)
+	}
+	body := encodeMessage(m)
+	if len(body) > h.cfg.MaxMessageBytes {
+		return fmt.Errorf("%w: message of %d bytes (limit %d)", ErrTooLarge, len(body), h.cfg.MaxMessageBytes)
+	}
+	backoff := msgBackoffMin
+	for {
+		err := h.sendAttempt(ctx, to, body)
+		if err == nil || errors.Is(err, ErrRejected) || errors.Is(err, ErrClosed) {
+			return err
+		}
+		h.log.Debug("message send attempt failed; retrying", "to", to, "id", m.ID, "err", err, "backoff", backoff)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("p2p: send %s to %s: %w (last error: %v)", m.ID, to, ctx.Err(), err)
+		case <-h.ctx.Done():
+			t.Stop()
+			return ErrClosed
+		case <-t.C:
+		}
+		backoff = min(2*backoff, msgBackoffMax)
+	}
+}
+
+func (h *Host) sendAttempt(ctx context.Context, to peer.ID, body []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, msgAttemptTimeout)
+	defer cancel()
+	if err := h.ensureAdmitted(ctx, to); err != nil {
+		return err
+	}
+	s, err := h.h.NewStream(ctx, to, h.protoMsg)
+	if err != nil {
+		return err
+	}
+	dl, _ := ctx.Deadline()
+	s.SetDeadline(dl)
+	if err := writeFrame(s, body); err != nil {
+		s.Reset()
+		return err
+	}
+	s.CloseWrite()
+	var ack [1]byte
+	if _, err := io.ReadFull(s, ack[:]); err != nil {
+		s.Reset()
+		return err
+	}
+	s.Close()
+	if ack[0] != ackOK {
+		return ErrRejected
+	}
+	return nil
+}
+
+func (h *Host) handleMessage(s network.Stream) {
+	from := s.Conn().RemotePeer()
+	s.SetDeadline(h.now().Add(msgAttemptTimeout))
+	b, err := readFrame(bufio.NewReader(s), h.cfg.MaxMessageBytes)
+	if err != nil {
+		if errors.Is(err, ErrTooLarge) {
+			s.Write([]byte{ackRejected})
+			s.Close()
+			return
+		}
+		s.Reset()
+		return
+	}
+	m, err := decodeMessage(b, h.cfg.MaxMessageBytes)
+	if err != nil {
+		s.Write([]byte{ackRejected})
+		s.Close()
+		return
+	}
+	if h.dedup.firstSeen(from.String()+"/"+m.ID, h.now()) {
+		if cb := h.cfg.OnMessage; cb != nil {
+			cb(Message{ID: m.ID, Type: m.Type, From: from, Data: m.Data, At: m.time()})
+		}
+	}
+	s.Write([]byte{ackOK})
+	s.Close()
+}
+
+// dedupe remembers keys for a window, bounded in count (oldest evicted first).
+type dedupe struct {
+	window time.Duration
+	max    int
+
+	mu    sync.Mutex // guards the following fields
+	seen  map[string]*list.Element
+	order *list.List // of dedupeEntry, oldest first
+}
+
+type dedupeEntry struct {
+	key string
+	at  time.Time
+}
+
+func newDedupe(window time.Duration, max int) *dedupe {
+	return &dedupe{window: window, max: max, seen: map[string]*list.Element{}, order: list.New()}
+}
+
+// firstSeen records key and reports whether it was new.
+func (d *dedupe) firstSeen(key string, now time.Time) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for e := d.order.Front(); e != nil; e = d.order.Front() {
+		ent := e.Value.(dedupeEntry)
+		if now.Sub(ent.at) <= d.window && d.order.Len() < d.max {
+			break
+		}
+		d.order.Remove(e)
+		delete(d.seen, ent.key)
+	}
+	if _, ok := d.seen[key]; ok {
+		return false
+	}
+	d.seen[key] = d.order.PushBack(dedupeEntry{key, now})
+	return true
+}
