@@ -27,7 +27,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
-		"errors"
+	"errors"
 	"fmt"
 	"io"
 	"time"
