@@ -26,7 +26,8 @@ type Config struct {
 	// CgroupRoot overrides the mount point of a cgroup v2 hierarchy ("" = detect:
 	// /sys/fs/cgroup when it is cgroup2, else the v1 controllers).
 	CgroupRoot string
-	// DiskQuota is DiskQuotaAuto (default), DiskQuotaXFS, DiskQuotaPoll or DiskQuotaNone.
+	// DiskQuota is DiskQuotaAuto (default), DiskQuotaXFS, DiskQuotaExt4, DiskQuotaPoll or
+	// DiskQuotaNone.
 	DiskQuota string
 	// DataImageMB is the size of the sparse XFS data image (default 65536; it only uses
 	// what instances write). Ignored once the image exists.
@@ -125,7 +126,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	switch c.DiskQuota {
-	case DiskQuotaAuto, DiskQuotaXFS, DiskQuotaPoll, DiskQuotaNone:
+	case DiskQuotaAuto, DiskQuotaXFS, DiskQuotaExt4, DiskQuotaPoll, DiskQuotaNone:
 	default:
 		return fmt.Errorf("sandbox: config: unknown DiskQuota %q", c.DiskQuota)
 	}

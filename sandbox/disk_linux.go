@@ -80,12 +80,12 @@ func setupXFS(stateDir string, sizeMB int64) (*xfsDisk, error) {
 			return nil, fmt.Errorf("sandbox: mkfs.xfs: %v: %s", err, out)
 		}
 	}
-	dev, err := loopAttach(d.img)
+	dev, lf, err := loopAttach(d.img)
 	if err != nil {
 		return nil, err
 	}
+	defer lf.Close()
 	if err := unix.Mount(dev, d.mnt, "xfs", unix.MS_NOSUID|unix.MS_NODEV, "prjquota"); err != nil {
-		loopDetach(dev)
 		if created {
 			os.Remove(d.img)
 		}
@@ -254,54 +254,48 @@ func setProject(dir string, projID uint32) error {
 	return nil
 }
 
-// loopAttach binds img to a free loop device with autoclear (freed on last unmount).
-func loopAttach(img string) (string, error) {
+// loopAttach binds img to a free loop device with autoclear (freed on last close, so
+// the caller keeps the returned file open until the device is mounted).
+func loopAttach(img string) (string, *os.File, error) {
 	ctl, err := os.OpenFile("/dev/loop-control", os.O_RDWR, 0)
 	if err != nil {
-		return "", fmt.Errorf("sandbox: loop-control: %w", err)
+		return "", nil, fmt.Errorf("sandbox: loop-control: %w", err)
 	}
 	defer ctl.Close()
 	f, err := os.OpenFile(img, os.O_RDWR, 0)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	defer f.Close()
 	for try := 0; try < 16; try++ {
 		n, err := unix.IoctlRetInt(int(ctl.Fd()), unix.LOOP_CTL_GET_FREE)
 		if err != nil {
-			return "", fmt.Errorf("sandbox: LOOP_CTL_GET_FREE: %w", err)
+			return "", nil, fmt.Errorf("sandbox: LOOP_CTL_GET_FREE: %w", err)
 		}
 		dev := fmt.Sprintf("/dev/loop%d", n)
 		lf, err := os.OpenFile(dev, os.O_RDWR, 0)
 		if errors.Is(err, fs.ErrNotExist) {
 			if err := unix.Mknod(dev, unix.S_IFBLK|0o660, int(unix.Mkdev(7, uint32(n)))); err != nil {
-				return "", err
+				return "", nil, err
 			}
 			lf, err = os.OpenFile(dev, os.O_RDWR, 0)
 		}
 		if err != nil {
-			return "", err
+			return "", nil, err
 		}
 		cfg := unix.LoopConfig{Fd: uint32(f.Fd())}
 		cfg.Info.Flags = unix.LO_FLAGS_AUTOCLEAR
 		copy(cfg.Info.File_name[:], img)
 		err = unix.IoctlLoopConfigure(int(lf.Fd()), &cfg)
-		lf.Close()
 		if err == nil {
-			return dev, nil
+			return dev, lf, nil
 		}
+		lf.Close()
 		if !errors.Is(err, unix.EBUSY) {
-			return "", fmt.Errorf("sandbox: LOOP_CONFIGURE: %w", err)
+			return "", nil, fmt.Errorf("sandbox: LOOP_CONFIGURE: %w", err)
 		}
 	}
-	return "", fmt.Errorf("sandbox: no free loop device")
-}
-
-func loopDetach(dev string) {
-	if f, err := os.OpenFile(dev, os.O_RDWR, 0); err == nil {
-		unix.IoctlSetInt(int(f.Fd()), unix.LOOP_CLR_FD, 0)
-		f.Close()
-	}
+	return "", nil, fmt.Errorf("sandbox: no free loop device")
 }
 
 // mountSource returns the source of the mount at dir, if dir is a mount point.
@@ -441,12 +435,12 @@ func (d *ext4Disk) mount(img, dir string) error {
 	if err := os.MkdirAll(dir, 0o711); err != nil {
 		return err
 	}
-	dev, err := loopAttach(img)
+	dev, lf, err := loopAttach(img)
 	if err != nil {
 		return err
 	}
+	defer lf.Close() // autoclear: the mount holds the device from here on
 	if err := unix.Mount(dev, dir, "ext4", unix.MS_NOSUID|unix.MS_NODEV, "noinit_itable"); err != nil {
-		loopDetach(dev)
 		os.Remove(dir)
 		return fmt.Errorf("sandbox: mount data image: %w", err)
 	}

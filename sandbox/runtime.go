@@ -118,9 +118,9 @@ type instance struct {
 	stopping bool        // Stop/Destroy asked the current run to end
 	// diskExceeded: the poll fallback killed the run for exceeding disk_mb.
 	diskExceeded bool
-	gone     bool        // destroyed
-	cpuAt    time.Time   // last Stats sample
-	cpuNs    uint64
+	gone         bool      // destroyed
+	cpuAt        time.Time // last Stats sample
+	cpuNs        uint64
 }
 
 // Runtime runs and supervises the instances of one state directory. Methods are safe
@@ -781,12 +781,23 @@ func (r *Runtime) Close() error {
 // cgroup parents, and closes the runtime. For tests and decommissioning.
 func (r *Runtime) Teardown(ctx context.Context) error {
 	var errs []error
-	for _, info := range r.List() {
-		if err := r.Destroy(ctx, info.Name, false); err != nil && !errors.Is(err, ErrNotFound) {
+	r.Close()
+	r.mu.Lock()
+	ins := r.instances
+	r.instances = map[string]*instance{}
+	r.mu.Unlock()
+	for _, in := range ins {
+		in.mu.Lock()
+		in.gone = true
+		r.plat.killAll(&in.st.Res)
+		if err := r.plat.destroy(&in.st.Res, false); err != nil {
 			errs = append(errs, err)
 		}
+		if err := os.RemoveAll(in.st.Res.Dir); err != nil {
+			errs = append(errs, err)
+		}
+		in.mu.Unlock()
 	}
-	r.Close()
 	if err := r.plat.teardown(); err != nil {
 		errs = append(errs, err)
 	}

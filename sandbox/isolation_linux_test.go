@@ -1,0 +1,426 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestIsolationPID1AndHostInvisible(t *testing.T) {
+	e := newTestRuntime(t, nil)
+	host := exec.Command("sleep", "30")
+	if err := host.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { host.Process.Kill(); host.Wait() }()
+	script := fmt.Sprintf(`echo pid=$$; echo procs=$(ls /proc | grep -cE '^[0-9]+$'); test -e /proc/%d && echo host=visible || echo host=hidden; echo user=$(id -u); echo host=$(hostname); touch /usr/x 2>/dev/null && echo usr=rw || echo usr=ro; echo tmp=$(ls -A /tmp | wc -l)`, host.Process.Pid)
+	ex := e.run(t, Spec{Name: "iso", Command: []string{"sh", "-c", script}})
+	out := e.logs(t, "iso", Stdout)
+	if ex.Reason != ReasonExited || ex.Code != 0 {
+		t.Fatalf("exit = %+v; stderr %s", ex, e.logs(t, "iso", Stderr))
+	}
+	for _, want := range []string{"pid=1\n", "host=hidden\n", "user=65534\n", "host=iso\n", "usr=ro\n", "tmp=0\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	// sh, ls and grep (and a subshell) at most: no host processes.
+	for _, line := range strings.Split(out, "\n") {
+		if n, ok := strings.CutPrefix(line, "procs="); ok {
+			if v, _ := strconv.Atoi(n); v < 1 || v > 5 {
+				t.Errorf("instance sees %d processes; want only its own", v)
+			}
+		}
+	}
+}
+
+func TestOOMKilled(t *testing.T) {
+	e := newTestRuntime(t, nil)
+	e.withHelper(t, "oom")
+	ex := e.run(t, Spec{Name: "oom", Code: filepath.Join(e.code, "oom"), Command: []string{"./helper", "alloc", "200"}, Limits: Limits{RAMMB: 32}})
+	if ex.Reason != ReasonOOMKilled {
+		t.Fatalf("exit = %+v; want oom_killed", ex)
+	}
+}
+
+func TestCPUPercentLimit(t *testing.T) {
+	e := newTestRuntime(t, nil)
+	spec := Spec{Name: "busy", Command: []string{"sh", "-c", "while :; do :; done"}, Limits: Limits{CPUPercent: 25}}
+	if _, err := e.rt.Create(spec); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.rt.Start("busy"); err != nil {
+		t.Fatal(err)
+	}
+	e.rt.Stats("busy") // start the interval
+	time.Sleep(3 * time.Second)
+	st, err := e.rt.Stats("busy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("cpu over 3s: %.1f%%", st.CPUPercent)
+	if st.CPUPercent > 30 || st.CPUPercent < 5 {
+		t.Fatalf("cpu_percent 25 busy loop used %.1f%% of a core; want 5..30", st.CPUPercent)
+	}
+	if err := e.rt.Stop(context.Background(), "busy", 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestForkBombStopsAtPIDs(t *testing.T) {
+	e := newTestRuntime(t, nil)
+	spec := Spec{Name: "bomb", Command: []string{"sh", "-c", "b() { b | b & }; b; sleep 30"}, Limits: Limits{PIDs: 20}}
+	if _, err := e.rt.Create(spec); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.rt.Start("bomb"); err != nil {
+		t.Fatal(err)
+	}
+	var peak int64
+	for i := 0; i < 40; i++ {
+		st, _ := e.rt.Stats("bomb")
+		peak = max(peak, st.PIDs)
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Logf("peak pids %d", peak)
+	if peak > 20 || peak < 10 {
+		t.Fatalf("fork bomb peaked at %d pids; want 10..20 (limit 20)", peak)
+	}
+	if err := e.rt.Stop(context.Background(), "bomb", 0); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := e.rt.Stats("bomb"); st.PIDs != 0 {
+		t.Fatalf("after stop %d pids remain", st.PIDs)
+	}
+}
+
+func TestDiskLimitENOSPC(t *testing.T) {
+	e := newTestRuntime(t, func(c *Config) { c.DiskQuota = os.Getenv("SANDBOX_TEST_DISK_QUOTA") })
+	if m := e.rt.DiskQuotaMode(); m != DiskQuotaXFS && m != DiskQuotaExt4 {
+		t.Fatalf("disk quota mode %q gives no ENOSPC; need xfs or ext4 (mkfs.xfs/mkfs.ext4, loop devices)", m)
+	}
+	ex := e.run(t, Spec{Name: "disk", Command: []string{"sh", "-c", "dd if=/dev/zero of=/app/big bs=1M count=64 2>&1; echo rc=$?"}, Limits: Limits{DiskMB: 16}})
+	out := e.logs(t, "disk", Stdout)
+	if ex.Code != 0 || !strings.Contains(out, "No space left on device") || strings.Contains(out, "rc=0") {
+		t.Fatalf("mode %s: exit %+v, output:\n%s", e.rt.DiskQuotaMode(), ex, out)
+	}
+	st, _ := e.rt.Stats("disk")
+	if st.DiskMB < 8 || st.DiskMB > 17 {
+		t.Errorf("disk usage %.1f MiB; want about 16", st.DiskMB)
+	}
+	// The host is fine: a write of the same size next to the state dir succeeds.
+	host := filepath.Join(e.state, "hostfile")
+	if err := os.WriteFile(host, make([]byte, 32<<20), 0o600); err != nil {
+		t.Fatalf("host write: %v", err)
+	}
+	os.Remove(host)
+}
+
+func TestStopKillsTree(t *testing.T) {
+	e := newTestRuntime(t, nil)
+	spec := Spec{Name: "tree", Command: []string{"sh", "-c", "sleep 1000 & (sleep 1000 &); sh -c 'sleep 1000' & wait"}}
+	if _, err := e.rt.Create(spec); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.rt.Start("tree"); err != nil {
+		t.Fatal(err)
+	}
+	plat := e.rt.plat.(*linuxPlatform)
+	cg := plat.cg.cgroup("tree")
+	waitFor(t, "4 processes", 5*time.Second, func() bool { return len(cg.procs()) >= 4 })
+	pids := cg.procs()
+	if err := e.rt.Stop(context.Background(), "tree", 300*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "empty cgroup", 5*time.Second, func() bool { return len(cg.procs()) == 0 })
+	for _, p := range pids {
+		if err := syscall.Kill(p, 0); err == nil {
+			if st := procStartTime(p); st != 0 {
+				t.Errorf("pid %d still alive after stop", p)
+			}
+		}
+	}
+	info, _ := e.rt.Get("tree")
+	if info.State != StateExited || info.LastExit == nil || !info.LastExit.Stopped {
+		t.Fatalf("info after stop = %+v", info)
+	}
+}
+
+func TestSetLimitsLowersMemory(t *testing.T) {
+	e := newTestRuntime(t, nil)
+	e.withHelper(t, "mem")
+	spec := Spec{Name: "mem", Code: filepath.Join(e.code, "mem"), Command: []string{"./helper", "alloc-after", "1500", "100"}, Limits: Limits{RAMMB: 256}}
+	if _, err := e.rt.Create(spec); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.rt.Start("mem"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.rt.SetLimits("mem", Limits{RAMMB: 48}); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := e.rt.Stats("mem"); st.Limits.RAMMB != 48 {
+		t.Fatalf("limits after SetLimits = %+v", st.Limits)
+	}
+	info, _ := e.rt.Get("mem")
+	if info.State != StateRunning {
+		t.Fatalf("SetLimits restarted or stopped the instance: %+v", info)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ex, err := e.rt.Wait(ctx, "mem")
+	if err != nil {
+		t.Fatalf("Wait: %v (the 100 MiB allocation was not stopped by the lowered limit)", err)
+	}
+	if ex.Reason != ReasonOOMKilled {
+		t.Fatalf("exit = %+v; want oom_killed", ex)
+	}
+}
+
+func TestSnapshotRoundTrip(t *testing.T) {
+	e := newTestRuntime(t, nil)
+	code := e.codeDir(t, "snap", map[string]string{"shipped.txt": "from code\n"})
+	spec := Spec{Name: "snap", Code: code, Command: []string{"sh", "-c", "echo v1 > data.txt; mkdir -p d; echo deep > d/f; rm shipped.txt; sleep 1000"}, Limits: Limits{DiskMB: 32}}
+	if _, err := e.rt.Create(spec); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.rt.Start("snap"); err != nil {
+		t.Fatal(err)
+	}
+	plat := e.rt.plat.(*linuxPlatform)
+	in, _ := e.rt.get("snap")
+	up := in.st.Res.upper()
+	waitFor(t, "data written", 5*time.Second, func() bool { _, err := os.Stat(filepath.Join(up, "d", "f")); return err == nil })
+	ctx := context.Background()
+	s, err := e.rt.SaveSnapshot(ctx, "snap", "s1") // running: frozen during the copy
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.rt.SaveSnapshot(ctx, "snap", "s1"); !errors.Is(err, ErrExists) {
+		t.Fatalf("duplicate snapshot: %v", err)
+	}
+	_ = plat
+	if err := e.rt.RestoreSnapshot(ctx, "s1", "snap"); !errors.Is(err, ErrRunning) {
+		t.Fatalf("restore into running: %v; want ErrRunning", err)
+	}
+	if err := e.rt.Stop(ctx, "snap", 0); err != nil {
+		t.Fatal(err)
+	}
+	// Change the data, then restore.
+	check := "cat data.txt d/f; test -e shipped.txt && echo shipped || echo noshipped"
+	if err := os.WriteFile(filepath.Join(up, "data.txt"), []byte("v2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.rt.RestoreSnapshot(ctx, "s1", "snap"); err != nil {
+		t.Fatal(err)
+	}
+	// Into the same instance, and into a new one.
+	for _, name := range []string{"snap-check", "snap-new"} {
+		target := "snap"
+		if name == "snap-new" {
+			target = name
+			if _, err := e.rt.Create(Spec{Name: name, Code: code, Command: []string{"sh", "-c", check}}); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.rt.RestoreSnapshot(ctx, "s1", name); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			// Reuse "snap" with a checking command: recreate keeping its data.
+			if err := e.rt.Destroy(ctx, "snap", true); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.rt.Create(Spec{Name: "snap", Code: code, Command: []string{"sh", "-c", check}, Limits: Limits{DiskMB: 32}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := e.rt.Start(target); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.rt.Wait(ctx, target); err != nil {
+			t.Fatal(err)
+		}
+		if out := e.logs(t, target, Stdout); !strings.HasSuffix(out, "v1\ndeep\nnoshipped\n") {
+			t.Fatalf("%s after restore: %q (stderr %q)", target, out, e.logs(t, target, Stderr))
+		}
+	}
+	list, _ := e.rt.ListSnapshots()
+	if len(list) != 1 || list[0].Name != "s1" || list[0].Instance != "snap" || s.Bytes == 0 {
+		t.Fatalf("snapshots = %+v (saved %+v)", list, s)
+	}
+	if err := e.rt.DeleteSnapshot("s1"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestReadoption(t *testing.T) {
+	var mu sync.Mutex
+	var events []Event
+	onEvent := func(ev Event) { mu.Lock(); events = append(events, ev); mu.Unlock() }
+	e := newTestRuntime(t, func(c *Config) { c.OnEvent = onEvent })
+	for _, s := range []Spec{
+		{Name: "long", Command: []string{"sleep", "1000"}, Limits: Limits{RAMMB: 64}},
+		{Name: "short", Command: []string{"sleep", "0.5"}},
+	} {
+		if _, err := e.rt.Create(s); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.rt.Start(s.Name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before, _ := e.rt.Get("long")
+	e.rt.Close()
+	if err := syscall.Kill(before.PID, 0); err != nil {
+		t.Fatalf("closing the runtime killed the instance: %v", err)
+	}
+	time.Sleep(800 * time.Millisecond) // "short" ends while unsupervised
+	rt2, err := New(e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.rt = rt2
+	after, err := rt2.Get("long")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.State != StateRunning || after.PID != before.PID {
+		t.Fatalf("re-adopted = %+v; want running pid %d", after, before.PID)
+	}
+	short, _ := rt2.Get("short")
+	if short.State != StateExited || short.LastExit == nil || short.LastExit.Reason != ReasonUnknown {
+		t.Fatalf("short = %+v; want exited with reason unknown", short)
+	}
+	// The new runtime supervises: it sees the exit and can stop it.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := rt2.Stop(ctx, "long", 0); err != nil {
+		t.Fatal(err)
+	}
+	ex, err := rt2.Wait(ctx, "long")
+	if err != nil || !ex.Stopped {
+		t.Fatalf("Wait after stop = %+v, %v", ex, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	adopted := false
+	for _, ev := range events {
+		if ev.Type == EventAdopted && ev.Instance == "long" && ev.PID == before.PID {
+			adopted = true
+		}
+	}
+	if !adopted {
+		t.Fatalf("no adopted event in %+v", events)
+	}
+}
+
+func TestRestartPolicyOnFailure(t *testing.T) {
+	var mu sync.Mutex
+	var types []string
+	e := newTestRuntime(t, func(c *Config) {
+		c.OnEvent = func(ev Event) {
+			mu.Lock()
+			types = append(types, string(ev.Type))
+			mu.Unlock()
+		}
+	})
+	ex := e.run(t, Spec{Name: "flaky", Command: []string{"sh", "-c", "echo run; exit 3"},
+		Restart: RestartPolicy{Policy: RestartOnFailure, MaxAttempts: 2, BackoffMS: 10}})
+	if ex.Reason != ReasonExited || ex.Code != 3 {
+		t.Fatalf("exit = %+v", ex)
+	}
+	info, _ := e.rt.Get("flaky")
+	if info.Restarts != 2 {
+		t.Fatalf("restarts = %d; want 2", info.Restarts)
+	}
+	if out := e.logs(t, "flaky", Stdout); strings.Count(out, "run\n") != 3 {
+		t.Fatalf("ran %d times; want 3", strings.Count(out, "run\n"))
+	}
+	e.rt.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	got := strings.Join(types, ",")
+	want := "created,started,exited,restarting,started,exited,restarting,started,exited"
+	if got != want {
+		t.Fatalf("events = %s\nwant %s", got, want)
+	}
+}
+
+func TestLogsFollowAndRotate(t *testing.T) {
+	e := newTestRuntime(t, func(c *Config) {
+		c.LogMaxBytes = 2000
+		c.HousekeepInterval = 50 * time.Millisecond
+		c.FollowInterval = 10 * time.Millisecond
+	})
+	spec := Spec{Name: "logger", Command: []string{"sh", "-c", "i=0; while [ $i -lt 300 ]; do echo line-$i; i=$((i+1)); sleep 0.002; done"}}
+	if _, err := e.rt.Create(spec); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rc, err := e.rt.Logs(ctx, "logger", LogOptions{Follow: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if _, err := e.rt.Start("logger"); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	buf := make([]byte, 100)
+	for {
+		n, err := rc.Read(buf)
+		b.Write(buf[:n])
+		if err != nil {
+			break
+		}
+	}
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	// copy-truncate may lose a few lines written during a rotation; nothing else.
+	if len(lines) < 280 || lines[len(lines)-1] != "line-299" {
+		t.Fatalf("followed %d lines, last %q", len(lines), lines[len(lines)-1])
+	}
+	in, _ := e.rt.get("logger")
+	if _, err := os.Stat(logPath(in.st.Res.Dir, Stdout) + ".1"); err != nil {
+		t.Fatalf("no rotated file: %v", err)
+	}
+}
+
+func TestCPUCoresPinning(t *testing.T) {
+	e := newTestRuntime(t, nil)
+	ex := e.run(t, Spec{Name: "pin", Command: []string{"sh", "-c", "grep Cpus_allowed_list /proc/self/status"}, Limits: Limits{CPUCores: 1}})
+	out := e.logs(t, "pin", Stdout)
+	info, _ := e.rt.Get("pin")
+	if ex.Code != 0 || info.Cpuset == "" || !strings.HasSuffix(strings.TrimSpace(out), "\t"+info.Cpuset) {
+		t.Fatalf("cpuset %q, output %q", info.Cpuset, out)
+	}
+}
+
+func TestIsolatedNetwork(t *testing.T) {
+	e := newTestRuntime(t, nil)
+	e.run(t, Spec{Name: "net", Network: NetworkIsolated, Command: []string{"sh", "-c", "ls /sys/class/net 2>/dev/null; cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '"}})
+	out := strings.Fields(e.logs(t, "net", Stdout))
+	if len(out) != 1 || out[0] != "lo" {
+		t.Fatalf("interfaces in an isolated instance: %q; want [lo]", out)
+	}
+}
