@@ -1,7 +1,49 @@
-// Package sched is constellation's leaderless scheduler: deployments owned by the rendezvous
-// winner among alive nodes, a pure placement function (filter by constraints, resources,
-// reservations and quotas; score by binpack, spread or random plus affinity terms), claims
-// admitted by the target node, and quotas on CRDT bounded counters. See docs/design.md
-// ("Scheduling without a leader"). The package is scheduled by the scheduling issue and holds
-// no code yet.
+// Package sched is the pure, deterministic core of constellation's leaderless scheduler: no
+// I/O, no goroutines, no clocks. The node wiring (claims in the CRDT document, admission by
+// the target node, owners, drains, reschedules) feeds it snapshots and acts on its answers.
+// See docs/design.md ("Scheduling without a leader").
+//
+// It provides:
+//
+//   - Owner and Rank: rendezvous (highest random weight) hashing. The alive node with the
+//     highest weight for a deployment ID owns it; when it leaves, only its deployments move.
+//   - ParseConstraint and ParseTerm: the constraint language over node attributes
+//     (node.name=n1, node.region!=eu, node.type in (database,cache), node.type not in (gpu))
+//     and affinity / anti-affinity terms over the labels of instances already on a node
+//     (service=cache, service=cache;weight=80, service=db-replica;hard).
+//   - Cluster and Place: an incrementally maintained snapshot (per-node usage, per-label
+//     instance counts) and the placement function: filter (draining, constraints, hard terms,
+//     free resources after reservations, per-node instance caps), rank (avoided nodes last,
+//     soft affinity score, strategy spread / binpack / random, rendezvous tie-break) and
+//     preempt (victims at least PreemptionGap priority levels lower) when nothing fits.
+//   - CheckQuota and MaxFit: namespace quotas (max_cpu_cores, max_ram_gb, max_instances,
+//     allow_cpu_burst, allow_ram_borrow, max_burst_percent) as a pure check of one view; the
+//     distributed enforcement sizes CRDT bounded counters from Quota.Limits.
+//   - Reconcile: after a partition heals, which duplicate instances to keep and which to stop,
+//     the same answer on every node.
+//
+// Every result depends only on the inputs (never on map order, insertion order or the
+// machine: all arithmetic is integer), so two nodes computing the same plan from the same
+// state agree. StrategyRandom draws from the injected Options.Rand.
+//
+// The owner's loop, roughly:
+//
+//	c, _ := sched.NewCluster(snapshot)              // alive nodes with capacity, reservations, instances
+//	if sched.Owner(dep.ID, aliveIDs) != self { return }
+//	used := c.NamespaceUsage(dep.Namespace)
+//	n := min(missing, sched.MaxFit(quota, used, dep.Resources)) // or CheckQuota for an error
+//	req := sched.Request{
+//		Deployment: dep.ID, Namespace: dep.Namespace, Labels: dep.Labels,
+//		Instances: missingIDs[:n], Resources: dep.Resources, Strategy: sched.StrategySpread,
+//		Constraints: cons, Affinity: aff, AntiAffinity: anti, Priority: dep.Priority,
+//	}
+//	plan, err := c.Place(req, sched.Options{})
+//	// evict plan.Evictions (they are placed again later), write a claim per
+//	// plan.Placements entry; the target node admits or rejects it; rejected ones come back
+//	// as missing in the next round. err (a *PlacementError) explains what was left unplaced.
+//	_ = c.Apply(req, plan)                           // keep the local view current
+//
+// and after a heal, for each deployment:
+//
+//	r := sched.Reconcile(dep.ID, dep.Desired, running) // stop r.Stop, place r.Missing
 package sched
