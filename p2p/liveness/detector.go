@@ -23,6 +23,8 @@ var ErrInvalidID = errors.New("liveness: invalid member id")
 const (
 	// maxRelays bounds the indirect probes this node runs for others at once.
 	maxRelays = 64
+	// maxUrgent bounds the out-of-order probe list.
+	maxUrgent = 16
 	// maxEvents bounds undrained events; the oldest are dropped beyond it.
 	maxEvents = 4096
 )
@@ -40,8 +42,9 @@ type Detector struct {
 
 	members map[string]*member
 	ids     []string // sorted member IDs, for deterministic iteration
-	order   []string // probe order (shuffled), consumed from orderIdx
+	order   []string // probe order (shuffled), consumed from orderAt
 	orderAt int
+	urgent  []string // members suspected by others: probed next, out of order
 
 	started bool
 	left    bool
@@ -260,8 +263,7 @@ func (d *Detector) begin(now time.Time) {
 		return
 	}
 	d.started = true
-	// A random stagger keeps the members' probes from running in lock step.
-	d.nextProbe = now.Add(time.Duration(d.rng.Int64N(int64(d.cfg.ProbeInterval))))
+	d.nextProbe = d.alignSlot(now)
 	d.nextGossip = now
 	d.nextReconnect = now.Add(d.cfg.ReconnectInterval)
 }
@@ -459,6 +461,75 @@ func (d *Detector) nextTarget() string {
 	return ""
 }
 
+// alignSlot returns the first probe slot boundary at or after t. With
+// ShuffledProbes it returns t plus a random stagger below one interval at the
+// start, and t itself afterwards.
+func (d *Detector) alignSlot(t time.Time) time.Time {
+	iv := int64(d.cfg.ProbeInterval)
+	if d.cfg.ShuffledProbes {
+		if !d.nextProbe.IsZero() {
+			return t
+		}
+		return t.Add(time.Duration(d.rng.Int64N(iv)))
+	}
+	ns := t.UnixNano()
+	rem := ns % iv
+	if rem < 0 {
+		rem += iv
+	}
+	if rem == 0 {
+		return t
+	}
+	return t.Add(time.Duration(iv - rem))
+}
+
+// slotTarget is the time-slotted probe schedule. Slots are ProbeInterval
+// long and numbered by the clock (r = unix time / interval). In slot r the
+// member at index i of the sorted live members (this node included) probes
+// the one at i+1+(r mod (n-1)): a rotation, so when clocks and views agree
+// every member is probed by exactly one other member per slot, and by each
+// other member once every n-1 slots. With skewed clocks or diverging views
+// it degrades to a random-looking schedule.
+func (d *Detector) slotTarget(now time.Time) string {
+	live := make([]string, 0, len(d.ids)+1)
+	self := -1
+	for _, id := range d.ids {
+		if self < 0 && d.self < id {
+			self = len(live)
+			live = append(live, d.self)
+		}
+		if s := d.members[id].State; s == StateAlive || s == StateSuspect {
+			live = append(live, id)
+		}
+	}
+	if self < 0 {
+		self = len(live)
+		live = append(live, d.self)
+	}
+	n := len(live)
+	if n < 2 {
+		return ""
+	}
+	r := now.Add(d.cfg.ProbeInterval/2).UnixNano() / int64(d.cfg.ProbeInterval) // nearest slot
+	if r < 0 {
+		r = -r
+	}
+	return live[(self+1+int(r%int64(n-1)))%n]
+}
+
+// urgentTarget returns the oldest member suspected by another node that is
+// still suspect, or "".
+func (d *Detector) urgentTarget() string {
+	for len(d.urgent) > 0 {
+		id := d.urgent[0]
+		d.urgent = d.urgent[1:]
+		if m, ok := d.members[id]; ok && m.State == StateSuspect {
+			return id
+		}
+	}
+	return ""
+}
+
 // randomMembers picks up to k distinct members accepted by keep.
 func (d *Detector) randomMembers(k int, keep func(*member) bool) []string {
 	var c []string
@@ -488,7 +559,12 @@ func (d *Detector) stepProbe(now time.Time, out []Packet) []Packet {
 	if d.probe != nil || now.Before(d.nextProbe) {
 		return out
 	}
-	target := d.nextTarget()
+	target := d.urgentTarget()
+	if target == "" && d.cfg.ShuffledProbes {
+		target = d.nextTarget()
+	} else if target == "" {
+		target = d.slotTarget(now)
+	}
 	if target == "" {
 		d.nextProbe = now.Add(d.cfg.ProbeInterval)
 		return out
@@ -500,7 +576,7 @@ func (d *Detector) stepProbe(now time.Time, out []Packet) []Packet {
 		end:    now.Add(d.scale(d.cfg.ProbeInterval)),
 	}
 	d.probe = p
-	d.nextProbe = p.end
+	d.nextProbe = d.alignSlot(p.end)
 	return append(out, d.ping(p))
 }
 
@@ -703,6 +779,11 @@ func (d *Detector) onSuspect(e entry, now time.Time) {
 	lo := d.scale(time.Duration(float64(d.cfg.SuspicionMult) * max(1, math.Log10(float64(n))) * float64(d.cfg.ProbeInterval)))
 	m.susp = &suspicion{start: now, k: k, min: lo, max: lo * time.Duration(d.cfg.SuspicionMaxTimeoutMult), confirmed: []string{e.from}}
 	d.queue.push(e)
+	if e.from != d.self && len(d.urgent) < maxUrgent {
+		// Probe it next: a dead member collects its confirmations within
+		// about one interval, a live one hears of the suspicion sooner.
+		d.urgent = append(d.urgent, e.node)
+	}
 }
 
 // confirm counts an independent confirmation from a known accuser.

@@ -133,16 +133,17 @@ func TestRunner(t *testing.T) {
 		return sees("n0", "n2", StateLeft, 0) && sees("n1", "n2", StateLeft, 0)
 	})
 
-	evMu.Lock()
-	var dead, left bool
-	for _, e := range events["n0"] {
-		dead = dead || (e.ID == "n3" && e.Kind == EventDead)
-		left = left || (e.ID == "n2" && e.Kind == EventLeft)
-	}
-	evMu.Unlock()
-	if !dead || !left {
-		t.Errorf("n0 events lack dead n3 (%v) or left n2 (%v)", dead, left)
-	}
+	// OnEvent runs on the runner goroutine, shortly after the state changed.
+	waitFor(t, "dead and left events at n0", 2*time.Second, func() bool {
+		evMu.Lock()
+		defer evMu.Unlock()
+		var dead, left bool
+		for _, e := range events["n0"] {
+			dead = dead || (e.ID == "n3" && e.Kind == EventDead)
+			left = left || (e.ID == "n2" && e.Kind == EventLeft)
+		}
+		return dead && left
+	})
 	st := hub.runners["n0"].Stats()
 	if st.PacketsSent == 0 || st.BytesReceived == 0 {
 		t.Errorf("stats not counted: %+v", st)

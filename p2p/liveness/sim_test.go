@@ -39,11 +39,13 @@ type simNode struct {
 	det     *Detector
 	down    bool
 	slow    time.Duration // inbound packets are processed up to this late
+	skew    time.Duration // the node's clock runs this far ahead of s.now
 	lastIn  time.Time     // FIFO for delayed inbound processing
 	tickGen uint64
 	tickAt  time.Time
 	ticking bool
 	sent    int64 // payload bytes
+	pkts    int64 // packets sent
 	recv    int64
 	events  []Event
 }
@@ -154,6 +156,7 @@ func (s *simNet) schedule(nd *simNode) {
 		nd.ticking = false
 		return
 	}
+	at = at.Add(-nd.skew)
 	if at.Before(s.now) {
 		at = s.now
 	}
@@ -169,6 +172,7 @@ func (s *simNet) schedule(nd *simNode) {
 func (s *simNet) send(from *simNode, pkts []Packet) {
 	for _, p := range pkts {
 		from.sent += int64(len(p.Data))
+		from.pkts++
 		to := s.byID[p.To]
 		if to == nil || to.down {
 			continue
@@ -214,10 +218,10 @@ func (s *simNet) runUntil(end time.Time, done func() bool) bool {
 		}
 		if e.tick {
 			nd.ticking = false
-			s.send(nd, nd.det.Tick(s.now))
+			s.send(nd, nd.det.Tick(s.now.Add(nd.skew)))
 		} else {
 			nd.recv += int64(len(e.data))
-			out, err := nd.det.Handle(e.from, e.data, s.now)
+			out, err := nd.det.Handle(e.from, e.data, s.now.Add(nd.skew))
 			if err != nil {
 				s.tb.Fatalf("%s: Handle from %s: %v", nd.id, e.from, err)
 			}
@@ -275,7 +279,7 @@ func (s *simNet) countEvents(kind EventKind, keep func(observer, subject string)
 // other node marked it dead (or limit).
 func detectOnce(tb testing.TB, n int, seed uint64, cfg Config, warmup, limit time.Duration) (time.Duration, bool) {
 	s := newSim(tb, n, seed, cfg)
-	s.run(warmup)
+	s.run(warmup + time.Duration(s.rng.Int64N(int64(time.Second))))
 	victim := s.node(s.rng.IntN(n))
 	killedAt := s.now
 	s.kill(victim)
