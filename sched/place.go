@@ -554,7 +554,7 @@ func (p *placer) preempt() (int, []*instState) {
 			continue
 		}
 		need := r.Sub(cd.free)
-		needSlot := cd.n.MaxInstances > 0 && int(cd.count) >= cd.n.MaxInstances
+		capped := cd.n.MaxInstances > 0
 		size := func(in *instState) int64 {
 			var s int64
 			if need.CPUMilli > 0 {
@@ -585,7 +585,7 @@ func (p *placer) preempt() (int, []*instState) {
 			for _, v := range vs {
 				freed = freed.Add(v.Resources)
 			}
-			return r.Fits(freed) && (!needSlot || len(vs) > 0)
+			return r.Fits(freed) && (!capped || int(cd.count)-len(vs) < cd.n.MaxInstances)
 		}
 		var vs []*instState
 		for _, in := range elig {
