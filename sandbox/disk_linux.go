@@ -18,24 +18,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Disk quota modes (Config.DiskQuota).
-const (
-	// DiskQuotaAuto picks DiskQuotaXFS when an XFS image mounts with project quotas,
-	// else DiskQuotaExt4 when mkfs.ext4 and loop devices work, else DiskQuotaPoll.
-	DiskQuotaAuto = "auto"
-	// DiskQuotaXFS: one sparse XFS image per state directory, loop-mounted with project
-	// quotas; each instance's data layer is one project. A write past disk_mb fails with
-	// ENOSPC inside the instance. Setting up or changing a quota is two syscalls.
-	DiskQuotaXFS = "xfs"
-	// DiskQuotaPoll: data on the state directory's own filesystem; the runtime measures
-	// each data layer every Config.DiskPollInterval and kills an instance over disk_mb
-	// (Exit.Reason disk_exceeded). Writes do not fail with ENOSPC: the fallback where no
-	// quota-capable filesystem is available.
-	DiskQuotaPoll = "poll"
-	// DiskQuotaNone: disk_mb is rejected with ErrUnenforceable.
-	DiskQuotaNone = "none"
-)
-
 // xfsDisk is the loop-mounted XFS data filesystem with project quotas.
 type xfsDisk struct {
 	img, mnt string
@@ -349,14 +331,6 @@ func duBytes(dir string) int64 {
 	})
 	return total
 }
-
-// DiskQuotaExt4 (Config.DiskQuota): each instance with disk_mb gets its own ext4 image
-// of that size, loop-mounted as its data directory: a write past disk_mb fails with
-// ENOSPC. Images are sparse copies of a per-size template made once with mkfs.ext4, so
-// creating one costs a file copy of the filesystem metadata, a loop attach and a mount.
-// Used where the kernel lacks XFS quota support. disk_mb cannot change on a created
-// instance in this mode (ErrUnenforceable): recreate it with the new size.
-const DiskQuotaExt4 = "ext4"
 
 // ext4Disk manages per-instance ext4 images.
 type ext4Disk struct {

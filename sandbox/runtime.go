@@ -210,6 +210,7 @@ func (r *Runtime) load() error {
 			if err == nil {
 				in.proc = p
 				in.runDone = make(chan struct{})
+				in.cpuAt, in.cpuNs = r.cfg.Now(), r.plat.usage(&in.st.Res).cpuNs
 				r.persistLocked(in)
 				r.emitLocked(in, Event{Type: EventAdopted, PID: p.pid()})
 				r.wg.Add(1)
