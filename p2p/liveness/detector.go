@@ -577,18 +577,18 @@ func (d *Detector) stepProbe(now time.Time, out []Packet) []Packet {
 	}
 	d.probe = p
 	d.nextProbe = d.alignSlot(p.end)
-	return append(out, d.ping(p))
+	return append(out, d.ping(p.target, p.seq))
 }
 
 // ping is the direct ping of a probe. A suspect target also gets the
 // suspicion, so that it can refute at once (Lifeguard's buddy system).
-func (d *Detector) ping(p *probe) Packet {
-	m := d.members[p.target]
+func (d *Detector) ping(target string, seq uint16) Packet {
+	m := d.members[target]
 	if m != nil && m.State == StateSuspect {
-		return d.packet(p.target, message{typ: msgPing, seq: p.seq},
-			entry{kind: entrySuspect, node: p.target, inc: m.Incarnation, from: d.self})
+		return d.packet(target, message{typ: msgPing, seq: seq},
+			entry{kind: entrySuspect, node: target, inc: m.Incarnation, from: d.self})
 	}
-	return d.packet(p.target, message{typ: msgPing, seq: p.seq})
+	return d.packet(target, message{typ: msgPing, seq: seq})
 }
 
 // probeIndirect asks helpers to probe the target and pings it once more
@@ -600,7 +600,7 @@ func (d *Detector) probeIndirect(p *probe, out []Packet) []Packet {
 	for _, h := range p.helpers {
 		out = append(out, d.packet(h, message{typ: msgPingReq, seq: p.seq, target: p.target}))
 	}
-	return append(out, d.ping(p))
+	return append(out, d.ping(p.target, p.seq))
 }
 
 func (d *Detector) finishProbe(p *probe, now time.Time) {
@@ -608,18 +608,23 @@ func (d *Detector) finishProbe(p *probe, now time.Time) {
 		d.applyHealth(-1)
 		return
 	}
-	// Lifeguard: helpers that did not even send a nack point at a problem
-	// on our side rather than at the target.
-	delta := 1
-	if len(p.helpers) > 0 {
-		delta = len(p.helpers) - len(p.nacks)
+	// Lifeguard: helpers that did not even send a nack point at a problem on
+	// our side rather than at the target, so health worsens first and
+	// stretches the suspicion raised below. Without helpers (two members)
+	// every failed probe counts, but only after the suspicion: such a
+	// failure says nothing about which side is slow.
+	suspect := func() {
+		if m := d.members[p.target]; m != nil && (m.State == StateAlive || m.State == StateSuspect) {
+			d.onSuspect(entry{kind: entrySuspect, node: p.target, inc: m.Incarnation, from: d.self}, now)
+		}
 	}
-	d.applyHealth(delta)
-	m := d.members[p.target]
-	if m == nil || (m.State != StateAlive && m.State != StateSuspect) {
+	if len(p.helpers) == 0 {
+		suspect()
+		d.applyHealth(1)
 		return
 	}
-	d.onSuspect(entry{kind: entrySuspect, node: p.target, inc: m.Incarnation, from: d.self}, now)
+	d.applyHealth(len(p.helpers) - len(p.nacks))
+	suspect()
 }
 
 func (d *Detector) onAck(from string, seq uint16, now time.Time, out []Packet) []Packet {
@@ -644,7 +649,7 @@ func (d *Detector) onPingReq(from string, msg message, now time.Time, out []Pack
 	}
 	seq := d.nextSeq()
 	d.relays[seq] = &relay{requester: from, reqSeq: msg.seq, target: msg.target, deadline: now.Add(d.cfg.ProbeTimeout)}
-	return append(out, d.packet(msg.target, message{typ: msgPing, seq: seq}))
+	return append(out, d.ping(msg.target, seq))
 }
 
 // expireRelays sends a nack for every indirect probe whose target stayed

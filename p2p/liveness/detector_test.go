@@ -182,6 +182,11 @@ func TestGracefulLeave(t *testing.T) {
 			t.Errorf("%s suspected the leaver", nd.id)
 		}
 	}
+	// It comes back later with a new incarnation.
+	s.restart(leaver)
+	if !s.runUntil(s.now.Add(3*time.Second), func() bool { return s.allSee(leaver, StateAlive) }) {
+		t.Fatalf("a node that left and restarted is not alive everywhere")
+	}
 }
 
 func TestPartitionHeal(t *testing.T) {
