@@ -36,7 +36,13 @@ type initConfig struct {
 // the instance's private root view inside the new namespaces, drops privileges and
 // execs the program, and never returns. Otherwise it returns immediately.
 func Init() {
-	if len(os.Args) == 0 || os.Args[0] != initArg0 {
+	if len(os.Args) == 0 {
+		return
+	}
+	if filepath.Base(os.Args[0]) == probeArg0 {
+		runProbe() // Bench's probe program
+	}
+	if os.Args[0] != initArg0 {
 		return
 	}
 	err := runInit()

@@ -360,6 +360,11 @@ func (r *Runtime) get(name string) (*instance, error) {
 
 // Start starts a created or exited instance. It returns once the program is exec'd.
 func (r *Runtime) Start(name string) (Info, error) {
+	return r.start(name, nil)
+}
+
+// start is Start with an optional stdout replacing the log file (Bench).
+func (r *Runtime) start(name string, stdout *os.File) (Info, error) {
 	in, err := r.get(name)
 	if err != nil {
 		return Info{}, err
@@ -377,22 +382,22 @@ func (r *Runtime) Start(name string) (Info, error) {
 		in.timer = nil
 	}
 	in.st.Attempts = 0
-	if err := r.startLocked(in); err != nil {
+	if err := r.startLocked(in, stdout); err != nil {
 		return Info{}, err
 	}
 	return in.infoLocked(), nil
 }
 
-// startLocked launches one run.
-func (r *Runtime) startLocked(in *instance) error {
-	if _, _, err := resolveExec(&in.st.Spec, r.cfg.SystemDirs); err != nil {
-		return err
+// startLocked launches one run; stdout replaces the log file when not nil.
+func (r *Runtime) startLocked(in *instance, stdout *os.File) error {
+	if stdout == nil {
+		f, err := openLog(in.st.Res.Dir, Stdout)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		stdout = f
 	}
-	stdout, err := openLog(in.st.Res.Dir, Stdout)
-	if err != nil {
-		return err
-	}
-	defer stdout.Close()
 	stderr, err := openLog(in.st.Res.Dir, Stderr)
 	if err != nil {
 		return err
@@ -488,7 +493,7 @@ func (r *Runtime) scheduleRestartLocked(in *instance, delay time.Duration) {
 		}
 		in.timer = nil
 		in.st.Restarts++
-		if err := r.startLocked(in); err != nil {
+		if err := r.startLocked(in, nil); err != nil {
 			r.log.Warn("sandbox: restart failed", "instance", in.name, "err", err)
 			ex := Exit{Reason: ReasonStartFailed, Code: -1, At: r.cfg.Now(), Error: err.Error()}
 			in.st.LastExit = &ex
@@ -592,7 +597,7 @@ func (r *Runtime) Restart(ctx context.Context, name string, grace time.Duration)
 	}
 	in.st.Restarts++
 	in.st.Attempts = 0
-	if err := r.startLocked(in); err != nil {
+	if err := r.startLocked(in, nil); err != nil {
 		return Info{}, err
 	}
 	return in.infoLocked(), nil
