@@ -56,7 +56,11 @@ type Cluster struct {
 	insts    map[string]*instState
 	// index counts instances per label: labelKey(k, v) -> slot -> count. The implicit labels
 	// deployment and namespace are indexed too, so per-deployment counts are index lookups.
-	index map[string]map[int32]int32
+	index map[string]*slotCounts
+	// nodeGen changes whenever a node is added, changed or removed; masks caches constraint
+	// evaluations per nodeGen.
+	nodeGen uint64
+	masks   map[string]*constraintMask
 	// nsUsage sums instance resources per namespace, for quota checks.
 	nsUsage map[string]Usage
 
@@ -80,6 +84,7 @@ type instState struct {
 	slot     int32    // node slot
 	pos      int32    // position in nodeState.insts
 	keys     []string // index keys, one per label
+	idHash   uint64   // fnv1a64(ID): a cheap tie-break before comparing IDs
 }
 
 func labelKey(k, v string) string { return k + "\x00" + v }
@@ -99,7 +104,8 @@ func NewCluster(nodes []Node) (*Cluster, error) {
 	c := &Cluster{
 		byID:    make(map[string]int32, len(nodes)),
 		insts:   make(map[string]*instState),
-		index:   make(map[string]map[int32]int32),
+		index:   make(map[string]*slotCounts),
+		masks:   make(map[string]*constraintMask),
 		nsUsage: make(map[string]Usage),
 	}
 	for i := range nodes {
@@ -133,6 +139,7 @@ func (c *Cluster) SetNode(n Node) error {
 	}
 	n.Instances = nil
 	n.Labels = maps.Clone(n.Labels)
+	c.nodeGen++
 	if slot, ok := c.byID[n.ID]; ok {
 		ns := c.nodes[slot]
 		ns.Node = n
@@ -167,6 +174,7 @@ func (c *Cluster) RemoveNode(id string) ([]Instance, error) {
 	}
 	slices.SortFunc(out, func(a, b Instance) int { return cmpString(a.ID, b.ID) })
 	c.nodes[slot] = nil
+	c.nodeGen++
 	c.freeSlot = append(c.freeSlot, slot)
 	delete(c.byID, id)
 	return out, nil
@@ -196,17 +204,17 @@ func (c *Cluster) AddInstance(nodeID string, in Instance) error {
 
 func (c *Cluster) addInst(slot int32, in Instance) {
 	ns := c.nodes[slot]
-	is := &instState{Instance: in, slot: slot, pos: int32(len(ns.insts))}
+	is := &instState{Instance: in, slot: slot, pos: int32(len(ns.insts)), idHash: fnv1a64(in.ID)}
 	is.keys = make([]string, 0, len(in.Labels))
 	for k, v := range in.Labels {
 		key := labelKey(k, v)
 		is.keys = append(is.keys, key)
 		m := c.index[key]
 		if m == nil {
-			m = make(map[int32]int32)
+			m = &slotCounts{pos: make(map[int32]int32, 1)}
 			c.index[key] = m
 		}
-		m[slot]++
+		m.inc(slot)
 	}
 	ns.insts = append(ns.insts, is)
 	ns.used = ns.used.Add(in.Resources)
@@ -239,12 +247,8 @@ func (c *Cluster) removeInst(is *instState) Instance {
 		c.nsUsage[is.Namespace] = u
 	}
 	for _, key := range is.keys {
-		m := c.index[key]
-		if m[is.slot]--; m[is.slot] <= 0 {
-			delete(m, is.slot)
-			if len(m) == 0 {
-				delete(c.index, key)
-			}
+		if c.index[key].dec(is.slot) {
+			delete(c.index, key)
 		}
 	}
 	delete(c.insts, is.ID)

@@ -218,10 +218,13 @@ type placer struct {
 // in. Instances are placed one at a time, each seeing the previous ones.
 //
 // When no node fits an instance and the request's priority allows it (and preemption is not
-// disabled), Place looks for victims: on each node that passes the filters other than free
-// resources, instances with priority <= req.Priority-PreemptionGap, lowest priority first,
-// until the instance fits. It picks the node with the fewest victims, then the lowest highest
-// victim priority, then the lowest sum of victim priorities, then as above.
+// disabled), Place looks for victims among instances with priority <= req.Priority -
+// PreemptionGap on the nodes that pass the filters other than free resources. It first looks
+// for a single victim that makes room (the lowest-priority one on each node); failing that it
+// builds a victim set per node, lowest priority first (largest first within a priority),
+// dropping any that turn out unnecessary. It picks the node with the fewest victims, then the
+// lowest highest victim priority, then the lowest sum of victim priorities, then as above.
+// Hard terms must still hold once the victims are gone.
 //
 // When an instance cannot be placed, Place returns the plan for the instances before it and a
 // *PlacementError (errors.Is ErrUnsatisfiable or ErrInsufficient) saying why; an invalid
@@ -274,6 +277,10 @@ func (p *placer) setup() {
 	if req.SpreadBy != "" {
 		groupOf = make(map[string]int32)
 	}
+	masks := make([][]bool, len(req.Constraints))
+	for ci := range req.Constraints {
+		masks[ci] = c.mask(&req.Constraints[ci])
+	}
 nodes:
 	for slot, n := range c.nodes {
 		posOf[slot] = -1
@@ -281,8 +288,8 @@ nodes:
 			continue
 		}
 		p.schedulable++
-		for ci := range req.Constraints {
-			if !req.Constraints[ci].Match(&n.Node) {
+		for ci, m := range masks {
+			if !m[slot] {
 				p.filtered[ci]++
 				continue nodes
 			}
@@ -309,9 +316,11 @@ nodes:
 	c.cands = cands
 	p.cands = cands
 	// Per-deployment counts from the label index: O(nodes running the deployment).
-	for slot, n := range c.index[labelKey("deployment", req.Deployment)] {
-		if j := posOf[slot]; j >= 0 {
-			cands[j].dcount = n
+	if sc := c.index[labelKey("deployment", req.Deployment)]; sc != nil {
+		for _, e := range sc.entries {
+			if j := posOf[e.slot]; j >= 0 {
+				cands[j].dcount = e.n
+			}
 		}
 	}
 	if groupOf != nil {
@@ -341,9 +350,11 @@ func (p *placer) termState(t Term, anti bool) termState {
 	ts.counts = make([]int32, len(p.cands))
 	posOf := p.c.posOf
 	for _, v := range t.Values {
-		for slot, n := range p.c.index[labelKey(t.Key, v)] {
-			if j := posOf[slot]; j >= 0 {
-				ts.counts[j] += n
+		if sc := p.c.index[labelKey(t.Key, v)]; sc != nil {
+			for _, e := range sc.entries {
+				if j := posOf[e.slot]; j >= 0 {
+					ts.counts[j] += e.n
+				}
 			}
 		}
 	}
@@ -524,62 +535,154 @@ func (p *placer) evict(j int, v *instState) {
 	}
 }
 
-// preempt finds the best cand and victim set, or -1.
+// preempt finds the best cand and victim set, or -1. A single victim that makes room is
+// looked for first (on every node); only when there is none does it build multi-victim sets.
 func (p *placer) preempt() (int, []*instState) {
 	maxPrio := p.req.Priority - PreemptionGap
 	if p.opts.DisablePreemption || maxPrio < MinPriority {
 		return -1, nil
 	}
-	type choice struct {
-		j             int
-		victims       []*instState
-		n, maxP, sumP int
-		k             key
+	if j, v := p.preemptOne(maxPrio); j >= 0 {
+		return j, []*instState{v}
 	}
-	var best *choice
-	r := p.req.Resources
-	for j := range p.cands {
-		cd := &p.cands[j]
-		room := cd.n.Capacity.Sub(cd.n.Reserved)
-		if !r.Fits(room) {
-			continue
-		}
-		var elig []*instState
-		for _, in := range cd.n.insts {
-			if in.Priority <= maxPrio && !p.evicted[in.ID] {
-				elig = append(elig, in)
+	return p.preemptMany(maxPrio)
+}
+
+// victimsOK reports whether cand j, once victims are gone, has room and still satisfies the
+// hard terms.
+func (p *placer) victimsOK(j int, victims ...*instState) bool {
+	cd := &p.cands[j]
+	freed := cd.free
+	for _, v := range victims {
+		freed = freed.Add(v.Resources)
+	}
+	if !p.req.Resources.Fits(freed) || cd.n.MaxInstances > 0 && int(cd.count)-len(victims) >= cd.n.MaxInstances {
+		return false
+	}
+	for ti := 0; ti < p.nHard; ti++ {
+		ts := &p.terms[ti]
+		cnt := ts.counts[j]
+		for _, v := range victims {
+			if ts.t.Matches(v.Labels) {
+				cnt--
 			}
 		}
-		if len(elig) == 0 {
+		if (cnt > 0) == ts.anti {
+			return false
+		}
+	}
+	return true
+}
+
+// preemptCands yields the cands worth trying: room for the request once empty.
+func (p *placer) preemptable(j int) bool {
+	cd := &p.cands[j]
+	return p.req.Resources.Fits(cd.n.Capacity.Sub(cd.n.Reserved))
+}
+
+type victimChoice struct {
+	j          int
+	maxP, sumP int
+	k          key
+}
+
+// beats orders victim choices of the same size: lowest highest priority, lowest sum, then
+// the placement order.
+func (p *placer) beats(a, b *victimChoice) bool {
+	if a.maxP != b.maxP {
+		return a.maxP < b.maxP
+	}
+	if a.sumP != b.sumP {
+		return a.sumP < b.sumP
+	}
+	return p.better(a.j, a.k, b.j, b.k)
+}
+
+func (p *placer) preemptOne(maxPrio int) (int, *instState) {
+	var best victimChoice
+	var bestV *instState
+	for j := range p.cands {
+		if !p.preemptable(j) {
 			continue
 		}
+		var nodeBest *instState
+		for _, in := range p.cands[j].n.insts {
+			if in.Priority > maxPrio || p.evicted[in.ID] || !p.victimsOK(j, in) {
+				continue
+			}
+			if nodeBest == nil || in.Priority < nodeBest.Priority || in.Priority == nodeBest.Priority && in.ID < nodeBest.ID {
+				nodeBest = in
+			}
+		}
+		if nodeBest == nil {
+			continue
+		}
+		ch := victimChoice{j: j, maxP: nodeBest.Priority, sumP: nodeBest.Priority, k: p.rank(j, 0)}
+		if bestV == nil || p.beats(&ch, &best) {
+			best, bestV = ch, nodeBest
+		}
+	}
+	if bestV == nil {
+		return -1, nil
+	}
+	return best.j, bestV
+}
+
+type victimCand struct {
+	in   *instState
+	size int64 // how much of the missing resources it frees, in ppm per dimension
+}
+
+// victimLess orders victims: lowest priority, then largest, then by ID.
+func victimLess(a, b *victimCand) bool {
+	if a.in.Priority != b.in.Priority {
+		return a.in.Priority < b.in.Priority
+	}
+	if a.size != b.size {
+		return a.size > b.size
+	}
+	if a.in.idHash != b.in.idHash {
+		return a.in.idHash < b.in.idHash
+	}
+	return a.in.ID < b.in.ID
+}
+
+func (p *placer) preemptMany(maxPrio int) (int, []*instState) {
+	var (
+		best    victimChoice
+		bestVs  []*instState
+		scratch []victimCand
+		r       = p.req.Resources
+	)
+	for j := range p.cands {
+		if !p.preemptable(j) {
+			continue
+		}
+		cd := &p.cands[j]
 		need := r.Sub(cd.free)
-		capped := cd.n.MaxInstances > 0
-		size := func(in *instState) int64 {
-			var s int64
+		scratch = scratch[:0]
+		total := cd.free
+		for _, in := range cd.n.insts {
+			if in.Priority > maxPrio || p.evicted[in.ID] {
+				continue
+			}
+			var size int64
 			if need.CPUMilli > 0 {
-				s += min(in.Resources.CPUMilli, need.CPUMilli) * 1_000_000 / need.CPUMilli
+				size += min(in.Resources.CPUMilli, need.CPUMilli) * 1_000_000 / need.CPUMilli
 			}
 			if need.RAMMB > 0 {
-				s += min(in.Resources.RAMMB, need.RAMMB) * 1_000_000 / need.RAMMB
+				size += min(in.Resources.RAMMB, need.RAMMB) * 1_000_000 / need.RAMMB
 			}
 			if need.DiskMB > 0 {
-				s += min(in.Resources.DiskMB, need.DiskMB) * 1_000_000 / need.DiskMB
+				size += min(in.Resources.DiskMB, need.DiskMB) * 1_000_000 / need.DiskMB
 			}
-			return s
+			scratch = append(scratch, victimCand{in, size})
+			total = total.Add(in.Resources)
 		}
-		slices.SortFunc(elig, func(a, b *instState) int {
-			if a.Priority != b.Priority {
-				return a.Priority - b.Priority
-			}
-			if sa, sb := size(a), size(b); sa != sb {
-				if sa > sb {
-					return -1
-				}
-				return 1
-			}
-			return cmpString(a.ID, b.ID)
-		})
+		if len(scratch) == 0 || !r.Fits(total) {
+			continue // even evicting every eligible instance leaves no room
+		}
+		capped := cd.n.MaxInstances > 0
 		covered := func(vs []*instState) bool {
 			freed := cd.free
 			for _, v := range vs {
@@ -587,12 +690,18 @@ func (p *placer) preempt() (int, []*instState) {
 			}
 			return r.Fits(freed) && (!capped || int(cd.count)-len(vs) < cd.n.MaxInstances)
 		}
+		// Selection rather than a full sort: victim sets are short.
 		var vs []*instState
-		for _, in := range elig {
-			if covered(vs) {
-				break
+		for len(scratch) > 0 && !covered(vs) {
+			m := 0
+			for i := 1; i < len(scratch); i++ {
+				if victimLess(&scratch[i], &scratch[m]) {
+					m = i
+				}
 			}
-			vs = append(vs, in)
+			vs = append(vs, scratch[m].in)
+			scratch[m] = scratch[len(scratch)-1]
+			scratch = scratch[:len(scratch)-1]
 		}
 		if !covered(vs) {
 			continue
@@ -604,40 +713,22 @@ func (p *placer) preempt() (int, []*instState) {
 				vs = trial
 			}
 		}
-		// Hard terms must still hold once the victims are gone.
-		ok := true
-		for ti := 0; ti < p.nHard; ti++ {
-			ts := &p.terms[ti]
-			cnt := ts.counts[j]
-			for _, v := range vs {
-				if ts.t.Matches(v.Labels) {
-					cnt--
-				}
-			}
-			if (cnt > 0) == ts.anti {
-				ok = false
-				break
-			}
-		}
-		if !ok {
+		if !p.victimsOK(j, vs...) {
 			continue
 		}
-		ch := choice{j: j, victims: vs, n: len(vs)}
+		ch := victimChoice{j: j, k: p.rank(j, 0)}
 		for _, v := range vs {
 			ch.maxP = max(ch.maxP, v.Priority)
 			ch.sumP += v.Priority
 		}
-		ch.k = p.rank(j, 0)
-		if best == nil || ch.n < best.n || ch.n == best.n && (ch.maxP < best.maxP ||
-			ch.maxP == best.maxP && (ch.sumP < best.sumP || ch.sumP == best.sumP && p.better(j, ch.k, best.j, best.k))) {
-			c := ch
-			best = &c
+		if bestVs == nil || len(vs) < len(bestVs) || len(vs) == len(bestVs) && p.beats(&ch, &best) {
+			best, bestVs = ch, vs
 		}
 	}
-	if best == nil {
+	if bestVs == nil {
 		return -1, nil
 	}
-	return best.j, best.victims
+	return best.j, bestVs
 }
 
 // diagnose explains why instance id (and unplaced-1 more) could not be placed.

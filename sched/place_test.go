@@ -438,3 +438,41 @@ func TestClusterIncremental(t *testing.T) {
 		t.Fatalf("Len = %d, %d", nn, ni)
 	}
 }
+
+func TestConstraintCacheFollowsNodeChanges(t *testing.T) {
+	c, err := NewCluster(nodes(3, small))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := Request{Deployment: "w", Count: 1, Resources: Resources{CPUMilli: 100}, Constraints: mustConstraints(t, "node.region=x")}
+	if _, err := c.Place(req, Options{}); !errors.Is(err, ErrUnsatisfiable) {
+		t.Fatalf("no labelled node yet: %v", err)
+	}
+	n1, _ := c.Node("n1")
+	n1.Labels = map[string]string{"region": "x"}
+	if err := c.SetNode(n1); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := c.Place(req, Options{}); err != nil || p.Placements[0].Node != "n1" {
+		t.Fatalf("after labelling n1: %+v, %v", p, err)
+	}
+	if _, err := c.RemoveNode("n1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetNode(Node{ID: "n9", Capacity: small, Labels: map[string]string{"region": "x"}}); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := c.Place(req, Options{}); err != nil || p.Placements[0].Node != "n9" {
+		t.Fatalf("after replacing n1 by n9 in its slot: %+v, %v", p, err)
+	}
+	// Many distinct constraints stay bounded by the cache.
+	for i := range maxConstraintCache + 10 {
+		req.Constraints = mustConstraints(t, fmt.Sprintf("node.k%d!=v", i))
+		if _, err := c.Place(req, Options{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(c.masks) > maxConstraintCache {
+		t.Fatalf("%d cached constraints; want at most %d", len(c.masks), maxConstraintCache)
+	}
+}
