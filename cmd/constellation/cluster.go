@@ -1,0 +1,283 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rads-lang/constellation/node"
+)
+
+func newStatusCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "status",
+		Short: "Show this node: name, peer ID, cluster, addresses, nodes alive",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			st, err := g.client().Status(c.Context())
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(c.OutOrStdout(), st)
+			}
+			t := newTable(c.OutOrStdout(), "FIELD", "VALUE")
+			t.row("name", st.Name)
+			t.row("id", st.ID)
+			t.row("cluster", st.Cluster)
+			t.row("nodes", fmt.Sprintf("%d alive / %d known", st.NodesAlive, st.NodesTotal))
+			t.row("peers admitted", fmt.Sprint(st.Admitted))
+			t.row("cluster key", map[bool]string{true: "set", false: "none (open cluster)"}[st.Keyed])
+			t.row("labels", orDash(node.FormatLabels(st.Labels)))
+			t.row("uptime", (time.Duration(st.UptimeS) * time.Second).String())
+			t.row("data dir", st.DataDir)
+			t.row("version", st.Version)
+			for i, a := range st.Addresses {
+				k := ""
+				if i == 0 {
+					k = "addresses"
+				}
+				t.row(k, a)
+			}
+			return t.flush()
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return c
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func newNodesCmd(g *globals) *cobra.Command {
+	var (
+		asJSON bool
+		status string
+	)
+	c := &cobra.Command{
+		Use:   "nodes",
+		Short: "List the cluster's nodes with their status as this node judges it",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			switch status {
+			case "", node.StatusAlive, node.StatusSuspect, node.StatusDead, node.StatusLeft:
+			default:
+				return fmt.Errorf("invalid --status %q: one of alive, suspect, dead, left", status)
+			}
+			ns, err := g.client().Nodes(c.Context())
+			if err != nil {
+				return err
+			}
+			if status != "" {
+				kept := ns[:0]
+				for _, n := range ns {
+					if n.Status == status {
+						kept = append(kept, n)
+					}
+				}
+				ns = kept
+			}
+			if asJSON {
+				return printJSON(c.OutOrStdout(), ns)
+			}
+			t := newTable(c.OutOrStdout(), "NAME", "ID", "STATUS", "ADDRESS", "CPU", "RAM", "DISK", "INSTANCES", "LABELS", "LAST SEEN")
+			for _, n := range ns {
+				addr := "-"
+				if len(n.Addresses) > 0 {
+					addr = n.Addresses[0]
+				}
+				name := n.Name
+				if n.Self {
+					name += " (self)"
+				}
+				t.row(name, shortID(n.ID), n.Status, addr, fmt.Sprint(n.CPUTotal), humanMB(n.RAMTotalMB), humanMB(n.DiskTotalMB),
+					fmt.Sprint(n.Instances), orDash(node.FormatLabels(n.Labels)), ago(n.LastSeen))
+			}
+			return t.flush()
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	c.Flags().StringVar(&status, "status", "", "only nodes with this status (alive, suspect, dead, left)")
+	return c
+}
+
+// parseData accepts any JSON value; a bare word that is not JSON is an error naming the fix.
+func parseData(s string) (json.RawMessage, error) {
+	if s == "" {
+		return nil, fmt.Errorf("--data is required: a JSON value, e.g. --data '{\"key\":\"value\"}'")
+	}
+	if s == "-" {
+		b, err := readAllLimited(os.Stdin, 1<<20)
+		if err != nil {
+			return nil, err
+		}
+		s = string(b)
+	}
+	if !json.Valid([]byte(s)) {
+		return nil, fmt.Errorf("--data %q is not valid JSON; quote strings (--data '\"text\"') or pass an object (--data '{\"key\":\"value\"}')", s)
+	}
+	return json.RawMessage(s), nil
+}
+
+func readAllLimited(f *os.File, n int64) ([]byte, error) {
+	b := make([]byte, 0, 4096)
+	buf := make([]byte, 4096)
+	for int64(len(b)) <= n {
+		k, err := f.Read(buf)
+		b = append(b, buf[:k]...)
+		if err != nil {
+			return b, nil
+		}
+	}
+	return nil, fmt.Errorf("--data from stdin exceeds %d bytes", n)
+}
+
+func newSendCmd(g *globals) *cobra.Command {
+	var typ, data string
+	var asJSON bool
+	c := &cobra.Command{
+		Use:     "send NODE --type T --data JSON",
+		Short:   "Deliver a message event to one node (at least once, de-duplicated by ID)",
+		Example: `  constellation send node-2 --type sync_request --data '{"table":"users"}'`,
+		Args:    exactArgs(1, "NODE (a node name or peer ID from 'constellation nodes')"),
+		RunE: func(c *cobra.Command, args []string) error {
+			if typ == "" {
+				return fmt.Errorf("--type is required, e.g. --type sync_request")
+			}
+			d, err := parseData(data)
+			if err != nil {
+				return err
+			}
+			r, err := g.client().Send(c.Context(), args[0], typ, d)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(c.OutOrStdout(), r)
+			}
+			fmt.Fprintf(c.OutOrStdout(), "delivered message %s to %s\n", r.ID, strings.Join(r.Nodes, ", "))
+			return nil
+		},
+	}
+	c.Flags().StringVar(&typ, "type", "", "message type (required)")
+	c.Flags().StringVar(&data, "data", "", "message data: a JSON value, or - to read it from stdin (required)")
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return c
+}
+
+func newBroadcastCmd(g *globals) *cobra.Command {
+	var typ, data string
+	var asJSON bool
+	c := &cobra.Command{
+		Use:     "broadcast --type T --data JSON",
+		Short:   "Deliver a message event to every node (at least once, de-duplicated by ID)",
+		Example: `  constellation broadcast --type config_update --data '{"log_level":"debug"}'`,
+		Args:    cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if typ == "" {
+				return fmt.Errorf("--type is required, e.g. --type config_update")
+			}
+			d, err := parseData(data)
+			if err != nil {
+				return err
+			}
+			r, err := g.client().Broadcast(c.Context(), typ, d)
+			if err != nil && r.ID == "" {
+				return err
+			}
+			if asJSON {
+				if perr := printJSON(c.OutOrStdout(), r); perr != nil {
+					return perr
+				}
+				return err
+			}
+			fmt.Fprintf(c.OutOrStdout(), "delivered message %s to %d nodes: %s\n", r.ID, len(r.Nodes), strings.Join(r.Nodes, ", "))
+			return err
+		},
+	}
+	c.Flags().StringVar(&typ, "type", "", "message type (required)")
+	c.Flags().StringVar(&data, "data", "", "message data: a JSON value, or - to read it from stdin (required)")
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return c
+}
+
+func newEventsCmd(g *globals) *cobra.Command {
+	var (
+		asJSON bool
+		types  []string
+		since  uint64
+		count  int
+	)
+	c := &cobra.Command{
+		Use:   "events",
+		Short: "Stream cluster events (node_join, node_leave, node_suspect, node_dead, message) until interrupted",
+		Example: `  constellation events
+  constellation events --type node_join,node_dead --json`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(c.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			ctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			out := c.OutOrStdout()
+			seen := 0
+			var tw *table
+			if !asJSON {
+				tw = newTable(out, "TIME", "EVENT", "NODE", "DETAIL")
+				tw.flush()
+			}
+			err := g.client().Events(ctx, types, since, func(e node.Event) error {
+				if asJSON {
+					b, _ := json.Marshal(e)
+					fmt.Fprintln(out, string(b))
+				} else {
+					who, detail := "-", ""
+					if e.Node != nil {
+						who = e.Node.Name + " (" + shortID(e.Node.ID) + ")"
+					}
+					if e.Msg != nil {
+						who = orDash(e.Msg.FromName)
+						detail = fmt.Sprintf("type=%s id=%s data=%s", e.Msg.Type, e.Msg.ID, string(e.Msg.Data))
+					}
+					tw.row(e.Time.Local().Format("15:04:05.000"), e.Type, who, detail)
+					tw.flush()
+				}
+				seen++
+				if count > 0 && seen >= count {
+					cancel()
+				}
+				return nil
+			})
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print one JSON object per line")
+	c.Flags().StringSliceVar(&types, "type", nil, "only these event types (comma-separated)")
+	c.Flags().Uint64Var(&since, "since", 0, "replay retained events after this sequence number")
+	c.Flags().IntVar(&count, "count", 0, "exit after this many events (0: run until interrupted)")
+	return c
+}
+
+func exactArgs(n int, what string) cobra.PositionalArgs {
+	return func(c *cobra.Command, args []string) error {
+		if len(args) != n {
+			return fmt.Errorf("%s takes %d argument: %s (got %d)", c.CommandPath(), n, what, len(args))
+		}
+		return nil
+	}
+}

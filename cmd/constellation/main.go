@@ -1,0 +1,79 @@
+// Command constellation is the constellation node and its command-line client.
+//
+// `constellation peer` (alias `init`) runs a node in the foreground; every other command is a
+// client of a running node's local API, found with --data-dir DIR or --api HOST:PORT
+// (or CONSTELLATION_API). See README.md for the reference.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rads-lang/constellation/node"
+)
+
+// exitError carries a process exit code through cobra.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+func main() {
+	root := newRoot()
+	if err := root.Execute(); err != nil {
+		var ee exitError
+		if errors.As(err, &ee) {
+			os.Exit(ee.code)
+		}
+		fmt.Fprintln(os.Stderr, "constellation:", err)
+		os.Exit(1)
+	}
+}
+
+// globals are the flags every client command accepts anywhere among its flags.
+type globals struct {
+	dataDir string
+	api     string
+	token   string
+}
+
+func (g *globals) client() *node.Client { return node.NewClient(g.dataDir, g.api, g.token) }
+
+func newRoot() *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:   "constellation",
+		Short: "A leaderless peer-to-peer cluster: isolated instances, placement, files and a mesh in one binary",
+		Long: `constellation joins machines into one cluster with no controller.
+
+Run a node:       constellation peer [--join HOST:PORT] [--cluster-key KEY]
+Ask a node:       constellation status | nodes | events | send | broadcast
+
+Client commands find their node with --data-dir DIR (its Unix socket) or --api HOST:PORT
+(or the CONSTELLATION_API environment variable). Read commands print a table, or JSON with --json.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       node.Version,
+	}
+	root.PersistentFlags().StringVar(&g.dataDir, "data-dir", "", "the node's data directory (default $CONSTELLATION_DATA_DIR, /var/lib/constellation as root, else ~/.local/share/constellation)")
+	root.PersistentFlags().StringVar(&g.api, "api", "", "the node's API address HOST:PORT or unix:/path/api.sock (default $CONSTELLATION_API, else the socket in --data-dir)")
+	root.PersistentFlags().StringVar(&g.token, "api-token", "", "bearer token for a TCP --api (default $CONSTELLATION_API_TOKEN or <data-dir>/api.token)")
+	root.AddCommand(newPeerCmd(g), newStatusCmd(g), newNodesCmd(g), newSendCmd(g), newBroadcastCmd(g), newEventsCmd(g), newVersionCmd())
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return fmt.Errorf("%v\nRun '%s --help' for the accepted flags", err, c.CommandPath())
+	})
+	return root
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		Run: func(c *cobra.Command, _ []string) {
+			fmt.Fprintln(c.OutOrStdout(), "constellation", node.Version)
+		},
+	}
+}

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/rads-lang/constellation/node"
+)
+
+func newPeerCmd(g *globals) *cobra.Command {
+	var (
+		flags      node.Config
+		labels     string
+		configFile string
+	)
+	c := &cobra.Command{
+		Use:     "peer",
+		Aliases: []string{"init"},
+		Short:   "Run a node in the foreground (joins or starts a cluster)",
+		Long: `Run a constellation node in the foreground until SIGINT or SIGTERM, which leave the
+cluster gracefully (peers see the node as 'left', not 'dead').
+
+With no flags the node starts a single-node cluster named "default" on 0.0.0.0:7946 (QUIC on
+UDP and TCP on the same port) and finds peers of the same cluster on the LAN by mDNS.
+
+Settings come from flags, then the --config file (YAML, same keys with '_' for '-'), then the
+defaults. The cluster key can also come from CONSTELLATION_CLUSTER_KEY.`,
+		Example: `  constellation peer
+  constellation peer --cluster production --node node-1 --bind 192.168.1.10 \
+      --advertise 203.0.113.10 --join 192.168.1.11:7946 --labels region=us-east,type=database
+  CONSTELLATION_CLUSTER_KEY=s3cret constellation peer --join /ip4/192.168.1.11/udp/7946/quic-v1/p2p/12D3KooW...`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			var cfg node.Config
+			if configFile == "" {
+				configFile = os.Getenv("CONSTELLATION_CONFIG")
+			}
+			if configFile != "" {
+				fc, err := node.LoadConfigFile(configFile)
+				if err != nil {
+					return err
+				}
+				cfg = fc
+			}
+			if k := os.Getenv("CONSTELLATION_CLUSTER_KEY"); k != "" {
+				cfg.ClusterKey = k
+			}
+			set := map[string]bool{}
+			c.Flags().Visit(func(f *pflag.Flag) { set[f.Name] = true })
+			if c.Flags().Changed("labels") {
+				m, err := node.ParseLabels(labels)
+				if err != nil {
+					return err
+				}
+				flags.Labels = m
+			}
+			flags.DataDir, flags.APIToken = g.dataDir, g.token
+			set["data-dir"], set["api-token"] = g.dataDir != "", g.token != ""
+			cfg.Merge(flags, set)
+			cfg.Defaults()
+			if err := cfg.Validate(); err != nil {
+				return err
+			}
+			return runPeer(cfg)
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&configFile, "config", "", "YAML config file with the same keys as the flags (default $CONSTELLATION_CONFIG)")
+	f.StringVar(&flags.Cluster, "cluster", "default", "cluster name; only nodes of the same name join")
+	f.StringVar(&flags.Node, "node", "", "this node's name (default the hostname)")
+	f.StringVar(&flags.Bind, "bind", "0.0.0.0:7946", "HOST[:PORT] to listen on (QUIC on UDP, TCP fallback, same port)")
+	f.StringVar(&flags.Advertise, "advertise", "", "HOST[:PORT] to announce to peers (NAT, several interfaces)")
+	f.StringArrayVar(&flags.Join, "join", nil, "peer to join: HOST:PORT, HOST, or a multiaddr like /ip4/1.2.3.4/udp/7946/quic-v1/p2p/ID (repeatable)")
+	f.StringVar(&flags.ClusterKey, "cluster-key", "", "shared secret peers must prove to be admitted (default $CONSTELLATION_CLUSTER_KEY; empty: open cluster)")
+	f.StringVar(&labels, "labels", "", "node labels k=v,k2=v2 (e.g. region=us-east,type=database)")
+	f.BoolVar(&flags.NoMDNS, "no-mdns", false, "turn off LAN discovery by mDNS")
+	f.StringVar(&flags.APIListen, "api-listen", "", "also serve the local API on HOST:PORT (bearer token in <data-dir>/api.token)")
+	f.StringVar(&flags.LogLevel, "log-level", "info", "debug, info, warn or error")
+	// The token flag is global (client side); on peer it sets the server token.
+	return c
+}
+
+func runPeer(cfg node.Config) error {
+	level := map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}[cfg.LogLevel]
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	n, err := node.New(cfg, log)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := n.Start(ctx); err != nil {
+		n.Kill()
+		return err
+	}
+	st := n.Status()
+	fmt.Fprintf(os.Stderr, "constellation node %s (%s) in cluster %q\n  listening: %s\n  api: %s\n",
+		st.Name, st.ID, st.Cluster, strings.Join(st.Addresses, "\n             "), n.SocketPath())
+	if n.APIAddr != "" {
+		fmt.Fprintf(os.Stderr, "  api (tcp): %s (token in %s/api.token)\n", n.APIAddr, cfg.DataDir)
+	}
+	select {
+	case <-ctx.Done():
+	case <-n.Done():
+	}
+	stop() // a second signal kills the process the default way
+	log.Info("leaving the cluster")
+	return n.Close()
+}

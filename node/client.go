@@ -1,0 +1,238 @@
+package node
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Client talks to a node's local API, over its Unix socket or a TCP address.
+type Client struct {
+	base  string // "http://unix" or "http://host:port"
+	token string
+	http  *http.Client
+	where string // for error messages
+}
+
+// ErrNoNode means no node answers at the given data dir or address.
+var ErrNoNode = errors.New("node: no running node")
+
+// NewClient finds the node: api ("host:port", "http://host:port" or "unix:/path/api.sock")
+// wins; otherwise the Unix socket in dataDir (default DefaultDataDir()). token is the bearer
+// token for TCP (default: <dataDir>/api.token when readable, or $CONSTELLATION_API_TOKEN).
+func NewClient(dataDir, api, token string) *Client {
+	if api == "" {
+		api = os.Getenv("CONSTELLATION_API")
+	}
+	if dataDir == "" {
+		dataDir = DefaultDataDir()
+	}
+	if token == "" {
+		token = os.Getenv("CONSTELLATION_API_TOKEN")
+	}
+	if token == "" {
+		if b, err := os.ReadFile(filepath.Join(dataDir, "api.token")); err == nil {
+			token = strings.TrimSpace(string(b))
+		}
+	}
+	c := &Client{token: token}
+	sock := ""
+	switch {
+	case strings.HasPrefix(api, "unix:"):
+		sock = strings.TrimPrefix(strings.TrimPrefix(api, "unix:"), "//")
+	case api != "":
+		base := api
+		if !strings.HasPrefix(base, "http://") && !strings.HasPrefix(base, "https://") {
+			base = "http://" + base
+		}
+		c.base = strings.TrimRight(base, "/")
+		c.where = api
+		c.http = &http.Client{}
+		return c
+	default:
+		sock = filepath.Join(dataDir, "api.sock")
+	}
+	c.base = "http://unix"
+	c.where = sock
+	c.http = &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		},
+	}}
+	return c
+}
+
+// RemoteError is an error answer of the API.
+type RemoteError struct {
+	Status int
+	APIError
+}
+
+func (e *RemoteError) Error() string { return e.APIError.Error }
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("%w at %s (%v); start one with 'constellation peer', or point to it with --data-dir DIR or --api HOST:PORT", ErrNoNode, c.where, errors.Unwrap(err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		var ae APIError
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if json.Unmarshal(b, &ae) != nil || ae.Error == "" {
+			ae = APIError{Error: fmt.Sprintf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, strings.TrimSpace(string(b))), Code: "http"}
+		}
+		return &RemoteError{Status: resp.StatusCode, APIError: ae}
+	}
+	if out == nil {
+		return nil
+	}
+	if raw, ok := out.(*json.RawMessage); ok {
+		b, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+		*raw = b
+		return err
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// Get fetches path into out.
+func (c *Client) Get(ctx context.Context, path string, out any) error {
+	return c.do(ctx, http.MethodGet, path, nil, out)
+}
+
+// Post sends in as JSON and decodes the answer into out.
+func (c *Client) Post(ctx context.Context, path string, in, out any) error {
+	return c.do(ctx, http.MethodPost, path, in, out)
+}
+
+// Delete sends a DELETE.
+func (c *Client) Delete(ctx context.Context, path string, out any) error {
+	return c.do(ctx, http.MethodDelete, path, nil, out)
+}
+
+// Status is GET /v1/status.
+func (c *Client) Status(ctx context.Context) (StatusInfo, error) {
+	var s StatusInfo
+	err := c.Get(ctx, "/v1/status", &s)
+	return s, err
+}
+
+// Nodes is GET /v1/nodes.
+func (c *Client) Nodes(ctx context.Context) ([]NodeInfo, error) {
+	var ns []NodeInfo
+	err := c.Get(ctx, "/v1/nodes", &ns)
+	return ns, err
+}
+
+// Send is POST /v1/send.
+func (c *Client) Send(ctx context.Context, node, typ string, data json.RawMessage) (SendResult, error) {
+	var r SendResult
+	err := c.Post(ctx, "/v1/send", SendRequest{Node: node, Type: typ, Data: data}, &r)
+	return r, err
+}
+
+// Broadcast is POST /v1/broadcast.
+func (c *Client) Broadcast(ctx context.Context, typ string, data json.RawMessage) (SendResult, error) {
+	var r SendResult
+	err := c.Post(ctx, "/v1/broadcast", BroadcastRequest{Type: typ, Data: data}, &r)
+	return r, err
+}
+
+// Events streams GET /v1/events until ctx ends or the node stops, calling fn per event.
+// types filters (nil = all); after resumes after a sequence number (0 = only new events).
+func (c *Client) Events(ctx context.Context, types []string, after uint64, fn func(Event) error) error {
+	path := "/v1/events"
+	if len(types) > 0 {
+		path += "?type=" + strings.Join(types, ",")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
+	if err != nil {
+		return err
+	}
+	if after > 0 {
+		req.Header.Set("Last-Event-ID", strconv.FormatUint(after, 10))
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("%w at %s (%v)", ErrNoNode, c.where, errors.Unwrap(err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var ae APIError
+		_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&ae)
+		return &RemoteError{Status: resp.StatusCode, APIError: ae}
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	var data []byte
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "data: "):
+			data = append(data, line[len("data: "):]...)
+		case line == "":
+			if len(data) > 0 {
+				var e Event
+				if err := json.Unmarshal(data, &e); err == nil {
+					if err := fn(e); err != nil {
+						return err
+					}
+				}
+				data = data[:0]
+			}
+		}
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	return io.ErrUnexpectedEOF
+}
+
+// WaitReady polls until the node answers or the timeout passes.
+func (c *Client) WaitReady(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		_, err := c.Status(ctx)
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -1,0 +1,303 @@
+package node
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// DefaultPort is the port a node listens on when --bind names no port: QUIC on UDP and TCP
+// as fallback, both on the same number (Serf's and memberlist's traditional port).
+const DefaultPort = 7946
+
+// Config is everything `constellation peer` needs. Fields carry their YAML keys, which are
+// also the flag names (with '-' for '_'). Zero values mean "use the default" (see Defaults).
+type Config struct {
+	// Cluster is the cluster's name. Nodes only admit peers of the same name. Default "default".
+	Cluster string `yaml:"cluster"`
+	// Node is this node's human name, unique in the cluster by convention. Default: hostname.
+	Node string `yaml:"node"`
+	// Bind is HOST[:PORT] to listen on; QUIC (UDP) and TCP share the port. Default 0.0.0.0:7946.
+	Bind string `yaml:"bind"`
+	// Advertise is HOST[:PORT] announced to peers instead of the bound addresses, for NATs
+	// and hosts with several interfaces. Default: the bound interface addresses.
+	Advertise string `yaml:"advertise"`
+	// Join lists peers to join: "host:port", "host" (port 7946) or full multiaddrs
+	// (/ip4/1.2.3.4/udp/7946/quic-v1/p2p/12D3...). Unreachable peers are retried with backoff.
+	Join []string `yaml:"join"`
+	// ClusterKey is the shared secret a peer must prove knowledge of to be admitted. Empty
+	// means an open cluster, which only admits peers that have no key either. The environment
+	// variable CONSTELLATION_CLUSTER_KEY sets it too (a flag wins over it).
+	ClusterKey string `yaml:"cluster_key"`
+	// Labels are free key=value attributes of this node (region, type, ...) used by
+	// placement constraints.
+	Labels map[string]string `yaml:"labels"`
+	// DataDir holds all state of the node: identity key, replicated state, API socket.
+	// Default: $CONSTELLATION_DATA_DIR, else /var/lib/constellation for root, else
+	// $XDG_DATA_HOME/constellation (~/.local/share/constellation).
+	DataDir string `yaml:"data_dir"`
+	// NoMDNS turns off zero-config LAN discovery by multicast DNS.
+	NoMDNS bool `yaml:"no_mdns"`
+	// APIListen optionally serves the local API on a TCP address (e.g. 127.0.0.1:7947) in
+	// addition to the Unix socket; requests then need APIToken as a bearer token.
+	APIListen string `yaml:"api_listen"`
+	// APIToken is the bearer token for APIListen. When APIListen is set and no token is
+	// given, a random token is generated and written to <data-dir>/api.token (0600).
+	APIToken string `yaml:"api_token"`
+	// LogLevel is debug, info, warn or error. Default info.
+	LogLevel string `yaml:"log_level"`
+
+	// Tuning, rarely changed. Zero means the default.
+
+	// GossipBatch is how long local state changes are batched before they are published.
+	// Default 5ms: low latency, and bursts still travel as one message.
+	GossipBatch time.Duration `yaml:"gossip_batch"`
+	// AntiEntropyInterval is how often the node reconciles state with one random peer.
+	// Default 3s: repairs lost gossip within a few seconds at a cost of one small exchange.
+	AntiEntropyInterval time.Duration `yaml:"anti_entropy_interval"`
+	// SnapshotInterval is how often the state store compacts its delta log into a snapshot.
+	// Default 30s.
+	SnapshotInterval time.Duration `yaml:"snapshot_interval"`
+}
+
+// ConfigError names a configuration field that is wrong and says what would be right.
+type ConfigError struct {
+	Field string // flag / YAML key
+	Value string
+	Want  string
+}
+
+func (e *ConfigError) Error() string {
+	return fmt.Sprintf("node: invalid %s %q: %s", e.Field, e.Value, e.Want)
+}
+
+// DefaultDataDir returns the data directory used when none is given.
+func DefaultDataDir() string {
+	if d := os.Getenv("CONSTELLATION_DATA_DIR"); d != "" {
+		return d
+	}
+	if os.Geteuid() == 0 {
+		return "/var/lib/constellation"
+	}
+	if x := os.Getenv("XDG_DATA_HOME"); x != "" {
+		return filepath.Join(x, "constellation")
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".local", "share", "constellation")
+	}
+	return ".constellation"
+}
+
+// Defaults fills every zero field with its documented default.
+func (c *Config) Defaults() {
+	if c.Cluster == "" {
+		c.Cluster = "default"
+	}
+	if c.Node == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			h = "node"
+		}
+		c.Node = h
+	}
+	if c.Bind == "" {
+		c.Bind = "0.0.0.0:" + strconv.Itoa(DefaultPort)
+	}
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir()
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+	if c.GossipBatch == 0 {
+		c.GossipBatch = 5 * time.Millisecond
+	}
+	if c.AntiEntropyInterval == 0 {
+		c.AntiEntropyInterval = 3 * time.Second
+	}
+	if c.SnapshotInterval == 0 {
+		c.SnapshotInterval = 30 * time.Second
+	}
+}
+
+var (
+	nameRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+	labelRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$`)
+)
+
+// Validate checks every field and returns the first problem as a *ConfigError.
+func (c *Config) Validate() error {
+	if !nameRE.MatchString(c.Cluster) {
+		return &ConfigError{"cluster", c.Cluster, "1-63 letters, digits, '.', '_' or '-', starting with a letter or digit"}
+	}
+	if !nameRE.MatchString(c.Node) {
+		return &ConfigError{"node", c.Node, "1-63 letters, digits, '.', '_' or '-', starting with a letter or digit"}
+	}
+	if _, _, err := splitHostPort(c.Bind); err != nil {
+		return &ConfigError{"bind", c.Bind, "HOST or HOST:PORT, e.g. 0.0.0.0:7946 or [::]:7946"}
+	}
+	if c.Advertise != "" {
+		if _, _, err := splitHostPort(c.Advertise); err != nil {
+			return &ConfigError{"advertise", c.Advertise, "HOST or HOST:PORT, e.g. 203.0.113.10:7946"}
+		}
+	}
+	for k, v := range c.Labels {
+		if !labelRE.MatchString(k) {
+			return &ConfigError{"labels", k + "=" + v, "label keys are 1-63 letters, digits, '.', '_', '/' or '-'"}
+		}
+		if len(v) > 253 || strings.ContainsAny(v, ",=\n") {
+			return &ConfigError{"labels", k + "=" + v, "label values are at most 253 characters without ',', '=' or newlines"}
+		}
+	}
+	if c.APIListen != "" {
+		if _, port, err := net.SplitHostPort(c.APIListen); err != nil || port == "" {
+			return &ConfigError{"api_listen", c.APIListen, "HOST:PORT, e.g. 127.0.0.1:7947"}
+		}
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return &ConfigError{"log_level", c.LogLevel, "one of debug, info, warn, error"}
+	}
+	if c.GossipBatch < 0 || c.GossipBatch > time.Second {
+		return &ConfigError{"gossip_batch", c.GossipBatch.String(), "between 0 and 1s"}
+	}
+	if c.AntiEntropyInterval < 100*time.Millisecond || c.AntiEntropyInterval > 10*time.Minute {
+		return &ConfigError{"anti_entropy_interval", c.AntiEntropyInterval.String(), "between 100ms and 10m"}
+	}
+	if c.SnapshotInterval < time.Second {
+		return &ConfigError{"snapshot_interval", c.SnapshotInterval.String(), "at least 1s"}
+	}
+	return nil
+}
+
+// splitHostPort accepts HOST, HOST:PORT, :PORT and [V6]:PORT.
+func splitHostPort(s string) (string, int, error) {
+	if s == "" {
+		return "", 0, errors.New("empty")
+	}
+	host, portStr := s, ""
+	if h, p, err := net.SplitHostPort(s); err == nil {
+		host, portStr = h, p
+	} else if strings.Count(s, ":") > 1 && !strings.HasPrefix(s, "[") {
+		host = s // bare IPv6
+	} else if strings.Contains(s, ":") {
+		return "", 0, err
+	}
+	port := DefaultPort
+	if portStr != "" {
+		n, err := strconv.Atoi(portStr)
+		if err != nil || n < 0 || n > 65535 {
+			return "", 0, fmt.Errorf("bad port %q", portStr)
+		}
+		port = n
+	}
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	if strings.ContainsAny(host, " /") {
+		return "", 0, fmt.Errorf("bad host %q", host)
+	}
+	return host, port, nil
+}
+
+// ParseLabels parses "k=v,k2=v2" into a map.
+func ParseLabels(s string) (map[string]string, error) {
+	out := map[string]string{}
+	if strings.TrimSpace(s) == "" {
+		return out, nil
+	}
+	for _, kv := range strings.Split(s, ",") {
+		kv = strings.TrimSpace(kv)
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, &ConfigError{"labels", kv, "comma-separated key=value pairs, e.g. region=us-east,type=database"}
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// FormatLabels renders labels as sorted "k=v,k2=v2".
+func FormatLabels(m map[string]string) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + m[k]
+	}
+	return strings.Join(parts, ",")
+}
+
+// LoadConfigFile reads a YAML config file with the same keys as Config. Unknown keys are an
+// error naming the key, so a typo never silently falls back to a default.
+func LoadConfigFile(path string) (Config, error) {
+	var c Config
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return c, fmt.Errorf("node: config file: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		if errors.Is(err, io.EOF) { // empty file
+			return c, nil
+		}
+		return c, fmt.Errorf("node: config file %s: %w (keys: cluster, node, bind, advertise, join, cluster_key, labels, data_dir, no_mdns, api_listen, api_token, log_level, gossip_batch, anti_entropy_interval, snapshot_interval)", path, err)
+	}
+	return c, nil
+}
+
+// Merge overlays the fields set in over (non-zero) onto c: used for flags over file.
+func (c *Config) Merge(over Config, set map[string]bool) {
+	if set["cluster"] {
+		c.Cluster = over.Cluster
+	}
+	if set["node"] {
+		c.Node = over.Node
+	}
+	if set["bind"] {
+		c.Bind = over.Bind
+	}
+	if set["advertise"] {
+		c.Advertise = over.Advertise
+	}
+	if set["join"] {
+		c.Join = over.Join
+	}
+	if set["cluster-key"] {
+		c.ClusterKey = over.ClusterKey
+	}
+	if set["labels"] {
+		c.Labels = over.Labels
+	}
+	if set["data-dir"] {
+		c.DataDir = over.DataDir
+	}
+	if set["no-mdns"] {
+		c.NoMDNS = over.NoMDNS
+	}
+	if set["api-listen"] {
+		c.APIListen = over.APIListen
+	}
+	if set["api-token"] {
+		c.APIToken = over.APIToken
+	}
+	if set["log-level"] {
+		c.LogLevel = over.LogLevel
+	}
+}

@@ -1,0 +1,67 @@
+package node
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/rads-lang/constellation/p2p"
+	"github.com/rads-lang/constellation/p2p/liveness"
+)
+
+// livenessDetector runs the SWIM/Lifeguard failure detector over the host's packets.
+type livenessDetector struct {
+	r   *liveness.Runner
+	log *slog.Logger
+}
+
+// packetTransport sends liveness packets over the p2p host.
+type packetTransport struct{ h *p2p.Host }
+
+func (t packetTransport) SendPacket(ctx context.Context, to string, b []byte) error {
+	id, err := peer.Decode(to)
+	if err != nil {
+		return err
+	}
+	return t.h.SendPacket(ctx, id, "liveness", b)
+}
+
+func newLivenessDetector(n *Node, h *p2p.Host, incarnation uint64, log *slog.Logger) detector {
+	d, err := liveness.New(h.ID().String(), incarnation, liveness.DefaultConfig())
+	if err != nil {
+		panic(err) // default config and a valid peer ID: cannot fail
+	}
+	r, err := liveness.NewRunner(d, liveness.RunnerConfig{
+		Transport: packetTransport{h},
+		Logger:    log.With("component", "liveness"),
+		OnEvent:   func(e liveness.Event) { n.onDetectorEvent(e.ID) },
+	})
+	if err != nil {
+		panic(err)
+	}
+	return &livenessDetector{r: r, log: log}
+}
+
+func (l *livenessDetector) start(ctx context.Context) error { return l.r.Start(ctx) }
+
+func (l *livenessDetector) AddMember(id string) {
+	if err := l.r.AddMember(id); err != nil {
+		l.log.Debug("liveness: add member", "id", id, "err", err)
+	}
+}
+
+func (l *livenessDetector) RemoveMember(id string)             { l.r.RemoveMember(id) }
+func (l *livenessDetector) HandlePacket(from string, b []byte) { l.r.HandlePacket(from, b) }
+func (l *livenessDetector) Leave(ctx context.Context) error    { return l.r.Leave(ctx) }
+func (l *livenessDetector) Close() error                       { return l.r.Close() }
+
+func (l *livenessDetector) Member(id string) (string, time.Time, bool) {
+	for _, m := range l.r.Members() {
+		if m.ID == id {
+			return m.State.String(), m.LastSeen, true
+		}
+	}
+	return "", time.Time{}, false
+}

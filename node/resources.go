@@ -1,0 +1,18 @@
+package node
+
+import (
+	"runtime"
+)
+
+// Resources are a node's capacity as advertised in its membership record.
+type Resources struct {
+	CPUCores int
+	RAMMB    uint64
+	DiskMB   uint64 // of the filesystem holding the data dir
+}
+
+func localResources(dataDir string) Resources {
+	r := Resources{CPUCores: runtime.NumCPU()}
+	r.RAMMB, r.DiskMB = memAndDiskMB(dataDir)
+	return r
+}
