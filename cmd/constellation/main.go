@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rads-lang/constellation/node"
+	"github.com/rads-lang/constellation/sandbox"
 )
 
 // exitError carries a process exit code through cobra.
@@ -21,6 +22,7 @@ type exitError struct{ code int }
 func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
 
 func main() {
+	sandbox.Init() // returns at once unless this process is an instance's short-lived init
 	root := newRoot()
 	if err := root.Execute(); err != nil {
 		var ee exitError
