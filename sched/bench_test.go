@@ -49,9 +49,12 @@ func benchCluster(b *testing.B) (*Cluster, []string) {
 	return c, ids
 }
 
-// BenchmarkPlace measures one placement decision (one instance of an existing deployment)
-// against 1,000 nodes and 100,000 instances, in steady state: each placed instance is applied
-// and an old instance removed. Only Place is timed for the reported metrics.
+// BenchmarkPlace measures placement decisions (one Place call for one instance of an
+// existing deployment, or ten with count=10) against 1,000 nodes and 100,000 instances of
+// 5,000 deployments, in steady state: each plan is applied and as many old instances
+// removed. Only Place is timed for the reported metrics (decisions/s from the summed Place
+// time, p50 and p99 of single Place calls); ns/op also includes Apply and the churn. "rules"
+// adds two constraints, a soft affinity and a soft anti-affinity term.
 func BenchmarkPlace(b *testing.B) {
 	c, old := benchCluster(b)
 	cons := mustConstraints(b, "node.region!=ap", "node.type in (general,database)")
@@ -123,7 +126,10 @@ func reportLatency(b *testing.B, durs []time.Duration, perDecision int) {
 		total += d
 	}
 	slices.Sort(durs)
-	b.ReportMetric(float64(len(durs)*perDecision)/total.Seconds(), "placements/s")
+	b.ReportMetric(float64(len(durs))/total.Seconds(), "decisions/s")
+	if perDecision > 1 {
+		b.ReportMetric(float64(len(durs)*perDecision)/total.Seconds(), "placements/s")
+	}
 	b.ReportMetric(float64(durs[len(durs)/2].Nanoseconds())/1e3, "p50-µs")
 	b.ReportMetric(float64(durs[len(durs)*99/100].Nanoseconds())/1e3, "p99-µs")
 }

@@ -373,22 +373,30 @@ type key struct {
 	s1, s2, s3 int64
 }
 
-func (a key) cmp(b key) int {
-	if a.notAvoided != b.notAvoided {
+func (a *key) cmp(b *key) int {
+	switch {
+	case a.notAvoided != b.notAvoided:
 		if a.notAvoided {
 			return 1
 		}
 		return -1
-	}
-	for _, d := range [4]int64{a.aff - b.aff, a.s1 - b.s1, a.s2 - b.s2, a.s3 - b.s3} {
-		if d > 0 {
-			return 1
-		}
-		if d < 0 {
-			return -1
-		}
+	case a.aff != b.aff:
+		return sign(a.aff > b.aff)
+	case a.s1 != b.s1:
+		return sign(a.s1 > b.s1)
+	case a.s2 != b.s2:
+		return sign(a.s2 > b.s2)
+	case a.s3 != b.s3:
+		return sign(a.s3 > b.s3)
 	}
 	return 0
+}
+
+func sign(gt bool) int {
+	if gt {
+		return 1
+	}
+	return -1
 }
 
 // feasible reports whether cand j passes the hard terms and has room for one instance.
@@ -460,7 +468,7 @@ func (p *placer) rank(j int, rnd uint64) key {
 
 // better reports whether cand j with key kj beats cand b with key kb.
 func (p *placer) better(j int, kj key, b int, kb key) bool {
-	if d := kj.cmp(kb); d != 0 {
+	if d := kj.cmp(&kb); d != 0 {
 		return d > 0
 	}
 	wj, wb := combine(p.kh, p.cands[j].n.hash), combine(p.kh, p.cands[b].n.hash)
