@@ -252,7 +252,14 @@ func (c *Cluster) removeInst(is *instState) Instance {
 		}
 	}
 	delete(c.insts, is.ID)
-	return is.Instance
+	return is.copy()
+}
+
+// copy returns the instance with its own labels map (placed instances share theirs).
+func (is *instState) copy() Instance {
+	in := is.Instance
+	in.Labels = maps.Clone(in.Labels)
+	return in
 }
 
 // Instance returns an instance and the node it is on.
@@ -261,7 +268,7 @@ func (c *Cluster) Instance(id string) (Instance, string, bool) {
 	if !ok {
 		return Instance{}, "", false
 	}
-	return is.Instance, c.nodes[is.slot].ID, true
+	return is.copy(), c.nodes[is.slot].ID, true
 }
 
 // NodeUsage returns the resources used by a node's instances and their number.

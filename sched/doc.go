@@ -21,6 +21,16 @@
 //     distributed enforcement sizes CRDT bounded counters from Quota.Limits.
 //   - Reconcile: after a partition heals, which duplicate instances to keep and which to stop,
 //     the same answer on every node.
+//   - Backoff: restart delays with jitter, and which nodes a reschedule should avoid after
+//     repeated failures there (Request.Avoid).
+//
+// Conventions the wiring relies on: CPU is in millicores (CPUPercent, CPUCores convert the
+// API's fields), RAM and disk in MiB; Request.Priority is taken as given (0 is lowest; use
+// ParsePriority, whose empty input is DefaultPriority); a reservation is Node.Reserved on the
+// node that holds it (place the reservation itself as a one-instance Request), and a create
+// that consumes it lowers Reserved and pins node.name; a drain sets Node.Draining, places
+// replacements under new instance IDs, and removes the old ones once the new run
+// (make-before-break); a dead node's instances come back from RemoveNode for re-placement.
 //
 // Every result depends only on the inputs (never on map order, insertion order or the
 // machine: all arithmetic is integer), so two nodes computing the same plan from the same

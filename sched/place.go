@@ -504,7 +504,7 @@ func (p *placer) commit(j int, id string, victims []*instState) {
 	for _, v := range victims {
 		p.evict(j, v)
 		pl.Preempts = append(pl.Preempts, v.ID)
-		p.plan.Evictions = append(p.plan.Evictions, Eviction{Instance: v.Instance, Node: cd.n.ID, By: id})
+		p.plan.Evictions = append(p.plan.Evictions, Eviction{Instance: v.copy(), Node: cd.n.ID, By: id})
 	}
 	cd.free = cd.free.Sub(p.req.Resources)
 	cd.count++
