@@ -219,8 +219,9 @@ func (h *Host) runInitiator(ctx context.Context, p peer.ID) (byte, error) {
 	local, remote := h.ID(), p
 	want := admitMAC(h.key, 'R', h.cfg.Cluster, local, remote, hl.nonce[:], rp.nonce[:])
 	if !hmac.Equal(want, rp.mac[:]) {
+		// Tell the responder why (graceful close so the status is delivered).
 		s.Write(append([]byte{admitBadProof}, make([]byte, 32)...))
-		s.Reset()
+		s.CloseWrite()
 		return admitBadProof, nil
 	}
 	proof := append([]byte{admitOK}, admitMAC(h.key, 'I', h.cfg.Cluster, local, remote, hl.nonce[:], rp.nonce[:])...)
@@ -393,7 +394,18 @@ func (h *Host) block(p peer.ID, reason string, loud bool) {
 			h.events.push(func() { cb(p, reason) })
 		}
 	}
-	h.goRun(func() { h.h.Network().ClosePeer(p) })
+	// Close after a short grace period so the verdict we may have just written reaches
+	// the peer (which then closes on its side); meanwhile the gater and Guard refuse it.
+	h.goRun(func() {
+		t := time.NewTimer(min(time.Second, h.cfg.AdmitTimeout))
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-h.ctx.Done():
+			return
+		}
+		h.h.Network().ClosePeer(p)
+	})
 }
 
 // pruneRejectedLocked bounds the blocklist; entries long past their window go first.
@@ -455,24 +467,52 @@ func (h *Host) ensureAdmitted(ctx context.Context, p peer.ID) error {
 	if h.isClosed() {
 		return ErrClosed
 	}
-	if h.blocked(p) {
-		return fmt.Errorf("%w: %s failed admission recently", ErrNotAdmitted, p)
+	if err := h.blockedErr(p); err != nil {
+		return err
 	}
 	if !h.Connected(p) {
 		if err := h.h.Connect(ctx, peer.AddrInfo{ID: p}); err != nil {
+			if err := h.blockedErr(p); err != nil {
+				return err
+			}
 			return fmt.Errorf("%w: connect %s: %v", ErrNotAdmitted, p, err)
 		}
 	}
 	if h.waitAdmitted(ctx, p) {
 		return nil
 	}
-	if err := h.initiateAdmission(ctx, p); err != nil {
-		return err
+	err := h.initiateAdmission(ctx, p)
+	if h.IsAdmitted(p) {
+		return nil
 	}
-	if !h.IsAdmitted(p) {
-		return fmt.Errorf("%w: %s", ErrNotAdmitted, p)
+	if berr := h.blockedErr(p); berr != nil {
+		return berr
 	}
-	return nil
+	if err == nil {
+		err = fmt.Errorf("%w: %s", ErrNotAdmitted, p)
+	}
+	return err
+}
+
+// blockedErr returns an ErrAdmission error with the verdict if p is blocklisted.
+func (h *Host) blockedErr(p peer.ID) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r := h.rejected[p]
+	if r == nil || !h.now().Before(r.until) {
+		return nil
+	}
+	return fmt.Errorf("%w: peer %s: %s (refused until %s)", ErrAdmission, p, r.reason, r.until.Format(time.TimeOnly))
+}
+
+// blockedUntil returns the end of p's rejection window (zero if none).
+func (h *Host) blockedUntil(p peer.ID) time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if r := h.rejected[p]; r != nil && h.now().Before(r.until) {
+		return r.until
+	}
+	return time.Time{}
 }
 
 // Guard wraps a stream handler so it runs only for admitted peers; streams from other

@@ -46,15 +46,25 @@ func (h *Host) Connect(ctx context.Context, pi peer.AddrInfo) error {
 // Join makes one attempt to connect to j and get admitted, learning the peer ID from
 // the secure handshake when j does not name it. It returns the peer's ID.
 func (h *Host) Join(ctx context.Context, j JoinAddr) (peer.ID, error) {
-	id, err := h.dialJoin(ctx, j, j.ID)
+	return h.join(ctx, j, j.ID)
+}
+
+func (h *Host) join(ctx context.Context, j JoinAddr, guess peer.ID) (peer.ID, error) {
+	id, err := h.dialJoin(ctx, j, guess)
 	if err != nil {
+		if id != "" {
+			if berr := h.blockedErr(id); berr != nil {
+				return id, berr
+			}
+		}
 		return id, err
 	}
 	return id, h.ensureAdmitted(ctx, id)
 }
 
 // dialJoin connects to j's addresses expecting guess ("" = unknown). A peer-ID mismatch
-// reveals the real ID (TLS and Noise both report it), which is then dialled.
+// reveals the real ID (TLS and Noise both report it), which is then dialled - unless
+// the user named the ID in the join address (j.ID), which is then enforced.
 func (h *Host) dialJoin(ctx context.Context, j JoinAddr, guess peer.ID) (peer.ID, error) {
 	if h.isClosed() {
 		return "", ErrClosed
@@ -77,6 +87,9 @@ func (h *Host) dialJoin(ctx context.Context, j JoinAddr, guess peer.ID) (peer.ID
 	}
 	if !ok {
 		return "", err
+	}
+	if j.ID != "" && actual != j.ID {
+		return "", fmt.Errorf("p2p: join %s: the peer there is %s, not the %s named in the address", j, actual, j.ID)
 	}
 	if actual == h.ID() {
 		return "", fmt.Errorf("p2p: join %s: that address is this node", j)
@@ -138,28 +151,40 @@ func (h *Host) joinLoop(j JoinAddr) {
 		}
 	}
 	for h.ctx.Err() == nil {
-		if known != "" && h.Connected(known) {
+		if known != "" && h.Connected(known) && h.IsAdmitted(known) {
 			if !sleep(joinPollInterval) {
 				return
 			}
 			continue
 		}
+		if known != "" {
+			if until := h.blockedUntil(known); !until.IsZero() {
+				// Failed admission: a clear line was logged by the verdict; wait out the window.
+				h.log.Info("join peer refused admission; retrying after the block window", "join", j.String(), "peer", known, "retry_at", until.Format(time.TimeOnly))
+				if !sleep(until.Sub(h.now()) + 10*time.Millisecond) {
+					return
+				}
+				continue
+			}
+		}
 		ctx, cancel := context.WithTimeout(h.ctx, dialTimeout)
-		id, err := h.dialJoin(ctx, j, known)
+		id, err := h.join(ctx, j, known)
 		cancel()
 		if h.ctx.Err() != nil {
 			return
 		}
-		if err == nil {
+		if id != "" {
 			known = id
+		}
+		if err == nil {
 			if failures > 0 {
 				h.log.Info("join peer reachable", "join", j.String(), "peer", id, "after_failures", failures)
 			}
 			failures, backoff = 0, h.cfg.JoinBackoffMin
 			continue
 		}
-		if id != "" {
-			known = id
+		if errors.Is(err, ErrAdmission) {
+			continue // handled by the block window above
 		}
 		failures++
 		h.log.Warn("join peer unreachable; retrying", "join", j.String(), "attempt", failures, "retry_in", backoff, "err", err)

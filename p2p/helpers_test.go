@@ -17,6 +17,7 @@ import (
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	ma "github.com/multiformats/go-multiaddr"
 )
 
@@ -249,3 +250,7 @@ func describe(hs []*Host) string {
 	}
 	return b.String()
 }
+
+func peerInfo(h *Host) peer.AddrInfo { return peer.AddrInfo{ID: h.ID(), Addrs: h.h.Addrs()} }
+
+func protocolID(s string) protocol.ID { return protocol.ID(s) }

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
@@ -74,6 +75,10 @@ type Host struct {
 	started bool
 
 	events eventQueue
+	stats  counters
+
+	// testDropAcks, when > 0, makes the message handler drop that many acks (tests).
+	testDropAcks atomic.Int32
 
 	mu sync.Mutex // guards the following fields
 	// replica is the state to replicate (nil: nothing to replicate).
@@ -369,6 +374,44 @@ func (h *Host) AddAddrs(p peer.ID, addrs []ma.Multiaddr) {
 		return
 	}
 	h.h.Peerstore().AddAddrs(p, addrs, peerstore.RecentlyConnectedAddrTTL)
+}
+
+type counters struct {
+	gossipSent, gossipReceived atomic.Uint64
+	syncs, syncFailures        atomic.Uint64
+}
+
+// Stats are cumulative counters for telemetry.
+type Stats struct {
+	GossipSent     uint64 // gossip messages published (batches and pull notices)
+	GossipReceived uint64 // gossip messages received from other members
+	Syncs          uint64 // anti-entropy exchanges completed (either role)
+	SyncFailures   uint64 // anti-entropy exchanges that failed
+	BytesIn        int64  // all libp2p traffic received
+	BytesOut       int64  // all libp2p traffic sent
+	Admitted       int    // currently admitted peers
+}
+
+// Stats returns the host's counters.
+func (h *Host) Stats() Stats {
+	in, out := h.Bandwidth()
+	return Stats{
+		GossipSent:     h.stats.gossipSent.Load(),
+		GossipReceived: h.stats.gossipReceived.Load(),
+		Syncs:          h.stats.syncs.Load(),
+		SyncFailures:   h.stats.syncFailures.Load(),
+		BytesIn:        in,
+		BytesOut:       out,
+		Admitted:       len(h.Admitted()),
+	}
+}
+
+// setPartition installs (nil: removes) a gate refusing connections to some peers;
+// tests use it to partition a cluster.
+func (h *Host) setPartition(f func(peer.ID) bool) {
+	h.mu.Lock()
+	h.partitioned = f
+	h.mu.Unlock()
 }
 
 // Bandwidth returns the total bytes received and sent by this host.

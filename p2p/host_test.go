@@ -2,10 +2,14 @@ package p2p
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 func TestJoinTwoHosts(t *testing.T) {
@@ -57,6 +61,293 @@ func TestSeveralHostsJoinAndGossip(t *testing.T) {
 		}
 		return true
 	})
-	_ = slices.Contains[[]int]
-	_ = context.Background
+}
+
+func TestAntiEntropyConverges(t *testing.T) {
+	// No Publish at all: only anti-entropy moves state.
+	const n = 4
+	var hs []*Host
+	var rs []*mapReplica
+	for i := 0; i < n; i++ {
+		cfg := fastConfig(t)
+		cfg.AntiEntropyInterval = 100 * time.Millisecond
+		if i > 0 {
+			cfg.Join = []JoinAddr{joinOf(t, hs[i-1], true)}
+		}
+		r := newMapReplica()
+		hs = append(hs, startHost(t, cfg, r))
+		rs = append(rs, r)
+	}
+	eventually(t, 30*time.Second, "admission", func() bool { return admittedAll(hs) })
+	for i, r := range rs {
+		for k := 0; k < 20; k++ {
+			r.Set(fmt.Sprintf("h%d-k%d", i, k), "v")
+		}
+	}
+	eventually(t, 20*time.Second, "anti-entropy convergence", func() bool {
+		for _, r := range rs {
+			if r.Len() != n*20 {
+				return false
+			}
+		}
+		return true
+	})
+	var syncs uint64
+	for _, h := range hs {
+		syncs += h.Stats().Syncs
+		if h.Stats().GossipSent != 0 {
+			t.Errorf("gossip sent without Publish: %+v", h.Stats())
+		}
+	}
+	if syncs == 0 {
+		t.Error("converged without any anti-entropy exchange")
+	}
+}
+
+func TestGossipBatching(t *testing.T) {
+	ra, rb := newMapReplica(), newMapReplica()
+	cfgA := fastConfig(t)
+	cfgA.GossipBatch = 100 * time.Millisecond
+	cfgA.AntiEntropyInterval = time.Hour
+	a := startHost(t, cfgA, ra)
+	cfgB := fastConfig(t)
+	cfgB.AntiEntropyInterval = time.Hour
+	cfgB.Join = []JoinAddr{joinOf(t, a, true)}
+	b := startHost(t, cfgB, rb)
+	eventually(t, 10*time.Second, "admission", func() bool { return admittedAll([]*Host{a, b}) })
+	waitTopicPeers(t, a, 1)
+	before := a.Stats().GossipSent
+	const n = 50
+	for i := 0; i < n; i++ {
+		a.Publish(ra.Set(fmt.Sprintf("k%d", i), "v"))
+	}
+	eventually(t, 10*time.Second, "all deltas at B", func() bool { return rb.Len() == n })
+	sent := a.Stats().GossipSent - before
+	if sent < 1 || sent > 3 {
+		t.Errorf("%d deltas published within one batch window went out as %d gossip messages; want 1..3", n, sent)
+	}
+	if got := b.Stats().GossipReceived; got > 3 {
+		t.Errorf("B received %d gossip messages; want <= 3", got)
+	}
+}
+
+func TestLargeDeltaIsPulled(t *testing.T) {
+	ra, rb := newMapReplica(), newMapReplica()
+	cfgA := fastConfig(t)
+	cfgA.MaxGossipBytes = 2048
+	cfgA.AntiEntropyInterval = time.Hour
+	a := startHost(t, cfgA, ra)
+	cfgB := fastConfig(t)
+	cfgB.MaxGossipBytes = 2048
+	cfgB.AntiEntropyInterval = time.Hour
+	cfgB.Join = []JoinAddr{joinOf(t, a, true)}
+	b := startHost(t, cfgB, rb)
+	eventually(t, 10*time.Second, "admission", func() bool { return admittedAll([]*Host{a, b}) })
+	waitTopicPeers(t, a, 1)
+	syncsBefore := b.Stats().Syncs + a.Stats().Syncs
+	big := strings.Repeat("x", 10_000)
+	a.Publish(ra.Set("big", big))
+	a.Publish(ra.Set("small", "s"))
+	eventually(t, 10*time.Second, "big value at B", func() bool {
+		v, _ := rb.Get("big")
+		return v == big
+	})
+	if _, ok := rb.Get("small"); !ok {
+		// small travels by gossip or with the pull; either way it must arrive.
+		eventually(t, 5*time.Second, "small value at B", func() bool { _, ok := rb.Get("small"); return ok })
+	}
+	if got := b.Stats().Syncs + a.Stats().Syncs; got <= syncsBefore {
+		t.Errorf("big delta arrived without an anti-entropy exchange (syncs %d -> %d)", syncsBefore, got)
+	}
+}
+
+func TestPartitionAndHeal(t *testing.T) {
+	const n = 4
+	var hs []*Host
+	var rs []*mapReplica
+	for i := 0; i < n; i++ {
+		cfg := fastConfig(t)
+		cfg.AntiEntropyInterval = 200 * time.Millisecond
+		for j := 0; j < i; j++ {
+			cfg.Join = append(cfg.Join, joinOf(t, hs[j], true))
+		}
+		r := newMapReplica()
+		hs = append(hs, startHost(t, cfg, r))
+		rs = append(rs, r)
+	}
+	eventually(t, 30*time.Second, "admission", func() bool { return admittedAll(hs) })
+	side := map[peer.ID]int{}
+	for i, h := range hs {
+		side[h.ID()] = i % 2
+	}
+	// Partition {0,2} | {1,3}: gate and drop cross connections.
+	for i, h := range hs {
+		mine := i % 2
+		h.setPartition(func(p peer.ID) bool { return side[p] != mine })
+	}
+	for i, h := range hs {
+		for j, o := range hs {
+			if i%2 != j%2 {
+				h.h.Network().ClosePeer(o.ID())
+			}
+		}
+	}
+	for i, h := range hs {
+		h.Publish(rs[i].Set(fmt.Sprintf("during-%d", i), "v"))
+	}
+	time.Sleep(time.Second)
+	for i, r := range rs {
+		for j := range hs {
+			_, ok := r.Get(fmt.Sprintf("during-%d", j))
+			if i%2 == j%2 && !ok {
+				t.Errorf("host %d misses write of same-side host %d during partition", i, j)
+			}
+			if i%2 != j%2 && ok {
+				t.Errorf("host %d got write of other-side host %d across the partition", i, j)
+			}
+		}
+	}
+	for _, h := range hs {
+		h.setPartition(nil)
+	}
+	eventually(t, 30*time.Second, "heal: readmission", func() bool { return admittedAll(hs) })
+	eventually(t, 30*time.Second, "heal: convergence", func() bool {
+		for _, r := range rs {
+			if r.Len() != n {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func TestSendDedupeAndRetry(t *testing.T) {
+	var mu sync.Mutex
+	got := map[string][]Message{} // receiver name -> messages
+	onMsg := func(name string) func(Message) {
+		return func(m Message) {
+			mu.Lock()
+			got[name] = append(got[name], m)
+			mu.Unlock()
+		}
+	}
+	var hs []*Host
+	for i := 0; i < 3; i++ {
+		cfg := fastConfig(t)
+		cfg.OnMessage = onMsg(fmt.Sprint(i))
+		if i > 0 {
+			cfg.Join = []JoinAddr{joinOf(t, hs[0], true)}
+		}
+		hs = append(hs, startHost(t, cfg, nil))
+	}
+	eventually(t, 30*time.Second, "admission", func() bool { return admittedAll(hs) })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	// Lost acks: the sender retries, the receiver delivers once.
+	hs[1].testDropAcks.Store(2)
+	id, err := hs[0].Send(ctx, hs[1].ID(), "greet", []byte(`{"x":1}`))
+	if err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	if left := hs[1].testDropAcks.Load(); left > 0 {
+		t.Errorf("only %d of 2 acks dropped: no retry happened", 2-left)
+	}
+	mu.Lock()
+	if n := len(got["1"]); n != 1 || got["1"][0].ID != id || got["1"][0].Type != "greet" || got["1"][0].From != hs[0].ID() || string(got["1"][0].Data) != `{"x":1}` {
+		t.Errorf("receiver got %+v; want exactly one greet %s from %s", got["1"], id, hs[0].ID())
+	}
+	mu.Unlock()
+
+	bid, err := hs[2].Broadcast(ctx, "hello", []byte("all"))
+	if err != nil {
+		t.Fatalf("Broadcast: %v", err)
+	}
+	mu.Lock()
+	for _, name := range []string{"0", "1"} {
+		var n int
+		for _, m := range got[name] {
+			if m.ID == bid {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("host %s got broadcast %s %d times; want 1", name, bid, n)
+		}
+	}
+	if len(got["2"]) != 0 {
+		t.Errorf("broadcaster received its own broadcast: %+v", got["2"])
+	}
+	mu.Unlock()
+
+	// An unreachable target: Send keeps retrying until ctx ends, then fails.
+	other, err := throwawayID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, cancel2 := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel2()
+	if _, err := hs[0].Send(short, other, "x", nil); err == nil {
+		t.Error("Send to an unknown peer succeeded")
+	}
+}
+
+func TestPackets(t *testing.T) {
+	a := startHost(t, fastConfig(t), nil)
+	cfg := fastConfig(t)
+	cfg.Join = []JoinAddr{joinOf(t, a, true)}
+	b := startHost(t, cfg, nil)
+	eventually(t, 10*time.Second, "admission", func() bool { return admittedAll([]*Host{a, b}) })
+	var mu sync.Mutex
+	var seq []string
+	b.HandlePackets("ping", func(from peer.ID, p []byte) {
+		if from != a.ID() {
+			t.Errorf("packet from %s; want %s", from, a.ID())
+		}
+		mu.Lock()
+		seq = append(seq, string(p))
+		mu.Unlock()
+	})
+	ctx := context.Background()
+	const n = 100
+	for i := 0; i < n; i++ {
+		if err := a.SendPacket(ctx, b.ID(), "ping", []byte(fmt.Sprint(i))); err != nil {
+			t.Fatalf("SendPacket %d: %v", i, err)
+		}
+	}
+	eventually(t, 10*time.Second, "all packets", func() bool { mu.Lock(); defer mu.Unlock(); return len(seq) == n })
+	for i, s := range seq {
+		if s != fmt.Sprint(i) {
+			t.Fatalf("packet %d = %q; want in-order delivery", i, s)
+		}
+	}
+	if err := a.SendPacket(ctx, b.ID(), "ping", make([]byte, a.cfg.MaxPacketBytes+1)); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("oversized packet: err = %v; want ErrTooLarge", err)
+	}
+	// The cached stream survives a reconnect: drop the connection and send again.
+	a.h.Network().ClosePeer(b.ID())
+	eventually(t, 10*time.Second, "reconnect", func() bool {
+		return a.SendPacket(ctx, b.ID(), "ping", []byte("again")) == nil
+	})
+}
+
+func TestCloseIsIdempotent(t *testing.T) {
+	h := startHost(t, fastConfig(t), newMapReplica())
+	h.Publish([]byte("x"))
+	if err := h.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := h.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if err := h.Start(context.Background(), nil); !errors.Is(err, ErrClosed) {
+		t.Errorf("Start after Close: %v; want ErrClosed", err)
+	}
+	h.Publish([]byte("y")) // must not panic or block
+}
+
+// waitTopicPeers waits until h's gossip topic has at least n peers.
+func waitTopicPeers(t *testing.T, h *Host, n int) {
+	t.Helper()
+	eventually(t, 10*time.Second, "gossip topic peers", func() bool { return len(h.topic.ListPeers()) >= n })
 }

@@ -145,6 +145,10 @@ func (h *Host) handleMessage(s network.Stream) {
 			cb(Message{ID: m.ID, Type: m.Type, From: from, Data: m.Data, At: m.time()})
 		}
 	}
+	if h.testDropAcks.Load() > 0 && h.testDropAcks.Add(-1) >= 0 {
+		s.Reset() // simulate a lost ack
+		return
+	}
 	s.Write([]byte{ackOK})
 	s.Close()
 }

@@ -136,9 +136,13 @@ func (h *Host) publishRaw(b []byte) {
 	if h.topic == nil {
 		return
 	}
-	if err := h.topic.Publish(h.ctx, b); err != nil && h.ctx.Err() == nil {
-		h.log.Warn("gossip publish failed", "err", err)
+	if err := h.topic.Publish(h.ctx, b); err != nil {
+		if h.ctx.Err() == nil {
+			h.log.Warn("gossip publish failed", "err", err)
+		}
+		return
 	}
+	h.stats.gossipSent.Add(1)
 }
 
 func (h *Host) startPubsub() error {
@@ -195,6 +199,7 @@ func (h *Host) startPubsub() error {
 
 func (h *Host) handleGossip(m *pubsub.Message) {
 	author := m.GetFrom()
+	h.stats.gossipReceived.Add(1)
 	g, err := decodeGossip(m.GetData(), h.cfg.MaxGossipBytes)
 	if err != nil {
 		return // the validator already rejected it
@@ -293,9 +298,11 @@ func (h *Host) SyncWith(ctx context.Context, p peer.ID) error {
 	}
 	if err := h.syncInitiator(ctx, s, r, p); err != nil {
 		s.Reset()
+		h.stats.syncFailures.Add(1)
 		return fmt.Errorf("p2p: sync with %s: %w", p, err)
 	}
 	s.Close()
+	h.stats.syncs.Add(1)
 	return nil
 }
 
@@ -361,10 +368,12 @@ func (h *Host) handleSync(s network.Stream) {
 	}
 	if err := h.syncResponder(s, r, p); err != nil {
 		h.log.Debug("anti-entropy (responder) failed", "peer", p, "err", err)
+		h.stats.syncFailures.Add(1)
 		s.Reset()
 		return
 	}
 	s.Close()
+	h.stats.syncs.Add(1)
 }
 
 func (h *Host) syncResponder(s network.Stream, r Replica, p peer.ID) error {
