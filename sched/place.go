@@ -1,6 +1,7 @@
 package sched
 
 import (
+	"math"
 	"math/rand/v2"
 	"slices"
 )
@@ -167,13 +168,18 @@ func Place(req Request, nodes []Node, opts Options) (Plan, error) {
 }
 
 // cand is a node that passed the constraints, with the plan's running view of it.
+// The node fields the hot loop needs are copied in so it scans one array instead of chasing
+// a pointer per node.
 type cand struct {
-	n      *nodeState
-	free   Resources // capacity - reserved - used, after this plan so far
-	count  int32     // instances on the node, after this plan so far
-	dcount int32     // instances of the request's deployment on the node
-	group  int32     // SpreadBy group index
-	avoid  bool
+	n       *nodeState
+	capc    Resources // n.Capacity
+	free    Resources // capacity - reserved - used, after this plan so far
+	hash    uint64    // n.hash
+	count   int32     // instances on the node, after this plan so far
+	dcount  int32     // instances of the request's deployment on the node
+	group   int32     // SpreadBy group index
+	maxInst int32     // n.MaxInstances (0: no cap)
+	avoid   bool
 }
 
 type termState struct {
@@ -295,7 +301,11 @@ nodes:
 			}
 		}
 		posOf[slot] = int32(len(cands))
-		cd := cand{n: n, free: n.Capacity.Sub(n.Reserved).Sub(n.used), count: n.count, avoid: avoid[n.ID]}
+		cd := cand{n: n, capc: n.Capacity, free: n.Capacity.Sub(n.Reserved).Sub(n.used), hash: n.hash,
+			count: n.count, maxInst: int32(min(n.MaxInstances, math.MaxInt32))}
+		if avoid != nil {
+			cd.avoid = avoid[n.ID]
+		}
 		if groupOf != nil {
 			// Group indices follow first appearance in slot order, which differs between
 			// nodes; only group counts are compared, never indices, so plans still agree.
@@ -405,7 +415,7 @@ func (p *placer) feasible(j int) bool {
 	if !p.req.Resources.Fits(cd.free) {
 		return false
 	}
-	if cd.n.MaxInstances > 0 && int(cd.count) >= cd.n.MaxInstances {
+	if cd.maxInst > 0 && cd.count >= cd.maxInst {
 		return false
 	}
 	for ti := 0; ti < p.nHard; ti++ {
@@ -422,7 +432,7 @@ func (p *placer) feasible(j int) bool {
 func (p *placer) util(j int) int64 {
 	cd := &p.cands[j]
 	r := &p.req.Resources
-	capc := cd.n.Capacity
+	capc := &cd.capc
 	u := frac(capc.CPUMilli-cd.free.CPUMilli+r.CPUMilli, capc.CPUMilli) +
 		frac(capc.RAMMB-cd.free.RAMMB+r.RAMMB, capc.RAMMB)
 	if r.DiskMB > 0 {
@@ -455,7 +465,7 @@ func (p *placer) rank(j int, rnd uint64) key {
 	case StrategyBinpack:
 		k.s1 = p.util(j)
 	case StrategyRandom:
-		k.s1 = int64(mix64(rnd^cd.n.hash) >> 1)
+		k.s1 = int64(mix64(rnd^cd.hash) >> 1)
 	default:
 		if p.groups != nil {
 			k.s1 = -int64(p.groups[cd.group])
@@ -471,7 +481,7 @@ func (p *placer) better(j int, kj key, b int, kb key) bool {
 	if d := kj.cmp(&kb); d != 0 {
 		return d > 0
 	}
-	wj, wb := combine(p.kh, p.cands[j].n.hash), combine(p.kh, p.cands[b].n.hash)
+	wj, wb := combine(p.kh, p.cands[j].hash), combine(p.kh, p.cands[b].hash)
 	if wj != wb {
 		return wj > wb
 	}
