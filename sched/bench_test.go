@@ -171,3 +171,32 @@ func BenchmarkPreempt(b *testing.B) {
 		reportLatency(b, durs, 1)
 	})
 }
+
+// BenchmarkOwner measures one ownership decision among 1,000 alive nodes.
+func BenchmarkOwner(b *testing.B) {
+	ids := make([]string, 1000)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("12D3KooWnode%04d", i)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		_ = Owner("deployment-"+fmt.Sprint(i%5000), ids)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "owners/s")
+}
+
+// BenchmarkRendezvousOwner is BenchmarkOwner with the node hashes precomputed.
+func BenchmarkRendezvousOwner(b *testing.B) {
+	ids := make([]string, 1000)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("12D3KooWnode%04d", i)
+	}
+	r := NewRendezvous(ids)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		_ = r.Owner("deployment-" + fmt.Sprint(i%5000))
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "owners/s")
+}

@@ -7,6 +7,7 @@
 //
 //   - Owner and Rank: rendezvous (highest random weight) hashing. The alive node with the
 //     highest weight for a deployment ID owns it; when it leaves, only its deployments move.
+//     NewRendezvous precomputes a membership for deciding many owners at once.
 //   - ParseConstraint and ParseTerm: the constraint language over node attributes
 //     (node.name=n1, node.region!=eu, node.type in (database,cache), node.type not in (gpu))
 //     and affinity / anti-affinity terms over the labels of instances already on a node

@@ -85,3 +85,36 @@ func Rank(key string, nodeIDs []string) []string {
 	}
 	return out
 }
+
+// Rendezvous is a fixed set of nodes with their hashes precomputed, for callers deciding the
+// owners of many keys against the same membership (Owner rehashes every node ID per call).
+type Rendezvous struct {
+	ids    []string // sorted, distinct
+	hashes []uint64 // nodeHash(ids[i])
+}
+
+// NewRendezvous returns the set of the distinct nodeIDs.
+func NewRendezvous(nodeIDs []string) *Rendezvous {
+	ids := slices.Compact(slices.Sorted(slices.Values(nodeIDs)))
+	r := &Rendezvous{ids: ids, hashes: make([]uint64, len(ids))}
+	for i, id := range ids {
+		r.hashes[i] = nodeHash(id)
+	}
+	return r
+}
+
+// Owner is Owner(key, nodeIDs) for the set's nodes.
+func (r *Rendezvous) Owner(key string) string {
+	kh := keyHash(key)
+	best, bestW := -1, uint64(0)
+	for i, h := range r.hashes {
+		// ids are sorted, so on equal weights the first (smallest) ID stays.
+		if w := combine(kh, h); best < 0 || w > bestW {
+			best, bestW = i, w
+		}
+	}
+	if best < 0 {
+		return ""
+	}
+	return r.ids[best]
+}

@@ -15,6 +15,9 @@ func TestOwnerStableAndDistributed(t *testing.T) {
 	for i := range ids {
 		ids[i] = fmt.Sprintf("node-%d", i)
 	}
+	if got := NewRendezvous(nil).Owner("x"); got != "" {
+		t.Fatalf("Rendezvous.Owner with no nodes = %q", got)
+	}
 	if got := Owner("x", nil); got != "" {
 		t.Fatalf("Owner with no nodes = %q", got)
 	}
@@ -27,6 +30,9 @@ func TestOwnerStableAndDistributed(t *testing.T) {
 		slices.Reverse(rev)
 		if o2 := Owner(key, append(rev, ids[3])); o2 != o {
 			t.Fatalf("Owner(%s) depends on order/duplicates: %s vs %s", key, o, o2)
+		}
+		if r := NewRendezvous(rev).Owner(key); r != o {
+			t.Fatalf("Rendezvous.Owner(%s) = %s; Owner %s", key, r, o)
 		}
 		if r := Rank(key, ids); r[0] != o || len(r) != len(ids) {
 			t.Fatalf("Rank(%s)[0] = %s; Owner %s", key, r[0], o)

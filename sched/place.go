@@ -592,7 +592,7 @@ func (p *placer) victimsOK(j int, victims ...*instState) bool {
 	return true
 }
 
-// preemptCands yields the cands worth trying: room for the request once empty.
+// preemptable reports whether cand j could hold the request at all (once emptied).
 func (p *placer) preemptable(j int) bool {
 	cd := &p.cands[j]
 	return p.req.Resources.Fits(cd.n.Capacity.Sub(cd.n.Reserved))

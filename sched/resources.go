@@ -52,7 +52,7 @@ const (
 	MinPriority     = 0
 	MaxPriority     = 100
 	PriorityLow     = 25
-	PriorityNormal  = 50 // the default for a zero-valued field is up to the caller; see ParsePriority
+	PriorityNormal  = 50 // Request.Priority is used as given: 0 is the lowest
 	PriorityHigh    = 75
 	PreemptionGap   = 10
 	DefaultPriority = PriorityNormal
