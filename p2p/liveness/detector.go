@@ -461,15 +461,21 @@ func (d *Detector) nextTarget() string {
 	return ""
 }
 
+// slotStart returns the slot boundary nearest to t.
+func (d *Detector) slotStart(t time.Time) time.Time {
+	iv := int64(d.cfg.ProbeInterval)
+	r := t.Add(d.cfg.ProbeInterval/2).UnixNano() % iv
+	if r < 0 {
+		r += iv
+	}
+	return t.Add(d.cfg.ProbeInterval/2 - time.Duration(r))
+}
+
 // alignSlot returns the first probe slot boundary at or after t. With
-// ShuffledProbes it returns t plus a random stagger below one interval at the
-// start, and t itself afterwards.
+// ShuffledProbes it returns t plus a random stagger below one interval.
 func (d *Detector) alignSlot(t time.Time) time.Time {
 	iv := int64(d.cfg.ProbeInterval)
 	if d.cfg.ShuffledProbes {
-		if !d.nextProbe.IsZero() {
-			return t
-		}
 		return t.Add(time.Duration(d.rng.Int64N(iv)))
 	}
 	ns := t.UnixNano()
@@ -576,7 +582,13 @@ func (d *Detector) stepProbe(now time.Time, out []Packet) []Packet {
 		end:    now.Add(d.scale(d.cfg.ProbeInterval)),
 	}
 	d.probe = p
-	d.nextProbe = d.alignSlot(p.end)
+	if d.cfg.ShuffledProbes {
+		d.nextProbe = p.end
+	} else {
+		// The next slot counts from the slot this probe belongs to, not from
+		// now: a timer that fires a little late must not skip a slot.
+		d.nextProbe = d.slotStart(now).Add(d.scale(d.cfg.ProbeInterval))
+	}
 	return append(out, d.ping(p.target, p.seq))
 }
 

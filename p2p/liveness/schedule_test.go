@@ -88,3 +88,26 @@ func TestSkewedClocksDetect(t *testing.T) {
 		}
 	}
 }
+
+// Timers that fire late must not skip slots: an idle node sends one ping
+// and one ack per ProbeInterval (4 packets/s with the defaults).
+func TestProbeRateWithLateTimers(t *testing.T) {
+	for _, lag := range []time.Duration{0, time.Millisecond, 20 * time.Millisecond} {
+		s := newSim(t, 6, 5, DefaultConfig())
+		s.lag = lag
+		s.run(5 * time.Second)
+		var before int64
+		for _, nd := range s.nodes {
+			before += nd.pkts
+		}
+		s.run(60 * time.Second)
+		var after int64
+		for _, nd := range s.nodes {
+			after += nd.pkts
+		}
+		perNode := float64(after-before) / 6 / 60
+		if perNode < 3.9 || perNode > 4.1 {
+			t.Errorf("lag %v: %.2f packets/s/node, want 4 (one ping, one ack per 500ms)", lag, perNode)
+		}
+	}
+}

@@ -30,6 +30,7 @@ type simNet struct {
 	jitter  time.Duration // one way, random part
 	loss    float64       // drop probability per packet
 	group   map[string]int
+	lag     time.Duration // timers fire this late (as real timers do)
 	spins   int
 	lastNow time.Time
 }
@@ -88,6 +89,7 @@ func newSim(tb testing.TB, n int, seed uint64, cfg Config) *simNet {
 		byID:    make(map[string]*simNode),
 		latency: 300 * time.Microsecond,
 		jitter:  700 * time.Microsecond,
+		lag:     time.Millisecond,
 	}
 	for i := 0; i < n; i++ {
 		nd := &simNode{id: simID(i)}
@@ -156,7 +158,7 @@ func (s *simNet) schedule(nd *simNode) {
 		nd.ticking = false
 		return
 	}
-	at = at.Add(-nd.skew)
+	at = at.Add(s.lag - nd.skew)
 	if at.Before(s.now) {
 		at = s.now
 	}
