@@ -26,6 +26,7 @@ type linuxPlatform struct {
 	mode string
 	data string // root of instance data layers (<data>/instances/<name>)
 	hst  Host
+	raw  bool // use the raw launcher (else the re-executed Go init)
 }
 
 func newPlatform(cfg *Config) (platform, error) {
@@ -36,7 +37,12 @@ func newPlatform(cfg *Config) (platform, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &linuxPlatform{cfg: cfg, cg: cg}
+	p := &linuxPlatform{cfg: cfg, cg: cg, raw: haveRawLaunch}
+	for _, d := range cfg.SystemDirs {
+		if filepath.Dir(d) != "/" {
+			p.raw = false // the raw launcher binds top-level directories only
+		}
+	}
 	p.hst = Host{CPUs: runtime.NumCPU(), MemoryMB: totalMemMB(), MaxPIDs: pidMax()}
 	mode := cfg.DiskQuota
 	if mode == DiskQuotaAuto || mode == DiskQuotaXFS {
@@ -209,15 +215,6 @@ func (p *linuxPlatform) start(res *resources, spec *Spec, stdout, stderr *os.Fil
 		Env:        instanceEnv(spec, p.cfg.Env),
 		TmpMB:      p.cfg.TmpMB,
 	}
-	cfgJSON, err := json.Marshal(&ic)
-	if err != nil {
-		return nil, err
-	}
-	if res.Image != "" { // after a host reboot the image is not mounted
-		if err := p.ext4.mount(res.Image, res.DataDir); err != nil {
-			return nil, err
-		}
-	}
 	cg := p.cg.cgroup(res.Name)
 	if !cg.exists() { // e.g. removed by an operator: recreate
 		if err := cg.create(); err != nil {
@@ -232,72 +229,39 @@ func (p *linuxPlatform) start(res *resources, spec *Spec, stdout, stderr *os.Fil
 		return nil, err
 	}
 	defer devnull.Close()
-	cfgR, cfgW, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	defer cfgW.Close()
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		cfgR.Close()
-		return nil, err
-	}
-	defer errR.Close()
-	pidfd := -1
-	sys := &syscall.SysProcAttr{
-		Setsid:     true,
-		Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS | syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC,
-		PidFD:      &pidfd,
-	}
-	if spec.Network == NetworkIsolated {
-		sys.Cloneflags |= syscall.CLONE_NEWNET
-	}
+	cgroupFD := -1
 	if p.cg.v2 {
 		fd, err := cg.openFD()
 		if err != nil {
-			cfgR.Close()
-			errW.Close()
 			return nil, err
 		}
 		defer unix.Close(fd)
-		sys.UseCgroupFD, sys.CgroupFD = true, fd
+		cgroupFD = fd
 	}
-	attr := &syscall.ProcAttr{
-		Dir:   "/",
-		Env:   []string{},
-		Files: []uintptr{devnull.Fd(), stdout.Fd(), stderr.Fd(), cfgR.Fd(), errW.Fd()},
-		Sys:   sys,
+	var pid, pidfd int
+	if p.raw {
+		var v1Procs []string
+		if !p.cg.v2 {
+			for _, d := range cg.dirs() {
+				v1Procs = append(v1Procs, filepath.Join(d, "cgroup.procs"))
+			}
+		}
+		pid, pidfd, err = launchRaw(&ic, v1Procs, cgroupFD, spec.Network == NetworkIsolated, [3]*os.File{devnull, stdout, stderr})
+	} else {
+		pid, pidfd, err = launchInit(&ic, cg, cgroupFD, spec.Network == NetworkIsolated, [3]*os.File{devnull, stdout, stderr})
 	}
-	pid, err := syscall.ForkExec("/proc/self/exe", []string{initArg0}, attr)
-	cfgR.Close()
-	errW.Close()
 	if err != nil {
-		return nil, fmt.Errorf("sandbox: start init: %w", err)
+		return nil, fmt.Errorf("sandbox: start %q: %w", res.Name, err)
 	}
 	lp := &linuxProc{p: pid, fd: pidfd, child: true}
 	abort := func(err error) (process, error) {
 		unix.Kill(pid, unix.SIGKILL)
 		var ws unix.WaitStatus
 		unix.Wait4(pid, &ws, 0, nil)
-		if pidfd >= 0 {
-			unix.Close(pidfd)
+		if lp.fd >= 0 {
+			unix.Close(lp.fd)
 		}
 		return nil, err
-	}
-	if !p.cg.v2 {
-		if err := cg.addProc(pid); err != nil {
-			return abort(err)
-		}
-	}
-	if _, err := cfgW.Write(cfgJSON); err != nil {
-		return abort(fmt.Errorf("sandbox: send init config: %w", err))
-	}
-	cfgW.Close()
-	msg, _ := io.ReadAll(errR)
-	if len(msg) > 0 {
-		_, err := abort(nil)
-		_ = err
-		return nil, fmt.Errorf("sandbox: init of %q: %s", res.Name, msg)
 	}
 	if pidfd < 0 {
 		fd, err := unix.PidfdOpen(pid, 0)
@@ -428,6 +392,73 @@ func (p *linuxPlatform) teardown() error {
 	}
 	p.cg.removeParent()
 	return err
+}
+
+// launchInit starts the instance through the re-executed Go init (Init): the fallback
+// where the raw launcher is not available.
+func launchInit(ic *initConfig, cg *cgroup, cgroupFD int, newNet bool, stdio [3]*os.File) (pid, pidfd int, err error) {
+	cfgJSON, err := json.Marshal(ic)
+	if err != nil {
+		return 0, 0, err
+	}
+	cfgR, cfgW, err := os.Pipe()
+	if err != nil {
+		return 0, 0, err
+	}
+	defer cfgW.Close()
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		cfgR.Close()
+		return 0, 0, err
+	}
+	defer errR.Close()
+	pidfd = -1
+	sys := &syscall.SysProcAttr{
+		Setsid:     true,
+		Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS | syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC,
+		PidFD:      &pidfd,
+	}
+	if newNet {
+		sys.Cloneflags |= syscall.CLONE_NEWNET
+	}
+	if cgroupFD >= 0 {
+		sys.UseCgroupFD, sys.CgroupFD = true, cgroupFD
+	}
+	attr := &syscall.ProcAttr{
+		Dir: "/",
+		// The init is a Go program that lives for a millisecond: no GC, one P.
+		Env:   []string{"GOGC=off", "GOMAXPROCS=1"},
+		Files: []uintptr{stdio[0].Fd(), stdio[1].Fd(), stdio[2].Fd(), cfgR.Fd(), errW.Fd()},
+		Sys:   sys,
+	}
+	pid, err = syscall.ForkExec("/proc/self/exe", []string{initArg0}, attr)
+	cfgR.Close()
+	errW.Close()
+	if err != nil {
+		return 0, 0, fmt.Errorf("start init: %w", err)
+	}
+	abort := func(err error) (int, int, error) {
+		unix.Kill(pid, unix.SIGKILL)
+		var ws unix.WaitStatus
+		unix.Wait4(pid, &ws, 0, nil)
+		if pidfd >= 0 {
+			unix.Close(pidfd)
+		}
+		return 0, 0, err
+	}
+	if cgroupFD < 0 {
+		if err := cg.addProc(pid); err != nil {
+			return abort(err)
+		}
+	}
+	if _, err := cfgW.Write(cfgJSON); err != nil {
+		return abort(fmt.Errorf("send init config: %w", err))
+	}
+	cfgW.Close()
+	if msg, _ := io.ReadAll(errR); len(msg) > 0 {
+		return abort(fmt.Errorf("init: %s", msg))
+	}
+	return pid, pidfd, nil
 }
 
 // linuxProc is a process watched through its pidfd with the Go netpoller (no thread

@@ -1,0 +1,13 @@
+//go:build linux && !(amd64 || arm64 || riscv64 || loong64 || ppc64le || s390x)
+
+package sandbox
+
+import "os"
+
+// haveRawLaunch is false on 32-bit and big-endian-only architectures: instances start
+// through the re-executed Go init (Init) instead.
+const haveRawLaunch = false
+
+func launchRaw(c *initConfig, v1Procs []string, cgroupFD int, newNet bool, stdio [3]*os.File) (pid, pidfd int, err error) {
+	panic("sandbox: raw launch not available")
+}
