@@ -294,11 +294,15 @@ func (s *apiServer) handleEvents(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	after := parseSeq(r.Header.Get("Last-Event-ID"))
-	if q := r.URL.Query().Get("since"); q != "" {
-		after = parseSeq(q)
+	// Without Last-Event-ID or ?since only new events are sent; ?since=0 replays all retained.
+	after, replay := uint64(0), false
+	if h := r.Header.Get("Last-Event-ID"); h != "" {
+		after, replay = parseSeq(h), true
 	}
-	ch, cancel := s.n.events.subscribe(after)
+	if r.URL.Query().Has("since") {
+		after, replay = parseSeq(r.URL.Query().Get("since")), true
+	}
+	ch, cancel := s.n.events.subscribe(after, replay)
 	defer cancel()
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")

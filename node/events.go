@@ -82,12 +82,13 @@ func (b *eventBus) publish(e Event) Event {
 	return e
 }
 
-// subscribe returns a channel of events after seq `after` (history first) and a cancel func.
-func (b *eventBus) subscribe(after uint64) (<-chan Event, func()) {
+// subscribe returns a channel of new events and a cancel func; with replay, the retained
+// events after seq `after` come first (after 0: all retained events).
+func (b *eventBus) subscribe(after uint64, replay bool) (<-chan Event, func()) {
 	ch := make(chan Event, subBufferSize+historySize)
 	b.mu.Lock()
 	for _, e := range b.history {
-		if after > 0 && e.Seq > after {
+		if replay && e.Seq > after {
 			ch <- e
 		}
 	}

@@ -67,6 +67,8 @@ type Node struct {
 	status map[string]string
 	// names caches peer ID -> node name from records.
 	names map[string]string
+	// onChange, when set (OnStateChange), sees every key changed by a remote delta.
+	onChange func(collection, key string)
 
 	persistCh chan []byte
 	ctx       context.Context
@@ -336,6 +338,11 @@ func (n *Node) join(d *crdt.Delta, encoded []byte) error {
 	changes, err := n.doc.Join(d)
 	if err == nil && len(changes) > 0 {
 		n.reactLocked(changes)
+		if n.onChange != nil {
+			for _, c := range changes {
+				n.onChange(c.Collection, c.Key)
+			}
+		}
 	}
 	n.mu.Unlock()
 	if err != nil {
