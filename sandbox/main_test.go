@@ -16,7 +16,11 @@ import (
 
 func TestMain(m *testing.M) {
 	Init()
-	os.Exit(m.Run())
+	code := m.Run()
+	if helperPath != "" && helperErr == nil {
+		os.RemoveAll(filepath.Dir(helperPath))
+	}
+	os.Exit(code)
 }
 
 // requireRoot skips unless root; with CONSTELLATION_TEST_REQUIRE_ROOT=1 it fails instead.
