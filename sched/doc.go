@@ -30,8 +30,8 @@
 // ParsePriority, whose empty input is DefaultPriority); a reservation is Node.Reserved on the
 // node that holds it (place the reservation itself as a one-instance Request), and a create
 // that consumes it lowers Reserved and pins node.name; a drain sets Node.Draining, places
-// replacements under new instance IDs, and removes the old ones once the new run
-// (make-before-break); a dead node's instances come back from RemoveNode for re-placement.
+// replacements under new instance IDs, and removes the old ones once the new ones
+// run (make-before-break); a dead node's instances come back from RemoveNode for re-placement.
 //
 // Every result depends only on the inputs (never on map order, insertion order or the
 // machine: all arithmetic is integer), so two nodes computing the same plan from the same
