@@ -44,7 +44,7 @@ func TestOutsidersExcluded(t *testing.T) {
 			deadline := time.Now().Add(3 * time.Second)
 			for time.Now().Before(deadline) {
 				for _, m := range ns {
-					if st := statusOf(m.Node, xid); st != "" {
+					if st := memberStatus(m.Node, xid); st != "" {
 						t.Fatalf("member %s lists the intruder as %q", m.cfg.Node, st)
 					}
 					for _, p := range m.Host().Admitted() {

@@ -130,8 +130,8 @@ func waitFor(tb testing.TB, timeout time.Duration, what string, cond func() (boo
 	}
 }
 
-// statusOf returns how observer judges the node with peer ID id ("" if unknown).
-func statusOf(observer *Node, id string) string {
+// memberStatus returns how observer judges the node with peer ID id ("" if unknown).
+func memberStatus(observer *Node, id string) string {
 	for _, x := range observer.Nodes() {
 		if x.ID == id {
 			return x.Status
@@ -144,7 +144,7 @@ func statusOf(observer *Node, id string) string {
 func allSee(observers, targets []*testNode, want string) (bool, string) {
 	for _, o := range observers {
 		for _, tn := range targets {
-			if got := statusOf(o.Node, tn.ID().String()); got != want {
+			if got := memberStatus(o.Node, tn.ID().String()); got != want {
 				return false, fmt.Sprintf("%s sees %s as %q, want %q", o.cfg.Node, tn.cfg.Node, got, want)
 			}
 		}

@@ -98,9 +98,10 @@ func New(cfg Config, log *slog.Logger) (n *Node, err error) {
 		status: map[string]string{}, names: map[string]string{},
 		persistCh: make(chan []byte, 4096), done: make(chan struct{}),
 	}
+	built := n // `return nil, err` clears n before this runs
 	defer func() {
 		if err != nil {
-			n.releaseResources()
+			built.releaseResources()
 		}
 	}()
 	if n.lock, err = lockDataDir(cfg.DataDir); err != nil {

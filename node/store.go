@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -49,6 +50,9 @@ type stateStore struct {
 }
 
 func openStore(path, cluster string) (s *stateStore, err error) {
+	// bbolt reads the file through mmap: a truncated or mangled file faults (SIGBUS/SIGSEGV)
+	// instead of returning an error. Turn such faults into panics and those into errors.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil { // bbolt panics on some page corruptions
 			err = &CorruptStateError{Path: path, Err: fmt.Errorf("%v", r)}
@@ -93,6 +97,7 @@ func openStore(path, cluster string) (s *stateStore, err error) {
 
 // load calls fn with the snapshot (if any) and then each logged delta in order.
 func (s *stateStore) load(fn func(encoded []byte) error) (n int, err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
 			err = &CorruptStateError{Path: s.path, Err: fmt.Errorf("%v", r)}
