@@ -58,6 +58,24 @@ type Config struct {
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string `yaml:"log_level"`
 
+	// Instances (see docs/instances.md).
+
+	// ReserveCPUPercent is CPU kept for the OS and the node itself, in cpu_percent units
+	// (100 = one core): creates are admitted against the cores minus this. Default: 10 per
+	// core, at most 100. A negative value means no reserve.
+	ReserveCPUPercent float64 `yaml:"reserve_cpu_percent"`
+	// ReserveRAMMB is memory kept for the OS and the node. Default 512; negative: none.
+	ReserveRAMMB int64 `yaml:"reserve_ram_mb"`
+	// ReserveDiskMB is disk (of the data dir's filesystem) kept free. Default 1024;
+	// negative: none.
+	ReserveDiskMB int64 `yaml:"reserve_disk_mb"`
+	// CodeRoots are host directories an instance's "code" may name, besides
+	// <data-dir>/code (where uploaded scripts go).
+	CodeRoots []string `yaml:"code_roots"`
+	// DiskQuota is how disk_mb is enforced: auto (default), xfs, ext4, poll or none (see
+	// the sandbox package).
+	DiskQuota string `yaml:"disk_quota"`
+
 	// Tuning, rarely changed. Zero means the default.
 
 	// GossipBatch is how long local state changes are batched before they are published.
@@ -129,6 +147,7 @@ func (c *Config) Defaults() {
 	if c.SnapshotInterval == 0 {
 		c.SnapshotInterval = 30 * time.Second
 	}
+	c.instanceDefaults()
 }
 
 var (
@@ -179,7 +198,7 @@ func (c *Config) Validate() error {
 	if c.SnapshotInterval < time.Second {
 		return &ConfigError{"snapshot_interval", c.SnapshotInterval.String(), "at least 1s"}
 	}
-	return nil
+	return c.validateInstances()
 }
 
 // splitHostPort accepts HOST, HOST:PORT, :PORT and [V6]:PORT.
@@ -257,7 +276,7 @@ func LoadConfigFile(path string) (Config, error) {
 		if errors.Is(err, io.EOF) { // empty file
 			return c, nil
 		}
-		return c, fmt.Errorf("node: config file %s: %w (keys: cluster, node, bind, advertise, join, cluster_key, labels, data_dir, no_mdns, api_listen, api_token, log_level, gossip_batch, anti_entropy_interval, snapshot_interval)", path, err)
+		return c, fmt.Errorf("node: config file %s: %w (keys: cluster, node, bind, advertise, join, cluster_key, labels, data_dir, no_mdns, api_listen, api_token, log_level, reserve_cpu_percent, reserve_ram_mb, reserve_disk_mb, code_roots, disk_quota, gossip_batch, anti_entropy_interval, snapshot_interval)", path, err)
 	}
 	return c, nil
 }
@@ -300,4 +319,5 @@ func (c *Config) Merge(over Config, set map[string]bool) {
 	if set["log-level"] {
 		c.LogLevel = over.LogLevel
 	}
+	c.mergeInstances(over, set)
 }

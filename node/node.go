@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -56,6 +57,8 @@ type Node struct {
 	det    detector
 	events *eventBus
 	api    *apiServer
+	// instances runs this node's instances and serves the instance API (instances.go).
+	instances *instanceManager
 
 	// APIAddr is the bound TCP API address when APIListen is set.
 	APIAddr string
@@ -180,6 +183,9 @@ func New(cfg Config, log *slog.Logger) (n *Node, err error) {
 	n.incarn = uint64(time.Now().UnixMilli())
 	n.det = newLivenessDetector(n, n.host, n.incarn, log)
 	n.api = newAPIServer(n, log, cfg.APIToken)
+	n.instances = newInstanceManager(n)
+	n.instances.registerRoutes(n.api.route)
+	n.instances.registerRoutes(func(p string, h http.HandlerFunc) { n.instances.fwdMux.HandleFunc(p, h) })
 	return n, nil
 }
 
@@ -208,6 +214,9 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	n.host.HandlePackets("liveness", func(from peer.ID, b []byte) { n.det.HandlePacket(from.String(), b) })
 	if err := n.det.start(n.ctx); err != nil {
+		return err
+	}
+	if err := n.instances.start(); err != nil {
 		return err
 	}
 	n.writeOwnRecord(false)
@@ -254,6 +263,9 @@ func (n *Node) shutdown(graceful bool) error {
 			// Let the gossip batch holding the `left` record go out before the host closes.
 			time.Sleep(2*n.cfg.GossipBatch + 10*time.Millisecond)
 			cancel()
+		}
+		if n.instances != nil {
+			n.instances.close()
 		}
 		if n.api != nil {
 			n.api.close()
@@ -442,6 +454,7 @@ func (n *Node) ownRecord(left bool) NodeRecord {
 		CPUCores:    res.CPUCores,
 		RAMMB:       res.RAMMB,
 		DiskMB:      res.DiskMB,
+		Instances:   n.instances.instanceCount(),
 		StartedAt:   n.started.UnixMilli(),
 		Incarnation: n.incarn,
 		Left:        left,
@@ -548,6 +561,9 @@ func (n *Node) reactLocked(changes []crdt.Change) {
 	for _, c := range changes {
 		if c.Collection == CollNodes {
 			n.trackMemberLocked(c.Key)
+		}
+		if c.Collection == CollInstances {
+			n.instances.onChangeLocked(c)
 		}
 	}
 }

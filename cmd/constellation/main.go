@@ -52,6 +52,7 @@ func newRoot() *cobra.Command {
 
 Run a node:       constellation peer [--join HOST:PORT] [--cluster-key KEY]
 Ask a node:       constellation status | nodes | events | send | broadcast
+Run instances:    constellation create | list | stats | logs | stop | rm | resources ...
 
 Client commands find their node with --data-dir DIR (its Unix socket) or --api HOST:PORT
 (or the CONSTELLATION_API environment variable). Read commands print a table, or JSON with --json.`,
@@ -63,6 +64,7 @@ Client commands find their node with --data-dir DIR (its Unix socket) or --api H
 	root.PersistentFlags().StringVar(&g.api, "api", "", "the node's API address HOST:PORT or unix:/path/api.sock (default $CONSTELLATION_API, else the socket in --data-dir)")
 	root.PersistentFlags().StringVar(&g.token, "api-token", "", "bearer token for a TCP --api (default $CONSTELLATION_API_TOKEN or <data-dir>/api.token)")
 	root.AddCommand(newPeerCmd(g), newStatusCmd(g), newNodesCmd(g), newSendCmd(g), newBroadcastCmd(g), newEventsCmd(g), newVersionCmd())
+	root.AddCommand(instanceCommands(g)...)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return fmt.Errorf("%v\nRun '%s --help' for the accepted flags", err, c.CommandPath())
 	})

@@ -84,6 +84,11 @@ defaults. The cluster key can also come from CONSTELLATION_CLUSTER_KEY.`,
 	f.BoolVar(&flags.NoMDNS, "no-mdns", false, "turn off LAN discovery by mDNS")
 	f.StringVar(&flags.APIListen, "api-listen", "", "also serve the local API on HOST:PORT (bearer token in <data-dir>/api.token)")
 	f.StringVar(&flags.LogLevel, "log-level", "info", "debug, info, warn or error")
+	f.Float64Var(&flags.ReserveCPUPercent, "reserve-cpu-percent", 0, "CPU kept for the OS and the node, in cpu_percent units (100 = one core; default 10 per core up to 100; negative: none)")
+	f.Int64Var(&flags.ReserveRAMMB, "reserve-ram-mb", 0, "RAM in MiB kept for the OS and the node (default 512; negative: none)")
+	f.Int64Var(&flags.ReserveDiskMB, "reserve-disk-mb", 0, "disk in MiB kept free on the data dir's filesystem (default 1024; negative: none)")
+	f.StringArrayVar(&flags.CodeRoots, "code-root", nil, "directory instances' --code may name, besides <data-dir>/code (repeatable)")
+	f.StringVar(&flags.DiskQuota, "disk-quota", "auto", "how disk_mb is enforced: auto, xfs, ext4, poll or none")
 	// The token flag is global (client side); on peer it sets the server token.
 	return c
 }

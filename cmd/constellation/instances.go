@@ -1,0 +1,650 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rads-lang/constellation/node"
+)
+
+// instanceCommands are the instance verbs: create, start, stop, restart, set-limits, list,
+// show, stats, logs, wait, rm, snapshot, resources.
+func instanceCommands(g *globals) []*cobra.Command {
+	return []*cobra.Command{
+		newCreateCmd(g), newStartCmd(g), newStopCmd(g), newRestartCmd(g), newSetLimitsCmd(g),
+		newListCmd(g), newShowCmd(g), newStatsCmd(g), newLogsCmd(g), newWaitCmd(g), newRmCmd(g),
+		newSnapshotCmd(g), newResourcesCmd(g),
+	}
+}
+
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// parseEnv turns repeated K=V flags into a map.
+func parseEnv(kvs []string) (map[string]string, error) {
+	if len(kvs) == 0 {
+		return nil, nil
+	}
+	env := map[string]string{}
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" || strings.ContainsAny(k, " \t\n") {
+			return nil, fmt.Errorf("invalid --env %q: KEY=VALUE, e.g. --env PORT=8080", kv)
+		}
+		env[k] = v
+	}
+	return env, nil
+}
+
+// maxScriptUpload bounds --script FILE (its content travels in the create request).
+const maxScriptUpload = 900 << 10
+
+func newCreateCmd(g *globals) *cobra.Command {
+	var (
+		req      node.CreateRequest
+		env      []string
+		uid, gid int
+		noStart  bool
+		asJSON   bool
+	)
+	c := &cobra.Command{
+		Use:   "create --name NAME [limits] [--script FILE | -- CMD ARGS...]",
+		Short: "Create and start an isolated instance, on this node or another (--node)",
+		Long: `Create an instance with resource limits and start it (unless --no-start).
+
+The program is either a command after '--' (looked up in the system PATH of the target node)
+or --script FILE: a local file whose content is sent to the node (.rads scripts run with the
+rads interpreter). With --code DIR (a directory under the node's code roots), --script names
+a file inside DIR on the node instead.
+
+The node refuses a create that does not fit its free resources, with the numbers.`,
+		Example: `  constellation create --name web --cpu-percent 25 --ram-mb 512 --disk-mb 1024 --pids 128 \
+      --env PORT=8080 -- python3 -m http.server 8080
+  constellation create --name worker --script worker.rads --node node-2 --restart on-failure:5`,
+		RunE: func(c *cobra.Command, args []string) error {
+			if req.Name == "" {
+				return fmt.Errorf("--name is required, e.g. --name web")
+			}
+			e, err := parseEnv(env)
+			if err != nil {
+				return err
+			}
+			req.Env = e
+			if len(args) > 0 {
+				req.Command = args
+			}
+			if req.Script != "" && len(args) > 0 {
+				return fmt.Errorf("give either --script FILE or a command after '--', not both")
+			}
+			if req.Script == "" && len(args) == 0 {
+				return fmt.Errorf("nothing to run: give --script FILE or a command after '--', e.g. -- sleep 60")
+			}
+			if req.Script != "" && req.Code == "" {
+				b, err := os.ReadFile(req.Script)
+				if err != nil {
+					return fmt.Errorf("--script %s: %w (to run a script that is already on the node, add --code DIR)", req.Script, err)
+				}
+				if len(b) > maxScriptUpload {
+					return fmt.Errorf("--script %s is %d bytes; uploads are limited to %d: put it under a code root and use --code DIR", req.Script, len(b), maxScriptUpload)
+				}
+				req.ScriptContent = string(b)
+				req.Script = filepath.Base(req.Script)
+			}
+			if _, err := node.ParseRestart(req.Restart); err != nil {
+				return fmt.Errorf("--restart: %v", err)
+			}
+			if c.Flags().Changed("uid") {
+				req.UID = &uid
+			}
+			if c.Flags().Changed("gid") {
+				req.GID = &gid
+			}
+			if noStart {
+				f := false
+				req.Start = &f
+			}
+			out := c.OutOrStdout()
+			live := !asJSON && isTerminal(os.Stdout)
+			where := req.Node
+			if where == "" {
+				where = "this node"
+			}
+			start := time.Now()
+			stopSpin := func() {}
+			if live {
+				ctx, cancel := context.WithCancel(c.Context())
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					t := time.NewTicker(80 * time.Millisecond)
+					defer t.Stop()
+					frames := []string{"⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"}
+					for i := 0; ; i++ {
+						fmt.Fprintf(out, "\r%s creating %s on %s (%s)\033[K", frames[i%len(frames)], req.Name, where, time.Since(start).Round(time.Millisecond))
+						select {
+						case <-ctx.Done():
+							fmt.Fprint(out, "\r\033[K")
+							return
+						case <-t.C:
+						}
+					}
+				}()
+				stopSpin = func() { cancel(); <-done }
+			}
+			rec, err := g.client().CreateInstance(c.Context(), req)
+			stopSpin()
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(out, rec)
+			}
+			fmt.Fprintf(out, "%s %s on %s: %s (id %s, %s)\n", map[bool]string{true: "✓", false: "created"}[live], rec.Name, rec.Node, rec.Status, rec.ID, time.Since(start).Round(time.Millisecond))
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&req.Name, "name", "", "instance name, unique in the cluster (required)")
+	f.StringVar(&req.Node, "node", "", "node to run on: name or peer ID (default this node)")
+	f.Float64Var(&req.CPUPercent, "cpu-percent", 0, "CPU limit as percent of one core (200 = two cores; 0 = unlimited)")
+	f.IntVar(&req.CPUCores, "cpu-cores", 0, "dedicated cores (cpuset pinning)")
+	f.Int64Var(&req.RAMMB, "ram-mb", 0, "memory limit in MiB (0 = unlimited)")
+	f.Int64Var(&req.DiskMB, "disk-mb", 0, "disk quota of the instance's data in MiB (0 = unlimited)")
+	f.Int64Var(&req.PIDs, "pids", 0, "maximum processes and threads (0 = unlimited)")
+	f.StringArrayVar(&env, "env", nil, "environment variable KEY=VALUE (repeatable)")
+	f.StringVar(&req.Script, "script", "", "script to run: a local file (uploaded), or a file in --code DIR")
+	f.StringVar(&req.Code, "code", "", "code directory on the node, under its code roots (shared read-only, copy-on-write)")
+	f.StringVar(&req.Runtime, "runtime", "", "interpreter for --script (default rads for .rads files)")
+	f.StringVar(&req.Restart, "restart", "never", "restart policy: never, on-failure, on-failure:N, always")
+	f.StringVar(&req.Network, "network", "", "host (default: serve on the node's ports) or isolated (loopback only)")
+	f.IntVar(&uid, "uid", 0, "run as this uid (default nobody)")
+	f.IntVar(&gid, "gid", 0, "run as this gid (default nogroup)")
+	f.BoolVar(&noStart, "no-start", false, "create only; start later with 'constellation start NAME'")
+	f.BoolVar(&asJSON, "json", false, "print the instance as JSON (no progress line)")
+	return c
+}
+
+// printInstance prints one instance's record as a two-column table or JSON.
+func printInstance(w io.Writer, r node.InstanceRecord, asJSON bool) error {
+	if asJSON {
+		return printJSON(w, r)
+	}
+	t := newTable(w, "FIELD", "VALUE")
+	t.row("name", r.Name)
+	t.row("id", r.ID)
+	t.row("node", fmt.Sprintf("%s (%s)", r.Node, orDash(r.NodeStatus)))
+	t.row("status", r.Status)
+	if r.ExitCode != nil {
+		t.row("last exit", fmt.Sprintf("%s, code %d", r.ExitReason, *r.ExitCode))
+	}
+	t.row("restarts", fmt.Sprint(r.Restarts))
+	t.row("restart policy", r.Restart)
+	t.row("limits", limitsString(r))
+	if len(r.Command) > 0 {
+		t.row("command", strings.Join(r.Command, " "))
+	}
+	if r.Script != "" {
+		t.row("script", r.Script)
+	}
+	if r.Code != "" {
+		t.row("code", r.Code)
+	}
+	if len(r.Env) > 0 {
+		t.row("env", node.FormatLabels(r.Env))
+	}
+	t.row("created", r.CreatedAt.Local().Format(time.RFC3339))
+	if r.StartedAt != nil {
+		t.row("started", r.StartedAt.Local().Format(time.RFC3339)+" ("+ago(*r.StartedAt)+")")
+	}
+	return t.flush()
+}
+
+func limitsString(r node.InstanceRecord) string {
+	var parts []string
+	if r.CPUPercent > 0 {
+		parts = append(parts, fmt.Sprintf("cpu %g%%", r.CPUPercent))
+	}
+	if r.CPUCores > 0 {
+		parts = append(parts, fmt.Sprintf("cores %d", r.CPUCores))
+	}
+	if r.RAMMB > 0 {
+		parts = append(parts, fmt.Sprintf("ram %dM", r.RAMMB))
+	}
+	if r.DiskMB > 0 {
+		parts = append(parts, fmt.Sprintf("disk %dM", r.DiskMB))
+	}
+	if r.PIDs > 0 {
+		parts = append(parts, fmt.Sprintf("pids %d", r.PIDs))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
+}
+
+func instanceArgs(c *cobra.Command, args []string) error {
+	if len(args) != 1 {
+		return fmt.Errorf("%s takes 1 argument: the instance NAME (see 'constellation list'), got %d", c.CommandPath(), len(args))
+	}
+	return nil
+}
+
+// simpleOp builds start/stop-like commands that print the instance afterwards.
+func simpleOp(g *globals, use, short, op string, body func(c *cobra.Command) (any, error), flags func(c *cobra.Command)) *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  instanceArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			var in any
+			if body != nil {
+				b, err := body(c)
+				if err != nil {
+					return err
+				}
+				in = b
+			}
+			var r node.InstanceRecord
+			if err := g.client().InstanceOp(c.Context(), args[0], op, in, &r); err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(c.OutOrStdout(), r)
+			}
+			fmt.Fprintf(c.OutOrStdout(), "%s on %s: %s\n", r.Name, r.Node, r.Status)
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print the instance as JSON")
+	if flags != nil {
+		flags(c)
+	}
+	return c
+}
+
+func newStartCmd(g *globals) *cobra.Command {
+	return simpleOp(g, "start NAME", "Start a created or exited instance (on whichever node runs it)", "start", nil, nil)
+}
+
+func newStopCmd(g *globals) *cobra.Command {
+	var grace time.Duration
+	return simpleOp(g, "stop NAME", "Stop an instance: SIGTERM, then SIGKILL to all its processes after --grace", "stop",
+		func(c *cobra.Command) (any, error) {
+			s := grace.Seconds()
+			return node.StopRequest{GraceS: &s}, nil
+		},
+		func(c *cobra.Command) {
+			c.Flags().DurationVar(&grace, "grace", 10*time.Second, "time between SIGTERM and SIGKILL")
+		})
+}
+
+// limitFlags registers --cpu-percent, --cpu-cores, --ram-mb, --disk-mb, --pids and builds a
+// LimitsRequest with only the flags given.
+func limitFlags(c *cobra.Command) func() node.LimitsRequest {
+	var cpu float64
+	var cores int
+	var ram, disk, pids int64
+	f := c.Flags()
+	f.Float64Var(&cpu, "cpu-percent", 0, "new CPU limit, percent of one core (0 = unlimited)")
+	f.IntVar(&cores, "cpu-cores", 0, "new number of dedicated cores")
+	f.Int64Var(&ram, "ram-mb", 0, "new memory limit in MiB (0 = unlimited)")
+	f.Int64Var(&disk, "disk-mb", 0, "new disk quota in MiB")
+	f.Int64Var(&pids, "pids", 0, "new process limit")
+	return func() node.LimitsRequest {
+		var r node.LimitsRequest
+		if f.Changed("cpu-percent") {
+			r.CPUPercent = &cpu
+		}
+		if f.Changed("cpu-cores") {
+			r.CPUCores = &cores
+		}
+		if f.Changed("ram-mb") {
+			r.RAMMB = &ram
+		}
+		if f.Changed("disk-mb") {
+			r.DiskMB = &disk
+		}
+		if f.Changed("pids") {
+			r.PIDs = &pids
+		}
+		return r
+	}
+}
+
+func newRestartCmd(g *globals) *cobra.Command {
+	var get func() node.LimitsRequest
+	var grace time.Duration
+	return simpleOp(g, "restart NAME [--cpu-percent N --ram-mb N ...]", "Restart an instance, optionally with new limits (set-limits + restart)", "restart",
+		func(c *cobra.Command) (any, error) {
+			r := get()
+			s := grace.Seconds()
+			r.GraceS = &s
+			return r, nil
+		},
+		func(c *cobra.Command) {
+			get = limitFlags(c)
+			c.Flags().DurationVar(&grace, "grace", 10*time.Second, "time between SIGTERM and SIGKILL")
+		})
+}
+
+func newSetLimitsCmd(g *globals) *cobra.Command {
+	var get func() node.LimitsRequest
+	return simpleOp(g, "set-limits NAME --cpu-percent N --ram-mb N ...", "Change a running instance's limits without restarting it", "set-limits",
+		func(c *cobra.Command) (any, error) {
+			r := get()
+			if r == (node.LimitsRequest{}) {
+				return nil, fmt.Errorf("set-limits needs at least one of --cpu-percent, --cpu-cores, --ram-mb, --disk-mb, --pids")
+			}
+			return r, nil
+		},
+		func(c *cobra.Command) { get = limitFlags(c) })
+}
+
+// ListRow is the table of `constellation list`.
+func newListCmd(g *globals) *cobra.Command {
+	var (
+		asJSON bool
+		onNode string
+		status string
+	)
+	c := &cobra.Command{
+		Use:     "list",
+		Aliases: []string{"ls", "ps"},
+		Short:   "List every instance in the cluster with its node and status",
+		Args:    cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			rs, err := g.client().Instances(c.Context())
+			if err != nil {
+				return err
+			}
+			kept := rs[:0]
+			for _, r := range rs {
+				if (onNode == "" || r.Node == onNode || r.NodeID == onNode) && (status == "" || r.Status == status) {
+					kept = append(kept, r)
+				}
+			}
+			rs = kept
+			if asJSON {
+				return printJSON(c.OutOrStdout(), rs)
+			}
+			t := newTable(c.OutOrStdout(), "NAME", "NODE", "STATUS", "EXIT", "RESTARTS", "CPU", "RAM", "DISK", "CREATED")
+			for _, r := range rs {
+				nd := r.Node
+				if r.NodeStatus != "" && r.NodeStatus != node.StatusAlive {
+					nd += " (" + r.NodeStatus + ")"
+				}
+				exit := "-"
+				if r.ExitCode != nil {
+					exit = fmt.Sprint(*r.ExitCode)
+				}
+				cpu := "-"
+				if r.CPUPercent > 0 {
+					cpu = fmt.Sprintf("%g%%", r.CPUPercent)
+				}
+				if r.CPUCores > 0 {
+					cpu = fmt.Sprintf("%d cores", r.CPUCores)
+				}
+				ram, disk := "-", "-"
+				if r.RAMMB > 0 {
+					ram = humanMB(uint64(r.RAMMB))
+				}
+				if r.DiskMB > 0 {
+					disk = humanMB(uint64(r.DiskMB))
+				}
+				t.row(r.Name, nd, r.Status, exit, fmt.Sprint(r.Restarts), cpu, ram, disk, ago(r.CreatedAt))
+			}
+			return t.flush()
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print a JSON array")
+	c.Flags().StringVar(&onNode, "node", "", "only instances on this node (name or peer ID)")
+	c.Flags().StringVar(&status, "status", "", "only instances with this status (created, starting, running, stopped, exited, failed, oom_killed)")
+	return c
+}
+
+func newShowCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "show NAME",
+		Short: "Show one instance: node, status, last exit, limits, program",
+		Args:  instanceArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			r, err := g.client().Instance(c.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return printInstance(c.OutOrStdout(), r, asJSON)
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return c
+}
+
+func newStatsCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "stats NAME",
+		Short: "Show an instance's resource use: cpu %, ram, disk, processes, uptime",
+		Args:  instanceArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			s, err := g.client().InstanceStats(c.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(c.OutOrStdout(), s)
+			}
+			lim := func(v float64, l int64, unit string) string {
+				if l > 0 {
+					return fmt.Sprintf("%.1f%s of %d%s (%.0f%%)", v, unit, l, unit, 100*v/float64(l))
+				}
+				return fmt.Sprintf("%.1f%s (no limit)", v, unit)
+			}
+			t := newTable(c.OutOrStdout(), "FIELD", "VALUE")
+			t.row("instance", s.Name+" on "+s.Node)
+			t.row("status", s.Status)
+			cpu := fmt.Sprintf("%.1f%%", s.CPU)
+			if s.Limits.CPUPercent > 0 {
+				cpu += fmt.Sprintf(" of %g%%", s.Limits.CPUPercent)
+			}
+			t.row("cpu", cpu)
+			t.row("ram", lim(s.RAMMB, s.Limits.RAMMB, "M"))
+			t.row("disk", lim(s.DiskMB, s.Limits.DiskMB, "M"))
+			pids := fmt.Sprint(s.PIDs)
+			if s.Limits.PIDs > 0 {
+				pids += fmt.Sprintf(" of %d", s.Limits.PIDs)
+			}
+			t.row("pids", pids)
+			t.row("uptime", (time.Duration(s.UptimeS * float64(time.Second))).Round(time.Second).String())
+			t.row("restarts", fmt.Sprint(s.Restarts))
+			return t.flush()
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON: cpu, ram_mb, disk_mb, pids, uptime_s, ...")
+	return c
+}
+
+func newLogsCmd(g *globals) *cobra.Command {
+	var (
+		follow bool
+		stream string
+	)
+	c := &cobra.Command{
+		Use:   "logs NAME [-f]",
+		Short: "Print an instance's output (stdout and stderr); -f follows it",
+		Args:  instanceArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			switch stream {
+			case "all", "stdout", "stderr":
+			default:
+				return fmt.Errorf("invalid --stream %q: stdout, stderr or all", stream)
+			}
+			ctx, stop := signal.NotifyContext(c.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			rc, err := g.client().InstanceLogs(ctx, args[0], stream, follow)
+			if err != nil {
+				return err
+			}
+			defer rc.Close()
+			_, err = io.Copy(c.OutOrStdout(), rc)
+			if ctx.Err() != nil || errors.Is(err, context.Canceled) {
+				return nil
+			}
+			return err
+		},
+	}
+	c.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new output until interrupted or the instance ends")
+	c.Flags().StringVar(&stream, "stream", "all", "stdout, stderr or all")
+	return c
+}
+
+func newWaitCmd(g *globals) *cobra.Command {
+	var (
+		asJSON  bool
+		timeout time.Duration
+	)
+	c := &cobra.Command{
+		Use:   "wait NAME",
+		Short: "Wait until an instance exits (and will not restart); print its status and exit code",
+		Args:  instanceArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			op := "wait"
+			if timeout > 0 {
+				op += "?timeout=" + timeout.String()
+			}
+			var r node.WaitResult
+			if err := g.client().InstanceOp(c.Context(), args[0], op, nil, &r); err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(c.OutOrStdout(), r)
+			}
+			fmt.Fprintf(c.OutOrStdout(), "%s: %s (%s, code %d)\n", r.Name, r.Status, r.Reason, r.ExitCode)
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	c.Flags().DurationVar(&timeout, "timeout", 0, "give up after this long (default: wait forever)")
+	return c
+}
+
+func newRmCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:     "rm NAME...",
+		Aliases: []string{"remove"},
+		Short:   "Stop and remove instances: processes, cgroup, data, logs and their records",
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			var errs []error
+			for _, name := range args {
+				if err := g.client().RemoveInstance(c.Context(), name); err != nil {
+					errs = append(errs, fmt.Errorf("%s: %w", name, err))
+					continue
+				}
+				fmt.Fprintf(c.OutOrStdout(), "removed %s\n", name)
+			}
+			return errors.Join(errs...)
+		},
+	}
+}
+
+func newSnapshotCmd(g *globals) *cobra.Command {
+	var save, restore string
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "snapshot NAME (--save TAG | --restore TAG)",
+		Short: "Save an instance's data under a tag, or restore it (snapshots stay on the instance's node)",
+		Args:  instanceArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			if (save == "") == (restore == "") {
+				return fmt.Errorf("give exactly one of --save TAG or --restore TAG")
+			}
+			op, tag := "snapshot", save
+			if restore != "" {
+				op, tag = "restore", restore
+			}
+			var r node.SnapshotResult
+			if err := g.client().InstanceOp(c.Context(), args[0], op, node.SnapshotRequest{Tag: tag}, &r); err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(c.OutOrStdout(), r)
+			}
+			if op == "snapshot" {
+				fmt.Fprintf(c.OutOrStdout(), "saved %s as %s on %s (%s)\n", r.Name, r.Tag, r.Node, humanBytes(r.Bytes))
+			} else {
+				extra := ""
+				if r.Restarted {
+					extra = " (stopped and started again)"
+				}
+				fmt.Fprintf(c.OutOrStdout(), "restored %s from %s on %s%s\n", r.Name, r.Tag, r.Node, extra)
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&save, "save", "", "save the instance's data under this tag")
+	c.Flags().StringVar(&restore, "restore", "", "replace the instance's data with this tag's")
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return c
+}
+
+func humanBytes(b int64) string {
+	switch {
+	case b >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(b)/(1<<30))
+	case b >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
+	case b >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(b)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", b)
+}
+
+func newResourcesCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "resources",
+		Short: "Show the cluster's CPU, RAM and disk: totals and what is still available, per node",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			r, err := g.client().Resources(c.Context())
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(c.OutOrStdout(), r)
+			}
+			w := c.OutOrStdout()
+			fmt.Fprintf(w, "Cluster (%d alive nodes, %d instances)\n", r.NodesAlive, r.Instances)
+			fmt.Fprintf(w, "  CPU:  %d cores, %.1f%% available\n", r.CPUTotal, r.CPUAvailable)
+			fmt.Fprintf(w, "  RAM:  %.2f GB total, %.2f GB available\n", r.RAMTotalGB, r.RAMAvailableGB)
+			fmt.Fprintf(w, "  Disk: %.3f TB total, %.3f TB available\n\n", r.DiskTotalTB, r.DiskAvailableTB)
+			t := newTable(w, "NODE", "STATUS", "CPU", "CPU AVAIL", "RAM", "RAM AVAIL", "DISK", "DISK AVAIL", "INSTANCES")
+			for _, n := range r.Nodes {
+				if !n.Reported {
+					t.row(n.Name, n.Status, fmt.Sprint(n.CPUTotal), "-", fmt.Sprintf("%.1fG", n.RAMTotalGB), "-", fmt.Sprintf("%.3fT", n.DiskTotalTB), "-", "-")
+					continue
+				}
+				t.row(n.Name, n.Status, fmt.Sprint(n.CPUTotal), fmt.Sprintf("%.1f%% (%g%%)", n.CPUAvailable, n.CPUFreePercent),
+					fmt.Sprintf("%.1fG", n.RAMTotalGB), fmt.Sprintf("%.1fG", n.RAMAvailableGB),
+					fmt.Sprintf("%.3fT", n.DiskTotalTB), fmt.Sprintf("%.3fT", n.DiskAvailableTB), fmt.Sprintf("%d (%d running)", n.Instances, n.Running))
+			}
+			return t.flush()
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON: cpu_total, cpu_available, ram_total_gb, ram_available_gb, disk_total_tb, disk_available_tb, nodes")
+	return c
+}

@@ -1,0 +1,96 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// CreateInstance is POST /v1/instances.
+func (c *Client) CreateInstance(ctx context.Context, req CreateRequest) (InstanceRecord, error) {
+	var r InstanceRecord
+	err := c.Post(ctx, "/v1/instances", req, &r)
+	return r, err
+}
+
+// Instances is GET /v1/instances: every instance in the cluster.
+func (c *Client) Instances(ctx context.Context) ([]InstanceRecord, error) {
+	var rs []InstanceRecord
+	err := c.Get(ctx, "/v1/instances", &rs)
+	return rs, err
+}
+
+// Instance is GET /v1/instances/{name}.
+func (c *Client) Instance(ctx context.Context, name string) (InstanceRecord, error) {
+	var r InstanceRecord
+	err := c.Get(ctx, "/v1/instances/"+url.PathEscape(name), &r)
+	return r, err
+}
+
+// InstanceOp is POST /v1/instances/{name}/{op} (start, stop, restart, set-limits, wait,
+// snapshot, restore) with an optional body; the answer is decoded into out.
+func (c *Client) InstanceOp(ctx context.Context, name, op string, body, out any) error {
+	return c.Post(ctx, "/v1/instances/"+url.PathEscape(name)+"/"+op, body, out)
+}
+
+// InstanceStats is GET /v1/instances/{name}/stats.
+func (c *Client) InstanceStats(ctx context.Context, name string) (InstanceStats, error) {
+	var s InstanceStats
+	err := c.Get(ctx, "/v1/instances/"+url.PathEscape(name)+"/stats", &s)
+	return s, err
+}
+
+// RemoveInstance is DELETE /v1/instances/{name}: stop and destroy.
+func (c *Client) RemoveInstance(ctx context.Context, name string) error {
+	return c.Delete(ctx, "/v1/instances/"+url.PathEscape(name), nil)
+}
+
+// Resources is GET /v1/resources.
+func (c *Client) Resources(ctx context.Context) (ResourcesInfo, error) {
+	var r ResourcesInfo
+	err := c.Get(ctx, "/v1/resources", &r)
+	return r, err
+}
+
+// InstanceLogs is GET /v1/instances/{name}/logs: stream is stdout, stderr or all ("").
+// The caller closes the reader; with follow it ends when ctx ends or the instance has
+// exited for good.
+func (c *Client) InstanceLogs(ctx context.Context, name, stream string, follow bool) (io.ReadCloser, error) {
+	q := url.Values{}
+	if stream != "" {
+		q.Set("stream", stream)
+	}
+	if follow {
+		q.Set("follow", "1")
+	}
+	path := "/v1/instances/" + url.PathEscape(name) + "/logs"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%w at %s (%v)", ErrNoNode, c.where, errors.Unwrap(err))
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		var ae APIError
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if json.Unmarshal(b, &ae) != nil || ae.Error == "" {
+			ae = APIError{Error: fmt.Sprintf("GET %s: HTTP %d: %s", path, resp.StatusCode, strings.TrimSpace(string(b))), Code: "http"}
+		}
+		return nil, &RemoteError{Status: resp.StatusCode, APIError: ae}
+	}
+	return resp.Body, nil
+}

@@ -1,0 +1,284 @@
+package node
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+)
+
+// Forwarding protocol (/constellation/<cluster-hash>/instances/1.0.0): an operation on an
+// instance of another node travels to that node as the same local-API request, over a
+// libp2p stream between admitted members, and its answer comes back unchanged (status,
+// JSON body or error), so a forwarded request fails exactly like a local one.
+//
+//	A -> B  frame: fwdRequest (JSON)
+//	B -> A  frame: fwdHead (JSON: status, content type)
+//	B -> A  frames: body chunks (a followed log streams here), then B closes its side
+//
+// A frame is a 4-byte big-endian length and that many bytes. Limits: request frame
+// maxFwdRequest, head frame 4 KiB, body chunk maxFwdChunk. B reads the request within
+// fwdRequestTimeout; A waits fwdHeadTimeout for the head except for wait and followed
+// logs, which last as long as the caller. A cancelled caller resets the stream, which
+// cancels the operation on B.
+
+const (
+	instancesProtocol = "instances/1.0.0"
+	maxFwdRequest     = maxBodyBytes + 8<<10
+	maxFwdHead        = 4 << 10
+	maxFwdChunk       = 256 << 10
+	fwdRequestTimeout = 10 * time.Second
+	fwdHeadTimeout    = 2 * time.Minute // the slowest bounded operation: stop/restart grace (≤ 1h is checked, rarely used)
+	fwdWriteTimeout   = 30 * time.Second
+)
+
+// fwdRequest is a forwarded local-API request.
+type fwdRequest struct {
+	Method string `json:"method"`
+	Path   string `json:"path"`
+	Query  string `json:"query,omitempty"`
+	Body   []byte `json:"body,omitempty"`
+	// Instance is the calling instance when the request came from one (its limits apply).
+	Instance string `json:"instance,omitempty"`
+}
+
+type fwdHead struct {
+	Status      int    `json:"status"`
+	ContentType string `json:"content_type,omitempty"`
+}
+
+func (m *instanceManager) protocol() protocol.ID { return m.n.host.ProtocolID(instancesProtocol) }
+
+func writeFrame(w io.Writer, b []byte) error {
+	var hdr [4]byte
+	binary.BigEndian.PutUint32(hdr[:], uint32(len(b)))
+	if _, err := w.Write(hdr[:]); err != nil {
+		return err
+	}
+	_, err := w.Write(b)
+	return err
+}
+
+// errFrameTooLarge: a peer sent a frame over the limit.
+var errFrameTooLarge = errors.New("node: forwarded frame too large")
+
+func readFrame(r io.Reader, limit int) ([]byte, error) {
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if int64(n) > int64(limit) {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", errFrameTooLarge, n, limit)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	return b, nil
+}
+
+// decodeFwdRequest decodes and checks a forwarded request: only the instance API travels.
+func decodeFwdRequest(b []byte) (fwdRequest, error) {
+	var req fwdRequest
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return req, fmt.Errorf("node: forwarded request: %w", err)
+	}
+	switch req.Method {
+	case http.MethodGet, http.MethodPost, http.MethodDelete:
+	default:
+		return req, fmt.Errorf("node: forwarded request: method %q not allowed", req.Method)
+	}
+	if req.Path != "/v1/instances" && !strings.HasPrefix(req.Path, "/v1/instances/") || strings.Contains(req.Path, "..") {
+		return req, fmt.Errorf("node: forwarded request: path %q is not an instance route", req.Path)
+	}
+	if len(req.Query) > 4096 || len(req.Instance) > 64 {
+		return req, errors.New("node: forwarded request: query or instance too long")
+	}
+	return req, nil
+}
+
+// forward sends r (whose body was already read) to node `to` and relays the answer.
+func (m *instanceManager) forward(w http.ResponseWriter, r *http.Request, body []byte, to peer.ID, toName string) {
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	unavailable := func(err error) {
+		writeInstanceError(w, fmt.Errorf("%w: node %s cannot be reached to forward %s %s: %v", ErrNodeUnavailable, toName, r.Method, r.URL.Path, err))
+	}
+	dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
+	s, err := m.n.host.Libp2p().NewStream(dctx, to, m.protocol())
+	dcancel()
+	if err != nil {
+		unavailable(err)
+		return
+	}
+	defer s.Close()
+	stop := context.AfterFunc(ctx, func() { s.Reset() })
+	defer stop()
+	req := fwdRequest{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Body: body, Instance: callerInstance(r)}
+	b, _ := json.Marshal(req)
+	_ = s.SetWriteDeadline(time.Now().Add(fwdWriteTimeout))
+	if err := writeFrame(s, b); err != nil {
+		unavailable(err)
+		return
+	}
+	_ = s.SetWriteDeadline(time.Time{})
+	streaming := strings.HasSuffix(r.URL.Path, "/wait") || (strings.HasSuffix(r.URL.Path, "/logs") && r.URL.Query().Get("follow") != "" && r.URL.Query().Get("follow") != "0")
+	if !streaming {
+		_ = s.SetReadDeadline(time.Now().Add(fwdHeadTimeout))
+	}
+	br := bufio.NewReaderSize(s, 64<<10)
+	hb, err := readFrame(br, maxFwdHead)
+	if err != nil {
+		if ctx.Err() != nil {
+			return // the caller went away
+		}
+		unavailable(err)
+		return
+	}
+	var head fwdHead
+	if err := json.Unmarshal(hb, &head); err != nil || head.Status < 100 || head.Status > 599 {
+		unavailable(fmt.Errorf("bad answer head %q", hb))
+		return
+	}
+	if head.ContentType != "" {
+		w.Header().Set("Content-Type", head.ContentType)
+	}
+	w.WriteHeader(head.Status)
+	fl, _ := w.(http.Flusher)
+	for {
+		chunk, err := readFrame(br, maxFwdChunk)
+		if err != nil {
+			return // EOF: complete; anything else: the body is cut short, as a local error would
+		}
+		if _, err := w.Write(chunk); err != nil {
+			return
+		}
+		if fl != nil {
+			fl.Flush()
+		}
+	}
+}
+
+// handleForward serves one forwarded request from an admitted member.
+func (m *instanceManager) handleForward(s network.Stream) {
+	defer s.Close()
+	_ = s.SetReadDeadline(time.Now().Add(fwdRequestTimeout))
+	b, err := readFrame(s, maxFwdRequest)
+	if err != nil {
+		s.Reset()
+		return
+	}
+	_ = s.SetReadDeadline(time.Time{})
+	req, err := decodeFwdRequest(b)
+	if err != nil {
+		m.log.Warn("bad forwarded request", "peer", s.Conn().RemotePeer().String(), "err", err)
+		s.Reset()
+		return
+	}
+	base := m.n.ctx
+	if base == nil {
+		base = context.Background()
+	}
+	ctx, cancel := context.WithCancel(base)
+	defer cancel()
+	ctx = context.WithValue(ctx, ctxForwarded, true)
+	if req.Instance != "" {
+		ctx = context.WithValue(ctx, ctxInstance, req.Instance)
+	}
+	// The caller writes nothing more; a read that returns means it closed or reset.
+	go func() {
+		var one [1]byte
+		_, _ = s.Read(one[:])
+		cancel()
+	}()
+	target := req.Path
+	if req.Query != "" {
+		target += "?" + req.Query
+	}
+	hr, err := http.NewRequestWithContext(ctx, req.Method, target, bytes.NewReader(req.Body))
+	if err != nil {
+		s.Reset()
+		return
+	}
+	hr.RemoteAddr = "libp2p:" + s.Conn().RemotePeer().String()
+	fw := &frameWriter{s: s, header: http.Header{}}
+	m.fwdMux.ServeHTTP(fw, hr)
+	if err := fw.finish(); err != nil {
+		s.Reset()
+		return
+	}
+	_ = s.CloseWrite()
+}
+
+// frameWriter is the http.ResponseWriter of a forwarded request: it writes the head frame
+// on the first write and every body write as chunk frames.
+type frameWriter struct {
+	s       network.Stream
+	header  http.Header
+	status  int
+	started bool
+	err     error
+}
+
+func (f *frameWriter) Header() http.Header { return f.header }
+
+func (f *frameWriter) WriteHeader(status int) {
+	if f.started {
+		return
+	}
+	f.started = true
+	f.status = status
+	b, _ := json.Marshal(fwdHead{Status: status, ContentType: f.header.Get("Content-Type")})
+	f.err = f.write(b)
+}
+
+func (f *frameWriter) write(b []byte) error {
+	_ = f.s.SetWriteDeadline(time.Now().Add(fwdWriteTimeout))
+	return writeFrame(f.s, b)
+}
+
+func (f *frameWriter) Write(p []byte) (int, error) {
+	if !f.started {
+		f.WriteHeader(http.StatusOK)
+	}
+	if f.err != nil {
+		return 0, f.err
+	}
+	n := 0
+	for len(p) > 0 {
+		k := min(len(p), maxFwdChunk)
+		if f.err = f.write(p[:k]); f.err != nil {
+			return n, f.err
+		}
+		n += k
+		p = p[k:]
+	}
+	return n, nil
+}
+
+// Flush is a no-op: every Write is a frame already on its way.
+func (f *frameWriter) Flush() {}
+
+func (f *frameWriter) finish() error {
+	if !f.started {
+		f.WriteHeader(http.StatusOK)
+	}
+	return f.err
+}
