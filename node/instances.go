@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net/http"
@@ -23,6 +24,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/rads-lang/constellation/crdt"
+	"github.com/rads-lang/constellation/p2p"
 	"github.com/rads-lang/constellation/sandbox"
 )
 
@@ -123,13 +125,19 @@ type instanceManager struct {
 	opMu sync.Mutex
 
 	mu      sync.Mutex // guards the following fields
-	rt      *sandbox.Runtime
+	rt      instanceRuntime
 	rtErr   error // why the runtime could not be opened (instances unavailable)
 	meta    map[string]instanceMeta
 	written map[string]string // name -> last record JSON written (skip identical writes)
 	lastRes string
 	count   int
 	closed  bool
+
+	// openRuntime opens the runtime: sandbox.New, or a fake in tests (set before Start).
+	openRuntime func(sandbox.Config) (instanceRuntime, error)
+	// keepOnConflict, when set, tells checkConflict to leave a name claimed by two nodes
+	// alone (deployment instances: their claim decides, see sched_agent.go).
+	keepOnConflict func(name string) bool
 
 	api    *instanceAPI   // the loopback listener for instances (instances_inner.go)
 	fwdMux *http.ServeMux // serves forwarded requests: the instance routes only
@@ -158,7 +166,37 @@ func newInstanceManager(n *Node) *instanceManager {
 		meta:     map[string]instanceMeta{}, written: map[string]string{},
 		fwdMux:  http.NewServeMux(),
 		changed: make(chan string, 1024), stop: make(chan struct{}),
+		openRuntime: openSandbox,
 	}
+}
+
+// instanceRuntime is what the instance manager uses of *sandbox.Runtime. Tests substitute
+// an in-memory fake (instanceManager.openRuntime) so that in-process clusters of many
+// nodes run without root and without real processes.
+type instanceRuntime interface {
+	Create(spec sandbox.Spec) (sandbox.Info, error)
+	Start(name string) (sandbox.Info, error)
+	Stop(ctx context.Context, name string, grace time.Duration) error
+	Restart(ctx context.Context, name string, grace time.Duration) (sandbox.Info, error)
+	Destroy(ctx context.Context, name string, keepData bool) error
+	Get(name string) (sandbox.Info, error)
+	List() []sandbox.Info
+	SetLimits(name string, l sandbox.Limits) (sandbox.Info, error)
+	Stats(name string) (sandbox.Stats, error)
+	Wait(ctx context.Context, name string) (sandbox.Exit, error)
+	Logs(ctx context.Context, name string, opt sandbox.LogOptions) (io.ReadCloser, error)
+	SaveSnapshot(ctx context.Context, instance, name string) (sandbox.Snapshot, error)
+	RestoreSnapshot(ctx context.Context, name, instance string) error
+	DiskQuotaMode() string
+	Close() error
+}
+
+func openSandbox(c sandbox.Config) (instanceRuntime, error) {
+	rt, err := sandbox.New(c)
+	if err != nil {
+		return nil, err // not a typed nil in the interface
+	}
+	return rt, nil
 }
 
 // start registers the forwarding protocol, serves the instances' API and, when this node
@@ -214,7 +252,7 @@ func cgroupParent(id peer.ID) string {
 }
 
 // runtime opens the sandbox runtime on first use.
-func (m *instanceManager) runtime() (*sandbox.Runtime, error) {
+func (m *instanceManager) runtime() (instanceRuntime, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.rt != nil {
@@ -237,7 +275,7 @@ func (m *instanceManager) runtime() (*sandbox.Runtime, error) {
 	if m.api != nil {
 		env["CONSTELLATION_API"] = m.api.url()
 	}
-	rt, err := sandbox.New(sandbox.Config{
+	rt, err := m.openRuntime(sandbox.Config{
 		StateDir:     m.stateDir,
 		CodeRoots:    roots,
 		CgroupParent: cgroupParent(m.n.host.ID()),
@@ -257,7 +295,7 @@ func (m *instanceManager) runtime() (*sandbox.Runtime, error) {
 }
 
 // local returns the runtime if it is open (nil otherwise): instances exist only then.
-func (m *instanceManager) local() *sandbox.Runtime {
+func (m *instanceManager) local() instanceRuntime {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.rt
@@ -544,6 +582,9 @@ func (m *instanceManager) checkConflict(name string) {
 		m.reassert(name)
 		return
 	}
+	if m.keepOnConflict != nil && m.keepOnConflict(name) {
+		return // a deployment instance: its claim decides which copy stays
+	}
 	m.log.Warn("instance name taken by an earlier create on another node: removing ours (data kept)",
 		"instance", name, "winner", r.Node)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -720,8 +761,9 @@ func (m *instanceManager) writeResourcesLocked() {
 
 // fits checks limits against the node's free resources (ignoring instance except, whose
 // own allocation is being replaced) and says what is asked and what is free.
-func (m *instanceManager) fits(rt *sandbox.Runtime, l sandbox.Limits, except string) error {
+func (m *instanceManager) fits(rt instanceRuntime, l sandbox.Limits, except string) error {
 	c := m.capacity()
+	m.n.lessReserved(&c) // capacity held by reservations on this node (sched_reserve.go)
 	a := allocationOf(rt.List(), except)
 	var short []string
 	cpu := l.CPUPercent + 100*float64(l.CPUCores)
@@ -834,3 +876,27 @@ func (m *instanceManager) resources() ResourcesInfo {
 
 // defaultReserveCPU is the CPU kept for the OS and the node when none is configured.
 func defaultReserveCPU() float64 { return math.Min(100, 10*float64(runtime.NumCPU())) }
+
+// TeardownInstances destroys every instance of the node whose data dir is dataDir and
+// releases what its runtime holds on the host (processes, cgroups, mounts, loop devices).
+// The node must not be running. For decommissioning a machine, and for tests.
+func TeardownInstances(ctx context.Context, dataDir string) error {
+	stateDir := filepath.Join(dataDir, "sandbox")
+	if _, err := os.Stat(filepath.Join(stateDir, "instances")); err != nil {
+		return nil // never ran an instance
+	}
+	key, err := p2p.LoadIdentity(filepath.Join(dataDir, "identity.key"))
+	if err != nil {
+		return err
+	}
+	id, err := peer.IDFromPrivateKey(key)
+	if err != nil {
+		return err
+	}
+	rt, err := sandbox.New(sandbox.Config{StateDir: stateDir, CgroupParent: cgroupParent(id),
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return err
+	}
+	return rt.Teardown(ctx)
+}

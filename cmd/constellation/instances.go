@@ -23,7 +23,32 @@ func instanceCommands(g *globals) []*cobra.Command {
 	return []*cobra.Command{
 		newCreateCmd(g), newStartCmd(g), newStopCmd(g), newRestartCmd(g), newSetLimitsCmd(g),
 		newListCmd(g), newShowCmd(g), newStatsCmd(g), newLogsCmd(g), newWaitCmd(g), newRmCmd(g),
-		newSnapshotCmd(g), newResourcesCmd(g),
+		newSnapshotCmd(g), newResourcesCmd(g), newTeardownCmd(g),
+	}
+}
+
+func newTeardownCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "teardown",
+		Short: "Destroy every instance of a stopped node and release its cgroups, mounts and loop devices",
+		Long: `Decommission the instances of the node whose data dir is --data-dir: every instance is
+killed and removed with its data, and the runtime's cgroups, mounts and loop devices are
+released. The node must not be running (stop it first); its other state is kept.`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			dir := g.dataDir
+			if dir == "" {
+				dir = node.DefaultDataDir()
+			}
+			if _, err := g.client().Status(c.Context()); err == nil {
+				return fmt.Errorf("the node of %s is running: stop it first (instances of a running node are removed with 'constellation rm')", dir)
+			}
+			if err := node.TeardownInstances(c.Context(), dir); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.OutOrStdout(), "released every instance of %s\n", dir)
+			return nil
+		},
 	}
 }
 

@@ -1,0 +1,437 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// End-to-end tests of instances through the built binary: real node processes on
+// loopback, real sandboxes (root: cgroups, namespaces).
+
+// instRequireRoot skips a test that needs root, unless CONSTELLATION_TEST_REQUIRE_ROOT=1
+// demands that it runs (CI), in which case it fails.
+func instRequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CONSTELLATION_TEST_REQUIRE_ROOT") == "1" {
+		t.Fatal("this test needs root (cgroups, namespaces) and CONSTELLATION_TEST_REQUIRE_ROOT=1")
+	}
+	t.Skip("needs root (cgroups, namespaces); set CONSTELLATION_TEST_REQUIRE_ROOT=1 to make this a failure")
+}
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// constellationBinary builds cmd/constellation once per test process.
+func constellationBinary(t testing.TB) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "constellation-bin-")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "constellation")
+		cmd := exec.Command("go", "build", "-o", binPath, "../cmd/constellation")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+// procNode is a node running as a child process.
+type procNode struct {
+	t       testing.TB
+	bin     string
+	name    string
+	dataDir string
+	args    []string
+	cmd     *exec.Cmd
+	log     *logBuf
+	done    chan struct{}
+}
+
+func startProcNode(t testing.TB, bin, name, dataDir string, extra ...string) *procNode {
+	t.Helper()
+	p := &procNode{t: t, bin: bin, name: name, dataDir: dataDir,
+		args: append([]string{"peer", "--node", name, "--cluster", "inst-e2e", "--bind", "127.0.0.1:0",
+			"--no-mdns", "--data-dir", dataDir, "--log-level", "debug"}, extra...)}
+	p.start()
+	return p
+}
+
+func (p *procNode) start() {
+	p.t.Helper()
+	p.log = &logBuf{}
+	p.cmd = exec.Command(p.bin, p.args...)
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	p.cmd.Env = append(os.Environ(), "CONSTELLATION_CLUSTER_KEY=")
+	if err := p.cmd.Start(); err != nil {
+		p.t.Fatal(err)
+	}
+	p.done = make(chan struct{})
+	go func(c *exec.Cmd, done chan struct{}) { _ = c.Wait(); close(done) }(p.cmd, p.done)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := p.cli("status", "--json"); err == nil {
+			return
+		}
+		select {
+		case <-p.done:
+			p.t.Fatalf("node %s exited at start:\n%s", p.name, p.log)
+		default:
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("node %s did not answer within 20s:\n%s", p.name, p.log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// stop sends SIGTERM and waits for the process (SIGKILL after 15 s).
+func (p *procNode) stop() {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return
+	}
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// cli runs a client command against this node.
+func (p *procNode) cli(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, p.bin, append([]string{"--data-dir", p.dataDir}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if err != nil {
+		return out.String(), fmt.Errorf("%s %s: %v: %s", p.name, strings.Join(args, " "), err, errb.String())
+	}
+	return out.String(), nil
+}
+
+func (p *procNode) cliJSON(out any, args ...string) {
+	p.t.Helper()
+	at := len(args)
+	for i, a := range args {
+		if a == "--" {
+			at = i
+			break
+		}
+	}
+	full := append(append(append([]string{}, args[:at]...), "--json"), args[at:]...)
+	s, err := p.cli(full...)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(s), out); err != nil {
+		p.t.Fatalf("%s %v: bad JSON %q: %v", p.name, args, s, err)
+	}
+}
+
+func (p *procNode) list() []InstanceRecord {
+	var rs []InstanceRecord
+	p.cliJSON(&rs, "list")
+	return rs
+}
+
+func findInstance(rs []InstanceRecord, name string) (InstanceRecord, bool) {
+	for _, r := range rs {
+		if r.Name == name {
+			return r, true
+		}
+	}
+	return InstanceRecord{}, false
+}
+
+// waitInstance polls p's list until name satisfies cond.
+func (p *procNode) waitInstance(name, what string, cond func(InstanceRecord, bool) bool) InstanceRecord {
+	p.t.Helper()
+	var last []InstanceRecord
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		last = p.list()
+		if r, ok := findInstance(last, name); cond(r, ok) {
+			return r
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	p.t.Fatalf("node %s: instance %s never became %s; list: %+v", p.name, name, what, last)
+	return InstanceRecord{}
+}
+
+// procsWith returns the host PIDs of `sh` processes whose command line contains marker.
+func procsWith(marker string) []int {
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && bytes.HasPrefix(b, []byte("sh\x00")) && bytes.Contains(b, []byte(marker)) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+func TestInstancesEndToEnd(t *testing.T) {
+	instRequireRoot(t)
+	if testing.Short() {
+		t.Skip("builds the binary and runs two node processes")
+	}
+	bin := constellationBinary(t)
+	base := t.TempDir()
+	dirA, dirB := filepath.Join(base, "a"), filepath.Join(base, "b")
+	// Tools inside instances: a copy of the binary in a code root the nodes allow.
+	codeRoot := filepath.Join(base, "code")
+	tools := filepath.Join(codeRoot, "tools")
+	if err := os.MkdirAll(tools, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(base, 0o755)
+	os.Chmod(codeRoot, 0o755)
+	if b, err := os.ReadFile(bin); err != nil {
+		t.Fatal(err)
+	} else if err := os.WriteFile(filepath.Join(tools, "constellation"), b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Cleanups run last-in first-out: nodes stop first, then their instances are torn down.
+	for _, d := range []string{dirA, dirB} {
+		d := d
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			if err := TeardownInstances(ctx, d); err != nil {
+				t.Errorf("teardown %s: %v", d, err)
+			}
+		})
+	}
+	a := startProcNode(t, bin, "a", dirA, "--code-root", codeRoot)
+	t.Cleanup(a.stop)
+	var st StatusInfo
+	a.cliJSON(&st, "status")
+	var join string
+	for _, ad := range st.Addresses {
+		if strings.Contains(ad, "/tcp/") {
+			join = ad
+		}
+	}
+	if join == "" {
+		t.Fatalf("node a has no TCP address: %v", st.Addresses)
+	}
+	b := startProcNode(t, bin, "b", dirB, "--join", join, "--code-root", codeRoot)
+	t.Cleanup(b.stop)
+	for _, p := range []*procNode{a, b} {
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			var ns []NodeInfo
+			p.cliJSON(&ns, "nodes")
+			alive := 0
+			for _, x := range ns {
+				if x.Status == StatusAlive {
+					alive++
+				}
+			}
+			if alive == 2 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("node %s sees %d alive nodes: %+v", p.name, alive, ns)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+
+	// Create on A, targeting B.
+	var web InstanceRecord
+	a.cliJSON(&web, "create", "--name", "e2e-web", "--node", "b", "--ram-mb", "64", "--pids", "32",
+		"--cpu-percent", "50", "--env", "GREETING=hello", "--",
+		"sh", "-c", `echo "$GREETING from $CONSTELLATION_INSTANCE on $CONSTELLATION_NODE"; exec sleep 1000`)
+	if web.Node != "b" || web.Status != InstanceRunning || web.ID == "" {
+		t.Fatalf("create on a for b = %+v; want running on b", web)
+	}
+
+	// Both nodes list it, on b, with the list --json fields.
+	for _, p := range []*procNode{a, b} {
+		r := p.waitInstance("e2e-web", "listed running on b", func(r InstanceRecord, ok bool) bool {
+			return ok && r.Node == "b" && r.Status == InstanceRunning
+		})
+		if r.RAMMB != 64 || r.CPUPercent != 50 || r.CreatedAt.IsZero() || r.ExitCode != nil {
+			t.Errorf("node %s lists %+v", p.name, r)
+		}
+	}
+	raw, err := a.cli("list", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var generic []map[string]any
+	if err := json.Unmarshal([]byte(raw), &generic); err != nil || len(generic) == 0 {
+		t.Fatalf("list --json = %q (%v)", raw, err)
+	}
+	for _, f := range []string{"name", "id", "node", "status", "exit_code", "restarts", "cpu_percent", "ram_mb", "disk_mb", "created_at"} {
+		if _, ok := generic[0][f]; !ok {
+			t.Errorf("list --json element lacks %q: %v", f, generic[0])
+		}
+	}
+
+	// Stats and logs from A (forwarded to B).
+	var stats map[string]any
+	a.cliJSON(&stats, "stats", "e2e-web")
+	for _, f := range []string{"cpu", "ram_mb", "disk_mb", "pids", "uptime_s"} {
+		if _, ok := stats[f]; !ok {
+			t.Errorf("stats --json lacks %q: %v", f, stats)
+		}
+	}
+	if pids, _ := stats["pids"].(float64); pids < 1 {
+		t.Errorf("stats pids = %v; want >= 1", stats["pids"])
+	}
+	waitLogs := func(p *procNode, name, want string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			out, err := p.cli("logs", name)
+			if err == nil && strings.Contains(out, want) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("logs %s from %s = %q (%v); want %q", name, p.name, out, err, want)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitLogs(a, "e2e-web", "hello from e2e-web on b")
+
+	// An instance reaches its node's API with its own token (the binary from the code root).
+	a.cliJSON(&web, "create", "--name", "e2e-api", "--node", "b", "--ram-mb", "64",
+		"--code", tools, "--", "./constellation", "list", "--json")
+	if _, err := a.cli("wait", "e2e-api", "--timeout", "20s"); err != nil {
+		t.Fatal(err)
+	}
+	waitLogs(a, "e2e-api", `"name": "e2e-web"`)
+
+	// Admission: a create that does not fit is refused with the numbers.
+	_, err = a.cli("create", "--name", "e2e-huge", "--node", "b", "--ram-mb", "100000000", "--", "true")
+	if err == nil || !strings.Contains(err.Error(), "asked 100000000") || !strings.Contains(err.Error(), "free") {
+		t.Errorf("oversized create: err = %v; want a refusal naming asked and free", err)
+	}
+	// A duplicate name is refused wherever it runs.
+	if _, err := b.cli("create", "--name", "e2e-web", "--", "true"); err == nil || !strings.Contains(err.Error(), "already exists") {
+		t.Errorf("duplicate create: err = %v; want 'already exists'", err)
+	}
+
+	// OOM on B, reported cluster-wide.
+	if _, err := a.cli("create", "--name", "e2e-oom", "--node", "b", "--ram-mb", "32", "--",
+		"sh", "-c", `x=aaaaaaaaaaaaaaaa; while :; do x="$x$x"; done`); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []*procNode{a, b} {
+		p.waitInstance("e2e-oom", "oom_killed", func(r InstanceRecord, ok bool) bool { return ok && r.Status == InstanceOOMKilled })
+	}
+
+	// Stop from A.
+	if _, err := a.cli("stop", "e2e-web", "--grace", "2s"); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []*procNode{a, b} {
+		p.waitInstance("e2e-web", "stopped", func(r InstanceRecord, ok bool) bool { return ok && r.Status == InstanceStopped })
+	}
+
+	// A node restart keeps its instance running and re-adopts it.
+	marker := fmt.Sprintf("e2ekeep%d", time.Now().UnixNano())
+	if _, err := a.cli("create", "--name", "e2e-keep", "--node", "b", "--ram-mb", "32", "--",
+		"sh", "-c", "sleep 1000; echo "+marker); err != nil {
+		t.Fatal(err)
+	}
+	var before []int
+	for deadline := time.Now().Add(5 * time.Second); len(before) != 1 && time.Now().Before(deadline); {
+		before = procsWith(marker)
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(before) != 1 {
+		t.Fatalf("instance process with %s: %v; want one", marker, before)
+	}
+	b.stop()
+	if got := procsWith(marker); len(got) != 1 || got[0] != before[0] {
+		t.Fatalf("after node b stopped, instance processes = %v; want %v still running", got, before)
+	}
+	r := a.waitInstance("e2e-keep", "listed with b gone", func(r InstanceRecord, ok bool) bool {
+		return ok && r.NodeStatus != StatusAlive
+	})
+	if r.Status != InstanceRunning {
+		t.Errorf("while b is down, a lists e2e-keep as %+v; want its last status running", r)
+	}
+	b.start()
+	var ks InstanceStats
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		s, err := a.cli("stats", "e2e-keep", "--json")
+		if err == nil && json.Unmarshal([]byte(s), &ks) == nil && ks.Status == InstanceRunning && ks.PIDs >= 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stats e2e-keep after b restarted: %q %v\n%s", s, err, b.log)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := procsWith(marker); len(got) != 1 || got[0] != before[0] {
+		t.Errorf("after node b restarted, instance processes = %v; want %v", got, before)
+	}
+	if !b.log.contains("instance runtime ready") {
+		t.Errorf("restarted node b did not open its runtime:\n%s", b.log)
+	}
+	// Stop it through the re-adopted runtime, from A.
+	if _, err := a.cli("stop", "e2e-keep", "--grace", "1s"); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); len(procsWith(marker)) > 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("e2e-keep still running after stop: %v", procsWith(marker))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	// rm from A removes everything, everywhere.
+	if _, err := a.cli("rm", "e2e-web", "e2e-api", "e2e-oom", "e2e-keep"); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []*procNode{a, b} {
+		p.waitInstance("e2e-web", "removed", func(r InstanceRecord, ok bool) bool { return !ok })
+		if rs := p.list(); len(rs) != 0 {
+			t.Errorf("node %s still lists %+v after rm", p.name, rs)
+		}
+	}
+}
