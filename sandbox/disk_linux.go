@@ -36,7 +36,7 @@ func setupXFS(stateDir string, sizeMB int64) (*xfsDisk, error) {
 		d.dev = dev
 		var st unix.Statfs_t
 		if unix.Statfs(d.mnt, &st) == nil {
-			d.sizeMB = int64(st.Blocks) * st.Bsize >> 20
+			d.sizeMB = int64(st.Blocks) * int64(st.Bsize) >> 20
 		}
 		return d, nil
 	}
@@ -446,7 +446,7 @@ func fsUsed(dir string) int64 {
 	if unix.Statfs(dir, &st) != nil {
 		return 0
 	}
-	return int64(st.Blocks-st.Bfree) * st.Bsize
+	return int64(st.Blocks-st.Bfree) * int64(st.Bsize)
 }
 
 // sparseCopy copies src to a new file dst, keeping holes.

@@ -6,8 +6,9 @@
 //
 // # Usage
 //
-// Every binary that creates instances calls Init first thing in main (and TestMain):
-// the runtime re-executes the binary as each instance's short-lived init.
+// Every binary that creates instances calls Init first thing in main (and TestMain): it
+// is the fallback launcher (see Launch) and Bench's probe program, and returns at once
+// otherwise.
 //
 //	func main() {
 //		sandbox.Init() // returns at once unless this process is an instance init
@@ -48,13 +49,16 @@
 //
 // # Launch
 //
-// Start forks the current binary (/proc/self/exe) into the new namespaces with argv[0]
-// "constellation-sandbox-init" (on cgroup v2 directly inside the instance's cgroup with
-// CLONE_INTO_CGROUP; on v1 it is moved into the cgroups before it reads its
-// configuration, so before it can run anything). Init builds the root view, drops
-// privileges and execs the program, which keeps the PID: nothing stays resident. The
-// runtime holds a pidfd per instance and waits on it through the Go netpoller, so an
-// idle instance costs one parked goroutine and one file descriptor.
+// Start clones the supervisor with clone3 straight into the new namespaces (on cgroup
+// v2 directly inside the instance's cgroup with CLONE_INTO_CGROUP). The child runs a
+// list of system calls the parent prepared (on v1 joining the instance's cgroups
+// first, so before anything else runs; then the mounts, pivot_root, hostname,
+// credentials, no_new_privs) and execs the program, which keeps the PID: no second Go
+// runtime starts and nothing stays resident. Where that launcher is not available
+// (32-bit architectures, nested Config.SystemDirs) the binary re-executes itself as a
+// short-lived Go init (Init) that does the same. The runtime holds a pidfd per
+// instance and waits on it through the Go netpoller, so an idle instance costs one
+// parked goroutine and one file descriptor.
 //
 // # Disk quota
 //

@@ -3,6 +3,7 @@
 package sandbox
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -155,4 +156,9 @@ func (o *otherProc) close() {
 	default:
 		close(o.done)
 	}
+}
+
+// Bench needs Linux namespaces and cgroups.
+func Bench(ctx context.Context, bc BenchConfig) (BenchResult, error) {
+	return BenchResult{}, fmt.Errorf("sandbox: bench: %w", ErrUnsupported)
 }
