@@ -95,9 +95,6 @@ func TestAntiEntropyConverges(t *testing.T) {
 	var syncs uint64
 	for _, h := range hs {
 		syncs += h.Stats().Syncs
-		if h.Stats().GossipSent != 0 {
-			t.Errorf("gossip sent without Publish: %+v", h.Stats())
-		}
 	}
 	if syncs == 0 {
 		t.Error("converged without any anti-entropy exchange")

@@ -12,7 +12,8 @@ package p2p
 //   B -> A  frame(B.MissingFor(VersionA))                   then B closes
 //   both Apply what they received (empty frame: nothing).
 //
-// An idle pair therefore exchanges ~40 bytes of payload per interval.
+// An idle pair therefore exchanges ~40 bytes of payload per interval. What an exchange
+// brings in is relayed on gossip when small (see applySynced).
 
 import (
 	"bufio"
@@ -351,10 +352,22 @@ func (h *Host) syncInitiator(ctx context.Context, s network.Stream, r Replica, p
 	if err != nil {
 		return err
 	}
-	if len(theirs) > 0 {
-		if err := r.Apply(p, theirs); err != nil {
-			return fmt.Errorf("apply: %w", err)
-		}
+	return h.applySynced(r, p, theirs)
+}
+
+// applySynced applies what an anti-entropy exchange brought in and relays it on gossip
+// when it is small: whatever this node lacked, others probably lack too (a new node's
+// own records after its bootstrap, the other side's writes after a partition heals).
+// Large ones are not relayed; anti-entropy spreads them.
+func (h *Host) applySynced(r Replica, p peer.ID, data []byte) error {
+	if len(data) == 0 {
+		return nil
+	}
+	if err := r.Apply(p, data); err != nil {
+		return fmt.Errorf("apply: %w", err)
+	}
+	if len(data)+perDeltaOverhead+msgOverhead <= h.cfg.MaxGossipBytes {
+		h.pub.add(data)
 	}
 	return nil
 }
@@ -414,10 +427,5 @@ func (h *Host) syncResponder(s network.Stream, r Replica, p peer.ID) error {
 		return err
 	}
 	s.CloseWrite()
-	if len(theirs) > 0 {
-		if err := r.Apply(p, theirs); err != nil {
-			return fmt.Errorf("apply: %w", err)
-		}
-	}
-	return nil
+	return h.applySynced(r, p, theirs)
 }
