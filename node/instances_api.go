@@ -51,6 +51,9 @@ type CreateRequest struct {
 	Network string `json:"network,omitempty"` // host (default) or isolated
 	// Start starts the instance right away (default true); false only creates it.
 	Start *bool `json:"start,omitempty"`
+	// Reservation runs the instance on the capacity of a reservation (`create --reservation
+	// ID`): on the node holding it, with its resources unless given (sched_reserve.go).
+	Reservation string `json:"reservation,omitempty"`
 }
 
 // LimitsRequest is the body of POST /v1/instances/{name}/set-limits and (optional) of
@@ -354,6 +357,12 @@ func (m *instanceManager) handleCreate(w http.ResponseWriter, r *http.Request) {
 		writeInstanceError(w, fmt.Errorf("%w: instance %q already exists on node %s; pick another name or remove it with 'constellation rm %s'", ErrInstanceExists, req.Name, rec.Node, req.Name))
 		return
 	}
+	if req.Reservation != "" {
+		if err := m.n.sched.prepareReservedCreate(&req); err != nil {
+			writeSchedError(w, err)
+			return
+		}
+	}
 	id, name, local, err := m.resolveTarget(req.Node)
 	if err != nil {
 		writeInstanceError(w, err)
@@ -367,9 +376,14 @@ func (m *instanceManager) handleCreate(w http.ResponseWriter, r *http.Request) {
 		m.forward(w, r, body, id, name)
 		return
 	}
-	rec, err := m.create(r.Context(), &req)
+	var rec InstanceRecord
+	if req.Reservation != "" {
+		rec, err = m.n.sched.createReserved(r.Context(), &req)
+	} else {
+		rec, err = m.create(r.Context(), &req)
+	}
 	if err != nil {
-		writeInstanceError(w, err)
+		writeSchedError(w, err)
 		return
 	}
 	writeJSON(w, http.StatusCreated, rec)
@@ -456,7 +470,7 @@ func (m *instanceManager) writeScript(name, script, content string) (string, err
 }
 
 // localRecord is the current record of a local instance (without waiting for replication).
-func (m *instanceManager) localRecord(rt *sandbox.Runtime, name string) (InstanceRecord, error) {
+func (m *instanceManager) localRecord(rt instanceRuntime, name string) (InstanceRecord, error) {
 	in, err := rt.Get(name)
 	if err != nil {
 		return InstanceRecord{}, err
@@ -537,7 +551,7 @@ func graceOf(g *float64) (time.Duration, error) {
 	return time.Duration(*g * float64(time.Second)), nil
 }
 
-func (m *instanceManager) localOp(w http.ResponseWriter, r *http.Request, rt *sandbox.Runtime, op, name string, body []byte) {
+func (m *instanceManager) localOp(w http.ResponseWriter, r *http.Request, rt instanceRuntime, op, name string, body []byte) {
 	ctx := r.Context()
 	fail := func(err error) { writeInstanceError(w, err) }
 	switch op {
@@ -755,7 +769,7 @@ func validTag(tag string) error {
 }
 
 // answer writes an operation's result: the instance's record, or the error.
-func (m *instanceManager) answer(w http.ResponseWriter, rt *sandbox.Runtime, name string, err error) {
+func (m *instanceManager) answer(w http.ResponseWriter, rt instanceRuntime, name string, err error) {
 	if err != nil {
 		writeInstanceError(w, err)
 		return
@@ -772,7 +786,7 @@ func (m *instanceManager) answer(w http.ResponseWriter, rt *sandbox.Runtime, nam
 // serveLogs streams an instance's output as text/plain. Query: follow=1, stream=stdout|
 // stderr|all (default all: stdout then stderr, interleaved by line when following),
 // rotated=1 (include rotated files).
-func (m *instanceManager) serveLogs(w http.ResponseWriter, r *http.Request, rt *sandbox.Runtime, name string) {
+func (m *instanceManager) serveLogs(w http.ResponseWriter, r *http.Request, rt instanceRuntime, name string) {
 	q := r.URL.Query()
 	follow := q.Get("follow") == "1" || q.Get("follow") == "true"
 	rotated := q.Get("rotated") == "1" || q.Get("rotated") == "true"

@@ -59,6 +59,8 @@ type Node struct {
 	api    *apiServer
 	// instances runs this node's instances and serves the instance API (instances.go).
 	instances *instanceManager
+	// sched places deployments, holds reservations and enforces quotas (sched_loop.go).
+	sched *scheduler
 
 	// APIAddr is the bound TCP API address when APIListen is set.
 	APIAddr string
@@ -186,6 +188,8 @@ func New(cfg Config, log *slog.Logger) (n *Node, err error) {
 	n.instances = newInstanceManager(n)
 	n.instances.registerRoutes(n.api.route)
 	n.instances.registerRoutes(func(p string, h http.HandlerFunc) { n.instances.fwdMux.HandleFunc(p, h) })
+	n.sched = newScheduler(n)
+	n.sched.registerRoutes(n.api.route)
 	return n, nil
 }
 
@@ -217,6 +221,9 @@ func (n *Node) Start(ctx context.Context) error {
 		return err
 	}
 	if err := n.instances.start(); err != nil {
+		return err
+	}
+	if err := n.sched.start(); err != nil {
 		return err
 	}
 	n.writeOwnRecord(false)
@@ -263,6 +270,9 @@ func (n *Node) shutdown(graceful bool) error {
 			// Let the gossip batch holding the `left` record go out before the host closes.
 			time.Sleep(2*n.cfg.GossipBatch + 10*time.Millisecond)
 			cancel()
+		}
+		if n.sched != nil && n.ctx != nil {
+			n.sched.close()
 		}
 		if n.instances != nil {
 			n.instances.close()
@@ -565,6 +575,7 @@ func (n *Node) reactLocked(changes []crdt.Change) {
 		if c.Collection == CollInstances {
 			n.instances.onChangeLocked(c)
 		}
+		n.sched.onChangeLocked(c)
 	}
 }
 

@@ -1,0 +1,998 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	mrand "math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rads-lang/constellation/crdt"
+	"github.com/rads-lang/constellation/sandbox"
+	"github.com/rads-lang/constellation/sched"
+)
+
+// scheduler is the node's part of leaderless scheduling (docs/scheduling.md). Every node
+// runs the same loop:
+//
+//   - owner pass: for each deployment whose rendezvous owner (sched.Owner over the nodes
+//     not dead) is this node, compare claims with the desired count, place what is missing
+//     with sched.Place on a snapshot built from replicated state, and write claims;
+//     delete the claims of duplicates (sched.Reconcile), of scaled-down slots, of dead
+//     nodes' instances once replaced, and of drained instances once their replacement runs.
+//   - agent pass: for each claim naming this node, admit it (quota rights, preemption,
+//     create through the instance manager) or write a rejection; remove local deployment
+//     instances whose claim is gone or names another node; restart failed ones with
+//     backoff, and give them up (a "failed" rejection) after repeated failures.
+//
+// The loop runs on every replicated change of its collections (kick) and on a ticker.
+type scheduler struct {
+	n       *Node
+	log     *slog.Logger
+	now     func() time.Time
+	backoff sched.Backoff
+	// claimTimeout: a claim with no answer (instance record or rejection) from a live target
+	// after this long is placed again.
+	claimTimeout time.Duration
+	interval     time.Duration
+	grace        time.Duration // stop grace for removed instances
+	path         string        // managed.json
+
+	mu sync.Mutex // guards the following fields
+	// managed are this node's deployment instances (persisted in managed.json).
+	managed map[string]*managedInstance
+	// removing are names being removed in the background.
+	removing map[string]bool
+	// consuming are reservations being consumed by a create on this node.
+	consuming map[string]bool
+	// nextIndex remembers the next instance index per deployment (owner side).
+	nextIndex map[string]int
+	rng       *mrand.Rand
+	closed    bool
+
+	passMu sync.Mutex // serialises passes (the loop, API-triggered passes in tests)
+	kickCh chan struct{}
+	stop   chan struct{}
+	wg     sync.WaitGroup
+}
+
+// managedInstance is what the agent remembers of a local deployment instance.
+type managedInstance struct {
+	Deployment string            `json:"deployment"`
+	Namespace  string            `json:"namespace,omitempty"`
+	ClaimID    string            `json:"claim_id"`
+	Consumed   map[string]uint64 `json:"consumed,omitempty"` // quota rights taken: dim -> amount
+	Failures   int               `json:"failures,omitempty"`
+	next       time.Time         // restart due (zero: none scheduled)
+}
+
+func newScheduler(n *Node) *scheduler {
+	var seed [16]byte
+	_, _ = rand.Read(seed[:])
+	return &scheduler{
+		n: n, log: n.log.With("component", "sched"), now: time.Now,
+		backoff:      sched.DefaultBackoff(),
+		claimTimeout: 30 * time.Second,
+		interval:     250 * time.Millisecond,
+		grace:        5 * time.Second,
+		path:         filepath.Join(n.cfg.DataDir, "sched", "managed.json"),
+		managed:      map[string]*managedInstance{},
+		removing:     map[string]bool{},
+		consuming:    map[string]bool{},
+		nextIndex:    map[string]int{},
+		rng:          mrand.New(mrand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:]))),
+		kickCh:       make(chan struct{}, 1),
+		stop:         make(chan struct{}),
+	}
+}
+
+func (s *scheduler) start() error {
+	if b, err := os.ReadFile(s.path); err == nil {
+		var m map[string]*managedInstance
+		if err := json.Unmarshal(b, &m); err != nil {
+			s.log.Warn("unreadable managed instance list; starting empty", "path", s.path, "err", err)
+		} else {
+			s.managed = m
+		}
+	}
+	s.n.instances.keepOnConflict = s.isDeploymentInstance
+	s.startProtocol()
+	s.wg.Add(1)
+	go s.loop()
+	return nil
+}
+
+// close stops the loop and waits for background removals. Safe twice.
+func (s *scheduler) close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	s.mu.Unlock()
+	close(s.stop)
+	s.wg.Wait()
+	s.stopProtocol()
+}
+
+// kick asks for a pass soon (never blocks).
+func (s *scheduler) kick() {
+	select {
+	case s.kickCh <- struct{}{}:
+	default:
+	}
+}
+
+// onChangeLocked is called for every replicated change (n.mu held).
+func (s *scheduler) onChangeLocked(c crdt.Change) {
+	switch c.Collection {
+	case CollDeployments, CollClaims, CollRejections, CollInstances, CollReservations, CollDrains,
+		CollNodes, CollResources, CollQuotas:
+		s.kick()
+	}
+}
+
+func (s *scheduler) loop() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-s.kickCh:
+		case <-t.C:
+		}
+		s.pass()
+	}
+}
+
+// isDeploymentInstance reports whether name is claimed by a deployment (its claim, not the
+// instance manager's name-conflict rule, decides which copy stays).
+func (s *scheduler) isDeploymentInstance(name string) bool {
+	s.n.mu.Lock()
+	defer s.n.mu.Unlock()
+	return s.n.doc.Has(CollClaims, name)
+}
+
+// ---- snapshot of replicated state ----
+
+type schedState struct {
+	now     time.Time
+	self    string            // node name
+	selfID  string            // peer ID
+	status  map[string]string // peer ID -> status
+	nameOf  map[string]string // peer ID -> name
+	idOf    map[string]string // name -> peer ID (alive preferred)
+	labels  map[string]map[string]string
+	res     map[string]ResourceRecord // peer ID ->
+	deps    map[string]DeploymentRecord
+	claims  map[string]ClaimRecord
+	rejs    map[string]RejectionRecord // "<instance>@<peer ID>"
+	insts   map[string]InstanceRecord
+	resv    map[string]ReservationRecord
+	drains  map[string]bool // peer ID -> draining
+	quotas  map[string]QuotaRecord
+	msgs    map[string]DeployStatusRecord
+	members []string // names of nodes not dead nor left (rendezvous membership)
+}
+
+func (s *scheduler) snapshot() *schedState {
+	n := s.n
+	st := &schedState{
+		now: s.now(), self: n.cfg.Node, selfID: n.host.ID().String(),
+		status: map[string]string{}, nameOf: map[string]string{}, idOf: map[string]string{},
+		labels: map[string]map[string]string{}, res: map[string]ResourceRecord{},
+		deps: map[string]DeploymentRecord{}, claims: map[string]ClaimRecord{}, rejs: map[string]RejectionRecord{},
+		insts: map[string]InstanceRecord{}, resv: map[string]ReservationRecord{}, drains: map[string]bool{},
+		quotas: map[string]QuotaRecord{}, msgs: map[string]DeployStatusRecord{},
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, x := range n.nodesLocked() {
+		st.status[x.ID] = x.Status
+		st.nameOf[x.ID] = x.Name
+		if prev, ok := st.idOf[x.Name]; !ok || st.status[prev] != StatusAlive {
+			st.idOf[x.Name] = x.ID
+		}
+		st.labels[x.ID] = x.Labels
+		if x.Status != StatusDead && x.Status != StatusLeft {
+			st.members = append(st.members, x.Name)
+		}
+	}
+	each := func(coll string, fn func(k string, v []byte)) {
+		for _, k := range n.doc.Keys(coll) {
+			if v, _, ok := n.doc.GetLWW(coll, k); ok {
+				fn(k, v)
+			}
+		}
+	}
+	each(CollResources, func(k string, v []byte) {
+		if r, err := decodeJSONLimited[ResourceRecord](v); err == nil {
+			st.res[k] = r
+		}
+	})
+	each(CollDeployments, func(k string, v []byte) {
+		if r, err := decodeJSONLimited[DeploymentRecord](v); err == nil && r.Name == k {
+			st.deps[k] = r
+		}
+	})
+	each(CollClaims, func(k string, v []byte) {
+		if r, err := decodeJSONLimited[ClaimRecord](v); err == nil && r.Instance == k {
+			st.claims[k] = r
+		}
+	})
+	each(CollRejections, func(k string, v []byte) {
+		if r, err := decodeJSONLimited[RejectionRecord](v); err == nil {
+			st.rejs[k] = r
+		}
+	})
+	each(CollInstances, func(k string, v []byte) {
+		if r, err := decodeInstanceRecord(v); err == nil {
+			st.insts[k] = r
+		}
+	})
+	each(CollReservations, func(k string, v []byte) {
+		if r, err := decodeJSONLimited[ReservationRecord](v); err == nil && r.ID == k {
+			st.resv[k] = r
+		}
+	})
+	each(CollDrains, func(k string, v []byte) {
+		if r, err := decodeJSONLimited[DrainRecord](v); err == nil && r.Draining {
+			st.drains[k] = true
+		}
+	})
+	each(CollQuotas, func(k string, v []byte) {
+		if r, err := decodeJSONLimited[QuotaRecord](v); err == nil {
+			st.quotas[k] = r
+		}
+	})
+	each(CollDeployStatus, func(k string, v []byte) {
+		if r, err := decodeJSONLimited[DeployStatusRecord](v); err == nil {
+			st.msgs[k] = r
+		}
+	})
+	return st
+}
+
+func (st *schedState) alive(peerID string) bool { return st.status[peerID] == StatusAlive }
+
+// gone reports whether a node is dead, left or unknown: its instances are lost.
+func (st *schedState) gone(peerID string) bool {
+	s := st.status[peerID]
+	return s == "" || s == StatusDead || s == StatusLeft
+}
+
+// claim states.
+const (
+	claimPending  = "pending"
+	claimStarting = "starting"
+	claimRunning  = "running"
+	claimLost     = "lost"     // target dead or left
+	claimRejected = "rejected" // target refused, evicted or gave up, or never answered
+)
+
+// claimState classifies a claim from the target's replicated answers.
+func (s *scheduler) claimState(st *schedState, c ClaimRecord) (string, *RejectionRecord) {
+	if st.gone(c.NodeID) {
+		return claimLost, nil
+	}
+	if r, ok := st.rejs[c.Instance+"@"+c.NodeID]; ok && r.ClaimID == c.ClaimID {
+		return claimRejected, &r
+	}
+	if r, ok := st.insts[c.Instance]; ok && r.NodeID == c.NodeID {
+		if r.Status == InstanceRunning {
+			return claimRunning, nil
+		}
+		return claimStarting, nil
+	}
+	if placed := time.UnixMilli(claimPlacedAt(c)); st.now.Sub(placed) > s.claimTimeout {
+		return claimRejected, &RejectionRecord{Instance: c.Instance, Node: c.Node, NodeID: c.NodeID, ClaimID: c.ClaimID,
+			Code: "timeout", Reason: fmt.Sprintf("node %s did not answer within %v", c.Node, s.claimTimeout)}
+	}
+	return claimPending, nil
+}
+
+// claimPlacedAt is when the claim's current decision was made (encoded in the claim ID).
+func claimPlacedAt(c ClaimRecord) int64 {
+	if i := strings.IndexByte(c.ClaimID, '-'); i > 0 {
+		if v, err := strconv.ParseInt(c.ClaimID[:i], 10, 64); err == nil {
+			return v
+		}
+	}
+	return c.At
+}
+
+func healthy(state string) bool {
+	return state == claimPending || state == claimStarting || state == claimRunning
+}
+
+func newClaimID(now time.Time) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return strconv.FormatInt(now.UnixMilli(), 10) + "-" + hex.EncodeToString(b[:])
+}
+
+// ---- the pass ----
+
+func (s *scheduler) pass() {
+	s.passMu.Lock()
+	defer s.passMu.Unlock()
+	st := s.snapshot()
+	s.ownerPass(st)
+	s.agentPass(st)
+	s.expireReservations(st)
+}
+
+// schedWrites collects one pass's writes, applied as one delta.
+type schedWrites struct {
+	puts map[string]map[string][]byte // collection -> key -> value
+	dels map[string][]string
+}
+
+func (w *schedWrites) put(coll, key string, v any) {
+	if w.puts == nil {
+		w.puts = map[string]map[string][]byte{}
+	}
+	if w.puts[coll] == nil {
+		w.puts[coll] = map[string][]byte{}
+	}
+	b, _ := json.Marshal(v)
+	w.puts[coll][key] = b
+}
+
+func (w *schedWrites) del(coll, key string) {
+	if w.dels == nil {
+		w.dels = map[string][]string{}
+	}
+	w.dels[coll] = append(w.dels[coll], key)
+}
+
+// apply writes everything as one batch: persisted, published, and kicks the loop.
+func (s *scheduler) apply(w *schedWrites) {
+	if len(w.puts) == 0 && len(w.dels) == 0 {
+		return
+	}
+	n := s.n
+	n.mu.Lock()
+	var ds []*crdt.Delta
+	for _, coll := range sortedKeys(w.puts) {
+		kv := w.puts[coll]
+		for _, k := range sortedKeys(kv) {
+			if d, err := n.doc.PutLWW(coll, k, kv[k]); err == nil {
+				ds = append(ds, d)
+			} else {
+				s.log.Error("write", "collection", coll, "key", k, "err", err)
+			}
+		}
+	}
+	for _, coll := range sortedKeys(w.dels) {
+		for _, k := range w.dels[coll] {
+			if !n.doc.Has(coll, k) {
+				continue
+			}
+			if d, err := n.doc.Remove(coll, k); err == nil {
+				ds = append(ds, d)
+			}
+		}
+	}
+	if len(ds) > 0 {
+		if d, err := crdt.Batch(ds...); err == nil {
+			n.publishLocked(d)
+		} else {
+			for _, d := range ds {
+				n.publishLocked(d)
+			}
+		}
+	}
+	n.mu.Unlock()
+	s.kick()
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+// ---- owner ----
+
+// placeItem is an instance the owner must place.
+type placeItem struct {
+	name     string
+	slot     int
+	at       int64
+	avoid    []string
+	replaces string
+}
+
+func (s *scheduler) ownerPass(st *schedState) {
+	var w schedWrites
+	// Claims by deployment.
+	byDep := map[string][]ClaimRecord{}
+	for _, c := range st.claims {
+		byDep[c.Deployment] = append(byDep[c.Deployment], c)
+	}
+	names := sortedKeys(st.deps)
+	for dn := range byDep {
+		if _, ok := st.deps[dn]; !ok {
+			names = append(names, dn) // claims of a deployment whose record is gone
+		}
+	}
+	sort.Strings(names)
+	rv := sched.NewRendezvous(st.members)
+	var cl *clusterView
+	for _, dn := range names {
+		if rv.Owner(dn) != st.self {
+			continue
+		}
+		d, ok := st.deps[dn]
+		cls := byDep[dn]
+		if !ok || d.Deleted {
+			for _, c := range cls {
+				w.del(CollClaims, c.Instance)
+			}
+			continue
+		}
+		if cl == nil {
+			cl = s.buildCluster(st)
+		}
+		msg := s.ownDeployment(st, cl, d, cls, &w)
+		if old, ok := st.msgs[dn]; !ok || old.Message != msg || old.Owner != st.self {
+			w.put(CollDeployStatus, dn, DeployStatusRecord{Owner: st.self, Message: msg, At: st.now.UnixMilli()})
+		}
+	}
+	s.apply(&w)
+}
+
+// ownDeployment reconciles one owned deployment and returns its status message.
+func (s *scheduler) ownDeployment(st *schedState, cl *clusterView, d DeploymentRecord, cls []ClaimRecord, w *schedWrites) string {
+	sort.Slice(cls, func(i, j int) bool { return cls[i].Instance < cls[j].Instance })
+	states := map[string]string{}
+	rejs := map[string]*RejectionRecord{}
+	for _, c := range cls {
+		states[c.Instance], rejs[c.Instance] = s.claimState(st, c)
+	}
+	deleted := map[string]bool{}
+	del := func(name string) {
+		if !deleted[name] {
+			deleted[name] = true
+			w.del(CollClaims, name)
+			cl.remove(name)
+		}
+	}
+	// Make-before-break pairs: a running replacement retires the old instance; a pending
+	// one keeps both and is left out of Reconcile.
+	excluded := map[string]bool{}
+	replacing := map[string]bool{} // old instances with a replacement under way
+	for _, c := range cls {
+		if c.Replaces == "" || !healthy(states[c.Instance]) {
+			continue
+		}
+		old, ok := st.claims[c.Replaces]
+		if !ok || !healthy(states[old.Instance]) {
+			continue
+		}
+		if states[c.Instance] == claimRunning {
+			del(old.Instance)
+			excluded[old.Instance] = true
+		} else {
+			excluded[c.Instance] = true
+			replacing[old.Instance] = true
+		}
+	}
+	var running []sched.Running
+	for _, c := range cls {
+		if healthy(states[c.Instance]) && !excluded[c.Instance] && !deleted[c.Instance] {
+			running = append(running, sched.Running{ID: c.Instance, Index: c.Slot, Node: c.Node,
+				Created: sched.Stamp{Wall: c.At}, Ready: states[c.Instance] == claimRunning})
+		}
+	}
+	r := sched.Reconcile(d.Name, d.Instances, running)
+	for _, x := range r.Stop {
+		del(x.ID)
+	}
+	// Slots with no live instance: reuse a rejected claim's name (the instance never ran),
+	// otherwise a new name. Lost and unused rejected claims are deleted.
+	reuse := map[int]ClaimRecord{}
+	for _, c := range cls {
+		if states[c.Instance] == claimRejected && c.Slot < d.Instances {
+			if _, ok := reuse[c.Slot]; !ok {
+				reuse[c.Slot] = c
+			}
+		}
+	}
+	var todo []placeItem
+	reused := map[string]bool{}
+	for _, slot := range r.Missing {
+		if c, ok := reuse[slot]; ok {
+			avoid := append(slices.Clone(c.Avoid), c.Node)
+			slices.Sort(avoid)
+			todo = append(todo, placeItem{name: c.Instance, slot: slot, at: c.At, avoid: slices.Compact(avoid)})
+			reused[c.Instance] = true
+			continue
+		}
+		todo = append(todo, placeItem{name: s.newName(st, d.Name), slot: slot, at: st.now.UnixMilli()})
+	}
+	for _, c := range cls {
+		if !healthy(states[c.Instance]) && !reused[c.Instance] {
+			// A replacement that failed leaves its old instance in place (drained again below).
+			del(c.Instance)
+		}
+	}
+	// Drains: kept instances on draining nodes get a replacement first.
+	for _, k := range r.Keep {
+		c := st.claims[k.ID]
+		if st.drains[c.NodeID] && !replacing[c.Instance] {
+			todo = append(todo, placeItem{name: s.newName(st, d.Name), slot: c.Slot, at: c.At, replaces: c.Instance})
+		}
+	}
+	if len(todo) == 0 {
+		return s.statusMessage(d, states, rejs)
+	}
+	return s.place(st, cl, d, todo, w)
+}
+
+// newName returns an unused instance name for a deployment.
+func (s *scheduler) newName(st *schedState, dep string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	next := s.nextIndex[dep]
+	for name := range st.claims {
+		if dn, i, ok := sched.ParseInstanceID(name); ok && dn == dep && i >= next {
+			next = i + 1
+		}
+	}
+	for name := range st.insts {
+		if dn, i, ok := sched.ParseInstanceID(name); ok && dn == dep && i >= next {
+			next = i + 1
+		}
+	}
+	s.nextIndex[dep] = next + 1
+	return instanceName(dep, next)
+}
+
+func (s *scheduler) statusMessage(d DeploymentRecord, states map[string]string, rejs map[string]*RejectionRecord) string {
+	for _, name := range sortedKeys(rejs) {
+		if r := rejs[name]; r != nil {
+			return fmt.Sprintf("%s refused by %s: %s", name, r.Node, r.Reason)
+		}
+	}
+	return ""
+}
+
+// place places todo items (grouped by their avoided nodes) and writes claims.
+func (s *scheduler) place(st *schedState, cl *clusterView, d DeploymentRecord, todo []placeItem, w *schedWrites) string {
+	cons, _ := sched.ParseConstraints(d.Constraints)
+	aff, _ := sched.ParseTerms(d.Affinity)
+	anti, _ := sched.ParseTerms(d.AntiAffinity)
+	res := d.resources()
+	var msgs []string
+	// Quota: place what the namespace's quota allows in this view; the targets enforce it
+	// exactly with bounded-counter rights.
+	q, hasQuota := st.quotas[d.Namespace]
+	var used sched.Usage
+	if hasQuota {
+		used = cl.nsUsage[d.Namespace]
+		fit := sched.MaxFit(q.sched(), used, res)
+		if fit < len(todo) {
+			_, err := sched.CheckQuota(d.Namespace, q.sched(), used, sched.UsageOf(res, len(todo)))
+			msgs = append(msgs, fmt.Sprintf("%d instance(s) wait for quota: %v", len(todo)-fit, err))
+			todo = todo[:max(fit, 0)]
+		}
+	}
+	groups := map[string][]placeItem{}
+	for _, it := range todo {
+		k := strings.Join(it.avoid, ",")
+		groups[k] = append(groups[k], it)
+	}
+	for _, gk := range sortedKeys(groups) {
+		items := groups[gk]
+		req := sched.Request{
+			Deployment: d.Name, Namespace: d.Namespace, Labels: d.Labels, Resources: res,
+			Strategy: sched.Strategy(d.Strategy), SpreadBy: d.SpreadBy, Constraints: cons,
+			Affinity: aff, AntiAffinity: anti, Priority: d.priority(), Avoid: items[0].avoid,
+		}
+		byName := map[string]placeItem{}
+		for _, it := range items {
+			req.Instances = append(req.Instances, it.name)
+			byName[it.name] = it
+		}
+		h := fnv.New64a()
+		fmt.Fprintf(h, "%s/%d/%d", d.Name, d.Generation, st.now.UnixNano())
+		opts := sched.Options{Rand: mrand.New(mrand.NewPCG(h.Sum64(), 1))}
+		plan, err := cl.c.Place(req, opts)
+		if err != nil {
+			msgs = append(msgs, err.Error())
+		}
+		if len(plan.Placements) == 0 {
+			continue
+		}
+		if aerr := cl.c.Apply(req, plan); aerr != nil {
+			s.log.Warn("apply plan to view", "deployment", d.Name, "err", aerr)
+		}
+		for _, p := range plan.Placements {
+			it := byName[p.Instance]
+			prio := d.priority()
+			burst := false
+			if hasQuota {
+				dec, qerr := sched.CheckQuota(d.Namespace, q.sched(), used, sched.UsageOf(res, 1))
+				if qerr == nil && dec.InBurst() {
+					burst, prio = true, sched.MinPriority // burst capacity is preempted first
+				}
+				used = used.Add(sched.UsageOf(res, 1))
+			}
+			c := ClaimRecord{
+				Instance: p.Instance, Deployment: d.Name, Namespace: d.Namespace, Slot: it.slot,
+				Node: p.Node, NodeID: st.idOf[p.Node], ClaimID: newClaimID(st.now), Owner: st.self,
+				At: it.at, Priority: prio, Burst: burst, CPUMilli: res.CPUMilli, RAMMB: res.RAMMB, DiskMB: res.DiskMB,
+				Replaces: it.replaces, Preempts: p.Preempts, Avoid: it.avoid,
+			}
+			w.put(CollClaims, c.Instance, c)
+			cl.claimed(c)
+		}
+		if hasQuota {
+			cl.nsUsage[d.Namespace] = used
+		}
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// clusterView is the owner's sched.Cluster plus namespace usage, for one pass.
+type clusterView struct {
+	c       *sched.Cluster
+	nsUsage map[string]sched.Usage
+}
+
+func (cv *clusterView) remove(name string) {
+	if in, _, ok := cv.c.Instance(name); ok {
+		u := cv.nsUsage[in.Namespace]
+		u.CPUMilli -= in.Resources.CPUMilli
+		u.RAMMB -= in.Resources.RAMMB
+		u.Instances--
+		cv.nsUsage[in.Namespace] = u
+		_, _ = cv.c.RemoveInstance(name)
+	}
+}
+
+func (cv *clusterView) claimed(c ClaimRecord) {}
+
+// buildCluster builds the placement snapshot: alive nodes able to run instances, with
+// their capacity, reservations and draining flag, and the instances claimed on them
+// (healthy claims) or running there outside deployments.
+func (s *scheduler) buildCluster(st *schedState) *clusterView {
+	cv := &clusterView{nsUsage: map[string]sched.Usage{}}
+	nodes := map[string]*sched.Node{} // by peer ID
+	var order []string
+	for id, status := range st.status {
+		r, ok := st.res[id]
+		if status != StatusAlive || !ok || !r.Available {
+			continue
+		}
+		nodes[id] = &sched.Node{
+			ID: st.nameOf[id], Labels: st.labels[id], Draining: st.drains[id],
+			Capacity: sched.Resources{CPUMilli: int64(r.CPUCapacity * 10), RAMMB: r.RAMCapacityMB, DiskMB: r.DiskCapacityMB},
+		}
+		order = append(order, id)
+	}
+	for _, rv := range st.resv {
+		if nd := nodes[rv.NodeID]; nd != nil && rv.live(st.now) {
+			nd.Reserved = nd.Reserved.Add(rv.resources())
+		}
+	}
+	for _, c := range st.claims {
+		state, _ := s.claimState(st, c)
+		if !healthy(state) {
+			continue
+		}
+		res := sched.Resources{CPUMilli: c.CPUMilli, RAMMB: c.RAMMB, DiskMB: c.DiskMB}
+		u := cv.nsUsage[c.Namespace]
+		cv.nsUsage[c.Namespace] = u.Add(sched.UsageOf(res, 1))
+		nd := nodes[c.NodeID]
+		if nd == nil {
+			continue
+		}
+		labels := map[string]string{}
+		if d, ok := st.deps[c.Deployment]; ok {
+			labels = d.Labels
+		}
+		nd.Instances = append(nd.Instances, sched.Instance{ID: c.Instance, Deployment: c.Deployment,
+			Namespace: c.Namespace, Labels: labels, Priority: c.Priority, Resources: res})
+	}
+	for name, r := range st.insts {
+		if _, ok := st.claims[name]; ok {
+			continue
+		}
+		nd := nodes[r.NodeID]
+		if nd == nil || (r.Status != InstanceRunning && r.Status != InstanceStarting && r.Status != InstanceCreated) {
+			continue
+		}
+		nd.Instances = append(nd.Instances, sched.Instance{ID: name, Namespace: "", Priority: sched.MaxPriority,
+			Resources: sched.Resources{CPUMilli: sched.CPUPercent(r.CPUPercent) + sched.CPUCores(float64(r.CPUCores)), RAMMB: r.RAMMB, DiskMB: r.DiskMB}})
+	}
+	sort.Strings(order)
+	list := make([]sched.Node, 0, len(order))
+	for _, id := range order {
+		list = append(list, *nodes[id])
+	}
+	c, err := sched.NewCluster(list)
+	if err != nil {
+		s.log.Warn("placement snapshot", "err", err)
+		c, _ = sched.NewCluster(nil)
+	}
+	cv.c = c
+	return cv
+}
+
+// ---- agent (target side) ----
+
+func (s *scheduler) agentPass(st *schedState) {
+	var w schedWrites
+	var mine []ClaimRecord
+	for _, c := range st.claims {
+		if c.NodeID == st.selfID {
+			mine = append(mine, c)
+		}
+	}
+	sort.Slice(mine, func(i, j int) bool { return mine[i].Instance < mine[j].Instance })
+	changed := false
+	for _, c := range mine {
+		d, ok := st.deps[c.Deployment]
+		if !ok || d.Deleted {
+			continue
+		}
+		s.mu.Lock()
+		mi := s.managed[c.Instance]
+		removing := s.removing[c.Instance]
+		s.mu.Unlock()
+		if removing {
+			continue
+		}
+		if mi != nil {
+			if mi.ClaimID != c.ClaimID {
+				s.mu.Lock()
+				mi.ClaimID = c.ClaimID
+				s.mu.Unlock()
+				changed = true
+			}
+			if s.supervise(st, c, mi, &w) {
+				changed = true
+			}
+			continue
+		}
+		if r, ok := st.rejs[c.Instance+"@"+st.selfID]; ok && r.ClaimID == c.ClaimID {
+			continue
+		}
+		if rej := s.admit(st, c, d); rej != nil {
+			w.put(CollRejections, c.Instance+"@"+st.selfID, rej)
+		}
+		changed = true
+	}
+	// Local deployment instances whose claim is gone or moved.
+	s.mu.Lock()
+	var drop []string
+	for name := range s.managed {
+		if c, ok := st.claims[name]; (!ok || c.NodeID != st.selfID) && !s.removing[name] {
+			drop = append(drop, name)
+		}
+	}
+	s.mu.Unlock()
+	sort.Strings(drop)
+	for _, name := range drop {
+		s.removeAsync(name, "claim withdrawn")
+	}
+	// Rejections of ours for claims that moved on are garbage.
+	for k, r := range st.rejs {
+		if r.NodeID != st.selfID {
+			continue
+		}
+		if c, ok := st.claims[r.Instance]; !ok || (c.NodeID != st.selfID && st.now.Sub(time.UnixMilli(r.At)) > time.Minute) {
+			w.del(CollRejections, k)
+		}
+	}
+	s.apply(&w)
+	if changed {
+		s.saveManaged()
+	}
+}
+
+func (s *scheduler) saveManaged() {
+	s.mu.Lock()
+	b, _ := json.Marshal(s.managed)
+	s.mu.Unlock()
+	if err := os.MkdirAll(filepath.Dir(s.path), 0o700); err != nil {
+		s.log.Error("save managed instances", "err", err)
+		return
+	}
+	tmp := s.path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err == nil {
+		err = os.Rename(tmp, s.path)
+		if err != nil {
+			s.log.Error("save managed instances", "err", err)
+		}
+	}
+}
+
+// admit runs a claim on this node or returns the rejection to write.
+func (s *scheduler) admit(st *schedState, c ClaimRecord, d DeploymentRecord) *RejectionRecord {
+	reject := func(code, reason string) *RejectionRecord {
+		s.log.Info("claim rejected", "instance", c.Instance, "code", code, "reason", reason)
+		return &RejectionRecord{Instance: c.Instance, Node: st.self, NodeID: st.selfID, ClaimID: c.ClaimID,
+			Code: code, Reason: reason, At: st.now.UnixMilli()}
+	}
+	m := s.n.instances
+	if rt := m.local(); rt != nil {
+		if _, err := rt.Get(c.Instance); err == nil {
+			return reject("exists", fmt.Sprintf("an instance named %s already exists on node %s", c.Instance, st.self))
+		}
+	}
+	// Preemption: the claim names the victims on this node.
+	for _, v := range c.Preempts {
+		s.mu.Lock()
+		_, ok := s.managed[v]
+		s.mu.Unlock()
+		if !ok {
+			continue
+		}
+		if vc, ok := st.claims[v]; ok {
+			var w schedWrites
+			w.put(CollRejections, v+"@"+st.selfID, RejectionRecord{Instance: v, Node: st.self, NodeID: st.selfID,
+				ClaimID: vc.ClaimID, Code: "preempted", Reason: fmt.Sprintf("preempted by %s (priority %d)", c.Instance, c.Priority), At: st.now.UnixMilli()})
+			s.apply(&w)
+		}
+		s.remove(v, "preempted by "+c.Instance)
+	}
+	consumed, err := s.consumeQuota(st, d.Namespace, sched.Resources{CPUMilli: c.CPUMilli, RAMMB: c.RAMMB, DiskMB: c.DiskMB})
+	if err != nil {
+		return reject("quota", err.Error())
+	}
+	req := CreateRequest{
+		Name: c.Instance, Command: d.Command, Script: d.Script, ScriptContent: d.ScriptContent,
+		Args: d.Args, Env: d.Env, Code: d.Code, CPUPercent: d.CPUPercent, CPUCores: d.CPUCores,
+		RAMMB: d.RAMMB, DiskMB: d.DiskMB, PIDs: d.PIDs, Restart: sandbox.RestartNever,
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s.mu.Lock()
+	s.managed[c.Instance] = &managedInstance{Deployment: c.Deployment, Namespace: d.Namespace, ClaimID: c.ClaimID, Consumed: consumed}
+	s.mu.Unlock()
+	if _, err := m.create(ctx, &req); err != nil {
+		s.mu.Lock()
+		delete(s.managed, c.Instance)
+		s.mu.Unlock()
+		s.returnQuota(d.Namespace, consumed)
+		_, code := instanceErrorStatus(err)
+		return reject(code, err.Error())
+	}
+	s.log.Debug("claim admitted", "instance", c.Instance, "deployment", c.Deployment)
+	return nil
+}
+
+// supervise restarts a failed local deployment instance with backoff and gives it up
+// (a "failed" rejection: the owner places it elsewhere) after repeated failures here.
+func (s *scheduler) supervise(st *schedState, c ClaimRecord, mi *managedInstance, w *schedWrites) bool {
+	rt := s.n.instances.local()
+	if rt == nil {
+		return false
+	}
+	in, err := rt.Get(c.Instance)
+	if err != nil {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch in.State {
+	case sandbox.StateRunning:
+		if mi.Failures > 0 && !in.StartedAt.IsZero() && st.now.Sub(in.StartedAt) > 10*time.Second {
+			mi.Failures = 0
+			return true
+		}
+		return false
+	case sandbox.StateExited:
+	default:
+		return false
+	}
+	if r, ok := st.rejs[c.Instance+"@"+st.selfID]; ok && r.ClaimID == c.ClaimID {
+		return false // given up; the owner moves it
+	}
+	if mi.next.IsZero() {
+		mi.Failures++
+		if mi.Failures >= s.backoff.AvoidAfter {
+			reason := fmt.Sprintf("failed %d times in a row on node %s", mi.Failures, st.self)
+			if in.LastExit != nil {
+				reason += fmt.Sprintf(" (last: %s, code %d)", in.LastExit.Reason, in.LastExit.Code)
+			}
+			w.put(CollRejections, c.Instance+"@"+st.selfID, RejectionRecord{Instance: c.Instance, Node: st.self,
+				NodeID: st.selfID, ClaimID: c.ClaimID, Code: "failed", Reason: reason, At: st.now.UnixMilli()})
+			return true
+		}
+		mi.next = st.now.Add(s.backoff.Delay(mi.Failures, s.rng))
+		return true
+	}
+	if st.now.Before(mi.next) {
+		return false
+	}
+	mi.next = time.Time{}
+	name := c.Instance
+	go func() { // not under s.mu
+		m := s.n.instances
+		m.opMu.Lock()
+		_, err := rt.Start(name)
+		m.opMu.Unlock()
+		if err != nil {
+			s.log.Warn("restart deployment instance", "instance", name, "err", err)
+		}
+		m.syncRecord(name)
+	}()
+	return true
+}
+
+// removeAsync removes a local deployment instance in the background.
+func (s *scheduler) removeAsync(name, why string) {
+	s.mu.Lock()
+	if s.closed || s.removing[name] {
+		s.mu.Unlock()
+		return
+	}
+	s.removing[name] = true
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		s.remove(name, why)
+	}()
+}
+
+// remove stops and destroys a local deployment instance and returns its quota rights.
+func (s *scheduler) remove(name, why string) {
+	m := s.n.instances
+	if rt := m.local(); rt != nil {
+		if _, err := rt.Get(name); err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), s.grace+30*time.Second)
+			m.opMu.Lock()
+			_ = rt.Stop(ctx, name, s.grace)
+			err := rt.Destroy(ctx, name, false)
+			m.mu.Lock()
+			md := m.meta[name]
+			m.mu.Unlock()
+			m.opMu.Unlock()
+			cancel()
+			if err != nil && !errors.Is(err, sandbox.ErrNotFound) {
+				s.log.Warn("remove deployment instance", "instance", name, "err", err)
+			}
+			if md.CodeOwned && strings.HasPrefix(md.Code, m.codeDir+string(filepath.Separator)) {
+				os.RemoveAll(md.Code)
+			}
+			os.Remove(m.metaPath(name))
+			m.removeRecord(name)
+		}
+	}
+	s.mu.Lock()
+	mi := s.managed[name]
+	delete(s.managed, name)
+	delete(s.removing, name)
+	s.mu.Unlock()
+	if mi != nil {
+		s.returnQuota(mi.Namespace, mi.Consumed)
+	}
+	s.saveManaged()
+	s.log.Info("deployment instance removed", "instance", name, "why", why)
+	s.kick()
+}

@@ -1,0 +1,339 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/rads-lang/constellation/sched"
+)
+
+// Reservations hold capacity on one node for a while (the seed's constellation.reserve):
+// the receiving node picks a node with sched.Place (binpack), and that node, the only
+// authority over its resources, admits the reservation against its free resources and
+// writes the record (collection "reservations"). Until it expires or is used or
+// released, the reserved amount is not free for other creates on that node (the instance
+// manager's admission subtracts it) nor for placements (sched.Node.Reserved).
+// `create --reservation ID` runs on the holder and consumes it. Expiry compares the
+// record's expires_at with each node's wall clock: every node decides the same way
+// (up to clock offset), and the holder removes expired records.
+
+// ReservationRequest is the body of POST /v1/reservations.
+type ReservationRequest struct {
+	CPUCores   float64 `json:"cpu_cores,omitempty"`
+	CPUPercent float64 `json:"cpu_percent,omitempty"`
+	RAMMB      int64   `json:"ram_mb,omitempty"`
+	RAMGB      float64 `json:"ram_gb,omitempty"`
+	DiskMB     int64   `json:"disk_mb,omitempty"`
+	// DurationSeconds is how long the reservation holds (the seed's duration_seconds).
+	DurationSeconds int64     `json:"duration_seconds"`
+	Priority        *Priority `json:"priority,omitempty"`
+	// Node pins the reservation to a node (name or peer ID); empty: the scheduler picks.
+	Node string `json:"node,omitempty"`
+}
+
+// ReservationRecord is a reservation (collection "reservations"; POST answers it).
+type ReservationRecord struct {
+	ID         string    `json:"id"`
+	Node       string    `json:"node"`
+	NodeID     string    `json:"node_id"`
+	CPUCores   float64   `json:"cpu_cores"`
+	RAMMB      int64     `json:"ram_mb"`
+	DiskMB     int64     `json:"disk_mb"`
+	Priority   int       `json:"priority"`
+	CreatedAt  time.Time `json:"created_at"`
+	ExpiresAt  time.Time `json:"expires_at"`
+	UsedBy     string    `json:"used_by,omitempty"` // the instance created from it
+	Status     string    `json:"status,omitempty"`  // active, used, expired (computed on read)
+	DurationS  int64     `json:"duration_seconds"`
+	RemainingS float64   `json:"remaining_seconds,omitempty"`
+}
+
+// maxReservationSeconds bounds a reservation's duration (30 days).
+const maxReservationSeconds = 30 * 24 * 3600
+
+func (r ReservationRecord) resources() sched.Resources {
+	return sched.Resources{CPUMilli: sched.CPUCores(r.CPUCores), RAMMB: r.RAMMB, DiskMB: r.DiskMB}
+}
+
+// live reports whether the reservation still holds capacity at now.
+func (r ReservationRecord) live(now time.Time) bool {
+	return r.UsedBy == "" && now.Before(r.ExpiresAt)
+}
+
+func (r ReservationRecord) withStatus(now time.Time) ReservationRecord {
+	switch {
+	case r.UsedBy != "":
+		r.Status = "used"
+	case !now.Before(r.ExpiresAt):
+		r.Status = "expired"
+	default:
+		r.Status = "active"
+		r.RemainingS = math.Round(r.ExpiresAt.Sub(now).Seconds()*10) / 10
+	}
+	return r
+}
+
+func (q *ReservationRequest) normalize() (ReservationRecord, error) {
+	var r ReservationRecord
+	if q.CPUCores < 0 || q.CPUPercent < 0 || q.CPUCores > 1024 || q.CPUPercent > 100*1024 {
+		return r, badRequest(`invalid field "cpu_cores" or "cpu_percent": must be positive, e.g. "cpu_cores": 2`)
+	}
+	if q.CPUCores != 0 && q.CPUPercent != 0 {
+		return r, badRequest(`give either "cpu_cores" or "cpu_percent", not both`)
+	}
+	if q.RAMGB != 0 && q.RAMMB != 0 {
+		return r, badRequest(`give either "ram_mb" or "ram_gb", not both`)
+	}
+	if q.RAMGB < 0 || q.RAMMB < 0 || q.DiskMB < 0 || q.RAMGB > 1<<20 {
+		return r, badRequest(`fields "ram_mb", "ram_gb" and "disk_mb" must be positive`)
+	}
+	if q.DurationSeconds <= 0 || q.DurationSeconds > maxReservationSeconds {
+		return r, badRequest(`invalid field "duration_seconds": %d; 1 to %d, e.g. 3600`, q.DurationSeconds, maxReservationSeconds)
+	}
+	r.CPUCores = q.CPUCores + q.CPUPercent/100
+	r.RAMMB = q.RAMMB + int64(q.RAMGB*1024)
+	r.DiskMB = q.DiskMB
+	if r.CPUCores == 0 && r.RAMMB == 0 && r.DiskMB == 0 {
+		return r, badRequest(`a reservation needs at least one of "cpu_cores", "cpu_percent", "ram_mb", "ram_gb", "disk_mb"`)
+	}
+	r.Priority = sched.DefaultPriority
+	if q.Priority != nil {
+		r.Priority = int(*q.Priority)
+	}
+	r.DurationS = q.DurationSeconds
+	return r, nil
+}
+
+func newReservationID() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return "rsv-" + hex.EncodeToString(b[:])
+}
+
+// reserve places a reservation and has the chosen node hold it.
+func (s *scheduler) reserve(ctx context.Context, req ReservationRequest) (ReservationRecord, error) {
+	rec, err := req.normalize()
+	if err != nil {
+		return rec, err
+	}
+	rec.ID = newReservationID()
+	var avoid []string
+	var lastErr error
+	for attempt := 0; attempt < 3; attempt++ {
+		st := s.snapshot()
+		cl := s.buildCluster(st)
+		sr := sched.Request{Deployment: rec.ID, Instances: []string{rec.ID}, Resources: rec.resources(),
+			Strategy: sched.StrategyBinpack, Priority: rec.Priority, Avoid: avoid}
+		if req.Node != "" {
+			name := req.Node
+			if nm, ok := st.nameOf[req.Node]; ok {
+				name = nm
+			}
+			c, err := sched.ParseConstraint("node.name=" + name)
+			if err != nil {
+				return rec, badRequest(`invalid field "node" %q`, req.Node)
+			}
+			sr.Constraints = []sched.Constraint{c}
+		}
+		plan, err := cl.c.Place(sr, sched.Options{DisablePreemption: true})
+		if err != nil || len(plan.Placements) == 0 {
+			if lastErr != nil {
+				return rec, lastErr
+			}
+			return rec, fmt.Errorf("%w: no node can hold the reservation: %v", ErrInsufficientResources, err)
+		}
+		target := plan.Placements[0].Node
+		rec.Node, rec.NodeID = target, st.idOf[target]
+		now := s.now().UTC()
+		rec.CreatedAt = now.Truncate(time.Millisecond)
+		rec.ExpiresAt = now.Add(time.Duration(rec.DurationS) * time.Second).Truncate(time.Millisecond)
+		var held ReservationRecord
+		if rec.NodeID == st.selfID {
+			held, err = s.holdReservation(rec)
+		} else {
+			pid, perr := peer.Decode(rec.NodeID)
+			if perr != nil {
+				return rec, perr
+			}
+			resp, cerr := s.call(ctx, pid, schedRequest{Op: "reserve", Reservation: &rec})
+			switch {
+			case cerr != nil:
+				err = fmt.Errorf("%w: node %s: %v", ErrNodeUnavailable, target, cerr)
+			case resp.Error != "":
+				err = fmt.Errorf("%w: %s", ErrInsufficientResources, resp.Error)
+			case resp.Reservation == nil:
+				err = fmt.Errorf("node: node %s answered no reservation", target)
+			default:
+				held = *resp.Reservation
+			}
+		}
+		if err == nil {
+			return held.withStatus(s.now()), nil
+		}
+		lastErr = err
+		avoid = append(avoid, target)
+	}
+	return rec, lastErr
+}
+
+// holdReservation admits a reservation on this node against its free resources and
+// writes it.
+func (s *scheduler) holdReservation(rec ReservationRecord) (ReservationRecord, error) {
+	m := s.n.instances
+	rec.Node, rec.NodeID = s.n.cfg.Node, s.n.host.ID().String()
+	rec.UsedBy, rec.Status, rec.RemainingS = "", "", 0
+	if rec.ID == "" || len(rec.ID) > 64 || rec.DurationS <= 0 || rec.DurationS > maxReservationSeconds {
+		return rec, badRequest("invalid reservation")
+	}
+	m.opMu.Lock() // against concurrent creates taking the same resources
+	defer m.opMu.Unlock()
+	c := m.capacity()
+	s.n.lessReserved(&c)
+	var a allocation
+	if rt := m.local(); rt != nil {
+		a = allocationOf(rt.List(), "")
+	}
+	need := rec.resources()
+	var short []string
+	if free := c.cpu - a.cpu; float64(need.CPUMilli)/10 > free {
+		short = append(short, fmt.Sprintf("cpu: asked %s cores, free %s", fmtNum(rec.CPUCores), fmtNum(round(math.Max(0, free)/100, 2))))
+	}
+	if free := c.ram - a.ram; need.RAMMB > free {
+		short = append(short, fmt.Sprintf("ram_mb: asked %d, free %d", need.RAMMB, max(0, free)))
+	}
+	if free := c.disk - a.disk; need.DiskMB > free {
+		short = append(short, fmt.Sprintf("disk_mb: asked %d, free %d", need.DiskMB, max(0, free)))
+	}
+	if len(short) > 0 {
+		return rec, fmt.Errorf("%w on node %s for reservation: %v", ErrInsufficientResources, s.n.cfg.Node, short)
+	}
+	var w schedWrites
+	w.put(CollReservations, rec.ID, rec)
+	s.apply(&w)
+	return rec, nil
+}
+
+// lessReserved lowers this node's allocatable capacity by its live reservations (except
+// those being consumed by a create right now). Called by the instance manager's admission.
+func (n *Node) lessReserved(c *capacity) {
+	s := n.sched
+	if s == nil {
+		return
+	}
+	now := s.now()
+	self := n.host.ID().String()
+	var cpuMilli, ram, disk int64
+	n.mu.Lock()
+	for _, k := range n.doc.Keys(CollReservations) {
+		v, _, ok := n.doc.GetLWW(CollReservations, k)
+		if !ok {
+			continue
+		}
+		r, err := decodeJSONLimited[ReservationRecord](v)
+		if err != nil || r.NodeID != self || !r.live(now) {
+			continue
+		}
+		s.mu.Lock()
+		consuming := s.consuming[r.ID]
+		s.mu.Unlock()
+		if consuming {
+			continue
+		}
+		res := r.resources()
+		cpuMilli += res.CPUMilli
+		ram += res.RAMMB
+		disk += res.DiskMB
+	}
+	n.mu.Unlock()
+	c.cpu = math.Max(0, c.cpu-float64(cpuMilli)/10)
+	c.ram = max(0, c.ram-ram)
+	c.disk = max(0, c.disk-disk)
+}
+
+// reservation returns a reservation record.
+func (s *scheduler) reservation(id string) (ReservationRecord, bool) {
+	v, ok := s.n.GetState(CollReservations, id)
+	if !ok {
+		return ReservationRecord{}, false
+	}
+	r, err := decodeJSONLimited[ReservationRecord](v)
+	return r, err == nil
+}
+
+// prepareReservedCreate checks a create's reservation and points the create at its
+// holder, filling resources the request leaves out from the reservation.
+func (s *scheduler) prepareReservedCreate(req *CreateRequest) error {
+	r, ok := s.reservation(req.Reservation)
+	if !ok {
+		return fmt.Errorf("%w: %q ('constellation reserve' returns IDs; expired and released ones are gone)", ErrReservationNotFound, req.Reservation)
+	}
+	if !r.live(s.now()) {
+		return fmt.Errorf("%w: %s is %s", ErrReservationNotFound, r.ID, r.withStatus(s.now()).Status)
+	}
+	if req.Node != "" && req.Node != r.Node && req.Node != r.NodeID {
+		return badRequest(`field "node" %q conflicts with reservation %s, held by node %s`, req.Node, r.ID, r.Node)
+	}
+	req.Node = r.Node
+	if req.CPUPercent == 0 && req.CPUCores == 0 {
+		req.CPUPercent = r.CPUCores * 100
+	}
+	if req.RAMMB == 0 && req.RAMGB == 0 {
+		req.RAMMB = r.RAMMB
+	}
+	if req.DiskMB == 0 {
+		req.DiskMB = r.DiskMB
+	}
+	return nil
+}
+
+// createReserved runs a create on the reservation's holder (this node), consuming it.
+func (s *scheduler) createReserved(ctx context.Context, req *CreateRequest) (InstanceRecord, error) {
+	r, ok := s.reservation(req.Reservation)
+	if !ok || !r.live(s.now()) || r.NodeID != s.n.host.ID().String() {
+		return InstanceRecord{}, fmt.Errorf("%w: %q is not held by node %s", ErrReservationNotFound, req.Reservation, s.n.cfg.Node)
+	}
+	s.mu.Lock()
+	if s.consuming[r.ID] {
+		s.mu.Unlock()
+		return InstanceRecord{}, fmt.Errorf("%w: reservation %s is being used by another create", ErrInstanceExists, r.ID)
+	}
+	s.consuming[r.ID] = true
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.consuming, r.ID)
+		s.mu.Unlock()
+	}()
+	rec, err := s.n.instances.create(ctx, req)
+	if err != nil {
+		return rec, err
+	}
+	r.UsedBy = req.Name
+	var w schedWrites
+	w.put(CollReservations, r.ID, r)
+	s.apply(&w)
+	return rec, nil
+}
+
+// expireReservations removes this node's expired and used reservations.
+func (s *scheduler) expireReservations(st *schedState) {
+	var w schedWrites
+	for id, r := range st.resv {
+		if r.NodeID != st.selfID {
+			continue
+		}
+		if !r.live(st.now) {
+			w.del(CollReservations, id)
+			if r.UsedBy == "" {
+				s.log.Info("reservation expired", "id", id)
+			}
+		}
+	}
+	s.apply(&w)
+}
