@@ -21,7 +21,8 @@ func BenchmarkSandbox(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		res, err := Bench(context.Background(), BenchConfig{
 			Program: helper, Starts: starts, Idle: idle, DiskMB: 64,
-			Logf: b.Logf,
+			NoRunc: os.Getenv("SANDBOX_BENCH_RUNC") == "0",
+			Logf:   b.Logf,
 		})
 		if err != nil {
 			b.Fatal(err)

@@ -463,6 +463,9 @@ func (cg *cgroup) signalAll(sig syscall.Signal) {
 
 // kill kills every process in the cgroup (v2: cgroup.kill; v1: freeze, SIGKILL, thaw).
 func (cg *cgroup) kill() {
+	if len(cg.procs()) == 0 {
+		return
+	}
 	if cg.h.v2 {
 		if writeFile(filepath.Join(cg.path(""), "cgroup.kill"), "1") == nil {
 			return
@@ -536,6 +539,18 @@ func (cg *cgroup) oomKills() uint64 {
 		file, key = filepath.Join(p, "memory.oom_control"), "oom_kill"
 	}
 	return statKey(file, key)
+}
+
+// cpuNs reads the cumulative CPU time.
+func (cg *cgroup) cpuNs() uint64 {
+	if cg.h.v2 {
+		return statKey(filepath.Join(cg.path(""), "cpu.stat"), "usage_usec") * 1000
+	}
+	if p := cg.path("cpuacct"); p != "" {
+		n, _ := readInt(filepath.Join(p, "cpuacct.usage"))
+		return uint64(n)
+	}
+	return 0
 }
 
 // usage reads CPU time (ns), memory (bytes, without inactive file cache) and pids.

@@ -337,6 +337,7 @@ func (p *linuxPlatform) usage(res *resources) usage {
 	return u
 }
 
+func (p *linuxPlatform) cpuNs(res *resources) uint64    { return p.cg.cgroup(res.Name).cpuNs() }
 func (p *linuxPlatform) oomKills(res *resources) uint64 { return p.cg.cgroup(res.Name).oomKills() }
 func (p *linuxPlatform) signalAll(res *resources, sig syscall.Signal) {
 	p.cg.cgroup(res.Name).signalAll(sig)

@@ -101,6 +101,7 @@ func (p *otherPlatform) checkSetLimits(res *resources, l Limits) error { return 
 func (p *otherPlatform) usage(res *resources) usage {
 	return usage{diskB: dirBytes(res.DataDir)}
 }
+func (p *otherPlatform) cpuNs(res *resources) uint64                  { return 0 }
 func (p *otherPlatform) oomKills(res *resources) uint64               { return 0 }
 func (p *otherPlatform) signalAll(res *resources, sig syscall.Signal) {}
 func (p *otherPlatform) killAll(res *resources)                       {}

@@ -34,6 +34,7 @@ type platform interface {
 	// checkSetLimits rejects changes the platform cannot apply to an existing instance.
 	checkSetLimits(res *resources, l Limits) error
 	usage(res *resources) usage
+	cpuNs(res *resources) uint64 // cheap: CPU time only
 	oomKills(res *resources) uint64
 	signalAll(res *resources, sig syscall.Signal)
 	killAll(res *resources)
@@ -210,7 +211,7 @@ func (r *Runtime) load() error {
 			if err == nil {
 				in.proc = p
 				in.runDone = make(chan struct{})
-				in.cpuAt, in.cpuNs = r.cfg.Now(), r.plat.usage(&in.st.Res).cpuNs
+				in.cpuAt, in.cpuNs = r.cfg.Now(), r.plat.cpuNs(&in.st.Res)
 				r.persistLocked(in)
 				r.emitLocked(in, Event{Type: EventAdopted, PID: p.pid()})
 				r.wg.Add(1)
@@ -416,7 +417,7 @@ func (r *Runtime) startLocked(in *instance, stdout *os.File) error {
 	in.st.StartTime = p.startTime()
 	in.st.StartedAt = r.cfg.Now()
 	// CPU counters are cumulative over the cgroup's life: the first interval starts here.
-	in.cpuAt, in.cpuNs = in.st.StartedAt, r.plat.usage(&in.st.Res).cpuNs
+	in.cpuAt, in.cpuNs = in.st.StartedAt, r.plat.cpuNs(&in.st.Res)
 	if err := r.persistLocked(in); err != nil {
 		r.log.Warn("sandbox: persist", "instance", in.name, "err", err)
 	}
