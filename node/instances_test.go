@@ -1,0 +1,351 @@
+package node
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/rads-lang/constellation/sandbox"
+)
+
+func TestParseRestart(t *testing.T) {
+	for _, c := range []struct {
+		in      string
+		want    sandbox.RestartPolicy
+		wantErr bool
+	}{
+		{"", sandbox.RestartPolicy{Policy: "never"}, false},
+		{"never", sandbox.RestartPolicy{Policy: "never"}, false},
+		{"always", sandbox.RestartPolicy{Policy: "always"}, false},
+		{"on-failure", sandbox.RestartPolicy{Policy: "on-failure"}, false},
+		{"on-failure:5", sandbox.RestartPolicy{Policy: "on-failure", MaxAttempts: 5}, false},
+		{"on-failure:0", sandbox.RestartPolicy{}, true},
+		{"on-failure:x", sandbox.RestartPolicy{}, true},
+		{"always:3", sandbox.RestartPolicy{}, true},
+		{"sometimes", sandbox.RestartPolicy{}, true},
+	} {
+		got, err := ParseRestart(c.in)
+		if (err != nil) != c.wantErr || (!c.wantErr && got != c.want) {
+			t.Errorf("ParseRestart(%q) = %+v, %v; want %+v, error %v", c.in, got, err, c.want, c.wantErr)
+		}
+		if err == nil && restartString(got) != map[string]string{"": "never"}[c.in]+c.in && c.in != "" {
+			t.Errorf("restartString(ParseRestart(%q)) = %q", c.in, restartString(got))
+		}
+	}
+}
+
+func TestStatusOf(t *testing.T) {
+	exit := func(r sandbox.Reason, code int, stopped bool) *sandbox.Exit {
+		return &sandbox.Exit{Reason: r, Code: code, Stopped: stopped}
+	}
+	for _, c := range []struct {
+		state sandbox.State
+		last  *sandbox.Exit
+		want  string
+		code  *int
+	}{
+		{sandbox.StateCreated, nil, InstanceCreated, nil},
+		{sandbox.StateRunning, nil, InstanceRunning, nil},
+		{sandbox.StateRestarting, exit(sandbox.ReasonExited, 1, false), InstanceStarting, ptr(1)},
+		{sandbox.StateExited, exit(sandbox.ReasonExited, 0, false), InstanceExited, ptr(0)},
+		{sandbox.StateExited, exit(sandbox.ReasonExited, 3, false), InstanceFailed, ptr(3)},
+		{sandbox.StateExited, exit(sandbox.ReasonSignaled, 15, true), InstanceStopped, ptr(15)},
+		{sandbox.StateExited, exit(sandbox.ReasonSignaled, 9, false), InstanceFailed, ptr(9)},
+		{sandbox.StateExited, exit(sandbox.ReasonOOMKilled, 9, false), InstanceOOMKilled, ptr(9)},
+		{sandbox.StateExited, exit(sandbox.ReasonOOMKilled, 9, true), InstanceOOMKilled, ptr(9)},
+		{sandbox.StateExited, exit(sandbox.ReasonStartFailed, -1, false), InstanceFailed, ptr(-1)},
+		{sandbox.StateExited, exit(sandbox.ReasonDiskExceeded, 9, false), InstanceFailed, ptr(9)},
+		{sandbox.StateExited, exit(sandbox.ReasonUnknown, -1, false), InstanceExited, ptr(-1)},
+	} {
+		got, code, _ := statusOf(sandbox.Info{State: c.state, LastExit: c.last})
+		if got != c.want || (code == nil) != (c.code == nil) || (code != nil && *code != *c.code) {
+			t.Errorf("statusOf(%s, %+v) = %s, %v; want %s, %v", c.state, c.last, got, code, c.want, c.code)
+		}
+	}
+}
+
+func ptr(i int) *int { return &i }
+
+func TestOlderCreate(t *testing.T) {
+	t0 := time.Unix(100, 0)
+	t1 := t0.Add(time.Millisecond)
+	for _, c := range []struct {
+		aAt   time.Time
+		aNode string
+		bAt   time.Time
+		bNode string
+		want  bool
+	}{
+		{t0, "b", t1, "a", true},
+		{t1, "a", t0, "b", false},
+		{t0, "a", t0, "b", true},
+		{t0, "b", t0, "a", false},
+	} {
+		if got := olderCreate(c.aAt, c.aNode, c.bAt, c.bNode); got != c.want {
+			t.Errorf("olderCreate(%v,%s, %v,%s) = %v; want %v", c.aAt, c.aNode, c.bAt, c.bNode, got, c.want)
+		}
+		// Exactly one of two different creates wins.
+		if olderCreate(c.aAt, c.aNode, c.bAt, c.bNode) == olderCreate(c.bAt, c.bNode, c.aAt, c.aNode) {
+			t.Errorf("olderCreate is not antisymmetric for %+v", c)
+		}
+	}
+}
+
+func TestDecodeFwdRequest(t *testing.T) {
+	for _, c := range []struct {
+		name, in string
+		ok       bool
+	}{
+		{"stats", `{"method":"GET","path":"/v1/instances/web/stats"}`, true},
+		{"create", `{"method":"POST","path":"/v1/instances","body":"e30="}`, true},
+		{"logs query", `{"method":"GET","path":"/v1/instances/web/logs","query":"follow=1"}`, true},
+		{"other route", `{"method":"POST","path":"/v1/send"}`, false},
+		{"prefix trick", `{"method":"GET","path":"/v1/instancesX"}`, false},
+		{"dot dot", `{"method":"GET","path":"/v1/instances/../status"}`, false},
+		{"method", `{"method":"PUT","path":"/v1/instances/web"}`, false},
+		{"unknown field", `{"method":"GET","path":"/v1/instances","admin":true}`, false},
+		{"not json", `hello`, false},
+		{"long query", `{"method":"GET","path":"/v1/instances","query":"` + strings.Repeat("a", 5000) + `"}`, false},
+	} {
+		_, err := decodeFwdRequest([]byte(c.in))
+		if (err == nil) != c.ok {
+			t.Errorf("%s: decodeFwdRequest(%.60q) error = %v; want ok=%v", c.name, c.in, err, c.ok)
+		}
+	}
+}
+
+func TestFrames(t *testing.T) {
+	var buf bytes.Buffer
+	for _, p := range [][]byte{nil, []byte("x"), bytes.Repeat([]byte("y"), 1000)} {
+		if err := writeFrame(&buf, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, want := range []int{0, 1, 1000} {
+		b, err := readFrame(&buf, 1000)
+		if err != nil || len(b) != want {
+			t.Fatalf("readFrame = %d bytes, %v; want %d", len(b), err, want)
+		}
+	}
+	buf.Reset()
+	writeFrame(&buf, make([]byte, 1001))
+	if _, err := readFrame(&buf, 1000); !errors.Is(err, errFrameTooLarge) {
+		t.Errorf("frame over the limit: err = %v; want errFrameTooLarge", err)
+	}
+	if _, err := readFrame(bytes.NewReader([]byte{0, 0, 0, 9, 'a'}), 100); err == nil {
+		t.Error("truncated frame: no error")
+	}
+}
+
+func FuzzDecodeFwdRequest(f *testing.F) {
+	f.Add([]byte(`{"method":"GET","path":"/v1/instances/web/stats"}`))
+	f.Add([]byte(`{"method":"POST","path":"/v1/instances","body":"e30=","instance":"x"}`))
+	f.Add([]byte(`{}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		req, err := decodeFwdRequest(b)
+		if err != nil {
+			return
+		}
+		if !strings.HasPrefix(req.Path, "/v1/instances") || strings.Contains(req.Path, "..") {
+			t.Fatalf("accepted path %q", req.Path)
+		}
+	})
+}
+
+func TestInstanceTokens(t *testing.T) {
+	a := &instanceAPI{secret: bytes.Repeat([]byte{7}, 32)}
+	tok := a.token("web.1")
+	if name, ok := a.instanceOf(tok); !ok || name != "web.1" {
+		t.Fatalf("instanceOf(token(web.1)) = %q, %v", name, ok)
+	}
+	other := &instanceAPI{secret: bytes.Repeat([]byte{8}, 32)}
+	for _, bad := range []string{"", "ci1.", "ci1.web.1", tok + "0", strings.Replace(tok, "web.1", "web.2", 1), other.token("web.1")} {
+		if name, ok := a.instanceOf(bad); ok {
+			t.Errorf("instanceOf(%q) accepted as %q", bad, name)
+		}
+	}
+}
+
+func TestInstanceConfig(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		mod   func(*Config)
+		field string
+	}{
+		{"defaults", func(*Config) {}, ""},
+		{"no reserve", func(c *Config) { c.ReserveCPUPercent, c.ReserveRAMMB, c.ReserveDiskMB = -1, -1, -1 }, ""},
+		{"absurd cpu reserve", func(c *Config) { c.ReserveCPUPercent = 1e9 }, "reserve_cpu_percent"},
+		{"relative code root", func(c *Config) { c.CodeRoots = []string{"apps"} }, "code_roots"},
+		{"disk quota", func(c *Config) { c.DiskQuota = "zfs" }, "disk_quota"},
+	} {
+		cfg := Config{DataDir: t.TempDir(), Node: "n"}
+		c.mod(&cfg)
+		cfg.Defaults()
+		err := cfg.Validate()
+		var ce *ConfigError
+		switch {
+		case c.field == "" && err != nil:
+			t.Errorf("%s: Validate = %v", c.name, err)
+		case c.field != "" && (!errors.As(err, &ce) || ce.Field != c.field):
+			t.Errorf("%s: Validate = %v; want a ConfigError on %s", c.name, err, c.field)
+		}
+	}
+	cfg := Config{DataDir: t.TempDir(), Node: "n"}
+	cfg.Defaults()
+	if cfg.ReserveRAMMB != DefaultReserveRAMMB || cfg.ReserveDiskMB != DefaultReserveDiskMB || cfg.ReserveCPUPercent <= 0 || cfg.DiskQuota != "auto" {
+		t.Errorf("defaults: %+v", cfg)
+	}
+}
+
+// apiCall posts or gets JSON on a node's Unix socket and returns status and error body.
+func apiCall(t *testing.T, n *Node, method, path, body string) (int, APIError, []byte) {
+	t.Helper()
+	cl := unixHTTP(n)
+	req, _ := http.NewRequest(method, "http://unix"+path, strings.NewReader(body))
+	resp, err := cl.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var buf bytes.Buffer
+	buf.ReadFrom(resp.Body)
+	var ae APIError
+	_ = json.Unmarshal(buf.Bytes(), &ae)
+	return resp.StatusCode, ae, buf.Bytes()
+}
+
+func TestInstanceCreateBadInput(t *testing.T) {
+	n := startTestNode(t, nodeConfig(t, "solo"))
+	for _, c := range []struct {
+		name, body string
+		status     int
+		want       string
+	}{
+		{"unknown field", `{"name":"a","command":["true"],"ram":5}`, 400, `unknown field "ram"`},
+		{"wrong type", `{"name":"a","command":["true"],"ram_mb":"lots"}`, 400, `"ram_mb"`},
+		{"two values", `{"name":"a","command":["true"]} {}`, 400, "more than one"},
+		{"empty", ``, 400, "body is required"},
+		{"no name", `{"command":["true"]}`, 400, "invalid instance name"},
+		{"bad name", `{"name":"-x","command":["true"]}`, 400, "invalid instance name"},
+		{"nothing to run", `{"name":"a"}`, 400, `"command"`},
+		{"command and script", `{"name":"a","command":["true"],"script":"x.rads"}`, 400, "not both"},
+		{"restart", `{"name":"a","command":["true"],"restart":"sometimes"}`, 400, "on-failure:N"},
+		{"ram twice", `{"name":"a","command":["true"],"ram_mb":5,"ram_gb":1}`, 400, `"ram_gb"`},
+		{"reserved env", `{"name":"a","command":["true"],"env":{"CONSTELLATION_API":"x"}}`, 400, "reserved"},
+		{"unknown node", `{"name":"a","command":["true"],"node":"nope"}`, 404, "nope"},
+	} {
+		st, ae, raw := apiCall(t, n.Node, "POST", "/v1/instances", c.body)
+		if st != c.status || !strings.Contains(ae.Error, c.want) {
+			t.Errorf("%s: POST /v1/instances %s = %d %s; want %d containing %q", c.name, c.body, st, raw, c.status, c.want)
+		}
+	}
+	// Operations on instances that do not exist, and bad operation input.
+	for _, c := range []struct {
+		method, path, body string
+		status             int
+		want               string
+	}{
+		{"GET", "/v1/instances/ghost", "", 404, "no instance"},
+		{"POST", "/v1/instances/ghost/stop", "", 404, "no instance"},
+		{"DELETE", "/v1/instances/ghost", "", 404, "no instance"},
+		{"GET", "/v1/instances/-bad/stats", "", 400, "invalid instance name"},
+		{"POST", "/v1/instances/ghost/explode", "", 404, "no API route"},
+	} {
+		st, ae, raw := apiCall(t, n.Node, c.method, c.path, c.body)
+		if st != c.status || !strings.Contains(ae.Error, c.want) {
+			t.Errorf("%s %s = %d %s; want %d containing %q", c.method, c.path, st, raw, c.status, c.want)
+		}
+	}
+	// Nothing was created, and the resources answer has the seed's fields.
+	st, _, raw := apiCall(t, n.Node, "GET", "/v1/instances", "")
+	if st != 200 || strings.TrimSpace(string(raw)) != "[]" {
+		t.Errorf("GET /v1/instances = %d %s; want []", st, raw)
+	}
+	st, _, raw = apiCall(t, n.Node, "GET", "/v1/resources", "")
+	var res map[string]any
+	if st != 200 || json.Unmarshal(raw, &res) != nil {
+		t.Fatalf("GET /v1/resources = %d %s", st, raw)
+	}
+	for _, f := range []string{"cpu_total", "cpu_available", "ram_total_gb", "ram_available_gb", "disk_total_tb", "disk_available_tb", "nodes"} {
+		if _, ok := res[f]; !ok {
+			t.Errorf("resources lacks %q: %s", f, raw)
+		}
+	}
+	if res["cpu_total"].(float64) < 1 || res["ram_total_gb"].(float64) <= 0 {
+		t.Errorf("resources totals: %s", raw)
+	}
+}
+
+// putRecord writes an instance record into n's document as if its owner had (tests only).
+func putRecord(t *testing.T, n *Node, r InstanceRecord) {
+	t.Helper()
+	b, _ := json.Marshal(r)
+	n.mu.Lock()
+	d, err := n.doc.PutLWW(CollInstances, r.Name, b)
+	if err == nil {
+		n.publishLocked(d)
+	}
+	n.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestInstanceForwardErrors: operations on another node's instance travel to that node and
+// its answer (here: an error) comes back with the same status; an unreachable owner is a
+// 503 naming the node.
+func TestInstanceForwardErrors(t *testing.T) {
+	ns := startCluster(t, 2, nil)
+	a, b := ns[0], ns[1]
+	waitFor(t, 10*time.Second, "both alive", func() (bool, string) {
+		return memberStatus(a.Node, b.ID().String()) == StatusAlive && memberStatus(b.Node, a.ID().String()) == StatusAlive, ""
+	})
+	// A record naming b for an instance b does not run: b answers 404 itself.
+	putRecord(t, a.Node, InstanceRecord{Name: "phantom", ID: "1", Node: b.cfg.Node, NodeID: b.ID().String(), Status: InstanceRunning, CreatedAt: time.Now()})
+	waitFor(t, 10*time.Second, "b has the phantom record", func() (bool, string) {
+		_, ok := b.instances.record("phantom")
+		return ok, ""
+	})
+	st, ae, raw := apiCall(t, a.Node, "GET", "/v1/instances/phantom/stats", "")
+	if st != 404 || ae.Code != "not_found" || !strings.Contains(ae.Error, "not on node "+b.cfg.Node) {
+		t.Errorf("forwarded stats = %d %s; want 404 from node %s", st, raw, b.cfg.Node)
+	}
+	// Bad input is judged by the owner too, with the same answer as locally.
+	st, ae, raw = apiCall(t, a.Node, "POST", "/v1/instances/phantom/stop", `{"grace_s":"soon"}`)
+	if st != 404 || !strings.Contains(ae.Error, "not on node") {
+		t.Errorf("forwarded stop = %d %s; want 404 from the owner", st, raw)
+	}
+	// A create for b is forwarded and validated there.
+	st, ae, raw = apiCall(t, a.Node, "POST", "/v1/instances", `{"name":"x","node":"`+b.cfg.Node+`","command":["true"],"restart":"sometimes"}`)
+	if st != 400 || !strings.Contains(ae.Error, "restart") {
+		if !(st == 503 && strings.Contains(ae.Error, "unavailable")) { // not root: b cannot run instances
+			t.Errorf("forwarded create = %d %s; want 400 naming restart", st, raw)
+		}
+	}
+	// An owner that is no member: unavailable, naming it.
+	k, _, _ := crypto.GenerateEd25519Key(nil)
+	stranger, _ := peer.IDFromPrivateKey(k)
+	putRecord(t, a.Node, InstanceRecord{Name: "lost", ID: "2", Node: "gone", NodeID: stranger.String(), Status: InstanceRunning, CreatedAt: time.Now()})
+	st, ae, raw = apiCall(t, a.Node, "POST", "/v1/instances/lost/stop", "")
+	if st != 503 || ae.Code != "unavailable" || !strings.Contains(ae.Error, "gone") {
+		t.Errorf("stop on an unreachable node = %d %s; want 503 naming node gone", st, raw)
+	}
+	// show still answers from the replicated record, with the owner's status.
+	st, _, raw = apiCall(t, a.Node, "GET", "/v1/instances/lost", "")
+	var rec InstanceRecord
+	if st != 200 || json.Unmarshal(raw, &rec) != nil || rec.NodeStatus == StatusAlive || rec.Status != InstanceRunning {
+		t.Errorf("show of a dead node's instance = %d %s; want its record with the node's status", st, raw)
+	}
+	// Both nodes list what the document holds, with node_status.
+	waitFor(t, 10*time.Second, "b lists phantom and lost", func() (bool, string) {
+		rs := b.instances.list()
+		return len(rs) == 2, ""
+	})
+}
