@@ -58,8 +58,6 @@ type scheduler struct {
 	removing map[string]bool
 	// consuming are reservations being consumed by a create on this node.
 	consuming map[string]bool
-	// nextIndex remembers the next instance index per deployment (owner side).
-	nextIndex map[string]int
 	rng       *mrand.Rand
 	closed    bool
 
@@ -92,7 +90,6 @@ func newScheduler(n *Node) *scheduler {
 		managed:      map[string]*managedInstance{},
 		removing:     map[string]bool{},
 		consuming:    map[string]bool{},
-		nextIndex:    map[string]int{},
 		rng:          mrand.New(mrand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:]))),
 		kickCh:       make(chan struct{}, 1),
 		stop:         make(chan struct{}),
@@ -188,7 +185,8 @@ type schedState struct {
 	drains  map[string]bool // peer ID -> draining
 	quotas  map[string]QuotaRecord
 	msgs    map[string]DeployStatusRecord
-	members []string // names of nodes not dead nor left (rendezvous membership)
+	members []string       // names of nodes not dead nor left (rendezvous membership)
+	alloc   map[string]int // next instance index per deployment, this pass
 }
 
 func (s *scheduler) snapshot() *schedState {
@@ -550,22 +548,26 @@ func (s *scheduler) ownDeployment(st *schedState, cl *clusterView, d DeploymentR
 	return s.place(st, cl, d, todo, w)
 }
 
-// newName returns an unused instance name for a deployment.
+// newName returns an unused instance name for a deployment: one past the highest index
+// of its claims and instance records (names allocated in this pass count too).
 func (s *scheduler) newName(st *schedState, dep string) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	next := s.nextIndex[dep]
-	for name := range st.claims {
-		if dn, i, ok := sched.ParseInstanceID(name); ok && dn == dep && i >= next {
-			next = i + 1
+	if st.alloc == nil {
+		st.alloc = map[string]int{}
+	}
+	next, ok := st.alloc[dep]
+	if !ok {
+		for name := range st.claims {
+			if dn, i, ok := sched.ParseInstanceID(name); ok && dn == dep && i >= next {
+				next = i + 1
+			}
+		}
+		for name := range st.insts {
+			if dn, i, ok := sched.ParseInstanceID(name); ok && dn == dep && i >= next {
+				next = i + 1
+			}
 		}
 	}
-	for name := range st.insts {
-		if dn, i, ok := sched.ParseInstanceID(name); ok && dn == dep && i >= next {
-			next = i + 1
-		}
-	}
-	s.nextIndex[dep] = next + 1
+	st.alloc[dep] = next + 1
 	return instanceName(dep, next)
 }
 
@@ -724,7 +726,7 @@ func (s *scheduler) buildCluster(st *schedState) *clusterView {
 		if nd == nil || (r.Status != InstanceRunning && r.Status != InstanceStarting && r.Status != InstanceCreated) {
 			continue
 		}
-		nd.Instances = append(nd.Instances, sched.Instance{ID: name, Namespace: "", Priority: sched.MaxPriority,
+		nd.Instances = append(nd.Instances, sched.Instance{ID: name, Deployment: name, Priority: sched.MaxPriority,
 			Resources: sched.Resources{CPUMilli: sched.CPUPercent(r.CPUPercent) + sched.CPUCores(float64(r.CPUCores)), RAMMB: r.RAMMB, DiskMB: r.DiskMB}})
 	}
 	sort.Strings(order)

@@ -1,0 +1,444 @@
+package node
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// placement returns, per node name, the running instances of deployment dep according to
+// the fake runtimes (the ground truth: what actually runs).
+func placement(ns []*schedNode, dep string) map[string][]string {
+	out := map[string][]string{}
+	for _, n := range ns {
+		f := n.fake()
+		if f == nil {
+			continue
+		}
+		select {
+		case <-n.Done():
+			continue // a killed node's fake keeps its last state
+		default:
+		}
+		for _, name := range f.running() {
+			if strings.HasPrefix(name, dep+"-") {
+				out[n.cfg.Node] = append(out[n.cfg.Node], name)
+			}
+		}
+	}
+	for _, v := range out {
+		sort.Strings(v)
+	}
+	return out
+}
+
+func total(p map[string][]string) int {
+	c := 0
+	for _, v := range p {
+		c += len(v)
+	}
+	return c
+}
+
+// waitRunning waits until dep runs exactly want instances (ground truth) and every
+// observer's deployment status says so.
+func waitRunning(t testing.TB, ns []*schedNode, observers []*schedNode, dep string, want int, timeout time.Duration) map[string][]string {
+	t.Helper()
+	var p map[string][]string
+	waitFor(t, timeout, fmt.Sprintf("%s runs %d instances", dep, want), func() (bool, string) {
+		p = placement(ns, dep)
+		if total(p) != want {
+			return false, fmt.Sprintf("running %v", p)
+		}
+		for _, o := range observers {
+			d, err := o.sched.liveDeployment(dep)
+			if err != nil {
+				return false, err.Error()
+			}
+			st := o.sched.status(o.sched.snapshot(), d)
+			if st.Running != want || st.Placed != want {
+				return false, fmt.Sprintf("%s reports placed %d running %d (%s)", o.cfg.Node, st.Placed, st.Running, st.Message)
+			}
+		}
+		return true, ""
+	})
+	return p
+}
+
+func deploy(t testing.TB, n *schedNode, spec DeploymentSpec) {
+	t.Helper()
+	if spec.Command == nil && spec.Script == "" {
+		spec.Command = []string{"sleep", "1000"}
+	}
+	if _, _, err := n.sched.Deploy(spec); err != nil {
+		t.Fatalf("Deploy(%s): %v", spec.Name, err)
+	}
+}
+
+// TestDeploySpreadConstraintsScale: spread over 3 nodes puts one replica on each;
+// constraints hold; scale up keeps the spread, scale down stops the extra; the instances
+// appear in every node's instance list; undeploy stops everything.
+func TestDeploySpreadConstraintsScale(t *testing.T) {
+	ns := startSchedCluster(t, 3, func(i int) map[string]string {
+		return map[string]string{"region": map[bool]string{true: "us-east", false: "eu"}[i < 2]}
+	})
+	deploy(t, ns[0], DeploymentSpec{Name: "web", Instances: 3, CPUPercent: 5, RAMMB: 16, Strategy: "spread"})
+	p := waitRunning(t, ns, ns, "web", 3, 20*time.Second)
+	for _, n := range ns {
+		if len(p[n.cfg.Node]) != 1 {
+			t.Fatalf("spread over 3 nodes: %v, want one per node", p)
+		}
+	}
+	// Every node lists the instances with their node (the instances collection).
+	for _, n := range ns {
+		waitFor(t, 10*time.Second, "list shows web-*", func() (bool, string) {
+			got := 0
+			for _, r := range n.instances.list() {
+				if strings.HasPrefix(r.Name, "web-") && r.Status == InstanceRunning && r.Node != "" {
+					got++
+				}
+			}
+			return got == 3, fmt.Sprintf("%s lists %d running web instances", n.cfg.Node, got)
+		})
+	}
+
+	// Constraints: only nodes in us-east (n0, n1).
+	deploy(t, ns[1], DeploymentSpec{Name: "api", Instances: 4, CPUPercent: 5, RAMMB: 16,
+		Constraints: []string{"node.region=us-east"}})
+	p = waitRunning(t, ns, ns[:1], "api", 4, 20*time.Second)
+	if len(p["n2"]) != 0 || len(p["n0"]) != 2 || len(p["n1"]) != 2 {
+		t.Fatalf("api with node.region=us-east placed %v; want 2 on n0, 2 on n1, none on n2", p)
+	}
+	// Anti-affinity (hard) with web's service: nowhere to go except... every node runs web,
+	// so nothing is placed and the status says why.
+	deploy(t, ns[2], DeploymentSpec{Name: "lonely", Instances: 1, CPUPercent: 5, RAMMB: 16,
+		AntiAffinity: []string{"service=web;hard"}})
+	waitFor(t, 10*time.Second, "lonely explains why it is unplaced", func() (bool, string) {
+		for _, d := range ns[0].sched.Deployments() {
+			if d.Name == "lonely" {
+				return d.Placed == 0 && strings.Contains(d.Message, "anti-affinity"), fmt.Sprintf("%+v", d)
+			}
+		}
+		return false, "no lonely"
+	})
+
+	// Scale up then down.
+	if _, err := ns[2].sched.Scale("web", 6); err != nil {
+		t.Fatal(err)
+	}
+	p = waitRunning(t, ns, ns, "web", 6, 20*time.Second)
+	for _, n := range ns {
+		if len(p[n.cfg.Node]) != 2 {
+			t.Fatalf("web scaled to 6 over 3 nodes: %v, want two per node", p)
+		}
+	}
+	if _, err := ns[1].sched.Scale("web", 2); err != nil {
+		t.Fatal(err)
+	}
+	waitRunning(t, ns, ns, "web", 2, 20*time.Second)
+
+	// Undeploy.
+	if err := ns[0].sched.Undeploy("web"); err != nil {
+		t.Fatal(err)
+	}
+	waitRunning(t, ns, nil, "web", 0, 20*time.Second)
+	if err := ns[1].sched.Undeploy("web"); !errors.Is(err, ErrDeploymentNotFound) {
+		waitFor(t, 5*time.Second, "undeploy replicated", func() (bool, string) {
+			_, err := ns[1].sched.liveDeployment("web")
+			return errors.Is(err, ErrDeploymentNotFound), fmt.Sprint(err)
+		})
+	}
+}
+
+// TestDeployNodeKill: a killed node's replicas run elsewhere, placed by the owner (which
+// may be the killed node itself: the next rendezvous winner takes over).
+func TestDeployNodeKill(t *testing.T) {
+	ns := startSchedCluster(t, 4, nil)
+	deploy(t, ns[0], DeploymentSpec{Name: "svc", Instances: 8, CPUPercent: 5, RAMMB: 16})
+	p := waitRunning(t, ns, ns, "svc", 8, 20*time.Second)
+	// Kill the owner of the deployment: ownership and re-placement both move.
+	owner := ns[0].sched.status(ns[0].sched.snapshot(), mustDeployment(t, ns[0], "svc")).Owner
+	var victim *schedNode
+	var rest []*schedNode
+	for _, n := range ns {
+		if n.cfg.Node == owner {
+			victim = n
+		} else {
+			rest = append(rest, n)
+		}
+	}
+	if victim == nil {
+		t.Fatalf("owner %q is not a node", owner)
+	}
+	lost := len(p[victim.cfg.Node])
+	if err := victim.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	p = waitRunning(t, rest, rest, "svc", 8, 30*time.Second)
+	if len(p[victim.cfg.Node]) != 0 {
+		t.Fatalf("instances still counted on the killed node: %v", p)
+	}
+	t.Logf("killed %s (owner, %d instances); now %v", victim.cfg.Node, lost, p)
+}
+
+func mustDeployment(t testing.TB, n *schedNode, name string) DeploymentRecord {
+	t.Helper()
+	d, err := n.sched.liveDeployment(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// TestDeployDrain: drain moves a node's instances away, make-before-break: at every
+// observation the deployment runs at least its desired count.
+func TestDeployDrain(t *testing.T) {
+	ns := startSchedCluster(t, 3, nil)
+	deploy(t, ns[0], DeploymentSpec{Name: "app", Instances: 3, CPUPercent: 5, RAMMB: 16})
+	waitRunning(t, ns, ns, "app", 3, 20*time.Second)
+	var mu sync.Mutex
+	minSeen := 3
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			c := total(placement(ns, "app"))
+			mu.Lock()
+			minSeen = min(minSeen, c)
+			mu.Unlock()
+		}
+	}()
+	res, err := ns[1].sched.Drain(DrainRequest{Node: "n2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ToMove != 1 || !res.Draining {
+		t.Fatalf("drain result %+v; want 1 to move", res)
+	}
+	waitFor(t, 20*time.Second, "n2 drained", func() (bool, string) {
+		p := placement(ns, "app")
+		return len(p["n2"]) == 0 && total(p) == 3, fmt.Sprint(p)
+	})
+	close(stop)
+	<-done
+	if minSeen < 3 {
+		t.Fatalf("during the drain only %d instances ran at some point; want make-before-break (>= 3)", minSeen)
+	}
+	// A draining node receives nothing new.
+	if _, err := ns[0].sched.Scale("app", 6); err != nil {
+		t.Fatal(err)
+	}
+	p := waitRunning(t, ns, ns[:1], "app", 6, 20*time.Second)
+	if len(p["n2"]) != 0 {
+		t.Fatalf("draining n2 got instances: %v", p)
+	}
+}
+
+// TestDeployPartitionHeal: both sides of a partition keep the deployment at its count
+// (each re-places the other side's instances); after the heal, duplicates stop and the
+// deployment runs its desired count again.
+func TestDeployPartitionHeal(t *testing.T) {
+	ns := startSchedCluster(t, 4, nil)
+	deploy(t, ns[0], DeploymentSpec{Name: "db", Instances: 4, CPUPercent: 5, RAMMB: 16})
+	waitRunning(t, ns, ns, "db", 4, 20*time.Second)
+	side := map[peer.ID]int{}
+	for i, n := range ns {
+		side[n.ID()] = i % 2
+	}
+	halves := [2][]*schedNode{{ns[0], ns[2]}, {ns[1], ns[3]}}
+	for i, n := range ns {
+		mine := i % 2
+		n.Host().SetPartition(func(p peer.ID) bool { s, ok := side[p]; return ok && s != mine })
+	}
+	// Each side ends up running 4 instances on its own nodes.
+	for _, h := range halves {
+		waitRunning(t, h, h, "db", 4, 40*time.Second)
+	}
+	for _, n := range ns {
+		n.Host().SetPartition(nil)
+	}
+	waitFor(t, 40*time.Second, "heal: 4 running in total", func() (bool, string) {
+		p := placement(ns, "db")
+		return total(p) == 4, fmt.Sprint(p)
+	})
+	waitRunning(t, ns, ns, "db", 4, 20*time.Second)
+}
+
+// TestQuotaConcurrentDeploys: deployments in one namespace created on different nodes at
+// the same time never exceed the namespace's quota (bounded-counter rights), and the
+// refusals say quota.
+func TestQuotaConcurrentDeploys(t *testing.T) {
+	ns := startSchedCluster(t, 3, nil)
+	if _, err := ns[0].sched.setQuota("team", QuotaSpec{MaxInstances: 5, MaxCPUCores: 10}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "quota replicated", func() (bool, string) {
+		for _, n := range ns {
+			if _, ok := n.GetState(CollQuotas, "team"); !ok {
+				return false, n.cfg.Node
+			}
+		}
+		return true, ""
+	})
+	var wg sync.WaitGroup
+	for i, n := range ns {
+		wg.Add(1)
+		go func(i int, n *schedNode) {
+			defer wg.Done()
+			deploy(t, n, DeploymentSpec{Name: fmt.Sprintf("job%d", i), Namespace: "team", Instances: 4, CPUPercent: 5, RAMMB: 16})
+		}(i, n)
+	}
+	wg.Wait()
+	count := func() int {
+		c := 0
+		for i := range ns {
+			c += total(placement(ns, fmt.Sprintf("job%d", i)))
+		}
+		return c
+	}
+	waitFor(t, 20*time.Second, "5 instances of the namespace run", func() (bool, string) {
+		c := count()
+		if c > 5 {
+			t.Fatalf("namespace team runs %d instances; quota is 5", c)
+		}
+		return c == 5, fmt.Sprint(c)
+	})
+	// It stays at 5 while the owners keep retrying.
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if c := count(); c > 5 {
+			t.Fatalf("namespace team runs %d instances; quota is 5", c)
+		}
+	}
+	info, ok := ns[1].sched.quotaInfo(ns[1].sched.snapshot(), "team")
+	if !ok || info.GrantableInstances != 0 || info.LimitInstances != 5 {
+		t.Fatalf("quota info %+v; want limit 5, nothing grantable", info)
+	}
+	// Freeing capacity lets the waiting instances in.
+	if err := ns[2].sched.Undeploy("job0"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "job1 and job2 use the freed quota", func() (bool, string) {
+		a, b := total(placement(ns, "job1")), total(placement(ns, "job2"))
+		return a+b == 5, fmt.Sprintf("job1 %d job2 %d", a, b)
+	})
+}
+
+// TestReservations: a reservation holds capacity on one node until it expires, is used
+// by create --reservation, or is released.
+func TestReservations(t *testing.T) {
+	ns := startSchedCluster(t, 2, nil)
+	r, err := ns[0].sched.reserve(t.Context(), ReservationRequest{CPUCores: 0.5, RAMMB: 64, DurationSeconds: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.ID == "" || r.Node == "" || r.Status != "active" {
+		t.Fatalf("reservation %+v", r)
+	}
+	holder := ns[0]
+	if r.Node != holder.cfg.Node {
+		holder = ns[1]
+	}
+	// The holder's admission counts it.
+	c := holder.instances.capacity()
+	before := c.cpu
+	holder.lessReserved(&c)
+	if before-c.cpu != 50 {
+		t.Fatalf("holder capacity %v -> %v; want 50 (cpu_percent) held", before, c.cpu)
+	}
+	// It expires everywhere, and the holder removes it.
+	waitFor(t, 10*time.Second, "reservation expired and removed", func() (bool, string) {
+		for _, n := range ns {
+			if len(n.sched.Reservations()) != 0 {
+				return false, n.cfg.Node + " still lists it"
+			}
+			if _, ok := n.GetState(CollReservations, r.ID); ok {
+				return false, n.cfg.Node + " still has the record"
+			}
+		}
+		return true, ""
+	})
+	c = holder.instances.capacity()
+	holder.lessReserved(&c)
+	if c.cpu != before {
+		t.Fatalf("after expiry capacity %v, want %v", c.cpu, before)
+	}
+
+	// create --reservation, from the other node: runs on the holder with its resources.
+	r, err = ns[1].sched.reserve(t.Context(), ReservationRequest{CPUCores: 0.25, RAMGB: 0.125, DurationSeconds: 3600, Node: "n0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Node != "n0" || r.RAMMB != 128 {
+		t.Fatalf("pinned reservation %+v", r)
+	}
+	waitFor(t, 5*time.Second, "reservation replicated", func() (bool, string) {
+		_, ok := ns[1].GetState(CollReservations, r.ID)
+		return ok, ""
+	})
+	var rec InstanceRecord
+	code, body := apiDo(t, ns[1].Node, http.MethodPost, "/v1/instances",
+		fmt.Sprintf(`{"name":"batch","command":["sleep","100"],"reservation":%q}`, r.ID), &rec)
+	if code != http.StatusCreated {
+		t.Fatalf("create --reservation: HTTP %d %s", code, body)
+	}
+	if rec.Node != "n0" || rec.CPUPercent != 25 || rec.RAMMB != 128 {
+		t.Fatalf("created %+v; want on n0 with 25%% CPU and 128 MB", rec)
+	}
+	waitFor(t, 5*time.Second, "used reservation gone", func() (bool, string) {
+		return len(ns[1].sched.Reservations()) == 0, fmt.Sprint(ns[1].sched.Reservations())
+	})
+	// Release.
+	r, err = ns[0].sched.reserve(t.Context(), ReservationRequest{RAMMB: 32, DurationSeconds: 3600})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, body = apiDo(t, ns[1].Node, http.MethodDelete, "/v1/reservations/"+r.ID, "", nil)
+	if code == http.StatusNotFound { // not replicated yet
+		time.Sleep(200 * time.Millisecond)
+		code, body = apiDo(t, ns[1].Node, http.MethodDelete, "/v1/reservations/"+r.ID, "", nil)
+	}
+	if code != http.StatusOK {
+		t.Fatalf("release: HTTP %d %s", code, body)
+	}
+	waitFor(t, 5*time.Second, "released everywhere", func() (bool, string) {
+		for _, n := range ns {
+			if len(n.sched.Reservations()) != 0 {
+				return false, n.cfg.Node
+			}
+		}
+		return true, ""
+	})
+}
+
+// apiDo calls a node's local API; out (may be nil) receives a 2xx JSON answer.
+func apiDo(t testing.TB, n *Node, method, path, body string, out any) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, "http://unix"+path, strings.NewReader(body))
+	resp, err := unixHTTP(n).Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if out != nil && resp.StatusCode < 300 {
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("%s %s: %v in %s", method, path, err, b)
+		}
+	}
+	return resp.StatusCode, string(b)
+}
