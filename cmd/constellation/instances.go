@@ -197,6 +197,7 @@ The node refuses a create that does not fit its free resources, with the numbers
 	f.IntVar(&uid, "uid", 0, "run as this uid (default nobody)")
 	f.IntVar(&gid, "gid", 0, "run as this gid (default nogroup)")
 	f.BoolVar(&noStart, "no-start", false, "create only; start later with 'constellation start NAME'")
+	f.StringVar(&req.Reservation, "reservation", "", "run on a reservation's capacity (an ID from 'constellation reserve'): on its node, with its resources unless given")
 	f.BoolVar(&asJSON, "json", false, "print the instance as JSON (no progress line)")
 	return c
 }
