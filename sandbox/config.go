@@ -55,12 +55,12 @@ type Config struct {
 	FollowInterval time.Duration
 	// OnEvent receives lifecycle events in order, from one goroutine owned by the
 	// runtime. It must not block for long; it may call the Runtime.
-	OnEvent func(Event)
+	OnEvent func(Event) `json:"-"`
 	// Logger for supervisor messages (default slog.Default()).
-	Logger *slog.Logger
+	Logger *slog.Logger `json:"-"`
 	// Now and Rand are injectable for tests (defaults time.Now, rand.Float64).
-	Now  func() time.Time
-	Rand func() float64
+	Now  func() time.Time `json:"-"`
+	Rand func() float64   `json:"-"`
 }
 
 // DefaultConfig returns a Config with every default filled in for stateDir.

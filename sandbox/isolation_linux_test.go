@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -200,7 +201,7 @@ func TestSetLimitsLowersMemory(t *testing.T) {
 func TestSnapshotRoundTrip(t *testing.T) {
 	e := newTestRuntime(t, nil)
 	code := e.codeDir(t, "snap", map[string]string{"shipped.txt": "from code\n"})
-	spec := Spec{Name: "snap", Code: code, Command: []string{"sh", "-c", "echo v1 > data.txt; mkdir -p d; echo deep > d/f; rm shipped.txt; sleep 1000"}, Limits: Limits{DiskMB: 32}}
+	spec := Spec{Name: "snap", Code: code, Command: []string{"sh", "-c", "rm shipped.txt; echo v1 > data.txt; mkdir -p d; echo deep > d/f.tmp; mv d/f.tmp d/f; sleep 1000"}, Limits: Limits{DiskMB: 32}}
 	if _, err := e.rt.Create(spec); err != nil {
 		t.Fatal(err)
 	}
@@ -307,9 +308,13 @@ func TestReadoption(t *testing.T) {
 	if after.State != StateRunning || after.PID != before.PID {
 		t.Fatalf("re-adopted = %+v; want running pid %d", after, before.PID)
 	}
-	short, _ := rt2.Get("short")
-	if short.State != StateExited || short.LastExit == nil || short.LastExit.Reason != ReasonUnknown {
-		t.Fatalf("short = %+v; want exited with reason unknown", short)
+	// "short" ended while unsupervised. Re-created in the same process, the runtime is
+	// still its parent and reads the real status; after a supervisor restart it would
+	// be reported with reason unknown.
+	ctxS, cancelS := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancelS()
+	if ex, err := rt2.Wait(ctxS, "short"); err != nil || ex.Reason != ReasonExited || ex.Code != 0 {
+		t.Fatalf("short: Wait = %+v, %v; want exited 0", ex, err)
 	}
 	// The new runtime supervises: it sees the exit and can stop it.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -422,5 +427,36 @@ func TestIsolatedNetwork(t *testing.T) {
 	out := strings.Fields(e.logs(t, "net", Stdout))
 	if len(out) != 1 || out[0] != "lo" {
 		t.Fatalf("interfaces in an isolated instance: %q; want [lo]", out)
+	}
+}
+
+// TestReadoptionAcrossProcesses: a supervisor process starts an instance and exits; a
+// new runtime in another process re-adopts it, supervises it and reports its end.
+func TestReadoptionAcrossProcesses(t *testing.T) {
+	e := newTestRuntime(t, nil)
+	e.rt.Close() // the other process owns the state dir first
+	b, err := json.Marshal(Config{StateDir: e.cfg.StateDir, CodeRoots: e.cfg.CodeRoots, CgroupParent: e.cfg.CgroupParent, DataImageMB: e.cfg.DataImageMB})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "SANDBOX_TEST_SUPERVISOR="+string(b))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("supervisor process: %v: %s", err, out)
+	}
+	rt2, err := New(e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.rt = rt2
+	info, err := rt2.Get("outlive")
+	if err != nil || info.State != StateRunning || syscall.Kill(info.PID, 0) != nil {
+		t.Fatalf("outlive = %+v, %v; want running (the supervisor's exit must not kill it)", info, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ex, err := rt2.Wait(ctx, "outlive")
+	if err != nil || ex.Reason != ReasonUnknown {
+		t.Fatalf("Wait = %+v, %v; want reason unknown (not our child)", ex, err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"io"
 	"os"
 	"os/exec"
@@ -16,11 +17,38 @@ import (
 
 func TestMain(m *testing.M) {
 	Init()
+	if cfg := os.Getenv("SANDBOX_TEST_SUPERVISOR"); cfg != "" {
+		os.Exit(testSupervisor(cfg))
+	}
 	code := m.Run()
 	if helperPath != "" && helperErr == nil {
 		os.RemoveAll(filepath.Dir(helperPath))
 	}
 	os.Exit(code)
+}
+
+// testSupervisor is a separate supervisor process for TestReadoptionAcrossProcesses:
+// it starts instance "outlive" and exits without stopping it.
+func testSupervisor(cfgJSON string) int {
+	var cfg Config
+	if err := json.Unmarshal([]byte(cfgJSON), &cfg); err != nil {
+		return 2
+	}
+	rt, err := New(cfg)
+	if err != nil {
+		os.Stderr.WriteString(err.Error())
+		return 3
+	}
+	if _, err := rt.Create(Spec{Name: "outlive", Command: []string{"sleep", "1.5"}, Limits: Limits{RAMMB: 32}}); err != nil {
+		os.Stderr.WriteString(err.Error())
+		return 4
+	}
+	if _, err := rt.Start("outlive"); err != nil {
+		os.Stderr.WriteString(err.Error())
+		return 5
+	}
+	rt.Close()
+	return 0
 }
 
 // requireRoot skips unless root; with CONSTELLATION_TEST_REQUIRE_ROOT=1 it fails instead.

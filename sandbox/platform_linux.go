@@ -289,7 +289,10 @@ func (p *linuxPlatform) adopt(res *resources, pid int, startTime uint64) (proces
 		unix.Close(fd)
 		return nil, fmt.Errorf("sandbox: pid %d was reused", pid)
 	}
-	found := false
+	// Our own child (a runtime re-created in the same process) may already be a zombie,
+	// which has left its cgroup: waitable, so its exit status is known.
+	child := procPPID(pid) == os.Getpid()
+	found := child
 	for _, q := range p.cg.cgroup(res.Name).procs() {
 		if q == pid {
 			found = true
@@ -299,7 +302,7 @@ func (p *linuxPlatform) adopt(res *resources, pid int, startTime uint64) (proces
 		unix.Close(fd)
 		return nil, fmt.Errorf("sandbox: pid %d is not in the instance's cgroup", pid)
 	}
-	lp := &linuxProc{p: pid, fd: fd, st: startTime}
+	lp := &linuxProc{p: pid, fd: fd, st: startTime, child: child}
 	if err := lp.register(); err != nil {
 		unix.Close(fd)
 		return nil, err
@@ -559,6 +562,25 @@ func procStartTime(pid int) uint64 {
 		return 0
 	}
 	n, _ := strconv.ParseUint(f[19], 10, 64)
+	return n
+}
+
+// procPPID is field 4 of /proc/PID/stat, 0 if gone.
+func procPPID(pid int) int {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 2 {
+		return 0
+	}
+	n, _ := strconv.Atoi(f[1])
 	return n
 }
 
