@@ -63,7 +63,6 @@ func BenchmarkDeploy100(b *testing.B) {
 	b.ReportMetric(float64(elapsed.Milliseconds())/float64(b.N), "ms/deploy")
 }
 
-
 // BenchmarkNodeKillReplace: time from killing a node (crash, no leave) that owns a
 // 20-instance deployment and runs some of it, to all 20 running on the other 4 nodes.
 // Reports detect_s (until every survivor judges it dead) and replace_s (until the
