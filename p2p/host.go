@@ -406,14 +406,6 @@ func (h *Host) Stats() Stats {
 	}
 }
 
-// setPartition installs (nil: removes) a gate refusing connections to some peers;
-// tests use it to partition a cluster.
-func (h *Host) setPartition(f func(peer.ID) bool) {
-	h.mu.Lock()
-	h.partitioned = f
-	h.mu.Unlock()
-}
-
 // Bandwidth returns the total bytes received and sent by this host.
 func (h *Host) Bandwidth() (in, out int64) {
 	t := h.bw.GetBandwidthTotals()

@@ -180,7 +180,7 @@ func TestPartitionAndHeal(t *testing.T) {
 	// Partition {0,2} | {1,3}: gate and drop cross connections.
 	for i, h := range hs {
 		mine := i % 2
-		h.setPartition(func(p peer.ID) bool { return side[p] != mine })
+		h.SetPartition(func(p peer.ID) bool { return side[p] != mine })
 	}
 	for i, h := range hs {
 		for j, o := range hs {
@@ -205,7 +205,7 @@ func TestPartitionAndHeal(t *testing.T) {
 		}
 	}
 	for _, h := range hs {
-		h.setPartition(nil)
+		h.SetPartition(nil)
 	}
 	eventually(t, 30*time.Second, "heal: readmission", func() bool { return admittedAll(hs) })
 	eventually(t, 30*time.Second, "heal: convergence", func() bool {
