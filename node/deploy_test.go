@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/rads-lang/constellation/sandbox"
+	"github.com/rads-lang/constellation/sched"
 )
 
 // placement returns, per node name, the running instances of deployment dep according to
@@ -441,4 +444,167 @@ func apiDo(t testing.TB, n *Node, method, path, body string, out any) (int, stri
 		}
 	}
 	return resp.StatusCode, string(b)
+}
+
+// TestDeployPreemption: when nothing else fits, a placement evicts instances at least 10
+// priority levels lower; the evicted are placed again where possible (here: nowhere,
+// and the deployment says why).
+func TestDeployPreemption(t *testing.T) {
+	ns := startSchedCluster(t, 2, nil)
+	v, _ := ns[0].GetState(CollResources, ns[0].ID().String())
+	r, err := decodeJSONLimited[ResourceRecord](v)
+	if err != nil || r.CPUCapacity < 20 {
+		t.Fatalf("resource record %s: %v", v, err)
+	}
+	half := float64(int(r.CPUCapacity/2*100)) / 100 // cpu_percent: two per node fill it
+	low, high := Priority(20), Priority(90)
+	deploy(t, ns[0], DeploymentSpec{Name: "low", Instances: 4, CPUPercent: half, RAMMB: 16, Priority: &low})
+	waitRunning(t, ns, ns[:1], "low", 4, 20*time.Second)
+	deploy(t, ns[1], DeploymentSpec{Name: "high", Instances: 1, CPUPercent: half, RAMMB: 16, Priority: &high})
+	waitRunning(t, ns, ns[:1], "high", 1, 20*time.Second)
+	waitFor(t, 10*time.Second, "low runs 3 and explains the fourth", func() (bool, string) {
+		st := ns[1].sched.status(ns[1].sched.snapshot(), mustDeployment(t, ns[1], "low"))
+		return total(placement(ns, "low")) == 3 && st.Running == 3 && st.Message != "", fmt.Sprintf("%v %+v", placement(ns, "low"), st)
+	})
+	// Equal priorities never preempt each other.
+	same := Priority(90)
+	deploy(t, ns[0], DeploymentSpec{Name: "peer", Instances: 1, CPUPercent: half, RAMMB: 16, Priority: &same})
+	time.Sleep(500 * time.Millisecond)
+	if n := total(placement(ns, "high")); n != 1 {
+		t.Fatalf("high runs %d after an equal-priority deployment; want 1", n)
+	}
+	if n := total(placement(ns, "peer")) + total(placement(ns, "low")); n > 4 {
+		t.Fatalf("overcommitted: peer+low = %d", n)
+	}
+}
+
+// TestDeployRestartBackoffAndReschedule: a failing instance is restarted with backoff on
+// its node; after AvoidAfter failures in a row there it is placed on another node.
+func TestDeployRestartBackoffAndReschedule(t *testing.T) {
+	ns := startSchedCluster(t, 2, nil)
+	for _, n := range ns {
+		n.sched.passMu.Lock()
+		n.sched.backoff = sched.Backoff{Base: 20 * time.Millisecond, Max: 100 * time.Millisecond, AvoidAfter: 3}
+		n.sched.passMu.Unlock()
+	}
+	deploy(t, ns[0], DeploymentSpec{Name: "flaky", Instances: 1, CPUPercent: 5, RAMMB: 16})
+	p := waitRunning(t, ns, ns, "flaky", 1, 20*time.Second)
+	var first *schedNode
+	for _, n := range ns {
+		if len(p[n.cfg.Node]) == 1 {
+			first = n
+		}
+	}
+	name := p[first.cfg.Node][0]
+	for i := 1; i <= 3; i++ {
+		waitFor(t, 10*time.Second, "running on the first node", func() (bool, string) {
+			in, err := first.fake().Get(name)
+			return err == nil && in.State == sandbox.StateRunning, fmt.Sprint(in.State, err)
+		})
+		if err := first.fake().Exit(name, 3); err != nil {
+			t.Fatal(err)
+		}
+		if i < 3 {
+			waitFor(t, 10*time.Second, "restarted in place", func() (bool, string) {
+				in, err := first.fake().Get(name)
+				return err == nil && in.State == sandbox.StateRunning && in.Restarts == i, fmt.Sprint(in.State, in.Restarts, err)
+			})
+		}
+	}
+	waitFor(t, 20*time.Second, "rescheduled to the other node", func() (bool, string) {
+		p := placement(ns, "flaky")
+		return total(p) == 1 && len(p[first.cfg.Node]) == 0, fmt.Sprint(p)
+	})
+	c, ok := ns[0].GetState(CollClaims, name)
+	if !ok || !strings.Contains(string(c), first.cfg.Node) {
+		t.Fatalf("claim %s after reschedule; want %s in avoid", c, first.cfg.Node)
+	}
+}
+
+// TestSchedAPI: the local API's scheduling routes, strict decoding and errors naming the
+// field.
+func TestSchedAPI(t *testing.T) {
+	ns := startSchedCluster(t, 1, nil)
+	n := ns[0].Node
+	cases := []struct {
+		method, path, body string
+		status             int
+		want               string
+	}{
+		{"POST", "/v1/deployments", `{"name":"web","instances":1,"command":["true"],"replicas":2}`, 400, `unknown field "replicas"`},
+		{"POST", "/v1/deployments", `{"name":"web","instances":"two","command":["true"]}`, 400, `"instances"`},
+		{"POST", "/v1/deployments", `{"name":"Web!","instances":1,"command":["true"]}`, 400, `"name"`},
+		{"POST", "/v1/deployments", `{"name":"web","instances":1}`, 400, `"command"`},
+		{"POST", "/v1/deployments", `{"name":"web","instances":1,"command":["true"],"strategy":"fastest"}`, 400, `"strategy"`},
+		{"POST", "/v1/deployments", `{"name":"web","instances":1,"command":["true"],"constraints":["region=eu"]}`, 400, `"constraints"`},
+		{"POST", "/v1/deployments", `{"name":"web","instances":1,"command":["true"],"priority":"urgent"}`, 400, `priority`},
+		{"POST", "/v1/deployments", `{"name":"web","instances":1,"command":["true"],"ram_mb":1,"ram_gb":1}`, 400, `"ram_gb"`},
+		{"POST", "/v1/deployments", `{"name":"web","instances":2,"cpu_percent":1,"ram_gb":0.25,"command":["sleep","9"],"priority":"high","constraints":["node.name=n0"]}`, 201, `"priority": 75`},
+		{"POST", "/v1/deployments/web/scale", `{}`, 400, `"instances"`},
+		{"POST", "/v1/deployments/nope/scale", `{"instances":1}`, 404, `no such deployment`},
+		{"POST", "/v1/deployments/web/scale", `{"instances":3}`, 200, `"instances": 3`},
+		{"GET", "/v1/deployments", ``, 200, `"name": "web"`},
+		{"GET", "/v1/deployments/web", ``, 200, `"ram_mb": 256`},
+		{"POST", "/v1/drain", `{"node":"nowhere"}`, 404, `neither a node name`},
+		{"POST", "/v1/drain", `{}`, 400, `"node"`},
+		{"POST", "/v1/reservations", `{"cpu_cores":1}`, 400, `"duration_seconds"`},
+		{"POST", "/v1/reservations", `{"duration_seconds":60}`, 400, `at least one`},
+		{"POST", "/v1/reservations", `{"ram_mb":8,"duration_seconds":60,"priority":"high"}`, 201, `"priority": 75`},
+		{"DELETE", "/v1/reservations/rsv-none", ``, 404, `no such reservation`},
+		{"PUT", "/v1/quotas/team", `{"max_cpu_cores":-1}`, 400, `"max_cpu_cores"`},
+		{"PUT", "/v1/quotas/team", `{"max_cpu_cores":2,"allow_cpu_burst":true,"max_burst_percent":50}`, 400, `"max_burst_percent"`},
+		{"PUT", "/v1/quotas/Team", `{"max_instances":1}`, 400, `namespace`},
+		{"PUT", "/v1/quotas/team", `{"max_cpu_cores":2,"max_ram_gb":4,"max_instances":5,"allow_cpu_burst":true,"max_burst_percent":150}`, 200, `"limit_cpu_cores": 3`},
+		{"GET", "/v1/quotas/team", ``, 200, `"max_instances": 5`},
+		{"GET", "/v1/quotas/other", ``, 404, `no quota`},
+		{"DELETE", "/v1/deployments/web", ``, 200, `undeployed`},
+		{"DELETE", "/v1/deployments/web", ``, 404, `no such deployment`},
+	}
+	for _, c := range cases {
+		code, body := apiDo(t, n, c.method, c.path, c.body, nil)
+		text := body
+		if code >= 400 {
+			var ae APIError
+			_ = json.Unmarshal([]byte(body), &ae)
+			text = ae.Error
+		}
+		if code != c.status || !strings.Contains(text, c.want) {
+			t.Errorf("%s %s %s = HTTP %d %s; want %d containing %q", c.method, c.path, c.body, code, body, c.status, c.want)
+		}
+		if code >= 400 && !strings.Contains(body, `"code"`) {
+			t.Errorf("%s %s: error without code: %s", c.method, c.path, body)
+		}
+	}
+}
+
+// TestSpreadByRegion20Nodes: 20 labelled nodes in 4 regions; a spread_by=region deployment
+// of 8 puts two in each region and at most one per node; a constrained one stays in its
+// region.
+func TestSpreadByRegion20Nodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("20 nodes")
+	}
+	regions := []string{"us-east", "us-west", "eu", "ap"}
+	ns := startSchedCluster(t, 20, func(i int) map[string]string { return map[string]string{"region": regions[i%4]} })
+	deploy(t, ns[7], DeploymentSpec{Name: "edge", Instances: 8, CPUPercent: 1, RAMMB: 8, SpreadBy: "region"})
+	p := waitRunning(t, ns, ns[:2], "edge", 8, 30*time.Second)
+	perRegion := map[string]int{}
+	for i, n := range ns {
+		if len(p[n.cfg.Node]) > 1 {
+			t.Fatalf("spread put %d on %s: %v", len(p[n.cfg.Node]), n.cfg.Node, p)
+		}
+		perRegion[regions[i%4]] += len(p[n.cfg.Node])
+	}
+	for _, r := range regions {
+		if perRegion[r] != 2 {
+			t.Fatalf("per region %v; want 2 each", perRegion)
+		}
+	}
+	deploy(t, ns[3], DeploymentSpec{Name: "eu-only", Instances: 10, CPUPercent: 1, RAMMB: 8, Constraints: []string{"node.region=eu"}})
+	p = waitRunning(t, ns, ns[:1], "eu-only", 10, 30*time.Second)
+	for i, n := range ns {
+		if regions[i%4] != "eu" && len(p[n.cfg.Node]) > 0 {
+			t.Fatalf("eu-only on %s (%s): %v", n.cfg.Node, regions[i%4], p)
+		}
+	}
 }
