@@ -1,0 +1,60 @@
+package node
+
+import (
+	"encoding/json"
+	"testing"
+)
+
+// FuzzDecodeSchedRequest: the scheduling protocol's request decoder never panics, and
+// whatever it accepts is a known op with its required fields.
+func FuzzDecodeSchedRequest(f *testing.F) {
+	f.Add([]byte(`{"op":"rights","key":"team/cpu","amount":500,"replica":42}`))
+	f.Add([]byte(`{"op":"reserve","reservation":{"id":"rsv-1","cpu_cores":2,"ram_mb":4096,"duration_seconds":3600}}`))
+	f.Add([]byte(`{"op":"rights","key":"","amount":0}`))
+	f.Add([]byte(`{"op":"drop tables"}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		req, err := decodeSchedRequest(b)
+		if err != nil {
+			return
+		}
+		switch req.Op {
+		case "rights":
+			if req.Key == "" || req.Amount == 0 || req.Replica == 0 {
+				t.Fatalf("accepted incomplete rights request %+v", req)
+			}
+		case "reserve":
+			if req.Reservation == nil {
+				t.Fatalf("accepted reserve without reservation")
+			}
+		default:
+			t.Fatalf("accepted op %q", req.Op)
+		}
+		if _, err := json.Marshal(req); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// FuzzDeploymentSpec: normalize never panics on decoded input and what it accepts has a
+// valid name, a program and a known strategy.
+func FuzzDeploymentSpec(f *testing.F) {
+	f.Add([]byte(`{"name":"web","instances":3,"cpu_percent":25,"ram_mb":512,"command":["sleep","1"],"strategy":"binpack","constraints":["node.region=us-east"],"affinity":["service=cache;weight=80"],"anti_affinity":["service=db;hard"],"priority":"high"}`))
+	f.Add([]byte(`{"name":"x","instances":-1,"command":[]}`))
+	f.Add([]byte(`{"name":"a-b","instances":1,"script":"a.rads","ram_gb":0.5,"spread_by":"region","namespace":"team"}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var spec DeploymentSpec
+		if decodeStrict(b, &spec, false) != nil {
+			return
+		}
+		if spec.normalize() != nil {
+			return
+		}
+		if !deployNameRE.MatchString(spec.Name) || (len(spec.Command) == 0) == (spec.Script == "") || spec.Strategy == "" {
+			t.Fatalf("normalize accepted %+v", spec)
+		}
+		if r := spec.resources(); r.CPUMilli < 0 || r.RAMMB < 0 || r.DiskMB < 0 {
+			t.Fatalf("negative resources %+v", r)
+		}
+	})
+}
