@@ -123,3 +123,34 @@ func TestBadInputLeavesNothing(t *testing.T) {
 		t.Fatalf("after destroy: %q", l)
 	}
 }
+
+// TestStartFailureReported: a failure inside the child (here: the program vanished
+// after Create) is a clear error from Start naming the step, and leaves the instance
+// startable once fixed.
+func TestStartFailureReported(t *testing.T) {
+	e := newTestRuntime(t, nil)
+	code := e.codeDir(t, "gone", map[string]string{"prog.sh": "#!/bin/sh\necho ok\n"})
+	if _, err := e.rt.Create(Spec{Name: "gone", Code: code, Command: []string{"./prog.sh"}}); err != nil {
+		t.Fatal(err)
+	}
+	// Executable but not runnable: the kernel refuses the exec inside the child.
+	if err := os.WriteFile(filepath.Join(code, "prog.sh"), []byte("\x7fELFgarbage"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.rt.Start("gone")
+	if err == nil || !strings.Contains(err.Error(), "exec") {
+		t.Fatalf("Start = %v; want an exec error", err)
+	}
+	if info, _ := e.rt.Get("gone"); info.State == StateRunning {
+		t.Fatalf("state after failed start: %+v", info)
+	}
+	if err := os.WriteFile(filepath.Join(code, "prog.sh"), []byte("#!/bin/sh\necho ok\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.rt.Start("gone"); err != nil {
+		t.Fatal(err)
+	}
+	if ex, err := e.rt.Wait(context.Background(), "gone"); err != nil || ex.Code != 0 {
+		t.Fatalf("Wait = %+v, %v", ex, err)
+	}
+}

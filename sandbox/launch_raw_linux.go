@@ -22,14 +22,18 @@ import (
 // nosplit code over memory prepared before the fork, like syscall.forkAndExecInChild.
 const haveRawLaunch = true
 
-// rawOp is one system call of the child program.
+// rawOp is one system call of the child program. The layout is shared with the
+// assembly in vfork_*.s: 8 words.
 type rawOp struct {
-	nr uintptr
-	a  [6]uintptr
-	// in: a[inArg] = regs[inSlot] (inArg < 0: none); out: regs[outSlot] = result.
-	inArg, inSlot, outSlot int8
-	mayFail                bool
+	nr    uintptr
+	a     [6]uintptr
+	flags uintptr // opPrevA0, opMayFail
 }
+
+const (
+	opPrevA0  = 1 // a[0] = result of the previous op
+	opMayFail = 2 // an error is ignored
+)
 
 type childProg struct {
 	ops  []rawOp
@@ -38,7 +42,7 @@ type childProg struct {
 }
 
 func (p *childProg) add(desc string, nr uintptr, args ...uintptr) *rawOp {
-	op := rawOp{nr: nr, inArg: -1, outSlot: -1}
+	op := rawOp{nr: nr}
 	copy(op.a[:], args)
 	p.ops = append(p.ops, op)
 	p.desc = append(p.desc, desc)
@@ -75,7 +79,7 @@ func (p *childProg) mkdir(path string, mode uintptr) {
 const atFDCWD = ^uintptr(99) // AT_FDCWD (-100)
 
 // buildChild prepares the child's system calls from the init configuration.
-func buildChild(c *initConfig, v1Procs []string, stdio [3]int, hostDirs map[string]os.FileInfo) *childProg {
+func buildChild(c *initConfig, v1Procs []int, stdio [3]int, hostDirs map[string]string) *childProg {
 	p := &childProg{}
 	for i, fd := range stdio {
 		p.add("dup3", unix.SYS_DUP3, uintptr(fd), uintptr(i), 0)
@@ -84,29 +88,20 @@ func buildChild(c *initConfig, v1Procs []string, stdio [3]int, hostDirs map[stri
 	p.add("umask", unix.SYS_UMASK, 0)
 	zero := []byte("0")
 	p.keep = append(p.keep, zero)
-	for _, f := range v1Procs {
-		op := p.add("open "+f, unix.SYS_OPENAT, atFDCWD, p.str(f), unix.O_WRONLY|unix.O_CLOEXEC)
-		op.outSlot = 0
-		op = p.add("join "+f, unix.SYS_WRITE, 0, uintptr(unsafe.Pointer(&zero[0])), 1)
-		op.inArg, op.inSlot = 0, 0
-		op = p.add("close", unix.SYS_CLOSE, 0)
-		op.inArg, op.inSlot = 0, 0
+	for _, fd := range v1Procs { // cgroup.procs files opened by the parent
+		p.add("join cgroup", unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&zero[0])), 1)
 	}
 	r := c.Root
 	p.mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, "")
 	p.mount("tmpfs", r, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=755,size=64k")
 	for _, d := range c.SystemDirs {
-		fi, ok := hostDirs[d]
+		link, ok := hostDirs[d]
 		if !ok {
 			continue
 		}
 		t := filepath.Join(r, d)
-		if fi.Mode()&os.ModeSymlink != 0 {
-			l, err := os.Readlink(d)
-			if err != nil {
-				continue
-			}
-			p.add("symlink "+d, unix.SYS_SYMLINKAT, p.str(l), atFDCWD, p.str(t))
+		if link != "" {
+			p.add("symlink "+d, unix.SYS_SYMLINKAT, p.str(link), atFDCWD, p.str(t))
 			continue
 		}
 		p.mkdir(t, 0o755)
@@ -152,12 +147,9 @@ func buildChild(c *initConfig, v1Procs []string, stdio [3]int, hostDirs map[stri
 		ifr, _ := unix.NewIfreq("lo")
 		ifr.SetUint16(unix.IFF_UP | unix.IFF_LOOPBACK | unix.IFF_RUNNING)
 		p.keep = append(p.keep, ifr)
-		op := p.add("socket", unix.SYS_SOCKET, unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-		op.outSlot = 1
-		op = p.add("loopback up", unix.SYS_IOCTL, 0, unix.SIOCSIFFLAGS, uintptr(unsafe.Pointer(ifr)))
-		op.inArg, op.inSlot = 0, 1
-		op = p.add("close", unix.SYS_CLOSE, 0)
-		op.inArg, op.inSlot = 0, 1
+		p.add("socket", unix.SYS_SOCKET, unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		op := p.add("loopback up", unix.SYS_IOCTL, 0, unix.SIOCSIFFLAGS, uintptr(unsafe.Pointer(ifr)))
+		op.flags = opPrevA0
 	}
 	p.add("chdir /app", unix.SYS_CHDIR, p.str(appDir))
 	p.add("umask", unix.SYS_UMASK, 0o022)
@@ -165,6 +157,19 @@ func buildChild(c *initConfig, v1Procs []string, stdio [3]int, hostDirs map[stri
 	p.add("setresgid", unix.SYS_SETRESGID, uintptr(c.GID), uintptr(c.GID), uintptr(c.GID))
 	p.add("setresuid", unix.SYS_SETRESUID, uintptr(c.UID), uintptr(c.UID), uintptr(c.UID))
 	p.add("no_new_privs", unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+	// Reset the supervisor's (Go runtime's) signal handlers before unblocking: with
+	// vfork the child shares the parent's memory, and no Go handler may run in it.
+	dfl := new([4]uint64)
+	p.keep = append(p.keep, dfl)
+	for sig := uintptr(1); sig <= 64; sig++ {
+		if sig == uintptr(unix.SIGKILL) || sig == uintptr(unix.SIGSTOP) {
+			continue
+		}
+		op := p.add("reset signal", unix.SYS_RT_SIGACTION, sig, uintptr(unsafe.Pointer(dfl)), 0, 8)
+		if sig == 32 || sig == 33 { // may be reserved
+			op.flags |= opMayFail
+		}
+	}
 	empty := new(uint64)
 	p.keep = append(p.keep, empty)
 	p.add("unblock signals", unix.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(empty)), 0, 8)
@@ -186,60 +191,64 @@ type cloneArgs struct {
 	flags, pidFD, childTID, parentTID, exitSignal, stack, stackSize, tls, setTID, setTIDSize, cgroup uint64
 }
 
-// rawFork clones with all signals blocked; the child runs childMain and never returns.
+// rawFork clones (a full fork: no shared memory) with all signals blocked; the child
+// runs childMain and never returns. Used where no vfork assembly exists.
 //
 //go:nosplit
 //go:norace
-func rawFork(args *cloneArgs, ops []rawOp, errFD uintptr) (uintptr, syscall.Errno) {
-	all, old := ^uint64(0), uint64(0)
-	syscall.RawSyscall6(unix.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(&all)), uintptr(unsafe.Pointer(&old)), 8, 0, 0)
+func rawFork(args *cloneArgs, ops []rawOp, report *[2]uint32, errFD uintptr) (uintptr, syscall.Errno) {
 	pid, _, e := syscall.RawSyscall(unix.SYS_CLONE3, uintptr(unsafe.Pointer(args)), unsafe.Sizeof(*args), 0)
 	if e == 0 && pid == 0 {
-		childMain(ops, errFD)
+		childMain(ops, report, errFD)
 	}
-	syscall.RawSyscall6(unix.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(&old)), 0, 8, 0, 0)
 	return pid, e
 }
 
 // childMain runs the prepared system calls; on failure it reports (op index, errno)
-// on errFD and exits 127. A successful execve closes errFD (close-on-exec).
+// in report and on errFD, and exits 127.
 //
 //go:nosplit
 //go:norace
-func childMain(ops []rawOp, errFD uintptr) {
-	var regs [4]uintptr
+func childMain(ops []rawOp, report *[2]uint32, errFD uintptr) {
+	var prev uintptr
 	for i := 0; i < len(ops); i++ {
 		op := &ops[i]
 		a := op.a
-		if op.inArg >= 0 {
-			a[op.inArg] = regs[op.inSlot]
+		if op.flags&opPrevA0 != 0 {
+			a[0] = prev
 		}
 		r, _, e := syscall.RawSyscall6(op.nr, a[0], a[1], a[2], a[3], a[4], a[5])
-		if e != 0 && !op.mayFail {
-			report := [2]uint32{uint32(i), uint32(e)}
-			syscall.RawSyscall(unix.SYS_WRITE, errFD, uintptr(unsafe.Pointer(&report)), 8)
+		if e != 0 && op.flags&opMayFail == 0 {
+			report[0], report[1] = uint32(i)+1, uint32(e)
+			syscall.RawSyscall(unix.SYS_WRITE, errFD, uintptr(unsafe.Pointer(report)), 8)
 			syscall.RawSyscall(unix.SYS_EXIT_GROUP, 127, 0, 0)
 		}
-		if op.outSlot >= 0 {
-			regs[op.outSlot] = r
-		}
+		prev = r
 	}
 	syscall.RawSyscall(unix.SYS_EXIT_GROUP, 126, 0, 0)
 }
 
-// launchRaw starts the instance; it returns once the program is exec'd.
-func launchRaw(c *initConfig, v1Procs []string, cgroupFD int, newNet bool, stdio [3]*os.File) (pid, pidfd int, err error) {
-	hostDirs := map[string]os.FileInfo{}
-	for _, d := range c.SystemDirs {
-		if fi, err := os.Lstat(d); err == nil && (fi.IsDir() || fi.Mode()&os.ModeSymlink != 0) {
-			hostDirs[d] = fi
+// hostSystemDirs lists the system directories that exist: dir -> symlink target ("" for
+// a directory).
+func hostSystemDirs(dirs []string) map[string]string {
+	m := map[string]string{}
+	for _, d := range dirs {
+		fi, err := os.Lstat(d)
+		switch {
+		case err != nil:
+		case fi.Mode()&os.ModeSymlink != 0:
+			if l, err := os.Readlink(d); err == nil {
+				m[d] = l
+			}
+		case fi.IsDir():
+			m[d] = ""
 		}
 	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		return 0, 0, err
-	}
-	defer errR.Close()
+	return m
+}
+
+// launchRaw starts the instance; it returns once the program is exec'd.
+func launchRaw(c *initConfig, hostDirs map[string]string, v1Procs []string, cgroupFD int, newNet bool, stdio [3]*os.File) (pid, pidfd int, err error) {
 	var fds [3]int
 	for i, f := range stdio {
 		fds[i] = int(f.Fd())
@@ -252,7 +261,16 @@ func launchRaw(c *initConfig, v1Procs []string, cgroupFD int, newNet bool, stdio
 			fds[i] = nfd
 		}
 	}
-	prog := buildChild(c, v1Procs, fds, hostDirs)
+	var procFDs []int
+	for _, f := range v1Procs {
+		fd, err := unix.Open(f, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return 0, 0, fmt.Errorf("open %s: %w", f, err)
+		}
+		defer unix.Close(fd)
+		procFDs = append(procFDs, fd)
+	}
+	prog := buildChild(c, procFDs, fds, hostDirs)
 	pfd := int32(-1)
 	args := &cloneArgs{
 		flags:      unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_PIDFD,
@@ -266,32 +284,59 @@ func launchRaw(c *initConfig, v1Procs []string, cgroupFD int, newNet bool, stdio
 		args.flags |= unix.CLONE_INTO_CGROUP
 		args.cgroup = uint64(cgroupFD)
 	}
-	syscall.ForkLock.Lock()
-	runtime.LockOSThread()
-	p, e := rawFork(args, prog.ops, errW.Fd())
-	runtime.UnlockOSThread()
-	syscall.ForkLock.Unlock()
-	errW.Close()
+	report := new([2]uint32)
+	var p uintptr
+	var e syscall.Errno
+	if haveVfork {
+		// Shared memory, parent suspended until the child execs or exits: no page
+		// tables are copied and the report needs no pipe.
+		args.flags |= unix.CLONE_VM | unix.CLONE_VFORK
+		syscall.ForkLock.Lock()
+		runtime.LockOSThread()
+		var all, old uint64 = ^uint64(0), 0
+		unix.RawSyscallNoError(unix.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(&all)), uintptr(unsafe.Pointer(&old)))
+		p, e = rawVfork(args, unsafe.Sizeof(*args), &prog.ops[0], uintptr(len(prog.ops)), report)
+		unix.RawSyscallNoError(unix.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(&old)), 0)
+		runtime.UnlockOSThread()
+		syscall.ForkLock.Unlock()
+	} else {
+		errR, errW, err := os.Pipe()
+		if err != nil {
+			return 0, 0, err
+		}
+		syscall.ForkLock.Lock()
+		runtime.LockOSThread()
+		var all, old uint64 = ^uint64(0), 0
+		unix.RawSyscallNoError(unix.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(&all)), uintptr(unsafe.Pointer(&old)))
+		p, e = rawFork(args, prog.ops, report, errW.Fd())
+		unix.RawSyscallNoError(unix.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(&old)), 0)
+		runtime.UnlockOSThread()
+		syscall.ForkLock.Unlock()
+		errW.Close()
+		if e == 0 {
+			var b [8]byte
+			if n, _ := io.ReadFull(errR, b[:]); n == 8 {
+				report[0], report[1] = binary.NativeEndian.Uint32(b[:4]), binary.NativeEndian.Uint32(b[4:])
+			}
+		}
+		errR.Close()
+	}
 	runtime.KeepAlive(prog)
 	runtime.KeepAlive(stdio)
 	runtime.KeepAlive(args)
 	if e != 0 {
-		return 0, 0, fmt.Errorf("sandbox: clone3: %w", e)
+		return 0, 0, fmt.Errorf("clone3: %w", e)
 	}
 	pid = int(p)
-	var report [8]byte
-	n, _ := io.ReadFull(errR, report[:])
-	if n == 8 {
+	if report[0] != 0 {
 		var ws unix.WaitStatus
 		unix.Wait4(pid, &ws, 0, nil)
 		unix.Close(int(pfd))
-		i := binary.NativeEndian.Uint32(report[:4])
-		errno := syscall.Errno(binary.NativeEndian.Uint32(report[4:]))
 		what := "?"
-		if int(i) < len(prog.desc) {
+		if i := int(report[0]) - 1; i < len(prog.desc) {
 			what = prog.desc[i]
 		}
-		return 0, 0, fmt.Errorf("sandbox: instance setup: %s: %w", what, errno)
+		return 0, 0, fmt.Errorf("instance setup: %s: %w", what, syscall.Errno(report[1]))
 	}
 	return pid, int(pfd), nil
 }

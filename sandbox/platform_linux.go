@@ -27,6 +27,8 @@ type linuxPlatform struct {
 	data string // root of instance data layers (<data>/instances/<name>)
 	hst  Host
 	raw  bool // use the raw launcher (else the re-executed Go init)
+	// hostDirs: the SystemDirs that exist (dir -> symlink target or ""), read once.
+	hostDirs map[string]string
 }
 
 func newPlatform(cfg *Config) (platform, error) {
@@ -42,6 +44,9 @@ func newPlatform(cfg *Config) (platform, error) {
 		if filepath.Dir(d) != "/" {
 			p.raw = false // the raw launcher binds top-level directories only
 		}
+	}
+	if p.raw {
+		p.hostDirs = hostSystemDirs(cfg.SystemDirs)
 	}
 	p.hst = Host{CPUs: runtime.NumCPU(), MemoryMB: totalMemMB(), MaxPIDs: pidMax()}
 	mode := cfg.DiskQuota
@@ -246,7 +251,7 @@ func (p *linuxPlatform) start(res *resources, spec *Spec, stdout, stderr *os.Fil
 				v1Procs = append(v1Procs, filepath.Join(d, "cgroup.procs"))
 			}
 		}
-		pid, pidfd, err = launchRaw(&ic, v1Procs, cgroupFD, spec.Network == NetworkIsolated, [3]*os.File{devnull, stdout, stderr})
+		pid, pidfd, err = launchRaw(&ic, p.hostDirs, v1Procs, cgroupFD, spec.Network == NetworkIsolated, [3]*os.File{devnull, stdout, stderr})
 	} else {
 		pid, pidfd, err = launchInit(&ic, cg, cgroupFD, spec.Network == NetworkIsolated, [3]*os.File{devnull, stdout, stderr})
 	}
