@@ -371,6 +371,10 @@ func (h *Host) markAdmitted(p peer.ID, initiator bool) {
 	}
 }
 
+// maxStrikes caps the doubling of the rejection window (at most 4x RejectBackoff), so
+// a node whose key was fixed gets in within minutes.
+const maxStrikes = 3
+
 // block puts p on the blocklist, logs the verdict and closes its connections.
 func (h *Host) block(p peer.ID, reason string, loud bool) {
 	h.mu.Lock()
@@ -380,14 +384,21 @@ func (h *Host) block(p peer.ID, reason string, loud bool) {
 		h.rejected[p] = r
 		h.pruneRejectedLocked()
 	}
-	if r.strikes < 5 {
+	if r.strikes < maxStrikes {
 		r.strikes++
 	}
 	d := h.cfg.RejectBackoff << (r.strikes - 1)
 	r.until = h.now().Add(d)
 	r.reason = reason
+	_, was := h.admitted[p]
 	delete(h.admitted, p)
 	h.mu.Unlock()
+	if was {
+		h.h.ConnManager().Unprotect(p, memberTag)
+		if cb := h.cfg.OnPeerGone; cb != nil {
+			h.events.push(func() { cb(p) })
+		}
+	}
 	if loud {
 		h.log.Warn(fmt.Sprintf("peer %s failed cluster admission: %s", p, reason), "peer", p, "cluster", h.cfg.Cluster, "retry_after", d)
 		if cb := h.cfg.OnAdmissionRejected; cb != nil {

@@ -4,12 +4,11 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // benchCluster starts n hosts; host i joins up to `fanout` random earlier hosts.
@@ -253,4 +252,28 @@ func BenchmarkSyncIdle(b *testing.B) {
 	b.ReportMetric(float64(out1-out0)/float64(b.N), "B-sent/sync")
 }
 
-var _ = peer.ID("")
+// BenchmarkMemoryPerHost reports Go heap in use per host in a settled 20-host cluster
+// (in-process hosts share the runtime, so this is the host's own share, not an RSS).
+func BenchmarkMemoryPerHost(b *testing.B) {
+	const n = 20
+	for it := 0; it < b.N; it++ {
+		var m0, m1 runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&m0)
+		hs, rs := benchCluster(b, n, 2, nil)
+		for i, h := range hs {
+			h.Publish(rs[i].Set(fmt.Sprintf("member-%d", i), "v"))
+		}
+		eventually(b, 120*time.Second, "full mesh", func() bool { return admittedAll(hs) })
+		time.Sleep(2 * time.Second)
+		runtime.GC()
+		runtime.ReadMemStats(&m1)
+		b.ReportMetric(float64(m1.HeapInuse-m0.HeapInuse)/n/(1<<20), "heap-MB/host")
+		b.ReportMetric(float64(runtime.NumGoroutine())/n, "goroutines/host")
+		b.StopTimer()
+		for _, h := range hs {
+			h.Close()
+		}
+		b.StartTimer()
+	}
+}

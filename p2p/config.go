@@ -51,7 +51,8 @@ type Config struct {
 	Join []JoinAddr
 	// MDNS enables zero-config LAN discovery of peers of the same cluster name.
 	MDNS bool
-	// DHT enables the private Kademlia DHT (default on via DisableDHT=false).
+	// DisableDHT turns off the cluster's private Kademlia DHT (on by default), which
+	// finds members beyond the join list.
 	DisableDHT bool
 	// IdentityFile holds the private key, created (mode 0600) if missing. "" = a fresh
 	// random identity each run (tests).
@@ -89,7 +90,7 @@ type Config struct {
 	// admitted within it is closed (default 10s).
 	AdmitTimeout time.Duration
 	// RejectBackoff is how long a peer that failed admission is refused (no dials, its
-	// connections gated); doubled on each repeated failure up to 16x (default 30s).
+	// connections gated); doubled on each repeated failure up to 4x (default 30s).
 	RejectBackoff time.Duration
 	// JoinBackoffMin/Max bound the retry backoff for join peers (default 500ms, 30s).
 	JoinBackoffMin time.Duration

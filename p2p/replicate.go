@@ -53,6 +53,9 @@ func (p *publisher) init(h *Host) {
 	p.wake = make(chan struct{}, 1)
 }
 
+// maxPendingMessages bounds the publish buffer, in messages of MaxGossipBytes.
+const maxPendingMessages = 64
+
 // perDeltaOverhead bounds the CBOR framing added per delta; msgOverhead the rest.
 const (
 	perDeltaOverhead = 9
@@ -64,9 +67,15 @@ func (p *publisher) add(delta []byte) {
 		return
 	}
 	p.mu.Lock()
-	if len(delta)+perDeltaOverhead+msgOverhead > p.h.cfg.MaxGossipBytes {
+	switch {
+	case len(delta)+perDeltaOverhead+msgOverhead > p.h.cfg.MaxGossipBytes:
 		p.pull = true
-	} else {
+	case p.size > maxPendingMessages*p.h.cfg.MaxGossipBytes:
+		// The flusher is not keeping up (or the host is closed): stop buffering and
+		// let receivers pull everything by anti-entropy instead.
+		p.pull = true
+		p.deltas, p.size = nil, 0
+	default:
 		p.deltas = append(p.deltas, bytes.Clone(delta))
 		p.size += len(delta) + perDeltaOverhead
 	}
