@@ -968,8 +968,10 @@ func (s *scheduler) remove(name, why string) {
 	if rt := m.local(); rt != nil {
 		if _, err := rt.Get(name); err == nil {
 			ctx, cancel := context.WithTimeout(context.Background(), s.grace+30*time.Second)
-			m.opMu.Lock()
+			// Stop outside opMu: a program that ignores SIGTERM would hold up every
+			// admission on this node for the grace period.
 			_ = rt.Stop(ctx, name, s.grace)
+			m.opMu.Lock()
 			err := rt.Destroy(ctx, name, false)
 			m.mu.Lock()
 			md := m.meta[name]
