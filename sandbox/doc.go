@@ -50,8 +50,9 @@
 // # Launch
 //
 // Start clones the supervisor with clone3 straight into the new namespaces (on cgroup
-// v2 directly inside the instance's cgroup with CLONE_INTO_CGROUP). The child runs a
-// list of system calls the parent prepared (on v1 joining the instance's cgroups
+// v2 directly inside the instance's cgroup with CLONE_INTO_CGROUP); on amd64 and arm64
+// as a vfork (CLONE_VM|CLONE_VFORK, in assembly: the child touches no stack), so no
+// page tables are copied. The child runs a list of system calls the parent prepared (on v1 joining the instance's cgroups
 // first, so before anything else runs; then the mounts, pivot_root, hostname,
 // credentials, no_new_privs) and execs the program, which keeps the PID: no second Go
 // runtime starts and nothing stays resident. Where that launcher is not available
