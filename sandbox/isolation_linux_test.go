@@ -460,3 +460,16 @@ func TestReadoptionAcrossProcesses(t *testing.T) {
 		t.Fatalf("Wait = %+v, %v; want reason unknown (not our child)", ex, err)
 	}
 }
+
+// TestDiskPollFallback: without a quota filesystem the runtime measures the data layer
+// and kills an instance past disk_mb with reason disk_exceeded.
+func TestDiskPollFallback(t *testing.T) {
+	e := newTestRuntime(t, func(c *Config) { c.DiskQuota = DiskQuotaPoll; c.HousekeepInterval = 50 * time.Millisecond })
+	if m := e.rt.DiskQuotaMode(); m != DiskQuotaPoll {
+		t.Fatalf("mode %q", m)
+	}
+	ex := e.run(t, Spec{Name: "grow", Command: []string{"sh", "-c", "dd if=/dev/zero of=/app/big bs=1M count=32 2>/dev/null; sleep 30"}, Limits: Limits{DiskMB: 8}})
+	if ex.Reason != ReasonDiskExceeded {
+		t.Fatalf("exit = %+v; want disk_exceeded", ex)
+	}
+}

@@ -128,7 +128,10 @@ func (p *linuxPlatform) create(res *resources, spec *Spec) (err error) {
 		// An image per instance with disk_mb; kept images are mounted again.
 		res.DiskMB = spec.DiskMB
 		img := p.imagePath(res.Name)
-		if _, err := os.Stat(img); err == nil {
+		if fi, err := os.Stat(img); err == nil {
+			if size := fi.Size() >> 20; size != spec.DiskMB {
+				return fieldErr("disk_mb", ErrUnenforceable, "kept data image of %q is %d MiB; recreate with disk_mb %d or destroy the data", res.Name, size, size)
+			}
 			kept = true
 			res.Image = img
 			if err := p.ext4.mount(img, res.DataDir); err != nil {
