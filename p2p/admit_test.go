@@ -3,6 +3,7 @@ package p2p
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -10,7 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 )
 
 func TestAdmissionExcludesNonMembers(t *testing.T) {
@@ -155,4 +159,93 @@ func TestGuardResetsNonMembers(t *testing.T) {
 		t.Errorf("delivered to non-member: %v", k)
 		return true
 	})
+}
+
+// TestRawNonMemberGetsNothing connects a plain libp2p host (it never runs admission)
+// that speaks gossipsub on the cluster topic and opens streams on every cluster
+// protocol: it must receive no state and none of its input may reach the replica.
+func TestRawNonMemberGetsNothing(t *testing.T) {
+	ra := newMapReplica()
+	ra.Set("secret", "s")
+	cfg := fastConfig(t)
+	cfg.AdmitTimeout = 20 * time.Second // keep the unadmitted connection open for the test
+	var msgs atomic.Int32
+	cfg.OnMessage = func(Message) { msgs.Add(1) }
+	a := startHost(t, cfg, ra)
+	var pkts atomic.Int32
+	a.HandlePackets("p", func(peer.ID, []byte) { pkts.Add(1) })
+
+	raw, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/udp/0/quic-v1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ps, err := pubsub.NewGossipSub(ctx, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	topic, err := ps.Join(a.topicName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := topic.Subscribe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := raw.Connect(ctx, peerInfo(a)); err != nil {
+		t.Fatal(err)
+	}
+	var got atomic.Int32
+	go func() {
+		for {
+			m, err := sub.Next(ctx)
+			if err != nil {
+				return
+			}
+			if m.GetFrom() != raw.ID() { // not its own publication
+				got.Add(1)
+			}
+		}
+	}()
+	delta := newMapReplica().Set("evil", "x")
+	for i := 0; i < 5; i++ {
+		topic.Publish(ctx, encodeGossip(gossipMsg{Kind: gossipDeltas, Deltas: [][]byte{delta}}))
+		a.Publish(ra.Set(fmt.Sprintf("k%d", i), "v"))
+		time.Sleep(100 * time.Millisecond)
+	}
+	protos := []protocol.ID{a.protoSync, a.protoMsg, a.packetProto("p"), protocol.ID("/constellation/" + a.hash + "/kad/1.0.0"), "/meshsub/1.1.0"}
+	for _, proto := range protos {
+		s, err := raw.NewStream(ctx, a.ID(), proto)
+		if err != nil {
+			continue // not even negotiated: fine
+		}
+		var hdr [64]byte
+		writeFrame(s, make([]byte, 32))
+		writeFrame(s, encodeMessage(wireMessage{ID: "x", Type: "t", At: 1}))
+		s.CloseWrite()
+		s.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if n, _ := s.Read(hdr[:]); n > 0 {
+			t.Errorf("protocol %s answered a non-member with %d bytes", proto, n)
+		}
+		s.Reset()
+	}
+	time.Sleep(time.Second)
+	applied, missing := ra.stats()
+	if len(applied) != 0 || missing != 0 {
+		t.Errorf("replica touched by a non-member: Apply %v MissingFor %d", applied, missing)
+	}
+	if _, ok := ra.Get("evil"); ok {
+		t.Error("non-member's gossip was applied")
+	}
+	if n := got.Load(); n != 0 {
+		t.Errorf("non-member received %d gossip messages", n)
+	}
+	if msgs.Load() != 0 || pkts.Load() != 0 {
+		t.Errorf("non-member delivered %d messages, %d packets", msgs.Load(), pkts.Load())
+	}
+	if len(a.Admitted()) != 0 {
+		t.Errorf("A admitted %v", a.Admitted())
+	}
 }

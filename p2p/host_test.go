@@ -348,3 +348,31 @@ func waitTopicPeers(t *testing.T, h *Host, n int) {
 	t.Helper()
 	eventually(t, 10*time.Second, "gossip topic peers", func() bool { return len(h.topic.ListPeers()) >= n })
 }
+
+func TestPeerEvents(t *testing.T) {
+	var mu sync.Mutex
+	var events []string
+	cfg := fastConfig(t)
+	cfg.OnPeerAdmitted = func(p peer.ID) { mu.Lock(); events = append(events, "up "+p.String()); mu.Unlock() }
+	cfg.OnPeerGone = func(p peer.ID) { mu.Lock(); events = append(events, "gone "+p.String()); mu.Unlock() }
+	a := startHost(t, cfg, nil)
+	cfgB := fastConfig(t)
+	cfgB.Join = []JoinAddr{joinOf(t, a, true)}
+	b := startHost(t, cfgB, nil)
+	eventually(t, 10*time.Second, "admission", func() bool { return admittedAll([]*Host{a, b}) })
+	id := b.ID().String()
+	b.Close()
+	eventually(t, 10*time.Second, "gone event", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(events) == 2
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if events[0] != "up "+id || events[1] != "gone "+id {
+		t.Errorf("events = %q; want up then gone for %s", events, id)
+	}
+	if len(a.Admitted()) != 0 {
+		t.Errorf("admitted after peer closed: %v", a.Admitted())
+	}
+}
