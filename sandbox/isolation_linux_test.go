@@ -473,3 +473,19 @@ func TestDiskPollFallback(t *testing.T) {
 		t.Fatalf("exit = %+v; want disk_exceeded", ex)
 	}
 }
+
+// TestInitFallbackLauncher: a nested system directory selects the re-executed Go init
+// (the launcher of 32-bit architectures); it isolates the same way.
+func TestInitFallbackLauncher(t *testing.T) {
+	e := newTestRuntime(t, func(c *Config) {
+		c.SystemDirs = append(DefaultConfig("/").SystemDirs, "/var/lib")
+	})
+	if e.rt.plat.(*linuxPlatform).raw {
+		t.Fatal("nested system dir did not select the init launcher")
+	}
+	ex := e.run(t, Spec{Name: "fallback", Command: []string{"sh", "-c", "echo pid=$$ user=$(id -u); test -d /var/lib && echo varlib"}, Limits: Limits{RAMMB: 64, PIDs: 16}})
+	out := e.logs(t, "fallback", Stdout)
+	if ex.Code != 0 || out != "pid=1 user=65534\nvarlib\n" {
+		t.Fatalf("exit %+v output %q stderr %q", ex, out, e.logs(t, "fallback", Stderr))
+	}
+}
