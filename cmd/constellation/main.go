@@ -66,6 +66,7 @@ Client commands find their node with --data-dir DIR (its Unix socket) or --api H
 	root.AddCommand(newPeerCmd(g), newStatusCmd(g), newNodesCmd(g), newSendCmd(g), newBroadcastCmd(g), newEventsCmd(g), newVersionCmd())
 	root.AddCommand(instanceCommands(g)...)
 	root.AddCommand(deployCommands(g)...)
+	root.AddCommand(newBenchCmd())
 	bench := newBenchCmd()
 	bench.AddCommand(newBenchInstancesCmd())
 	root.AddCommand(bench)
