@@ -132,6 +132,9 @@ type instanceManager struct {
 	lastRes string
 	count   int
 	closed  bool
+	// hints remember where a create this node forwarded went, until the owner's record
+	// arrives by replication (an rm right after a remote create must find it).
+	hints map[string]fwdHint
 
 	// openRuntime opens the runtime: sandbox.New, or a fake in tests (set before Start).
 	openRuntime func(sandbox.Config) (instanceRuntime, error)
@@ -163,7 +166,7 @@ func newInstanceManager(n *Node) *instanceManager {
 		n: n, log: n.log.With("component", "instances"),
 		stateDir: filepath.Join(n.cfg.DataDir, "sandbox"),
 		codeDir:  filepath.Join(n.cfg.DataDir, "code"),
-		meta:     map[string]instanceMeta{}, written: map[string]string{},
+		meta:     map[string]instanceMeta{}, written: map[string]string{}, hints: map[string]fwdHint{},
 		fwdMux:  http.NewServeMux(),
 		changed: make(chan string, 1024), stop: make(chan struct{}),
 		openRuntime: openSandbox,

@@ -373,7 +373,11 @@ func (m *instanceManager) handleCreate(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusMisdirectedRequest, "misdirected", fmt.Sprintf("node %s received a forwarded create for node %s", m.n.cfg.Node, name))
 			return
 		}
-		m.forward(w, r, body, id, name)
+		m.forward(&statusRecorder{ResponseWriter: w, onStatus: func(st int) {
+			if st == http.StatusCreated {
+				m.setHint(req.Name, name, id)
+			}
+		}}, r, body, id, name)
 		return
 	}
 	var rec InstanceRecord
@@ -505,9 +509,13 @@ func (m *instanceManager) handleOp(op string) http.HandlerFunc {
 		}
 		if rt == nil {
 			rec, ok := m.record(name)
+			if h, hok := m.hint(name); !ok && hok && !isForwarded(r) {
+				m.forward(w, r, body, h.nodeID, h.node) // created moments ago; record on its way
+				return
+			}
 			switch {
 			case !ok:
-				writeInstanceError(w, fmt.Errorf("%w: no instance %q in the cluster; 'constellation list' shows them", ErrInstanceNotFound, name))
+				writeInstanceError(w, fmt.Errorf("%w: no instance %q in the cluster as node %s knows it; 'constellation list' shows them", ErrInstanceNotFound, name, m.n.cfg.Node))
 			case rec.NodeID == m.n.host.ID().String() || isForwarded(r):
 				writeInstanceError(w, fmt.Errorf("%w: instance %q is not on node %s (its record names node %s)", ErrInstanceNotFound, name, m.n.cfg.Node, rec.Node))
 			default:
@@ -733,6 +741,14 @@ func (m *instanceManager) localOp(w http.ResponseWriter, r *http.Request, rt ins
 		if err := decodeStrict(body, &req, true); err != nil {
 			fail(err)
 			return
+		}
+		if q := r.URL.Query().Get("grace_s"); q != "" && req.GraceS == nil {
+			g, err := strconv.ParseFloat(q, 64)
+			if err != nil {
+				fail(badRequest("invalid grace_s %q: seconds, e.g. 0 or 2.5", q))
+				return
+			}
+			req.GraceS = &g
 		}
 		grace, err := graceOf(req.GraceS)
 		if err != nil {

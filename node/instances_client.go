@@ -8,7 +8,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // CreateInstance is POST /v1/instances.
@@ -45,9 +47,15 @@ func (c *Client) InstanceStats(ctx context.Context, name string) (InstanceStats,
 	return s, err
 }
 
-// RemoveInstance is DELETE /v1/instances/{name}: stop and destroy.
+// RemoveInstance is DELETE /v1/instances/{name}: stop (SIGTERM, SIGKILL after 10 s)
+// and destroy.
 func (c *Client) RemoveInstance(ctx context.Context, name string) error {
 	return c.Delete(ctx, "/v1/instances/"+url.PathEscape(name), nil)
+}
+
+// RemoveInstanceGrace is RemoveInstance with another grace period before SIGKILL.
+func (c *Client) RemoveInstanceGrace(ctx context.Context, name string, grace time.Duration) error {
+	return c.Delete(ctx, "/v1/instances/"+url.PathEscape(name)+"?grace_s="+strconv.FormatFloat(grace.Seconds(), 'f', -1, 64), nil)
 }
 
 // Resources is GET /v1/resources.

@@ -282,3 +282,59 @@ func (f *frameWriter) finish() error {
 	}
 	return f.err
 }
+
+// fwdHint is where a forwarded create went (see instanceManager.hints).
+type fwdHint struct {
+	node   string
+	nodeID peer.ID
+	until  time.Time
+}
+
+// hintTTL bounds how long a hint stands in for the replicated record.
+const hintTTL = 30 * time.Second
+
+func (m *instanceManager) setHint(name, node string, id peer.ID) {
+	now := time.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k, h := range m.hints {
+		if now.After(h.until) {
+			delete(m.hints, k)
+		}
+	}
+	if len(m.hints) < 10000 {
+		m.hints[name] = fwdHint{node: node, nodeID: id, until: now.Add(hintTTL)}
+	}
+}
+
+func (m *instanceManager) hint(name string) (fwdHint, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	h, ok := m.hints[name]
+	if !ok || time.Now().After(h.until) {
+		return fwdHint{}, false
+	}
+	return h, true
+}
+
+// statusRecorder calls onStatus with a forwarded answer's status before the answer goes
+// out (the caller may act on it at once).
+type statusRecorder struct {
+	http.ResponseWriter
+	onStatus func(int)
+	done     bool
+}
+
+func (s *statusRecorder) WriteHeader(st int) {
+	if !s.done {
+		s.done = true
+		s.onStatus(st)
+	}
+	s.ResponseWriter.WriteHeader(st)
+}
+
+func (s *statusRecorder) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}

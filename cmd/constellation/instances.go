@@ -568,7 +568,8 @@ func newWaitCmd(g *globals) *cobra.Command {
 }
 
 func newRmCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var grace time.Duration
+	c := &cobra.Command{
 		Use:     "rm NAME...",
 		Aliases: []string{"remove"},
 		Short:   "Stop and remove instances: processes, cgroup, data, logs and their records",
@@ -576,7 +577,7 @@ func newRmCmd(g *globals) *cobra.Command {
 		RunE: func(c *cobra.Command, args []string) error {
 			var errs []error
 			for _, name := range args {
-				if err := g.client().RemoveInstance(c.Context(), name); err != nil {
+				if err := g.client().RemoveInstanceGrace(c.Context(), name, grace); err != nil {
 					errs = append(errs, fmt.Errorf("%s: %w", name, err))
 					continue
 				}
@@ -585,6 +586,8 @@ func newRmCmd(g *globals) *cobra.Command {
 			return errors.Join(errs...)
 		},
 	}
+	c.Flags().DurationVar(&grace, "grace", 10*time.Second, "time between SIGTERM and SIGKILL of a running instance")
+	return c
 }
 
 func newSnapshotCmd(g *globals) *cobra.Command {

@@ -66,7 +66,9 @@ Client commands find their node with --data-dir DIR (its Unix socket) or --api H
 	root.AddCommand(newPeerCmd(g), newStatusCmd(g), newNodesCmd(g), newSendCmd(g), newBroadcastCmd(g), newEventsCmd(g), newVersionCmd())
 	root.AddCommand(instanceCommands(g)...)
 	root.AddCommand(deployCommands(g)...)
-	root.AddCommand(newBenchCmd())
+	bench := newBenchCmd()
+	bench.AddCommand(newBenchInstancesCmd())
+	root.AddCommand(bench)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return fmt.Errorf("%v\nRun '%s --help' for the accepted flags", err, c.CommandPath())
 	})
