@@ -42,6 +42,20 @@
 //	h.AddAddrs(peerID, addrsFromMembership)        // addresses learned from state
 //	err = h.Connect(ctx, peer.AddrInfo{ID: peerID})
 //
-// Other cluster protocols (bitswap, mesh, locks) register their handlers through
-// Guard, or on the member-only host view returned by Libp2p.
+// Other cluster protocols (bitswap, mesh, locks) use the member-only host view returned
+// by Libp2p: its SetStreamHandler resets streams from non-members, its NewStream waits
+// for admission, and its event bus only reports members; name them with ProtocolID.
+// Guard wraps a single handler the same way.
+//
+// # Notes
+//
+//   - Admission state is per connection: when the last connection to a peer closes it
+//     is no longer admitted (OnPeerGone) and must pass again on the next connection.
+//   - Join peers are re-dialled whenever disconnected, the DHT loop re-dials routing
+//     table members, and what anti-entropy brings in is relayed on gossip when small:
+//     together they heal partitions without the node doing anything.
+//   - Stats().BytesIn/Out count libp2p stream payload (protocol negotiation included),
+//     not QUIC/TCP/IP headers.
+//   - libp2p's identify and ping answer any connected peer (they reveal the listen
+//     addresses and protocol list, which include the cluster hash, not the name or key).
 package p2p

@@ -223,9 +223,12 @@ func New(cfg Config) (*Host, error) {
 }
 
 // Start registers the cluster protocols and starts discovery (join, mDNS, DHT),
-// admission, gossip and anti-entropy. r may be nil (nothing is replicated). ctx bounds
-// only the start-up itself; the host runs until Close.
+// admission, gossip and anti-entropy. r may be nil (nothing is replicated). ctx is
+// checked once (an ended ctx fails Start); the host runs until Close. On error, Close.
 func (h *Host) Start(ctx context.Context, r Replica) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	h.closeMu.Lock()
 	if h.closed {
 		h.closeMu.Unlock()
@@ -274,7 +277,6 @@ func (h *Host) Start(ctx context.Context, r Replica) error {
 		}
 	}
 	h.log.Info("p2p host started", "id", h.ID(), "cluster", h.cfg.Cluster, "keyed", h.cfg.ClusterKey != "", "addrs", h.Addrs())
-	_ = ctx
 	return nil
 }
 
