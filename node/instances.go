@@ -120,6 +120,10 @@ type instanceManager struct {
 	stateDir string // <data-dir>/sandbox
 	codeDir  string // <data-dir>/code (uploaded scripts)
 
+	capMu    sync.Mutex // guards capCache and capAt
+	capCache capacity
+	capAt    time.Time
+
 	// opMu serialises admission + create so two creates cannot both take the last free
 	// resources, and create/rm of one name against each other.
 	opMu sync.Mutex
@@ -719,7 +723,19 @@ type capacity struct {
 	reserveCPU, reserveRA int64
 }
 
+// capacityTTL: totals are re-read (meminfo, statfs) at most this often.
+const capacityTTL = 2 * time.Second
+
 func (m *instanceManager) capacity() capacity {
+	m.capMu.Lock()
+	defer m.capMu.Unlock()
+	if now := time.Now(); m.capAt.IsZero() || now.Sub(m.capAt) > capacityTTL {
+		m.capCache, m.capAt = m.readCapacity(), now
+	}
+	return m.capCache
+}
+
+func (m *instanceManager) readCapacity() capacity {
 	res := localResources(m.n.cfg.DataDir)
 	c := capacity{cores: res.CPUCores, cpuTotal: float64(res.CPUCores) * 100,
 		ramTotal: int64(res.RAMMB), diskTotal: int64(res.DiskMB)}

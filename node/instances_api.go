@@ -410,6 +410,7 @@ func (m *instanceManager) create(ctx context.Context, req *CreateRequest) (Insta
 	if _, err := rt.Get(req.Name); err == nil {
 		return InstanceRecord{}, fmt.Errorf("%w: instance %q already exists on node %s", ErrInstanceExists, req.Name, m.n.cfg.Node)
 	}
+	t0 := time.Now()
 	if err := m.fits(rt, spec.Limits, ""); err != nil {
 		return InstanceRecord{}, err
 	}
@@ -435,6 +436,8 @@ func (m *instanceManager) create(ctx context.Context, req *CreateRequest) (Insta
 		cleanup()
 		return InstanceRecord{}, fmt.Errorf("node: instance meta: %w", err)
 	}
+	tAdmit := time.Now()
+	tCreate := tAdmit
 	if _, err := rt.Create(spec); err != nil {
 		m.mu.Lock()
 		delete(m.meta, req.Name)
@@ -442,6 +445,7 @@ func (m *instanceManager) create(ctx context.Context, req *CreateRequest) (Insta
 		cleanup()
 		return InstanceRecord{}, err
 	}
+	tCreate = time.Now()
 	if req.Start == nil || *req.Start {
 		if _, err := rt.Start(req.Name); err != nil {
 			dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -451,7 +455,10 @@ func (m *instanceManager) create(ctx context.Context, req *CreateRequest) (Insta
 			return InstanceRecord{}, fmt.Errorf("node: instance %q could not start (removed again): %w", req.Name, err)
 		}
 	}
+	tStart := time.Now()
 	m.syncRecord(req.Name)
+	m.log.Debug("instance created", "instance", req.Name, "admit", tAdmit.Sub(t0), "create", tCreate.Sub(tAdmit),
+		"start", tStart.Sub(tCreate), "record", time.Since(tStart))
 	return m.localRecord(rt, req.Name)
 }
 
