@@ -43,7 +43,7 @@ func TestSendAndBroadcast(t *testing.T) {
 	}
 
 	messages := func(n *testNode) map[string][]MessageEvent {
-		evs := readEvents(t, n.Node, 3*time.Second, func(evs []Event) bool { return false })
+		evs := readEvents(t, n.Node, time.Second, func(evs []Event) bool { return false }) // delivery precedes the ack
 		out := map[string][]MessageEvent{}
 		for _, e := range evs {
 			if e.Type == EventMessage && e.Msg != nil {

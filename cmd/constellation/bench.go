@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -64,6 +65,7 @@ func newBenchCmd() *cobra.Command {
 		Short: "Measure this build on this machine",
 	}
 	o := &benchOptions{}
+	var cpuProfile string
 	c := &cobra.Command{
 		Use:   "cluster",
 		Short: "Measure clustering: replication latency, join, 100k-entry sync, failure detection, idle traffic, RSS",
@@ -96,6 +98,17 @@ func newBenchCmd() *cobra.Command {
 				o.workDir = d
 			}
 			o.progress = c.ErrOrStderr()
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
 			res, err := runBench(c.Context(), o)
 			if o.asJSON {
 				if perr := printJSON(c.OutOrStdout(), res); perr != nil {
@@ -133,6 +146,7 @@ func newBenchCmd() *cobra.Command {
 	f.StringVar(&o.workDir, "work-dir", "", "directory for the nodes' data dirs (default a temporary directory, removed after)")
 	f.StringVar(&o.binary, "binary", "", "constellation binary for rss (default this executable)")
 	f.BoolVar(&o.asJSON, "json", false, "print JSON")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	b.AddCommand(c)
 	return b
 }
@@ -477,6 +491,7 @@ func benchSync(ctx context.Context, o *benchOptions, entries int) ([]benchResult
 		return nil, fmt.Errorf("new node has %d of %d entries: %w", b.StateLen("bench"), entries, err)
 	}
 	d = time.Since(t0)
+	sleep(ctx, 1500*time.Millisecond) // the bandwidth meters update once a second
 	in1, out1 := a.Host().Bandwidth()
 	o.logf("sync %d entries: %v", entries, d)
 	return []benchResult{{Name: fmt.Sprintf("new node syncs %d entries", entries), Nodes: 2, Value: round2(d.Seconds()), Unit: "s", Goal: "<= 5 s",
