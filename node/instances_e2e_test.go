@@ -343,6 +343,45 @@ func TestInstancesEndToEnd(t *testing.T) {
 	}
 	waitLogs(a, "e2e-api", `"name": "e2e-web"`)
 
+	// logs -f through forwarding: streams lines as they come, ends when the instance ends.
+	if _, err := a.cli("create", "--name", "e2e-tick", "--node", "b", "--ram-mb", "32", "--",
+		"sh", "-c", "for i in 1 2 3 4; do echo tick-$i; sleep 0.2; done"); err != nil {
+		t.Fatal(err)
+	}
+	out, err := a.cli("logs", "-f", "e2e-tick")
+	if err != nil || !strings.Contains(out, "tick-1") || !strings.Contains(out, "tick-4") {
+		t.Errorf("logs -f e2e-tick from a = %q, %v; want tick-1..tick-4", out, err)
+	}
+
+	// Restart with new limits and a snapshot round trip, operated from A.
+	if _, err := a.cli("restart", "e2e-web", "--ram-mb", "96", "--grace", "1s"); err != nil {
+		t.Fatal(err)
+	}
+	a.waitInstance("e2e-web", "running with ram_mb 96", func(r InstanceRecord, ok bool) bool {
+		return ok && r.Status == InstanceRunning && r.RAMMB == 96
+	})
+	var snap SnapshotResult
+	a.cliJSON(&snap, "snapshot", "e2e-web", "--save", "t1")
+	if snap.Node != "b" || snap.Tag != "t1" {
+		t.Errorf("snapshot --save = %+v; want tag t1 on b", snap)
+	}
+	a.cliJSON(&snap, "snapshot", "e2e-web", "--restore", "t1")
+	if !snap.Restarted {
+		t.Errorf("snapshot --restore of a running instance = %+v; want restarted", snap)
+	}
+
+	// resources: cluster totals over both nodes, b's allocation includes e2e-web.
+	var res ResourcesInfo
+	a.cliJSON(&res, "resources")
+	if res.NodesAlive != 2 || res.CPUTotal < 2 || res.RAMTotalGB <= 0 || res.CPUAvailable <= 0 || res.CPUAvailable > 100 || len(res.Nodes) != 2 {
+		t.Errorf("resources = %+v", res)
+	}
+	for _, nr := range res.Nodes {
+		if nr.Name == "b" && (!nr.Reported || nr.Instances < 3 || nr.CPUFreePercent >= 100*float64(nr.CPUTotal)) {
+			t.Errorf("resources of b = %+v; want its instances and allocation", nr)
+		}
+	}
+
 	// Admission: a create that does not fit is refused with the numbers.
 	_, err = a.cli("create", "--name", "e2e-huge", "--node", "b", "--ram-mb", "100000000", "--", "true")
 	if err == nil || !strings.Contains(err.Error(), "asked 100000000") || !strings.Contains(err.Error(), "free") {
@@ -425,7 +464,7 @@ func TestInstancesEndToEnd(t *testing.T) {
 	}
 
 	// rm from A removes everything, everywhere.
-	if _, err := a.cli("rm", "e2e-web", "e2e-api", "e2e-oom", "e2e-keep"); err != nil {
+	if _, err := a.cli("rm", "--grace", "0s", "e2e-web", "e2e-api", "e2e-tick", "e2e-oom", "e2e-keep"); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []*procNode{a, b} {
