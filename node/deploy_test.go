@@ -612,3 +612,96 @@ func TestSpreadByRegion20Nodes(t *testing.T) {
 		}
 	}
 }
+
+// TestQuotaPartition: a partitioned side without rights admits nothing of the namespace;
+// the side holding them admits up to the limit; after the heal the total is still within it.
+func TestQuotaPartition(t *testing.T) {
+	ns := startSchedCluster(t, 4, nil)
+	if _, err := ns[0].sched.setQuota("part", QuotaSpec{MaxInstances: 4}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "quota replicated", func() (bool, string) {
+		for _, n := range ns {
+			if _, ok := n.GetState(CollQuotas, "part"); !ok {
+				return false, n.cfg.Node
+			}
+		}
+		return true, ""
+	})
+	side := map[peer.ID]int{}
+	for i, n := range ns {
+		side[n.ID()] = i % 2
+	}
+	halves := [2][]*schedNode{{ns[0], ns[2]}, {ns[1], ns[3]}}
+	for i, n := range ns {
+		mine := i % 2
+		n.Host().SetPartition(func(p peer.ID) bool { s, ok := side[p]; return ok && s != mine })
+	}
+	waitFor(t, 20*time.Second, "each side judges the other dead", func() (bool, string) {
+		for _, h := range halves {
+			for _, o := range h {
+				for _, x := range ns {
+					if side[x.ID()] != side[o.ID()] && memberStatus(o.Node, x.ID().String()) != StatusDead {
+						return false, o.cfg.Node + " still sees " + x.cfg.Node
+					}
+				}
+			}
+		}
+		return true, ""
+	})
+	deploy(t, ns[0], DeploymentSpec{Name: "left", Namespace: "part", Instances: 3, CPUPercent: 1, RAMMB: 8})
+	deploy(t, ns[1], DeploymentSpec{Name: "right", Namespace: "part", Instances: 3, CPUPercent: 1, RAMMB: 8})
+	count := func() (int, int) { return total(placement(ns, "left")), total(placement(ns, "right")) }
+	waitFor(t, 20*time.Second, "the side with rights runs its 3", func() (bool, string) {
+		l, r := count()
+		return l == 3, fmt.Sprintf("left %d right %d", l, r)
+	})
+	waitFor(t, 20*time.Second, "the side without rights reports quota", func() (bool, string) {
+		st := ns[1].sched.status(ns[1].sched.snapshot(), mustDeployment(t, ns[1], "right"))
+		return strings.Contains(st.Message, "quota"), st.Message
+	})
+	if l, r := count(); l+r > 4 || r != 0 {
+		t.Fatalf("during the partition left %d right %d; want 3 and 0 (limit 4, rights on the left)", l, r)
+	}
+	for _, n := range ns {
+		n.Host().SetPartition(nil)
+	}
+	waitFor(t, 30*time.Second, "heal: the right side gets the last right", func() (bool, string) {
+		l, r := count()
+		if l+r > 4 {
+			t.Fatalf("after the heal left %d right %d > 4", l, r)
+		}
+		return l+r == 4, fmt.Sprintf("left %d right %d", l, r)
+	})
+	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if l, r := count(); l+r > 4 {
+			t.Fatalf("after the heal left %d right %d > 4", l, r)
+		}
+	}
+}
+
+// TestQuotaBurst: instances beyond the base CPU quota but within max_burst_percent are
+// admitted at priority 0 (preempted first); beyond the burst they wait.
+func TestQuotaBurst(t *testing.T) {
+	ns := startSchedCluster(t, 1, nil)
+	if _, err := ns[0].sched.setQuota("burst", QuotaSpec{MaxCPUCores: 0.1, AllowCPUBurst: true, MaxBurstPercent: 200}); err != nil {
+		t.Fatal(err)
+	}
+	deploy(t, ns[0], DeploymentSpec{Name: "b", Namespace: "burst", Instances: 5, CPUPercent: 5, RAMMB: 8})
+	waitFor(t, 10*time.Second, "4 of 5 run (0.2 cores of burst)", func() (bool, string) {
+		st := ns[0].sched.status(ns[0].sched.snapshot(), mustDeployment(t, ns[0], "b"))
+		return total(placement(ns, "b")) == 4 && strings.Contains(st.Message, "quota"), fmt.Sprintf("%v %s", placement(ns, "b"), st.Message)
+	})
+	burst := 0
+	for _, c := range ns[0].sched.snapshot().claims {
+		if c.Deployment == "b" && c.Burst {
+			burst++
+			if c.Priority != 0 {
+				t.Errorf("burst claim %s has priority %d; want 0", c.Instance, c.Priority)
+			}
+		}
+	}
+	if burst != 2 {
+		t.Fatalf("%d burst claims; want 2 (0.1 cores base = 2 instances, 2 more in burst)", burst)
+	}
+}

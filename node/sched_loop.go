@@ -521,6 +521,10 @@ func (s *scheduler) ownDeployment(st *schedState, cl *clusterView, d DeploymentR
 	reused := map[string]bool{}
 	for _, slot := range r.Missing {
 		if c, ok := reuse[slot]; ok {
+			if rj := rejs[c.Instance]; rj != nil && st.now.Before(time.UnixMilli(rj.At).Add(rejectionDelay(c, rj))) {
+				reused[c.Instance] = true // keep the claim; place it again once the delay passed
+				continue
+			}
 			avoid := append(slices.Clone(c.Avoid), c.Node)
 			slices.Sort(avoid)
 			todo = append(todo, placeItem{name: c.Instance, slot: slot, at: c.At, avoid: slices.Compact(avoid)})
@@ -542,10 +546,28 @@ func (s *scheduler) ownDeployment(st *schedState, cl *clusterView, d DeploymentR
 			todo = append(todo, placeItem{name: s.newName(st, d.Name), slot: c.Slot, at: c.At, replaces: c.Instance})
 		}
 	}
-	if len(todo) == 0 {
-		return s.statusMessage(d, states, rejs)
+	msg := s.statusMessage(d, states, rejs)
+	if len(todo) > 0 {
+		if pm := s.place(st, cl, d, todo, w); pm != "" {
+			msg = strings.TrimSuffix(pm+"; "+msg, "; ")
+		}
 	}
-	return s.place(st, cl, d, todo, w)
+	return msg
+}
+
+// rejectionDelay is how long a rejected instance waits before it is placed again: not at
+// all the first time (another node may take it), then doubling from 250 ms per node that
+// refused it, up to 5 s; quota refusals wait at least 1 s (rights come back only when
+// instances go away).
+func rejectionDelay(c ClaimRecord, rj *RejectionRecord) time.Duration {
+	d := time.Duration(0)
+	if len(c.Avoid) > 0 {
+		d = min(5*time.Second, 250*time.Millisecond<<min(len(c.Avoid), 5))
+	}
+	if rj.Code == "quota" {
+		d = max(d, time.Second)
+	}
+	return d
 }
 
 // newName returns an unused instance name for a deployment: one past the highest index
