@@ -603,7 +603,10 @@ func (m *instanceManager) checkConflict(name string) {
 		delete(m.written, name)
 		delete(m.meta, name)
 		m.mu.Unlock()
-		_ = rt.Destroy(ctx, name, true)
+		_ = rt.Stop(ctx, name, 5*time.Second)
+		if err := rt.Destroy(ctx, name, true); err != nil {
+			m.log.Error("remove the losing copy of a duplicate instance", "instance", name, "err", err)
+		}
 		_ = os.Remove(m.metaPath(name))
 	}
 }

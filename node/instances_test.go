@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -348,4 +349,47 @@ func TestInstanceForwardErrors(t *testing.T) {
 		rs := b.instances.list()
 		return len(rs) == 2, ""
 	})
+}
+
+// TestDuplicateNameResolved: two nodes create the same name at once (both pass their local
+// checks before either record arrives). The older create wins on every node; the other
+// node removes its instance and stops writing the name.
+func TestDuplicateNameResolved(t *testing.T) {
+	ns := startSchedCluster(t, 2, nil)
+	a, b := ns[0], ns[1]
+	ctx := t.Context()
+	req := func() *CreateRequest { return &CreateRequest{Name: "dup", Command: []string{"sleep", "1000"}} }
+	if _, err := a.instances.create(ctx, req()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Millisecond) // b's create is strictly younger
+	if _, err := b.instances.create(ctx, req()); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if t.Failed() {
+			for _, l := range strings.Split(b.log.String(), "\n") {
+				if strings.Contains(l, "dup") || strings.Contains(l, "conflict") {
+					t.Log(l)
+				}
+			}
+		}
+	}()
+	waitFor(t, 15*time.Second, "one dup, on a, everywhere", func() (bool, string) {
+		_, errA := a.rt(t).Get("dup")
+		_, errB := b.rt(t).Get("dup")
+		recA, okA := a.instances.record("dup")
+		recB, okB := b.instances.record("dup")
+		win := a.ID().String()
+		return errA == nil && errB != nil && okA && okB && recA.NodeID == win && recB.NodeID == win,
+			fmt.Sprintf("a runs: %v, b runs: %v, a's record on %s, b's record on %s", errA == nil, errB == nil, recA.Node, recB.Node)
+	})
+	if t.Failed() {
+		t.Logf("b's log:\n%s", b.log)
+	}
+	// It stays that way: b does not write the name again.
+	time.Sleep(300 * time.Millisecond)
+	if rec, _ := b.instances.record("dup"); rec.NodeID != a.ID().String() {
+		t.Errorf("after resolution b's record of dup names %s; want a", rec.Node)
+	}
 }
