@@ -275,11 +275,27 @@ func TestDeployPartitionHeal(t *testing.T) {
 	for _, n := range ns {
 		n.Host().SetPartition(nil)
 	}
+	healed := time.Now()
+	var merged time.Time // every node alive everywhere again
 	waitFor(t, 40*time.Second, "heal: 4 running in total", func() (bool, string) {
+		if merged.IsZero() {
+			if ok, _ := allSee(testNodes(ns), testNodes(ns), StatusAlive); ok {
+				merged = time.Now()
+			}
+		}
 		p := placement(ns, "db")
-		return total(p) == 4, fmt.Sprint(p)
+		return total(p) == 4 && !merged.IsZero(), fmt.Sprint(p)
 	})
+	t.Logf("heal: membership converged after %v, duplicates stopped %v later", merged.Sub(healed).Round(time.Millisecond), time.Since(merged).Round(time.Millisecond))
 	waitRunning(t, ns, ns, "db", 4, 20*time.Second)
+}
+
+func testNodes(ns []*schedNode) []*testNode {
+	out := make([]*testNode, len(ns))
+	for i, n := range ns {
+		out[i] = n.testNode
+	}
+	return out
 }
 
 // TestQuotaConcurrentDeploys: deployments in one namespace created on different nodes at
