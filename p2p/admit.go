@@ -254,6 +254,7 @@ func (h *Host) handleAdmit(s network.Stream) {
 
 func (h *Host) runResponder(s network.Stream, p peer.ID) (byte, error) {
 	s.SetDeadline(h.now().Add(h.cfg.AdmitTimeout))
+	wasAdmitted := h.IsAdmitted(p)
 	buf := make([]byte, helloLen)
 	if _, err := io.ReadFull(s, buf); err != nil {
 		return 0, err
@@ -291,11 +292,29 @@ func (h *Host) runResponder(s network.Stream, p peer.ID) (byte, error) {
 	}
 	// Admit before telling the initiator, so its first cluster stream finds us ready.
 	h.markAdmitted(p, false)
+	if wasAdmitted {
+		// A member we already had a connection with dialled us and proved itself on a
+		// new connection: peers only dial when they have no connection, so it restarted
+		// (or lost the old connection) and our older connections to it are stale. libp2p
+		// prefers the connection with more streams, so drop them now rather than send
+		// into a dead connection until its idle timeout.
+		h.dropStaleConns(p, s.Conn())
+	}
 	if _, err := s.Write([]byte{admitOK}); err != nil {
 		return 0, err
 	}
 	s.CloseWrite()
 	return admitOK, nil
+}
+
+func (h *Host) dropStaleConns(p peer.ID, keep network.Conn) {
+	for _, c := range h.h.Network().ConnsToPeer(p) {
+		if c != keep && c.Stat().Opened.Before(keep.Stat().Opened) {
+			h.log.Debug("closing stale connection to re-admitted peer", "peer", p, "conn", c.ID())
+			c.Close()
+		}
+	}
+	h.goRun(func() { h.dropPacketStreams(p) })
 }
 
 // finishExchange records the outcome of one exchange and wakes waiters.

@@ -201,9 +201,11 @@ func BenchmarkIdleBytes(b *testing.B) {
 		}
 		return true
 	})
+	// Steady state: the DHT has completed the full mesh and the connection storm is over.
+	eventually(b, 120*time.Second, "full mesh", func() bool { return admittedAll(hs) })
 	b.ResetTimer()
 	for it := 0; it < b.N; it++ {
-		time.Sleep(3 * time.Second) // let joins, DHT bootstrap and identify settle
+		time.Sleep(5 * time.Second) // let identify, DHT refresh and bootstrap syncs settle
 		var in0, out0 int64
 		for _, h := range hs {
 			i, o := h.Bandwidth()

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -375,4 +377,40 @@ func TestPeerEvents(t *testing.T) {
 	if len(a.Admitted()) != 0 {
 		t.Errorf("admitted after peer closed: %v", a.Admitted())
 	}
+}
+
+// TestRestartedPeerReplacesStaleConnection: a peer that comes back with the same
+// identity while our old connection to it lingers (a crash leaves it open until the
+// idle timeout) must get our packets on its new connection.
+func TestRestartedPeerReplacesStaleConnection(t *testing.T) {
+	a := startHost(t, fastConfig(t), nil)
+	idFile := filepath.Join(t.TempDir(), "id.key")
+	cfgB := fastConfig(t)
+	cfgB.IdentityFile = idFile
+	cfgB.Join = []JoinAddr{joinOf(t, a, true)}
+	var oldGot, newGot atomic.Int32
+	b := startHost(t, cfgB, nil)
+	b.HandlePackets("p", func(peer.ID, []byte) { oldGot.Add(1) })
+	eventually(t, 10*time.Second, "admission", func() bool { return admittedAll([]*Host{a, b}) })
+	ctx := context.Background()
+	if err := a.SendPacket(ctx, b.ID(), "p", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "packet at old", func() bool { return oldGot.Load() == 1 })
+
+	// "Restart": the old process stays up (standing in for a dead connection that has
+	// not timed out), a new process with the same identity joins A.
+	cfgB2 := fastConfig(t)
+	cfgB2.IdentityFile = idFile
+	cfgB2.Join = []JoinAddr{joinOf(t, a, true)}
+	b2 := startHost(t, cfgB2, nil)
+	b2.HandlePackets("p", func(peer.ID, []byte) { newGot.Add(1) })
+	if b2.ID() != b.ID() {
+		t.Fatal("same identity file gave a different ID")
+	}
+	eventually(t, 10*time.Second, "new process admitted", func() bool { return b2.IsAdmitted(a.ID()) })
+	eventually(t, 10*time.Second, "packets reach the new process", func() bool {
+		a.SendPacket(ctx, b.ID(), "p", []byte("y"))
+		return newGot.Load() > 0
+	})
 }
