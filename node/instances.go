@@ -107,6 +107,11 @@ type ResourceRecord struct {
 	Instances       int     `json:"instances"`
 	Running         int     `json:"running"`
 	Available       bool    `json:"instances_available"` // the node can run instances
+	// Measured use of the running instances, sampled every usageInterval and rounded
+	// (cpu to 1%, RAM to 16 MiB, disk to 64 MiB) so that small changes write nothing.
+	CPUUsed    float64 `json:"cpu_used"`
+	RAMUsedMB  int64   `json:"ram_used_mb"`
+	DiskUsedMB int64   `json:"disk_used_mb"`
 }
 
 // instanceManager wires sandbox.Runtime into the node: it creates the runtime (lazily, so
@@ -134,6 +139,7 @@ type instanceManager struct {
 	meta    map[string]instanceMeta
 	written map[string]string // name -> last record JSON written (skip identical writes)
 	lastRes string
+	usage   usage // last sampled use of the running instances (usageLoop)
 	count   int
 	closed  bool
 	// hints remember where a create this node forwarded went, until the owner's record
@@ -540,17 +546,55 @@ func (m *instanceManager) onChangeLocked(c crdt.Change) {
 	}
 }
 
-// conflictLoop resolves names claimed by two nodes (concurrent creates of one name).
+// usage is the rounded measured use of a node's running instances.
+type usage struct {
+	cpu       float64
+	ram, disk int64
+}
+
+// usageInterval paces the sampling of instance use for the resources record.
+const usageInterval = 10 * time.Second
+
+// sampleUsage sums the stats of the running instances, rounded (see ResourceRecord).
+func sampleUsage(rt instanceRuntime) usage {
+	var cpu, ram, disk float64
+	for _, in := range rt.List() {
+		if in.State != sandbox.StateRunning {
+			continue
+		}
+		st, err := rt.Stats(in.Name)
+		if err != nil {
+			continue
+		}
+		cpu += st.CPUPercent
+		ram += st.RAMMB
+		disk += st.DiskMB
+	}
+	return usage{cpu: math.Round(cpu), ram: int64(math.Round(ram/16)) * 16, disk: int64(math.Round(disk/64)) * 64}
+}
+
+// conflictLoop resolves names claimed by two nodes (concurrent creates of one name), and
+// samples the running instances' use into the resources record every usageInterval.
 func (m *instanceManager) conflictLoop() {
 	defer m.wg.Done()
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
+	u := time.NewTicker(usageInterval)
+	defer u.Stop()
 	for {
 		select {
 		case <-m.stop:
 			return
 		case k := <-m.changed:
 			m.checkConflict(k)
+		case <-u.C:
+			if rt := m.local(); rt != nil {
+				us := sampleUsage(rt)
+				m.mu.Lock()
+				m.usage = us
+				m.writeResourcesLocked()
+				m.mu.Unlock()
+			}
 		case <-t.C:
 			m.mu.Lock()
 			names := make([]string, 0, len(m.meta))
@@ -755,7 +799,9 @@ func (m *instanceManager) resourceRecordLocked() ResourceRecord {
 		a = allocationOf(m.rt.List(), "")
 	}
 	m.count = a.instances
+	u := m.usage
 	return ResourceRecord{
+		CPUUsed: u.cpu, RAMUsedMB: u.ram, DiskUsedMB: u.disk,
 		CPUCores: c.cores, CPUCapacity: c.cpu, CPUAllocated: a.cpu,
 		RAMTotalMB: c.ramTotal, RAMCapacityMB: c.ram, RAMAllocatedMB: a.ram,
 		DiskTotalMB: c.diskTotal, DiskCapacityMB: c.disk, DiskAllocatedMB: a.disk,
@@ -839,6 +885,10 @@ type NodeResources struct {
 	Running         int     `json:"running"`
 	CanRun          bool    `json:"instances_available"`
 	Reported        bool    `json:"reported"` // false: no resource record yet (totals from membership)
+	// Measured use of its running instances (sampled every 10 s).
+	CPUUsedPercent float64 `json:"cpu_used_percent"` // cpu_percent units
+	RAMUsedGB      float64 `json:"ram_used_gb"`
+	DiskUsedTB     float64 `json:"disk_used_tb"`
 }
 
 func round(f float64, digits int) float64 {
@@ -873,6 +923,9 @@ func (m *instanceManager) resources() ResourcesInfo {
 			nr.RAMAvailableGB = round(float64(max(0, r.RAMCapacityMB-r.RAMAllocatedMB))/1024, 2)
 			nr.DiskAvailableTB = round(float64(max(0, r.DiskCapacityMB-r.DiskAllocatedMB))/(1<<20), 4)
 			nr.Instances, nr.Running, nr.CanRun = r.Instances, r.Running, r.Available
+			nr.CPUUsedPercent = r.CPUUsed
+			nr.RAMUsedGB = round(float64(r.RAMUsedMB)/1024, 2)
+			nr.DiskUsedTB = round(float64(r.DiskUsedMB)/(1<<20), 4)
 		}
 		out.Nodes = append(out.Nodes, nr)
 		if x.Status != StatusAlive {

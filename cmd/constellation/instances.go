@@ -661,15 +661,16 @@ func newResourcesCmd(g *globals) *cobra.Command {
 			fmt.Fprintf(w, "  CPU:  %d cores, %.1f%% available\n", r.CPUTotal, r.CPUAvailable)
 			fmt.Fprintf(w, "  RAM:  %.2f GB total, %.2f GB available\n", r.RAMTotalGB, r.RAMAvailableGB)
 			fmt.Fprintf(w, "  Disk: %.3f TB total, %.3f TB available\n\n", r.DiskTotalTB, r.DiskAvailableTB)
-			t := newTable(w, "NODE", "STATUS", "CPU", "CPU AVAIL", "RAM", "RAM AVAIL", "DISK", "DISK AVAIL", "INSTANCES")
+			t := newTable(w, "NODE", "STATUS", "CPU", "CPU AVAIL", "CPU USED", "RAM", "RAM AVAIL", "RAM USED", "DISK", "DISK AVAIL", "INSTANCES")
 			for _, n := range r.Nodes {
 				if !n.Reported {
-					t.row(n.Name, n.Status, fmt.Sprint(n.CPUTotal), "-", fmt.Sprintf("%.1fG", n.RAMTotalGB), "-", fmt.Sprintf("%.3fT", n.DiskTotalTB), "-", "-")
+					t.row(n.Name, n.Status, fmt.Sprint(n.CPUTotal), "-", "-", fmt.Sprintf("%.1fG", n.RAMTotalGB), "-", "-", fmt.Sprintf("%.3fT", n.DiskTotalTB), "-", "-")
 					continue
 				}
 				t.row(n.Name, n.Status, fmt.Sprint(n.CPUTotal), fmt.Sprintf("%.1f%% (%g%%)", n.CPUAvailable, n.CPUFreePercent),
-					fmt.Sprintf("%.1fG", n.RAMTotalGB), fmt.Sprintf("%.1fG", n.RAMAvailableGB),
-					fmt.Sprintf("%.3fT", n.DiskTotalTB), fmt.Sprintf("%.3fT", n.DiskAvailableTB), fmt.Sprintf("%d (%d running)", n.Instances, n.Running))
+					fmt.Sprintf("%g%%", n.CPUUsedPercent), fmt.Sprintf("%.1fG", n.RAMTotalGB), fmt.Sprintf("%.1fG", n.RAMAvailableGB),
+					fmt.Sprintf("%.2fG", n.RAMUsedGB), fmt.Sprintf("%.3fT", n.DiskTotalTB), fmt.Sprintf("%.3fT", n.DiskAvailableTB),
+					fmt.Sprintf("%d (%d running)", n.Instances, n.Running))
 			}
 			return t.flush()
 		},
