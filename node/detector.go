@@ -58,10 +58,10 @@ func (l *livenessDetector) Leave(ctx context.Context) error    { return l.r.Leav
 func (l *livenessDetector) Close() error                       { return l.r.Close() }
 
 func (l *livenessDetector) Member(id string) (string, time.Time, bool) {
-	for _, m := range l.r.Members() {
-		if m.ID == id {
-			return m.State.String(), m.LastSeen, true
-		}
+	// One lookup, not a copy of every member: listing N nodes stays O(N).
+	m, ok := l.r.Status(id)
+	if !ok {
+		return "", time.Time{}, false
 	}
-	return "", time.Time{}, false
+	return m.State.String(), m.LastSeen, true
 }

@@ -133,7 +133,7 @@ func newBenchCmd() *cobra.Command {
 	f := c.Flags()
 	f.StringSliceVar(&o.what, "what", []string{"latency", "join", "sync", "detect", "idle", "rss"}, "measurements to run")
 	f.IntSliceVar(&o.latencyNodes, "latency-nodes", []int{10, 50}, "cluster sizes for latency")
-	f.IntVar(&o.rounds, "rounds", 100, "state changes measured per latency cluster size")
+	f.IntVar(&o.rounds, "rounds", 200, "state changes measured per latency cluster size")
 	f.IntSliceVar(&o.joinNodes, "join-nodes", []int{5, 20}, "cluster sizes for join")
 	f.IntVar(&o.joinRounds, "join-rounds", 3, "joins measured per size (median reported)")
 	f.IntVar(&o.syncEntries, "sync-entries", 100000, "entries of the state a new node syncs")
@@ -309,6 +309,17 @@ func waitUntil(ctx context.Context, timeout, poll time.Duration, cond func() boo
 	}
 }
 
+func fmtMs(ds []time.Duration) string {
+	var b strings.Builder
+	for i, d := range ds {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%.0f", ms(d))
+	}
+	return b.String()
+}
+
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func round2(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }
@@ -398,6 +409,7 @@ func benchLatency(ctx context.Context, o *benchOptions, count, rounds int) ([]be
 		all = append(all, last)
 		time.Sleep(time.Duration(20+rand.IntN(30)) * time.Millisecond)
 	}
+	o.logf("latency %d nodes, per change (ms): %v", count, fmtMs(all))
 	slices.Sort(all)
 	slices.Sort(perNode)
 	note := fmt.Sprintf("%d changes; per-node delivery p50 %.1f ms, p99 %.1f ms", len(all), ms(percentile(perNode, 0.5)), ms(percentile(perNode, 0.99)))
