@@ -286,10 +286,10 @@ func (s *apiServer) handleEvents(w http.ResponseWriter, r *http.Request) {
 	if t := r.URL.Query().Get("type"); t != "" {
 		for _, x := range strings.Split(t, ",") {
 			switch x {
-			case EventNodeJoin, EventNodeLeave, EventNodeSuspect, EventNodeDead, EventNodeAlive, EventMessage:
+			case EventNodeJoin, EventNodeLeave, EventNodeSuspect, EventNodeDead, EventNodeAlive, EventMessage, EventInstance:
 				types[x] = true
 			default:
-				writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("unknown event type %q; known: node_join, node_leave, node_suspect, node_dead, node_alive, message", x))
+				writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("unknown event type %q; known: node_join, node_leave, node_suspect, node_dead, node_alive, message, instance", x))
 				return
 			}
 		}

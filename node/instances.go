@@ -155,7 +155,8 @@ type instanceManager struct {
 	api    *instanceAPI   // the loopback listener for instances (instances_inner.go)
 	fwdMux *http.ServeMux // serves forwarded requests: the instance routes only
 
-	changed chan string // instance names changed by replication (for conflictLoop)
+	events  instanceEvents // status changes published as "instance" events
+	changed chan string    // instance names changed by replication (for conflictLoop)
 	stop    chan struct{}
 	wg      sync.WaitGroup
 }
@@ -481,6 +482,7 @@ func (m *instanceManager) syncRecord(name string) {
 	}
 	m.written[name] = k
 	m.writeResourcesLocked()
+	m.noteRecord(rec)
 }
 
 // removeRecord deletes the record of an instance of this node.
@@ -489,16 +491,21 @@ func (m *instanceManager) removeRecord(name string) {
 	defer m.mu.Unlock()
 	delete(m.written, name)
 	delete(m.meta, name)
+	removed := false
 	m.n.mu.Lock()
 	if v, _, ok := m.n.doc.GetLWW(CollInstances, name); ok {
 		if r, err := decodeInstanceRecord(v); err == nil && r.NodeID == m.n.host.ID().String() {
 			if d, err := m.n.doc.Remove(CollInstances, name); err == nil {
 				m.n.publishLocked(d)
+				removed = true
 			}
 		}
 	}
 	m.n.mu.Unlock()
 	m.writeResourcesLocked()
+	if removed {
+		m.noteRemoved(name)
+	}
 }
 
 // reconcile makes the replicated records owned by this node match the runtime: records of
@@ -540,6 +547,7 @@ func (m *instanceManager) onChangeLocked(c crdt.Change) {
 	if c.Collection != CollInstances {
 		return
 	}
+	m.noteChangeLocked(c)
 	select {
 	case m.changed <- c.Key:
 	default: // the loop is behind; its periodic sweep covers every name

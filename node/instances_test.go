@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -391,5 +392,52 @@ func TestDuplicateNameResolved(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	if rec, _ := b.instances.record("dup"); rec.NodeID != a.ID().String() {
 		t.Errorf("after resolution b's record of dup names %s; want a", rec.Node)
+	}
+}
+
+// TestInstanceEvents: every node reports status changes of every instance as "instance"
+// events, derived from the replicated records.
+func TestInstanceEvents(t *testing.T) {
+	ns := startSchedCluster(t, 2, nil)
+	a, b := ns[0], ns[1]
+	ch, cancel := b.events.subscribe(0, true)
+	defer cancel()
+	if _, err := a.instances.create(t.Context(), &CreateRequest{Name: "ev", Command: []string{"sleep", "1"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "b has the record", func() (bool, string) { _, ok := b.instances.record("ev"); return ok, "" })
+	if err := a.rt(t).Exit("ev", 3); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "b sees ev failed", func() (bool, string) {
+		r, _ := b.instances.record("ev")
+		return r.Status == InstanceFailed, r.Status
+	})
+	st, _, raw := apiCall(t, a.Node, "DELETE", "/v1/instances/ev?grace_s=0", "")
+	if st != 200 {
+		t.Fatalf("rm ev = %d %s", st, raw)
+	}
+	var got []string
+	deadline := time.After(10 * time.Second)
+	for len(got) == 0 || got[len(got)-1] != "removed" {
+		select {
+		case e := <-ch:
+			if e.Type != EventInstance {
+				continue
+			}
+			var ie InstanceEvent
+			if err := json.Unmarshal(e.Data, &ie); err != nil || ie.Name != "ev" || e.Node == nil || e.Node.Name != a.cfg.Node {
+				t.Fatalf("instance event %+v (%s): %v", e, e.Data, err)
+			}
+			if ie.Status == InstanceFailed && (ie.ExitCode == nil || *ie.ExitCode != 3) {
+				t.Errorf("failed event without exit code 3: %s", e.Data)
+			}
+			got = append(got, ie.Status)
+		case <-deadline:
+			t.Fatalf("instance events on b: %v; want ... failed, removed", got)
+		}
+	}
+	if !slices.Contains(got, InstanceFailed) || slices.Contains(got[:len(got)-1], "removed") {
+		t.Errorf("instance events on b: %v; want a failed event before removed", got)
 	}
 }

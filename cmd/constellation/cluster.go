@@ -222,7 +222,7 @@ func newEventsCmd(g *globals) *cobra.Command {
 	)
 	c := &cobra.Command{
 		Use:   "events",
-		Short: "Stream cluster events (node_join, node_leave, node_suspect, node_dead, message) until interrupted",
+		Short: "Stream cluster events (node_join, node_leave, node_suspect, node_dead, message, instance) until interrupted",
 		Example: `  constellation events
   constellation events --type node_join,node_dead --json`,
 		Args: cobra.NoArgs,
@@ -246,6 +246,15 @@ func newEventsCmd(g *globals) *cobra.Command {
 					who, detail := "-", ""
 					if e.Node != nil {
 						who = e.Node.Name + " (" + shortID(e.Node.ID) + ")"
+					}
+					if e.Type == node.EventInstance {
+						var ie node.InstanceEvent
+						if json.Unmarshal(e.Data, &ie) == nil {
+							detail = fmt.Sprintf("instance %s %s", ie.Name, ie.Status)
+							if ie.ExitCode != nil && ie.Status != node.InstanceRunning {
+								detail += fmt.Sprintf(" (%s, code %d)", ie.ExitReason, *ie.ExitCode)
+							}
+						}
 					}
 					if e.Msg != nil {
 						who = orDash(e.Msg.FromName)

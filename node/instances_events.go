@@ -1,0 +1,83 @@
+package node
+
+import (
+	"encoding/json"
+	"strconv"
+	"sync"
+
+	"github.com/rads-lang/constellation/crdt"
+)
+
+// EventInstance is streamed by GET /v1/events (`constellation events --type instance`) when
+// an instance anywhere in the cluster changes status (created, running, stopped, exited,
+// failed, oom_killed, starting) or is removed ("removed"). Every node derives these events
+// from the replicated records, so each node reports every instance's changes. Event.Node
+// is the instance's node; Event.Data is an InstanceEvent.
+const EventInstance = "instance"
+
+// InstanceEvent is the data of an "instance" event.
+type InstanceEvent struct {
+	Name       string `json:"name"`
+	ID         string `json:"id"`
+	Status     string `json:"status"` // an instance status, or "removed"
+	ExitCode   *int   `json:"exit_code,omitempty"`
+	ExitReason string `json:"exit_reason,omitempty"`
+	Restarts   int    `json:"restarts"`
+}
+
+// instanceEvents de-duplicates status changes into events.
+type instanceEvents struct {
+	mu   sync.Mutex                // guards last
+	last map[string]InstanceRecord // name -> last record an event was published for
+}
+
+func (e *instanceEvents) key(r InstanceRecord) string {
+	return r.ID + "/" + r.Status + "/" + strconv.Itoa(r.Restarts)
+}
+
+// note publishes an event when r differs (id, status, restarts) from the last one seen.
+func (m *instanceManager) noteRecord(r InstanceRecord) {
+	e := &m.events
+	e.mu.Lock()
+	if e.last == nil {
+		e.last = map[string]InstanceRecord{}
+	}
+	old, had := e.last[r.Name]
+	if had && e.key(old) == e.key(r) {
+		e.mu.Unlock()
+		return
+	}
+	e.last[r.Name] = r
+	e.mu.Unlock()
+	m.publishInstanceEvent(r, r.Status)
+}
+
+// noteRemoved publishes a "removed" event for an instance seen before.
+func (m *instanceManager) noteRemoved(name string) {
+	e := &m.events
+	e.mu.Lock()
+	old, had := e.last[name]
+	delete(e.last, name)
+	e.mu.Unlock()
+	if had {
+		m.publishInstanceEvent(old, "removed")
+	}
+}
+
+func (m *instanceManager) publishInstanceEvent(r InstanceRecord, status string) {
+	b, _ := json.Marshal(InstanceEvent{Name: r.Name, ID: r.ID, Status: status, ExitCode: r.ExitCode,
+		ExitReason: r.ExitReason, Restarts: r.Restarts})
+	m.n.events.publish(Event{Type: EventInstance, Node: &EventNode{Name: r.Node, ID: r.NodeID}, Data: b})
+}
+
+// noteChangeLocked turns a replicated change of an instance record into an event (n.mu held).
+func (m *instanceManager) noteChangeLocked(c crdt.Change) {
+	v, _, ok := m.n.doc.GetLWW(CollInstances, c.Key)
+	if !ok {
+		m.noteRemoved(c.Key)
+		return
+	}
+	if r, err := decodeInstanceRecord(v); err == nil {
+		m.noteRecord(r)
+	}
+}
