@@ -459,8 +459,7 @@ func (m *instanceManager) syncRecord(name string) {
 	}
 	md, ok := m.meta[name]
 	if !ok {
-		md = instanceMeta{ID: newInstanceID(), CreatedAt: time.Now().UTC(), Env: userEnv(in.Spec.Env)}
-		m.meta[name] = md
+		return // being removed (a lost name conflict): the name is not ours to write
 	}
 	rec := m.recordOf(in, md)
 	key := func(r InstanceRecord) string { r.UpdatedAt = time.Time{}; b, _ := json.Marshal(r); return string(b) }
@@ -648,8 +647,6 @@ func (m *instanceManager) checkConflict(name string) {
 		"instance", name, "winner", r.Node)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	m.opMu.Lock()
-	defer m.opMu.Unlock()
 	if rt := m.local(); rt != nil {
 		m.mu.Lock()
 		delete(m.written, name)

@@ -762,13 +762,12 @@ func (m *instanceManager) localOp(w http.ResponseWriter, r *http.Request, rt ins
 			fail(err)
 			return
 		}
-		m.opMu.Lock()
-		_ = rt.Stop(ctx, name, grace)
-		err = rt.Destroy(ctx, name, false)
+		// No opMu: a stop may take the whole grace period, and removing only frees resources.
 		m.mu.Lock()
 		md := m.meta[name]
 		m.mu.Unlock()
-		m.opMu.Unlock()
+		_ = rt.Stop(ctx, name, grace)
+		err = rt.Destroy(ctx, name, false)
 		if err != nil {
 			fail(err)
 			return

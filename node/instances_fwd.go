@@ -39,7 +39,7 @@ const (
 	maxFwdHead        = 4 << 10
 	maxFwdChunk       = 256 << 10
 	fwdRequestTimeout = 10 * time.Second
-	fwdHeadTimeout    = 2 * time.Minute // the slowest bounded operation: stop/restart grace (≤ 1h is checked, rarely used)
+	fwdHeadTimeout    = 2 * time.Minute // plus an hour for stop, restart, restore and rm (their grace period)
 	fwdWriteTimeout   = 30 * time.Second
 )
 
@@ -141,7 +141,12 @@ func (m *instanceManager) forward(w http.ResponseWriter, r *http.Request, body [
 	_ = s.SetWriteDeadline(time.Time{})
 	streaming := strings.HasSuffix(r.URL.Path, "/wait") || (strings.HasSuffix(r.URL.Path, "/logs") && r.URL.Query().Get("follow") != "" && r.URL.Query().Get("follow") != "0")
 	if !streaming {
-		_ = s.SetReadDeadline(time.Now().Add(fwdHeadTimeout))
+		limit := fwdHeadTimeout
+		if r.Method == http.MethodDelete || strings.HasSuffix(r.URL.Path, "/stop") || strings.HasSuffix(r.URL.Path, "/restart") ||
+			strings.HasSuffix(r.URL.Path, "/restore") {
+			limit += time.Hour // a stop's grace period may be up to an hour
+		}
+		_ = s.SetReadDeadline(time.Now().Add(limit))
 	}
 	br := bufio.NewReaderSize(s, 64<<10)
 	hb, err := readFrame(br, maxFwdHead)
