@@ -2,17 +2,19 @@ package main
 
 // `constellation bench instances` measures the time from POST /v1/instances to the
 // instance running (the create answers once the program is exec'd, full isolation), on a
-// local and on a remote target node. It runs two in-process nodes on loopback, each with
-// its own data dir, and removes every instance, cgroup, mount and loop device afterwards.
+// local and on a remote target node. It runs two `constellation peer` processes on
+// loopback, each with its own data dir, and removes every instance, cgroup, mount and loop
+// device afterwards.
 
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -36,7 +38,7 @@ func newBenchInstancesCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "instances",
 		Short: "Measure POST /v1/instances until the instance runs (p50, p99), local and remote target",
-		Long: `Starts two nodes on loopback (in this process, data under --work-dir) and creates --runs
+		Long: `Starts two nodes on loopback (peer processes of this executable, data under --work-dir) and creates --runs
 instances through node A's API, targeting node A (local) and node B (remote, forwarded over
 the cluster protocol). Each create returns once the program (sleep) runs in its namespaces
 with its cgroup limits; the instance is removed before the next create. Needs root.
@@ -110,44 +112,38 @@ func latPercentile(ds []time.Duration, p float64) time.Duration {
 func latMS(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func runBenchInstances(ctx context.Context, o *benchInstancesOptions, logf func(string, ...any)) ([]benchResult, error) {
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	start := func(name string, join []string) (*node.Node, error) {
-		cfg := node.Config{Cluster: "bench-instances", Node: name, Bind: "127.0.0.1:0", NoMDNS: true,
-			DataDir: filepath.Join(o.workDir, name), Join: join}
-		n, err := node.New(cfg, log)
-		if err != nil {
-			return nil, err
-		}
-		if err := n.Start(ctx); err != nil {
-			n.Kill()
-			return nil, err
-		}
-		return n, nil
-	}
-	a, err := start("bench-a", nil)
-	if err != nil {
-		return nil, err
-	}
-	var nodes []*node.Node
-	nodes = append(nodes, a)
+	var procs []*benchPeer
 	defer func() {
-		for _, n := range nodes {
-			n.Close()
+		for _, p := range procs {
+			p.stop()
 		}
 		tctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		for _, n := range nodes {
-			if err := node.TeardownInstances(tctx, n.Status().DataDir); err != nil {
-				logf("teardown: %v", err)
+		for _, p := range procs {
+			if err := node.TeardownInstances(tctx, p.dir); err != nil {
+				logf("teardown %s: %v", p.dir, err)
 			}
 		}
 	}()
-	b, err := start("bench-b", []string{a.Status().Addresses[0]})
+	a, err := startBenchPeer(ctx, o, "bench-a", "")
+	if a != nil {
+		procs = append(procs, a)
+	}
 	if err != nil {
 		return nil, err
 	}
-	nodes = append(nodes, b)
-	cl := node.NewClient(a.Status().DataDir, "", "")
+	st, err := node.NewClient(a.dir, "", "").Status(ctx)
+	if err != nil || len(st.Addresses) == 0 {
+		return nil, fmt.Errorf("bench node a: %v (addresses %v)", err, st.Addresses)
+	}
+	b, err := startBenchPeer(ctx, o, "bench-b", st.Addresses[0])
+	if b != nil {
+		procs = append(procs, b)
+	}
+	if err != nil {
+		return nil, err
+	}
+	cl := node.NewClient(a.dir, "", "")
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		ns, err := cl.Nodes(ctx)
@@ -202,4 +198,64 @@ func runBenchInstances(ctx context.Context, o *benchInstancesOptions, logf func(
 		)
 	}
 	return out, nil
+}
+
+// benchPeer is a `constellation peer` process of this executable: each node runs in its
+// own process, as in production.
+type benchPeer struct {
+	dir  string
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func startBenchPeer(ctx context.Context, o *benchInstancesOptions, name, join string) (*benchPeer, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(o.workDir, name)
+	args := []string{"peer", "--node", name, "--cluster", "bench-instances", "--bind", "127.0.0.1:0",
+		"--no-mdns", "--data-dir", dir, "--log-level", "warn"}
+	if join != "" {
+		args = append(args, "--join", join)
+	}
+	cmd := exec.Command(exe, args...)
+	cmd.Env = append(os.Environ(), "CONSTELLATION_CLUSTER_KEY=")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &benchPeer{dir: dir, cmd: cmd, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(p.done) }()
+	cl := node.NewClient(dir, "", "")
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := cl.Status(ctx); err == nil {
+			return p, nil
+		}
+		select {
+		case <-p.done:
+			return p, fmt.Errorf("bench node %s exited at start", name)
+		default:
+		}
+		if time.Now().After(deadline) {
+			return p, fmt.Errorf("bench node %s did not answer within 20s", name)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (p *benchPeer) stop() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
 }
