@@ -76,6 +76,7 @@ type Node struct {
 	onChange func(collection, key string)
 
 	persistCh chan []byte
+	dialNow   chan struct{} // capacity 1: a member was learned; dial it without waiting for the tick
 	ctx       context.Context
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -101,7 +102,7 @@ func New(cfg Config, log *slog.Logger) (n *Node, err error) {
 	n = &Node{
 		cfg: cfg, log: log, started: time.Now(), events: newEventBus(),
 		status: map[string]string{}, names: map[string]string{},
-		persistCh: make(chan []byte, 4096), done: make(chan struct{}),
+		persistCh: make(chan []byte, 4096), done: make(chan struct{}), dialNow: make(chan struct{}, 1),
 	}
 	built := n // `return nil, err` clears n before this runs
 	defer func() {
@@ -213,6 +214,9 @@ func (n *Node) Start(ctx context.Context) error {
 		}
 		n.APIAddr = addr.String()
 	}
+	// The own record goes into the document before the host joins anyone, so the first
+	// anti-entropy exchange (the bootstrap) already carries it to the peer we join.
+	n.writeOwnRecord(false)
 	if err := n.host.Start(ctx, replica{n}); err != nil {
 		return err
 	}
@@ -226,7 +230,6 @@ func (n *Node) Start(ctx context.Context) error {
 	if err := n.sched.start(); err != nil {
 		return err
 	}
-	n.writeOwnRecord(false)
 	n.mu.Lock()
 	for _, k := range n.doc.Keys(CollNodes) {
 		n.trackMemberLocked(k)
@@ -507,6 +510,9 @@ func (n *Node) maintainLoop() {
 		select {
 		case <-n.ctx.Done():
 			return
+		case <-n.dialNow:
+			n.dialKnownMembers()
+			continue
 		case <-t.C:
 		}
 		if time.Since(lastHeartbeat) > recordRefresh {
@@ -559,11 +565,20 @@ func (n *Node) dialKnownMembers() {
 		}
 	}
 	n.mu.Unlock()
+	// In parallel: one unreachable member must not delay the others by its timeout.
+	var wg sync.WaitGroup
 	for _, ai := range todo {
-		ctx, cancel := context.WithTimeout(n.ctx, 3*time.Second)
-		_ = n.host.Connect(ctx, ai)
-		cancel()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(n.ctx, 3*time.Second)
+			if err := n.host.Connect(ctx, ai); err != nil && n.ctx.Err() == nil {
+				n.log.Debug("member from state not reachable", "peer", ai.ID, "err", err)
+			}
+			cancel()
+		}()
 	}
+	wg.Wait()
 }
 
 // reactLocked handles changed keys of a join.
@@ -594,6 +609,12 @@ func (n *Node) trackMemberLocked(key string) {
 	if err != nil {
 		n.log.Warn("undecodable membership record", "peer", key, "err", err)
 		return
+	}
+	if _, known := n.names[key]; !known && !rec.Left {
+		select { // a new member: connect to it now (it learns our record on admission)
+		case n.dialNow <- struct{}{}:
+		default:
+		}
 	}
 	n.names[key] = rec.Name
 	if id, err := peer.Decode(key); err == nil {
