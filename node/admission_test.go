@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -134,4 +135,19 @@ func TestPartitionAndHeal(t *testing.T) {
 		}
 		return true, ""
 	})
+}
+
+// TestUnreachableJoinRetries: a join peer that does not answer is retried with backoff and
+// the node says so, while it keeps working alone.
+func TestUnreachableJoinRetries(t *testing.T) {
+	cfg := nodeConfig(t, "lonely")
+	cfg.Join = []string{"127.0.0.1:9"} // discard port: nothing listens for QUIC or TCP there
+	n := startTestNode(t, cfg)
+	waitFor(t, 15*time.Second, "a logged retry", func() (bool, string) {
+		lines := strings.Count(n.log.String(), "join peer unreachable; retrying")
+		return lines >= 1 && n.log.contains("127.0.0.1:9") && n.log.contains("retry_in"), fmt.Sprintf("%d retry lines", lines)
+	})
+	if st := n.Status(); st.NodesAlive != 1 || st.NodesTotal != 1 {
+		t.Fatalf("status while the join peer is unreachable = %+v; want itself alive", st)
+	}
 }
