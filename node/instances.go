@@ -510,34 +510,46 @@ func (m *instanceManager) removeRecord(name string) {
 // reconcile makes the replicated records owned by this node match the runtime: records of
 // instances the runtime does not know are removed, every local instance is (re)written.
 func (m *instanceManager) reconcile() {
-	self := m.n.host.ID().String()
 	have := map[string]bool{}
 	if rt := m.local(); rt != nil {
 		for _, in := range rt.List() {
 			have[in.Name] = true
 		}
 	}
-	m.n.mu.Lock()
-	for _, k := range m.n.doc.Keys(CollInstances) {
-		v, _, ok := m.n.doc.GetLWW(CollInstances, k)
-		if !ok {
-			continue
-		}
-		r, err := decodeInstanceRecord(v)
-		if err != nil || r.NodeID != self || have[k] {
-			continue
-		}
-		if d, err := m.n.doc.Remove(CollInstances, k); err == nil {
-			m.n.publishLocked(d)
-		}
-	}
-	m.n.mu.Unlock()
+	m.removeStale()
 	for name := range have {
 		m.syncRecord(name)
 	}
 	m.mu.Lock()
 	m.writeResourcesLocked()
 	m.mu.Unlock()
+}
+
+// removeStale removes records that name this node for instances it does not run, e.g.
+// records that come back from peers after this node lost its state. An instance has meta
+// before its first record is written, and records are written under m.mu, so holding m.mu
+// the meta names are exactly the instances whose records may stand.
+func (m *instanceManager) removeStale() {
+	self := m.n.host.ID().String()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.n.mu.Lock()
+	defer m.n.mu.Unlock()
+	for _, k := range m.n.doc.Keys(CollInstances) {
+		if _, ok := m.meta[k]; ok {
+			continue
+		}
+		v, _, ok := m.n.doc.GetLWW(CollInstances, k)
+		if !ok {
+			continue
+		}
+		if r, err := decodeInstanceRecord(v); err != nil || r.NodeID != self {
+			continue
+		}
+		if d, err := m.n.doc.Remove(CollInstances, k); err == nil {
+			m.n.publishLocked(d)
+		}
+	}
 }
 
 // onChangeLocked notes a replicated change of an instance record (n.mu held); the
@@ -612,6 +624,7 @@ func (m *instanceManager) conflictLoop() {
 			for _, k := range names {
 				m.checkConflict(k)
 			}
+			m.removeStale()
 		}
 	}
 }

@@ -491,3 +491,24 @@ func TestInstanceAPIAuth(t *testing.T) {
 		t.Errorf("runtime env = %v; want CONSTELLATION_API %s and CONSTELLATION_NODE %s", env, api.url(), n.cfg.Node)
 	}
 }
+
+// TestStaleRecordsRemoved: a record naming this node for an instance it does not run (state
+// lost, record back from a peer) is removed; records of instances it runs stay.
+func TestStaleRecordsRemoved(t *testing.T) {
+	n := startSchedCluster(t, 1, nil)[0]
+	if _, err := n.instances.create(t.Context(), &CreateRequest{Name: "real", Command: []string{"true"}}); err != nil {
+		t.Fatal(err)
+	}
+	putRecord(t, n.Node, InstanceRecord{Name: "ghost", ID: "g", Node: n.cfg.Node, NodeID: n.ID().String(), Status: InstanceRunning})
+	putRecord(t, n.Node, InstanceRecord{Name: "elsewhere", ID: "e", Node: "other", NodeID: "12D3KooWOther", Status: InstanceRunning})
+	n.instances.removeStale()
+	if _, ok := n.instances.record("ghost"); ok {
+		t.Error("stale record of ghost still there")
+	}
+	if _, ok := n.instances.record("real"); !ok {
+		t.Error("record of the running instance real was removed")
+	}
+	if _, ok := n.instances.record("elsewhere"); !ok {
+		t.Error("another node's record was removed")
+	}
+}
