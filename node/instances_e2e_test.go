@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -32,31 +31,14 @@ func instRequireRoot(t testing.TB) {
 	t.Skip("needs root (cgroups, namespaces); set CONSTELLATION_TEST_REQUIRE_ROOT=1 to make this a failure")
 }
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
-
-// constellationBinary builds cmd/constellation once per test process.
+// constellationBinary builds cmd/constellation into a directory removed after the test.
 func constellationBinary(t testing.TB) string {
 	t.Helper()
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "constellation-bin-")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "constellation")
-		cmd := exec.Command("go", "build", "-o", binPath, "../cmd/constellation")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
+	bin := filepath.Join(t.TempDir(), "constellation")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/constellation").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	return binPath
+	return bin
 }
 
 // procNode is a node running as a child process.
