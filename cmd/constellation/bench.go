@@ -597,10 +597,19 @@ func benchIdle(ctx context.Context, o *benchOptions, count int, warmup, window t
 		return
 	}
 	in0, out0 := sum()
+	per0 := make([]int64, len(c.nodes))
+	for i, n := range c.nodes {
+		_, per0[i] = n.Host().Bandwidth()
+	}
 	t0 := time.Now()
 	sleep(ctx, window)
 	in1, out1 := sum()
 	el := time.Since(t0).Seconds()
+	var maxOut float64
+	for i, n := range c.nodes {
+		_, o := n.Host().Bandwidth()
+		maxOut = max(maxOut, float64(o-per0[i])/el)
+	}
 	perNode := float64(out1-out0) / el / float64(count)
 	if !converged(c.nodes, count) {
 		return nil, fmt.Errorf("cluster lost convergence while idle")
@@ -608,7 +617,7 @@ func benchIdle(ctx context.Context, o *benchOptions, count int, warmup, window t
 	o.logf("idle %d nodes: %.0f B/s sent per node (%.0f B/s received)", count, perNode, float64(in1-in0)/el/float64(count))
 	return []benchResult{{Name: "idle traffic sent per node", Nodes: count, Value: round2(perNode), Unit: "B/s", Goal: "<= 250 B/s",
 		Reference: "memberlist ~100 B/s (membership only)",
-		Note:      fmt.Sprintf("whole cluster %.1f kbit/s over %v", float64(out1-out0)*8/el/1000, window)}}, nil
+		Note:      fmt.Sprintf("whole cluster %.1f kbit/s over %v; busiest node %.0f B/s", float64(out1-out0)*8/el/1000, window, maxOut)}}, nil
 }
 
 func sleep(ctx context.Context, d time.Duration) {
