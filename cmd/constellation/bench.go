@@ -407,6 +407,9 @@ func benchLatency(ctx context.Context, o *benchOptions, count, rounds int) ([]be
 			last = max(last, d)
 		}
 		all = append(all, last)
+		if last > 300*time.Millisecond {
+			o.logf("latency %d nodes: change %d took %v (written at %s)", count, r, last, t0.Format("15:04:05.000"))
+		}
 		time.Sleep(time.Duration(20+rand.IntN(30)) * time.Millisecond)
 	}
 	o.logf("latency %d nodes, per change (ms): %v", count, fmtMs(all))
