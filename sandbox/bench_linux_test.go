@@ -3,8 +3,6 @@ package sandbox
 import (
 	"context"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"testing"
 )
@@ -61,16 +59,12 @@ func envInt(k string, def int) int {
 // static libc is available (it starts in well under a millisecond, so the numbers show
 // the launch itself), else the static Go test helper.
 func benchProbe(b *testing.B) (string, string) {
-	if cc, err := exec.LookPath("cc"); err == nil {
-		dir := b.TempDir()
-		src := filepath.Join(dir, "probe.c")
-		bin := filepath.Join(dir, "probe")
-		os.WriteFile(src, []byte("#include <unistd.h>\nint main(void){ return write(1, \"x\", 1) == 1 ? 0 : 1; }\n"), 0o644)
-		if out, err := exec.Command(cc, "-O2", "-static", "-o", bin, src).CombinedOutput(); err == nil {
-			return bin, "static C (" + cc + ")"
-		} else {
-			b.Logf("cc -static failed, using the Go helper: %v: %s", err, out)
-		}
+	bin, kind, err := BuildProbe(b.TempDir())
+	if err != nil {
+		b.Logf("%v; using the Go helper", err)
+	}
+	if bin != "" {
+		return bin, kind
 	}
 	return helperBinary(b), "static Go helper"
 }

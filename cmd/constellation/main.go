@@ -67,7 +67,7 @@ Client commands find their node with --data-dir DIR (its Unix socket) or --api H
 	root.AddCommand(instanceCommands(g)...)
 	root.AddCommand(deployCommands(g)...)
 	bench := newBenchCmd()
-	bench.AddCommand(newBenchInstancesCmd())
+	bench.AddCommand(newBenchInstancesCmd(), newBenchSandboxCmd())
 	root.AddCommand(bench)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return fmt.Errorf("%v\nRun '%s --help' for the accepted flags", err, c.CommandPath())
