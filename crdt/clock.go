@@ -1,6 +1,7 @@
 package crdt
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
@@ -41,21 +42,7 @@ type Timestamp struct {
 // Compare returns -1, 0 or +1 as t is before, equal to or after o in the total
 // order (Wall, Logical, Replica).
 func (t Timestamp) Compare(o Timestamp) int {
-	switch {
-	case t.Wall < o.Wall:
-		return -1
-	case t.Wall > o.Wall:
-		return 1
-	case t.Logical < o.Logical:
-		return -1
-	case t.Logical > o.Logical:
-		return 1
-	case t.Replica < o.Replica:
-		return -1
-	case t.Replica > o.Replica:
-		return 1
-	}
-	return 0
+	return cmp.Or(cmp.Compare(t.Wall, o.Wall), cmp.Compare(t.Logical, o.Logical), cmp.Compare(t.Replica, o.Replica))
 }
 
 // Less reports whether t orders before o.

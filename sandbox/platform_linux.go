@@ -554,8 +554,9 @@ func (lp *linuxProc) close() {
 	}
 }
 
-// procStartTime is field 22 of /proc/PID/stat (clock ticks since boot), 0 if gone.
-func procStartTime(pid int) uint64 {
+// procStatField returns field n (1-based, as in proc(5)) of /proc/PID/stat as a number, 0 if
+// the process is gone. Fields are counted after the command name, which may hold spaces.
+func procStatField(pid, n int) uint64 {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return 0
@@ -565,32 +566,19 @@ func procStartTime(pid int) uint64 {
 	if i < 0 {
 		return 0
 	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 20 {
+	f := strings.Fields(s[i+1:]) // f[0] is field 3 (state)
+	if len(f) < n-2 {
 		return 0
 	}
-	n, _ := strconv.ParseUint(f[19], 10, 64)
-	return n
+	v, _ := strconv.ParseUint(f[n-3], 10, 64)
+	return v
 }
 
+// procStartTime is field 22 of /proc/PID/stat (clock ticks since boot), 0 if gone.
+func procStartTime(pid int) uint64 { return procStatField(pid, 22) }
+
 // procPPID is field 4 of /proc/PID/stat, 0 if gone.
-func procPPID(pid int) int {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 2 {
-		return 0
-	}
-	n, _ := strconv.Atoi(f[1])
-	return n
-}
+func procPPID(pid int) int { return int(procStatField(pid, 4)) }
 
 func totalMemMB() int64 {
 	return int64(statKeyColon("/proc/meminfo", "MemTotal") >> 10)

@@ -1,6 +1,7 @@
 package sched
 
 import (
+	"cmp"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,17 +15,7 @@ type Stamp struct {
 }
 
 func (s Stamp) cmp(o Stamp) int {
-	switch {
-	case s.Wall < o.Wall:
-		return -1
-	case s.Wall > o.Wall:
-		return 1
-	case s.Logical < o.Logical:
-		return -1
-	case s.Logical > o.Logical:
-		return 1
-	}
-	return 0
+	return cmp.Or(cmp.Compare(s.Wall, o.Wall), cmp.Compare(s.Logical, o.Logical))
 }
 
 // Running is one instance of a deployment as the CRDT state records it.
