@@ -1,7 +1,8 @@
 # constellation: one binary, leaderless cluster.
 GO        ?= go
 BIN       ?= bin/constellation
-DATA_DIR  ?= $(CURDIR)/.data/node
+# Extra flags for `make run`, e.g. make run RUN_FLAGS='--join 192.0.2.10:7946'.
+RUN_FLAGS ?=
 # Packages whose tests also run under the race detector (every package with tests; a full
 # make test takes about 5 minutes on 2 cores).
 RACE_PKGS ?= ./crdt/... ./p2p/... ./node/... ./cmd/... ./sched/... ./sandbox/...
@@ -14,9 +15,10 @@ all: build
 build:
 	$(GO) build -o $(BIN) ./cmd/constellation
 
-# A working single node on embedded defaults (data under .data/node).
+# A working single node on embedded defaults (the default data dir: /var/lib/constellation as
+# root, ~/.local/share/constellation otherwise), so client commands need no flags.
 run: build
-	$(BIN) peer --data-dir $(DATA_DIR)
+	$(BIN) peer $(RUN_FLAGS)
 
 test: lint test-unit test-race test-fuzz
 

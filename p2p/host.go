@@ -343,7 +343,17 @@ func (h *Host) Addrs() []ma.Multiaddr {
 	for _, a := range h.h.Addrs() {
 		out = append(out, a.AppendComponent(id))
 	}
+	// QUIC first, TCP as fallback: peers dial the addresses in this order. The sort is
+	// stable, so advertised addresses stay ahead of bound ones within each transport.
+	slices.SortStableFunc(out, func(a, b ma.Multiaddr) int { return quicRank(a) - quicRank(b) })
 	return out
+}
+
+func quicRank(a ma.Multiaddr) int {
+	if _, err := a.ValueForProtocol(ma.P_QUIC_V1); err == nil {
+		return 0
+	}
+	return 1
 }
 
 // Admitted lists the peers that passed admission and are connected.
