@@ -189,7 +189,9 @@ func New(cfg Config) (*Host, error) {
 		libp2p.Identity(sk),
 		libp2p.ListenAddrs(cfg.Listen...),
 		libp2p.Transport(quic.NewTransport),
-		libp2p.Transport(tcp.NewTCPTransport),
+		// Without SO_REUSEPORT a second node on the same TCP port fails to bind instead of
+		// silently sharing the port (the kernel would split connections between the two).
+		libp2p.Transport(tcp.NewTCPTransport, tcp.DisableReuseport()),
 		libp2p.DefaultSecurity,
 		libp2p.DefaultMuxers,
 		libp2p.ConnectionManager(cm),
@@ -215,6 +217,11 @@ func New(cfg Config) (*Host, error) {
 	if err != nil {
 		rm.Close()
 		return nil, fmt.Errorf("p2p: listen on %v: %w", cfg.Listen, err)
+	}
+	if missing := unboundListens(cfg.Listen, h.Network().ListenAddresses()); len(missing) > 0 {
+		h.Close()
+		return nil, fmt.Errorf("%w: cannot listen on %v: the port is in use (another constellation node?); pick another with --bind HOST:PORT",
+			ErrConfig, missing)
 	}
 	hh.h = h
 	hh.mh = newMemberHost(hh)
@@ -442,4 +449,35 @@ func (h *Host) getReplica() Replica {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.replica
+}
+
+// unboundListens returns the requested listen addresses that got no listener: libp2p keeps
+// going when only some of them bind, which would leave a node silently without QUIC (or TCP).
+func unboundListens(want, got []ma.Multiaddr) []ma.Multiaddr {
+	var missing []ma.Multiaddr
+	for _, w := range want {
+		wt, wp := listenKey(w)
+		found := false
+		for _, g := range got {
+			gt, gp := listenKey(g)
+			if gt == wt && (wp == "0" || gp == wp) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			missing = append(missing, w)
+		}
+	}
+	return missing
+}
+
+// listenKey is an address's transport ("quic" or "tcp") and port.
+func listenKey(a ma.Multiaddr) (transport, port string) {
+	if _, err := a.ValueForProtocol(ma.P_QUIC_V1); err == nil {
+		p, _ := a.ValueForProtocol(ma.P_UDP)
+		return "quic", p
+	}
+	p, _ := a.ValueForProtocol(ma.P_TCP)
+	return "tcp", p
 }
