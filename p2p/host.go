@@ -29,6 +29,7 @@ import (
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
+	"go.uber.org/fx"
 )
 
 // Replica is the replicated state as the host sees it: opaque bytes. The node package
@@ -200,6 +201,7 @@ func New(cfg Config) (*Host, error) {
 		libp2p.BandwidthReporter(hh.bw),
 		libp2p.DisableMetrics(),
 		libp2p.UserAgent("constellation"),
+		libp2p.WithFxOption(fx.NopLogger), // its start-up errors reach the caller as our error
 	}
 	if len(cfg.Advertise) > 0 {
 		adv := slices.Clone(cfg.Advertise)
