@@ -47,10 +47,27 @@ func newAPIServer(n *Node, log *slog.Logger, token string) *apiServer {
 	s.mux.HandleFunc("GET /v1/events", s.handleEvents)
 	s.mux.HandleFunc("POST /v1/send", s.handleSend)
 	s.mux.HandleFunc("POST /v1/broadcast", s.handleBroadcast)
-	s.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no API route %s %s; see docs/api.md for the routes", r.Method, r.URL.Path))
-	})
+	s.mux.HandleFunc("/v1/", s.handleNoRoute)
 	return s
+}
+
+// handleNoRoute answers 405 with the allowed methods when the path exists under another
+// method, else 404.
+func (s *apiServer) handleNoRoute(w http.ResponseWriter, r *http.Request) {
+	var allowed []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := s.mux.Handler(probe); pattern != "/v1/" && pattern != "" {
+			allowed = append(allowed, m)
+		}
+	}
+	if len(allowed) > 0 {
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", fmt.Sprintf("%s %s is not allowed; use %s", r.Method, r.URL.Path, strings.Join(allowed, " or ")))
+		return
+	}
+	writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no API route %s %s; see docs/api.md for the routes", r.Method, r.URL.Path))
 }
 
 // Route registers an extra API route (used by the node's feature modules).

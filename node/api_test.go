@@ -137,7 +137,7 @@ func TestAPIBadInput(t *testing.T) {
 		{"two values", "POST", "/v1/broadcast", `{"type":"t","data":1}{}`, 400, "more than one"},
 		{"too large", "POST", "/v1/send", big, 413, "bytes"},
 		{"unknown route", "GET", "/v1/nope", "", 404, "/v1/nope"},
-		{"wrong method", "GET", "/v1/send", "", 404, "GET /v1/send"},
+		{"wrong method", "GET", "/v1/send", "", 405, "use POST"},
 		{"unknown event type", "GET", "/v1/events?type=node_join,bogus", "", 400, "bogus"},
 		{"unknown node", "POST", "/v1/send", `{"node":"ghost","type":"t","data":1}`, 404, "ghost"},
 	})

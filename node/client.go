@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -169,18 +170,23 @@ func (c *Client) Broadcast(ctx context.Context, typ string, data json.RawMessage
 }
 
 // Events streams GET /v1/events until ctx ends or the node stops, calling fn per event.
-// types filters (nil = all); after resumes after a sequence number (0 = only new events).
-func (c *Client) Events(ctx context.Context, types []string, after uint64, fn func(Event) error) error {
-	path := "/v1/events"
+// types filters (nil = all); replay asks for the retained events after sequence number
+// after (after 0: all retained) before the new ones; without replay only new events come.
+func (c *Client) Events(ctx context.Context, types []string, replay bool, after uint64, fn func(Event) error) error {
+	q := url.Values{}
 	if len(types) > 0 {
-		path += "?type=" + strings.Join(types, ",")
+		q.Set("type", strings.Join(types, ","))
+	}
+	if replay {
+		q.Set("since", strconv.FormatUint(after, 10))
+	}
+	path := "/v1/events"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
 	if err != nil {
 		return err
-	}
-	if after > 0 {
-		req.Header.Set("Last-Event-ID", strconv.FormatUint(after, 10))
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)

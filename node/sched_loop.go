@@ -84,7 +84,7 @@ func newScheduler(n *Node) *scheduler {
 		n: n, log: n.log.With("component", "sched"), now: time.Now,
 		backoff:      sched.DefaultBackoff(),
 		claimTimeout: 30 * time.Second,
-		interval:     250 * time.Millisecond,
+		interval:     500 * time.Millisecond, // timers (backoff, expiry, claim timeouts); changes kick a pass at once
 		grace:        5 * time.Second,
 		path:         filepath.Join(n.cfg.DataDir, "sched", "managed.json"),
 		managed:      map[string]*managedInstance{},
@@ -330,10 +330,34 @@ func newClaimID(now time.Time) string {
 func (s *scheduler) pass() {
 	s.passMu.Lock()
 	defer s.passMu.Unlock()
+	if s.idle() {
+		return
+	}
 	st := s.snapshot()
 	s.ownerPass(st)
 	s.agentPass(st)
 	s.expireReservations(st)
+}
+
+// idle reports that there is nothing to schedule anywhere in the cluster: no deployment,
+// claim, rejection, reservation, drain or local deployment instance. An idle cluster then
+// pays nothing for the loop (a pass decodes every record of the scheduling collections).
+func (s *scheduler) idle() bool {
+	s.mu.Lock()
+	managed := len(s.managed)
+	s.mu.Unlock()
+	if managed > 0 {
+		return false
+	}
+	n := s.n
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, c := range []string{CollDeployments, CollClaims, CollRejections, CollReservations, CollDrains} {
+		if n.doc.Len(c) > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // schedWrites collects one pass's writes, applied as one delta.

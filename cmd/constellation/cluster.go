@@ -238,7 +238,7 @@ func newEventsCmd(g *globals) *cobra.Command {
 				tw = newTable(out, "TIME", "EVENT", "NODE", "DETAIL")
 				tw.flush()
 			}
-			err := g.client().Events(ctx, types, since, func(e node.Event) error {
+			err := g.client().Events(ctx, types, c.Flags().Changed("since"), since, func(e node.Event) error {
 				if asJSON {
 					b, _ := json.Marshal(e)
 					fmt.Fprintln(out, string(b))
@@ -277,7 +277,7 @@ func newEventsCmd(g *globals) *cobra.Command {
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print one JSON object per line")
 	c.Flags().StringSliceVar(&types, "type", nil, "only these event types (comma-separated)")
-	c.Flags().Uint64Var(&since, "since", 0, "replay retained events after this sequence number")
+	c.Flags().Uint64Var(&since, "since", 0, "first replay the retained events after this sequence number (0: all retained)")
 	c.Flags().IntVar(&count, "count", 0, "exit after this many events (0: run until interrupted)")
 	return c
 }
