@@ -634,9 +634,13 @@ func (n *Node) trackMemberLocked(key string) {
 		}
 		n.host.AddAddrs(id, addrs)
 	}
+	// The detector watches admitted members only: a member learned from state is dialled
+	// (above) and joins the detector on admission, so a first probe never has to wait for a
+	// dial, handshake and admission within the probe timeout (false suspicions at join). A
+	// member that disconnects later stays in the detector and is probed to dead.
 	if rec.Left {
 		n.det.RemoveMember(key)
-	} else {
+	} else if id, err := peer.Decode(key); err == nil && n.host.IsAdmitted(id) {
 		n.det.AddMember(key)
 	}
 	n.refreshStatusLocked(key, rec)
