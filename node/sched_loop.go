@@ -48,6 +48,7 @@ type scheduler struct {
 	// after this long is placed again.
 	claimTimeout time.Duration
 	interval     time.Duration
+	leftGrace    time.Duration // see defaultLeftGrace
 	grace        time.Duration // stop grace for removed instances
 	path         string        // managed.json
 
@@ -84,6 +85,7 @@ func newScheduler(n *Node) *scheduler {
 		n: n, log: n.log.With("component", "sched"), now: time.Now,
 		backoff:      sched.DefaultBackoff(),
 		claimTimeout: 30 * time.Second,
+		leftGrace:    defaultLeftGrace,
 		interval:     500 * time.Millisecond, // timers (backoff, expiry, claim timeouts); changes kick a pass at once
 		grace:        5 * time.Second,
 		path:         filepath.Join(n.cfg.DataDir, "sched", "managed.json"),
@@ -169,31 +171,34 @@ func (s *scheduler) isDeploymentInstance(name string) bool {
 // ---- snapshot of replicated state ----
 
 type schedState struct {
-	now     time.Time
-	self    string            // node name
-	selfID  string            // peer ID
-	status  map[string]string // peer ID -> status
-	nameOf  map[string]string // peer ID -> name
-	idOf    map[string]string // name -> peer ID (alive preferred)
-	labels  map[string]map[string]string
-	res     map[string]ResourceRecord // peer ID ->
-	deps    map[string]DeploymentRecord
-	claims  map[string]ClaimRecord
-	rejs    map[string]RejectionRecord // "<instance>@<peer ID>"
-	insts   map[string]InstanceRecord
-	resv    map[string]ReservationRecord
-	drains  map[string]bool // peer ID -> draining
-	quotas  map[string]QuotaRecord
-	msgs    map[string]DeployStatusRecord
-	members []string       // names of nodes not dead nor left (rendezvous membership)
-	alloc   map[string]int // next instance index per deployment, this pass
+	now    time.Time
+	self   string               // node name
+	selfID string               // peer ID
+	status map[string]string    // peer ID -> status
+	leftAt map[string]time.Time // peer ID -> when a left node left
+	// leftGrace: a left node's instances count as lost only this long after it left.
+	leftGrace time.Duration
+	nameOf    map[string]string // peer ID -> name
+	idOf      map[string]string // name -> peer ID (alive preferred)
+	labels    map[string]map[string]string
+	res       map[string]ResourceRecord // peer ID ->
+	deps      map[string]DeploymentRecord
+	claims    map[string]ClaimRecord
+	rejs      map[string]RejectionRecord // "<instance>@<peer ID>"
+	insts     map[string]InstanceRecord
+	resv      map[string]ReservationRecord
+	drains    map[string]bool // peer ID -> draining
+	quotas    map[string]QuotaRecord
+	msgs      map[string]DeployStatusRecord
+	members   []string       // names of nodes not dead nor left (rendezvous membership)
+	alloc     map[string]int // next instance index per deployment, this pass
 }
 
 func (s *scheduler) snapshot() *schedState {
 	n := s.n
 	st := &schedState{
-		now: s.now(), self: n.cfg.Node, selfID: n.host.ID().String(),
-		status: map[string]string{}, nameOf: map[string]string{}, idOf: map[string]string{},
+		now: s.now(), leftGrace: s.leftGrace, self: n.cfg.Node, selfID: n.host.ID().String(),
+		status: map[string]string{}, leftAt: map[string]time.Time{}, nameOf: map[string]string{}, idOf: map[string]string{},
 		labels: map[string]map[string]string{}, res: map[string]ResourceRecord{},
 		deps: map[string]DeploymentRecord{}, claims: map[string]ClaimRecord{}, rejs: map[string]RejectionRecord{},
 		insts: map[string]InstanceRecord{}, resv: map[string]ReservationRecord{}, drains: map[string]bool{},
@@ -203,6 +208,9 @@ func (s *scheduler) snapshot() *schedState {
 	defer n.mu.Unlock()
 	for _, x := range n.nodesLocked() {
 		st.status[x.ID] = x.Status
+		if x.Status == StatusLeft {
+			st.leftAt[x.ID] = x.LastSeen // the record's refresh at leave time
+		}
 		st.nameOf[x.ID] = x.Name
 		if prev, ok := st.idOf[x.Name]; !ok || st.status[prev] != StatusAlive {
 			st.idOf[x.Name] = x.ID
@@ -269,10 +277,23 @@ func (s *scheduler) snapshot() *schedState {
 
 func (st *schedState) alive(peerID string) bool { return st.status[peerID] == StatusAlive }
 
-// gone reports whether a node is dead, left or unknown: its instances are lost.
+// defaultLeftGrace is how long the instances of a node that left gracefully stay where they are
+// before they are placed again: a node restarting (an upgrade, a config change) comes back
+// within it and re-adopts its running instances, so nothing moves. A node going away for
+// good is drained first (`constellation drain`), or its instances move after the grace.
+// A dead node's instances are placed again at once.
+const defaultLeftGrace = 30 * time.Second
+
+// gone reports whether a node is dead, unknown, or left longer than the grace ago: its
+// instances are lost.
 func (st *schedState) gone(peerID string) bool {
-	s := st.status[peerID]
-	return s == "" || s == StatusDead || s == StatusLeft
+	switch st.status[peerID] {
+	case "", StatusDead:
+		return true
+	case StatusLeft:
+		return st.now.Sub(st.leftAt[peerID]) > st.leftGrace
+	}
+	return false
 }
 
 // claim states.
