@@ -60,6 +60,15 @@ type Config struct {
 	// uses 6.
 	SuspicionMaxTimeoutMult int
 
+	// SuspicionMaxTimeout caps every suspicion timeout, however far local
+	// health stretched it. Default 8 s: above the unstretched maximum (7.8 s
+	// with 20 nodes), so it only bites on an overloaded or partly cut-off
+	// observer, and it keeps the promise that a failed node is dead everywhere
+	// within about 10 s (a partition raises local health, because helpers on
+	// the far side never nack, and without the cap a suspicion could last
+	// close to a minute).
+	SuspicionMaxTimeout time.Duration
+
 	// AwarenessMaxMultiplier bounds local health: the score runs from 0 to
 	// AwarenessMaxMultiplier-1 and probe interval and timeout are multiplied
 	// by score+1. Failed probes with missing nacks and having to refute raise
@@ -119,6 +128,7 @@ func DefaultConfig() Config {
 		IndirectChecks:          3,
 		SuspicionMult:           3,
 		SuspicionMaxTimeoutMult: 4,
+		SuspicionMaxTimeout:     8 * time.Second,
 		AwarenessMaxMultiplier:  8,
 		GossipInterval:          200 * time.Millisecond,
 		GossipNodes:             3,
@@ -147,6 +157,8 @@ func (c Config) Validate() error {
 		return bad("SuspicionMult %d must be at least 1", c.SuspicionMult)
 	case c.SuspicionMaxTimeoutMult < 1:
 		return bad("SuspicionMaxTimeoutMult %d must be at least 1", c.SuspicionMaxTimeoutMult)
+	case c.SuspicionMaxTimeout <= 0:
+		return bad("SuspicionMaxTimeout %v must be positive", c.SuspicionMaxTimeout)
 	case c.AwarenessMaxMultiplier < 1:
 		return bad("AwarenessMaxMultiplier %d must be at least 1", c.AwarenessMaxMultiplier)
 	case c.GossipInterval <= 0:

@@ -794,7 +794,9 @@ func (d *Detector) onSuspect(e entry, now time.Time) {
 		k = 0
 	}
 	lo := d.scale(time.Duration(float64(d.cfg.SuspicionMult) * max(1, math.Log10(float64(n))) * float64(d.cfg.ProbeInterval)))
-	m.susp = &suspicion{start: now, k: k, min: lo, max: lo * time.Duration(d.cfg.SuspicionMaxTimeoutMult), confirmed: []string{e.from}}
+	hi := min(lo*time.Duration(d.cfg.SuspicionMaxTimeoutMult), d.cfg.SuspicionMaxTimeout)
+	lo = min(lo, hi)
+	m.susp = &suspicion{start: now, k: k, min: lo, max: hi, confirmed: []string{e.from}}
 	d.queue.push(e)
 	if e.from != d.self && len(d.urgent) < maxUrgent {
 		// Probe it next: a dead member collects its confirmations within

@@ -460,3 +460,36 @@ func TestLocalHealthRisesAndFalls(t *testing.T) {
 		t.Fatalf("recovered node health %d, want 0", h)
 	}
 }
+
+// TestSuspicionCeiling: however far local health stretches a suspicion, it never outlasts
+// SuspicionMaxTimeout, so a failed member is dead within about 10 s even on an overloaded or
+// partly cut-off observer; a healthy observer's timeouts stay unchanged.
+func TestSuspicionCeiling(t *testing.T) {
+	cfg := DefaultConfig()
+	for _, health := range []int{0, cfg.AwarenessMaxMultiplier - 1} {
+		d, err := New("self", 1, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range []string{"a", "b", "c"} {
+			if err := d.AddMember(id, simEpoch); err != nil {
+				t.Fatal(err)
+			}
+		}
+		d.health = health
+		d.onSuspect(entry{kind: entrySuspect, node: "a", inc: 1, from: "b"}, simEpoch)
+		s := d.members["a"].susp
+		if s == nil {
+			t.Fatalf("health %d: no suspicion started", health)
+		}
+		unstretched := time.Duration(cfg.SuspicionMult) * cfg.ProbeInterval * time.Duration(cfg.SuspicionMaxTimeoutMult)
+		switch {
+		case s.max > cfg.SuspicionMaxTimeout:
+			t.Fatalf("health %d: suspicion max %v exceeds the ceiling %v", health, s.max, cfg.SuspicionMaxTimeout)
+		case health == 0 && s.max != unstretched:
+			t.Fatalf("healthy: suspicion max %v, want the unstretched %v", s.max, unstretched)
+		case s.min > s.max:
+			t.Fatalf("health %d: min %v above max %v", health, s.min, s.max)
+		}
+	}
+}
