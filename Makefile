@@ -28,15 +28,9 @@ test-unit:
 test-race:
 	$(GO) test -count=1 -race -timeout 20m $(RACE_PKGS)
 
-# Each fuzz target runs for FUZZTIME (go test accepts one -fuzz target per package run).
+# Each fuzz target runs for FUZZTIME (see scripts/fuzz.sh).
 test-fuzz:
-	@set -e; for pkg in $$($(GO) list ./...); do \
-	  dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
-	  for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/func //'); do \
-	    echo "fuzz $$pkg $$f"; \
-	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
-	  done; \
-	done
+	GO=$(GO) FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./...
