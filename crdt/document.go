@@ -335,8 +335,13 @@ func (d *Document) AddPNCounter(collection, key string, n int64) (*Delta, error)
 
 // PNCounter returns the PN-counter's value.
 func (d *Document) PNCounter(collection, key string) int64 {
+	return d.netCount(collection, key, KindPNCounter)
+}
+
+// netCount sums increments minus decrements over every replica's row of a counter.
+func (d *Document) netCount(collection, key string, kind Kind) int64 {
 	var p, n uint64
-	for _, r := range d.entry(collection, key).rows(KindPNCounter) {
+	for _, r := range d.entry(collection, key).rows(kind) {
 		p += r.P
 		n += r.N
 	}
@@ -394,12 +399,7 @@ func (d *Document) TransferBounded(collection, key string, to ReplicaID, n uint6
 
 // Bounded returns the bounded counter's value (increments minus decrements).
 func (d *Document) Bounded(collection, key string) int64 {
-	var p, n uint64
-	for _, r := range d.entry(collection, key).rows(KindBounded) {
-		p += r.P
-		n += r.N
-	}
-	return int64(p - n)
+	return d.netCount(collection, key, KindBounded)
 }
 
 // BoundedRights returns the rights replica r holds on the bounded counter,
