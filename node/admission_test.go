@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/rads-lang/constellation/api"
 )
 
 // TestOutsidersExcluded: a node with the wrong key, another cluster's name, or no key
@@ -26,7 +27,7 @@ func TestOutsidersExcluded(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ns := startCluster(t, 2, func(_ int, c *Config) { c.ClusterKey = "secret" })
-			waitFor(t, 20*time.Second, "members converge", func() (bool, string) { return allSee(ns, ns, StatusAlive) })
+			waitFor(t, 20*time.Second, "members converge", func() (bool, string) { return allSee(ns, ns, api.StatusAlive) })
 			if err := ns[0].PutState("test", map[string][]byte{"secret-data": []byte("x")}); err != nil {
 				t.Fatal(err)
 			}
@@ -66,7 +67,7 @@ func TestOutsidersExcluded(t *testing.T) {
 				time.Sleep(100 * time.Millisecond)
 			}
 			// The members stay healthy and converged with each other.
-			if ok, why := allSee(ns, ns, StatusAlive); !ok {
+			if ok, why := allSee(ns, ns, api.StatusAlive); !ok {
 				t.Fatal(why)
 			}
 			if _, err := peer.Decode(xid); err != nil {
@@ -80,7 +81,7 @@ func TestOutsidersExcluded(t *testing.T) {
 // its side sees and judges the other side dead), and converge after the cut heals.
 func TestPartitionAndHeal(t *testing.T) {
 	ns := startCluster(t, 4, nil)
-	waitFor(t, 20*time.Second, "convergence", func() (bool, string) { return allSee(ns, ns, StatusAlive) })
+	waitFor(t, 20*time.Second, "convergence", func() (bool, string) { return allSee(ns, ns, api.StatusAlive) })
 	side := map[peer.ID]int{}
 	for i, n := range ns {
 		side[n.ID()] = i % 2
@@ -97,10 +98,10 @@ func TestPartitionAndHeal(t *testing.T) {
 	}
 	// Each side judges the other side dead and keeps its own writes.
 	waitFor(t, 20*time.Second, "each side marks the other dead", func() (bool, string) {
-		if ok, why := allSee(halves[0], halves[1], StatusDead); !ok {
+		if ok, why := allSee(halves[0], halves[1], api.StatusDead); !ok {
 			return false, why
 		}
-		return allSee(halves[1], halves[0], StatusDead)
+		return allSee(halves[1], halves[0], api.StatusDead)
 	})
 	for i, n := range ns {
 		for j := range ns {
@@ -120,7 +121,7 @@ func TestPartitionAndHeal(t *testing.T) {
 	for _, n := range ns {
 		n.Host().SetPartition(nil)
 	}
-	waitFor(t, 30*time.Second, "heal: every node alive everywhere", func() (bool, string) { return allSee(ns, ns, StatusAlive) })
+	waitFor(t, 30*time.Second, "heal: every node alive everywhere", func() (bool, string) { return allSee(ns, ns, api.StatusAlive) })
 	waitFor(t, 15*time.Second, "heal: state converges", func() (bool, string) {
 		want, _ := ns[0].GetState("test", "contested")
 		for i, n := range ns {

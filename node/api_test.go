@@ -11,6 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rads-lang/constellation/api"
+	"github.com/rads-lang/constellation/internal/httpapi"
 )
 
 // TestSendAndBroadcast: send delivers one `message` event with the returned ID to the
@@ -18,9 +21,9 @@ import (
 // what to use instead.
 func TestSendAndBroadcast(t *testing.T) {
 	ns := startCluster(t, 3, nil)
-	waitFor(t, 20*time.Second, "convergence", func() (bool, string) { return allSee(ns, ns, StatusAlive) })
+	waitFor(t, 20*time.Second, "convergence", func() (bool, string) { return allSee(ns, ns, api.StatusAlive) })
 	ctx := context.Background()
-	cl := NewClient(ns[0].cfg.DataDir, "", "")
+	cl := api.NewClient(ns[0].cfg.DataDir, "", "")
 
 	sent, err := cl.Send(ctx, "n1", "greet", json.RawMessage(`{"hello":"n1"}`))
 	if err != nil {
@@ -42,11 +45,11 @@ func TestSendAndBroadcast(t *testing.T) {
 		t.Fatalf("broadcast result = %+v; want an ID and 3 nodes", bc)
 	}
 
-	messages := func(n *testNode) map[string][]MessageEvent {
-		evs := readEvents(t, n.Node, time.Second, func(evs []Event) bool { return false }) // delivery precedes the ack
-		out := map[string][]MessageEvent{}
+	messages := func(n *testNode) map[string][]api.MessageEvent {
+		evs := readEvents(t, n.Node, time.Second, func(evs []api.Event) bool { return false }) // delivery precedes the ack
+		out := map[string][]api.MessageEvent{}
 		for _, e := range evs {
-			if e.Type == EventMessage && e.Msg != nil {
+			if e.Type == api.EventMessage && e.Msg != nil {
 				out[e.Msg.ID] = append(out[e.Msg.ID], *e.Msg)
 			}
 		}
@@ -74,7 +77,7 @@ func TestSendAndBroadcast(t *testing.T) {
 	}
 
 	_, err = cl.Send(ctx, "nobody", "greet", json.RawMessage(`1`))
-	var re *RemoteError
+	var re *api.RemoteError
 	if !errors.As(err, &re) || re.Status != http.StatusNotFound || re.Code != "not_found" || !strings.Contains(re.Error(), `"nobody"`) || !strings.Contains(re.Error(), "constellation nodes") {
 		t.Fatalf("send to unknown node: err = %#v; want 404 not_found naming the node and where to look", err)
 	}
@@ -111,7 +114,7 @@ func runAPICases(t *testing.T, cl *http.Client, base, token string, cases []apiC
 			continue
 		}
 		if c.wantStatus >= 300 {
-			var ae APIError
+			var ae api.APIError
 			if err := json.Unmarshal(b, &ae); err != nil || ae.Error == "" || ae.Code == "" {
 				t.Errorf("%s: error body %s is not {error, code}", c.name, b)
 			} else if !strings.Contains(ae.Error, c.wantIn) {
@@ -125,7 +128,7 @@ func runAPICases(t *testing.T, cl *http.Client, base, token string, cases []apiC
 // error that says what is wrong.
 func TestAPIBadInput(t *testing.T) {
 	n := startTestNode(t, nodeConfig(t, "solo"))
-	big := `{"node":"solo","type":"t","data":"` + strings.Repeat("x", maxBodyBytes) + `"}`
+	big := `{"node":"solo","type":"t","data":"` + strings.Repeat("x", httpapi.MaxBodyBytes) + `"}`
 	runAPICases(t, unixHTTP(n.Node), "http://unix", "", []apiCase{
 		{"ok", "POST", "/v1/send", `{"node":"solo","type":"t","data":{"a":1}}`, 200, ""},
 		{"unknown field", "POST", "/v1/send", `{"node":"solo","type":"t","data":1,"colour":"red"}`, 400, `"colour"`},
@@ -168,11 +171,11 @@ func TestAPITCPToken(t *testing.T) {
 		{"right token, bad body", "POST", "/v1/broadcast", `{}`, 400, `"type"`},
 	})
 	// The Client reads the token from the data dir, or takes it explicitly.
-	if _, err := NewClient(cfg.DataDir, n.APIAddr, "").Status(context.Background()); err != nil {
+	if _, err := api.NewClient(cfg.DataDir, n.APIAddr, "").Status(context.Background()); err != nil {
 		t.Fatalf("client with the token from the data dir: %v", err)
 	}
-	_, err = NewClient(t.TempDir(), n.APIAddr, "nope").Status(context.Background())
-	var re *RemoteError
+	_, err = api.NewClient(t.TempDir(), n.APIAddr, "nope").Status(context.Background())
+	var re *api.RemoteError
 	if !errors.As(err, &re) || re.Status != http.StatusUnauthorized {
 		t.Fatalf("client with a wrong token: %v; want a 401 RemoteError", err)
 	}
@@ -184,8 +187,8 @@ func TestAPITCPToken(t *testing.T) {
 
 // TestClientNoNode: a client pointed at a data dir without a node says how to fix it.
 func TestClientNoNode(t *testing.T) {
-	_, err := NewClient(t.TempDir(), "", "").Status(context.Background())
-	if !errors.Is(err, ErrNoNode) || !strings.Contains(err.Error(), "--data-dir") {
+	_, err := api.NewClient(t.TempDir(), "", "").Status(context.Background())
+	if !errors.Is(err, api.ErrNoNode) || !strings.Contains(err.Error(), "--data-dir") {
 		t.Fatalf("err = %v; want ErrNoNode suggesting --data-dir", err)
 	}
 }
@@ -201,7 +204,7 @@ func TestDataDirInUse(t *testing.T) {
 	if !errors.Is(err, ErrDataDirInUse) || !strings.Contains(err.Error(), cfg.DataDir) {
 		t.Fatalf("second node on the same dir: err = %v; want ErrDataDirInUse naming the dir", err)
 	}
-	if _, err := NewClient(cfg.DataDir, "", "").Status(context.Background()); err != nil {
+	if _, err := api.NewClient(cfg.DataDir, "", "").Status(context.Background()); err != nil {
 		t.Fatalf("first node after the refused second: %v", err)
 	}
 	if n.Status().Name != "first" {

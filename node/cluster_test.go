@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rads-lang/constellation/api"
 )
 
 // TestJoinAndConvergence: four nodes joining one seed all end up listing every node alive,
@@ -18,7 +20,7 @@ func TestJoinAndConvergence(t *testing.T) {
 	ns := startCluster(t, 4, func(i int, c *Config) {
 		c.Labels = map[string]string{"idx": fmt.Sprint(i), "region": "eu"}
 	})
-	waitFor(t, 20*time.Second, "every node sees every node alive", func() (bool, string) { return allSee(ns, ns, StatusAlive) })
+	waitFor(t, 20*time.Second, "every node sees every node alive", func() (bool, string) { return allSee(ns, ns, api.StatusAlive) })
 
 	ids := map[string]string{} // name -> id
 	for _, n := range ns {
@@ -39,13 +41,13 @@ func TestJoinAndConvergence(t *testing.T) {
 				}
 			}
 		}
-		var infos []NodeInfo
+		var infos []api.NodeInfo
 		getJSON(t, cl, "/v1/nodes", &infos)
 		for _, x := range infos {
 			if ids[x.Name] != x.ID {
 				t.Errorf("%s lists %s with id %s, want %s", n.cfg.Node, x.Name, x.ID, ids[x.Name])
 			}
-			if x.Status != StatusAlive {
+			if x.Status != api.StatusAlive {
 				t.Errorf("%s lists %s as %s", n.cfg.Node, x.Name, x.Status)
 			}
 			if len(x.Addresses) == 0 || !strings.HasPrefix(x.Addresses[0], "/ip4/127.0.0.1/") {
@@ -72,7 +74,7 @@ func TestJoinAndConvergence(t *testing.T) {
 				t.Errorf("%s: GET /v1/status lacks %q", n.cfg.Node, f)
 			}
 		}
-		var s StatusInfo
+		var s api.StatusInfo
 		getJSON(t, cl, "/v1/status", &s)
 		if s.Name != n.cfg.Node || s.ID != ids[n.cfg.Node] || s.Cluster != "test" || s.NodesAlive != len(ns) || s.NodesTotal != len(ns) {
 			t.Errorf("%s: status = %+v", n.cfg.Node, s)
@@ -109,7 +111,7 @@ func getJSON(t *testing.T, cl *http.Client, path string, out any) {
 // `left` (never dead) with a node_leave event.
 func TestFailureDetection(t *testing.T) {
 	ns := startCluster(t, 4, nil)
-	waitFor(t, 20*time.Second, "convergence", func() (bool, string) { return allSee(ns, ns, StatusAlive) })
+	waitFor(t, 20*time.Second, "convergence", func() (bool, string) { return allSee(ns, ns, api.StatusAlive) })
 
 	victim, rest := ns[3], ns[:3]
 	vid := victim.ID().String()
@@ -117,13 +119,13 @@ func TestFailureDetection(t *testing.T) {
 		t.Fatalf("Kill: %v", err)
 	}
 	waitFor(t, 10*time.Second, "every node marks the killed node dead", func() (bool, string) {
-		return allSee(rest, []*testNode{victim}, StatusDead)
+		return allSee(rest, []*testNode{victim}, api.StatusDead)
 	})
 	for _, o := range rest {
-		evs := readEvents(t, o.Node, 5*time.Second, func(evs []Event) bool {
-			return hasNodeEvent(evs, EventNodeSuspect, vid) && hasNodeEvent(evs, EventNodeDead, vid)
+		evs := readEvents(t, o.Node, 5*time.Second, func(evs []api.Event) bool {
+			return hasNodeEvent(evs, api.EventNodeSuspect, vid) && hasNodeEvent(evs, api.EventNodeDead, vid)
 		})
-		if !hasNodeEvent(evs, EventNodeSuspect, vid) || !hasNodeEvent(evs, EventNodeDead, vid) {
+		if !hasNodeEvent(evs, api.EventNodeSuspect, vid) || !hasNodeEvent(evs, api.EventNodeDead, vid) {
 			t.Errorf("%s streamed %s; want node_suspect and node_dead for %s", o.cfg.Node, eventTypes(evs), victim.cfg.Node)
 		}
 	}
@@ -138,28 +140,28 @@ func TestFailureDetection(t *testing.T) {
 		t.Fatalf("second Close: %v", err)
 	}
 	waitFor(t, 10*time.Second, "every node marks the leaver left", func() (bool, string) {
-		return allSee(stay, []*testNode{leaver}, StatusLeft)
+		return allSee(stay, []*testNode{leaver}, api.StatusLeft)
 	})
 	// It must stay left (not turn dead) while the detector keeps running.
 	deadline := time.Now().Add(3 * time.Second)
 	for time.Now().Before(deadline) {
-		if ok, why := allSee(stay, []*testNode{leaver}, StatusLeft); !ok {
+		if ok, why := allSee(stay, []*testNode{leaver}, api.StatusLeft); !ok {
 			t.Fatalf("after a graceful leave: %s", why)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	for _, o := range stay {
-		evs := readEvents(t, o.Node, 3*time.Second, func(evs []Event) bool { return hasNodeEvent(evs, EventNodeLeave, lid) })
-		if !hasNodeEvent(evs, EventNodeLeave, lid) {
+		evs := readEvents(t, o.Node, 3*time.Second, func(evs []api.Event) bool { return hasNodeEvent(evs, api.EventNodeLeave, lid) })
+		if !hasNodeEvent(evs, api.EventNodeLeave, lid) {
 			t.Errorf("%s streamed %s; want node_leave for %s", o.cfg.Node, eventTypes(evs), leaver.cfg.Node)
 		}
-		if hasNodeEvent(evs, EventNodeDead, lid) || hasNodeEvent(evs, EventNodeSuspect, lid) {
+		if hasNodeEvent(evs, api.EventNodeDead, lid) || hasNodeEvent(evs, api.EventNodeSuspect, lid) {
 			t.Errorf("%s streamed suspect/dead for the node that left gracefully: %s", o.cfg.Node, eventTypes(evs))
 		}
 	}
 }
 
-func eventTypes(evs []Event) string {
+func eventTypes(evs []api.Event) string {
 	var s []string
 	for _, e := range evs {
 		x := e.Type
@@ -176,7 +178,7 @@ func eventTypes(evs []Event) string {
 // learned from state (no --join).
 func TestRestartResumesState(t *testing.T) {
 	ns := startCluster(t, 3, nil)
-	waitFor(t, 20*time.Second, "convergence", func() (bool, string) { return allSee(ns, ns, StatusAlive) })
+	waitFor(t, 20*time.Second, "convergence", func() (bool, string) { return allSee(ns, ns, api.StatusAlive) })
 	if err := ns[0].PutState("test", map[string][]byte{"k": []byte("v1")}); err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +192,7 @@ func TestRestartResumesState(t *testing.T) {
 	if err := old.Close(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "peers see n2 left", func() (bool, string) { return allSee(ns[:2], []*testNode{old}, StatusLeft) })
+	waitFor(t, 10*time.Second, "peers see n2 left", func() (bool, string) { return allSee(ns[:2], []*testNode{old}, api.StatusLeft) })
 
 	cfg := old.cfg
 	cfg.Join = nil // rejoin from the addresses in the persisted records
@@ -216,7 +218,7 @@ func TestRestartResumesState(t *testing.T) {
 		t.Fatal(err)
 	}
 	all := []*testNode{ns[0], ns[1], re}
-	waitFor(t, 20*time.Second, "rejoin without --join", func() (bool, string) { return allSee(all, all, StatusAlive) })
+	waitFor(t, 20*time.Second, "rejoin without --join", func() (bool, string) { return allSee(all, all, api.StatusAlive) })
 	// New writes after the restart flow both ways.
 	if err := re.PutState("test", map[string][]byte{"k2": []byte("from-restarted")}); err != nil {
 		t.Fatal(err)

@@ -7,13 +7,13 @@ import (
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/rads-lang/constellation/api"
 	"gopkg.in/yaml.v3"
 )
 
@@ -100,23 +100,6 @@ func (e *ConfigError) Error() string {
 	return fmt.Sprintf("node: invalid %s %q: %s", e.Field, e.Value, e.Want)
 }
 
-// DefaultDataDir returns the data directory used when none is given.
-func DefaultDataDir() string {
-	if d := os.Getenv("CONSTELLATION_DATA_DIR"); d != "" {
-		return d
-	}
-	if os.Geteuid() == 0 {
-		return "/var/lib/constellation"
-	}
-	if x := os.Getenv("XDG_DATA_HOME"); x != "" {
-		return filepath.Join(x, "constellation")
-	}
-	if h, err := os.UserHomeDir(); err == nil {
-		return filepath.Join(h, ".local", "share", "constellation")
-	}
-	return ".constellation"
-}
-
 // Defaults fills every zero field with its documented default.
 func (c *Config) Defaults() {
 	if c.Cluster == "" {
@@ -133,7 +116,7 @@ func (c *Config) Defaults() {
 		c.Bind = "0.0.0.0:" + strconv.Itoa(DefaultPort)
 	}
 	if c.DataDir == "" {
-		c.DataDir = DefaultDataDir()
+		c.DataDir = api.DefaultDataDir()
 	}
 	if c.LogLevel == "" {
 		c.LogLevel = "info"

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/rads-lang/constellation/api"
+	"github.com/rads-lang/constellation/internal/httpapi"
 	"github.com/rads-lang/constellation/sched"
 )
 
@@ -48,65 +50,9 @@ var (
 	ErrQuotaExceeded = errors.New("node: namespace quota exceeded")
 )
 
-// Priority is a scheduling priority from 0 to 100. JSON accepts a number or one of
-// "low" (25), "normal" (50), "high" (75), "critical" (100); it is written as a number.
-type Priority int
-
-// UnmarshalJSON accepts a number or a priority name.
-func (p *Priority) UnmarshalJSON(b []byte) error {
-	var s string
-	if len(b) > 0 && b[0] == '"' {
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
-	} else {
-		s = string(b)
-	}
-	v, err := sched.ParsePriority(s)
-	if err != nil {
-		return fmt.Errorf("priority %s: 0-100 or low, normal, high, critical", b)
-	}
-	*p = Priority(v)
-	return nil
-}
-
-// DeploymentSpec is the body of POST /v1/deployments (`constellation deploy`): the seed
-// plan's constellation.deploy fields.
-type DeploymentSpec struct {
-	Name      string `json:"name"`
-	Instances int    `json:"instances"`
-	// Resources per instance: cpu_percent (100 = one core) or cpu_cores (dedicated cores),
-	// ram_mb or ram_gb, disk_mb, pids.
-	CPUPercent float64 `json:"cpu_percent,omitempty"`
-	CPUCores   int     `json:"cpu_cores,omitempty"`
-	RAMMB      int64   `json:"ram_mb,omitempty"`
-	RAMGB      float64 `json:"ram_gb,omitempty"`
-	DiskMB     int64   `json:"disk_mb,omitempty"`
-	PIDs       int64   `json:"pids,omitempty"`
-	// Program: exactly one of command and script (script_content carries an uploaded file).
-	Command       []string          `json:"command,omitempty"`
-	Script        string            `json:"script,omitempty"`
-	ScriptContent string            `json:"script_content,omitempty"`
-	Args          []string          `json:"args,omitempty"`
-	Env           map[string]string `json:"env,omitempty"`
-	Code          string            `json:"code,omitempty"`
-	// Placement: strategy spread (default), binpack or random; constraints on node
-	// attributes (node.region=us-east, node.name!=n3, node.type in (a,b)); affinity and
-	// anti-affinity terms on the labels of instances on a node (service=cache[;weight=N][;hard]);
-	// spread_by a node label (e.g. region).
-	Strategy     string            `json:"strategy,omitempty"`
-	Constraints  []string          `json:"constraints,omitempty"`
-	Affinity     []string          `json:"affinity,omitempty"`
-	AntiAffinity []string          `json:"anti_affinity,omitempty"`
-	SpreadBy     string            `json:"spread_by,omitempty"`
-	Labels       map[string]string `json:"labels,omitempty"` // default service=<name>
-	Namespace    string            `json:"namespace,omitempty"`
-	Priority     *Priority         `json:"priority,omitempty"` // default normal (50)
-}
-
 // DeploymentRecord is a deployment's replicated intent (collection "deployments").
 type DeploymentRecord struct {
-	DeploymentSpec
+	api.DeploymentSpec
 	Generation int64  `json:"generation"` // HLC wall time of the last write (ns)
 	CreatedAt  int64  `json:"created_at"` // unix ms
 	UpdatedAt  int64  `json:"updated_at"`
@@ -156,50 +102,6 @@ type DeployStatusRecord struct {
 	At      int64  `json:"at"`
 }
 
-// DeploymentInstance is one instance line of a DeploymentStatus.
-type DeploymentInstance struct {
-	Name     string `json:"name"`
-	Slot     int    `json:"slot"`
-	Node     string `json:"node"`
-	Status   string `json:"status"` // pending, plus the instance statuses (running, failed...)
-	Replaces string `json:"replaces,omitempty"`
-}
-
-// DeploymentStatus is one element of GET /v1/deployments (`constellation deployments --json`).
-type DeploymentStatus struct {
-	Name         string               `json:"name"`
-	Namespace    string               `json:"namespace"`
-	Instances    int                  `json:"instances"` // desired
-	Placed       int                  `json:"placed"`    // claims on live nodes
-	Running      int                  `json:"running"`
-	Pending      int                  `json:"pending"`
-	Strategy     string               `json:"strategy"`
-	Priority     int                  `json:"priority"`
-	CPUPercent   float64              `json:"cpu_percent,omitempty"`
-	CPUCores     int                  `json:"cpu_cores,omitempty"`
-	RAMMB        int64                `json:"ram_mb"`
-	DiskMB       int64                `json:"disk_mb"`
-	Constraints  []string             `json:"constraints"`
-	Affinity     []string             `json:"affinity"`
-	AntiAffinity []string             `json:"anti_affinity"`
-	Owner        string               `json:"owner"` // node placing it now
-	Message      string               `json:"message,omitempty"`
-	CreatedAt    int64                `json:"created_at"`
-	UpdatedAt    int64                `json:"updated_at"`
-	InstanceList []DeploymentInstance `json:"instance_list"`
-}
-
-// ScaleRequest is the body of POST /v1/deployments/{name}/scale.
-type ScaleRequest struct {
-	Instances *int `json:"instances"`
-}
-
-// DrainRequest is the body of POST /v1/drain.
-type DrainRequest struct {
-	Node   string `json:"node"`
-	Cancel bool   `json:"cancel,omitempty"` // stop draining: the node takes placements again
-}
-
 // DrainRecord marks a node draining (collection "drains", keyed by peer ID).
 type DrainRecord struct {
 	Node     string `json:"node"`
@@ -208,31 +110,20 @@ type DrainRecord struct {
 	At       int64  `json:"at"`
 }
 
-// DrainResult answers POST /v1/drain.
-type DrainResult struct {
-	Node     string `json:"node"`
-	Draining bool   `json:"draining"`
-	// ToMove counts the deployment instances on the node that will be moved
-	// (make-before-break); Unmanaged counts plain instances that stay (not the
-	// scheduler's: remove or recreate them yourself).
-	ToMove    int `json:"to_move"`
-	Unmanaged int `json:"unmanaged"`
-}
-
 var deployNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,46}[a-z0-9])?$`)
 
 // maxDeployInstances bounds a deployment's instance count.
 const maxDeployInstances = 10000
 
 // resources returns the per-instance resources in sched units.
-func (s *DeploymentSpec) resources() sched.Resources {
+func specResources(s *api.DeploymentSpec) sched.Resources {
 	return sched.Resources{
 		CPUMilli: sched.CPUPercent(s.CPUPercent) + sched.CPUCores(float64(s.CPUCores)),
 		RAMMB:    s.RAMMB, DiskMB: s.DiskMB,
 	}
 }
 
-func (s *DeploymentSpec) priority() int {
+func specPriority(s *api.DeploymentSpec) int {
 	if s.Priority == nil {
 		return sched.DefaultPriority
 	}
@@ -240,70 +131,70 @@ func (s *DeploymentSpec) priority() int {
 }
 
 // normalize checks a deployment spec and fills defaults; errors name the field.
-func (s *DeploymentSpec) normalize() error {
+func normalizeSpec(s *api.DeploymentSpec) error {
 	if !deployNameRE.MatchString(s.Name) {
-		return badRequest(`invalid field "name" %q: 1-48 lowercase letters, digits or '-', starting and ending with a letter or digit (instances are named <name>-<index>)`, s.Name)
+		return httpapi.BadRequest(`invalid field "name" %q: 1-48 lowercase letters, digits or '-', starting and ending with a letter or digit (instances are named <name>-<index>)`, s.Name)
 	}
 	if s.Instances < 0 || s.Instances > maxDeployInstances {
-		return badRequest(`invalid field "instances": %d; 0 to %d`, s.Instances, maxDeployInstances)
+		return httpapi.BadRequest(`invalid field "instances": %d; 0 to %d`, s.Instances, maxDeployInstances)
 	}
 	if s.CPUPercent < 0 || s.CPUPercent > 100*1024 {
-		return badRequest(`invalid field "cpu_percent": %v; a percentage of one core, e.g. 25`, s.CPUPercent)
+		return httpapi.BadRequest(`invalid field "cpu_percent": %v; a percentage of one core, e.g. 25`, s.CPUPercent)
 	}
 	if s.CPUCores < 0 || s.CPUCores > 1024 {
-		return badRequest(`invalid field "cpu_cores": %d; whole cores, e.g. 2`, s.CPUCores)
+		return httpapi.BadRequest(`invalid field "cpu_cores": %d; whole cores, e.g. 2`, s.CPUCores)
 	}
 	if s.CPUPercent != 0 && s.CPUCores != 0 {
-		return badRequest(`give either "cpu_percent" or "cpu_cores", not both`)
+		return httpapi.BadRequest(`give either "cpu_percent" or "cpu_cores", not both`)
 	}
 	if s.RAMGB != 0 {
 		if s.RAMMB != 0 {
-			return badRequest(`give either "ram_mb" or "ram_gb", not both`)
+			return httpapi.BadRequest(`give either "ram_mb" or "ram_gb", not both`)
 		}
 		if s.RAMGB < 0 || s.RAMGB > 1<<20 {
-			return badRequest(`invalid field "ram_gb": %v; a positive number of GiB, e.g. 4`, s.RAMGB)
+			return httpapi.BadRequest(`invalid field "ram_gb": %v; a positive number of GiB, e.g. 4`, s.RAMGB)
 		}
 		s.RAMMB, s.RAMGB = int64(s.RAMGB*1024), 0
 	}
 	if s.RAMMB < 0 || s.DiskMB < 0 || s.PIDs < 0 {
-		return badRequest(`fields "ram_mb", "disk_mb" and "pids" must not be negative`)
+		return httpapi.BadRequest(`fields "ram_mb", "disk_mb" and "pids" must not be negative`)
 	}
 	if len(s.Command) == 0 && s.Script == "" {
-		return badRequest(`one of "command" (an argv array, e.g. ["sh","-c","sleep 1000"]) or "script" (e.g. "app.rads") is required`)
+		return httpapi.BadRequest(`one of "command" (an argv array, e.g. ["sh","-c","sleep 1000"]) or "script" (e.g. "app.rads") is required`)
 	}
 	if len(s.Command) > 0 && s.Script != "" {
-		return badRequest(`give either "command" or "script", not both`)
+		return httpapi.BadRequest(`give either "command" or "script", not both`)
 	}
 	for k := range s.Env {
 		if strings.HasPrefix(k, "CONSTELLATION_") {
-			return badRequest(`field "env": %s is set by the node; CONSTELLATION_* names are reserved`, k)
+			return httpapi.BadRequest(`field "env": %s is set by the node; CONSTELLATION_* names are reserved`, k)
 		}
 	}
 	st, err := sched.ParseStrategy(s.Strategy)
 	if err != nil {
-		return badRequest(`invalid field "strategy" %q: spread, binpack or random`, s.Strategy)
+		return httpapi.BadRequest(`invalid field "strategy" %q: spread, binpack or random`, s.Strategy)
 	}
 	s.Strategy = string(st)
 	if s.Strategy == "" {
 		s.Strategy = string(sched.StrategySpread)
 	}
 	if _, err := sched.ParseConstraints(s.Constraints); err != nil {
-		return badRequest(`invalid field "constraints": %v`, err)
+		return httpapi.BadRequest(`invalid field "constraints": %v`, err)
 	}
 	if _, err := sched.ParseTerms(s.Affinity); err != nil {
-		return badRequest(`invalid field "affinity": %v`, err)
+		return httpapi.BadRequest(`invalid field "affinity": %v`, err)
 	}
 	if _, err := sched.ParseTerms(s.AntiAffinity); err != nil {
-		return badRequest(`invalid field "anti_affinity": %v`, err)
+		return httpapi.BadRequest(`invalid field "anti_affinity": %v`, err)
 	}
 	if s.SpreadBy != "" && !labelKeyRE.MatchString(s.SpreadBy) {
-		return badRequest(`invalid field "spread_by" %q: a node label key, e.g. region`, s.SpreadBy)
+		return httpapi.BadRequest(`invalid field "spread_by" %q: a node label key, e.g. region`, s.SpreadBy)
 	}
 	if s.Namespace == "" {
 		s.Namespace = "default"
 	}
 	if !namespaceRE.MatchString(s.Namespace) {
-		return badRequest(`invalid field "namespace" %q: 1-63 lowercase letters, digits or '-'`, s.Namespace)
+		return httpapi.BadRequest(`invalid field "namespace" %q: 1-63 lowercase letters, digits or '-'`, s.Namespace)
 	}
 	if s.Labels == nil {
 		s.Labels = map[string]string{}
@@ -313,11 +204,11 @@ func (s *DeploymentSpec) normalize() error {
 	}
 	for k := range s.Labels {
 		if !labelKeyRE.MatchString(k) {
-			return badRequest(`invalid field "labels": key %q; letters, digits, '.', '_', '/', '-'`, k)
+			return httpapi.BadRequest(`invalid field "labels": key %q; letters, digits, '.', '_', '/', '-'`, k)
 		}
 	}
 	if s.Priority != nil && (*s.Priority < sched.MinPriority || *s.Priority > sched.MaxPriority) {
-		return badRequest(`invalid field "priority": %d; 0-100 or low, normal, high, critical`, *s.Priority)
+		return httpapi.BadRequest(`invalid field "priority": %d; 0-100 or low, normal, high, critical`, *s.Priority)
 	}
 	return nil
 }

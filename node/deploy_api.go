@@ -2,12 +2,13 @@ package node
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"sort"
 	"time"
 
+	"github.com/rads-lang/constellation/api"
+	"github.com/rads-lang/constellation/internal/httpapi"
 	"github.com/rads-lang/constellation/sched"
 )
 
@@ -27,33 +28,14 @@ func (s *scheduler) registerRoutes(route func(string, http.HandlerFunc)) {
 	route("GET /v1/quotas", s.handleQuotas)
 }
 
-func writeSchedError(w http.ResponseWriter, err error) {
-	switch {
-	case errors.Is(err, ErrDeploymentNotFound), errors.Is(err, ErrReservationNotFound):
-		writeError(w, http.StatusNotFound, "not_found", err.Error())
-	case errors.Is(err, ErrQuotaExceeded), errors.Is(err, sched.ErrQuota):
-		writeError(w, http.StatusConflict, "quota", err.Error())
-	default:
-		writeInstanceError(w, err)
-	}
-}
-
-// readStrict reads and strictly decodes a request body into v.
-func readStrict(w http.ResponseWriter, r *http.Request, v any, allowEmpty bool) bool {
-	body, ok := readBody(w, r)
-	if !ok {
-		return false
-	}
-	if err := decodeStrict(body, v, allowEmpty); err != nil {
-		writeSchedError(w, err)
-		return false
-	}
-	return true
+func init() {
+	httpapi.Classify(http.StatusNotFound, "not_found", ErrDeploymentNotFound, ErrReservationNotFound)
+	httpapi.Classify(http.StatusConflict, "quota", ErrQuotaExceeded, sched.ErrQuota)
 }
 
 // Deploy creates or updates a deployment (POST /v1/deployments).
-func (s *scheduler) Deploy(spec DeploymentSpec) (DeploymentRecord, bool, error) {
-	if err := spec.normalize(); err != nil {
+func (s *scheduler) Deploy(spec api.DeploymentSpec) (DeploymentRecord, bool, error) {
+	if err := normalizeSpec(&spec); err != nil {
 		return DeploymentRecord{}, false, err
 	}
 	now := s.now()
@@ -79,13 +61,13 @@ func (s *scheduler) deployment(name string) (DeploymentRecord, bool) {
 }
 
 func (s *scheduler) handleDeploy(w http.ResponseWriter, r *http.Request) {
-	var spec DeploymentSpec
-	if !readStrict(w, r, &spec, false) {
+	var spec api.DeploymentSpec
+	if !httpapi.DecodeOptional(w, r, &spec, false) {
 		return
 	}
 	rec, created, err := s.Deploy(spec)
 	if err != nil {
-		writeSchedError(w, err)
+		httpapi.WriteErr(w, err)
 		return
 	}
 	st := s.snapshot()
@@ -93,16 +75,16 @@ func (s *scheduler) handleDeploy(w http.ResponseWriter, r *http.Request) {
 	if created {
 		code = http.StatusCreated
 	}
-	writeJSON(w, code, s.status(st, rec))
+	httpapi.WriteJSON(w, code, s.status(st, rec))
 }
 
 // status summarises a deployment from a snapshot.
-func (s *scheduler) status(st *schedState, d DeploymentRecord) DeploymentStatus {
-	out := DeploymentStatus{Name: d.Name, Namespace: d.Namespace, Instances: d.Instances, Strategy: d.Strategy,
-		Priority: d.priority(), CPUPercent: d.CPUPercent, CPUCores: d.CPUCores, RAMMB: d.RAMMB, DiskMB: d.DiskMB,
+func (s *scheduler) status(st *schedState, d DeploymentRecord) api.DeploymentStatus {
+	out := api.DeploymentStatus{Name: d.Name, Namespace: d.Namespace, Instances: d.Instances, Strategy: d.Strategy,
+		Priority: specPriority(&d.DeploymentSpec), CPUPercent: d.CPUPercent, CPUCores: d.CPUCores, RAMMB: d.RAMMB, DiskMB: d.DiskMB,
 		Constraints: orEmpty(d.Constraints), Affinity: orEmpty(d.Affinity), AntiAffinity: orEmpty(d.AntiAffinity),
 		Owner: sched.Owner(d.Name, st.members), CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt,
-		InstanceList: []DeploymentInstance{}}
+		InstanceList: []api.DeploymentInstance{}}
 	if m, ok := st.msgs[d.Name]; ok {
 		out.Message = m.Message
 	}
@@ -111,7 +93,7 @@ func (s *scheduler) status(st *schedState, d DeploymentRecord) DeploymentStatus 
 			continue
 		}
 		state, _ := s.claimState(st, c)
-		di := DeploymentInstance{Name: c.Instance, Slot: c.Slot, Node: c.Node, Status: state, Replaces: c.Replaces}
+		di := api.DeploymentInstance{Name: c.Instance, Slot: c.Slot, Node: c.Node, Status: state, Replaces: c.Replaces}
 		if rec, ok := st.insts[c.Instance]; ok && rec.NodeID == c.NodeID {
 			di.Status = rec.Status
 		}
@@ -143,9 +125,9 @@ func orEmpty(s []string) []string {
 }
 
 // Deployments lists every deployment with its status.
-func (s *scheduler) Deployments() []DeploymentStatus {
+func (s *scheduler) Deployments() []api.DeploymentStatus {
 	st := s.snapshot()
-	out := []DeploymentStatus{}
+	out := []api.DeploymentStatus{}
 	for _, name := range sortedKeys(st.deps) {
 		if d := st.deps[name]; !d.Deleted {
 			out = append(out, s.status(st, d))
@@ -155,7 +137,7 @@ func (s *scheduler) Deployments() []DeploymentStatus {
 }
 
 func (s *scheduler) handleDeployments(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.Deployments())
+	httpapi.WriteJSON(w, http.StatusOK, s.Deployments())
 }
 
 func (s *scheduler) liveDeployment(name string) (DeploymentRecord, error) {
@@ -169,10 +151,10 @@ func (s *scheduler) liveDeployment(name string) (DeploymentRecord, error) {
 func (s *scheduler) handleDeployment(w http.ResponseWriter, r *http.Request) {
 	d, err := s.liveDeployment(r.PathValue("name"))
 	if err != nil {
-		writeSchedError(w, err)
+		httpapi.WriteErr(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.status(s.snapshot(), d))
+	httpapi.WriteJSON(w, http.StatusOK, s.status(s.snapshot(), d))
 }
 
 // Scale sets a deployment's instance count.
@@ -182,7 +164,7 @@ func (s *scheduler) Scale(name string, instances int) (DeploymentRecord, error) 
 		return d, err
 	}
 	if instances < 0 || instances > maxDeployInstances {
-		return d, badRequest(`invalid field "instances": %d; 0 to %d`, instances, maxDeployInstances)
+		return d, httpapi.BadRequest(`invalid field "instances": %d; 0 to %d`, instances, maxDeployInstances)
 	}
 	now := s.now()
 	d.Instances, d.Generation, d.UpdatedAt, d.UpdatedBy = instances, now.UnixNano(), now.UnixMilli(), s.n.cfg.Node
@@ -193,20 +175,20 @@ func (s *scheduler) Scale(name string, instances int) (DeploymentRecord, error) 
 }
 
 func (s *scheduler) handleScale(w http.ResponseWriter, r *http.Request) {
-	var req ScaleRequest
-	if !readStrict(w, r, &req, false) {
+	var req api.ScaleRequest
+	if !httpapi.DecodeOptional(w, r, &req, false) {
 		return
 	}
 	if req.Instances == nil {
-		writeSchedError(w, badRequest(`field "instances" is required, e.g. {"instances": 5}`))
+		httpapi.WriteErr(w, httpapi.BadRequest(`field "instances" is required, e.g. {"instances": 5}`))
 		return
 	}
 	d, err := s.Scale(r.PathValue("name"), *req.Instances)
 	if err != nil {
-		writeSchedError(w, err)
+		httpapi.WriteErr(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.status(s.snapshot(), d))
+	httpapi.WriteJSON(w, http.StatusOK, s.status(s.snapshot(), d))
 }
 
 // Undeploy removes a deployment: its owner withdraws every claim and the nodes stop the
@@ -226,22 +208,22 @@ func (s *scheduler) Undeploy(name string) error {
 }
 
 func (s *scheduler) handleUndeploy(w http.ResponseWriter, r *http.Request) {
-	if !readStrict(w, r, &struct{}{}, true) {
+	if !httpapi.DecodeOptional(w, r, &struct{}{}, true) {
 		return
 	}
 	name := r.PathValue("name")
 	if err := s.Undeploy(name); err != nil {
-		writeSchedError(w, err)
+		httpapi.WriteErr(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"name": name, "status": "undeployed"})
+	httpapi.WriteJSON(w, http.StatusOK, map[string]string{"name": name, "status": "undeployed"})
 }
 
 // Drain marks a node draining (or not): its deployment instances move elsewhere,
 // make-before-break.
-func (s *scheduler) Drain(req DrainRequest) (DrainResult, error) {
+func (s *scheduler) Drain(req api.DrainRequest) (api.DrainResult, error) {
 	if req.Node == "" {
-		return DrainResult{}, badRequest(`field "node" is required: a node name or peer ID from 'constellation nodes'`)
+		return api.DrainResult{}, httpapi.BadRequest(`field "node" is required: a node name or peer ID from 'constellation nodes'`)
 	}
 	st := s.snapshot()
 	id := ""
@@ -251,9 +233,9 @@ func (s *scheduler) Drain(req DrainRequest) (DrainResult, error) {
 		id = x
 	}
 	if id == "" {
-		return DrainResult{}, fmt.Errorf("%w: %q is neither a node name nor a peer ID in 'constellation nodes'", ErrNodeNotFound, req.Node)
+		return api.DrainResult{}, fmt.Errorf("%w: %q is neither a node name nor a peer ID in 'constellation nodes'", ErrNodeNotFound, req.Node)
 	}
-	res := DrainResult{Node: st.nameOf[id], Draining: !req.Cancel}
+	res := api.DrainResult{Node: st.nameOf[id], Draining: !req.Cancel}
 	for _, c := range st.claims {
 		if c.NodeID == id {
 			res.ToMove++
@@ -274,31 +256,31 @@ func (s *scheduler) Drain(req DrainRequest) (DrainResult, error) {
 }
 
 func (s *scheduler) handleDrain(w http.ResponseWriter, r *http.Request) {
-	var req DrainRequest
-	if !readStrict(w, r, &req, false) {
+	var req api.DrainRequest
+	if !httpapi.DecodeOptional(w, r, &req, false) {
 		return
 	}
 	res, err := s.Drain(req)
 	if err != nil {
-		writeSchedError(w, err)
+		httpapi.WriteErr(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, res)
+	httpapi.WriteJSON(w, http.StatusOK, res)
 }
 
 func (s *scheduler) handleReserve(w http.ResponseWriter, r *http.Request) {
-	var req ReservationRequest
-	if !readStrict(w, r, &req, false) {
+	var req api.ReservationRequest
+	if !httpapi.DecodeOptional(w, r, &req, false) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
 	defer cancel()
 	rec, err := s.reserve(ctx, req)
 	if err != nil {
-		writeSchedError(w, err)
+		httpapi.WriteErr(w, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, rec)
+	httpapi.WriteJSON(w, http.StatusCreated, rec)
 }
 
 // Reservations lists the live reservations.
@@ -314,7 +296,7 @@ func (s *scheduler) Reservations() []ReservationRecord {
 }
 
 func (s *scheduler) handleReservations(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.Reservations())
+	httpapi.WriteJSON(w, http.StatusOK, s.Reservations())
 }
 
 // Release frees a reservation (any node may release any reservation).
@@ -330,56 +312,56 @@ func (s *scheduler) Release(id string) error {
 }
 
 func (s *scheduler) handleRelease(w http.ResponseWriter, r *http.Request) {
-	if !readStrict(w, r, &struct{}{}, true) {
+	if !httpapi.DecodeOptional(w, r, &struct{}{}, true) {
 		return
 	}
 	id := r.PathValue("id")
 	if err := s.Release(id); err != nil {
-		writeSchedError(w, err)
+		httpapi.WriteErr(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"id": id, "status": "released"})
+	httpapi.WriteJSON(w, http.StatusOK, map[string]string{"id": id, "status": "released"})
 }
 
 func (s *scheduler) handleQuotaSet(w http.ResponseWriter, r *http.Request) {
 	ns := r.PathValue("ns")
 	if !namespaceRE.MatchString(ns) {
-		writeSchedError(w, badRequest("invalid namespace %q: 1-63 lowercase letters, digits or '-'", ns))
+		httpapi.WriteErr(w, httpapi.BadRequest("invalid namespace %q: 1-63 lowercase letters, digits or '-'", ns))
 		return
 	}
-	var spec QuotaSpec
-	if !readStrict(w, r, &spec, false) {
+	var spec api.QuotaSpec
+	if !httpapi.DecodeOptional(w, r, &spec, false) {
 		return
 	}
-	if err := spec.validate(); err != nil {
-		writeSchedError(w, err)
+	if err := validateQuota(&spec); err != nil {
+		httpapi.WriteErr(w, err)
 		return
 	}
 	if _, err := s.setQuota(ns, spec); err != nil {
-		writeSchedError(w, err)
+		httpapi.WriteErr(w, err)
 		return
 	}
 	info, _ := s.quotaInfo(s.snapshot(), ns)
-	writeJSON(w, http.StatusOK, info)
+	httpapi.WriteJSON(w, http.StatusOK, info)
 }
 
 func (s *scheduler) handleQuotaGet(w http.ResponseWriter, r *http.Request) {
 	ns := r.PathValue("ns")
 	info, ok := s.quotaInfo(s.snapshot(), ns)
 	if !ok {
-		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no quota for namespace %q; set one with 'constellation quota set %s --max-cpu-cores N ...'", ns, ns))
+		httpapi.WriteError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no quota for namespace %q; set one with 'constellation quota set %s --max-cpu-cores N ...'", ns, ns))
 		return
 	}
-	writeJSON(w, http.StatusOK, info)
+	httpapi.WriteJSON(w, http.StatusOK, info)
 }
 
 func (s *scheduler) handleQuotas(w http.ResponseWriter, r *http.Request) {
 	st := s.snapshot()
-	out := []QuotaInfo{}
+	out := []api.QuotaInfo{}
 	for _, ns := range sortedKeys(st.quotas) {
 		if info, ok := s.quotaInfo(st, ns); ok {
 			out = append(out, info)
 		}
 	}
-	writeJSON(w, http.StatusOK, out)
+	httpapi.WriteJSON(w, http.StatusOK, out)
 }

@@ -3,6 +3,8 @@ package node
 import (
 	"testing"
 	"time"
+
+	"github.com/rads-lang/constellation/api"
 )
 
 // TestDeployLeftGrace: the deployment instances of a node that leaves gracefully (a restart,
@@ -17,7 +19,7 @@ func TestDeployLeftGrace(t *testing.T) {
 		n.sched.leftGrace = grace
 		n.sched.passMu.Unlock()
 	}
-	deploy(t, ns[0], DeploymentSpec{Name: "grace", Instances: 3, CPUPercent: 5, RAMMB: 16})
+	deploy(t, ns[0], api.DeploymentSpec{Name: "grace", Instances: 3, CPUPercent: 5, RAMMB: 16})
 	waitRunning(t, ns, ns, "grace", 3, 20*time.Second)
 
 	owner := ns[0].sched.status(ns[0].sched.snapshot(), mustDeployment(t, ns[0], "grace")).Owner
@@ -37,7 +39,7 @@ func TestDeployLeftGrace(t *testing.T) {
 	waitFor(t, 10*time.Second, victim.cfg.Node+" is left on the others", func() (bool, string) {
 		for _, n := range rest {
 			for _, x := range n.Nodes() {
-				if x.Name == victim.cfg.Node && x.Status != StatusLeft {
+				if x.Name == victim.cfg.Node && x.Status != api.StatusLeft {
 					return false, n.cfg.Node + " sees " + x.Status
 				}
 			}

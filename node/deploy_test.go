@@ -14,6 +14,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/sandbox"
 	"github.com/rads-lang/constellation/sched"
 )
@@ -77,7 +78,7 @@ func waitRunning(t testing.TB, ns []*schedNode, observers []*schedNode, dep stri
 	return p
 }
 
-func deploy(t testing.TB, n *schedNode, spec DeploymentSpec) {
+func deploy(t testing.TB, n *schedNode, spec api.DeploymentSpec) {
 	t.Helper()
 	if spec.Command == nil && spec.Script == "" {
 		spec.Command = []string{"sleep", "1000"}
@@ -94,7 +95,7 @@ func TestDeploySpreadConstraintsScale(t *testing.T) {
 	ns := startSchedCluster(t, 3, func(i int) map[string]string {
 		return map[string]string{"region": map[bool]string{true: "us-east", false: "eu"}[i < 2]}
 	})
-	deploy(t, ns[0], DeploymentSpec{Name: "web", Instances: 3, CPUPercent: 5, RAMMB: 16, Strategy: "spread"})
+	deploy(t, ns[0], api.DeploymentSpec{Name: "web", Instances: 3, CPUPercent: 5, RAMMB: 16, Strategy: "spread"})
 	p := waitRunning(t, ns, ns, "web", 3, 20*time.Second)
 	for _, n := range ns {
 		if len(p[n.cfg.Node]) != 1 {
@@ -106,7 +107,7 @@ func TestDeploySpreadConstraintsScale(t *testing.T) {
 		waitFor(t, 10*time.Second, "list shows web-*", func() (bool, string) {
 			got := 0
 			for _, r := range n.instances.list() {
-				if strings.HasPrefix(r.Name, "web-") && r.Status == InstanceRunning && r.Node != "" {
+				if strings.HasPrefix(r.Name, "web-") && r.Status == api.InstanceRunning && r.Node != "" {
 					got++
 				}
 			}
@@ -115,7 +116,7 @@ func TestDeploySpreadConstraintsScale(t *testing.T) {
 	}
 
 	// Constraints: only nodes in us-east (n0, n1).
-	deploy(t, ns[1], DeploymentSpec{Name: "api", Instances: 4, CPUPercent: 5, RAMMB: 16,
+	deploy(t, ns[1], api.DeploymentSpec{Name: "api", Instances: 4, CPUPercent: 5, RAMMB: 16,
 		Constraints: []string{"node.region=us-east"}})
 	p = waitRunning(t, ns, ns[:1], "api", 4, 20*time.Second)
 	if len(p["n2"]) != 0 || len(p["n0"]) != 2 || len(p["n1"]) != 2 {
@@ -123,7 +124,7 @@ func TestDeploySpreadConstraintsScale(t *testing.T) {
 	}
 	// Anti-affinity (hard) with web's service: nowhere to go except... every node runs web,
 	// so nothing is placed and the status says why.
-	deploy(t, ns[2], DeploymentSpec{Name: "lonely", Instances: 1, CPUPercent: 5, RAMMB: 16,
+	deploy(t, ns[2], api.DeploymentSpec{Name: "lonely", Instances: 1, CPUPercent: 5, RAMMB: 16,
 		AntiAffinity: []string{"service=web;hard"}})
 	waitFor(t, 10*time.Second, "lonely explains why it is unplaced", func() (bool, string) {
 		for _, d := range ns[0].sched.Deployments() {
@@ -166,7 +167,7 @@ func TestDeploySpreadConstraintsScale(t *testing.T) {
 // may be the killed node itself: the next rendezvous winner takes over).
 func TestDeployNodeKill(t *testing.T) {
 	ns := startSchedCluster(t, 4, nil)
-	deploy(t, ns[0], DeploymentSpec{Name: "svc", Instances: 8, CPUPercent: 5, RAMMB: 16})
+	deploy(t, ns[0], api.DeploymentSpec{Name: "svc", Instances: 8, CPUPercent: 5, RAMMB: 16})
 	p := waitRunning(t, ns, ns, "svc", 8, 20*time.Second)
 	// Kill the owner of the deployment: ownership and re-placement both move.
 	owner := ns[0].sched.status(ns[0].sched.snapshot(), mustDeployment(t, ns[0], "svc")).Owner
@@ -206,7 +207,7 @@ func mustDeployment(t testing.TB, n *schedNode, name string) DeploymentRecord {
 // observation the deployment runs at least its desired count.
 func TestDeployDrain(t *testing.T) {
 	ns := startSchedCluster(t, 3, nil)
-	deploy(t, ns[0], DeploymentSpec{Name: "app", Instances: 3, CPUPercent: 5, RAMMB: 16})
+	deploy(t, ns[0], api.DeploymentSpec{Name: "app", Instances: 3, CPUPercent: 5, RAMMB: 16})
 	waitRunning(t, ns, ns, "app", 3, 20*time.Second)
 	var mu sync.Mutex
 	minSeen := 3
@@ -226,7 +227,7 @@ func TestDeployDrain(t *testing.T) {
 			mu.Unlock()
 		}
 	}()
-	res, err := ns[1].sched.Drain(DrainRequest{Node: "n2"})
+	res, err := ns[1].sched.Drain(api.DrainRequest{Node: "n2"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,7 +258,7 @@ func TestDeployDrain(t *testing.T) {
 // deployment runs its desired count again.
 func TestDeployPartitionHeal(t *testing.T) {
 	ns := startSchedCluster(t, 4, nil)
-	deploy(t, ns[0], DeploymentSpec{Name: "db", Instances: 4, CPUPercent: 5, RAMMB: 16})
+	deploy(t, ns[0], api.DeploymentSpec{Name: "db", Instances: 4, CPUPercent: 5, RAMMB: 16})
 	waitRunning(t, ns, ns, "db", 4, 20*time.Second)
 	side := map[peer.ID]int{}
 	for i, n := range ns {
@@ -279,7 +280,7 @@ func TestDeployPartitionHeal(t *testing.T) {
 	var merged time.Time // every node alive everywhere again
 	waitFor(t, 40*time.Second, "heal: 4 running in total", func() (bool, string) {
 		if merged.IsZero() {
-			if ok, _ := allSee(testNodes(ns), testNodes(ns), StatusAlive); ok {
+			if ok, _ := allSee(testNodes(ns), testNodes(ns), api.StatusAlive); ok {
 				merged = time.Now()
 			}
 		}
@@ -303,7 +304,7 @@ func testNodes(ns []*schedNode) []*testNode {
 // refusals say quota.
 func TestQuotaConcurrentDeploys(t *testing.T) {
 	ns := startSchedCluster(t, 3, nil)
-	if _, err := ns[0].sched.setQuota("team", QuotaSpec{MaxInstances: 5, MaxCPUCores: 10}); err != nil {
+	if _, err := ns[0].sched.setQuota("team", api.QuotaSpec{MaxInstances: 5, MaxCPUCores: 10}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "quota replicated", func() (bool, string) {
@@ -319,7 +320,7 @@ func TestQuotaConcurrentDeploys(t *testing.T) {
 		wg.Add(1)
 		go func(i int, n *schedNode) {
 			defer wg.Done()
-			deploy(t, n, DeploymentSpec{Name: fmt.Sprintf("job%d", i), Namespace: "team", Instances: 4, CPUPercent: 5, RAMMB: 16})
+			deploy(t, n, api.DeploymentSpec{Name: fmt.Sprintf("job%d", i), Namespace: "team", Instances: 4, CPUPercent: 5, RAMMB: 16})
 		}(i, n)
 	}
 	wg.Wait()
@@ -361,7 +362,7 @@ func TestQuotaConcurrentDeploys(t *testing.T) {
 // by create --reservation, or is released.
 func TestReservations(t *testing.T) {
 	ns := startSchedCluster(t, 2, nil)
-	r, err := ns[0].sched.reserve(t.Context(), ReservationRequest{CPUCores: 0.5, RAMMB: 64, DurationSeconds: 1})
+	r, err := ns[0].sched.reserve(t.Context(), api.ReservationRequest{CPUCores: 0.5, RAMMB: 64, DurationSeconds: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -398,7 +399,7 @@ func TestReservations(t *testing.T) {
 	}
 
 	// create --reservation, from the other node: runs on the holder with its resources.
-	r, err = ns[1].sched.reserve(t.Context(), ReservationRequest{CPUCores: 0.25, RAMGB: 0.125, DurationSeconds: 3600, Node: "n0"})
+	r, err = ns[1].sched.reserve(t.Context(), api.ReservationRequest{CPUCores: 0.25, RAMGB: 0.125, DurationSeconds: 3600, Node: "n0"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -422,7 +423,7 @@ func TestReservations(t *testing.T) {
 		return len(ns[1].sched.Reservations()) == 0, fmt.Sprint(ns[1].sched.Reservations())
 	})
 	// Release.
-	r, err = ns[0].sched.reserve(t.Context(), ReservationRequest{RAMMB: 32, DurationSeconds: 3600})
+	r, err = ns[0].sched.reserve(t.Context(), api.ReservationRequest{RAMMB: 32, DurationSeconds: 3600})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -473,18 +474,18 @@ func TestDeployPreemption(t *testing.T) {
 		t.Fatalf("resource record %s: %v", v, err)
 	}
 	half := float64(int(r.CPUCapacity/2*100)) / 100 // cpu_percent: two per node fill it
-	low, high := Priority(20), Priority(90)
-	deploy(t, ns[0], DeploymentSpec{Name: "low", Instances: 4, CPUPercent: half, RAMMB: 16, Priority: &low})
+	low, high := api.Priority(20), api.Priority(90)
+	deploy(t, ns[0], api.DeploymentSpec{Name: "low", Instances: 4, CPUPercent: half, RAMMB: 16, Priority: &low})
 	waitRunning(t, ns, ns[:1], "low", 4, 20*time.Second)
-	deploy(t, ns[1], DeploymentSpec{Name: "high", Instances: 1, CPUPercent: half, RAMMB: 16, Priority: &high})
+	deploy(t, ns[1], api.DeploymentSpec{Name: "high", Instances: 1, CPUPercent: half, RAMMB: 16, Priority: &high})
 	waitRunning(t, ns, ns[:1], "high", 1, 20*time.Second)
 	waitFor(t, 10*time.Second, "low runs 3 and explains the fourth", func() (bool, string) {
 		st := ns[1].sched.status(ns[1].sched.snapshot(), mustDeployment(t, ns[1], "low"))
 		return total(placement(ns, "low")) == 3 && st.Running == 3 && st.Message != "", fmt.Sprintf("%v %+v", placement(ns, "low"), st)
 	})
 	// Equal priorities never preempt each other.
-	same := Priority(90)
-	deploy(t, ns[0], DeploymentSpec{Name: "peer", Instances: 1, CPUPercent: half, RAMMB: 16, Priority: &same})
+	same := api.Priority(90)
+	deploy(t, ns[0], api.DeploymentSpec{Name: "peer", Instances: 1, CPUPercent: half, RAMMB: 16, Priority: &same})
 	time.Sleep(500 * time.Millisecond)
 	if n := total(placement(ns, "high")); n != 1 {
 		t.Fatalf("high runs %d after an equal-priority deployment; want 1", n)
@@ -503,7 +504,7 @@ func TestDeployRestartBackoffAndReschedule(t *testing.T) {
 		n.sched.backoff = sched.Backoff{Base: 20 * time.Millisecond, Max: 100 * time.Millisecond, AvoidAfter: 3}
 		n.sched.passMu.Unlock()
 	}
-	deploy(t, ns[0], DeploymentSpec{Name: "flaky", Instances: 1, CPUPercent: 5, RAMMB: 16})
+	deploy(t, ns[0], api.DeploymentSpec{Name: "flaky", Instances: 1, CPUPercent: 5, RAMMB: 16})
 	p := waitRunning(t, ns, ns, "flaky", 1, 20*time.Second)
 	var first *schedNode
 	for _, n := range ns {
@@ -580,7 +581,7 @@ func TestSchedAPI(t *testing.T) {
 		code, body := apiDo(t, n, c.method, c.path, c.body, nil)
 		text := body
 		if code >= 400 {
-			var ae APIError
+			var ae api.APIError
 			_ = json.Unmarshal([]byte(body), &ae)
 			text = ae.Error
 		}
@@ -606,7 +607,7 @@ func TestSpreadByRegion20Nodes(t *testing.T) {
 		count = 8 // 20 nodes under the race detector on 2 cores cannot keep up with failure detection
 	}
 	ns := startSchedCluster(t, count, func(i int) map[string]string { return map[string]string{"region": regions[i%4]} })
-	deploy(t, ns[7], DeploymentSpec{Name: "edge", Instances: 8, CPUPercent: 1, RAMMB: 8, SpreadBy: "region"})
+	deploy(t, ns[7], api.DeploymentSpec{Name: "edge", Instances: 8, CPUPercent: 1, RAMMB: 8, SpreadBy: "region"})
 	p := waitRunning(t, ns, ns[:2], "edge", 8, 30*time.Second)
 	perRegion := map[string]int{}
 	for i, n := range ns {
@@ -620,7 +621,7 @@ func TestSpreadByRegion20Nodes(t *testing.T) {
 			t.Fatalf("per region %v; want 2 each", perRegion)
 		}
 	}
-	deploy(t, ns[3], DeploymentSpec{Name: "eu-only", Instances: 10, CPUPercent: 1, RAMMB: 8, Constraints: []string{"node.region=eu"}})
+	deploy(t, ns[3], api.DeploymentSpec{Name: "eu-only", Instances: 10, CPUPercent: 1, RAMMB: 8, Constraints: []string{"node.region=eu"}})
 	p = waitRunning(t, ns, ns[:1], "eu-only", 10, 30*time.Second)
 	for i, n := range ns {
 		if regions[i%4] != "eu" && len(p[n.cfg.Node]) > 0 {
@@ -633,7 +634,7 @@ func TestSpreadByRegion20Nodes(t *testing.T) {
 // the side holding them admits up to the limit; after the heal the total is still within it.
 func TestQuotaPartition(t *testing.T) {
 	ns := startSchedCluster(t, 4, nil)
-	if _, err := ns[0].sched.setQuota("part", QuotaSpec{MaxInstances: 4}); err != nil {
+	if _, err := ns[0].sched.setQuota("part", api.QuotaSpec{MaxInstances: 4}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "quota replicated", func() (bool, string) {
@@ -657,7 +658,7 @@ func TestQuotaPartition(t *testing.T) {
 		for _, h := range halves {
 			for _, o := range h {
 				for _, x := range ns {
-					if side[x.ID()] != side[o.ID()] && memberStatus(o.Node, x.ID().String()) != StatusDead {
+					if side[x.ID()] != side[o.ID()] && memberStatus(o.Node, x.ID().String()) != api.StatusDead {
 						return false, o.cfg.Node + " still sees " + x.cfg.Node
 					}
 				}
@@ -665,8 +666,8 @@ func TestQuotaPartition(t *testing.T) {
 		}
 		return true, ""
 	})
-	deploy(t, ns[0], DeploymentSpec{Name: "left", Namespace: "part", Instances: 3, CPUPercent: 1, RAMMB: 8})
-	deploy(t, ns[1], DeploymentSpec{Name: "right", Namespace: "part", Instances: 3, CPUPercent: 1, RAMMB: 8})
+	deploy(t, ns[0], api.DeploymentSpec{Name: "left", Namespace: "part", Instances: 3, CPUPercent: 1, RAMMB: 8})
+	deploy(t, ns[1], api.DeploymentSpec{Name: "right", Namespace: "part", Instances: 3, CPUPercent: 1, RAMMB: 8})
 	count := func() (int, int) { return total(placement(ns, "left")), total(placement(ns, "right")) }
 	waitFor(t, 20*time.Second, "the side with rights runs its 3", func() (bool, string) {
 		l, r := count()
@@ -700,10 +701,10 @@ func TestQuotaPartition(t *testing.T) {
 // admitted at priority 0 (preempted first); beyond the burst they wait.
 func TestQuotaBurst(t *testing.T) {
 	ns := startSchedCluster(t, 1, nil)
-	if _, err := ns[0].sched.setQuota("burst", QuotaSpec{MaxCPUCores: 0.1, AllowCPUBurst: true, MaxBurstPercent: 200}); err != nil {
+	if _, err := ns[0].sched.setQuota("burst", api.QuotaSpec{MaxCPUCores: 0.1, AllowCPUBurst: true, MaxBurstPercent: 200}); err != nil {
 		t.Fatal(err)
 	}
-	deploy(t, ns[0], DeploymentSpec{Name: "b", Namespace: "burst", Instances: 5, CPUPercent: 5, RAMMB: 8})
+	deploy(t, ns[0], api.DeploymentSpec{Name: "b", Namespace: "burst", Instances: 5, CPUPercent: 5, RAMMB: 8})
 	waitFor(t, 10*time.Second, "4 of 5 run (0.2 cores of burst)", func() (bool, string) {
 		st := ns[0].sched.status(ns[0].sched.snapshot(), mustDeployment(t, ns[0], "b"))
 		return total(placement(ns, "b")) == 4 && strings.Contains(st.Message, "quota"), fmt.Sprintf("%v %s", placement(ns, "b"), st.Message)

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/rads-lang/constellation/api"
 )
 
 // logBuf collects a node's log lines (safe for concurrent writers).
@@ -165,7 +167,7 @@ func unixHTTP(n *Node) *http.Client {
 
 // readEvents reads GET /v1/events?since=0 (every retained event, then new ones) until
 // stop returns true for the events read so far or timeout passes; it returns them all.
-func readEvents(tb testing.TB, n *Node, timeout time.Duration, stop func([]Event) bool) []Event {
+func readEvents(tb testing.TB, n *Node, timeout time.Duration, stop func([]api.Event) bool) []api.Event {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -178,7 +180,7 @@ func readEvents(tb testing.TB, n *Node, timeout time.Duration, stop func([]Event
 	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
 		tb.Fatalf("GET /v1/events: HTTP %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
-	var evs []Event
+	var evs []api.Event
 	sc := bufio.NewScanner(resp.Body)
 	var id, typ string
 	for sc.Scan() {
@@ -189,7 +191,7 @@ func readEvents(tb testing.TB, n *Node, timeout time.Duration, stop func([]Event
 		case strings.HasPrefix(line, "event: "):
 			typ = line[7:]
 		case strings.HasPrefix(line, "data: "):
-			var e Event
+			var e api.Event
 			if err := json.Unmarshal([]byte(line[6:]), &e); err != nil {
 				tb.Fatalf("event data %q: %v", line, err)
 			}
@@ -206,7 +208,7 @@ func readEvents(tb testing.TB, n *Node, timeout time.Duration, stop func([]Event
 }
 
 // hasNodeEvent reports whether evs contain an event of type typ about peer id.
-func hasNodeEvent(evs []Event, typ, id string) bool {
+func hasNodeEvent(evs []api.Event, typ, id string) bool {
 	for _, e := range evs {
 		if e.Type == typ && e.Node != nil && e.Node.ID == id {
 			return true

@@ -23,7 +23,10 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/crdt"
+	"github.com/rads-lang/constellation/internal/membership"
+	"github.com/rads-lang/constellation/internal/state"
 	"github.com/rads-lang/constellation/p2p"
 	"github.com/rads-lang/constellation/sandbox"
 )
@@ -36,17 +39,6 @@ const (
 	CollInstances = "instances"
 	// CollResources holds one ResourceRecord (JSON) per node, keyed by peer ID.
 	CollResources = "resources"
-)
-
-// Instance statuses as shown by `constellation list`.
-const (
-	InstanceCreated   = "created"
-	InstanceStarting  = "starting" // a restart is scheduled (backoff) or in progress
-	InstanceRunning   = "running"
-	InstanceStopped   = "stopped" // stopped on request
-	InstanceExited    = "exited"  // exited by itself with status 0 (or unknown status)
-	InstanceFailed    = "failed"  // exited non-zero, killed by a signal, or could not start
-	InstanceOOMKilled = "oom_killed"
 )
 
 // Errors of the instance API (classified with errors.Is; the API maps them to statuses).
@@ -390,24 +382,24 @@ func statusOf(in sandbox.Info) (status string, code *int, reason string) {
 	}
 	switch in.State {
 	case sandbox.StateCreated:
-		return InstanceCreated, code, reason
+		return api.InstanceCreated, code, reason
 	case sandbox.StateRunning:
-		return InstanceRunning, code, reason
+		return api.InstanceRunning, code, reason
 	case sandbox.StateRestarting:
-		return InstanceStarting, code, reason
+		return api.InstanceStarting, code, reason
 	}
 	ex := in.LastExit
 	switch {
 	case ex == nil:
-		return InstanceExited, code, reason
+		return api.InstanceExited, code, reason
 	case ex.Reason == sandbox.ReasonOOMKilled:
-		return InstanceOOMKilled, code, reason
+		return api.InstanceOOMKilled, code, reason
 	case ex.Stopped:
-		return InstanceStopped, code, reason
+		return api.InstanceStopped, code, reason
 	case ex.Reason == sandbox.ReasonExited && ex.Code == 0, ex.Reason == sandbox.ReasonUnknown:
-		return InstanceExited, code, reason
+		return api.InstanceExited, code, reason
 	}
-	return InstanceFailed, code, reason
+	return api.InstanceFailed, code, reason
 }
 
 // restartString renders a restart policy in the CLI's form.
@@ -469,12 +461,7 @@ func (m *instanceManager) syncRecord(name string) {
 	}
 	rec.UpdatedAt = time.Now().UTC().Truncate(time.Millisecond)
 	b, _ := json.Marshal(rec)
-	m.n.mu.Lock()
-	d, err := m.n.doc.PutLWW(CollInstances, name, b)
-	if err == nil {
-		m.n.publishLocked(d)
-	}
-	m.n.mu.Unlock()
+	err = m.n.st.Update(func(tx *state.Tx) error { return tx.Put(CollInstances, name, b) })
 	if err != nil {
 		m.log.Error("write instance record", "instance", name, "err", err)
 		return
@@ -491,16 +478,14 @@ func (m *instanceManager) removeRecord(name string) {
 	delete(m.written, name)
 	delete(m.meta, name)
 	removed := false
-	m.n.mu.Lock()
-	if v, _, ok := m.n.doc.GetLWW(CollInstances, name); ok {
-		if r, err := decodeInstanceRecord(v); err == nil && r.NodeID == m.n.host.ID().String() {
-			if d, err := m.n.doc.Remove(CollInstances, name); err == nil {
-				m.n.publishLocked(d)
-				removed = true
+	_ = m.n.st.Update(func(tx *state.Tx) error {
+		if v, _, ok := tx.GetLWW(CollInstances, name); ok {
+			if r, err := decodeInstanceRecord(v); err == nil && r.NodeID == m.n.host.ID().String() {
+				removed = tx.Remove(CollInstances, name) == nil
 			}
 		}
-	}
-	m.n.mu.Unlock()
+		return nil
+	})
 	m.writeResourcesLocked()
 	if removed {
 		m.noteRemoved(name)
@@ -533,32 +518,30 @@ func (m *instanceManager) removeStale() {
 	self := m.n.host.ID().String()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.n.mu.Lock()
-	defer m.n.mu.Unlock()
-	for _, k := range m.n.doc.Keys(CollInstances) {
-		if _, ok := m.meta[k]; ok {
-			continue
+	_ = m.n.st.Update(func(tx *state.Tx) error {
+		for _, k := range tx.Keys(CollInstances) {
+			if _, ok := m.meta[k]; ok {
+				continue
+			}
+			v, _, ok := tx.GetLWW(CollInstances, k)
+			if !ok {
+				continue
+			}
+			if r, err := decodeInstanceRecord(v); err != nil || r.NodeID != self {
+				continue
+			}
+			_ = tx.Remove(CollInstances, k)
 		}
-		v, _, ok := m.n.doc.GetLWW(CollInstances, k)
-		if !ok {
-			continue
-		}
-		if r, err := decodeInstanceRecord(v); err != nil || r.NodeID != self {
-			continue
-		}
-		if d, err := m.n.doc.Remove(CollInstances, k); err == nil {
-			m.n.publishLocked(d)
-		}
-	}
+		return nil
+	})
 }
 
-// onChangeLocked notes a replicated change of an instance record (n.mu held); the
-// conflict loop checks it without n.mu.
-func (m *instanceManager) onChangeLocked(c crdt.Change) {
+// onChange notes a replicated change of an instance record.
+func (m *instanceManager) onChange(c crdt.Change) {
 	if c.Collection != CollInstances {
 		return
 	}
-	m.noteChangeLocked(c)
+	m.noteChange(c)
 	select {
 	case m.changed <- c.Key:
 	default: // the loop is behind; its periodic sweep covers every name
@@ -699,9 +682,7 @@ func decodeInstanceRecord(b []byte) (InstanceRecord, error) {
 
 // record returns the replicated record of name.
 func (m *instanceManager) record(name string) (InstanceRecord, bool) {
-	m.n.mu.Lock()
-	v, _, ok := m.n.doc.GetLWW(CollInstances, name)
-	m.n.mu.Unlock()
+	v, ok := m.n.get(CollInstances, name)
 	if !ok {
 		return InstanceRecord{}, false
 	}
@@ -717,23 +698,23 @@ func (m *instanceManager) list() []InstanceRecord {
 		status[x.ID] = x.Status
 	}
 	out := []InstanceRecord{}
-	m.n.mu.Lock()
-	for _, k := range m.n.doc.Keys(CollInstances) {
-		v, _, ok := m.n.doc.GetLWW(CollInstances, k)
-		if !ok {
-			continue
+	m.n.st.View(func(v *state.View) {
+		for _, k := range v.Keys(CollInstances) {
+			b, _, ok := v.GetLWW(CollInstances, k)
+			if !ok {
+				continue
+			}
+			r, err := decodeInstanceRecord(b)
+			if err != nil {
+				continue
+			}
+			r.NodeStatus = status[r.NodeID]
+			if r.NodeStatus == "" {
+				r.NodeStatus = "unknown"
+			}
+			out = append(out, r)
 		}
-		r, err := decodeInstanceRecord(v)
-		if err != nil {
-			continue
-		}
-		r.NodeStatus = status[r.NodeID]
-		if r.NodeStatus == "" {
-			r.NodeStatus = "unknown"
-		}
-		out = append(out, r)
-	}
-	m.n.mu.Unlock()
+	})
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
@@ -801,7 +782,7 @@ func (m *instanceManager) capacity() capacity {
 }
 
 func (m *instanceManager) readCapacity() capacity {
-	res := localResources(m.n.cfg.DataDir)
+	res := membership.LocalResources(m.n.cfg.DataDir)
 	c := capacity{cores: res.CPUCores, cpuTotal: float64(res.CPUCores) * 100,
 		ramTotal: int64(res.RAMMB), diskTotal: int64(res.DiskMB)}
 	c.cpu = math.Max(0, c.cpuTotal-m.n.cfg.ReserveCPUPercent)
@@ -834,12 +815,7 @@ func (m *instanceManager) writeResourcesLocked() {
 	if string(b) == m.lastRes {
 		return
 	}
-	m.n.mu.Lock()
-	d, err := m.n.doc.PutLWW(CollResources, m.n.host.ID().String(), b)
-	if err == nil {
-		m.n.publishLocked(d)
-	}
-	m.n.mu.Unlock()
+	err := m.n.st.Update(func(tx *state.Tx) error { return tx.Put(CollResources, m.n.host.ID().String(), b) })
 	if err == nil {
 		m.lastRes = string(b)
 	}
@@ -873,61 +849,23 @@ func (m *instanceManager) fits(rt instanceRuntime, l sandbox.Limits, except stri
 
 func fmtNum(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
 
-// ResourcesInfo answers GET /v1/resources (`constellation resources`, the seed's
-// constellation.resources()): totals over alive nodes, plus every node.
-type ResourcesInfo struct {
-	CPUTotal        int             `json:"cpu_total"`     // cores
-	CPUAvailable    float64         `json:"cpu_available"` // percent of the total not reserved nor allocated
-	RAMTotalGB      float64         `json:"ram_total_gb"`
-	RAMAvailableGB  float64         `json:"ram_available_gb"`
-	DiskTotalTB     float64         `json:"disk_total_tb"`
-	DiskAvailableTB float64         `json:"disk_available_tb"`
-	Instances       int             `json:"instances"`
-	NodesAlive      int             `json:"nodes_alive"`
-	Nodes           []NodeResources `json:"nodes"`
-}
-
-// NodeResources is one node's line of ResourcesInfo.
-type NodeResources struct {
-	Name            string  `json:"name"`
-	ID              string  `json:"id"`
-	Status          string  `json:"status"`
-	CPUTotal        int     `json:"cpu_total"`
-	CPUAvailable    float64 `json:"cpu_available"`
-	CPUFreePercent  float64 `json:"cpu_free_percent"` // what a create may still ask, in cpu_percent units
-	RAMTotalGB      float64 `json:"ram_total_gb"`
-	RAMAvailableGB  float64 `json:"ram_available_gb"`
-	DiskTotalTB     float64 `json:"disk_total_tb"`
-	DiskAvailableTB float64 `json:"disk_available_tb"`
-	Instances       int     `json:"instances"`
-	Running         int     `json:"running"`
-	CanRun          bool    `json:"instances_available"`
-	Reported        bool    `json:"reported"` // false: no resource record yet (totals from membership)
-	// Measured use of its running instances (sampled every 10 s).
-	CPUUsedPercent float64 `json:"cpu_used_percent"` // cpu_percent units
-	RAMUsedGB      float64 `json:"ram_used_gb"`
-	DiskUsedTB     float64 `json:"disk_used_tb"`
-}
-
 func round(f float64, digits int) float64 {
 	p := math.Pow(10, float64(digits))
 	return math.Round(f*p) / p
 }
 
 // resources aggregates every node's resource record.
-func (m *instanceManager) resources() ResourcesInfo {
+func (m *instanceManager) resources() api.ResourcesInfo {
 	m.mu.Lock()
 	m.writeResourcesLocked() // our own line is always current
 	m.mu.Unlock()
 	nodes := m.n.Nodes()
-	out := ResourcesInfo{Nodes: []NodeResources{}}
+	out := api.ResourcesInfo{Nodes: []api.NodeResources{}}
 	var cpuTot, cpuFree, ramTot, ramFree, diskTot, diskFree float64
 	for _, x := range nodes {
-		nr := NodeResources{Name: x.Name, ID: x.ID, Status: x.Status, CPUTotal: x.CPUTotal,
+		nr := api.NodeResources{Name: x.Name, ID: x.ID, Status: x.Status, CPUTotal: x.CPUTotal,
 			RAMTotalGB: round(float64(x.RAMTotalMB)/1024, 2), DiskTotalTB: round(float64(x.DiskTotalMB)/(1<<20), 4)}
-		m.n.mu.Lock()
-		v, _, ok := m.n.doc.GetLWW(CollResources, x.ID)
-		m.n.mu.Unlock()
+		v, ok := m.n.get(CollResources, x.ID)
 		var r ResourceRecord
 		if ok && json.Unmarshal(v, &r) == nil {
 			nr.Reported = true
@@ -946,7 +884,7 @@ func (m *instanceManager) resources() ResourcesInfo {
 			nr.DiskUsedTB = round(float64(r.DiskUsedMB)/(1<<20), 4)
 		}
 		out.Nodes = append(out.Nodes, nr)
-		if x.Status != StatusAlive {
+		if x.Status != api.StatusAlive {
 			continue
 		}
 		out.NodesAlive++

@@ -3,7 +3,6 @@ package node
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,93 +20,10 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/rads-lang/constellation/api"
+	"github.com/rads-lang/constellation/internal/httpapi"
 	"github.com/rads-lang/constellation/sandbox"
 )
-
-// CreateRequest is the body of POST /v1/instances. Field names follow the seed plan.
-type CreateRequest struct {
-	Name string `json:"name"`
-	// Node is the node to run on (name or peer ID); empty: the node that receives the request.
-	Node string `json:"node,omitempty"`
-	// Exactly one of Command and Script. Script is a file in Code, or, with ScriptContent,
-	// the name of an uploaded script (the CLI's --script FILE sends the file's content).
-	Command       []string          `json:"command,omitempty"`
-	Script        string            `json:"script,omitempty"`
-	ScriptContent string            `json:"script_content,omitempty"`
-	Runtime       string            `json:"runtime,omitempty"`
-	Args          []string          `json:"args,omitempty"`
-	Env           map[string]string `json:"env,omitempty"`
-	Code          string            `json:"code,omitempty"` // a directory under the node's code roots
-	CPUPercent    float64           `json:"cpu_percent,omitempty"`
-	CPUCores      int               `json:"cpu_cores,omitempty"`
-	RAMMB         int64             `json:"ram_mb,omitempty"`
-	RAMGB         float64           `json:"ram_gb,omitempty"` // alternative to ram_mb
-	DiskMB        int64             `json:"disk_mb,omitempty"`
-	PIDs          int64             `json:"pids,omitempty"`
-	// Restart is "never" (default), "on-failure", "on-failure:N" or "always".
-	Restart string `json:"restart,omitempty"`
-	UID     *int   `json:"uid,omitempty"`
-	GID     *int   `json:"gid,omitempty"`
-	Network string `json:"network,omitempty"` // host (default) or isolated
-	// Start starts the instance right away (default true); false only creates it.
-	Start *bool `json:"start,omitempty"`
-	// Reservation runs the instance on the capacity of a reservation (`create --reservation
-	// ID`): on the node holding it, with its resources unless given (sched_reserve.go).
-	Reservation string `json:"reservation,omitempty"`
-}
-
-// LimitsRequest is the body of POST /v1/instances/{name}/set-limits and (optional) of
-// .../restart: absent fields keep their current value, 0 removes a limit.
-type LimitsRequest struct {
-	CPUPercent *float64 `json:"cpu_percent,omitempty"`
-	CPUCores   *int     `json:"cpu_cores,omitempty"`
-	RAMMB      *int64   `json:"ram_mb,omitempty"`
-	DiskMB     *int64   `json:"disk_mb,omitempty"`
-	PIDs       *int64   `json:"pids,omitempty"`
-	// GraceS is the stop grace period of a restart (default 10).
-	GraceS *float64 `json:"grace_s,omitempty"`
-}
-
-// StopRequest is the optional body of .../stop and DELETE.
-type StopRequest struct {
-	GraceS *float64 `json:"grace_s,omitempty"` // SIGTERM, then SIGKILL after this (default 10)
-}
-
-// SnapshotRequest is the body of .../snapshot and .../restore.
-type SnapshotRequest struct {
-	Tag string `json:"tag"`
-}
-
-// WaitResult answers .../wait.
-type WaitResult struct {
-	Name     string `json:"name"`
-	Status   string `json:"status"`
-	ExitCode int    `json:"exit_code"`
-	Reason   string `json:"reason"`
-}
-
-// InstanceStats answers GET /v1/instances/{name}/stats (`constellation stats NAME --json`).
-type InstanceStats struct {
-	Name     string         `json:"name"`
-	Node     string         `json:"node"`
-	Status   string         `json:"status"`
-	CPU      float64        `json:"cpu"` // percent of one core since the previous stats call
-	RAMMB    float64        `json:"ram_mb"`
-	DiskMB   float64        `json:"disk_mb"`
-	PIDs     int64          `json:"pids"`
-	UptimeS  float64        `json:"uptime_s"`
-	Restarts int            `json:"restarts"`
-	Limits   sandbox.Limits `json:"limits"`
-}
-
-// SnapshotResult answers .../snapshot and .../restore.
-type SnapshotResult struct {
-	Name      string `json:"name"`
-	Tag       string `json:"tag"`
-	Node      string `json:"node"`
-	Bytes     int64  `json:"bytes,omitempty"`
-	Restarted bool   `json:"restarted,omitempty"` // restore stopped and started a running instance
-}
 
 // ParseRestart parses the CLI's restart forms: never, always, on-failure, on-failure:N.
 func ParseRestart(s string) (sandbox.RestartPolicy, error) {
@@ -136,55 +52,27 @@ func ParseRestart(s string) (sandbox.RestartPolicy, error) {
 	return sandbox.RestartPolicy{}, bad
 }
 
-// instanceError is an API error with its HTTP status and code.
-type instanceError struct {
-	status int
-	code   string
-	msg    string
+func init() {
+	httpapi.Classify(http.StatusConflict, "insufficient_resources", ErrInsufficientResources)
+	httpapi.Classify(http.StatusConflict, "exists", ErrInstanceExists, sandbox.ErrExists)
+	httpapi.Classify(http.StatusNotFound, "not_found", ErrInstanceNotFound, sandbox.ErrNotFound)
+	httpapi.Classify(http.StatusConflict, "conflict", sandbox.ErrRunning, sandbox.ErrNotRunning)
+	httpapi.Classify(http.StatusUnprocessableEntity, "unenforceable", sandbox.ErrUnenforceable)
+	httpapi.ClassifyFunc(http.StatusBadRequest, "bad_request", func(err error) (string, bool) {
+		var fe *sandbox.FieldError
+		if errors.As(err, &fe) {
+			return fmt.Sprintf("invalid %s: %s", orRoot(fe.Field), fe.Reason), true
+		}
+		return "", false
+	})
+	httpapi.Classify(http.StatusBadRequest, "bad_request", sandbox.ErrInvalidSpec)
+	httpapi.Classify(http.StatusServiceUnavailable, "unavailable", ErrInstancesUnavailable, sandbox.ErrUnsupported, sandbox.ErrClosed)
 }
 
-func (e *instanceError) Error() string { return e.msg }
-
-func badRequest(format string, args ...any) error {
-	return &instanceError{http.StatusBadRequest, "bad_request", fmt.Sprintf(format, args...)}
-}
-
-// instanceErrorStatus maps errors of the instance operations to HTTP statuses and codes.
-func instanceErrorStatus(err error) (int, string) {
-	var ie *instanceError
-	var fe *sandbox.FieldError
-	switch {
-	case errors.As(err, &ie):
-		return ie.status, ie.code
-	case errors.Is(err, ErrInsufficientResources):
-		return http.StatusConflict, "insufficient_resources"
-	case errors.Is(err, ErrInstanceExists), errors.Is(err, sandbox.ErrExists):
-		return http.StatusConflict, "exists"
-	case errors.Is(err, ErrInstanceNotFound), errors.Is(err, sandbox.ErrNotFound), errors.Is(err, ErrNodeNotFound):
-		return http.StatusNotFound, "not_found"
-	case errors.Is(err, sandbox.ErrRunning), errors.Is(err, sandbox.ErrNotRunning):
-		return http.StatusConflict, "conflict"
-	case errors.Is(err, sandbox.ErrUnenforceable):
-		return http.StatusUnprocessableEntity, "unenforceable"
-	case errors.As(err, &fe), errors.Is(err, sandbox.ErrInvalidSpec):
-		return http.StatusBadRequest, "bad_request"
-	case errors.Is(err, ErrInstancesUnavailable), errors.Is(err, sandbox.ErrUnsupported), errors.Is(err, sandbox.ErrClosed),
-		errors.Is(err, ErrNodeUnavailable):
-		return http.StatusServiceUnavailable, "unavailable"
-	case errors.Is(err, context.DeadlineExceeded):
-		return http.StatusGatewayTimeout, "timeout"
-	}
-	return http.StatusInternalServerError, "internal"
-}
-
-func writeInstanceError(w http.ResponseWriter, err error) {
-	st, code := instanceErrorStatus(err)
-	msg := err.Error()
-	var fe *sandbox.FieldError
-	if errors.As(err, &fe) {
-		msg = fmt.Sprintf("invalid %s: %s", orRoot(fe.Field), fe.Reason)
-	}
-	writeError(w, st, code, msg)
+// errorCode is the API code of err (as rejections record it).
+func errorCode(err error) string {
+	_, code, _ := httpapi.Status(err)
+	return code
 }
 
 func orRoot(f string) string {
@@ -194,37 +82,17 @@ func orRoot(f string) string {
 	return "field " + strconv.Quote(f)
 }
 
-// decodeStrict decodes one JSON value with unknown fields rejected; an empty body leaves
-// v as is when allowEmpty.
-func decodeStrict(body []byte, v any, allowEmpty bool) error {
-	if len(bytes.TrimSpace(body)) == 0 {
-		if allowEmpty {
-			return nil
-		}
-		return badRequest("a JSON body is required")
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return badRequest("invalid JSON body: %s", jsonErrorText(err))
-	}
-	if dec.More() {
-		return badRequest("invalid JSON body: more than one JSON value")
-	}
-	return nil
-}
-
 var instanceNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
 
 func validInstanceName(name string) error {
 	if !instanceNameRE.MatchString(name) {
-		return badRequest("invalid instance name %q: 1-63 letters, digits, '_', '.' or '-', starting with a letter or digit", name)
+		return httpapi.BadRequest("invalid instance name %q: 1-63 letters, digits, '_', '.' or '-', starting with a letter or digit", name)
 	}
 	return nil
 }
 
 // toSpec turns a create request into a sandbox spec (the runtime validates the rest).
-func (m *instanceManager) toSpec(req *CreateRequest) (sandbox.Spec, error) {
+func (m *instanceManager) toSpec(req *api.CreateRequest) (sandbox.Spec, error) {
 	spec := sandbox.Spec{
 		Name: req.Name, Command: req.Command, Script: req.Script, Runtime: req.Runtime, Args: req.Args,
 		Code: req.Code, UID: req.UID, GID: req.GID, Network: req.Network,
@@ -233,28 +101,28 @@ func (m *instanceManager) toSpec(req *CreateRequest) (sandbox.Spec, error) {
 	}
 	if req.RAMGB != 0 {
 		if req.RAMMB != 0 {
-			return spec, badRequest(`give either "ram_mb" or "ram_gb", not both`)
+			return spec, httpapi.BadRequest(`give either "ram_mb" or "ram_gb", not both`)
 		}
 		if req.RAMGB < 0 || req.RAMGB > 1<<20 {
-			return spec, badRequest(`invalid field "ram_gb": %v; a positive number of GiB, e.g. 8`, req.RAMGB)
+			return spec, httpapi.BadRequest(`invalid field "ram_gb": %v; a positive number of GiB, e.g. 8`, req.RAMGB)
 		}
 		spec.RAMMB = int64(req.RAMGB * 1024)
 	}
 	rp, err := ParseRestart(req.Restart)
 	if err != nil {
-		return spec, badRequest(`field "restart": %v`, err)
+		return spec, httpapi.BadRequest(`field "restart": %v`, err)
 	}
 	spec.Restart = rp
 	if len(req.Command) == 0 && req.Script == "" {
-		return spec, badRequest(`one of "command" (an argv array, e.g. ["sh","-c","echo hi"]) or "script" (a file, e.g. "app.rads") is required`)
+		return spec, httpapi.BadRequest(`one of "command" (an argv array, e.g. ["sh","-c","echo hi"]) or "script" (a file, e.g. "app.rads") is required`)
 	}
 	if len(req.Command) > 0 && req.Script != "" {
-		return spec, badRequest(`give either "command" or "script", not both`)
+		return spec, httpapi.BadRequest(`give either "command" or "script", not both`)
 	}
 	spec.Env = map[string]string{}
 	for k, v := range req.Env {
 		if strings.HasPrefix(k, "CONSTELLATION_") {
-			return spec, badRequest(`field "env": %s is set by the node; CONSTELLATION_* names are reserved`, k)
+			return spec, httpapi.BadRequest(`field "env": %s is set by the node; CONSTELLATION_* names are reserved`, k)
 		}
 		spec.Env[k] = v
 	}
@@ -263,16 +131,6 @@ func (m *instanceManager) toSpec(req *CreateRequest) (sandbox.Spec, error) {
 		spec.Env["CONSTELLATION_API_TOKEN"] = m.api.token(req.Name)
 	}
 	return spec, nil
-}
-
-// readBody reads a bounded request body.
-func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
-	if err != nil {
-		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("request body over %d bytes", maxBodyBytes))
-		return nil, false
-	}
-	return body, true
 }
 
 // registerInstanceRoutes adds the instance API to a mux (the local API's, and the one
@@ -301,11 +159,11 @@ func (m *instanceManager) handleList(w http.ResponseWriter, r *http.Request) {
 		}
 		out = kept
 	}
-	writeJSON(w, http.StatusOK, out)
+	httpapi.WriteJSON(w, http.StatusOK, out)
 }
 
 func (m *instanceManager) handleResources(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, m.resources())
+	httpapi.WriteJSON(w, http.StatusOK, m.resources())
 }
 
 // ctxKey marks requests that arrived over the forwarding protocol or from an instance.
@@ -328,7 +186,7 @@ func (m *instanceManager) resolveTarget(nameOrID string) (peer.ID, string, bool,
 	if nameOrID == "" || nameOrID == m.n.cfg.Node || nameOrID == self.String() {
 		return self, m.n.cfg.Node, true, nil
 	}
-	id, name, err := m.n.resolveNode(nameOrID)
+	id, name, err := m.n.members.Resolve(nameOrID)
 	if err != nil {
 		return "", "", false, err
 	}
@@ -336,41 +194,42 @@ func (m *instanceManager) resolveTarget(nameOrID string) (peer.ID, string, bool,
 }
 
 func (m *instanceManager) handleCreate(w http.ResponseWriter, r *http.Request) {
-	body, ok := readBody(w, r)
-	if !ok {
+	body, err := httpapi.ReadBody(r)
+	if err != nil {
+		httpapi.WriteErr(w, err)
 		return
 	}
-	var req CreateRequest
-	if err := decodeStrict(body, &req, false); err != nil {
-		writeInstanceError(w, err)
+	var req api.CreateRequest
+	if err := httpapi.DecodeStrict(body, &req, false); err != nil {
+		httpapi.WriteErr(w, err)
 		return
 	}
 	if err := validInstanceName(req.Name); err != nil {
-		writeInstanceError(w, err)
+		httpapi.WriteErr(w, err)
 		return
 	}
 	if caller := callerInstance(r); caller != "" && (req.UID != nil || req.GID != nil) {
-		writeError(w, http.StatusForbidden, "forbidden", fmt.Sprintf(`instance %s may not set "uid" or "gid": instances create instances as the default unprivileged user`, caller))
+		httpapi.WriteError(w, http.StatusForbidden, "forbidden", fmt.Sprintf(`instance %s may not set "uid" or "gid": instances create instances as the default unprivileged user`, caller))
 		return
 	}
 	if rec, ok := m.record(req.Name); ok {
-		writeInstanceError(w, fmt.Errorf("%w: instance %q already exists on node %s; pick another name or remove it with 'constellation rm %s'", ErrInstanceExists, req.Name, rec.Node, req.Name))
+		httpapi.WriteErr(w, fmt.Errorf("%w: instance %q already exists on node %s; pick another name or remove it with 'constellation rm %s'", ErrInstanceExists, req.Name, rec.Node, req.Name))
 		return
 	}
 	if req.Reservation != "" {
 		if err := m.n.sched.prepareReservedCreate(&req); err != nil {
-			writeSchedError(w, err)
+			httpapi.WriteErr(w, err)
 			return
 		}
 	}
 	id, name, local, err := m.resolveTarget(req.Node)
 	if err != nil {
-		writeInstanceError(w, err)
+		httpapi.WriteErr(w, err)
 		return
 	}
 	if !local {
 		if isForwarded(r) {
-			writeError(w, http.StatusMisdirectedRequest, "misdirected", fmt.Sprintf("node %s received a forwarded create for node %s", m.n.cfg.Node, name))
+			httpapi.WriteError(w, http.StatusMisdirectedRequest, "misdirected", fmt.Sprintf("node %s received a forwarded create for node %s", m.n.cfg.Node, name))
 			return
 		}
 		m.forward(&statusRecorder{ResponseWriter: w, onStatus: func(st int) {
@@ -387,14 +246,14 @@ func (m *instanceManager) handleCreate(w http.ResponseWriter, r *http.Request) {
 		rec, err = m.create(r.Context(), &req)
 	}
 	if err != nil {
-		writeSchedError(w, err)
+		httpapi.WriteErr(w, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, rec)
+	httpapi.WriteJSON(w, http.StatusCreated, rec)
 }
 
 // create runs a create request on this node: admission, sandbox create, optional start.
-func (m *instanceManager) create(ctx context.Context, req *CreateRequest) (InstanceRecord, error) {
+func (m *instanceManager) create(ctx context.Context, req *api.CreateRequest) (InstanceRecord, error) {
 	spec, err := m.toSpec(req)
 	if err != nil {
 		return InstanceRecord{}, err
@@ -416,7 +275,7 @@ func (m *instanceManager) create(ctx context.Context, req *CreateRequest) (Insta
 	}
 	if req.ScriptContent != "" {
 		if req.Code != "" {
-			return InstanceRecord{}, badRequest(`give either "code" or "script_content", not both`)
+			return InstanceRecord{}, httpapi.BadRequest(`give either "code" or "script_content", not both`)
 		}
 		dir, err := m.writeScript(req.Name, req.Script, req.ScriptContent)
 		if err != nil {
@@ -466,7 +325,7 @@ func (m *instanceManager) create(ctx context.Context, req *CreateRequest) (Insta
 func (m *instanceManager) writeScript(name, script, content string) (string, error) {
 	base := filepath.Base(script)
 	if script == "" || base == "." || base == "/" || strings.HasPrefix(base, ".") && len(base) <= 2 {
-		return "", badRequest(`field "script" must name the uploaded file (e.g. "app.rads") when "script_content" is given`)
+		return "", httpapi.BadRequest(`field "script" must name the uploaded file (e.g. "app.rads") when "script_content" is given`)
 	}
 	sum := sha256.Sum256([]byte(content))
 	dir := filepath.Join(m.codeDir, name+"-"+hex.EncodeToString(sum[:4]))
@@ -490,7 +349,7 @@ func (m *instanceManager) localRecord(rt instanceRuntime, name string) (Instance
 	md := m.meta[name]
 	m.mu.Unlock()
 	rec := m.recordOf(in, md)
-	rec.NodeStatus = StatusAlive
+	rec.NodeStatus = api.StatusAlive
 	rec.UpdatedAt = time.Now().UTC().Truncate(time.Millisecond)
 	return rec, nil
 }
@@ -501,11 +360,12 @@ func (m *instanceManager) handleOp(op string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")
 		if err := validInstanceName(name); err != nil {
-			writeInstanceError(w, err)
+			httpapi.WriteErr(w, err)
 			return
 		}
-		body, ok := readBody(w, r)
-		if !ok {
+		body, err := httpapi.ReadBody(r)
+		if err != nil {
+			httpapi.WriteErr(w, err)
 			return
 		}
 		rt := m.local()
@@ -522,20 +382,20 @@ func (m *instanceManager) handleOp(op string) http.HandlerFunc {
 			}
 			switch {
 			case !ok:
-				writeInstanceError(w, fmt.Errorf("%w: no instance %q in the cluster as node %s knows it; 'constellation list' shows them", ErrInstanceNotFound, name, m.n.cfg.Node))
+				httpapi.WriteErr(w, fmt.Errorf("%w: no instance %q in the cluster as node %s knows it; 'constellation list' shows them", ErrInstanceNotFound, name, m.n.cfg.Node))
 			case rec.NodeID == m.n.host.ID().String() || isForwarded(r):
-				writeInstanceError(w, fmt.Errorf("%w: instance %q is not on node %s (its record names node %s)", ErrInstanceNotFound, name, m.n.cfg.Node, rec.Node))
+				httpapi.WriteErr(w, fmt.Errorf("%w: instance %q is not on node %s (its record names node %s)", ErrInstanceNotFound, name, m.n.cfg.Node, rec.Node))
 			default:
 				id, err := peer.Decode(rec.NodeID)
 				if err != nil {
-					writeInstanceError(w, fmt.Errorf("%w: instance %q names a bad node ID", ErrInstanceNotFound, name))
+					httpapi.WriteErr(w, fmt.Errorf("%w: instance %q names a bad node ID", ErrInstanceNotFound, name))
 					return
 				}
 				if op == "show" {
 					// Any node can answer from the replicated record when the owner is away.
-					if st := m.nodeStatus(rec.NodeID); st != StatusAlive && st != StatusSuspect {
+					if st := m.nodeStatus(rec.NodeID); st != api.StatusAlive && st != api.StatusSuspect {
 						rec.NodeStatus = st
-						writeJSON(w, http.StatusOK, rec)
+						httpapi.WriteJSON(w, http.StatusOK, rec)
 						return
 					}
 				}
@@ -561,14 +421,14 @@ func graceOf(g *float64) (time.Duration, error) {
 		return 10 * time.Second, nil
 	}
 	if *g < 0 || *g > 3600 {
-		return 0, badRequest(`invalid field "grace_s": %v; seconds between 0 and 3600`, *g)
+		return 0, httpapi.BadRequest(`invalid field "grace_s": %v; seconds between 0 and 3600`, *g)
 	}
 	return time.Duration(*g * float64(time.Second)), nil
 }
 
 func (m *instanceManager) localOp(w http.ResponseWriter, r *http.Request, rt instanceRuntime, op, name string, body []byte) {
 	ctx := r.Context()
-	fail := func(err error) { writeInstanceError(w, err) }
+	fail := func(err error) { httpapi.WriteErr(w, err) }
 	switch op {
 	case "show":
 		rec, err := m.localRecord(rt, name)
@@ -576,7 +436,7 @@ func (m *instanceManager) localOp(w http.ResponseWriter, r *http.Request, rt ins
 			fail(err)
 			return
 		}
-		writeJSON(w, http.StatusOK, rec)
+		httpapi.WriteJSON(w, http.StatusOK, rec)
 	case "stats":
 		st, err := rt.Stats(name)
 		if err != nil {
@@ -585,13 +445,13 @@ func (m *instanceManager) localOp(w http.ResponseWriter, r *http.Request, rt ins
 		}
 		in, _ := rt.Get(name)
 		status, _, _ := statusOf(in)
-		writeJSON(w, http.StatusOK, InstanceStats{Name: name, Node: m.n.cfg.Node, Status: status,
+		httpapi.WriteJSON(w, http.StatusOK, api.InstanceStats{Name: name, Node: m.n.cfg.Node, Status: status,
 			CPU: round(st.CPUPercent, 2), RAMMB: round(st.RAMMB, 2), DiskMB: round(st.DiskMB, 2), PIDs: st.PIDs,
-			UptimeS: round(st.Uptime.Seconds(), 3), Restarts: st.Restarts, Limits: st.Limits})
+			UptimeS: round(st.Uptime.Seconds(), 3), Restarts: st.Restarts, Limits: api.Limits(st.Limits)})
 	case "logs":
 		m.serveLogs(w, r, rt, name)
 	case "start":
-		if err := decodeStrict(body, &struct{}{}, true); err != nil {
+		if err := httpapi.DecodeStrict(body, &struct{}{}, true); err != nil {
 			fail(err)
 			return
 		}
@@ -606,8 +466,8 @@ func (m *instanceManager) localOp(w http.ResponseWriter, r *http.Request, rt ins
 		m.opMu.Unlock()
 		m.answer(w, rt, name, err)
 	case "stop":
-		var req StopRequest
-		if err := decodeStrict(body, &req, true); err != nil {
+		var req api.StopRequest
+		if err := httpapi.DecodeStrict(body, &req, true); err != nil {
 			fail(err)
 			return
 		}
@@ -617,8 +477,8 @@ func (m *instanceManager) localOp(w http.ResponseWriter, r *http.Request, rt ins
 		}
 		m.answer(w, rt, name, err)
 	case "restart", "set-limits":
-		var req LimitsRequest
-		if err := decodeStrict(body, &req, true); err != nil {
+		var req api.LimitsRequest
+		if err := httpapi.DecodeStrict(body, &req, true); err != nil {
 			fail(err)
 			return
 		}
@@ -628,7 +488,7 @@ func (m *instanceManager) localOp(w http.ResponseWriter, r *http.Request, rt ins
 			return
 		}
 		if op == "set-limits" && req.GraceS != nil {
-			fail(badRequest(`field "grace_s" belongs to restart, not set-limits`))
+			fail(httpapi.BadRequest(`field "grace_s" belongs to restart, not set-limits`))
 			return
 		}
 		m.opMu.Lock()
@@ -652,7 +512,7 @@ func (m *instanceManager) localOp(w http.ResponseWriter, r *http.Request, rt ins
 				l.PIDs = *req.PIDs
 			}
 			if op == "set-limits" && !changed {
-				err = badRequest("set-limits needs at least one of cpu_percent, cpu_cores, ram_mb, disk_mb, pids")
+				err = httpapi.BadRequest("set-limits needs at least one of cpu_percent, cpu_cores, ram_mb, disk_mb, pids")
 			}
 			if err == nil && changed {
 				if err = m.fits(rt, l, name); err == nil {
@@ -669,14 +529,14 @@ func (m *instanceManager) localOp(w http.ResponseWriter, r *http.Request, rt ins
 		}
 		m.answer(w, rt, name, err)
 	case "wait":
-		if err := decodeStrict(body, &struct{}{}, true); err != nil {
+		if err := httpapi.DecodeStrict(body, &struct{}{}, true); err != nil {
 			fail(err)
 			return
 		}
 		if t := r.URL.Query().Get("timeout"); t != "" {
 			d, err := time.ParseDuration(t)
 			if err != nil || d <= 0 {
-				fail(badRequest("invalid timeout %q: a duration like 30s or 5m", t))
+				fail(httpapi.BadRequest("invalid timeout %q: a duration like 30s or 5m", t))
 				return
 			}
 			var cancel context.CancelFunc
@@ -690,10 +550,10 @@ func (m *instanceManager) localOp(w http.ResponseWriter, r *http.Request, rt ins
 		}
 		in, _ := rt.Get(name)
 		st, _, _ := statusOf(in)
-		writeJSON(w, http.StatusOK, WaitResult{Name: name, Status: st, ExitCode: ex.Code, Reason: string(ex.Reason)})
+		httpapi.WriteJSON(w, http.StatusOK, api.WaitResult{Name: name, Status: st, ExitCode: ex.Code, Reason: string(ex.Reason)})
 	case "snapshot":
-		var req SnapshotRequest
-		if err := decodeStrict(body, &req, false); err != nil {
+		var req api.SnapshotRequest
+		if err := httpapi.DecodeStrict(body, &req, false); err != nil {
 			fail(err)
 			return
 		}
@@ -706,10 +566,10 @@ func (m *instanceManager) localOp(w http.ResponseWriter, r *http.Request, rt ins
 			fail(err)
 			return
 		}
-		writeJSON(w, http.StatusOK, SnapshotResult{Name: name, Tag: snap.Name, Node: m.n.cfg.Node, Bytes: snap.Bytes})
+		httpapi.WriteJSON(w, http.StatusOK, api.SnapshotResult{Name: name, Tag: snap.Name, Node: m.n.cfg.Node, Bytes: snap.Bytes})
 	case "restore":
-		var req SnapshotRequest
-		if err := decodeStrict(body, &req, false); err != nil {
+		var req api.SnapshotRequest
+		if err := httpapi.DecodeStrict(body, &req, false); err != nil {
 			fail(err)
 			return
 		}
@@ -742,17 +602,17 @@ func (m *instanceManager) localOp(w http.ResponseWriter, r *http.Request, rt ins
 			fail(err)
 			return
 		}
-		writeJSON(w, http.StatusOK, SnapshotResult{Name: name, Tag: req.Tag, Node: m.n.cfg.Node, Restarted: running})
+		httpapi.WriteJSON(w, http.StatusOK, api.SnapshotResult{Name: name, Tag: req.Tag, Node: m.n.cfg.Node, Restarted: running})
 	case "rm":
-		var req StopRequest
-		if err := decodeStrict(body, &req, true); err != nil {
+		var req api.StopRequest
+		if err := httpapi.DecodeStrict(body, &req, true); err != nil {
 			fail(err)
 			return
 		}
 		if q := r.URL.Query().Get("grace_s"); q != "" && req.GraceS == nil {
 			g, err := strconv.ParseFloat(q, 64)
 			if err != nil {
-				fail(badRequest("invalid grace_s %q: seconds, e.g. 0 or 2.5", q))
+				fail(httpapi.BadRequest("invalid grace_s %q: seconds, e.g. 0 or 2.5", q))
 				return
 			}
 			req.GraceS = &g
@@ -777,15 +637,15 @@ func (m *instanceManager) localOp(w http.ResponseWriter, r *http.Request, rt ins
 		}
 		os.Remove(m.metaPath(name))
 		m.removeRecord(name)
-		writeJSON(w, http.StatusOK, map[string]string{"name": name, "node": m.n.cfg.Node, "status": "removed"})
+		httpapi.WriteJSON(w, http.StatusOK, map[string]string{"name": name, "node": m.n.cfg.Node, "status": "removed"})
 	default:
-		writeError(w, http.StatusNotFound, "not_found", "unknown instance operation "+op)
+		httpapi.WriteError(w, http.StatusNotFound, "not_found", "unknown instance operation "+op)
 	}
 }
 
 func validTag(tag string) error {
 	if !instanceNameRE.MatchString(tag) {
-		return badRequest(`invalid field "tag" %q: 1-63 letters, digits, '_', '.' or '-', e.g. "before-upgrade"`, tag)
+		return httpapi.BadRequest(`invalid field "tag" %q: 1-63 letters, digits, '_', '.' or '-', e.g. "before-upgrade"`, tag)
 	}
 	return nil
 }
@@ -793,16 +653,16 @@ func validTag(tag string) error {
 // answer writes an operation's result: the instance's record, or the error.
 func (m *instanceManager) answer(w http.ResponseWriter, rt instanceRuntime, name string, err error) {
 	if err != nil {
-		writeInstanceError(w, err)
+		httpapi.WriteErr(w, err)
 		return
 	}
 	m.syncRecord(name)
 	rec, err := m.localRecord(rt, name)
 	if err != nil {
-		writeInstanceError(w, err)
+		httpapi.WriteErr(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, rec)
+	httpapi.WriteJSON(w, http.StatusOK, rec)
 }
 
 // serveLogs streams an instance's output as text/plain. Query: follow=1, stream=stdout|
@@ -821,7 +681,7 @@ func (m *instanceManager) serveLogs(w http.ResponseWriter, r *http.Request, rt i
 	case "stderr":
 		streams = []sandbox.Stream{sandbox.Stderr}
 	default:
-		writeInstanceError(w, badRequest("invalid stream %q: stdout, stderr or all", q.Get("stream")))
+		httpapi.WriteErr(w, httpapi.BadRequest("invalid stream %q: stdout, stderr or all", q.Get("stream")))
 		return
 	}
 	ctx, cancel := context.WithCancel(r.Context())
@@ -833,7 +693,7 @@ func (m *instanceManager) serveLogs(w http.ResponseWriter, r *http.Request, rt i
 			for _, x := range readers {
 				x.Close()
 			}
-			writeInstanceError(w, err)
+			httpapi.WriteErr(w, err)
 			return
 		}
 		readers = append(readers, rc)

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/rads-lang/constellation/api"
 )
 
 // BenchmarkInstanceCreate measures POST /v1/instances until the instance runs (the answer
@@ -29,18 +31,18 @@ func BenchmarkInstanceCreate(b *testing.B) {
 	})
 	a, rb := ns[0], ns[1]
 	waitFor(b, 10*time.Second, "both alive", func() (bool, string) {
-		return memberStatus(a.Node, rb.ID().String()) == StatusAlive, ""
+		return memberStatus(a.Node, rb.ID().String()) == api.StatusAlive, ""
 	})
-	cl := NewClient(a.cfg.DataDir, "", "")
+	cl := api.NewClient(a.cfg.DataDir, "", "")
 	ctx := context.Background()
 	for _, target := range []struct{ name, node string }{{"local", ""}, {"remote", rb.cfg.Node}} {
 		b.Run("target="+target.name, func(b *testing.B) {
 			create := func(name string) time.Duration {
 				t0 := time.Now()
-				rec, err := cl.CreateInstance(ctx, CreateRequest{Name: name, Node: target.node,
+				rec, err := cl.CreateInstance(ctx, api.CreateRequest{Name: name, Node: target.node,
 					Command: []string{"sleep", "1000"}, RAMMB: 64, CPUPercent: 50, PIDs: 64})
 				d := time.Since(t0)
-				if err != nil || rec.Status != InstanceRunning {
+				if err != nil || rec.Status != api.InstanceRunning {
 					b.Fatalf("create %s: %+v, %v", name, rec, err)
 				}
 				return d

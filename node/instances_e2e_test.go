@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rads-lang/constellation/api"
 )
 
 // End-to-end tests of instances through the built binary: real node processes on
@@ -224,7 +226,7 @@ func TestInstancesEndToEnd(t *testing.T) {
 	}
 	a := startProcNode(t, bin, "a", dirA, "--code-root", codeRoot)
 	t.Cleanup(a.stop)
-	var st StatusInfo
+	var st api.StatusInfo
 	a.cliJSON(&st, "status")
 	var join string
 	for _, ad := range st.Addresses {
@@ -240,11 +242,11 @@ func TestInstancesEndToEnd(t *testing.T) {
 	for _, p := range []*procNode{a, b} {
 		deadline := time.Now().Add(20 * time.Second)
 		for {
-			var ns []NodeInfo
+			var ns []api.NodeInfo
 			p.cliJSON(&ns, "nodes")
 			alive := 0
 			for _, x := range ns {
-				if x.Status == StatusAlive {
+				if x.Status == api.StatusAlive {
 					alive++
 				}
 			}
@@ -263,14 +265,14 @@ func TestInstancesEndToEnd(t *testing.T) {
 	a.cliJSON(&web, "create", "--name", "e2e-web", "--node", "b", "--ram-mb", "64", "--pids", "32",
 		"--cpu-percent", "50", "--env", "GREETING=hello", "--",
 		"sh", "-c", `echo "$GREETING from $CONSTELLATION_INSTANCE on $CONSTELLATION_NODE"; exec sleep 1000`)
-	if web.Node != "b" || web.Status != InstanceRunning || web.ID == "" {
+	if web.Node != "b" || web.Status != api.InstanceRunning || web.ID == "" {
 		t.Fatalf("create on a for b = %+v; want running on b", web)
 	}
 
 	// Both nodes list it, on b, with the list --json fields.
 	for _, p := range []*procNode{a, b} {
 		r := p.waitInstance("e2e-web", "listed running on b", func(r InstanceRecord, ok bool) bool {
-			return ok && r.Node == "b" && r.Status == InstanceRunning
+			return ok && r.Node == "b" && r.Status == api.InstanceRunning
 		})
 		if r.RAMMB != 64 || r.CPUPercent != 50 || r.CreatedAt.IsZero() || r.ExitCode != nil {
 			t.Errorf("node %s lists %+v", p.name, r)
@@ -340,9 +342,9 @@ func TestInstancesEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.waitInstance("e2e-web", "running with ram_mb 96", func(r InstanceRecord, ok bool) bool {
-		return ok && r.Status == InstanceRunning && r.RAMMB == 96
+		return ok && r.Status == api.InstanceRunning && r.RAMMB == 96
 	})
-	var snap SnapshotResult
+	var snap api.SnapshotResult
 	a.cliJSON(&snap, "snapshot", "e2e-web", "--save", "t1")
 	if snap.Node != "b" || snap.Tag != "t1" {
 		t.Errorf("snapshot --save = %+v; want tag t1 on b", snap)
@@ -353,7 +355,7 @@ func TestInstancesEndToEnd(t *testing.T) {
 	}
 
 	// resources: cluster totals over both nodes, b's allocation includes e2e-web.
-	var res ResourcesInfo
+	var res api.ResourcesInfo
 	a.cliJSON(&res, "resources")
 	if res.NodesAlive != 2 || res.CPUTotal < 2 || res.RAMTotalGB <= 0 || res.CPUAvailable <= 0 || res.CPUAvailable > 100 || len(res.Nodes) != 2 {
 		t.Errorf("resources = %+v", res)
@@ -380,7 +382,7 @@ func TestInstancesEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range []*procNode{a, b} {
-		p.waitInstance("e2e-oom", "oom_killed", func(r InstanceRecord, ok bool) bool { return ok && r.Status == InstanceOOMKilled })
+		p.waitInstance("e2e-oom", "oom_killed", func(r InstanceRecord, ok bool) bool { return ok && r.Status == api.InstanceOOMKilled })
 	}
 
 	// Stop from A.
@@ -388,7 +390,7 @@ func TestInstancesEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range []*procNode{a, b} {
-		p.waitInstance("e2e-web", "stopped", func(r InstanceRecord, ok bool) bool { return ok && r.Status == InstanceStopped })
+		p.waitInstance("e2e-web", "stopped", func(r InstanceRecord, ok bool) bool { return ok && r.Status == api.InstanceStopped })
 	}
 
 	// A node restart keeps its instance running and re-adopts it.
@@ -410,17 +412,17 @@ func TestInstancesEndToEnd(t *testing.T) {
 		t.Fatalf("after node b stopped, instance processes = %v; want %v still running", got, before)
 	}
 	r := a.waitInstance("e2e-keep", "listed with b gone", func(r InstanceRecord, ok bool) bool {
-		return ok && r.NodeStatus != StatusAlive
+		return ok && r.NodeStatus != api.StatusAlive
 	})
-	if r.Status != InstanceRunning {
+	if r.Status != api.InstanceRunning {
 		t.Errorf("while b is down, a lists e2e-keep as %+v; want its last status running", r)
 	}
 	b.start()
-	var ks InstanceStats
+	var ks api.InstanceStats
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		s, err := a.cli("stats", "e2e-keep", "--json")
-		if err == nil && json.Unmarshal([]byte(s), &ks) == nil && ks.Status == InstanceRunning && ks.PIDs >= 1 {
+		if err == nil && json.Unmarshal([]byte(s), &ks) == nil && ks.Status == api.InstanceRunning && ks.PIDs >= 1 {
 			break
 		}
 		if time.Now().After(deadline) {

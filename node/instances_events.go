@@ -5,25 +5,9 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/crdt"
 )
-
-// EventInstance is streamed by GET /v1/events (`constellation events --type instance`) when
-// an instance anywhere in the cluster changes status (created, running, stopped, exited,
-// failed, oom_killed, starting) or is removed ("removed"). Every node derives these events
-// from the replicated records, so each node reports every instance's changes. Event.Node
-// is the instance's node; Event.Data is an InstanceEvent.
-const EventInstance = "instance"
-
-// InstanceEvent is the data of an "instance" event.
-type InstanceEvent struct {
-	Name       string `json:"name"`
-	ID         string `json:"id"`
-	Status     string `json:"status"` // an instance status, or "removed"
-	ExitCode   *int   `json:"exit_code,omitempty"`
-	ExitReason string `json:"exit_reason,omitempty"`
-	Restarts   int    `json:"restarts"`
-}
 
 // instanceEvents de-duplicates status changes into events.
 type instanceEvents struct {
@@ -65,14 +49,14 @@ func (m *instanceManager) noteRemoved(name string) {
 }
 
 func (m *instanceManager) publishInstanceEvent(r InstanceRecord, status string) {
-	b, _ := json.Marshal(InstanceEvent{Name: r.Name, ID: r.ID, Status: status, ExitCode: r.ExitCode,
+	b, _ := json.Marshal(api.InstanceEvent{Name: r.Name, ID: r.ID, Status: status, ExitCode: r.ExitCode,
 		ExitReason: r.ExitReason, Restarts: r.Restarts})
-	m.n.events.publish(Event{Type: EventInstance, Node: &EventNode{Name: r.Node, ID: r.NodeID}, Data: b})
+	m.n.events.Publish(api.Event{Type: api.EventInstance, Node: &api.EventNode{Name: r.Node, ID: r.NodeID}, Data: b})
 }
 
 // noteChangeLocked turns a replicated change of an instance record into an event (n.mu held).
-func (m *instanceManager) noteChangeLocked(c crdt.Change) {
-	v, _, ok := m.n.doc.GetLWW(CollInstances, c.Key)
+func (m *instanceManager) noteChange(c crdt.Change) {
+	v, ok := m.n.get(CollInstances, c.Key)
 	if !ok {
 		m.noteRemoved(c.Key)
 		return

@@ -16,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/rads-lang/constellation/internal/httpapi"
 )
 
 // Forwarding protocol (/constellation/<cluster-hash>/instances/1.0.0): an operation on an
@@ -35,7 +36,7 @@ import (
 
 const (
 	instancesProtocol = "instances/1.0.0"
-	maxFwdRequest     = maxBodyBytes + 8<<10
+	maxFwdRequest     = httpapi.MaxBodyBytes + 8<<10
 	maxFwdHead        = 4 << 10
 	maxFwdChunk       = 256 << 10
 	fwdRequestTimeout = 10 * time.Second
@@ -119,7 +120,7 @@ func (m *instanceManager) forward(w http.ResponseWriter, r *http.Request, body [
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	unavailable := func(err error) {
-		writeInstanceError(w, fmt.Errorf("%w: node %s cannot be reached to forward %s %s: %v", ErrNodeUnavailable, toName, r.Method, r.URL.Path, err))
+		httpapi.WriteErr(w, fmt.Errorf("%w: node %s cannot be reached to forward %s %s: %v", ErrNodeUnavailable, toName, r.Method, r.URL.Path, err))
 	}
 	dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
 	s, err := m.n.host.Libp2p().NewStream(dctx, to, m.protocol())

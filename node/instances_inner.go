@@ -13,6 +13,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/rads-lang/constellation/internal/httpapi"
 )
 
 // instanceAPI is the local API as instances reach it. An instance runs as an unprivileged
@@ -57,7 +59,7 @@ func startInstanceAPI(m *instanceManager) (*instanceAPI, error) {
 		l.Close()
 		return nil, fmt.Errorf("node: instance API: %w", err)
 	}
-	m.n.api.serve(l, http.HandlerFunc(a.serveHTTP))
+	m.n.api.Serve(l, http.HandlerFunc(a.serveHTTP))
 	return a, nil
 }
 
@@ -94,11 +96,11 @@ func (a *instanceAPI) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	name, ok := a.instanceOf(tok)
 	if !ok {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="constellation-instance"`)
-		writeError(w, http.StatusUnauthorized, "unauthorized", "missing or wrong instance token: send 'Authorization: Bearer $CONSTELLATION_API_TOKEN'")
+		httpapi.WriteError(w, http.StatusUnauthorized, "unauthorized", "missing or wrong instance token: send 'Authorization: Bearer $CONSTELLATION_API_TOKEN'")
 		return
 	}
 	r = r.WithContext(context.WithValue(r.Context(), ctxInstance, name))
-	a.m.n.api.mux.ServeHTTP(w, r)
+	a.m.n.api.Handler().ServeHTTP(w, r)
 }
 
 func loadOrCreateSecret(path string) ([]byte, error) {

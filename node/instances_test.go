@@ -14,6 +14,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/rads-lang/constellation/api"
+	"github.com/rads-lang/constellation/internal/state"
 	"github.com/rads-lang/constellation/sandbox"
 )
 
@@ -53,18 +55,18 @@ func TestStatusOf(t *testing.T) {
 		want  string
 		code  *int
 	}{
-		{sandbox.StateCreated, nil, InstanceCreated, nil},
-		{sandbox.StateRunning, nil, InstanceRunning, nil},
-		{sandbox.StateRestarting, exit(sandbox.ReasonExited, 1, false), InstanceStarting, ptr(1)},
-		{sandbox.StateExited, exit(sandbox.ReasonExited, 0, false), InstanceExited, ptr(0)},
-		{sandbox.StateExited, exit(sandbox.ReasonExited, 3, false), InstanceFailed, ptr(3)},
-		{sandbox.StateExited, exit(sandbox.ReasonSignaled, 15, true), InstanceStopped, ptr(15)},
-		{sandbox.StateExited, exit(sandbox.ReasonSignaled, 9, false), InstanceFailed, ptr(9)},
-		{sandbox.StateExited, exit(sandbox.ReasonOOMKilled, 9, false), InstanceOOMKilled, ptr(9)},
-		{sandbox.StateExited, exit(sandbox.ReasonOOMKilled, 9, true), InstanceOOMKilled, ptr(9)},
-		{sandbox.StateExited, exit(sandbox.ReasonStartFailed, -1, false), InstanceFailed, ptr(-1)},
-		{sandbox.StateExited, exit(sandbox.ReasonDiskExceeded, 9, false), InstanceFailed, ptr(9)},
-		{sandbox.StateExited, exit(sandbox.ReasonUnknown, -1, false), InstanceExited, ptr(-1)},
+		{sandbox.StateCreated, nil, api.InstanceCreated, nil},
+		{sandbox.StateRunning, nil, api.InstanceRunning, nil},
+		{sandbox.StateRestarting, exit(sandbox.ReasonExited, 1, false), api.InstanceStarting, ptr(1)},
+		{sandbox.StateExited, exit(sandbox.ReasonExited, 0, false), api.InstanceExited, ptr(0)},
+		{sandbox.StateExited, exit(sandbox.ReasonExited, 3, false), api.InstanceFailed, ptr(3)},
+		{sandbox.StateExited, exit(sandbox.ReasonSignaled, 15, true), api.InstanceStopped, ptr(15)},
+		{sandbox.StateExited, exit(sandbox.ReasonSignaled, 9, false), api.InstanceFailed, ptr(9)},
+		{sandbox.StateExited, exit(sandbox.ReasonOOMKilled, 9, false), api.InstanceOOMKilled, ptr(9)},
+		{sandbox.StateExited, exit(sandbox.ReasonOOMKilled, 9, true), api.InstanceOOMKilled, ptr(9)},
+		{sandbox.StateExited, exit(sandbox.ReasonStartFailed, -1, false), api.InstanceFailed, ptr(-1)},
+		{sandbox.StateExited, exit(sandbox.ReasonDiskExceeded, 9, false), api.InstanceFailed, ptr(9)},
+		{sandbox.StateExited, exit(sandbox.ReasonUnknown, -1, false), api.InstanceExited, ptr(-1)},
 	} {
 		got, code, _ := statusOf(sandbox.Info{State: c.state, LastExit: c.last})
 		if got != c.want || (code == nil) != (c.code == nil) || (code != nil && *code != *c.code) {
@@ -207,7 +209,7 @@ func TestInstanceConfig(t *testing.T) {
 }
 
 // apiCall posts or gets JSON on a node's Unix socket and returns status and error body.
-func apiCall(t *testing.T, n *Node, method, path, body string) (int, APIError, []byte) {
+func apiCall(t *testing.T, n *Node, method, path, body string) (int, api.APIError, []byte) {
 	t.Helper()
 	cl := unixHTTP(n)
 	req, _ := http.NewRequest(method, "http://unix"+path, strings.NewReader(body))
@@ -218,7 +220,7 @@ func apiCall(t *testing.T, n *Node, method, path, body string) (int, APIError, [
 	defer resp.Body.Close()
 	var buf bytes.Buffer
 	buf.ReadFrom(resp.Body)
-	var ae APIError
+	var ae api.APIError
 	_ = json.Unmarshal(buf.Bytes(), &ae)
 	return resp.StatusCode, ae, buf.Bytes()
 }
@@ -289,13 +291,7 @@ func TestInstanceCreateBadInput(t *testing.T) {
 func putRecord(t *testing.T, n *Node, r InstanceRecord) {
 	t.Helper()
 	b, _ := json.Marshal(r)
-	n.mu.Lock()
-	d, err := n.doc.PutLWW(CollInstances, r.Name, b)
-	if err == nil {
-		n.publishLocked(d)
-	}
-	n.mu.Unlock()
-	if err != nil {
+	if err := n.st.Update(func(tx *state.Tx) error { return tx.Put(CollInstances, r.Name, b) }); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -307,10 +303,10 @@ func TestInstanceForwardErrors(t *testing.T) {
 	ns := startCluster(t, 2, nil)
 	a, b := ns[0], ns[1]
 	waitFor(t, 10*time.Second, "both alive", func() (bool, string) {
-		return memberStatus(a.Node, b.ID().String()) == StatusAlive && memberStatus(b.Node, a.ID().String()) == StatusAlive, ""
+		return memberStatus(a.Node, b.ID().String()) == api.StatusAlive && memberStatus(b.Node, a.ID().String()) == api.StatusAlive, ""
 	})
 	// A record naming b for an instance b does not run: b answers 404 itself.
-	putRecord(t, a.Node, InstanceRecord{Name: "phantom", ID: "1", Node: b.cfg.Node, NodeID: b.ID().String(), Status: InstanceRunning, CreatedAt: time.Now()})
+	putRecord(t, a.Node, InstanceRecord{Name: "phantom", ID: "1", Node: b.cfg.Node, NodeID: b.ID().String(), Status: api.InstanceRunning, CreatedAt: time.Now()})
 	waitFor(t, 10*time.Second, "b has the phantom record", func() (bool, string) {
 		_, ok := b.instances.record("phantom")
 		return ok, ""
@@ -334,7 +330,7 @@ func TestInstanceForwardErrors(t *testing.T) {
 	// An owner that is no member: unavailable, naming it.
 	k, _, _ := crypto.GenerateEd25519Key(nil)
 	stranger, _ := peer.IDFromPrivateKey(k)
-	putRecord(t, a.Node, InstanceRecord{Name: "lost", ID: "2", Node: "gone", NodeID: stranger.String(), Status: InstanceRunning, CreatedAt: time.Now()})
+	putRecord(t, a.Node, InstanceRecord{Name: "lost", ID: "2", Node: "gone", NodeID: stranger.String(), Status: api.InstanceRunning, CreatedAt: time.Now()})
 	st, ae, raw = apiCall(t, a.Node, "POST", "/v1/instances/lost/stop", "")
 	if st != 503 || ae.Code != "unavailable" || !strings.Contains(ae.Error, "gone") {
 		t.Errorf("stop on an unreachable node = %d %s; want 503 naming node gone", st, raw)
@@ -342,7 +338,7 @@ func TestInstanceForwardErrors(t *testing.T) {
 	// show still answers from the replicated record, with the owner's status.
 	st, _, raw = apiCall(t, a.Node, "GET", "/v1/instances/lost", "")
 	var rec InstanceRecord
-	if st != 200 || json.Unmarshal(raw, &rec) != nil || rec.NodeStatus == StatusAlive || rec.Status != InstanceRunning {
+	if st != 200 || json.Unmarshal(raw, &rec) != nil || rec.NodeStatus == api.StatusAlive || rec.Status != api.InstanceRunning {
 		t.Errorf("show of a dead node's instance = %d %s; want its record with the node's status", st, raw)
 	}
 	// Both nodes list what the document holds, with node_status.
@@ -359,7 +355,7 @@ func TestDuplicateNameResolved(t *testing.T) {
 	ns := startSchedCluster(t, 2, nil)
 	a, b := ns[0], ns[1]
 	ctx := t.Context()
-	req := func() *CreateRequest { return &CreateRequest{Name: "dup", Command: []string{"sleep", "1000"}} }
+	req := func() *api.CreateRequest { return &api.CreateRequest{Name: "dup", Command: []string{"sleep", "1000"}} }
 	if _, err := a.instances.create(ctx, req()); err != nil {
 		t.Fatal(err)
 	}
@@ -400,9 +396,9 @@ func TestDuplicateNameResolved(t *testing.T) {
 func TestInstanceEvents(t *testing.T) {
 	ns := startSchedCluster(t, 2, nil)
 	a, b := ns[0], ns[1]
-	ch, cancel := b.events.subscribe(0, true)
+	ch, cancel := b.events.Subscribe(0, true)
 	defer cancel()
-	if _, err := a.instances.create(t.Context(), &CreateRequest{Name: "ev", Command: []string{"sleep", "1"}}); err != nil {
+	if _, err := a.instances.create(t.Context(), &api.CreateRequest{Name: "ev", Command: []string{"sleep", "1"}}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "b has the record", func() (bool, string) { _, ok := b.instances.record("ev"); return ok, "" })
@@ -411,7 +407,7 @@ func TestInstanceEvents(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "b sees ev failed", func() (bool, string) {
 		r, _ := b.instances.record("ev")
-		return r.Status == InstanceFailed, r.Status
+		return r.Status == api.InstanceFailed, r.Status
 	})
 	st, _, raw := apiCall(t, a.Node, "DELETE", "/v1/instances/ev?grace_s=0", "")
 	if st != 200 {
@@ -422,14 +418,14 @@ func TestInstanceEvents(t *testing.T) {
 	for len(got) == 0 || got[len(got)-1] != "removed" {
 		select {
 		case e := <-ch:
-			if e.Type != EventInstance {
+			if e.Type != api.EventInstance {
 				continue
 			}
-			var ie InstanceEvent
+			var ie api.InstanceEvent
 			if err := json.Unmarshal(e.Data, &ie); err != nil || ie.Name != "ev" || e.Node == nil || e.Node.Name != a.cfg.Node {
 				t.Fatalf("instance event %+v (%s): %v", e, e.Data, err)
 			}
-			if ie.Status == InstanceFailed && (ie.ExitCode == nil || *ie.ExitCode != 3) {
+			if ie.Status == api.InstanceFailed && (ie.ExitCode == nil || *ie.ExitCode != 3) {
 				t.Errorf("failed event without exit code 3: %s", e.Data)
 			}
 			got = append(got, ie.Status)
@@ -437,7 +433,7 @@ func TestInstanceEvents(t *testing.T) {
 			t.Fatalf("instance events on b: %v; want ... failed, removed", got)
 		}
 	}
-	if !slices.Contains(got, InstanceFailed) || slices.Contains(got[:len(got)-1], "removed") {
+	if !slices.Contains(got, api.InstanceFailed) || slices.Contains(got[:len(got)-1], "removed") {
 		t.Errorf("instance events on b: %v; want a failed event before removed", got)
 	}
 }
@@ -496,11 +492,11 @@ func TestInstanceAPIAuth(t *testing.T) {
 // lost, record back from a peer) is removed; records of instances it runs stay.
 func TestStaleRecordsRemoved(t *testing.T) {
 	n := startSchedCluster(t, 1, nil)[0]
-	if _, err := n.instances.create(t.Context(), &CreateRequest{Name: "real", Command: []string{"true"}}); err != nil {
+	if _, err := n.instances.create(t.Context(), &api.CreateRequest{Name: "real", Command: []string{"true"}}); err != nil {
 		t.Fatal(err)
 	}
-	putRecord(t, n.Node, InstanceRecord{Name: "ghost", ID: "g", Node: n.cfg.Node, NodeID: n.ID().String(), Status: InstanceRunning})
-	putRecord(t, n.Node, InstanceRecord{Name: "elsewhere", ID: "e", Node: "other", NodeID: "12D3KooWOther", Status: InstanceRunning})
+	putRecord(t, n.Node, InstanceRecord{Name: "ghost", ID: "g", Node: n.cfg.Node, NodeID: n.ID().String(), Status: api.InstanceRunning})
+	putRecord(t, n.Node, InstanceRecord{Name: "elsewhere", ID: "e", Node: "other", NodeID: "12D3KooWOther", Status: api.InstanceRunning})
 	n.instances.removeStale()
 	if _, ok := n.instances.record("ghost"); ok {
 		t.Error("stale record of ghost still there")

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/rads-lang/constellation/api"
 )
 
 // waitQuick polls cond every millisecond (benchmarks: the poll interval bounds precision).
@@ -33,7 +35,7 @@ func BenchmarkDeploy100(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		name := fmt.Sprintf("bench%d", i)
 		start := time.Now()
-		if _, _, err := ns[i%5].sched.Deploy(DeploymentSpec{Name: name, Instances: 100, CPUPercent: 1, RAMMB: 1,
+		if _, _, err := ns[i%5].sched.Deploy(api.DeploymentSpec{Name: name, Instances: 100, CPUPercent: 1, RAMMB: 1,
 			Command: []string{"sleep", "1000"}}); err != nil {
 			b.Fatal(err)
 		}
@@ -72,7 +74,7 @@ func BenchmarkNodeKillReplace(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		ns := startSchedCluster(b, 5, nil)
-		if _, _, err := ns[0].sched.Deploy(DeploymentSpec{Name: "svc", Instances: 20, CPUPercent: 1, RAMMB: 1,
+		if _, _, err := ns[0].sched.Deploy(api.DeploymentSpec{Name: "svc", Instances: 20, CPUPercent: 1, RAMMB: 1,
 			Command: []string{"sleep", "1000"}}); err != nil {
 			b.Fatal(err)
 		}
@@ -101,7 +103,7 @@ func BenchmarkNodeKillReplace(b *testing.B) {
 			if !detected {
 				dead := true
 				for _, o := range rest {
-					if memberStatus(o.Node, victim.ID().String()) != StatusDead {
+					if memberStatus(o.Node, victim.ID().String()) != api.StatusDead {
 						dead = false
 					}
 				}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/sandbox"
 )
 
@@ -302,7 +303,7 @@ func startSchedCluster(t testing.TB, count int, labels func(i int) map[string]st
 	waitFor(t, 30*time.Second, "every node sees every node alive with resources", func() (bool, string) {
 		for _, o := range ns {
 			for _, x := range ns {
-				if st := memberStatus(o.Node, x.ID().String()); st != StatusAlive {
+				if st := memberStatus(o.Node, x.ID().String()); st != api.StatusAlive {
 					return false, fmt.Sprintf("%s sees %s as %q", o.cfg.Node, x.cfg.Node, st)
 				}
 				if _, ok := o.GetState(CollResources, x.ID().String()); !ok {

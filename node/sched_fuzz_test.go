@@ -3,6 +3,9 @@ package node
 import (
 	"encoding/json"
 	"testing"
+
+	"github.com/rads-lang/constellation/api"
+	"github.com/rads-lang/constellation/internal/httpapi"
 )
 
 // FuzzDecodeSchedRequest: the scheduling protocol's request decoder never panics, and
@@ -43,17 +46,17 @@ func FuzzDeploymentSpec(f *testing.F) {
 	f.Add([]byte(`{"name":"x","instances":-1,"command":[]}`))
 	f.Add([]byte(`{"name":"a-b","instances":1,"script":"a.rads","ram_gb":0.5,"spread_by":"region","namespace":"team"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var spec DeploymentSpec
-		if decodeStrict(b, &spec, false) != nil {
+		var spec api.DeploymentSpec
+		if httpapi.DecodeStrict(b, &spec, false) != nil {
 			return
 		}
-		if spec.normalize() != nil {
+		if normalizeSpec(&spec) != nil {
 			return
 		}
 		if !deployNameRE.MatchString(spec.Name) || (len(spec.Command) == 0) == (spec.Script == "") || spec.Strategy == "" {
 			t.Fatalf("normalize accepted %+v", spec)
 		}
-		if r := spec.resources(); r.CPUMilli < 0 || r.RAMMB < 0 || r.DiskMB < 0 {
+		if r := specResources(&spec); r.CPUMilli < 0 || r.RAMMB < 0 || r.DiskMB < 0 {
 			t.Fatalf("negative resources %+v", r)
 		}
 	})

@@ -20,7 +20,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/crdt"
+	"github.com/rads-lang/constellation/internal/state"
 	"github.com/rads-lang/constellation/sandbox"
 	"github.com/rads-lang/constellation/sched"
 )
@@ -136,8 +138,8 @@ func (s *scheduler) kick() {
 	}
 }
 
-// onChangeLocked is called for every replicated change (n.mu held).
-func (s *scheduler) onChangeLocked(c crdt.Change) {
+// onChange is called for every replicated change.
+func (s *scheduler) onChange(c crdt.Change) {
 	switch c.Collection {
 	case CollDeployments, CollClaims, CollRejections, CollInstances, CollReservations, CollDrains,
 		CollNodes, CollResources, CollQuotas:
@@ -163,9 +165,9 @@ func (s *scheduler) loop() {
 // isDeploymentInstance reports whether name is claimed by a deployment (its claim, not the
 // instance manager's name-conflict rule, decides which copy stays).
 func (s *scheduler) isDeploymentInstance(name string) bool {
-	s.n.mu.Lock()
-	defer s.n.mu.Unlock()
-	return s.n.doc.Has(CollClaims, name)
+	var has bool
+	s.n.st.View(func(v *state.View) { has = v.Has(CollClaims, name) })
+	return has
 }
 
 // ---- snapshot of replicated state ----
@@ -204,27 +206,38 @@ func (s *scheduler) snapshot() *schedState {
 		insts: map[string]InstanceRecord{}, resv: map[string]ReservationRecord{}, drains: map[string]bool{},
 		quotas: map[string]QuotaRecord{}, msgs: map[string]DeployStatusRecord{},
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	for _, x := range n.nodesLocked() {
+	for _, x := range n.members.Nodes() {
 		st.status[x.ID] = x.Status
-		if x.Status == StatusLeft {
+		if x.Status == api.StatusLeft {
 			st.leftAt[x.ID] = x.LastSeen // the record's refresh at leave time
 		}
 		st.nameOf[x.ID] = x.Name
-		if prev, ok := st.idOf[x.Name]; !ok || st.status[prev] != StatusAlive {
+		if prev, ok := st.idOf[x.Name]; !ok || st.status[prev] != api.StatusAlive {
 			st.idOf[x.Name] = x.ID
 		}
 		st.labels[x.ID] = x.Labels
-		if x.Status != StatusDead && x.Status != StatusLeft {
+		if x.Status != api.StatusDead && x.Status != api.StatusLeft {
 			st.members = append(st.members, x.Name)
 		}
 	}
-	each := func(coll string, fn func(k string, v []byte)) {
-		for _, k := range n.doc.Keys(coll) {
-			if v, _, ok := n.doc.GetLWW(coll, k); ok {
-				fn(k, v)
+	// Raw values are copied under the lock and decoded after it (the lock is the whole
+	// document's: decoding 10,000 records under it stalled every other feature).
+	raw := map[string][][2][]byte{}
+	n.st.View(func(v *state.View) {
+		for _, coll := range schedColls {
+			keys := v.Keys(coll)
+			kv := make([][2][]byte, 0, len(keys))
+			for _, k := range keys {
+				if b, _, ok := v.GetLWW(coll, k); ok {
+					kv = append(kv, [2][]byte{[]byte(k), b})
+				}
 			}
+			raw[coll] = kv
+		}
+	})
+	each := func(coll string, fn func(k string, v []byte)) {
+		for _, kv := range raw[coll] {
+			fn(string(kv[0]), kv[1])
 		}
 	}
 	each(CollResources, func(k string, v []byte) {
@@ -275,7 +288,7 @@ func (s *scheduler) snapshot() *schedState {
 	return st
 }
 
-func (st *schedState) alive(peerID string) bool { return st.status[peerID] == StatusAlive }
+func (st *schedState) alive(peerID string) bool { return st.status[peerID] == api.StatusAlive }
 
 // defaultLeftGrace is how long the instances of a node that left gracefully stay where they are
 // before they are placed again: a node restarting (an upgrade, a config change) comes back
@@ -288,9 +301,9 @@ const defaultLeftGrace = 30 * time.Second
 // instances are lost.
 func (st *schedState) gone(peerID string) bool {
 	switch st.status[peerID] {
-	case "", StatusDead:
+	case "", api.StatusDead:
 		return true
-	case StatusLeft:
+	case api.StatusLeft:
 		return st.now.Sub(st.leftAt[peerID]) > st.leftGrace
 	}
 	return false
@@ -314,7 +327,7 @@ func (s *scheduler) claimState(st *schedState, c ClaimRecord) (string, *Rejectio
 		return claimRejected, &r
 	}
 	if r, ok := st.insts[c.Instance]; ok && r.NodeID == c.NodeID {
-		if r.Status == InstanceRunning {
+		if r.Status == api.InstanceRunning {
 			return claimRunning, nil
 		}
 		return claimStarting, nil
@@ -370,15 +383,15 @@ func (s *scheduler) idle() bool {
 	if managed > 0 {
 		return false
 	}
-	n := s.n
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	for _, c := range []string{CollDeployments, CollClaims, CollRejections, CollReservations, CollDrains} {
-		if n.doc.Len(c) > 0 {
-			return false
+	idle := true
+	s.n.st.View(func(v *state.View) {
+		for _, c := range []string{CollDeployments, CollClaims, CollRejections, CollReservations, CollDrains} {
+			if v.Len(c) > 0 {
+				idle = false
+			}
 		}
-	}
-	return true
+	})
+	return idle
 }
 
 // schedWrites collects one pass's writes, applied as one delta.
@@ -410,39 +423,24 @@ func (s *scheduler) apply(w *schedWrites) {
 	if len(w.puts) == 0 && len(w.dels) == 0 {
 		return
 	}
-	n := s.n
-	n.mu.Lock()
-	var ds []*crdt.Delta
-	for _, coll := range sortedKeys(w.puts) {
-		kv := w.puts[coll]
-		for _, k := range sortedKeys(kv) {
-			if d, err := n.doc.PutLWW(coll, k, kv[k]); err == nil {
-				ds = append(ds, d)
-			} else {
-				s.log.Error("write", "collection", coll, "key", k, "err", err)
+	_ = s.n.st.Update(func(tx *state.Tx) error {
+		for _, coll := range sortedKeys(w.puts) {
+			kv := w.puts[coll]
+			for _, k := range sortedKeys(kv) {
+				if err := tx.Put(coll, k, kv[k]); err != nil {
+					s.log.Error("write", "collection", coll, "key", k, "err", err)
+				}
 			}
 		}
-	}
-	for _, coll := range sortedKeys(w.dels) {
-		for _, k := range w.dels[coll] {
-			if !n.doc.Has(coll, k) {
-				continue
-			}
-			if d, err := n.doc.Remove(coll, k); err == nil {
-				ds = append(ds, d)
+		for _, coll := range sortedKeys(w.dels) {
+			for _, k := range w.dels[coll] {
+				if tx.Has(coll, k) {
+					_ = tx.Remove(coll, k)
+				}
 			}
 		}
-	}
-	if len(ds) > 0 {
-		if d, err := crdt.Batch(ds...); err == nil {
-			n.publishLocked(d)
-		} else {
-			for _, d := range ds {
-				n.publishLocked(d)
-			}
-		}
-	}
-	n.mu.Unlock()
+		return nil
+	})
 	s.kick()
 }
 
@@ -652,7 +650,7 @@ func (s *scheduler) place(st *schedState, cl *clusterView, d DeploymentRecord, t
 	cons, _ := sched.ParseConstraints(d.Constraints)
 	aff, _ := sched.ParseTerms(d.Affinity)
 	anti, _ := sched.ParseTerms(d.AntiAffinity)
-	res := d.resources()
+	res := specResources(&d.DeploymentSpec)
 	var msgs []string
 	// Quota: place what the namespace's quota allows in this view; the targets enforce it
 	// exactly with bounded-counter rights.
@@ -677,7 +675,7 @@ func (s *scheduler) place(st *schedState, cl *clusterView, d DeploymentRecord, t
 		req := sched.Request{
 			Deployment: d.Name, Namespace: d.Namespace, Labels: d.Labels, Resources: res,
 			Strategy: sched.Strategy(d.Strategy), SpreadBy: d.SpreadBy, Constraints: cons,
-			Affinity: aff, AntiAffinity: anti, Priority: d.priority(), Avoid: items[0].avoid,
+			Affinity: aff, AntiAffinity: anti, Priority: specPriority(&d.DeploymentSpec), Avoid: items[0].avoid,
 		}
 		byName := map[string]placeItem{}
 		for _, it := range items {
@@ -699,7 +697,7 @@ func (s *scheduler) place(st *schedState, cl *clusterView, d DeploymentRecord, t
 		}
 		for _, p := range plan.Placements {
 			it := byName[p.Instance]
-			prio := d.priority()
+			prio := specPriority(&d.DeploymentSpec)
 			burst := false
 			if hasQuota {
 				dec, qerr := sched.CheckQuota(d.Namespace, q.sched(), used, sched.UsageOf(res, 1))
@@ -752,7 +750,7 @@ func (s *scheduler) buildCluster(st *schedState) *clusterView {
 	var order []string
 	for id, status := range st.status {
 		r, ok := st.res[id]
-		if status != StatusAlive || !ok || !r.Available {
+		if status != api.StatusAlive || !ok || !r.Available {
 			continue
 		}
 		nodes[id] = &sched.Node{
@@ -790,7 +788,7 @@ func (s *scheduler) buildCluster(st *schedState) *clusterView {
 			continue
 		}
 		nd := nodes[r.NodeID]
-		if nd == nil || (r.Status != InstanceRunning && r.Status != InstanceStarting && r.Status != InstanceCreated) {
+		if nd == nil || (r.Status != api.InstanceRunning && r.Status != api.InstanceStarting && r.Status != api.InstanceCreated) {
 			continue
 		}
 		nd.Instances = append(nd.Instances, sched.Instance{ID: name, Deployment: name, Priority: sched.MaxPriority,
@@ -932,7 +930,7 @@ func (s *scheduler) admit(st *schedState, c ClaimRecord, d DeploymentRecord) *Re
 	if err != nil {
 		return reject("quota", err.Error())
 	}
-	req := CreateRequest{
+	req := api.CreateRequest{
 		Name: c.Instance, Command: d.Command, Script: d.Script, ScriptContent: d.ScriptContent,
 		Args: d.Args, Env: d.Env, Code: d.Code, CPUPercent: d.CPUPercent, CPUCores: d.CPUCores,
 		RAMMB: d.RAMMB, DiskMB: d.DiskMB, PIDs: d.PIDs, Restart: sandbox.RestartNever,
@@ -947,7 +945,7 @@ func (s *scheduler) admit(st *schedState, c ClaimRecord, d DeploymentRecord) *Re
 		delete(s.managed, c.Instance)
 		s.mu.Unlock()
 		s.returnQuota(d.Namespace, consumed)
-		_, code := instanceErrorStatus(err)
+		code := errorCode(err)
 		return reject(code, err.Error())
 	}
 	s.log.Debug("claim admitted", "instance", c.Instance, "deployment", c.Deployment)
@@ -1067,3 +1065,7 @@ func (s *scheduler) remove(name, why string) {
 	s.log.Info("deployment instance removed", "instance", name, "why", why)
 	s.kick()
 }
+
+// schedColls are the collections a scheduling pass reads.
+var schedColls = []string{CollResources, CollDeployments, CollClaims, CollRejections, CollInstances,
+	CollReservations, CollDrains, CollQuotas, CollDeployStatus}

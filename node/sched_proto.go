@@ -106,7 +106,7 @@ func (s *scheduler) handleStream(st network.Stream) {
 		}
 	}
 	if err != nil {
-		_, code := instanceErrorStatus(err)
+		code := errorCode(err)
 		resp = schedResponse{Error: err.Error(), Code: code}
 	}
 	out, _ := json.Marshal(resp)

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	mrand "math/rand/v2"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/crdt"
+	"github.com/rads-lang/constellation/internal/httpapi"
+	"github.com/rads-lang/constellation/internal/state"
 	"github.com/rads-lang/constellation/sched"
 )
 
@@ -37,21 +39,10 @@ const (
 
 var quotaDims = []string{quotaCPU, quotaRAM, quotaInstances}
 
-// QuotaSpec is the body of PUT /v1/quotas/{namespace}: the seed's set_quota and
-// enable_sharing fields.
-type QuotaSpec struct {
-	MaxCPUCores     float64 `json:"max_cpu_cores,omitempty"`
-	MaxRAMGB        float64 `json:"max_ram_gb,omitempty"`
-	MaxInstances    int     `json:"max_instances,omitempty"`
-	AllowCPUBurst   bool    `json:"allow_cpu_burst,omitempty"`
-	AllowRAMBorrow  bool    `json:"allow_ram_borrow,omitempty"`
-	MaxBurstPercent int     `json:"max_burst_percent,omitempty"`
-}
-
 // QuotaRecord is a namespace's quota (collection "quotas").
 type QuotaRecord struct {
 	Namespace string `json:"namespace"`
-	QuotaSpec
+	api.QuotaSpec
 	UpdatedAt int64  `json:"updated_at"`
 	UpdatedBy string `json:"updated_by"`
 }
@@ -67,43 +58,19 @@ func (q QuotaRecord) limits() map[string]int64 {
 	return map[string]int64{quotaCPU: burst.CPUMilli, quotaRAM: burst.RAMMB, quotaInstances: burst.Instances}
 }
 
-// QuotaInfo answers GET /v1/quotas/{namespace} (`constellation quota show`).
-type QuotaInfo struct {
-	Namespace string `json:"namespace"`
-	QuotaSpec
-	// Used is what the namespace's placed instances take, as this node sees it.
-	UsedCPUCores  float64 `json:"used_cpu_cores"`
-	UsedRAMGB     float64 `json:"used_ram_gb"`
-	UsedInstances int     `json:"used_instances"`
-	// Limits including burst and borrow (what the counters enforce); 0 is unlimited.
-	LimitCPUCores  float64 `json:"limit_cpu_cores"`
-	LimitRAMGB     float64 `json:"limit_ram_gb"`
-	LimitInstances int     `json:"limit_instances"`
-	// Grantable is what may still be admitted cluster-wide (the counters' values), and
-	// LocalRights what this node holds of it.
-	GrantableCPUCores  float64 `json:"grantable_cpu_cores"`
-	GrantableRAMGB     float64 `json:"grantable_ram_gb"`
-	GrantableInstances int64   `json:"grantable_instances"`
-	LocalCPUCores      float64 `json:"local_cpu_cores"`
-	LocalRAMGB         float64 `json:"local_ram_gb"`
-	LocalInstances     uint64  `json:"local_instances"`
-	UpdatedAt          int64   `json:"updated_at"`
-	UpdatedBy          string  `json:"updated_by"`
-}
-
-func (q *QuotaSpec) validate() error {
+func validateQuota(q *api.QuotaSpec) error {
 	switch {
 	case q.MaxCPUCores < 0 || q.MaxCPUCores > 1<<20 || math.IsNaN(q.MaxCPUCores):
-		return badRequest(`invalid field "max_cpu_cores": %v; cores, e.g. 16 (0 = unlimited)`, q.MaxCPUCores)
+		return httpapi.BadRequest(`invalid field "max_cpu_cores": %v; cores, e.g. 16 (0 = unlimited)`, q.MaxCPUCores)
 	case q.MaxRAMGB < 0 || q.MaxRAMGB > 1<<30 || math.IsNaN(q.MaxRAMGB):
-		return badRequest(`invalid field "max_ram_gb": %v; GiB, e.g. 64 (0 = unlimited)`, q.MaxRAMGB)
+		return httpapi.BadRequest(`invalid field "max_ram_gb": %v; GiB, e.g. 64 (0 = unlimited)`, q.MaxRAMGB)
 	case q.MaxInstances < 0 || q.MaxInstances > 1<<30:
-		return badRequest(`invalid field "max_instances": %d; e.g. 50 (0 = unlimited)`, q.MaxInstances)
+		return httpapi.BadRequest(`invalid field "max_instances": %d; e.g. 50 (0 = unlimited)`, q.MaxInstances)
 	case q.MaxBurstPercent != 0 && (q.MaxBurstPercent < 100 || q.MaxBurstPercent > 1000):
-		return badRequest(`invalid field "max_burst_percent": %d; 100 to 1000, e.g. 150`, q.MaxBurstPercent)
+		return httpapi.BadRequest(`invalid field "max_burst_percent": %d; 100 to 1000, e.g. 150`, q.MaxBurstPercent)
 	}
 	if err := (QuotaRecord{QuotaSpec: *q}).sched().Validate(); err != nil {
-		return badRequest("invalid quota: %v", err)
+		return httpapi.BadRequest("invalid quota: %v", err)
 	}
 	return nil
 }
@@ -122,7 +89,7 @@ func dimAmount(dim string, r sched.Resources) uint64 {
 }
 
 // setQuota writes a namespace's quota and mints or burns rights to match its limits.
-func (s *scheduler) setQuota(ns string, spec QuotaSpec) (QuotaRecord, error) {
+func (s *scheduler) setQuota(ns string, spec api.QuotaSpec) (QuotaRecord, error) {
 	st := s.snapshot()
 	rec := QuotaRecord{Namespace: ns, QuotaSpec: spec, UpdatedAt: st.now.UnixMilli(), UpdatedBy: st.self}
 	used := s.buildCluster(st).nsUsage[ns]
@@ -130,14 +97,17 @@ func (s *scheduler) setQuota(ns string, spec QuotaSpec) (QuotaRecord, error) {
 	var w schedWrites
 	w.put(CollQuotas, ns, rec)
 	s.apply(&w)
-	n := s.n
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	var ds []*crdt.Delta
-	add := func(d *crdt.Delta, err error) {
-		if err == nil && d != nil {
-			ds = append(ds, d)
-		} else if err != nil {
+	_ = s.n.st.Update(func(tx *state.Tx) error {
+		s.mintQuota(tx, ns, rec, usedBy)
+		return nil
+	})
+	return rec, nil
+}
+
+// mintQuota mints or burns rights so the counters hold the quota's limits.
+func (s *scheduler) mintQuota(tx *state.Tx, ns string, rec QuotaRecord, usedBy map[string]int64) {
+	add := func(err error) {
+		if err != nil {
 			s.log.Warn("quota counters", "namespace", ns, "err", err)
 		}
 	}
@@ -145,55 +115,48 @@ func (s *scheduler) setQuota(ns string, spec QuotaSpec) (QuotaRecord, error) {
 		if target <= 0 {
 			continue
 		}
-		minted := int64(n.doc.GCounter(CollQuotaRights, mintedKey(ns, dim)))
-		burned := int64(n.doc.GCounter(CollQuotaRights, burnedKey(ns, dim)))
+		minted := int64(tx.GCounter(CollQuotaRights, mintedKey(ns, dim)))
+		burned := int64(tx.GCounter(CollQuotaRights, burnedKey(ns, dim)))
 		eff := minted - burned
 		switch {
 		case minted == 0:
 			// First limit: instances already placed count against it.
 			if give := target - usedBy[dim]; give > 0 {
-				add(n.doc.IncBounded(CollQuotaRights, rightsKey(ns, dim), uint64(give)))
+				add(tx.IncBounded(CollQuotaRights, rightsKey(ns, dim), uint64(give)))
 			}
-			add(n.doc.IncGCounter(CollQuotaRights, mintedKey(ns, dim), uint64(target)))
+			add(tx.IncGCounter(CollQuotaRights, mintedKey(ns, dim), uint64(target)))
 		case target > eff:
-			add(n.doc.IncBounded(CollQuotaRights, rightsKey(ns, dim), uint64(target-eff)))
-			add(n.doc.IncGCounter(CollQuotaRights, mintedKey(ns, dim), uint64(target-eff)))
+			add(tx.IncBounded(CollQuotaRights, rightsKey(ns, dim), uint64(target-eff)))
+			add(tx.IncGCounter(CollQuotaRights, mintedKey(ns, dim), uint64(target-eff)))
 		case target < eff:
-			have := n.doc.BoundedRights(CollQuotaRights, rightsKey(ns, dim), n.doc.ID())
+			have := tx.LocalRights(CollQuotaRights, rightsKey(ns, dim))
 			if k := min(have, uint64(eff-target)); k > 0 {
-				add(n.doc.DecBounded(CollQuotaRights, rightsKey(ns, dim), k))
-				add(n.doc.IncGCounter(CollQuotaRights, burnedKey(ns, dim), k))
+				add(tx.DecBounded(CollQuotaRights, rightsKey(ns, dim), k))
+				add(tx.IncGCounter(CollQuotaRights, burnedKey(ns, dim), k))
 			}
 		}
 	}
-	if len(ds) > 0 {
-		if d, err := crdt.Batch(ds...); err == nil {
-			n.publishLocked(d)
-		}
-	}
-	return rec, nil
 }
 
 // quotaInfo reports a namespace's quota, usage and rights.
-func (s *scheduler) quotaInfo(st *schedState, ns string) (QuotaInfo, bool) {
+func (s *scheduler) quotaInfo(st *schedState, ns string) (api.QuotaInfo, bool) {
 	q, ok := st.quotas[ns]
 	if !ok {
-		return QuotaInfo{}, false
+		return api.QuotaInfo{}, false
 	}
 	used := s.buildCluster(st).nsUsage[ns]
 	lim := q.limits()
-	info := QuotaInfo{Namespace: ns, QuotaSpec: q.QuotaSpec, UpdatedAt: q.UpdatedAt, UpdatedBy: q.UpdatedBy,
+	info := api.QuotaInfo{Namespace: ns, QuotaSpec: q.QuotaSpec, UpdatedAt: q.UpdatedAt, UpdatedBy: q.UpdatedBy,
 		UsedCPUCores: float64(used.CPUMilli) / 1000, UsedRAMGB: round(float64(used.RAMMB)/1024, 3), UsedInstances: int(used.Instances),
 		LimitCPUCores: float64(lim[quotaCPU]) / 1000, LimitRAMGB: round(float64(lim[quotaRAM])/1024, 3), LimitInstances: int(lim[quotaInstances])}
-	n := s.n
-	n.mu.Lock()
-	info.GrantableCPUCores = float64(n.doc.Bounded(CollQuotaRights, rightsKey(ns, quotaCPU))) / 1000
-	info.GrantableRAMGB = round(float64(n.doc.Bounded(CollQuotaRights, rightsKey(ns, quotaRAM)))/1024, 3)
-	info.GrantableInstances = n.doc.Bounded(CollQuotaRights, rightsKey(ns, quotaInstances))
-	info.LocalCPUCores = float64(n.doc.BoundedRights(CollQuotaRights, rightsKey(ns, quotaCPU), n.doc.ID())) / 1000
-	info.LocalRAMGB = round(float64(n.doc.BoundedRights(CollQuotaRights, rightsKey(ns, quotaRAM), n.doc.ID()))/1024, 3)
-	info.LocalInstances = n.doc.BoundedRights(CollQuotaRights, rightsKey(ns, quotaInstances), n.doc.ID())
-	n.mu.Unlock()
+	s.n.st.View(func(v *state.View) {
+		info.GrantableCPUCores = float64(v.Bounded(CollQuotaRights, rightsKey(ns, quotaCPU))) / 1000
+		info.GrantableRAMGB = round(float64(v.Bounded(CollQuotaRights, rightsKey(ns, quotaRAM)))/1024, 3)
+		info.GrantableInstances = v.Bounded(CollQuotaRights, rightsKey(ns, quotaInstances))
+		info.LocalCPUCores = float64(v.LocalRights(CollQuotaRights, rightsKey(ns, quotaCPU))) / 1000
+		info.LocalRAMGB = round(float64(v.LocalRights(CollQuotaRights, rightsKey(ns, quotaRAM)))/1024, 3)
+		info.LocalInstances = v.LocalRights(CollQuotaRights, rightsKey(ns, quotaInstances))
+	})
 	return info, true
 }
 
@@ -216,52 +179,42 @@ func (s *scheduler) consumeQuota(st *schedState, ns string, res sched.Resources)
 	if len(need) == 0 {
 		return nil, nil
 	}
-	n := s.n
 	short := func() map[string]uint64 {
 		out := map[string]uint64{}
-		n.mu.Lock()
-		defer n.mu.Unlock()
-		for dim, a := range need {
-			if have := n.doc.BoundedRights(CollQuotaRights, rightsKey(ns, dim), n.doc.ID()); have < a {
-				out[dim] = a - have
+		s.n.st.View(func(v *state.View) {
+			for dim, a := range need {
+				if have := v.LocalRights(CollQuotaRights, rightsKey(ns, dim)); have < a {
+					out[dim] = a - have
+				}
 			}
-		}
+		})
 		return out
 	}
 	if miss := short(); len(miss) > 0 {
 		s.requestRights(st, ns, miss)
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	var ds []*crdt.Delta
 	done := map[string]uint64{}
-	for _, dim := range quotaDims {
-		a, ok := need[dim]
-		if !ok {
-			continue
-		}
-		d, err := n.doc.DecBounded(CollQuotaRights, rightsKey(ns, dim), a)
-		if err != nil {
-			for dd, aa := range done { // give back what this admission took
-				if d, err := n.doc.IncBounded(CollQuotaRights, rightsKey(ns, dd), aa); err == nil {
-					ds = append(ds, d)
-				}
+	err := s.n.st.Update(func(tx *state.Tx) error {
+		for _, dim := range quotaDims {
+			a, ok := need[dim]
+			if !ok {
+				continue
 			}
-			if len(ds) > 0 {
-				if b, err := crdt.Batch(ds...); err == nil {
-					n.publishLocked(b)
+			if err := tx.DecBounded(CollQuotaRights, rightsKey(ns, dim), a); err != nil {
+				for dd, aa := range done { // give back what this admission took
+					_ = tx.IncBounded(CollQuotaRights, rightsKey(ns, dd), aa)
 				}
+				grantable := tx.Bounded(CollQuotaRights, rightsKey(ns, dim))
+				return fmt.Errorf("%w: namespace %q: %s: asked %s, %s still grantable of a limit of %s (rights this node could reach: %s)",
+					ErrQuotaExceeded, ns, dimName(dim), fmtDim(dim, int64(a)), fmtDim(dim, grantable), fmtDim(dim, q.limits()[dim]),
+					fmtDim(dim, int64(tx.LocalRights(CollQuotaRights, rightsKey(ns, dim)))))
 			}
-			grantable := n.doc.Bounded(CollQuotaRights, rightsKey(ns, dim))
-			return nil, fmt.Errorf("%w: namespace %q: %s: asked %s, %s still grantable of a limit of %s (rights this node could reach: %s)",
-				ErrQuotaExceeded, ns, dimName(dim), fmtDim(dim, int64(a)), fmtDim(dim, grantable), fmtDim(dim, q.limits()[dim]),
-				fmtDim(dim, int64(n.doc.BoundedRights(CollQuotaRights, rightsKey(ns, dim), n.doc.ID()))))
+			done[dim] = a
 		}
-		ds = append(ds, d)
-		done[dim] = a
-	}
-	if b, err := crdt.Batch(ds...); err == nil {
-		n.publishLocked(b)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return done, nil
 }
@@ -292,40 +245,36 @@ func (s *scheduler) returnQuota(ns string, consumed map[string]uint64) {
 	if len(consumed) == 0 {
 		return
 	}
-	n := s.n
-	var lim map[string]int64
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if v, _, ok := n.doc.GetLWW(CollQuotas, ns); ok {
-		if q, err := decodeJSONLimited[QuotaRecord](v); err == nil {
-			lim = q.limits()
+	_ = s.n.st.Update(func(tx *state.Tx) error {
+		var lim map[string]int64
+		if v, _, ok := tx.GetLWW(CollQuotas, ns); ok {
+			if q, err := decodeJSONLimited[QuotaRecord](v); err == nil {
+				lim = q.limits()
+			}
 		}
-	}
-	var ds []*crdt.Delta
+		giveBack(tx, ns, consumed, lim)
+		return nil
+	})
+}
+
+// giveBack creates consumed rights again, burning what exceeds the current limit lim.
+func giveBack(tx *state.Tx, ns string, consumed map[string]uint64, lim map[string]int64) {
 	for _, dim := range quotaDims {
 		a := consumed[dim]
 		if a == 0 {
 			continue
 		}
 		if l := lim[dim]; l > 0 {
-			eff := int64(n.doc.GCounter(CollQuotaRights, mintedKey(ns, dim))) - int64(n.doc.GCounter(CollQuotaRights, burnedKey(ns, dim)))
+			eff := int64(tx.GCounter(CollQuotaRights, mintedKey(ns, dim))) - int64(tx.GCounter(CollQuotaRights, burnedKey(ns, dim)))
 			if over := eff - l; over > 0 {
 				k := min(a, uint64(over))
-				if d, err := n.doc.IncGCounter(CollQuotaRights, burnedKey(ns, dim), k); err == nil {
-					ds = append(ds, d)
+				if tx.IncGCounter(CollQuotaRights, burnedKey(ns, dim), k) == nil {
+					a -= k
 				}
-				a -= k
 			}
 		}
 		if a > 0 {
-			if d, err := n.doc.IncBounded(CollQuotaRights, rightsKey(ns, dim), a); err == nil {
-				ds = append(ds, d)
-			}
-		}
-	}
-	if len(ds) > 0 {
-		if b, err := crdt.Batch(ds...); err == nil {
-			n.publishLocked(b)
+			_ = tx.IncBounded(CollQuotaRights, rightsKey(ns, dim), a)
 		}
 	}
 }
@@ -334,14 +283,14 @@ func (s *scheduler) returnQuota(ns string, consumed map[string]uint64) {
 func (s *scheduler) requestRights(st *schedState, ns string, miss map[string]uint64) {
 	var peers []string
 	for id, status := range st.status {
-		if id != st.selfID && status == StatusAlive {
+		if id != st.selfID && status == api.StatusAlive {
 			peers = append(peers, id)
 		}
 	}
 	s.mu.Lock()
 	s.rng.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
 	s.mu.Unlock()
-	self := uint64(s.n.doc.ID())
+	self := uint64(s.n.st.ReplicaID())
 	for _, p := range peers {
 		if len(miss) == 0 {
 			return
@@ -355,7 +304,7 @@ func (s *scheduler) requestRights(st *schedState, ns string, miss map[string]uin
 			if !ok {
 				continue
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			ctx, cancel := context.WithTimeout(s.n.ctx, 2*time.Second)
 			resp, err := s.call(ctx, pid, schedRequest{Op: "rights", Key: rightsKey(ns, dim), Amount: a, Replica: self})
 			cancel()
 			if err != nil {
@@ -363,11 +312,7 @@ func (s *scheduler) requestRights(st *schedState, ns string, miss map[string]uin
 				break // unreachable: next peer
 			}
 			if resp.Granted > 0 && len(resp.Delta) > 0 {
-				d, err := crdt.DecodeDelta(resp.Delta, crdt.DefaultLimits)
-				if err == nil {
-					err = s.n.join(d, resp.Delta)
-				}
-				if err != nil {
+				if err := s.n.st.Apply(pid, resp.Delta); err != nil {
 					s.log.Warn("rights transfer", "peer", st.nameOf[p], "err", err)
 					continue
 				}
@@ -386,24 +331,17 @@ func (s *scheduler) grantRights(key string, amount uint64, to crdt.ReplicaID) (s
 	if to == 0 {
 		return schedResponse{}, errors.New("node: rights request without a replica")
 	}
-	n := s.n
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	have := n.doc.BoundedRights(CollQuotaRights, key, n.doc.ID())
-	give := min(have, amount)
-	if give == 0 || to == n.doc.ID() {
-		return schedResponse{}, nil
-	}
-	d, err := n.doc.TransferBounded(CollQuotaRights, key, to, give)
-	if err != nil {
-		return schedResponse{}, err
-	}
-	n.publishLocked(d)
-	b, err := crdt.EncodeDelta(d)
-	if err != nil {
+	var give uint64
+	b, err := s.n.st.UpdateEncoded(func(tx *state.Tx) error {
+		give = min(tx.LocalRights(CollQuotaRights, key), amount)
+		if give == 0 || to == tx.ReplicaID() {
+			give = 0
+			return nil
+		}
+		return tx.TransferBounded(CollQuotaRights, key, to, give)
+	})
+	if err != nil || give == 0 {
 		return schedResponse{}, err
 	}
 	return schedResponse{Granted: give, Delta: b}, nil
 }
-
-var _ = mrand.N[int]

@@ -10,6 +10,9 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/rads-lang/constellation/api"
+	"github.com/rads-lang/constellation/internal/httpapi"
+	"github.com/rads-lang/constellation/internal/state"
 	"github.com/rads-lang/constellation/sched"
 )
 
@@ -22,20 +25,6 @@ import (
 // `create --reservation ID` runs on the holder and consumes it. Expiry compares the
 // record's expires_at with each node's wall clock: every node decides the same way
 // (up to clock offset), and the holder removes expired records.
-
-// ReservationRequest is the body of POST /v1/reservations.
-type ReservationRequest struct {
-	CPUCores   float64 `json:"cpu_cores,omitempty"`
-	CPUPercent float64 `json:"cpu_percent,omitempty"`
-	RAMMB      int64   `json:"ram_mb,omitempty"`
-	RAMGB      float64 `json:"ram_gb,omitempty"`
-	DiskMB     int64   `json:"disk_mb,omitempty"`
-	// DurationSeconds is how long the reservation holds (the seed's duration_seconds).
-	DurationSeconds int64     `json:"duration_seconds"`
-	Priority        *Priority `json:"priority,omitempty"`
-	// Node pins the reservation to a node (name or peer ID); empty: the scheduler picks.
-	Node string `json:"node,omitempty"`
-}
 
 // ReservationRecord is a reservation (collection "reservations"; POST answers it).
 type ReservationRecord struct {
@@ -79,28 +68,28 @@ func (r ReservationRecord) withStatus(now time.Time) ReservationRecord {
 	return r
 }
 
-func (q *ReservationRequest) normalize() (ReservationRecord, error) {
+func normalizeReservation(q *api.ReservationRequest) (ReservationRecord, error) {
 	var r ReservationRecord
 	if q.CPUCores < 0 || q.CPUPercent < 0 || q.CPUCores > 1024 || q.CPUPercent > 100*1024 {
-		return r, badRequest(`invalid field "cpu_cores" or "cpu_percent": must be positive, e.g. "cpu_cores": 2`)
+		return r, httpapi.BadRequest(`invalid field "cpu_cores" or "cpu_percent": must be positive, e.g. "cpu_cores": 2`)
 	}
 	if q.CPUCores != 0 && q.CPUPercent != 0 {
-		return r, badRequest(`give either "cpu_cores" or "cpu_percent", not both`)
+		return r, httpapi.BadRequest(`give either "cpu_cores" or "cpu_percent", not both`)
 	}
 	if q.RAMGB != 0 && q.RAMMB != 0 {
-		return r, badRequest(`give either "ram_mb" or "ram_gb", not both`)
+		return r, httpapi.BadRequest(`give either "ram_mb" or "ram_gb", not both`)
 	}
 	if q.RAMGB < 0 || q.RAMMB < 0 || q.DiskMB < 0 || q.RAMGB > 1<<20 {
-		return r, badRequest(`fields "ram_mb", "ram_gb" and "disk_mb" must be positive`)
+		return r, httpapi.BadRequest(`fields "ram_mb", "ram_gb" and "disk_mb" must be positive`)
 	}
 	if q.DurationSeconds <= 0 || q.DurationSeconds > maxReservationSeconds {
-		return r, badRequest(`invalid field "duration_seconds": %d; 1 to %d, e.g. 3600`, q.DurationSeconds, maxReservationSeconds)
+		return r, httpapi.BadRequest(`invalid field "duration_seconds": %d; 1 to %d, e.g. 3600`, q.DurationSeconds, maxReservationSeconds)
 	}
 	r.CPUCores = q.CPUCores + q.CPUPercent/100
 	r.RAMMB = q.RAMMB + int64(q.RAMGB*1024)
 	r.DiskMB = q.DiskMB
 	if r.CPUCores == 0 && r.RAMMB == 0 && r.DiskMB == 0 {
-		return r, badRequest(`a reservation needs at least one of "cpu_cores", "cpu_percent", "ram_mb", "ram_gb", "disk_mb"`)
+		return r, httpapi.BadRequest(`a reservation needs at least one of "cpu_cores", "cpu_percent", "ram_mb", "ram_gb", "disk_mb"`)
 	}
 	r.Priority = sched.DefaultPriority
 	if q.Priority != nil {
@@ -117,8 +106,8 @@ func newReservationID() string {
 }
 
 // reserve places a reservation and has the chosen node hold it.
-func (s *scheduler) reserve(ctx context.Context, req ReservationRequest) (ReservationRecord, error) {
-	rec, err := req.normalize()
+func (s *scheduler) reserve(ctx context.Context, req api.ReservationRequest) (ReservationRecord, error) {
+	rec, err := normalizeReservation(&req)
 	if err != nil {
 		return rec, err
 	}
@@ -137,7 +126,7 @@ func (s *scheduler) reserve(ctx context.Context, req ReservationRequest) (Reserv
 			}
 			c, err := sched.ParseConstraint("node.name=" + name)
 			if err != nil {
-				return rec, badRequest(`invalid field "node" %q`, req.Node)
+				return rec, httpapi.BadRequest(`invalid field "node" %q`, req.Node)
 			}
 			sr.Constraints = []sched.Constraint{c}
 		}
@@ -189,7 +178,7 @@ func (s *scheduler) holdReservation(rec ReservationRecord) (ReservationRecord, e
 	rec.Node, rec.NodeID = s.n.cfg.Node, s.n.host.ID().String()
 	rec.UsedBy, rec.Status, rec.RemainingS = "", "", 0
 	if rec.ID == "" || len(rec.ID) > 64 || rec.DurationS <= 0 || rec.DurationS > maxReservationSeconds {
-		return rec, badRequest("invalid reservation")
+		return rec, httpapi.BadRequest("invalid reservation")
 	}
 	m.opMu.Lock() // against concurrent creates taking the same resources
 	defer m.opMu.Unlock()
@@ -229,12 +218,15 @@ func (n *Node) lessReserved(c *capacity) {
 	now := s.now()
 	self := n.host.ID().String()
 	var cpuMilli, ram, disk int64
-	n.mu.Lock()
-	for _, k := range n.doc.Keys(CollReservations) {
-		v, _, ok := n.doc.GetLWW(CollReservations, k)
-		if !ok {
-			continue
+	var raw [][]byte
+	n.st.View(func(v *state.View) {
+		for _, k := range v.Keys(CollReservations) {
+			if b, _, ok := v.GetLWW(CollReservations, k); ok {
+				raw = append(raw, b)
+			}
 		}
+	})
+	for _, v := range raw {
 		r, err := decodeJSONLimited[ReservationRecord](v)
 		if err != nil || r.NodeID != self || !r.live(now) {
 			continue
@@ -250,7 +242,6 @@ func (n *Node) lessReserved(c *capacity) {
 		ram += res.RAMMB
 		disk += res.DiskMB
 	}
-	n.mu.Unlock()
 	c.cpu = math.Max(0, c.cpu-float64(cpuMilli)/10)
 	c.ram = max(0, c.ram-ram)
 	c.disk = max(0, c.disk-disk)
@@ -268,7 +259,7 @@ func (s *scheduler) reservation(id string) (ReservationRecord, bool) {
 
 // prepareReservedCreate checks a create's reservation and points the create at its
 // holder, filling resources the request leaves out from the reservation.
-func (s *scheduler) prepareReservedCreate(req *CreateRequest) error {
+func (s *scheduler) prepareReservedCreate(req *api.CreateRequest) error {
 	r, ok := s.reservation(req.Reservation)
 	if !ok {
 		return fmt.Errorf("%w: %q ('constellation reserve' returns IDs; expired and released ones are gone)", ErrReservationNotFound, req.Reservation)
@@ -277,7 +268,7 @@ func (s *scheduler) prepareReservedCreate(req *CreateRequest) error {
 		return fmt.Errorf("%w: %s is %s", ErrReservationNotFound, r.ID, r.withStatus(s.now()).Status)
 	}
 	if req.Node != "" && req.Node != r.Node && req.Node != r.NodeID {
-		return badRequest(`field "node" %q conflicts with reservation %s, held by node %s`, req.Node, r.ID, r.Node)
+		return httpapi.BadRequest(`field "node" %q conflicts with reservation %s, held by node %s`, req.Node, r.ID, r.Node)
 	}
 	req.Node = r.Node
 	if req.CPUPercent == 0 && req.CPUCores == 0 {
@@ -293,7 +284,7 @@ func (s *scheduler) prepareReservedCreate(req *CreateRequest) error {
 }
 
 // createReserved runs a create on the reservation's holder (this node), consuming it.
-func (s *scheduler) createReserved(ctx context.Context, req *CreateRequest) (InstanceRecord, error) {
+func (s *scheduler) createReserved(ctx context.Context, req *api.CreateRequest) (InstanceRecord, error) {
 	r, ok := s.reservation(req.Reservation)
 	if !ok || !r.live(s.now()) || r.NodeID != s.n.host.ID().String() {
 		return InstanceRecord{}, fmt.Errorf("%w: %q is not held by node %s", ErrReservationNotFound, req.Reservation, s.n.cfg.Node)

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/rads-lang/constellation/crdt"
+	"github.com/rads-lang/constellation/internal/state"
 )
 
 // The methods in this file reach the replicated document directly. They exist for tests
@@ -18,46 +18,36 @@ func (n *Node) PutState(collection string, entries map[string][]byte) error {
 	if collection == CollNodes || strings.TrimSpace(collection) == "" {
 		return fmt.Errorf("node: PutState: collection %q is reserved or empty", collection)
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	deltas := make([]*crdt.Delta, 0, len(entries))
-	for k, v := range entries {
-		d, err := n.doc.PutLWW(collection, k, v)
-		if err != nil {
-			return fmt.Errorf("node: PutState %s/%s: %w", collection, k, err)
+	err := n.st.Update(func(tx *state.Tx) error {
+		for k, v := range entries {
+			if err := tx.Put(collection, k, v); err != nil {
+				return fmt.Errorf("node: PutState %s/%s: %w", collection, k, err)
+			}
 		}
-		deltas = append(deltas, d)
-	}
-	d, err := crdt.Batch(deltas...)
-	if err != nil {
-		return fmt.Errorf("node: PutState: %w", err)
-	}
-	if len(deltas) > 0 {
-		n.publishLocked(d)
-	}
-	return nil
+		return nil
+	})
+	return err
 }
 
 // GetState reads an LWW register of the replicated document. For tests and benchmarks.
 func (n *Node) GetState(collection, key string) ([]byte, bool) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	v, _, ok := n.doc.GetLWW(collection, key)
-	return v, ok
+	return n.get(collection, key)
 }
 
 // StateLen is the number of entries of collection in the replicated document.
 func (n *Node) StateLen(collection string) int {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.doc.Len(collection)
+	var l int
+	n.st.View(func(v *state.View) { l = v.Len(collection) })
+	return l
 }
 
 // OnStateChange sets fn (nil: none) to be called for every entry a remote delta changes,
-// right after it is joined. fn runs with the node's lock held: it must be quick and must
-// not call the node. For tests and benchmarks.
+// after it is committed (from the state's watch goroutine; fn must be quick). For tests and
+// benchmarks.
 func (n *Node) OnStateChange(fn func(collection, key string)) {
-	n.mu.Lock()
-	n.onChange = fn
-	n.mu.Unlock()
+	if fn == nil {
+		n.onChange.Store(nil)
+		return
+	}
+	n.onChange.Store(&fn)
 }

@@ -25,6 +25,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/node"
 )
 
@@ -281,7 +282,7 @@ func converged(ns []*node.Node, want int) bool {
 	for _, n := range ns {
 		alive := 0
 		for _, x := range n.Nodes() {
-			if x.Status == node.StatusAlive {
+			if x.Status == api.StatusAlive {
 				alive++
 			}
 		}
@@ -546,7 +547,7 @@ func benchDetect(ctx context.Context, o *benchOptions, count, rounds int) ([]ben
 					dead := false
 					for _, x := range n.Nodes() {
 						if x.ID == id {
-							dead = x.Status == node.StatusDead
+							dead = x.Status == api.StatusDead
 						}
 					}
 					if !dead {
@@ -662,7 +663,7 @@ func benchRSS(ctx context.Context, o *benchOptions, binary string, wait time.Dur
 			<-done
 		}
 	}()
-	cl := node.NewClient(dd, "", "")
+	cl := api.NewClient(dd, "", "")
 	if err := cl.WaitReady(ctx, 30*time.Second); err != nil {
 		return nil, fmt.Errorf("peer did not start: %w", err)
 	}

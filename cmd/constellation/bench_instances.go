@@ -19,6 +19,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/node"
 )
 
@@ -132,7 +133,7 @@ func runBenchInstances(ctx context.Context, o *benchInstancesOptions, logf func(
 	if err != nil {
 		return nil, err
 	}
-	st, err := node.NewClient(a.dir, "", "").Status(ctx)
+	st, err := api.NewClient(a.dir, "", "").Status(ctx)
 	if err != nil || len(st.Addresses) == 0 {
 		return nil, fmt.Errorf("bench node a: %v (addresses %v)", err, st.Addresses)
 	}
@@ -143,13 +144,13 @@ func runBenchInstances(ctx context.Context, o *benchInstancesOptions, logf func(
 	if err != nil {
 		return nil, err
 	}
-	cl := node.NewClient(a.dir, "", "")
+	cl := api.NewClient(a.dir, "", "")
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		ns, err := cl.Nodes(ctx)
 		alive := 0
 		for _, x := range ns {
-			if x.Status == node.StatusAlive {
+			if x.Status == api.StatusAlive {
 				alive++
 			}
 		}
@@ -171,7 +172,7 @@ func runBenchInstances(ctx context.Context, o *benchInstancesOptions, logf func(
 		lat := make([]time.Duration, 0, o.runs)
 		for i := -1; i < o.runs; i++ {
 			name := fmt.Sprintf("bench-%s-%d", target, i+1)
-			req := node.CreateRequest{Name: name, Node: tnode, Command: []string{"sleep", "1000"},
+			req := api.CreateRequest{Name: name, Node: tnode, Command: []string{"sleep", "1000"},
 				RAMMB: o.ramMB, CPUPercent: o.cpu, PIDs: o.pids, DiskMB: o.diskMB}
 			t0 := time.Now()
 			rec, err := cl.CreateInstance(ctx, req)
@@ -179,7 +180,7 @@ func runBenchInstances(ctx context.Context, o *benchInstancesOptions, logf func(
 			if err != nil {
 				return out, fmt.Errorf("create %s: %w", name, err)
 			}
-			if rec.Status != node.InstanceRunning {
+			if rec.Status != api.InstanceRunning {
 				return out, fmt.Errorf("create %s: status %s, want running", name, rec.Status)
 			}
 			if i >= 0 {
@@ -227,7 +228,7 @@ func startBenchPeer(ctx context.Context, o *benchInstancesOptions, name, join st
 	}
 	p := &benchPeer{dir: dir, cmd: cmd, done: make(chan struct{})}
 	go func() { _ = cmd.Wait(); close(p.done) }()
-	cl := node.NewClient(dir, "", "")
+	cl := api.NewClient(dir, "", "")
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		if _, err := cl.Status(ctx); err == nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/node"
 )
 
@@ -72,7 +73,7 @@ func newNodesCmd(g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			switch status {
-			case "", node.StatusAlive, node.StatusSuspect, node.StatusDead, node.StatusLeft:
+			case "", api.StatusAlive, api.StatusSuspect, api.StatusDead, api.StatusLeft:
 			default:
 				return fmt.Errorf("invalid --status %q: one of alive, suspect, dead, left", status)
 			}
@@ -238,7 +239,7 @@ func newEventsCmd(g *globals) *cobra.Command {
 				tw = newTable(out, "TIME", "EVENT", "NODE", "DETAIL")
 				tw.flush()
 			}
-			err := g.client().Events(ctx, types, c.Flags().Changed("since"), since, func(e node.Event) error {
+			err := g.client().Events(ctx, types, c.Flags().Changed("since"), since, func(e api.Event) error {
 				if asJSON {
 					b, _ := json.Marshal(e)
 					fmt.Fprintln(out, string(b))
@@ -247,11 +248,11 @@ func newEventsCmd(g *globals) *cobra.Command {
 					if e.Node != nil {
 						who = e.Node.Name + " (" + shortID(e.Node.ID) + ")"
 					}
-					if e.Type == node.EventInstance {
-						var ie node.InstanceEvent
+					if e.Type == api.EventInstance {
+						var ie api.InstanceEvent
 						if json.Unmarshal(e.Data, &ie) == nil {
 							detail = fmt.Sprintf("instance %s %s", ie.Name, ie.Status)
-							if ie.ExitCode != nil && ie.Status != node.InstanceRunning {
+							if ie.ExitCode != nil && ie.Status != api.InstanceRunning {
 								detail += fmt.Sprintf(" (%s, code %d)", ie.ExitReason, *ie.ExitCode)
 							}
 						}

@@ -11,9 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rads-lang/constellation/api"
 	"github.com/spf13/cobra"
-
-	"github.com/rads-lang/constellation/node"
 )
 
 // deployCommands are the scheduling verbs: deploy, scale, deployments, undeploy, drain,
@@ -23,11 +22,11 @@ func deployCommands(g *globals) []*cobra.Command {
 		newDrainCmd(g), newReserveCmd(g), newReleaseCmd(g), newReservationsCmd(g), newQuotaCmd(g)}
 }
 
-func parsePriorityFlag(s string) (*node.Priority, error) {
+func parsePriorityFlag(s string) (*api.Priority, error) {
 	if s == "" {
 		return nil, nil
 	}
-	var p node.Priority
+	var p api.Priority
 	if err := p.UnmarshalJSON([]byte(strconv.Quote(s))); err != nil {
 		return nil, fmt.Errorf("--priority %q: 0-100 or low, normal, high, critical", s)
 	}
@@ -36,7 +35,7 @@ func parsePriorityFlag(s string) (*node.Priority, error) {
 
 func newDeployCmd(g *globals) *cobra.Command {
 	var (
-		spec           node.DeploymentSpec
+		spec           api.DeploymentSpec
 		env, labels    []string
 		priority       string
 		asJSON, noWait bool
@@ -158,11 +157,11 @@ running instances keep their resources.`,
 }
 
 // waitDeployment polls until every instance of a deployment runs, drawing a live line.
-func waitDeployment(ctx context.Context, cl *node.Client, out io.Writer, name string, timeout time.Duration, live bool) (node.DeploymentStatus, error) {
+func waitDeployment(ctx context.Context, cl *api.Client, out io.Writer, name string, timeout time.Duration, live bool) (api.DeploymentStatus, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	start := time.Now()
-	var st node.DeploymentStatus
+	var st api.DeploymentStatus
 	for {
 		var err error
 		st, err = cl.Deployment(ctx, name)
@@ -306,7 +305,7 @@ is replaced on another node; each old instance stops once its replacement runs. 
 (from 'constellation create') are not moved. 'drain NODE --cancel' makes the node schedulable again.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			res, err := g.client().Drain(c.Context(), node.DrainRequest{Node: args[0], Cancel: cancel})
+			res, err := g.client().Drain(c.Context(), api.DrainRequest{Node: args[0], Cancel: cancel})
 			if err != nil {
 				return err
 			}
@@ -332,7 +331,7 @@ is replaced on another node; each old instance stops once its replacement runs. 
 
 func newReserveCmd(g *globals) *cobra.Command {
 	var (
-		req      node.ReservationRequest
+		req      api.ReservationRequest
 		priority string
 		asJSON   bool
 	)
@@ -422,7 +421,7 @@ func newQuotaCmd(g *globals) *cobra.Command {
 		Short: "Namespace quotas: set, show",
 	}
 	var (
-		spec   node.QuotaSpec
+		spec   api.QuotaSpec
 		asJSON bool
 	)
 	set := &cobra.Command{
@@ -436,7 +435,7 @@ func newQuotaCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printQuotas(c.OutOrStdout(), []node.QuotaInfo{info}, asJSON, false)
+			return printQuotas(c.OutOrStdout(), []api.QuotaInfo{info}, asJSON, false)
 		},
 	}
 	set.Flags().Float64Var(&spec.MaxCPUCores, "max-cpu-cores", 0, "cores (0 = unlimited)")
@@ -458,7 +457,7 @@ func newQuotaCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				return printQuotas(c.OutOrStdout(), []node.QuotaInfo{info}, showJSON, false)
+				return printQuotas(c.OutOrStdout(), []api.QuotaInfo{info}, showJSON, false)
 			}
 			infos, err := cl.Quotas(c.Context())
 			if err != nil {
@@ -472,7 +471,7 @@ func newQuotaCmd(g *globals) *cobra.Command {
 	return q
 }
 
-func printQuotas(w io.Writer, infos []node.QuotaInfo, asJSON, list bool) error {
+func printQuotas(w io.Writer, infos []api.QuotaInfo, asJSON, list bool) error {
 	if asJSON {
 		if list {
 			return printJSON(w, infos)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/node"
 )
 
@@ -38,7 +39,7 @@ released. The node must not be running (stop it first); its other state is kept.
 		RunE: func(c *cobra.Command, _ []string) error {
 			dir := g.dataDir
 			if dir == "" {
-				dir = node.DefaultDataDir()
+				dir = api.DefaultDataDir()
 			}
 			if _, err := g.client().Status(c.Context()); err == nil {
 				return fmt.Errorf("the node of %s is running: stop it first (instances of a running node are removed with 'constellation rm')", dir)
@@ -78,7 +79,7 @@ const maxScriptUpload = 900 << 10
 
 func newCreateCmd(g *globals) *cobra.Command {
 	var (
-		req      node.CreateRequest
+		req      api.CreateRequest
 		env      []string
 		uid, gid int
 		noStart  bool
@@ -203,7 +204,7 @@ The node refuses a create that does not fit its free resources, with the numbers
 }
 
 // printInstance prints one instance's record as a two-column table or JSON.
-func printInstance(w io.Writer, r node.InstanceRecord, asJSON bool) error {
+func printInstance(w io.Writer, r api.Instance, asJSON bool) error {
 	if asJSON {
 		return printJSON(w, r)
 	}
@@ -237,7 +238,7 @@ func printInstance(w io.Writer, r node.InstanceRecord, asJSON bool) error {
 	return t.flush()
 }
 
-func limitsString(r node.InstanceRecord) string {
+func limitsString(r api.Instance) string {
 	var parts []string
 	if r.CPUPercent > 0 {
 		parts = append(parts, fmt.Sprintf("cpu %g%%", r.CPUPercent))
@@ -283,7 +284,7 @@ func simpleOp(g *globals, use, short, op string, body func(c *cobra.Command) (an
 				}
 				in = b
 			}
-			var r node.InstanceRecord
+			var r api.Instance
 			if err := g.client().InstanceOp(c.Context(), args[0], op, in, &r); err != nil {
 				return err
 			}
@@ -310,7 +311,7 @@ func newStopCmd(g *globals) *cobra.Command {
 	return simpleOp(g, "stop NAME", "Stop an instance: SIGTERM, then SIGKILL to all its processes after --grace", "stop",
 		func(c *cobra.Command) (any, error) {
 			s := grace.Seconds()
-			return node.StopRequest{GraceS: &s}, nil
+			return api.StopRequest{GraceS: &s}, nil
 		},
 		func(c *cobra.Command) {
 			c.Flags().DurationVar(&grace, "grace", 10*time.Second, "time between SIGTERM and SIGKILL")
@@ -319,7 +320,7 @@ func newStopCmd(g *globals) *cobra.Command {
 
 // limitFlags registers --cpu-percent, --cpu-cores, --ram-mb, --disk-mb, --pids and builds a
 // LimitsRequest with only the flags given.
-func limitFlags(c *cobra.Command) func() node.LimitsRequest {
+func limitFlags(c *cobra.Command) func() api.LimitsRequest {
 	var cpu float64
 	var cores int
 	var ram, disk, pids int64
@@ -329,8 +330,8 @@ func limitFlags(c *cobra.Command) func() node.LimitsRequest {
 	f.Int64Var(&ram, "ram-mb", 0, "new memory limit in MiB (0 = unlimited)")
 	f.Int64Var(&disk, "disk-mb", 0, "new disk quota in MiB")
 	f.Int64Var(&pids, "pids", 0, "new process limit")
-	return func() node.LimitsRequest {
-		var r node.LimitsRequest
+	return func() api.LimitsRequest {
+		var r api.LimitsRequest
 		if f.Changed("cpu-percent") {
 			r.CPUPercent = &cpu
 		}
@@ -351,7 +352,7 @@ func limitFlags(c *cobra.Command) func() node.LimitsRequest {
 }
 
 func newRestartCmd(g *globals) *cobra.Command {
-	var get func() node.LimitsRequest
+	var get func() api.LimitsRequest
 	var grace time.Duration
 	return simpleOp(g, "restart NAME [--cpu-percent N --ram-mb N ...]", "Restart an instance, optionally with new limits (set-limits + restart)", "restart",
 		func(c *cobra.Command) (any, error) {
@@ -367,11 +368,11 @@ func newRestartCmd(g *globals) *cobra.Command {
 }
 
 func newSetLimitsCmd(g *globals) *cobra.Command {
-	var get func() node.LimitsRequest
+	var get func() api.LimitsRequest
 	return simpleOp(g, "set-limits NAME --cpu-percent N --ram-mb N ...", "Change a running instance's limits without restarting it", "set-limits",
 		func(c *cobra.Command) (any, error) {
 			r := get()
-			if r == (node.LimitsRequest{}) {
+			if r == (api.LimitsRequest{}) {
 				return nil, fmt.Errorf("set-limits needs at least one of --cpu-percent, --cpu-cores, --ram-mb, --disk-mb, --pids")
 			}
 			return r, nil
@@ -409,7 +410,7 @@ func newListCmd(g *globals) *cobra.Command {
 			t := newTable(c.OutOrStdout(), "NAME", "NODE", "STATUS", "EXIT", "RESTARTS", "CPU", "RAM", "DISK", "CREATED")
 			for _, r := range rs {
 				nd := r.Node
-				if r.NodeStatus != "" && r.NodeStatus != node.StatusAlive {
+				if r.NodeStatus != "" && r.NodeStatus != api.StatusAlive {
 					nd += " (" + r.NodeStatus + ")"
 				}
 				exit := "-"
@@ -551,7 +552,7 @@ func newWaitCmd(g *globals) *cobra.Command {
 			if timeout > 0 {
 				op += "?timeout=" + timeout.String()
 			}
-			var r node.WaitResult
+			var r api.WaitResult
 			if err := g.client().InstanceOp(c.Context(), args[0], op, nil, &r); err != nil {
 				return err
 			}
@@ -605,8 +606,8 @@ func newSnapshotCmd(g *globals) *cobra.Command {
 			if restore != "" {
 				op, tag = "restore", restore
 			}
-			var r node.SnapshotResult
-			if err := g.client().InstanceOp(c.Context(), args[0], op, node.SnapshotRequest{Tag: tag}, &r); err != nil {
+			var r api.SnapshotResult
+			if err := g.client().InstanceOp(c.Context(), args[0], op, api.SnapshotRequest{Tag: tag}, &r); err != nil {
 				return err
 			}
 			if asJSON {

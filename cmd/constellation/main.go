@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/node"
 	"github.com/rads-lang/constellation/sandbox"
 )
@@ -41,7 +42,7 @@ type globals struct {
 	token   string
 }
 
-func (g *globals) client() *node.Client { return node.NewClient(g.dataDir, g.api, g.token) }
+func (g *globals) client() *api.Client { return api.NewClient(g.dataDir, g.api, g.token) }
 
 func newRoot() *cobra.Command {
 	g := &globals{}

@@ -1,4 +1,4 @@
-package node
+package api
 
 import (
 	"context"
@@ -14,22 +14,22 @@ import (
 )
 
 // CreateInstance is POST /v1/instances.
-func (c *Client) CreateInstance(ctx context.Context, req CreateRequest) (InstanceRecord, error) {
-	var r InstanceRecord
+func (c *Client) CreateInstance(ctx context.Context, req CreateRequest) (Instance, error) {
+	var r Instance
 	err := c.Post(ctx, "/v1/instances", req, &r)
 	return r, err
 }
 
 // Instances is GET /v1/instances: every instance in the cluster.
-func (c *Client) Instances(ctx context.Context) ([]InstanceRecord, error) {
-	var rs []InstanceRecord
+func (c *Client) Instances(ctx context.Context) ([]Instance, error) {
+	var rs []Instance
 	err := c.Get(ctx, "/v1/instances", &rs)
 	return rs, err
 }
 
 // Instance is GET /v1/instances/{name}.
-func (c *Client) Instance(ctx context.Context, name string) (InstanceRecord, error) {
-	var r InstanceRecord
+func (c *Client) Instance(ctx context.Context, name string) (Instance, error) {
+	var r Instance
 	err := c.Get(ctx, "/v1/instances/"+url.PathEscape(name), &r)
 	return r, err
 }

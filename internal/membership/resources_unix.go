@@ -1,6 +1,6 @@
 //go:build unix
 
-package node
+package membership
 
 import (
 	"bufio"
@@ -28,5 +28,3 @@ func memAndDiskMB(dataDir string) (ramMB, diskMB uint64) {
 	}
 	return ramMB, diskMB
 }
-
-func syscallUmask(m int) int { return unix.Umask(m) }

@@ -1,4 +1,4 @@
-package node
+package api
 
 import (
 	"context"
@@ -46,15 +46,15 @@ func (c *Client) Drain(ctx context.Context, req DrainRequest) (DrainResult, erro
 }
 
 // Reserve is POST /v1/reservations.
-func (c *Client) Reserve(ctx context.Context, req ReservationRequest) (ReservationRecord, error) {
-	var r ReservationRecord
+func (c *Client) Reserve(ctx context.Context, req ReservationRequest) (Reservation, error) {
+	var r Reservation
 	err := c.Post(ctx, "/v1/reservations", req, &r)
 	return r, err
 }
 
 // Reservations is GET /v1/reservations (the live ones).
-func (c *Client) Reservations(ctx context.Context) ([]ReservationRecord, error) {
-	var r []ReservationRecord
+func (c *Client) Reservations(ctx context.Context) ([]Reservation, error) {
+	var r []Reservation
 	err := c.Get(ctx, "/v1/reservations", &r)
 	return r, err
 }

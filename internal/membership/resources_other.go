@@ -1,7 +1,5 @@
 //go:build !unix
 
-package node
+package membership
 
 func memAndDiskMB(string) (uint64, uint64) { return 0, 0 }
-
-func syscallUmask(m int) int { return m }

@@ -1,4 +1,4 @@
-package node
+package api
 
 import (
 	"bufio"
@@ -241,4 +241,21 @@ func (c *Client) WaitReady(ctx context.Context, timeout time.Duration) error {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// DefaultDataDir returns the data directory used when none is given.
+func DefaultDataDir() string {
+	if d := os.Getenv("CONSTELLATION_DATA_DIR"); d != "" {
+		return d
+	}
+	if os.Geteuid() == 0 {
+		return "/var/lib/constellation"
+	}
+	if x := os.Getenv("XDG_DATA_HOME"); x != "" {
+		return filepath.Join(x, "constellation")
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".local", "share", "constellation")
+	}
+	return ".constellation"
 }

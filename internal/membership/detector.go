@@ -1,4 +1,4 @@
-package node
+package membership
 
 import (
 	"context"
@@ -7,7 +7,6 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/rads-lang/constellation/p2p"
 	"github.com/rads-lang/constellation/p2p/liveness"
 )
 
@@ -18,7 +17,7 @@ type livenessDetector struct {
 }
 
 // packetTransport sends liveness packets over the p2p host.
-type packetTransport struct{ h *p2p.Host }
+type packetTransport struct{ h Host }
 
 func (t packetTransport) SendPacket(ctx context.Context, to string, b []byte) error {
 	id, err := peer.Decode(to)
@@ -28,15 +27,15 @@ func (t packetTransport) SendPacket(ctx context.Context, to string, b []byte) er
 	return t.h.SendPacket(ctx, id, "liveness", b)
 }
 
-func newLivenessDetector(n *Node, h *p2p.Host, incarnation uint64, log *slog.Logger) detector {
-	d, err := liveness.New(h.ID().String(), incarnation, liveness.DefaultConfig())
+func newLivenessDetector(s *Service, h Host, incarnation uint64, cfg liveness.Config, log *slog.Logger) detector {
+	d, err := liveness.New(h.ID().String(), incarnation, cfg)
 	if err != nil {
-		panic(err) // default config and a valid peer ID: cannot fail
+		panic(err) // a validated config and a valid peer ID: cannot fail
 	}
 	r, err := liveness.NewRunner(d, liveness.RunnerConfig{
 		Transport: packetTransport{h},
 		Logger:    log.With("component", "liveness"),
-		OnEvent:   func(e liveness.Event) { n.onDetectorEvent(e.ID) },
+		OnEvent:   func(e liveness.Event) { s.onDetectorEvent(e.ID) },
 	})
 	if err != nil {
 		panic(err)

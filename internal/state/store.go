@@ -1,4 +1,4 @@
-package node
+package state
 
 import (
 	"crypto/rand"
@@ -34,7 +34,7 @@ type CorruptStateError struct {
 }
 
 func (e *CorruptStateError) Error() string {
-	return fmt.Sprintf("node: state file %s is corrupt (%v); the node will not overwrite it. "+
+	return fmt.Sprintf("state file %s is corrupt (%v); the node will not overwrite it. "+
 		"To recover, stop the node, move the file aside (mv %s %s.corrupt) and start again: "+
 		"the node resyncs the cluster state from its peers and rewrites its own records", e.Path, e.Err, e.Path, e.Path)
 }
@@ -42,14 +42,14 @@ func (e *CorruptStateError) Error() string {
 func (e *CorruptStateError) Unwrap() error { return e.Err }
 
 // ErrWrongCluster means the data dir holds another cluster's state.
-var ErrWrongCluster = errors.New("node: data dir belongs to another cluster")
+var ErrWrongCluster = errors.New("data dir belongs to another cluster")
 
-type stateStore struct {
+type boltStore struct {
 	db   *bolt.DB
 	path string
 }
 
-func openStore(path, cluster string) (s *stateStore, err error) {
+func openBolt(path, cluster string) (s *boltStore, err error) {
 	// bbolt reads the file through mmap: a truncated or mangled file faults (SIGBUS/SIGSEGV)
 	// instead of returning an error. Turn such faults into panics and those into errors.
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
@@ -92,11 +92,11 @@ func openStore(path, cluster string) (s *stateStore, err error) {
 		}
 		return nil, &CorruptStateError{Path: path, Err: err}
 	}
-	return &stateStore{db: db, path: path}, nil
+	return &boltStore{db: db, path: path}, nil
 }
 
 // load calls fn with the snapshot (if any) and then each logged delta in order.
-func (s *stateStore) load(fn func(encoded []byte) error) (n int, err error) {
+func (s *boltStore) load(fn func(encoded []byte) error) (n int, err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
@@ -129,7 +129,7 @@ func (s *stateStore) load(fn func(encoded []byte) error) (n int, err error) {
 }
 
 // appendDeltas adds encoded deltas to the log in one transaction (one fsync).
-func (s *stateStore) appendDeltas(deltas [][]byte) error {
+func (s *boltStore) appendDeltas(deltas [][]byte) error {
 	if len(deltas) == 0 {
 		return nil
 	}
@@ -151,7 +151,7 @@ func (s *stateStore) appendDeltas(deltas [][]byte) error {
 }
 
 // logLen is the number of deltas logged since the last snapshot.
-func (s *stateStore) logLen() int {
+func (s *boltStore) logLen() int {
 	n := 0
 	_ = s.db.View(func(tx *bolt.Tx) error {
 		n = tx.Bucket(bucketLog).Stats().KeyN
@@ -161,7 +161,7 @@ func (s *stateStore) logLen() int {
 }
 
 // snapshot replaces the snapshot with state and clears the log, atomically.
-func (s *stateStore) snapshot(state []byte) error {
+func (s *boltStore) snapshot(state []byte) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		if err := tx.Bucket(bucketSnapshot).Put(keyState, state); err != nil {
 			return err
@@ -174,7 +174,7 @@ func (s *stateStore) snapshot(state []byte) error {
 	})
 }
 
-func (s *stateStore) close() error { return s.db.Close() }
+func (s *boltStore) close() error { return s.db.Close() }
 
 var (
 	keyEpoch = []byte("replica_epoch")
@@ -187,7 +187,7 @@ var (
 // before the crash may not have reached the disk, and reusing their sequence numbers for
 // different operations would make peers ignore the new ones. A lost state file gets a new
 // epoch the same way. The cost is one more version-vector entry per crash.
-func (s *stateStore) replicaEpoch() (epoch []byte, fresh bool, err error) {
+func (s *boltStore) replicaEpoch() (epoch []byte, fresh bool, err error) {
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		m := tx.Bucket(bucketMeta)
 		e := m.Get(keyEpoch)
@@ -209,9 +209,9 @@ func (s *stateStore) replicaEpoch() (epoch []byte, fresh bool, err error) {
 }
 
 // markClean records a clean shutdown (after the final snapshot).
-func (s *stateStore) markClean() error {
+func (s *boltStore) markClean() error {
 	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyClean, []byte("1")) })
 }
 
 // ErrDataDirInUse means another running node holds the data directory.
-var ErrDataDirInUse = errors.New("node: data dir in use by a running node")
+var ErrDataDirInUse = errors.New("data dir in use by a running node")

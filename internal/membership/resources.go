@@ -1,4 +1,4 @@
-package node
+package membership
 
 import (
 	"runtime"
@@ -11,7 +11,8 @@ type Resources struct {
 	DiskMB   uint64 // of the filesystem holding the data dir
 }
 
-func localResources(dataDir string) Resources {
+// LocalResources measures this machine: cores, RAM, and the disk holding dataDir.
+func LocalResources(dataDir string) Resources {
 	r := Resources{CPUCores: runtime.NumCPU()}
 	r.RAMMB, r.DiskMB = memAndDiskMB(dataDir)
 	return r

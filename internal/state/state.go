@@ -1,0 +1,462 @@
+package state
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/rads-lang/constellation/crdt"
+)
+
+// Publisher sends an encoded local delta to the cluster (p2p.Host.Publish). It must not
+// block for long: it is called with the document lock held so deltas leave in the order
+// they were made.
+type Publisher interface {
+	Publish(delta []byte)
+}
+
+// Options configure a Store.
+type Options struct {
+	Path    string // the bbolt file, e.g. <data-dir>/state.db
+	Cluster string // the cluster name the file must belong to
+	Log     *slog.Logger
+	// SnapshotInterval compacts the delta log into a snapshot this often (default 30 s).
+	SnapshotInterval time.Duration
+	// Now is the wall clock of the hybrid logical clock (default time.Now).
+	Now func() time.Time
+}
+
+// Store owns the replicated document: its lock, its persistence and the publishing of local
+// changes. Features never touch the document directly: they read in View, change in Update
+// and learn of remote changes through Watch.
+type Store struct {
+	opts Options
+	log  *slog.Logger
+	db   *boltStore
+	pub  Publisher
+
+	mu    sync.Mutex // guards doc and clock
+	doc   *crdt.Document
+	clock *crdt.Clock
+
+	persistCh chan []byte
+
+	wmu      sync.Mutex // guards watchers, queue, stopped
+	watchers []*watcher
+	queue    [][]crdt.Change
+	wake     chan struct{} // capacity 1
+	stopped  bool
+
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	started   bool
+	closeOnce sync.Once
+}
+
+type watcher struct {
+	colls map[string]bool // nil: every collection
+	fn    func([]crdt.Change)
+}
+
+// Open opens (or creates) the state file. It refuses a file of another cluster and a
+// corrupt file (CorruptStateError, naming the recovery). Load must follow before use.
+func Open(opts Options) (*Store, error) {
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	if opts.SnapshotInterval <= 0 {
+		opts.SnapshotInterval = 30 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	db, err := openBolt(opts.Path, opts.Cluster)
+	if err != nil {
+		return nil, err
+	}
+	return &Store{
+		opts: opts, log: opts.Log, db: db,
+		persistCh: make(chan []byte, 4096), wake: make(chan struct{}, 1), stop: make(chan struct{}),
+	}, nil
+}
+
+// Load builds the document for the replica identified by seed (the node's peer ID) and
+// replays the persisted state into it. Local changes are published through pub.
+func (s *Store) Load(seed []byte, pub Publisher) (loaded int, err error) {
+	epoch, fresh, err := s.db.replicaEpoch()
+	if err != nil {
+		return 0, err
+	}
+	if fresh {
+		s.log.Debug("new replica epoch (first start or unclean stop)")
+	}
+	rid := crdt.ReplicaIDFromBytes(append(append([]byte(nil), seed...), epoch...))
+	s.pub = pub
+	s.clock = crdt.NewClock(rid, s.opts.Now, 0)
+	s.doc = crdt.NewDocument(rid, s.clock)
+	return s.db.load(func(b []byte) error {
+		d, err := crdt.DecodeDelta(b, crdt.DefaultLimits)
+		if err != nil {
+			return err
+		}
+		_, err = s.doc.Join(d)
+		var off *crdt.ClockOffsetError
+		if errors.As(err, &off) {
+			return nil // our own old clock was ahead; the entry is already reflected or stale
+		}
+		return err
+	})
+}
+
+// Start runs the persister and the watch dispatcher until Close.
+func (s *Store) Start() {
+	s.started = true
+	s.wg.Add(2)
+	go s.persistLoop()
+	go s.dispatchLoop()
+}
+
+// Close stops the loops, writes a final snapshot and closes the file. clean records a
+// clean shutdown, so the replica's delta sequence may continue after a restart. Safe twice.
+func (s *Store) Close(clean bool) error {
+	var err error
+	s.closeOnce.Do(func() {
+		close(s.stop)
+		s.wg.Wait()
+		var errs []error
+		if s.doc != nil && s.started {
+			s.mu.Lock()
+			b, eerr := crdt.EncodeDelta(s.doc.State())
+			s.mu.Unlock()
+			if eerr == nil {
+				if serr := s.db.snapshot(b); serr != nil {
+					errs = append(errs, serr)
+				} else if clean {
+					errs = append(errs, s.db.markClean())
+				}
+			} else {
+				errs = append(errs, eerr)
+			}
+		}
+		errs = append(errs, s.db.close())
+		err = errors.Join(errs...)
+	})
+	return err
+}
+
+// Clock is the node's hybrid logical clock (stamp creates and claims with it).
+func (s *Store) Clock() *crdt.Clock { return s.clock }
+
+// ReplicaID is this node's replica in the document.
+func (s *Store) ReplicaID() crdt.ReplicaID { return s.doc.ID() }
+
+// ---- reading and writing ----
+
+// View is a read-only window on the document, valid only inside View or Update.
+type View struct{ doc *crdt.Document }
+
+// GetLWW returns an LWW register's value and timestamp.
+func (v *View) GetLWW(coll, key string) ([]byte, crdt.Timestamp, bool) {
+	return v.doc.GetLWW(coll, key)
+}
+
+// Keys lists a collection's keys in order.
+func (v *View) Keys(coll string) []string { return v.doc.Keys(coll) }
+
+// Len is the number of entries in a collection.
+func (v *View) Len(coll string) int { return v.doc.Len(coll) }
+
+// Has reports whether an entry exists.
+func (v *View) Has(coll, key string) bool { return v.doc.Has(coll, key) }
+
+// GCounter reads a grow-only counter.
+func (v *View) GCounter(coll, key string) uint64 { return v.doc.GCounter(coll, key) }
+
+// Bounded reads a bounded counter's value.
+func (v *View) Bounded(coll, key string) int64 { return v.doc.Bounded(coll, key) }
+
+// BoundedRights reads the rights replica r holds of a bounded counter.
+func (v *View) BoundedRights(coll, key string, r crdt.ReplicaID) uint64 {
+	return v.doc.BoundedRights(coll, key, r)
+}
+
+// LocalRights reads the rights this replica holds of a bounded counter.
+func (v *View) LocalRights(coll, key string) uint64 {
+	return v.doc.BoundedRights(coll, key, v.doc.ID())
+}
+
+// ReplicaID is this node's replica.
+func (v *View) ReplicaID() crdt.ReplicaID { return v.doc.ID() }
+
+// Tx is a View that can also change the document; every change becomes part of one delta
+// that is persisted and published when Update returns.
+type Tx struct {
+	View
+	deltas []*crdt.Delta
+}
+
+func (t *Tx) add(d *crdt.Delta, err error) error {
+	if err == nil && d != nil {
+		t.deltas = append(t.deltas, d)
+	}
+	return err
+}
+
+// Put writes an LWW register.
+func (t *Tx) Put(coll, key string, value []byte) error { return t.add(t.doc.PutLWW(coll, key, value)) }
+
+// Remove deletes an entry (a no-op error-free call when it does not exist is the caller's
+// check: Remove of a missing key returns the document's error).
+func (t *Tx) Remove(coll, key string) error { return t.add(t.doc.Remove(coll, key)) }
+
+// IncGCounter adds n to a grow-only counter.
+func (t *Tx) IncGCounter(coll, key string, n uint64) error {
+	return t.add(t.doc.IncGCounter(coll, key, n))
+}
+
+// IncBounded creates n rights of a bounded counter on this replica.
+func (t *Tx) IncBounded(coll, key string, n uint64) error {
+	return t.add(t.doc.IncBounded(coll, key, n))
+}
+
+// DecBounded consumes n rights this replica holds.
+func (t *Tx) DecBounded(coll, key string, n uint64) error {
+	return t.add(t.doc.DecBounded(coll, key, n))
+}
+
+// TransferBounded moves n of this replica's rights to replica to.
+func (t *Tx) TransferBounded(coll, key string, to crdt.ReplicaID, n uint64) error {
+	return t.add(t.doc.TransferBounded(coll, key, to, n))
+}
+
+// View runs fn with the document locked for reading. fn must be quick and must not call
+// the Store.
+func (s *Store) View(fn func(v *View)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fn(&View{doc: s.doc})
+}
+
+// Update runs fn with the document locked; the changes fn makes are batched into one delta,
+// persisted and published (also when fn returns an error after some changes: they happened).
+func (s *Store) Update(fn func(tx *Tx) error) error {
+	_, err := s.UpdateEncoded(fn)
+	return err
+}
+
+// UpdateEncoded is Update that also returns the encoded delta of the changes (nil when
+// nothing changed), e.g. to hand it to a peer directly.
+func (s *Store) UpdateEncoded(fn func(tx *Tx) error) ([]byte, error) {
+	s.mu.Lock()
+	tx := &Tx{View: View{doc: s.doc}}
+	err := fn(tx)
+	var enc []byte
+	if len(tx.deltas) > 0 {
+		d := tx.deltas[0]
+		if len(tx.deltas) > 1 {
+			var berr error
+			if d, berr = crdt.Batch(tx.deltas...); berr != nil {
+				s.mu.Unlock()
+				return nil, errors.Join(err, fmt.Errorf("state: batch: %w", berr))
+			}
+		}
+		var eerr error
+		if enc, eerr = crdt.EncodeDelta(d); eerr != nil {
+			s.log.Error("encode delta", "err", eerr)
+		} else if s.pub != nil {
+			s.pub.Publish(enc)
+		}
+	}
+	s.mu.Unlock()
+	if enc != nil {
+		s.persist(enc)
+	}
+	return enc, err
+}
+
+// Watch calls fn with the changes every remote delta makes to the given collections (all
+// collections when none are given), after the delta is committed, in commit order, from one
+// goroutine and with no lock held: fn may read and update the store. fn must not block for
+// long (it delays every other watcher).
+func (s *Store) Watch(fn func([]crdt.Change), colls ...string) {
+	w := &watcher{fn: fn}
+	if len(colls) > 0 {
+		w.colls = map[string]bool{}
+		for _, c := range colls {
+			w.colls[c] = true
+		}
+	}
+	s.wmu.Lock()
+	s.watchers = append(s.watchers, w)
+	s.wmu.Unlock()
+}
+
+// ---- remote state (p2p.Replica) ----
+
+// Version is the encoded version vector of the local state.
+func (s *Store) Version() []byte {
+	s.mu.Lock()
+	vv := s.doc.Version()
+	s.mu.Unlock()
+	b, err := crdt.EncodeVersion(vv)
+	if err != nil {
+		s.log.Error("encode version vector", "err", err)
+	}
+	return b
+}
+
+// MissingFor is the encoded delta a peer at the (untrusted) encoded version lacks.
+func (s *Store) MissingFor(peerVersion []byte) ([]byte, error) {
+	vv, err := crdt.DecodeVersion(peerVersion, crdt.DefaultLimits)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	d := s.doc.DeltaFor(vv)
+	s.mu.Unlock()
+	if d == nil {
+		return nil, nil
+	}
+	return crdt.EncodeDelta(d)
+}
+
+// Apply decodes (with limits) and joins a delta or full state received from a peer.
+func (s *Store) Apply(from peer.ID, data []byte) error {
+	d, err := crdt.DecodeDelta(data, crdt.DefaultLimits)
+	if err != nil {
+		return fmt.Errorf("delta from %s: %w", from, err)
+	}
+	s.mu.Lock()
+	changes, err := s.doc.Join(d)
+	if err == nil && len(changes) > 0 {
+		s.enqueue(changes) // under mu: the queue keeps commit order
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if len(changes) > 0 {
+		s.persist(data)
+	}
+	return nil
+}
+
+func (s *Store) enqueue(changes []crdt.Change) {
+	s.wmu.Lock()
+	if !s.stopped {
+		s.queue = append(s.queue, changes)
+	}
+	s.wmu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Store) dispatchLoop() {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-s.stop:
+			s.wmu.Lock()
+			s.stopped, s.queue = true, nil
+			s.wmu.Unlock()
+			return
+		case <-s.wake:
+		}
+		for {
+			s.wmu.Lock()
+			if len(s.queue) == 0 {
+				s.wmu.Unlock()
+				break
+			}
+			batch := s.queue[0]
+			s.queue[0] = nil
+			s.queue = s.queue[1:]
+			ws := s.watchers
+			s.wmu.Unlock()
+			for _, w := range ws {
+				if w.colls == nil {
+					w.fn(batch)
+					continue
+				}
+				var mine []crdt.Change
+				for _, c := range batch {
+					if w.colls[c.Collection] {
+						mine = append(mine, c)
+					}
+				}
+				if len(mine) > 0 {
+					w.fn(mine)
+				}
+			}
+		}
+	}
+}
+
+// ---- persistence ----
+
+func (s *Store) persist(b []byte) {
+	select {
+	case s.persistCh <- b:
+	default:
+		// The persister is far behind: write synchronously rather than drop.
+		if err := s.db.appendDeltas([][]byte{b}); err != nil {
+			s.log.Error("persist delta", "err", err)
+		}
+	}
+}
+
+// persistLoop batches deltas into one bbolt transaction and compacts the log periodically.
+func (s *Store) persistLoop() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.opts.SnapshotInterval)
+	defer t.Stop()
+	flush := func(first []byte) {
+		batch := [][]byte{first}
+	more:
+		for len(batch) < 1024 {
+			select {
+			case b := <-s.persistCh:
+				batch = append(batch, b)
+			default:
+				break more
+			}
+		}
+		if err := s.db.appendDeltas(batch); err != nil {
+			s.log.Error("persist deltas", "err", err)
+		}
+	}
+	for {
+		select {
+		case <-s.stop:
+			for {
+				select {
+				case b := <-s.persistCh:
+					flush(b)
+				default:
+					return
+				}
+			}
+		case b := <-s.persistCh:
+			flush(b)
+		case <-t.C:
+			if s.db.logLen() == 0 {
+				continue
+			}
+			s.mu.Lock()
+			b, err := crdt.EncodeDelta(s.doc.State())
+			s.mu.Unlock()
+			if err == nil {
+				err = s.db.snapshot(b)
+			}
+			if err != nil {
+				s.log.Error("snapshot state", "err", err)
+			}
+		}
+	}
+}
