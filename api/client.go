@@ -75,6 +75,20 @@ func NewClient(dataDir, api, token string) *Client {
 	return c
 }
 
+// ErrTransport means the node was reached but the exchange failed (reset, timeout, a
+// cancelled request): the node may have done what was asked.
+var ErrTransport = errors.New("API request failed")
+
+// transportError tells "no node there" (nothing listens: connection refused, no socket
+// file) from a failure after connecting, so that a timeout is not reported as a missing node.
+func (c *Client) transportError(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return fmt.Errorf("%w at %s (%v); start one with 'constellation peer', or point to it with --data-dir DIR or --api HOST:PORT", ErrNoNode, c.where, op.Err)
+	}
+	return fmt.Errorf("%w: %s: %w", ErrTransport, c.where, errors.Unwrap(err))
+}
+
 // RemoteError is an error answer of the API.
 type RemoteError struct {
 	Status int
@@ -104,7 +118,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("%w at %s (%v); start one with 'constellation peer', or point to it with --data-dir DIR or --api HOST:PORT", ErrNoNode, c.where, errors.Unwrap(err))
+		return c.transportError(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
@@ -194,7 +208,7 @@ func (c *Client) Events(ctx context.Context, types []string, replay bool, after 
 	req.Header.Set("Accept", "text/event-stream")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("%w at %s (%v)", ErrNoNode, c.where, errors.Unwrap(err))
+		return c.transportError(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {

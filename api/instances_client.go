@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -89,7 +88,7 @@ func (c *Client) InstanceLogs(ctx context.Context, name, stream string, follow b
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%w at %s (%v)", ErrNoNode, c.where, errors.Unwrap(err))
+		return nil, c.transportError(err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		defer resp.Body.Close()

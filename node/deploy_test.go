@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/rads-lang/constellation/api"
+	"github.com/rads-lang/constellation/instances"
 	"github.com/rads-lang/constellation/sandbox"
 	"github.com/rads-lang/constellation/sched"
 )
@@ -106,7 +107,7 @@ func TestDeploySpreadConstraintsScale(t *testing.T) {
 	for _, n := range ns {
 		waitFor(t, 10*time.Second, "list shows web-*", func() (bool, string) {
 			got := 0
-			for _, r := range n.instances.list() {
+			for _, r := range n.instances.List() {
 				if strings.HasPrefix(r.Name, "web-") && r.Status == api.InstanceRunning && r.Node != "" {
 					got++
 				}
@@ -374,11 +375,8 @@ func TestReservations(t *testing.T) {
 		holder = ns[1]
 	}
 	// The holder's admission counts it.
-	c := holder.instances.capacity()
-	before := c.cpu
-	holder.lessReserved(&c)
-	if before-c.cpu != 50 {
-		t.Fatalf("holder capacity %v -> %v; want 50 (cpu_percent) held", before, c.cpu)
+	if cpu, _, _ := holder.sched.Reserved(); cpu != 50 {
+		t.Fatalf("holder's reservations hold %v cpu_percent; want 50", cpu)
 	}
 	// It expires everywhere, and the holder removes it.
 	waitFor(t, 10*time.Second, "reservation expired and removed", func() (bool, string) {
@@ -392,10 +390,8 @@ func TestReservations(t *testing.T) {
 		}
 		return true, ""
 	})
-	c = holder.instances.capacity()
-	holder.lessReserved(&c)
-	if c.cpu != before {
-		t.Fatalf("after expiry capacity %v, want %v", c.cpu, before)
+	if cpu, _, _ := holder.sched.Reserved(); cpu != 0 {
+		t.Fatalf("after expiry the reservations still hold %v cpu_percent", cpu)
 	}
 
 	// create --reservation, from the other node: runs on the holder with its resources.
@@ -410,7 +406,7 @@ func TestReservations(t *testing.T) {
 		_, ok := ns[1].GetState(CollReservations, r.ID)
 		return ok, ""
 	})
-	var rec InstanceRecord
+	var rec api.Instance
 	code, body := apiDo(t, ns[1].Node, http.MethodPost, "/v1/instances",
 		fmt.Sprintf(`{"name":"batch","command":["sleep","100"],"reservation":%q}`, r.ID), &rec)
 	if code != http.StatusCreated {
@@ -468,8 +464,8 @@ func apiDo(t testing.TB, n *Node, method, path, body string, out any) (int, stri
 // and the deployment says why).
 func TestDeployPreemption(t *testing.T) {
 	ns := startSchedCluster(t, 2, nil)
-	v, _ := ns[0].GetState(CollResources, ns[0].ID().String())
-	r, err := decodeJSONLimited[ResourceRecord](v)
+	v, _ := ns[0].GetState(instances.CollResources, ns[0].ID().String())
+	r, err := instances.DecodeResources(v)
 	if err != nil || r.CPUCapacity < 20 {
 		t.Fatalf("resource record %s: %v", v, err)
 	}

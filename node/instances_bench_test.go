@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/rads-lang/constellation/api"
+	"github.com/rads-lang/constellation/instances"
 )
 
 // BenchmarkInstanceCreate measures POST /v1/instances until the instance runs (the answer
@@ -24,7 +25,7 @@ func BenchmarkInstanceCreate(b *testing.B) {
 		b.Cleanup(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			if err := TeardownInstances(ctx, dir); err != nil {
+			if err := instances.Teardown(ctx, dir); err != nil {
 				b.Errorf("teardown %s: %v", dir, err)
 			}
 		})

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/rads-lang/constellation/api"
+	"github.com/rads-lang/constellation/instances"
 )
 
 // End-to-end tests of instances through the built binary: real node processes on
@@ -144,25 +145,25 @@ func (p *procNode) cliJSON(out any, args ...string) {
 	}
 }
 
-func (p *procNode) list() []InstanceRecord {
-	var rs []InstanceRecord
+func (p *procNode) list() []api.Instance {
+	var rs []api.Instance
 	p.cliJSON(&rs, "list")
 	return rs
 }
 
-func findInstance(rs []InstanceRecord, name string) (InstanceRecord, bool) {
+func findInstance(rs []api.Instance, name string) (api.Instance, bool) {
 	for _, r := range rs {
 		if r.Name == name {
 			return r, true
 		}
 	}
-	return InstanceRecord{}, false
+	return api.Instance{}, false
 }
 
 // waitInstance polls p's list until name satisfies cond.
-func (p *procNode) waitInstance(name, what string, cond func(InstanceRecord, bool) bool) InstanceRecord {
+func (p *procNode) waitInstance(name, what string, cond func(api.Instance, bool) bool) api.Instance {
 	p.t.Helper()
-	var last []InstanceRecord
+	var last []api.Instance
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		last = p.list()
@@ -172,7 +173,7 @@ func (p *procNode) waitInstance(name, what string, cond func(InstanceRecord, boo
 		time.Sleep(50 * time.Millisecond)
 	}
 	p.t.Fatalf("node %s: instance %s never became %s; list: %+v", p.name, name, what, last)
-	return InstanceRecord{}
+	return api.Instance{}
 }
 
 // procsWith returns the host PIDs of `sh` processes whose command line contains marker.
@@ -219,7 +220,7 @@ func TestInstancesEndToEnd(t *testing.T) {
 		t.Cleanup(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
-			if err := TeardownInstances(ctx, d); err != nil {
+			if err := instances.Teardown(ctx, d); err != nil {
 				t.Errorf("teardown %s: %v", d, err)
 			}
 		})
@@ -261,7 +262,7 @@ func TestInstancesEndToEnd(t *testing.T) {
 	}
 
 	// Create on A, targeting B.
-	var web InstanceRecord
+	var web api.Instance
 	a.cliJSON(&web, "create", "--name", "e2e-web", "--node", "b", "--ram-mb", "64", "--pids", "32",
 		"--cpu-percent", "50", "--env", "GREETING=hello", "--",
 		"sh", "-c", `echo "$GREETING from $CONSTELLATION_INSTANCE on $CONSTELLATION_NODE"; exec sleep 1000`)
@@ -271,7 +272,7 @@ func TestInstancesEndToEnd(t *testing.T) {
 
 	// Both nodes list it, on b, with the list --json fields.
 	for _, p := range []*procNode{a, b} {
-		r := p.waitInstance("e2e-web", "listed running on b", func(r InstanceRecord, ok bool) bool {
+		r := p.waitInstance("e2e-web", "listed running on b", func(r api.Instance, ok bool) bool {
 			return ok && r.Node == "b" && r.Status == api.InstanceRunning
 		})
 		if r.RAMMB != 64 || r.CPUPercent != 50 || r.CreatedAt.IsZero() || r.ExitCode != nil {
@@ -341,7 +342,7 @@ func TestInstancesEndToEnd(t *testing.T) {
 	if _, err := a.cli("restart", "e2e-web", "--ram-mb", "96", "--grace", "1s"); err != nil {
 		t.Fatal(err)
 	}
-	a.waitInstance("e2e-web", "running with ram_mb 96", func(r InstanceRecord, ok bool) bool {
+	a.waitInstance("e2e-web", "running with ram_mb 96", func(r api.Instance, ok bool) bool {
 		return ok && r.Status == api.InstanceRunning && r.RAMMB == 96
 	})
 	var snap api.SnapshotResult
@@ -382,7 +383,7 @@ func TestInstancesEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range []*procNode{a, b} {
-		p.waitInstance("e2e-oom", "oom_killed", func(r InstanceRecord, ok bool) bool { return ok && r.Status == api.InstanceOOMKilled })
+		p.waitInstance("e2e-oom", "oom_killed", func(r api.Instance, ok bool) bool { return ok && r.Status == api.InstanceOOMKilled })
 	}
 
 	// Stop from A.
@@ -390,7 +391,7 @@ func TestInstancesEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range []*procNode{a, b} {
-		p.waitInstance("e2e-web", "stopped", func(r InstanceRecord, ok bool) bool { return ok && r.Status == api.InstanceStopped })
+		p.waitInstance("e2e-web", "stopped", func(r api.Instance, ok bool) bool { return ok && r.Status == api.InstanceStopped })
 	}
 
 	// A node restart keeps its instance running and re-adopts it.
@@ -411,7 +412,7 @@ func TestInstancesEndToEnd(t *testing.T) {
 	if got := procsWith(marker); len(got) != 1 || got[0] != before[0] {
 		t.Fatalf("after node b stopped, instance processes = %v; want %v still running", got, before)
 	}
-	r := a.waitInstance("e2e-keep", "listed with b gone", func(r InstanceRecord, ok bool) bool {
+	r := a.waitInstance("e2e-keep", "listed with b gone", func(r api.Instance, ok bool) bool {
 		return ok && r.NodeStatus != api.StatusAlive
 	})
 	if r.Status != api.InstanceRunning {
@@ -452,7 +453,7 @@ func TestInstancesEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range []*procNode{a, b} {
-		p.waitInstance("e2e-web", "removed", func(r InstanceRecord, ok bool) bool { return !ok })
+		p.waitInstance("e2e-web", "removed", func(r api.Instance, ok bool) bool { return !ok })
 		if rs := p.list(); len(rs) != 0 {
 			t.Errorf("node %s still lists %+v after rm", p.name, rs)
 		}

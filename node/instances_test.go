@@ -15,167 +15,11 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/rads-lang/constellation/api"
+	"github.com/rads-lang/constellation/instances"
 	"github.com/rads-lang/constellation/internal/state"
-	"github.com/rads-lang/constellation/sandbox"
 )
 
-func TestParseRestart(t *testing.T) {
-	for _, c := range []struct {
-		in      string
-		want    sandbox.RestartPolicy
-		wantErr bool
-	}{
-		{"", sandbox.RestartPolicy{Policy: "never"}, false},
-		{"never", sandbox.RestartPolicy{Policy: "never"}, false},
-		{"always", sandbox.RestartPolicy{Policy: "always"}, false},
-		{"on-failure", sandbox.RestartPolicy{Policy: "on-failure"}, false},
-		{"on-failure:5", sandbox.RestartPolicy{Policy: "on-failure", MaxAttempts: 5}, false},
-		{"on-failure:0", sandbox.RestartPolicy{}, true},
-		{"on-failure:x", sandbox.RestartPolicy{}, true},
-		{"always:3", sandbox.RestartPolicy{}, true},
-		{"sometimes", sandbox.RestartPolicy{}, true},
-	} {
-		got, err := ParseRestart(c.in)
-		if (err != nil) != c.wantErr || (!c.wantErr && got != c.want) {
-			t.Errorf("ParseRestart(%q) = %+v, %v; want %+v, error %v", c.in, got, err, c.want, c.wantErr)
-		}
-		if err == nil && restartString(got) != map[string]string{"": "never"}[c.in]+c.in && c.in != "" {
-			t.Errorf("restartString(ParseRestart(%q)) = %q", c.in, restartString(got))
-		}
-	}
-}
-
-func TestStatusOf(t *testing.T) {
-	exit := func(r sandbox.Reason, code int, stopped bool) *sandbox.Exit {
-		return &sandbox.Exit{Reason: r, Code: code, Stopped: stopped}
-	}
-	for _, c := range []struct {
-		state sandbox.State
-		last  *sandbox.Exit
-		want  string
-		code  *int
-	}{
-		{sandbox.StateCreated, nil, api.InstanceCreated, nil},
-		{sandbox.StateRunning, nil, api.InstanceRunning, nil},
-		{sandbox.StateRestarting, exit(sandbox.ReasonExited, 1, false), api.InstanceStarting, ptr(1)},
-		{sandbox.StateExited, exit(sandbox.ReasonExited, 0, false), api.InstanceExited, ptr(0)},
-		{sandbox.StateExited, exit(sandbox.ReasonExited, 3, false), api.InstanceFailed, ptr(3)},
-		{sandbox.StateExited, exit(sandbox.ReasonSignaled, 15, true), api.InstanceStopped, ptr(15)},
-		{sandbox.StateExited, exit(sandbox.ReasonSignaled, 9, false), api.InstanceFailed, ptr(9)},
-		{sandbox.StateExited, exit(sandbox.ReasonOOMKilled, 9, false), api.InstanceOOMKilled, ptr(9)},
-		{sandbox.StateExited, exit(sandbox.ReasonOOMKilled, 9, true), api.InstanceOOMKilled, ptr(9)},
-		{sandbox.StateExited, exit(sandbox.ReasonStartFailed, -1, false), api.InstanceFailed, ptr(-1)},
-		{sandbox.StateExited, exit(sandbox.ReasonDiskExceeded, 9, false), api.InstanceFailed, ptr(9)},
-		{sandbox.StateExited, exit(sandbox.ReasonUnknown, -1, false), api.InstanceExited, ptr(-1)},
-	} {
-		got, code, _ := statusOf(sandbox.Info{State: c.state, LastExit: c.last})
-		if got != c.want || (code == nil) != (c.code == nil) || (code != nil && *code != *c.code) {
-			t.Errorf("statusOf(%s, %+v) = %s, %v; want %s, %v", c.state, c.last, got, code, c.want, c.code)
-		}
-	}
-}
-
 func ptr(i int) *int { return &i }
-
-func TestOlderCreate(t *testing.T) {
-	t0 := time.Unix(100, 0)
-	t1 := t0.Add(time.Millisecond)
-	for _, c := range []struct {
-		aAt   time.Time
-		aNode string
-		bAt   time.Time
-		bNode string
-		want  bool
-	}{
-		{t0, "b", t1, "a", true},
-		{t1, "a", t0, "b", false},
-		{t0, "a", t0, "b", true},
-		{t0, "b", t0, "a", false},
-	} {
-		if got := olderCreate(c.aAt, c.aNode, c.bAt, c.bNode); got != c.want {
-			t.Errorf("olderCreate(%v,%s, %v,%s) = %v; want %v", c.aAt, c.aNode, c.bAt, c.bNode, got, c.want)
-		}
-		// Exactly one of two different creates wins.
-		if olderCreate(c.aAt, c.aNode, c.bAt, c.bNode) == olderCreate(c.bAt, c.bNode, c.aAt, c.aNode) {
-			t.Errorf("olderCreate is not antisymmetric for %+v", c)
-		}
-	}
-}
-
-func TestDecodeFwdRequest(t *testing.T) {
-	for _, c := range []struct {
-		name, in string
-		ok       bool
-	}{
-		{"stats", `{"method":"GET","path":"/v1/instances/web/stats"}`, true},
-		{"create", `{"method":"POST","path":"/v1/instances","body":"e30="}`, true},
-		{"logs query", `{"method":"GET","path":"/v1/instances/web/logs","query":"follow=1"}`, true},
-		{"other route", `{"method":"POST","path":"/v1/send"}`, false},
-		{"prefix trick", `{"method":"GET","path":"/v1/instancesX"}`, false},
-		{"dot dot", `{"method":"GET","path":"/v1/instances/../status"}`, false},
-		{"method", `{"method":"PUT","path":"/v1/instances/web"}`, false},
-		{"unknown field", `{"method":"GET","path":"/v1/instances","admin":true}`, false},
-		{"not json", `hello`, false},
-		{"long query", `{"method":"GET","path":"/v1/instances","query":"` + strings.Repeat("a", 5000) + `"}`, false},
-	} {
-		_, err := decodeFwdRequest([]byte(c.in))
-		if (err == nil) != c.ok {
-			t.Errorf("%s: decodeFwdRequest(%.60q) error = %v; want ok=%v", c.name, c.in, err, c.ok)
-		}
-	}
-}
-
-func TestFrames(t *testing.T) {
-	var buf bytes.Buffer
-	for _, p := range [][]byte{nil, []byte("x"), bytes.Repeat([]byte("y"), 1000)} {
-		if err := writeFrame(&buf, p); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, want := range []int{0, 1, 1000} {
-		b, err := readFrame(&buf, 1000)
-		if err != nil || len(b) != want {
-			t.Fatalf("readFrame = %d bytes, %v; want %d", len(b), err, want)
-		}
-	}
-	buf.Reset()
-	writeFrame(&buf, make([]byte, 1001))
-	if _, err := readFrame(&buf, 1000); !errors.Is(err, errFrameTooLarge) {
-		t.Errorf("frame over the limit: err = %v; want errFrameTooLarge", err)
-	}
-	if _, err := readFrame(bytes.NewReader([]byte{0, 0, 0, 9, 'a'}), 100); err == nil {
-		t.Error("truncated frame: no error")
-	}
-}
-
-func FuzzDecodeFwdRequest(f *testing.F) {
-	f.Add([]byte(`{"method":"GET","path":"/v1/instances/web/stats"}`))
-	f.Add([]byte(`{"method":"POST","path":"/v1/instances","body":"e30=","instance":"x"}`))
-	f.Add([]byte(`{}`))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		req, err := decodeFwdRequest(b)
-		if err != nil {
-			return
-		}
-		if !strings.HasPrefix(req.Path, "/v1/instances") || strings.Contains(req.Path, "..") {
-			t.Fatalf("accepted path %q", req.Path)
-		}
-	})
-}
-
-func TestInstanceTokens(t *testing.T) {
-	a := &instanceAPI{secret: bytes.Repeat([]byte{7}, 32)}
-	tok := a.token("web.1")
-	if name, ok := a.instanceOf(tok); !ok || name != "web.1" {
-		t.Fatalf("instanceOf(token(web.1)) = %q, %v", name, ok)
-	}
-	other := &instanceAPI{secret: bytes.Repeat([]byte{8}, 32)}
-	for _, bad := range []string{"", "ci1.", "ci1.web.1", tok + "0", strings.Replace(tok, "web.1", "web.2", 1), other.token("web.1")} {
-		if name, ok := a.instanceOf(bad); ok {
-			t.Errorf("instanceOf(%q) accepted as %q", bad, name)
-		}
-	}
-}
 
 func TestInstanceConfig(t *testing.T) {
 	for _, c := range []struct {
@@ -288,10 +132,13 @@ func TestInstanceCreateBadInput(t *testing.T) {
 }
 
 // putRecord writes an instance record into n's document as if its owner had (tests only).
-func putRecord(t *testing.T, n *Node, r InstanceRecord) {
+func putRecord(t *testing.T, n *Node, r instances.Record) {
 	t.Helper()
-	b, _ := json.Marshal(r)
-	if err := n.st.Update(func(tx *state.Tx) error { return tx.Put(CollInstances, r.Name, b) }); err != nil {
+	b, err := instances.EncodeRecord(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.st.Update(func(tx *state.Tx) error { return tx.Put(instances.Coll, r.Name, b) }); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -306,9 +153,9 @@ func TestInstanceForwardErrors(t *testing.T) {
 		return memberStatus(a.Node, b.ID().String()) == api.StatusAlive && memberStatus(b.Node, a.ID().String()) == api.StatusAlive, ""
 	})
 	// A record naming b for an instance b does not run: b answers 404 itself.
-	putRecord(t, a.Node, InstanceRecord{Name: "phantom", ID: "1", Node: b.cfg.Node, NodeID: b.ID().String(), Status: api.InstanceRunning, CreatedAt: time.Now()})
+	putRecord(t, a.Node, instances.Record{Name: "phantom", ID: "1", Node: b.cfg.Node, NodeID: b.ID().String(), Status: api.InstanceRunning, CreatedAt: time.Now()})
 	waitFor(t, 10*time.Second, "b has the phantom record", func() (bool, string) {
-		_, ok := b.instances.record("phantom")
+		_, ok := b.instances.Lookup("phantom")
 		return ok, ""
 	})
 	st, ae, raw := apiCall(t, a.Node, "GET", "/v1/instances/phantom/stats", "")
@@ -330,20 +177,20 @@ func TestInstanceForwardErrors(t *testing.T) {
 	// An owner that is no member: unavailable, naming it.
 	k, _, _ := crypto.GenerateEd25519Key(nil)
 	stranger, _ := peer.IDFromPrivateKey(k)
-	putRecord(t, a.Node, InstanceRecord{Name: "lost", ID: "2", Node: "gone", NodeID: stranger.String(), Status: api.InstanceRunning, CreatedAt: time.Now()})
+	putRecord(t, a.Node, instances.Record{Name: "lost", ID: "2", Node: "gone", NodeID: stranger.String(), Status: api.InstanceRunning, CreatedAt: time.Now()})
 	st, ae, raw = apiCall(t, a.Node, "POST", "/v1/instances/lost/stop", "")
 	if st != 503 || ae.Code != "unavailable" || !strings.Contains(ae.Error, "gone") {
 		t.Errorf("stop on an unreachable node = %d %s; want 503 naming node gone", st, raw)
 	}
 	// show still answers from the replicated record, with the owner's status.
 	st, _, raw = apiCall(t, a.Node, "GET", "/v1/instances/lost", "")
-	var rec InstanceRecord
+	var rec api.Instance
 	if st != 200 || json.Unmarshal(raw, &rec) != nil || rec.NodeStatus == api.StatusAlive || rec.Status != api.InstanceRunning {
 		t.Errorf("show of a dead node's instance = %d %s; want its record with the node's status", st, raw)
 	}
 	// Both nodes list what the document holds, with node_status.
 	waitFor(t, 10*time.Second, "b lists phantom and lost", func() (bool, string) {
-		rs := b.instances.list()
+		rs := b.instances.List()
 		return len(rs) == 2, ""
 	})
 }
@@ -356,11 +203,11 @@ func TestDuplicateNameResolved(t *testing.T) {
 	a, b := ns[0], ns[1]
 	ctx := t.Context()
 	req := func() *api.CreateRequest { return &api.CreateRequest{Name: "dup", Command: []string{"sleep", "1000"}} }
-	if _, err := a.instances.create(ctx, req()); err != nil {
+	if _, err := a.instances.Create(ctx, req()); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(2 * time.Millisecond) // b's create is strictly younger
-	if _, err := b.instances.create(ctx, req()); err != nil {
+	if _, err := b.instances.Create(ctx, req()); err != nil {
 		t.Fatal(err)
 	}
 	defer func() {
@@ -375,8 +222,8 @@ func TestDuplicateNameResolved(t *testing.T) {
 	waitFor(t, 15*time.Second, "one dup, on a, everywhere", func() (bool, string) {
 		_, errA := a.rt(t).Get("dup")
 		_, errB := b.rt(t).Get("dup")
-		recA, okA := a.instances.record("dup")
-		recB, okB := b.instances.record("dup")
+		recA, okA := a.instances.Lookup("dup")
+		recB, okB := b.instances.Lookup("dup")
 		win := a.ID().String()
 		return errA == nil && errB != nil && okA && okB && recA.NodeID == win && recB.NodeID == win,
 			fmt.Sprintf("a runs: %v, b runs: %v, a's record on %s, b's record on %s", errA == nil, errB == nil, recA.Node, recB.Node)
@@ -386,7 +233,7 @@ func TestDuplicateNameResolved(t *testing.T) {
 	}
 	// It stays that way: b does not write the name again.
 	time.Sleep(300 * time.Millisecond)
-	if rec, _ := b.instances.record("dup"); rec.NodeID != a.ID().String() {
+	if rec, _ := b.instances.Lookup("dup"); rec.NodeID != a.ID().String() {
 		t.Errorf("after resolution b's record of dup names %s; want a", rec.Node)
 	}
 }
@@ -398,15 +245,15 @@ func TestInstanceEvents(t *testing.T) {
 	a, b := ns[0], ns[1]
 	ch, cancel := b.events.Subscribe(0, true)
 	defer cancel()
-	if _, err := a.instances.create(t.Context(), &api.CreateRequest{Name: "ev", Command: []string{"sleep", "1"}}); err != nil {
+	if _, err := a.instances.Create(t.Context(), &api.CreateRequest{Name: "ev", Command: []string{"sleep", "1"}}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "b has the record", func() (bool, string) { _, ok := b.instances.record("ev"); return ok, "" })
+	waitFor(t, 10*time.Second, "b has the record", func() (bool, string) { _, ok := b.instances.Lookup("ev"); return ok, "" })
 	if err := a.rt(t).Exit("ev", 3); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "b sees ev failed", func() (bool, string) {
-		r, _ := b.instances.record("ev")
+		r, _ := b.instances.Lookup("ev")
 		return r.Status == api.InstanceFailed, r.Status
 	})
 	st, _, raw := apiCall(t, a.Node, "DELETE", "/v1/instances/ev?grace_s=0", "")
@@ -442,9 +289,9 @@ func TestInstanceEvents(t *testing.T) {
 // calling instance, and refuses uid/gid in its creates.
 func TestInstanceAPIAuth(t *testing.T) {
 	n := startSchedCluster(t, 1, nil)[0]
-	api := n.instances.api
+	api := n.instances.InstanceAPI()
 	call := func(method, path, token, body string) (int, string) {
-		req, _ := http.NewRequest(method, api.url()+path, strings.NewReader(body))
+		req, _ := http.NewRequest(method, api.URL()+path, strings.NewReader(body))
 		if token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)
 		}
@@ -457,7 +304,7 @@ func TestInstanceAPIAuth(t *testing.T) {
 		buf.ReadFrom(resp.Body)
 		return resp.StatusCode, buf.String()
 	}
-	tok := api.token("caller")
+	tok := api.Token("caller")
 	for _, c := range []struct {
 		name, method, path, token, body string
 		status                          int
@@ -480,11 +327,11 @@ func TestInstanceAPIAuth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, ok := api.instanceOf(in.Spec.Env["CONSTELLATION_API_TOKEN"]); !ok || got != "child" || in.Spec.Env["CONSTELLATION_INSTANCE"] != "child" {
+	if got, ok := api.InstanceOf(in.Spec.Env["CONSTELLATION_API_TOKEN"]); !ok || got != "child" || in.Spec.Env["CONSTELLATION_INSTANCE"] != "child" {
 		t.Errorf("child's env %v: token names %q (%v)", in.Spec.Env, got, ok)
 	}
-	if env := n.rt(t).cfg.Env; env["CONSTELLATION_API"] != api.url() || env["CONSTELLATION_NODE"] != n.cfg.Node {
-		t.Errorf("runtime env = %v; want CONSTELLATION_API %s and CONSTELLATION_NODE %s", env, api.url(), n.cfg.Node)
+	if env := n.rt(t).cfg.Env; env["CONSTELLATION_API"] != api.URL() || env["CONSTELLATION_NODE"] != n.cfg.Node {
+		t.Errorf("runtime env = %v; want CONSTELLATION_API %s and CONSTELLATION_NODE %s", env, api.URL(), n.cfg.Node)
 	}
 }
 
@@ -492,19 +339,19 @@ func TestInstanceAPIAuth(t *testing.T) {
 // lost, record back from a peer) is removed; records of instances it runs stay.
 func TestStaleRecordsRemoved(t *testing.T) {
 	n := startSchedCluster(t, 1, nil)[0]
-	if _, err := n.instances.create(t.Context(), &api.CreateRequest{Name: "real", Command: []string{"true"}}); err != nil {
+	if _, err := n.instances.Create(t.Context(), &api.CreateRequest{Name: "real", Command: []string{"true"}}); err != nil {
 		t.Fatal(err)
 	}
-	putRecord(t, n.Node, InstanceRecord{Name: "ghost", ID: "g", Node: n.cfg.Node, NodeID: n.ID().String(), Status: api.InstanceRunning})
-	putRecord(t, n.Node, InstanceRecord{Name: "elsewhere", ID: "e", Node: "other", NodeID: "12D3KooWOther", Status: api.InstanceRunning})
-	n.instances.removeStale()
-	if _, ok := n.instances.record("ghost"); ok {
+	putRecord(t, n.Node, instances.Record{Name: "ghost", ID: "g", Node: n.cfg.Node, NodeID: n.ID().String(), Status: api.InstanceRunning})
+	putRecord(t, n.Node, instances.Record{Name: "elsewhere", ID: "e", Node: "other", NodeID: "12D3KooWOther", Status: api.InstanceRunning})
+	n.instances.Reconcile()
+	if _, ok := n.instances.Lookup("ghost"); ok {
 		t.Error("stale record of ghost still there")
 	}
-	if _, ok := n.instances.record("real"); !ok {
+	if _, ok := n.instances.Lookup("real"); !ok {
 		t.Error("record of the running instance real was removed")
 	}
-	if _, ok := n.instances.record("elsewhere"); !ok {
+	if _, ok := n.instances.Lookup("elsewhere"); !ok {
 		t.Error("another node's record was removed")
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/crdt"
+	"github.com/rads-lang/constellation/instances"
 	"github.com/rads-lang/constellation/internal/events"
 	"github.com/rads-lang/constellation/internal/httpapi"
 	"github.com/rads-lang/constellation/internal/membership"
@@ -52,7 +52,7 @@ type Node struct {
 	events  *events.Bus
 	api     *httpapi.Server
 	// instances runs this node's instances and serves the instance API (instances.go).
-	instances *instanceManager
+	instances *instances.Service
 	// sched places deployments, holds reservations and enforces quotas (sched_loop.go).
 	sched *scheduler
 
@@ -67,6 +67,7 @@ type Node struct {
 	done      chan struct{}
 	closeOnce sync.Once
 	clean     bool // shutdown flushed everything: the replica sequence may continue
+	running   bool // Start ran
 	// onChange, when set (OnStateChange), sees every key changed by a remote delta.
 	onChange atomic.Pointer[func(collection, key string)]
 }
@@ -95,6 +96,7 @@ func New(cfg Config, log *slog.Logger) (n *Node, err error) {
 		cfg: cfg, log: log, started: time.Now(), events: events.New(),
 		done: make(chan struct{}),
 	}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
 	built := n // `return nil, err` clears n before this runs
 	defer func() {
 		if err != nil {
@@ -157,15 +159,19 @@ func New(cfg Config, log *slog.Logger) (n *Node, err error) {
 	}
 	n.members = membership.New(membership.Config{
 		Name: cfg.Node, Labels: cfg.Labels, DataDir: cfg.DataDir, Version: Version,
-		InstanceCount: func() int { return n.instances.instanceCount() },
+		InstanceCount: func() int { return n.instances.InstanceCount() },
 	}, n.host, n.st, n.events, log)
 	n.api = httpapi.New(log, func() context.Context { return n.ctx })
 	n.api.SetToken(cfg.APIToken)
 	n.registerRoutes(n.api)
-	n.instances = newInstanceManager(n)
-	n.instances.registerRoutes(n.api.Handle)
-	n.instances.registerRoutes(func(p string, h http.HandlerFunc) { n.instances.fwdMux.HandleFunc(p, h) })
+	n.instances = instances.New(n.ctx, instances.Config{
+		Name: cfg.Node, DataDir: cfg.DataDir, ReserveCPUPercent: cfg.ReserveCPUPercent,
+		ReserveRAMMB: cfg.ReserveRAMMB, ReserveDiskMB: cfg.ReserveDiskMB, CodeRoots: cfg.CodeRoots,
+		DiskQuota: cfg.DiskQuota,
+	}, n.host, n.st, n.members, n.events, n.api, log)
 	n.sched = newScheduler(n)
+	n.instances.SetReservations(n.sched)
+	n.instances.SetKeepOnConflict(n.sched.isDeploymentInstance)
 	n.sched.registerRoutes(n.api.Handle)
 	n.st.Watch(n.react)
 	return n, nil
@@ -173,7 +179,7 @@ func New(cfg Config, log *slog.Logger) (n *Node, err error) {
 
 // Start joins the cluster and serves the local API.
 func (n *Node) Start(ctx context.Context) error {
-	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.running = true
 	if err := n.api.ListenUnix(n.SocketPath()); err != nil {
 		if errors.Is(err, httpapi.ErrInUse) {
 			return fmt.Errorf("%w: %v", ErrDataDirInUse, err)
@@ -204,7 +210,7 @@ func (n *Node) Start(ctx context.Context) error {
 	if err := n.members.Start(n.ctx); err != nil {
 		return err
 	}
-	if err := n.instances.start(); err != nil {
+	if err := n.instances.Start(); err != nil {
 		return err
 	}
 	if err := n.sched.start(); err != nil {
@@ -237,7 +243,7 @@ func (n *Node) Kill() error { return n.shutdown(false) }
 func (n *Node) shutdown(graceful bool) error {
 	var err error
 	n.closeOnce.Do(func() {
-		if n.ctx != nil && graceful {
+		if n.running && graceful {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			_ = n.members.Leave(ctx)
 			// Let the gossip batch holding the `left` record go out before the host closes.
@@ -249,11 +255,11 @@ func (n *Node) shutdown(graceful bool) error {
 		if n.cancel != nil {
 			n.cancel()
 		}
-		if n.sched != nil && n.ctx != nil {
+		if n.sched != nil && n.running {
 			n.sched.close()
 		}
 		if n.instances != nil {
-			n.instances.close()
+			n.instances.Close()
 		}
 		if n.api != nil {
 			n.api.Close()
@@ -267,6 +273,7 @@ func (n *Node) shutdown(graceful bool) error {
 }
 
 func (n *Node) releaseResources() error {
+	n.cancel()
 	var errs []error
 	if n.members != nil {
 		errs = append(errs, n.members.Close())
@@ -287,9 +294,6 @@ func (n *Node) react(changes []crdt.Change) {
 	for _, c := range changes {
 		if fn != nil {
 			(*fn)(c.Collection, c.Key)
-		}
-		if c.Collection == CollInstances {
-			n.instances.onChange(c)
 		}
 		n.sched.onChange(c)
 	}
@@ -350,7 +354,7 @@ func (n *Node) Send(ctx context.Context, nameOrID, typ string, data json.RawMess
 	}
 	mid, err := n.host.Send(ctx, id, typ, data)
 	if err != nil {
-		return api.SendResult{ID: mid}, fmt.Errorf("%w: send to %s: %v", ErrNodeUnavailable, name, err)
+		return api.SendResult{ID: mid}, fmt.Errorf("%w: send to %s: %w", ErrNodeUnavailable, name, err)
 	}
 	return api.SendResult{ID: mid, Nodes: []string{name}}, nil
 }
@@ -369,7 +373,7 @@ func (n *Node) Broadcast(ctx context.Context, typ string, data json.RawMessage) 
 		}
 	}
 	if err != nil {
-		return api.SendResult{ID: mid, Nodes: names}, fmt.Errorf("%w: broadcast: %v", ErrNodeUnavailable, err)
+		return api.SendResult{ID: mid, Nodes: names}, fmt.Errorf("%w: broadcast: %w", ErrNodeUnavailable, err)
 	}
 	return api.SendResult{ID: mid, Nodes: names}, nil
 }

@@ -10,10 +10,11 @@ import (
 	"time"
 
 	"github.com/rads-lang/constellation/api"
+	"github.com/rads-lang/constellation/instances"
 	"github.com/rads-lang/constellation/sandbox"
 )
 
-// fakeRuntime is an in-memory instanceRuntime: instances "run" as soon as they start, use
+// fakeRuntime is an in-memory instances.Runtime: instances "run" as soon as they start, use
 // no process, and exit when the test says so (Exit). Events reach OnEvent synchronously,
 // in order, as the real runtime delivers them (never with the fake's lock held).
 type fakeRuntime struct {
@@ -32,10 +33,10 @@ func newFakeRuntime(cfg sandbox.Config) *fakeRuntime {
 }
 
 // fakeOpener returns an openRuntime function and a pointer that receives the fake it opens.
-func fakeOpener() (func(sandbox.Config) (instanceRuntime, error), func() *fakeRuntime) {
+func fakeOpener() (func(sandbox.Config) (instances.Runtime, error), func() *fakeRuntime) {
 	var mu sync.Mutex
 	var fr *fakeRuntime
-	return func(c sandbox.Config) (instanceRuntime, error) {
+	return func(c sandbox.Config) (instances.Runtime, error) {
 			mu.Lock()
 			defer mu.Unlock()
 			fr = newFakeRuntime(c)
@@ -268,7 +269,7 @@ type schedNode struct {
 // rt returns the node's fake runtime (opened on first use).
 func (sn *schedNode) rt(t testing.TB) *fakeRuntime {
 	t.Helper()
-	if _, err := sn.instances.runtime(); err != nil {
+	if _, err := sn.instances.Runtime(); err != nil {
 		t.Fatalf("%s: runtime: %v", sn.cfg.Node, err)
 	}
 	return sn.fake()
@@ -294,7 +295,7 @@ func startSchedCluster(t testing.TB, count int, labels func(i int) map[string]st
 			t.Fatalf("New(%s): %v", cfg.Node, err)
 		}
 		open, get := fakeOpener()
-		tn.instances.openRuntime = open
+		tn.instances.OpenRuntime = open
 		if err := tn.Start(context.Background()); err != nil {
 			t.Fatalf("Start(%s): %v", cfg.Node, err)
 		}
@@ -306,7 +307,7 @@ func startSchedCluster(t testing.TB, count int, labels func(i int) map[string]st
 				if st := memberStatus(o.Node, x.ID().String()); st != api.StatusAlive {
 					return false, fmt.Sprintf("%s sees %s as %q", o.cfg.Node, x.cfg.Node, st)
 				}
-				if _, ok := o.GetState(CollResources, x.ID().String()); !ok {
+				if _, ok := o.GetState(instances.CollResources, x.ID().String()); !ok {
 					return false, fmt.Sprintf("%s has no resource record of %s", o.cfg.Node, x.cfg.Node)
 				}
 			}

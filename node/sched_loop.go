@@ -6,10 +6,10 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"math"
 	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
@@ -22,6 +22,8 @@ import (
 
 	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/crdt"
+	"github.com/rads-lang/constellation/instances"
+	"github.com/rads-lang/constellation/internal/httpapi"
 	"github.com/rads-lang/constellation/internal/state"
 	"github.com/rads-lang/constellation/sandbox"
 	"github.com/rads-lang/constellation/sched"
@@ -43,6 +45,7 @@ import (
 // The loop runs on every replicated change of its collections (kick) and on a ticker.
 type scheduler struct {
 	n       *Node
+	inst    instanceService
 	log     *slog.Logger
 	now     func() time.Time
 	backoff sched.Backoff
@@ -70,6 +73,15 @@ type scheduler struct {
 	wg     sync.WaitGroup
 }
 
+// instanceService is what the scheduler needs of the instance service (instances.Service).
+type instanceService interface {
+	Info(name string) (sandbox.Info, bool)
+	Create(ctx context.Context, req *api.CreateRequest) (instances.Record, error)
+	StartAgain(name string) error
+	Remove(ctx context.Context, name string, grace time.Duration) error
+	Admit(fn func(instances.Free) error) error
+}
+
 // managedInstance is what the agent remembers of a local deployment instance.
 type managedInstance struct {
 	Deployment string            `json:"deployment"`
@@ -84,7 +96,7 @@ func newScheduler(n *Node) *scheduler {
 	var seed [16]byte
 	_, _ = rand.Read(seed[:])
 	return &scheduler{
-		n: n, log: n.log.With("component", "sched"), now: time.Now,
+		n: n, inst: n.instances, log: n.log.With("component", "sched"), now: time.Now,
 		backoff:      sched.DefaultBackoff(),
 		claimTimeout: 30 * time.Second,
 		leftGrace:    defaultLeftGrace,
@@ -109,7 +121,6 @@ func (s *scheduler) start() error {
 			s.managed = m
 		}
 	}
-	s.n.instances.keepOnConflict = s.isDeploymentInstance
 	s.startProtocol()
 	s.wg.Add(1)
 	go s.loop()
@@ -141,8 +152,8 @@ func (s *scheduler) kick() {
 // onChange is called for every replicated change.
 func (s *scheduler) onChange(c crdt.Change) {
 	switch c.Collection {
-	case CollDeployments, CollClaims, CollRejections, CollInstances, CollReservations, CollDrains,
-		CollNodes, CollResources, CollQuotas:
+	case CollDeployments, CollClaims, CollRejections, instances.Coll, CollReservations, CollDrains,
+		CollNodes, instances.CollResources, CollQuotas:
 		s.kick()
 	}
 }
@@ -183,11 +194,11 @@ type schedState struct {
 	nameOf    map[string]string // peer ID -> name
 	idOf      map[string]string // name -> peer ID (alive preferred)
 	labels    map[string]map[string]string
-	res       map[string]ResourceRecord // peer ID ->
+	res       map[string]instances.ResourceRecord // peer ID ->
 	deps      map[string]DeploymentRecord
 	claims    map[string]ClaimRecord
 	rejs      map[string]RejectionRecord // "<instance>@<peer ID>"
-	insts     map[string]InstanceRecord
+	insts     map[string]instances.Record
 	resv      map[string]ReservationRecord
 	drains    map[string]bool // peer ID -> draining
 	quotas    map[string]QuotaRecord
@@ -201,9 +212,9 @@ func (s *scheduler) snapshot() *schedState {
 	st := &schedState{
 		now: s.now(), leftGrace: s.leftGrace, self: n.cfg.Node, selfID: n.host.ID().String(),
 		status: map[string]string{}, leftAt: map[string]time.Time{}, nameOf: map[string]string{}, idOf: map[string]string{},
-		labels: map[string]map[string]string{}, res: map[string]ResourceRecord{},
+		labels: map[string]map[string]string{}, res: map[string]instances.ResourceRecord{},
 		deps: map[string]DeploymentRecord{}, claims: map[string]ClaimRecord{}, rejs: map[string]RejectionRecord{},
-		insts: map[string]InstanceRecord{}, resv: map[string]ReservationRecord{}, drains: map[string]bool{},
+		insts: map[string]instances.Record{}, resv: map[string]ReservationRecord{}, drains: map[string]bool{},
 		quotas: map[string]QuotaRecord{}, msgs: map[string]DeployStatusRecord{},
 	}
 	for _, x := range n.members.Nodes() {
@@ -240,8 +251,8 @@ func (s *scheduler) snapshot() *schedState {
 			fn(string(kv[0]), kv[1])
 		}
 	}
-	each(CollResources, func(k string, v []byte) {
-		if r, err := decodeJSONLimited[ResourceRecord](v); err == nil {
+	each(instances.CollResources, func(k string, v []byte) {
+		if r, err := instances.DecodeResources(v); err == nil {
 			st.res[k] = r
 		}
 	})
@@ -260,8 +271,8 @@ func (s *scheduler) snapshot() *schedState {
 			st.rejs[k] = r
 		}
 	})
-	each(CollInstances, func(k string, v []byte) {
-		if r, err := decodeInstanceRecord(v); err == nil {
+	each(instances.Coll, func(k string, v []byte) {
+		if r, err := instances.DecodeRecord(v); err == nil {
 			st.insts[k] = r
 		}
 	})
@@ -904,11 +915,8 @@ func (s *scheduler) admit(st *schedState, c ClaimRecord, d DeploymentRecord) *Re
 		return &RejectionRecord{Instance: c.Instance, Node: st.self, NodeID: st.selfID, ClaimID: c.ClaimID,
 			Code: code, Reason: reason, At: st.now.UnixMilli()}
 	}
-	m := s.n.instances
-	if rt := m.local(); rt != nil {
-		if _, err := rt.Get(c.Instance); err == nil {
-			return reject("exists", fmt.Sprintf("an instance named %s already exists on node %s", c.Instance, st.self))
-		}
+	if _, ok := s.inst.Info(c.Instance); ok {
+		return reject("exists", fmt.Sprintf("an instance named %s already exists on node %s", c.Instance, st.self))
 	}
 	// Preemption: the claim names the victims on this node.
 	for _, v := range c.Preempts {
@@ -935,17 +943,17 @@ func (s *scheduler) admit(st *schedState, c ClaimRecord, d DeploymentRecord) *Re
 		Args: d.Args, Env: d.Env, Code: d.Code, CPUPercent: d.CPUPercent, CPUCores: d.CPUCores,
 		RAMMB: d.RAMMB, DiskMB: d.DiskMB, PIDs: d.PIDs, Restart: sandbox.RestartNever,
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(s.n.ctx, 30*time.Second)
 	defer cancel()
 	s.mu.Lock()
 	s.managed[c.Instance] = &managedInstance{Deployment: c.Deployment, Namespace: d.Namespace, ClaimID: c.ClaimID, Consumed: consumed}
 	s.mu.Unlock()
-	if _, err := m.create(ctx, &req); err != nil {
+	if _, err := s.inst.Create(ctx, &req); err != nil {
 		s.mu.Lock()
 		delete(s.managed, c.Instance)
 		s.mu.Unlock()
 		s.returnQuota(d.Namespace, consumed)
-		code := errorCode(err)
+		_, code, _ := httpapi.Status(err)
 		return reject(code, err.Error())
 	}
 	s.log.Debug("claim admitted", "instance", c.Instance, "deployment", c.Deployment)
@@ -955,12 +963,8 @@ func (s *scheduler) admit(st *schedState, c ClaimRecord, d DeploymentRecord) *Re
 // supervise restarts a failed local deployment instance with backoff and gives it up
 // (a "failed" rejection: the owner places it elsewhere) after repeated failures here.
 func (s *scheduler) supervise(st *schedState, c ClaimRecord, mi *managedInstance, w *schedWrites) bool {
-	rt := s.n.instances.local()
-	if rt == nil {
-		return false
-	}
-	in, err := rt.Get(c.Instance)
-	if err != nil {
+	in, ok := s.inst.Info(c.Instance)
+	if !ok {
 		return false
 	}
 	s.mu.Lock()
@@ -998,15 +1002,15 @@ func (s *scheduler) supervise(st *schedState, c ClaimRecord, mi *managedInstance
 	}
 	mi.next = time.Time{}
 	name := c.Instance
-	go func() { // not under s.mu
-		m := s.n.instances
-		m.opMu.Lock()
-		_, err := rt.Start(name)
-		m.opMu.Unlock()
-		if err != nil {
+	if s.closed {
+		return false
+	}
+	s.wg.Add(1)
+	go func() { // not under s.mu; owned by s.wg
+		defer s.wg.Done()
+		if err := s.inst.StartAgain(name); err != nil {
 			s.log.Warn("restart deployment instance", "instance", name, "err", err)
 		}
-		m.syncRecord(name)
 	}()
 	return true
 }
@@ -1029,30 +1033,11 @@ func (s *scheduler) removeAsync(name, why string) {
 
 // remove stops and destroys a local deployment instance and returns its quota rights.
 func (s *scheduler) remove(name, why string) {
-	m := s.n.instances
-	if rt := m.local(); rt != nil {
-		if _, err := rt.Get(name); err == nil {
-			ctx, cancel := context.WithTimeout(context.Background(), s.grace+30*time.Second)
-			// Stop outside opMu: a program that ignores SIGTERM would hold up every
-			// admission on this node for the grace period.
-			_ = rt.Stop(ctx, name, s.grace)
-			m.opMu.Lock()
-			err := rt.Destroy(ctx, name, false)
-			m.mu.Lock()
-			md := m.meta[name]
-			m.mu.Unlock()
-			m.opMu.Unlock()
-			cancel()
-			if err != nil && !errors.Is(err, sandbox.ErrNotFound) {
-				s.log.Warn("remove deployment instance", "instance", name, "err", err)
-			}
-			if md.CodeOwned && strings.HasPrefix(md.Code, m.codeDir+string(filepath.Separator)) {
-				os.RemoveAll(md.Code)
-			}
-			os.Remove(m.metaPath(name))
-			m.removeRecord(name)
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), s.grace+30*time.Second)
+	if err := s.inst.Remove(ctx, name, s.grace); err != nil {
+		s.log.Warn("remove deployment instance", "instance", name, "err", err)
 	}
+	cancel()
 	s.mu.Lock()
 	mi := s.managed[name]
 	delete(s.managed, name)
@@ -1067,5 +1052,13 @@ func (s *scheduler) remove(name, why string) {
 }
 
 // schedColls are the collections a scheduling pass reads.
-var schedColls = []string{CollResources, CollDeployments, CollClaims, CollRejections, CollInstances,
+var schedColls = []string{instances.CollResources, CollDeployments, CollClaims, CollRejections, instances.Coll,
 	CollReservations, CollDrains, CollQuotas, CollDeployStatus}
+
+func fmtNum(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
+
+// round rounds f to digits decimal places.
+func round(f float64, digits int) float64 {
+	p := math.Pow(10, float64(digits))
+	return math.Round(f*p) / p
+}

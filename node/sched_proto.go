@@ -12,6 +12,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/rads-lang/constellation/crdt"
+	"github.com/rads-lang/constellation/internal/frame"
+	"github.com/rads-lang/constellation/internal/httpapi"
 )
 
 // Scheduling protocol (/constellation/<cluster-hash>/sched/1.0.0), between admitted
@@ -83,7 +85,7 @@ func decodeSchedRequest(b []byte) (schedRequest, error) {
 func (s *scheduler) handleStream(st network.Stream) {
 	defer st.Close()
 	_ = st.SetDeadline(time.Now().Add(schedIOTimeout))
-	b, err := readFrame(st, maxSchedRequest)
+	b, err := frame.Read(st, maxSchedRequest)
 	if err != nil {
 		st.Reset()
 		return
@@ -106,11 +108,11 @@ func (s *scheduler) handleStream(st network.Stream) {
 		}
 	}
 	if err != nil {
-		code := errorCode(err)
+		_, code, _ := httpapi.Status(err)
 		resp = schedResponse{Error: err.Error(), Code: code}
 	}
 	out, _ := json.Marshal(resp)
-	if err := writeFrame(st, out); err != nil {
+	if err := frame.Write(st, out); err != nil {
 		st.Reset()
 	}
 }
@@ -129,12 +131,12 @@ func (s *scheduler) call(ctx context.Context, p peer.ID, req schedRequest) (sche
 	}
 	_ = st.SetDeadline(dl)
 	b, _ := json.Marshal(req)
-	if err := writeFrame(st, b); err != nil {
+	if err := frame.Write(st, b); err != nil {
 		st.Reset()
 		return resp, err
 	}
 	_ = st.CloseWrite()
-	rb, err := readFrame(st, maxSchedResponse)
+	rb, err := frame.Read(st, maxSchedResponse)
 	if err != nil {
 		st.Reset()
 		return resp, err

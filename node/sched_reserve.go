@@ -4,13 +4,16 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math"
+	"net/http"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/rads-lang/constellation/api"
+	"github.com/rads-lang/constellation/instances"
 	"github.com/rads-lang/constellation/internal/httpapi"
 	"github.com/rads-lang/constellation/internal/state"
 	"github.com/rads-lang/constellation/sched"
@@ -135,7 +138,7 @@ func (s *scheduler) reserve(ctx context.Context, req api.ReservationRequest) (Re
 			if lastErr != nil {
 				return rec, lastErr
 			}
-			return rec, fmt.Errorf("%w: no node can hold the reservation: %v", ErrInsufficientResources, err)
+			return rec, fmt.Errorf("%w: no node can hold the reservation: %v", instances.ErrInsufficientResources, err)
 		}
 		target := plan.Placements[0].Node
 		rec.Node, rec.NodeID = target, st.idOf[target]
@@ -153,9 +156,9 @@ func (s *scheduler) reserve(ctx context.Context, req api.ReservationRequest) (Re
 			resp, cerr := s.call(ctx, pid, schedRequest{Op: "reserve", Reservation: &rec})
 			switch {
 			case cerr != nil:
-				err = fmt.Errorf("%w: node %s: %v", ErrNodeUnavailable, target, cerr)
+				err = fmt.Errorf("%w: node %s: %w", ErrNodeUnavailable, target, cerr)
 			case resp.Error != "":
-				err = fmt.Errorf("%w: %s", ErrInsufficientResources, resp.Error)
+				err = remoteError(resp.Code, resp.Error)
 			case resp.Reservation == nil:
 				err = fmt.Errorf("node: node %s answered no reservation", target)
 			default:
@@ -174,47 +177,40 @@ func (s *scheduler) reserve(ctx context.Context, req api.ReservationRequest) (Re
 // holdReservation admits a reservation on this node against its free resources and
 // writes it.
 func (s *scheduler) holdReservation(rec ReservationRecord) (ReservationRecord, error) {
-	m := s.n.instances
 	rec.Node, rec.NodeID = s.n.cfg.Node, s.n.host.ID().String()
 	rec.UsedBy, rec.Status, rec.RemainingS = "", "", 0
 	if rec.ID == "" || len(rec.ID) > 64 || rec.DurationS <= 0 || rec.DurationS > maxReservationSeconds {
 		return rec, httpapi.BadRequest("invalid reservation")
 	}
-	m.opMu.Lock() // against concurrent creates taking the same resources
-	defer m.opMu.Unlock()
-	c := m.capacity()
-	s.n.lessReserved(&c)
-	var a allocation
-	if rt := m.local(); rt != nil {
-		a = allocationOf(rt.List(), "")
-	}
-	need := rec.resources()
-	var short []string
-	if free := c.cpu - a.cpu; float64(need.CPUMilli)/10 > free {
-		short = append(short, fmt.Sprintf("cpu: asked %s cores, free %s", fmtNum(rec.CPUCores), fmtNum(round(math.Max(0, free)/100, 2))))
-	}
-	if free := c.ram - a.ram; need.RAMMB > free {
-		short = append(short, fmt.Sprintf("ram_mb: asked %d, free %d", need.RAMMB, max(0, free)))
-	}
-	if free := c.disk - a.disk; need.DiskMB > free {
-		short = append(short, fmt.Sprintf("disk_mb: asked %d, free %d", need.DiskMB, max(0, free)))
-	}
-	if len(short) > 0 {
-		return rec, fmt.Errorf("%w on node %s for reservation: %v", ErrInsufficientResources, s.n.cfg.Node, short)
-	}
-	var w schedWrites
-	w.put(CollReservations, rec.ID, rec)
-	s.apply(&w)
-	return rec, nil
+	// Admitted against the free resources with creates held off, so a concurrent create
+	// cannot take the same resources.
+	err := s.inst.Admit(func(free instances.Free) error {
+		need := rec.resources()
+		var short []string
+		if float64(need.CPUMilli)/10 > free.CPUPercent {
+			short = append(short, fmt.Sprintf("cpu: asked %s cores, free %s", fmtNum(rec.CPUCores), fmtNum(round(math.Max(0, free.CPUPercent)/100, 2))))
+		}
+		if need.RAMMB > free.RAMMB {
+			short = append(short, fmt.Sprintf("ram_mb: asked %d, free %d", need.RAMMB, max(0, free.RAMMB)))
+		}
+		if need.DiskMB > free.DiskMB {
+			short = append(short, fmt.Sprintf("disk_mb: asked %d, free %d", need.DiskMB, max(0, free.DiskMB)))
+		}
+		if len(short) > 0 {
+			return fmt.Errorf("%w on node %s for reservation: %v", instances.ErrInsufficientResources, s.n.cfg.Node, short)
+		}
+		var w schedWrites
+		w.put(CollReservations, rec.ID, rec)
+		s.apply(&w)
+		return nil
+	})
+	return rec, err
 }
 
-// lessReserved lowers this node's allocatable capacity by its live reservations (except
-// those being consumed by a create right now). Called by the instance manager's admission.
-func (n *Node) lessReserved(c *capacity) {
-	s := n.sched
-	if s == nil {
-		return
-	}
+// Reserved is what this node's live reservations hold (except those being consumed by a
+// create right now). The instance service's admission subtracts it (instances.Reservations).
+func (s *scheduler) Reserved() (cpuPercent float64, ramMB, diskMB int64) {
+	n := s.n
 	now := s.now()
 	self := n.host.ID().String()
 	var cpuMilli, ram, disk int64
@@ -242,9 +238,7 @@ func (n *Node) lessReserved(c *capacity) {
 		ram += res.RAMMB
 		disk += res.DiskMB
 	}
-	c.cpu = math.Max(0, c.cpu-float64(cpuMilli)/10)
-	c.ram = max(0, c.ram-ram)
-	c.disk = max(0, c.disk-disk)
+	return float64(cpuMilli) / 10, ram, disk
 }
 
 // reservation returns a reservation record.
@@ -259,7 +253,7 @@ func (s *scheduler) reservation(id string) (ReservationRecord, bool) {
 
 // prepareReservedCreate checks a create's reservation and points the create at its
 // holder, filling resources the request leaves out from the reservation.
-func (s *scheduler) prepareReservedCreate(req *api.CreateRequest) error {
+func (s *scheduler) PrepareReservedCreate(req *api.CreateRequest) error {
 	r, ok := s.reservation(req.Reservation)
 	if !ok {
 		return fmt.Errorf("%w: %q ('constellation reserve' returns IDs; expired and released ones are gone)", ErrReservationNotFound, req.Reservation)
@@ -284,15 +278,15 @@ func (s *scheduler) prepareReservedCreate(req *api.CreateRequest) error {
 }
 
 // createReserved runs a create on the reservation's holder (this node), consuming it.
-func (s *scheduler) createReserved(ctx context.Context, req *api.CreateRequest) (InstanceRecord, error) {
+func (s *scheduler) CreateReserved(ctx context.Context, req *api.CreateRequest) (instances.Record, error) {
 	r, ok := s.reservation(req.Reservation)
 	if !ok || !r.live(s.now()) || r.NodeID != s.n.host.ID().String() {
-		return InstanceRecord{}, fmt.Errorf("%w: %q is not held by node %s", ErrReservationNotFound, req.Reservation, s.n.cfg.Node)
+		return instances.Record{}, fmt.Errorf("%w: %q is not held by node %s", ErrReservationNotFound, req.Reservation, s.n.cfg.Node)
 	}
 	s.mu.Lock()
 	if s.consuming[r.ID] {
 		s.mu.Unlock()
-		return InstanceRecord{}, fmt.Errorf("%w: reservation %s is being used by another create", ErrInstanceExists, r.ID)
+		return instances.Record{}, fmt.Errorf("%w: reservation %s is being used by another create", instances.ErrExists, r.ID)
 	}
 	s.consuming[r.ID] = true
 	s.mu.Unlock()
@@ -301,7 +295,7 @@ func (s *scheduler) createReserved(ctx context.Context, req *api.CreateRequest) 
 		delete(s.consuming, r.ID)
 		s.mu.Unlock()
 	}()
-	rec, err := s.n.instances.create(ctx, req)
+	rec, err := s.inst.Create(ctx, req)
 	if err != nil {
 		return rec, err
 	}
@@ -327,4 +321,36 @@ func (s *scheduler) expireReservations(st *schedState) {
 		}
 	}
 	s.apply(&w)
+}
+
+// remoteError rebuilds a peer's error answer with its class: a reservation a peer refused
+// for lack of resources stays insufficient_resources, a bad request stays a bad request,
+// anything else keeps its code in the message.
+func remoteError(code, msg string) error {
+	switch code {
+	case "insufficient_resources":
+		return fmt.Errorf("%w: %s", instances.ErrInsufficientResources, msg)
+	case "quota":
+		return fmt.Errorf("%w: %s", ErrQuotaExceeded, msg)
+	case "", "internal":
+		return errors.New(msg)
+	}
+	return httpapi.Errorf(codeStatus(code), code, "%s", msg)
+}
+
+// codeStatus is the HTTP status of an API error code a peer sent.
+func codeStatus(code string) int {
+	switch code {
+	case "bad_request":
+		return http.StatusBadRequest
+	case "not_found":
+		return http.StatusNotFound
+	case "unavailable":
+		return http.StatusServiceUnavailable
+	case "timeout":
+		return http.StatusGatewayTimeout
+	case "exists", "conflict":
+		return http.StatusConflict
+	}
+	return http.StatusBadGateway
 }

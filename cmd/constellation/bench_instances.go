@@ -20,7 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rads-lang/constellation/api"
-	"github.com/rads-lang/constellation/node"
+	"github.com/rads-lang/constellation/instances"
 )
 
 type benchInstancesOptions struct {
@@ -121,7 +121,7 @@ func runBenchInstances(ctx context.Context, o *benchInstancesOptions, logf func(
 		tctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		for _, p := range procs {
-			if err := node.TeardownInstances(tctx, p.dir); err != nil {
+			if err := instances.Teardown(tctx, p.dir); err != nil {
 				logf("teardown %s: %v", p.dir, err)
 			}
 		}

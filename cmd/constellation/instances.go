@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rads-lang/constellation/api"
+	"github.com/rads-lang/constellation/instances"
 	"github.com/rads-lang/constellation/node"
 )
 
@@ -44,7 +45,7 @@ released. The node must not be running (stop it first); its other state is kept.
 			if _, err := g.client().Status(c.Context()); err == nil {
 				return fmt.Errorf("the node of %s is running: stop it first (instances of a running node are removed with 'constellation rm')", dir)
 			}
-			if err := node.TeardownInstances(c.Context(), dir); err != nil {
+			if err := instances.Teardown(c.Context(), dir); err != nil {
 				return err
 			}
 			fmt.Fprintf(c.OutOrStdout(), "released every instance of %s\n", dir)
@@ -128,7 +129,7 @@ The node refuses a create that does not fit its free resources, with the numbers
 				req.ScriptContent = string(b)
 				req.Script = filepath.Base(req.Script)
 			}
-			if _, err := node.ParseRestart(req.Restart); err != nil {
+			if _, err := instances.ParseRestart(req.Restart); err != nil {
 				return fmt.Errorf("--restart: %v", err)
 			}
 			if c.Flags().Changed("uid") {

@@ -246,13 +246,17 @@ func ClassifyFunc(status int, code string, match func(error) (msg string, ok boo
 	tableMu.Unlock()
 }
 
-// Status maps err to its HTTP status, code and message: an *Error first, then the table in
-// registration order, then the standard classes (deadline: 504; body too large: 413);
+// Status maps err to its HTTP status, code and message: an *Error first, then a deadline
+// (504), then the table in registration order, then the standard classes (body too large:
+// 413; cancelled: 503);
 // anything else is a 500 "internal".
 func Status(err error) (int, string, string) {
 	var e *Error
 	if errors.As(err, &e) {
 		return e.Status, e.Code, e.Msg
+	}
+	if errors.Is(err, context.DeadlineExceeded) { // a timeout is a timeout, whatever timed out
+		return http.StatusGatewayTimeout, "timeout", err.Error()
 	}
 	tableMu.RLock()
 	defer tableMu.RUnlock()
@@ -273,8 +277,6 @@ func Status(err error) (int, string, string) {
 	switch {
 	case errors.As(err, &mb):
 		return http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("request body over %d bytes", mb.Limit)
-	case errors.Is(err, context.DeadlineExceeded):
-		return http.StatusGatewayTimeout, "timeout", err.Error()
 	case errors.Is(err, context.Canceled):
 		return http.StatusServiceUnavailable, "unavailable", err.Error()
 	}

@@ -8,14 +8,16 @@ import (
 
 // MaxRecordBytes bounds every replicated record: a record larger than this is refused when
 // written and when read (remote input is untrusted).
-const MaxRecordBytes = 64 << 10
+const MaxRecordBytes = 256 << 10
 
 // One codec for every replicated record: canonical CBOR (deterministic, so equal records
 // give equal bytes), decoded with limits. Records use integer keys (`cbor:"N,keyasint"`),
 // so they are small and independent of the JSON API's field names; a new field gets a new
 // number and old nodes ignore it.
 var recEnc, recDec = func() (cbor.EncMode, cbor.DecMode) {
-	em, err := cbor.CoreDetEncOptions().EncMode()
+	eo := cbor.CoreDetEncOptions()
+	eo.Time = cbor.TimeRFC3339Nano // full precision: create order compares timestamps
+	em, err := eo.EncMode()
 	if err != nil {
 		panic(err)
 	}

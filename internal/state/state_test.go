@@ -118,15 +118,17 @@ func TestPersistAcrossRestart(t *testing.T) {
 // TestCodecLimits: oversized and malformed records are refused by the record codec.
 func TestCodecLimits(t *testing.T) {
 	type rec struct {
-		A string `cbor:"1,keyasint"`
+		A string    `cbor:"1,keyasint"`
+		T time.Time `cbor:"2,keyasint"`
 	}
-	b, err := Encode(rec{A: "x"})
+	at := time.Unix(1700000000, 123456789).UTC()
+	b, err := Encode(rec{A: "x", T: at})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var r rec
-	if err := Decode(b, &r); err != nil || r.A != "x" {
-		t.Fatalf("round trip: %v %+v", err, r)
+	if err := Decode(b, &r); err != nil || r.A != "x" || !r.T.Equal(at) {
+		t.Fatalf("round trip: %v %+v; want x at %v (nanoseconds kept)", err, r, at)
 	}
 	if _, err := Encode(rec{A: string(make([]byte, MaxRecordBytes))}); err == nil {
 		t.Fatal("oversized record encoded")

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"github.com/rads-lang/constellation/instances"
 	"github.com/rads-lang/constellation/sandbox"
 )
 
@@ -16,7 +17,7 @@ const (
 func (c *Config) instanceDefaults() {
 	switch {
 	case c.ReserveCPUPercent == 0:
-		c.ReserveCPUPercent = defaultReserveCPU()
+		c.ReserveCPUPercent = instances.DefaultReserveCPU()
 	case c.ReserveCPUPercent < 0:
 		c.ReserveCPUPercent = 0.000001 // "none": tiny, so a second Defaults keeps it
 	}

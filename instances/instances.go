@@ -1,4 +1,4 @@
-package node
+package instances
 
 import (
 	"context"
@@ -21,10 +21,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/crdt"
+	"github.com/rads-lang/constellation/internal/events"
+	"github.com/rads-lang/constellation/internal/httpapi"
 	"github.com/rads-lang/constellation/internal/membership"
 	"github.com/rads-lang/constellation/internal/state"
 	"github.com/rads-lang/constellation/p2p"
@@ -34,85 +38,98 @@ import (
 // Collections written by the instance manager. Both follow the ownership rule: only the
 // node that runs an instance writes its record, and only a node writes its own resources.
 const (
-	// CollInstances holds one InstanceRecord (JSON) per instance, keyed by instance name
+	// Coll holds one Record per instance, keyed by instance name
 	// (names are unique in the cluster).
-	CollInstances = "instances"
-	// CollResources holds one ResourceRecord (JSON) per node, keyed by peer ID.
+	Coll = "instances"
+	// CollResources holds one ResourceRecord per node, keyed by peer ID.
 	CollResources = "resources"
 )
 
 // Errors of the instance API (classified with errors.Is; the API maps them to statuses).
 var (
-	// ErrInstanceNotFound: no instance of that name in the cluster.
-	ErrInstanceNotFound = errors.New("node: no such instance")
-	// ErrInstanceExists: the name is taken somewhere in the cluster.
-	ErrInstanceExists = errors.New("node: instance name already in use")
+	// ErrNotFound: no instance of that name in the cluster.
+	ErrNotFound = errors.New("node: no such instance")
+	// ErrExists: the name is taken somewhere in the cluster.
+	ErrExists = errors.New("node: instance name already in use")
 	// ErrInsufficientResources: the create does not fit the node's free resources.
 	ErrInsufficientResources = errors.New("node: insufficient resources")
-	// ErrInstancesUnavailable: this node cannot run instances (not root, no cgroups).
-	ErrInstancesUnavailable = errors.New("node: instances unavailable on this node")
+	// ErrUnavailable: this node cannot run instances (not root, no cgroups).
+	ErrUnavailable = errors.New("node: instances unavailable on this node")
 )
 
-// InstanceRecord is an instance's replicated record (collection "instances") and one
-// element of GET /v1/instances (`constellation list --json`).
-type InstanceRecord struct {
-	Name       string  `json:"name"`
-	ID         string  `json:"id"`      // random, unique per create
-	Node       string  `json:"node"`    // name of the node running it
-	NodeID     string  `json:"node_id"` // its peer ID
-	NodeStatus string  `json:"node_status,omitempty"`
-	Status     string  `json:"status"`
-	ExitCode   *int    `json:"exit_code"` // null until the first exit
-	ExitReason string  `json:"exit_reason,omitempty"`
-	Restarts   int     `json:"restarts"`
-	CPUPercent float64 `json:"cpu_percent"`
-	CPUCores   int     `json:"cpu_cores,omitempty"`
-	RAMMB      int64   `json:"ram_mb"`
-	DiskMB     int64   `json:"disk_mb"`
-	PIDs       int64   `json:"pids"`
+// Record is an instance's replicated record (collection "instances"), encoded with the
+// state codec (CBOR, integer keys). The API shows it as api.Instance (Info); a new field
+// takes the next number, a number is never reused.
+type Record struct {
+	Name       string  `cbor:"1,keyasint,omitempty"`
+	ID         string  `cbor:"2,keyasint,omitempty"` // random, unique per create
+	Node       string  `cbor:"3,keyasint,omitempty"` // name of the node running it
+	NodeID     string  `cbor:"4,keyasint,omitempty"` // its peer ID
+	NodeStatus string  `cbor:"5,keyasint,omitempty"`
+	Status     string  `cbor:"6,keyasint,omitempty"`
+	ExitCode   *int    `cbor:"7,keyasint,omitempty"` // null until the first exit
+	ExitReason string  `cbor:"8,keyasint,omitempty"`
+	Restarts   int     `cbor:"9,keyasint,omitempty"`
+	CPUPercent float64 `cbor:"10,keyasint,omitempty"`
+	CPUCores   int     `cbor:"11,keyasint,omitempty"`
+	RAMMB      int64   `cbor:"12,keyasint,omitempty"`
+	DiskMB     int64   `cbor:"13,keyasint,omitempty"`
+	PIDs       int64   `cbor:"14,keyasint,omitempty"`
 	// Program, as given at create.
-	Command []string          `json:"command,omitempty"`
-	Script  string            `json:"script,omitempty"`
-	Args    []string          `json:"args,omitempty"`
-	Env     map[string]string `json:"env,omitempty"`
-	Code    string            `json:"code,omitempty"`
-	Restart string            `json:"restart"` // never | on-failure[:N] | always
-	Network string            `json:"network,omitempty"`
+	Command []string          `cbor:"15,keyasint,omitempty"`
+	Script  string            `cbor:"16,keyasint,omitempty"`
+	Args    []string          `cbor:"17,keyasint,omitempty"`
+	Env     map[string]string `cbor:"18,keyasint,omitempty"`
+	Code    string            `cbor:"19,keyasint,omitempty"`
+	Restart string            `cbor:"20,keyasint,omitempty"` // never | on-failure[:N] | always
+	Network string            `cbor:"21,keyasint,omitempty"`
 
-	CreatedAt time.Time  `json:"created_at"`
-	StartedAt *time.Time `json:"started_at,omitempty"`
-	UpdatedAt time.Time  `json:"updated_at"`
+	CreatedAt time.Time  `cbor:"22,keyasint,omitempty"`
+	StartedAt *time.Time `cbor:"23,keyasint,omitempty"`
+	UpdatedAt time.Time  `cbor:"24,keyasint,omitempty"`
+	// Stamp is the hybrid logical clock time of the create (wall ns, logical): of two
+	// creates of one name, the earlier stamp wins. Unlike wall clocks of different nodes,
+	// a stamp is after everything its node had seen when it created the instance.
+	StampWall    int64  `cbor:"25,keyasint,omitempty"`
+	StampLogical uint32 `cbor:"26,keyasint,omitempty"`
 }
 
 // ResourceRecord is a node's resource accounting (collection "resources"), written by the
 // node itself. CPU is in cpu_percent units (100 = one core).
 type ResourceRecord struct {
-	CPUCores        int     `json:"cpu_cores"`
-	CPUCapacity     float64 `json:"cpu_capacity"` // cores*100 minus the reserve
-	CPUAllocated    float64 `json:"cpu_allocated"`
-	RAMTotalMB      int64   `json:"ram_total_mb"`
-	RAMCapacityMB   int64   `json:"ram_capacity_mb"`
-	RAMAllocatedMB  int64   `json:"ram_allocated_mb"`
-	DiskTotalMB     int64   `json:"disk_total_mb"`
-	DiskCapacityMB  int64   `json:"disk_capacity_mb"`
-	DiskAllocatedMB int64   `json:"disk_allocated_mb"`
-	Instances       int     `json:"instances"`
-	Running         int     `json:"running"`
-	Available       bool    `json:"instances_available"` // the node can run instances
+	CPUCores        int     `cbor:"1,keyasint,omitempty"`
+	CPUCapacity     float64 `cbor:"2,keyasint,omitempty"` // cores*100 minus the reserve
+	CPUAllocated    float64 `cbor:"3,keyasint,omitempty"`
+	RAMTotalMB      int64   `cbor:"4,keyasint,omitempty"`
+	RAMCapacityMB   int64   `cbor:"5,keyasint,omitempty"`
+	RAMAllocatedMB  int64   `cbor:"6,keyasint,omitempty"`
+	DiskTotalMB     int64   `cbor:"7,keyasint,omitempty"`
+	DiskCapacityMB  int64   `cbor:"8,keyasint,omitempty"`
+	DiskAllocatedMB int64   `cbor:"9,keyasint,omitempty"`
+	Instances       int     `cbor:"10,keyasint,omitempty"`
+	Running         int     `cbor:"11,keyasint,omitempty"`
+	Available       bool    `cbor:"12,keyasint,omitempty"` // the node can run instances
 	// Measured use of the running instances, sampled every usageInterval and rounded
 	// (cpu to 1%, RAM to 16 MiB, disk to 64 MiB) so that small changes write nothing.
-	CPUUsed    float64 `json:"cpu_used"`
-	RAMUsedMB  int64   `json:"ram_used_mb"`
-	DiskUsedMB int64   `json:"disk_used_mb"`
+	CPUUsed    float64 `cbor:"13,keyasint,omitempty"`
+	RAMUsedMB  int64   `cbor:"14,keyasint,omitempty"`
+	DiskUsedMB int64   `cbor:"15,keyasint,omitempty"`
 }
 
-// instanceManager wires sandbox.Runtime into the node: it creates the runtime (lazily, so
+// Service wires sandbox.Runtime into the node: it creates the runtime (lazily, so
 // a node that never runs an instance mounts nothing), replicates instance status and the
 // node's resource accounting, admits creates against free resources, and forwards
 // operations on instances of other nodes (instances_fwd.go).
-type instanceManager struct {
-	n   *Node
-	log *slog.Logger
+type Service struct {
+	cfg     Config
+	host    Host
+	st      *state.Store
+	members Members
+	bus     *events.Bus
+	api     *httpapi.Server
+	log     *slog.Logger
+	ctx     context.Context // the node's shutdown signal
+	resv    Reservations    // set by SetReservations before Start; nil: no reservations
 
 	stateDir string // <data-dir>/sandbox
 	codeDir  string // <data-dir>/code (uploaded scripts)
@@ -126,7 +143,7 @@ type instanceManager struct {
 	opMu sync.Mutex
 
 	mu      sync.Mutex // guards the following fields
-	rt      instanceRuntime
+	rt      Runtime
 	rtErr   error // why the runtime could not be opened (instances unavailable)
 	meta    map[string]instanceMeta
 	written map[string]string // name -> last record JSON written (skip identical writes)
@@ -138,13 +155,13 @@ type instanceManager struct {
 	// arrives by replication (an rm right after a remote create must find it).
 	hints map[string]fwdHint
 
-	// openRuntime opens the runtime: sandbox.New, or a fake in tests (set before Start).
-	openRuntime func(sandbox.Config) (instanceRuntime, error)
+	// OpenRuntime opens the runtime: sandbox.New, or a fake in tests (set before Start).
+	OpenRuntime func(sandbox.Config) (Runtime, error)
 	// keepOnConflict, when set, tells checkConflict to leave a name claimed by two nodes
 	// alone (deployment instances: their claim decides, see sched_agent.go).
 	keepOnConflict func(name string) bool
 
-	api    *instanceAPI   // the loopback listener for instances (instances_inner.go)
+	inner  *instanceAPI   // the loopback listener for instances (inner.go)
 	fwdMux *http.ServeMux // serves forwarded requests: the instance routes only
 
 	events  instanceEvents // status changes published as "instance" events
@@ -158,28 +175,104 @@ type instanceManager struct {
 type instanceMeta struct {
 	ID        string            `json:"id"`
 	CreatedAt time.Time         `json:"created_at"`
+	// StampWall and StampLogical are the create's HLC time (Record.StampWall).
+	StampWall    int64  `json:"stamp_wall,omitempty"`
+	StampLogical uint32 `json:"stamp_logical,omitempty"`
 	Script    string            `json:"script,omitempty"`
 	Env       map[string]string `json:"env,omitempty"` // the user's env (without ours)
 	Code      string            `json:"code,omitempty"`
 	CodeOwned bool              `json:"code_owned,omitempty"` // a script upload dir to remove on rm
 }
 
-func newInstanceManager(n *Node) *instanceManager {
-	return &instanceManager{
-		n: n, log: n.log.With("component", "instances"),
-		stateDir: filepath.Join(n.cfg.DataDir, "sandbox"),
-		codeDir:  filepath.Join(n.cfg.DataDir, "code"),
+// Config configures the instance service.
+type Config struct {
+	Name    string // this node's name
+	DataDir string
+	// Reserves kept for the OS and the node (negative: none); see node.Config.
+	ReserveCPUPercent float64
+	ReserveRAMMB      int64
+	ReserveDiskMB     int64
+	CodeRoots         []string
+	DiskQuota         string
+}
+
+// Host is what the instance service needs of the p2p host.
+type Host interface {
+	ID() peer.ID
+	Libp2p() host.Host
+	ProtocolID(name string) protocol.ID
+}
+
+// Members is what the instance service needs of membership.
+type Members interface {
+	Nodes() []api.NodeInfo
+	Resolve(nameOrID string) (peer.ID, string, error)
+}
+
+// Reservations is what the instance service needs of the scheduler's reservations: the
+// capacity they hold on this node, and creates that run on a reservation.
+type Reservations interface {
+	// Reserved is what live reservations hold on this node (except those being consumed).
+	Reserved() (cpuPercent float64, ramMB, diskMB int64)
+	// PrepareReservedCreate fills a create's target and resources from its reservation.
+	PrepareReservedCreate(req *api.CreateRequest) error
+	// CreateReserved creates an instance on this node from a reservation it holds.
+	CreateReserved(ctx context.Context, req *api.CreateRequest) (Record, error)
+}
+
+// New builds the instance service; its routes go on srv.
+// ctx is the node's shutdown signal: background operations and forwarded calls end with it.
+func New(ctx context.Context, cfg Config, h Host, st *state.Store, members Members, bus *events.Bus, srv *httpapi.Server, log *slog.Logger) *Service {
+	m := &Service{
+		cfg: cfg, host: h, st: st, members: members, bus: bus, api: srv, ctx: ctx,
+		log:      log.With("component", "instances"),
+		stateDir: filepath.Join(cfg.DataDir, "sandbox"),
+		codeDir:  filepath.Join(cfg.DataDir, "code"),
 		meta:     map[string]instanceMeta{}, written: map[string]string{}, hints: map[string]fwdHint{},
 		fwdMux:  http.NewServeMux(),
 		changed: make(chan string, 1024), stop: make(chan struct{}),
-		openRuntime: openSandbox,
+		OpenRuntime: openSandbox,
 	}
+	st.Watch(func(cs []crdt.Change) {
+		for _, c := range cs {
+			m.onChange(c)
+		}
+	}, Coll)
+	m.registerRoutes(srv.Handle)
+	m.registerRoutes(func(p string, h http.HandlerFunc) { m.fwdMux.HandleFunc(p, h) })
+	return m
 }
 
-// instanceRuntime is what the instance manager uses of *sandbox.Runtime. Tests substitute
-// an in-memory fake (instanceManager.openRuntime) so that in-process clusters of many
+// SetReservations connects the scheduler's reservations (before Start).
+func (m *Service) SetReservations(r Reservations) { m.resv = r }
+
+// SetKeepOnConflict sets fn to tell the conflict check to leave a name claimed by two nodes
+// alone (deployment instances: their claim decides). Before Start.
+func (m *Service) SetKeepOnConflict(fn func(name string) bool) { m.keepOnConflict = fn }
+
+// get reads an LWW register of the replicated document.
+func (m *Service) get(coll, key string) ([]byte, bool) {
+	var b []byte
+	var ok bool
+	m.st.View(func(v *state.View) { b, _, ok = v.GetLWW(coll, key) })
+	return b, ok
+}
+
+// lessReserved lowers c by what reservations hold on this node.
+func (m *Service) lessReserved(c *capacity) {
+	if m.resv == nil {
+		return
+	}
+	cpu, ram, disk := m.resv.Reserved()
+	c.cpu = math.Max(0, c.cpu-cpu)
+	c.ram = max(0, c.ram-ram)
+	c.disk = max(0, c.disk-disk)
+}
+
+// Runtime is what the instance service uses of *sandbox.Runtime. Tests substitute
+// an in-memory fake (Service.openRuntime) so that in-process clusters of many
 // nodes run without root and without real processes.
-type instanceRuntime interface {
+type Runtime interface {
 	Create(spec sandbox.Spec) (sandbox.Info, error)
 	Start(name string) (sandbox.Info, error)
 	Stop(ctx context.Context, name string, grace time.Duration) error
@@ -197,7 +290,7 @@ type instanceRuntime interface {
 	Close() error
 }
 
-func openSandbox(c sandbox.Config) (instanceRuntime, error) {
+func openSandbox(c sandbox.Config) (Runtime, error) {
 	rt, err := sandbox.New(c)
 	if err != nil {
 		return nil, err // not a typed nil in the interface
@@ -205,16 +298,16 @@ func openSandbox(c sandbox.Config) (instanceRuntime, error) {
 	return rt, nil
 }
 
-// start registers the forwarding protocol, serves the instances' API and, when this node
+// Start registers the forwarding protocol, serves the instances' API and, when this node
 // already has instances, opens the runtime (which re-adopts them). It then reconciles the
 // replicated records owned by this node with the runtime.
-func (m *instanceManager) start() error {
-	m.n.host.Libp2p().SetStreamHandler(m.protocol(), m.handleForward)
+func (m *Service) Start() error {
+	m.host.Libp2p().SetStreamHandler(m.protocol(), m.handleForward)
 	api, err := startInstanceAPI(m)
 	if err != nil {
 		return err
 	}
-	m.api = api
+	m.inner = api
 	if ents, err := os.ReadDir(filepath.Join(m.stateDir, "instances")); err == nil && len(ents) > 0 {
 		if _, err := m.runtime(); err != nil {
 			m.log.Error("cannot re-adopt instances", "err", err)
@@ -226,8 +319,8 @@ func (m *instanceManager) start() error {
 	return nil
 }
 
-// close stops supervising (instances keep running; the next start re-adopts them).
-func (m *instanceManager) close() {
+// Close stops supervising (instances keep running; the next Start re-adopts them).
+func (m *Service) Close() {
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
@@ -238,11 +331,11 @@ func (m *instanceManager) close() {
 	m.mu.Unlock()
 	close(m.stop)
 	m.wg.Wait()
-	if m.n.host != nil {
-		m.n.host.Libp2p().RemoveStreamHandler(m.protocol())
+	if m.host != nil {
+		m.host.Libp2p().RemoveStreamHandler(m.protocol())
 	}
-	if m.api != nil {
-		m.api.close()
+	if m.inner != nil {
+		m.inner.close()
 	}
 	if rt != nil {
 		if err := rt.Close(); err != nil {
@@ -258,14 +351,14 @@ func cgroupParent(id peer.ID) string {
 }
 
 // runtime opens the sandbox runtime on first use.
-func (m *instanceManager) runtime() (instanceRuntime, error) {
+func (m *Service) runtime() (Runtime, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.rt != nil {
 		return m.rt, nil
 	}
 	if m.closed {
-		return nil, fmt.Errorf("%w: node is shutting down", ErrInstancesUnavailable)
+		return nil, fmt.Errorf("%w: node is shutting down", ErrUnavailable)
 	}
 	if m.rtErr != nil {
 		return nil, m.rtErr
@@ -276,22 +369,22 @@ func (m *instanceManager) runtime() (instanceRuntime, error) {
 	if err := os.MkdirAll(filepath.Join(m.stateDir, "meta"), 0o700); err != nil {
 		return nil, fmt.Errorf("node: sandbox dir: %w", err)
 	}
-	roots := append([]string{m.codeDir}, m.n.cfg.CodeRoots...)
-	env := map[string]string{"CONSTELLATION_NODE": m.n.cfg.Node}
-	if m.api != nil {
-		env["CONSTELLATION_API"] = m.api.url()
+	roots := append([]string{m.codeDir}, m.cfg.CodeRoots...)
+	env := map[string]string{"CONSTELLATION_NODE": m.cfg.Name}
+	if m.inner != nil {
+		env["CONSTELLATION_API"] = m.inner.url()
 	}
-	rt, err := m.openRuntime(sandbox.Config{
+	rt, err := m.OpenRuntime(sandbox.Config{
 		StateDir:     m.stateDir,
 		CodeRoots:    roots,
-		CgroupParent: cgroupParent(m.n.host.ID()),
-		DiskQuota:    m.n.cfg.DiskQuota,
+		CgroupParent: cgroupParent(m.host.ID()),
+		DiskQuota:    m.cfg.DiskQuota,
 		Env:          env,
 		OnEvent:      m.onEvent,
 		Logger:       m.log,
 	})
 	if err != nil {
-		m.rtErr = fmt.Errorf("%w: %v", ErrInstancesUnavailable, err)
+		m.rtErr = fmt.Errorf("%w: %v", ErrUnavailable, err)
 		return nil, m.rtErr
 	}
 	m.rt = rt
@@ -301,17 +394,17 @@ func (m *instanceManager) runtime() (instanceRuntime, error) {
 }
 
 // local returns the runtime if it is open (nil otherwise): instances exist only then.
-func (m *instanceManager) local() instanceRuntime {
+func (m *Service) local() Runtime {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.rt
 }
 
-func (m *instanceManager) metaPath(name string) string {
+func (m *Service) metaPath(name string) string {
 	return filepath.Join(m.stateDir, "meta", name+".json")
 }
 
-func (m *instanceManager) loadMetaLocked() {
+func (m *Service) loadMetaLocked() {
 	for _, in := range m.rt.List() {
 		b, err := os.ReadFile(m.metaPath(in.Name))
 		var md instanceMeta
@@ -325,7 +418,7 @@ func (m *instanceManager) loadMetaLocked() {
 	}
 }
 
-func (m *instanceManager) saveMeta(name string, md instanceMeta) error {
+func (m *Service) saveMeta(name string, md instanceMeta) error {
 	b, _ := json.Marshal(md)
 	tmp := m.metaPath(name) + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
@@ -366,7 +459,7 @@ func userEnv(env map[string]string) map[string]string {
 // ---- replicated records ----
 
 // onEvent receives the runtime's lifecycle events (one goroutine, in order).
-func (m *instanceManager) onEvent(ev sandbox.Event) {
+func (m *Service) onEvent(ev sandbox.Event) {
 	if ev.Type == sandbox.EventDestroyed {
 		m.removeRecord(ev.Instance)
 		return
@@ -415,16 +508,16 @@ func restartString(p sandbox.RestartPolicy) string {
 	return p.Policy
 }
 
-func (m *instanceManager) recordOf(in sandbox.Info, md instanceMeta) InstanceRecord {
+func (m *Service) recordOf(in sandbox.Info, md instanceMeta) Record {
 	st, code, reason := statusOf(in)
-	r := InstanceRecord{
-		Name: in.Name, ID: md.ID, Node: m.n.cfg.Node, NodeID: m.n.host.ID().String(),
+	r := Record{
+		Name: in.Name, ID: md.ID, Node: m.cfg.Name, NodeID: m.host.ID().String(),
 		Status: st, ExitCode: code, ExitReason: reason, Restarts: in.Restarts,
 		CPUPercent: in.Spec.CPUPercent, CPUCores: in.Spec.CPUCores, RAMMB: in.Spec.RAMMB,
 		DiskMB: in.Spec.DiskMB, PIDs: in.Spec.PIDs,
 		Command: in.Spec.Command, Script: md.Script, Args: in.Spec.Args, Env: md.Env,
 		Code: md.Code, Restart: restartString(in.Spec.Restart), Network: in.Spec.Network,
-		CreatedAt: md.CreatedAt,
+		CreatedAt: md.CreatedAt, StampWall: md.StampWall, StampLogical: md.StampLogical,
 	}
 	if md.Script != "" && md.CodeOwned {
 		r.Code = "" // an uploaded script: its directory is an implementation detail
@@ -439,7 +532,7 @@ func (m *instanceManager) recordOf(in sandbox.Info, md instanceMeta) InstanceRec
 // syncRecord writes the replicated record of a local instance from the runtime's current
 // view. Writers serialise on m.mu, and each reads the runtime inside it, so the last
 // write always carries the newest state.
-func (m *instanceManager) syncRecord(name string) {
+func (m *Service) syncRecord(name string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.rt == nil {
@@ -454,14 +547,18 @@ func (m *instanceManager) syncRecord(name string) {
 		return // being removed (a lost name conflict): the name is not ours to write
 	}
 	rec := m.recordOf(in, md)
-	key := func(r InstanceRecord) string { r.UpdatedAt = time.Time{}; b, _ := json.Marshal(r); return string(b) }
+	key := func(r Record) string { r.UpdatedAt = time.Time{}; b, _ := json.Marshal(r); return string(b) }
 	k := key(rec)
 	if m.written[name] == k {
 		return
 	}
 	rec.UpdatedAt = time.Now().UTC().Truncate(time.Millisecond)
-	b, _ := json.Marshal(rec)
-	err = m.n.st.Update(func(tx *state.Tx) error { return tx.Put(CollInstances, name, b) })
+	b, err := EncodeRecord(rec)
+	if err != nil {
+		m.log.Error("encode instance record", "instance", name, "err", err)
+		return
+	}
+	err = m.st.Update(func(tx *state.Tx) error { return tx.Put(Coll, name, b) })
 	if err != nil {
 		m.log.Error("write instance record", "instance", name, "err", err)
 		return
@@ -472,16 +569,16 @@ func (m *instanceManager) syncRecord(name string) {
 }
 
 // removeRecord deletes the record of an instance of this node.
-func (m *instanceManager) removeRecord(name string) {
+func (m *Service) removeRecord(name string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.written, name)
 	delete(m.meta, name)
 	removed := false
-	_ = m.n.st.Update(func(tx *state.Tx) error {
-		if v, _, ok := tx.GetLWW(CollInstances, name); ok {
-			if r, err := decodeInstanceRecord(v); err == nil && r.NodeID == m.n.host.ID().String() {
-				removed = tx.Remove(CollInstances, name) == nil
+	_ = m.st.Update(func(tx *state.Tx) error {
+		if v, _, ok := tx.GetLWW(Coll, name); ok {
+			if r, err := DecodeRecord(v); err == nil && r.NodeID == m.host.ID().String() {
+				removed = tx.Remove(Coll, name) == nil
 			}
 		}
 		return nil
@@ -494,7 +591,7 @@ func (m *instanceManager) removeRecord(name string) {
 
 // reconcile makes the replicated records owned by this node match the runtime: records of
 // instances the runtime does not know are removed, every local instance is (re)written.
-func (m *instanceManager) reconcile() {
+func (m *Service) reconcile() {
 	have := map[string]bool{}
 	if rt := m.local(); rt != nil {
 		for _, in := range rt.List() {
@@ -514,31 +611,31 @@ func (m *instanceManager) reconcile() {
 // records that come back from peers after this node lost its state. An instance has meta
 // before its first record is written, and records are written under m.mu, so holding m.mu
 // the meta names are exactly the instances whose records may stand.
-func (m *instanceManager) removeStale() {
-	self := m.n.host.ID().String()
+func (m *Service) removeStale() {
+	self := m.host.ID().String()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	_ = m.n.st.Update(func(tx *state.Tx) error {
-		for _, k := range tx.Keys(CollInstances) {
+	_ = m.st.Update(func(tx *state.Tx) error {
+		for _, k := range tx.Keys(Coll) {
 			if _, ok := m.meta[k]; ok {
 				continue
 			}
-			v, _, ok := tx.GetLWW(CollInstances, k)
+			v, _, ok := tx.GetLWW(Coll, k)
 			if !ok {
 				continue
 			}
-			if r, err := decodeInstanceRecord(v); err != nil || r.NodeID != self {
+			if r, err := DecodeRecord(v); err != nil || r.NodeID != self {
 				continue
 			}
-			_ = tx.Remove(CollInstances, k)
+			_ = tx.Remove(Coll, k)
 		}
 		return nil
 	})
 }
 
 // onChange notes a replicated change of an instance record.
-func (m *instanceManager) onChange(c crdt.Change) {
-	if c.Collection != CollInstances {
+func (m *Service) onChange(c crdt.Change) {
+	if c.Collection != Coll {
 		return
 	}
 	m.noteChange(c)
@@ -558,7 +655,7 @@ type usage struct {
 const usageInterval = 10 * time.Second
 
 // sampleUsage sums the stats of the running instances, rounded (see ResourceRecord).
-func sampleUsage(rt instanceRuntime) usage {
+func sampleUsage(rt Runtime) usage {
 	var cpu, ram, disk float64
 	for _, in := range rt.List() {
 		if in.State != sandbox.StateRunning {
@@ -577,7 +674,7 @@ func sampleUsage(rt instanceRuntime) usage {
 
 // conflictLoop resolves names claimed by two nodes (concurrent creates of one name), and
 // samples the running instances' use into the resources record every usageInterval.
-func (m *instanceManager) conflictLoop() {
+func (m *Service) conflictLoop() {
 	defer m.wg.Done()
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
@@ -616,8 +713,8 @@ func (m *instanceManager) conflictLoop() {
 // create wins (created_at, then node ID). The loser stops and removes its instance
 // (keeping its data: a later create of the name reuses it); the winner re-asserts its
 // record. Every node decides the same way, so the cluster converges on one instance.
-func (m *instanceManager) checkConflict(name string) {
-	self := m.n.host.ID().String()
+func (m *Service) checkConflict(name string) {
+	self := m.host.ID().String()
 	m.mu.Lock()
 	md, mine := m.meta[name]
 	m.mu.Unlock()
@@ -632,7 +729,8 @@ func (m *instanceManager) checkConflict(name string) {
 	if r.NodeID == self {
 		return
 	}
-	if olderCreate(md.CreatedAt, self, r.CreatedAt, r.NodeID) {
+	if olderCreate(createStamp{md.StampWall, md.StampLogical, md.CreatedAt, self},
+		createStamp{r.StampWall, r.StampLogical, r.CreatedAt, r.NodeID}) {
 		m.reassert(name)
 		return
 	}
@@ -641,7 +739,7 @@ func (m *instanceManager) checkConflict(name string) {
 	}
 	m.log.Warn("instance name taken by an earlier create on another node: removing ours (data kept)",
 		"instance", name, "winner", r.Node)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(m.ctx, 30*time.Second)
 	defer cancel()
 	if rt := m.local(); rt != nil {
 		m.mu.Lock()
@@ -656,55 +754,83 @@ func (m *instanceManager) checkConflict(name string) {
 	}
 }
 
-// olderCreate reports whether create a (at, node) wins over b: earlier, then lower ID.
-func olderCreate(aAt time.Time, aNode string, bAt time.Time, bNode string) bool {
-	if !aAt.Equal(bAt) {
-		return aAt.Before(bAt)
+// olderCreate reports whether create a wins over b: the earlier HLC stamp (wall clock
+// times only when one of them predates stamps), then the lower node ID.
+func olderCreate(a, b createStamp) bool {
+	if a.wall != 0 && b.wall != 0 {
+		if a.wall != b.wall {
+			return a.wall < b.wall
+		}
+		if a.logical != b.logical {
+			return a.logical < b.logical
+		}
+	} else if !a.at.Equal(b.at) {
+		return a.at.Before(b.at)
 	}
-	return aNode < bNode
+	return a.node < b.node
 }
 
-func (m *instanceManager) reassert(name string) {
+func (m *Service) reassert(name string) {
 	m.mu.Lock()
 	delete(m.written, name)
 	m.mu.Unlock()
 	m.syncRecord(name)
 }
 
-func decodeInstanceRecord(b []byte) (InstanceRecord, error) {
-	var r InstanceRecord
-	if len(b) > 256<<10 {
-		return r, fmt.Errorf("node: instance record of %d bytes exceeds 256 KiB", len(b))
-	}
-	err := json.Unmarshal(b, &r)
+// EncodeRecord encodes an instance record for the replicated document.
+func EncodeRecord(r Record) ([]byte, error) { return state.Encode(r) }
+
+// DecodeRecord decodes an (untrusted) instance record.
+func DecodeRecord(b []byte) (Record, error) {
+	var r Record
+	err := state.Decode(b, &r)
 	return r, err
 }
 
-// record returns the replicated record of name.
-func (m *instanceManager) record(name string) (InstanceRecord, bool) {
-	v, ok := m.n.get(CollInstances, name)
-	if !ok {
-		return InstanceRecord{}, false
+// Info is the record as the API shows it.
+func (r Record) Info() api.Instance {
+	return api.Instance{
+		Name: r.Name, ID: r.ID, Node: r.Node, NodeID: r.NodeID, NodeStatus: r.NodeStatus, Status: r.Status,
+		ExitCode: r.ExitCode, ExitReason: r.ExitReason, Restarts: r.Restarts, CPUPercent: r.CPUPercent,
+		CPUCores: r.CPUCores, RAMMB: r.RAMMB, DiskMB: r.DiskMB, PIDs: r.PIDs, Command: r.Command,
+		Script: r.Script, Args: r.Args, Env: r.Env, Code: r.Code, Restart: r.Restart, Network: r.Network,
+		CreatedAt: r.CreatedAt, StartedAt: r.StartedAt, UpdatedAt: r.UpdatedAt,
 	}
-	r, err := decodeInstanceRecord(v)
+}
+
+// createStamp orders creates of one name (olderCreate).
+type createStamp struct {
+	wall    int64
+	logical uint32
+	at      time.Time // legacy records without a stamp
+	node    string
+}
+
+// record returns the replicated record of name.
+func (m *Service) record(name string) (Record, bool) {
+	v, ok := m.get(Coll, name)
+	if !ok {
+		return Record{}, false
+	}
+	r, err := DecodeRecord(v)
 	return r, err == nil
 }
 
 // List returns every instance in the cluster, sorted by name, each with the status of its
 // node as this node judges it (a dead node's instances keep their last written status).
-func (m *instanceManager) list() []InstanceRecord {
+func (m *Service) List() []Record {
 	status := map[string]string{}
-	for _, x := range m.n.Nodes() {
+	for _, x := range m.members.Nodes() {
 		status[x.ID] = x.Status
 	}
-	out := []InstanceRecord{}
-	m.n.st.View(func(v *state.View) {
-		for _, k := range v.Keys(CollInstances) {
-			b, _, ok := v.GetLWW(CollInstances, k)
+	out := []Record{}
+	m.st.View(func(v *state.View) {
+		for _, k := range v.Keys(Coll) {
+			b, _, ok := v.GetLWW(Coll, k)
 			if !ok {
 				continue
 			}
-			r, err := decodeInstanceRecord(b)
+			r, err := DecodeRecord(b)
 			if err != nil {
 				continue
 			}
@@ -720,7 +846,7 @@ func (m *instanceManager) list() []InstanceRecord {
 }
 
 // instanceCount is the number of local instances (for the membership record).
-func (m *instanceManager) instanceCount() int {
+func (m *Service) InstanceCount() int {
 	if m == nil {
 		return 0
 	}
@@ -772,7 +898,7 @@ type capacity struct {
 // capacityTTL: totals are re-read (meminfo, statfs) at most this often.
 const capacityTTL = 2 * time.Second
 
-func (m *instanceManager) capacity() capacity {
+func (m *Service) capacity() capacity {
 	m.capMu.Lock()
 	defer m.capMu.Unlock()
 	if now := time.Now(); m.capAt.IsZero() || now.Sub(m.capAt) > capacityTTL {
@@ -781,17 +907,17 @@ func (m *instanceManager) capacity() capacity {
 	return m.capCache
 }
 
-func (m *instanceManager) readCapacity() capacity {
-	res := membership.LocalResources(m.n.cfg.DataDir)
+func (m *Service) readCapacity() capacity {
+	res := membership.LocalResources(m.cfg.DataDir)
 	c := capacity{cores: res.CPUCores, cpuTotal: float64(res.CPUCores) * 100,
 		ramTotal: int64(res.RAMMB), diskTotal: int64(res.DiskMB)}
-	c.cpu = math.Max(0, c.cpuTotal-m.n.cfg.ReserveCPUPercent)
-	c.ram = max(0, c.ramTotal-reserveMB(m.n.cfg.ReserveRAMMB))
-	c.disk = max(0, c.diskTotal-reserveMB(m.n.cfg.ReserveDiskMB))
+	c.cpu = math.Max(0, c.cpuTotal-m.cfg.ReserveCPUPercent)
+	c.ram = max(0, c.ramTotal-max(0, m.cfg.ReserveRAMMB))
+	c.disk = max(0, c.diskTotal-max(0, m.cfg.ReserveDiskMB))
 	return c
 }
 
-func (m *instanceManager) resourceRecordLocked() ResourceRecord {
+func (m *Service) resourceRecordLocked() ResourceRecord {
 	c := m.capacity()
 	var a allocation
 	if m.rt != nil {
@@ -809,13 +935,17 @@ func (m *instanceManager) resourceRecordLocked() ResourceRecord {
 }
 
 // writeResourcesLocked replicates the node's resource record when it changed (m.mu held).
-func (m *instanceManager) writeResourcesLocked() {
+func (m *Service) writeResourcesLocked() {
 	r := m.resourceRecordLocked()
-	b, _ := json.Marshal(r)
+	b, err := state.Encode(r)
+	if err != nil {
+		m.log.Error("encode resource record", "err", err)
+		return
+	}
 	if string(b) == m.lastRes {
 		return
 	}
-	err := m.n.st.Update(func(tx *state.Tx) error { return tx.Put(CollResources, m.n.host.ID().String(), b) })
+	err = m.st.Update(func(tx *state.Tx) error { return tx.Put(CollResources, m.host.ID().String(), b) })
 	if err == nil {
 		m.lastRes = string(b)
 	}
@@ -823,26 +953,26 @@ func (m *instanceManager) writeResourcesLocked() {
 
 // fits checks limits against the node's free resources (ignoring instance except, whose
 // own allocation is being replaced) and says what is asked and what is free.
-func (m *instanceManager) fits(rt instanceRuntime, l sandbox.Limits, except string) error {
+func (m *Service) fits(rt Runtime, l sandbox.Limits, except string) error {
 	c := m.capacity()
-	m.n.lessReserved(&c) // capacity held by reservations on this node (sched_reserve.go)
+	m.lessReserved(&c) // capacity held by reservations on this node (sched_reserve.go)
 	a := allocationOf(rt.List(), except)
 	var short []string
 	cpu := l.CPUPercent + 100*float64(l.CPUCores)
 	if free := c.cpu - a.cpu; cpu > free {
 		short = append(short, fmt.Sprintf("cpu: asked %s%%, free %s%% (capacity %s%% after a reserve of %s%%, allocated %s%%)",
-			fmtNum(cpu), fmtNum(round(math.Max(0, free), 2)), fmtNum(round(c.cpu, 2)), fmtNum(round(m.n.cfg.ReserveCPUPercent, 2)), fmtNum(a.cpu)))
+			fmtNum(cpu), fmtNum(round(math.Max(0, free), 2)), fmtNum(round(c.cpu, 2)), fmtNum(round(m.cfg.ReserveCPUPercent, 2)), fmtNum(a.cpu)))
 	}
 	if free := c.ram - a.ram; l.RAMMB > free {
 		short = append(short, fmt.Sprintf("ram_mb: asked %d, free %d (capacity %d after a reserve of %d, allocated %d)",
-			l.RAMMB, max(0, free), c.ram, reserveMB(m.n.cfg.ReserveRAMMB), a.ram))
+			l.RAMMB, max(0, free), c.ram, max(0, m.cfg.ReserveRAMMB), a.ram))
 	}
 	if free := c.disk - a.disk; l.DiskMB > free {
 		short = append(short, fmt.Sprintf("disk_mb: asked %d, free %d (capacity %d after a reserve of %d, allocated %d)",
-			l.DiskMB, max(0, free), c.disk, reserveMB(m.n.cfg.ReserveDiskMB), a.disk))
+			l.DiskMB, max(0, free), c.disk, max(0, m.cfg.ReserveDiskMB), a.disk))
 	}
 	if len(short) > 0 {
-		return fmt.Errorf("%w on node %s: %s", ErrInsufficientResources, m.n.cfg.Node, strings.Join(short, "; "))
+		return fmt.Errorf("%w on node %s: %s", ErrInsufficientResources, m.cfg.Name, strings.Join(short, "; "))
 	}
 	return nil
 }
@@ -855,19 +985,19 @@ func round(f float64, digits int) float64 {
 }
 
 // resources aggregates every node's resource record.
-func (m *instanceManager) resources() api.ResourcesInfo {
+func (m *Service) resources() api.ResourcesInfo {
 	m.mu.Lock()
 	m.writeResourcesLocked() // our own line is always current
 	m.mu.Unlock()
-	nodes := m.n.Nodes()
+	nodes := m.members.Nodes()
 	out := api.ResourcesInfo{Nodes: []api.NodeResources{}}
 	var cpuTot, cpuFree, ramTot, ramFree, diskTot, diskFree float64
 	for _, x := range nodes {
 		nr := api.NodeResources{Name: x.Name, ID: x.ID, Status: x.Status, CPUTotal: x.CPUTotal,
 			RAMTotalGB: round(float64(x.RAMTotalMB)/1024, 2), DiskTotalTB: round(float64(x.DiskTotalMB)/(1<<20), 4)}
-		v, ok := m.n.get(CollResources, x.ID)
+		v, ok := m.get(CollResources, x.ID)
 		var r ResourceRecord
-		if ok && json.Unmarshal(v, &r) == nil {
+		if ok && state.Decode(v, &r) == nil {
 			nr.Reported = true
 			nr.CPUTotal = r.CPUCores
 			nr.RAMTotalGB = round(float64(r.RAMTotalMB)/1024, 2)
@@ -905,13 +1035,13 @@ func (m *instanceManager) resources() api.ResourcesInfo {
 	return out
 }
 
-// defaultReserveCPU is the CPU kept for the OS and the node when none is configured.
-func defaultReserveCPU() float64 { return math.Min(100, 10*float64(runtime.NumCPU())) }
+// DefaultReserveCPU is the CPU kept for the OS and the node when none is configured.
+func DefaultReserveCPU() float64 { return math.Min(100, 10*float64(runtime.NumCPU())) }
 
-// TeardownInstances destroys every instance of the node whose data dir is dataDir and
+// Teardown destroys every instance of the node whose data dir is dataDir and
 // releases what its runtime holds on the host (processes, cgroups, mounts, loop devices).
 // The node must not be running. For decommissioning a machine, and for tests.
-func TeardownInstances(ctx context.Context, dataDir string) error {
+func Teardown(ctx context.Context, dataDir string) error {
 	stateDir := filepath.Join(dataDir, "sandbox")
 	if _, err := os.Stat(filepath.Join(stateDir, "instances")); err != nil {
 		return nil // never ran an instance
@@ -930,4 +1060,11 @@ func TeardownInstances(ctx context.Context, dataDir string) error {
 		return err
 	}
 	return rt.Teardown(ctx)
+}
+
+// DecodeResources decodes an (untrusted) resource record.
+func DecodeResources(b []byte) (ResourceRecord, error) {
+	var r ResourceRecord
+	err := state.Decode(b, &r)
+	return r, err
 }

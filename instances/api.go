@@ -1,4 +1,4 @@
-package node
+package instances
 
 import (
 	"bytes"
@@ -54,8 +54,8 @@ func ParseRestart(s string) (sandbox.RestartPolicy, error) {
 
 func init() {
 	httpapi.Classify(http.StatusConflict, "insufficient_resources", ErrInsufficientResources)
-	httpapi.Classify(http.StatusConflict, "exists", ErrInstanceExists, sandbox.ErrExists)
-	httpapi.Classify(http.StatusNotFound, "not_found", ErrInstanceNotFound, sandbox.ErrNotFound)
+	httpapi.Classify(http.StatusConflict, "exists", ErrExists, sandbox.ErrExists)
+	httpapi.Classify(http.StatusNotFound, "not_found", ErrNotFound, sandbox.ErrNotFound)
 	httpapi.Classify(http.StatusConflict, "conflict", sandbox.ErrRunning, sandbox.ErrNotRunning)
 	httpapi.Classify(http.StatusUnprocessableEntity, "unenforceable", sandbox.ErrUnenforceable)
 	httpapi.ClassifyFunc(http.StatusBadRequest, "bad_request", func(err error) (string, bool) {
@@ -66,13 +66,7 @@ func init() {
 		return "", false
 	})
 	httpapi.Classify(http.StatusBadRequest, "bad_request", sandbox.ErrInvalidSpec)
-	httpapi.Classify(http.StatusServiceUnavailable, "unavailable", ErrInstancesUnavailable, sandbox.ErrUnsupported, sandbox.ErrClosed)
-}
-
-// errorCode is the API code of err (as rejections record it).
-func errorCode(err error) string {
-	_, code, _ := httpapi.Status(err)
-	return code
+	httpapi.Classify(http.StatusServiceUnavailable, "unavailable", ErrUnavailable, sandbox.ErrUnsupported, sandbox.ErrClosed)
 }
 
 func orRoot(f string) string {
@@ -92,7 +86,7 @@ func validInstanceName(name string) error {
 }
 
 // toSpec turns a create request into a sandbox spec (the runtime validates the rest).
-func (m *instanceManager) toSpec(req *api.CreateRequest) (sandbox.Spec, error) {
+func (m *Service) toSpec(req *api.CreateRequest) (sandbox.Spec, error) {
 	spec := sandbox.Spec{
 		Name: req.Name, Command: req.Command, Script: req.Script, Runtime: req.Runtime, Args: req.Args,
 		Code: req.Code, UID: req.UID, GID: req.GID, Network: req.Network,
@@ -127,15 +121,15 @@ func (m *instanceManager) toSpec(req *api.CreateRequest) (sandbox.Spec, error) {
 		spec.Env[k] = v
 	}
 	spec.Env["CONSTELLATION_INSTANCE"] = req.Name
-	if m.api != nil {
-		spec.Env["CONSTELLATION_API_TOKEN"] = m.api.token(req.Name)
+	if m.inner != nil {
+		spec.Env["CONSTELLATION_API_TOKEN"] = m.inner.token(req.Name)
 	}
 	return spec, nil
 }
 
 // registerInstanceRoutes adds the instance API to a mux (the local API's, and the one
 // that serves forwarded requests).
-func (m *instanceManager) registerRoutes(route func(string, http.HandlerFunc)) {
+func (m *Service) registerRoutes(route func(string, http.HandlerFunc)) {
 	route("POST /v1/instances", m.handleCreate)
 	route("GET /v1/instances", m.handleList)
 	route("GET /v1/instances/{name}", m.handleOp("show"))
@@ -148,8 +142,8 @@ func (m *instanceManager) registerRoutes(route func(string, http.HandlerFunc)) {
 	route("GET /v1/resources", m.handleResources)
 }
 
-func (m *instanceManager) handleList(w http.ResponseWriter, r *http.Request) {
-	out := m.list()
+func (m *Service) handleList(w http.ResponseWriter, r *http.Request) {
+	out := m.List()
 	if nd := r.URL.Query().Get("node"); nd != "" {
 		kept := out[:0]
 		for _, x := range out {
@@ -159,10 +153,14 @@ func (m *instanceManager) handleList(w http.ResponseWriter, r *http.Request) {
 		}
 		out = kept
 	}
-	httpapi.WriteJSON(w, http.StatusOK, out)
+	infos := make([]api.Instance, len(out))
+	for i, r := range out {
+		infos[i] = r.Info()
+	}
+	httpapi.WriteJSON(w, http.StatusOK, infos)
 }
 
-func (m *instanceManager) handleResources(w http.ResponseWriter, r *http.Request) {
+func (m *Service) handleResources(w http.ResponseWriter, r *http.Request) {
 	httpapi.WriteJSON(w, http.StatusOK, m.resources())
 }
 
@@ -181,19 +179,19 @@ func callerInstance(r *http.Request) string {
 }
 
 // resolveTarget finds where create should run: "" or this node's name/ID is local.
-func (m *instanceManager) resolveTarget(nameOrID string) (peer.ID, string, bool, error) {
-	self := m.n.host.ID()
-	if nameOrID == "" || nameOrID == m.n.cfg.Node || nameOrID == self.String() {
-		return self, m.n.cfg.Node, true, nil
+func (m *Service) resolveTarget(nameOrID string) (peer.ID, string, bool, error) {
+	self := m.host.ID()
+	if nameOrID == "" || nameOrID == m.cfg.Name || nameOrID == self.String() {
+		return self, m.cfg.Name, true, nil
 	}
-	id, name, err := m.n.members.Resolve(nameOrID)
+	id, name, err := m.members.Resolve(nameOrID)
 	if err != nil {
 		return "", "", false, err
 	}
 	return id, name, id == self, nil
 }
 
-func (m *instanceManager) handleCreate(w http.ResponseWriter, r *http.Request) {
+func (m *Service) handleCreate(w http.ResponseWriter, r *http.Request) {
 	body, err := httpapi.ReadBody(r)
 	if err != nil {
 		httpapi.WriteErr(w, err)
@@ -213,11 +211,11 @@ func (m *instanceManager) handleCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if rec, ok := m.record(req.Name); ok {
-		httpapi.WriteErr(w, fmt.Errorf("%w: instance %q already exists on node %s; pick another name or remove it with 'constellation rm %s'", ErrInstanceExists, req.Name, rec.Node, req.Name))
+		httpapi.WriteErr(w, fmt.Errorf("%w: instance %q already exists on node %s; pick another name or remove it with 'constellation rm %s'", ErrExists, req.Name, rec.Node, req.Name))
 		return
 	}
 	if req.Reservation != "" {
-		if err := m.n.sched.prepareReservedCreate(&req); err != nil {
+		if err := m.resv.PrepareReservedCreate(&req); err != nil {
 			httpapi.WriteErr(w, err)
 			return
 		}
@@ -229,7 +227,7 @@ func (m *instanceManager) handleCreate(w http.ResponseWriter, r *http.Request) {
 	}
 	if !local {
 		if isForwarded(r) {
-			httpapi.WriteError(w, http.StatusMisdirectedRequest, "misdirected", fmt.Sprintf("node %s received a forwarded create for node %s", m.n.cfg.Node, name))
+			httpapi.WriteError(w, http.StatusMisdirectedRequest, "misdirected", fmt.Sprintf("node %s received a forwarded create for node %s", m.cfg.Name, name))
 			return
 		}
 		m.forward(&statusRecorder{ResponseWriter: w, onStatus: func(st int) {
@@ -239,47 +237,49 @@ func (m *instanceManager) handleCreate(w http.ResponseWriter, r *http.Request) {
 		}}, r, body, id, name)
 		return
 	}
-	var rec InstanceRecord
+	var rec Record
 	if req.Reservation != "" {
-		rec, err = m.n.sched.createReserved(r.Context(), &req)
+		rec, err = m.resv.CreateReserved(r.Context(), &req)
 	} else {
-		rec, err = m.create(r.Context(), &req)
+		rec, err = m.Create(r.Context(), &req)
 	}
 	if err != nil {
 		httpapi.WriteErr(w, err)
 		return
 	}
-	httpapi.WriteJSON(w, http.StatusCreated, rec)
+	httpapi.WriteJSON(w, http.StatusCreated, rec.Info())
 }
 
 // create runs a create request on this node: admission, sandbox create, optional start.
-func (m *instanceManager) create(ctx context.Context, req *api.CreateRequest) (InstanceRecord, error) {
+func (m *Service) Create(ctx context.Context, req *api.CreateRequest) (Record, error) {
 	spec, err := m.toSpec(req)
 	if err != nil {
-		return InstanceRecord{}, err
+		return Record{}, err
 	}
 	rt, err := m.runtime()
 	if err != nil {
-		return InstanceRecord{}, err
+		return Record{}, err
 	}
+	stamp := m.st.Clock().Now()
 	md := instanceMeta{ID: newInstanceID(), CreatedAt: time.Now().UTC().Truncate(time.Millisecond),
+		StampWall: stamp.Wall, StampLogical: stamp.Logical,
 		Script: req.Script, Env: req.Env, Code: req.Code}
 	m.opMu.Lock()
 	defer m.opMu.Unlock()
 	if _, err := rt.Get(req.Name); err == nil {
-		return InstanceRecord{}, fmt.Errorf("%w: instance %q already exists on node %s", ErrInstanceExists, req.Name, m.n.cfg.Node)
+		return Record{}, fmt.Errorf("%w: instance %q already exists on node %s", ErrExists, req.Name, m.cfg.Name)
 	}
 	t0 := time.Now()
 	if err := m.fits(rt, spec.Limits, ""); err != nil {
-		return InstanceRecord{}, err
+		return Record{}, err
 	}
 	if req.ScriptContent != "" {
 		if req.Code != "" {
-			return InstanceRecord{}, httpapi.BadRequest(`give either "code" or "script_content", not both`)
+			return Record{}, httpapi.BadRequest(`give either "code" or "script_content", not both`)
 		}
 		dir, err := m.writeScript(req.Name, req.Script, req.ScriptContent)
 		if err != nil {
-			return InstanceRecord{}, err
+			return Record{}, err
 		}
 		spec.Code, spec.Script = dir, filepath.Base(req.Script)
 		md.Code, md.CodeOwned = dir, true
@@ -293,7 +293,7 @@ func (m *instanceManager) create(ctx context.Context, req *api.CreateRequest) (I
 	// The meta is known before the runtime's created event, so the first record is complete.
 	if err := m.saveMeta(req.Name, md); err != nil {
 		cleanup()
-		return InstanceRecord{}, fmt.Errorf("node: instance meta: %w", err)
+		return Record{}, fmt.Errorf("node: instance meta: %w", err)
 	}
 	tAdmit := time.Now()
 	tCreate := tAdmit
@@ -302,7 +302,7 @@ func (m *instanceManager) create(ctx context.Context, req *api.CreateRequest) (I
 		delete(m.meta, req.Name)
 		m.mu.Unlock()
 		cleanup()
-		return InstanceRecord{}, err
+		return Record{}, err
 	}
 	tCreate = time.Now()
 	if req.Start == nil || *req.Start {
@@ -311,7 +311,7 @@ func (m *instanceManager) create(ctx context.Context, req *api.CreateRequest) (I
 			_ = rt.Destroy(dctx, req.Name, false)
 			cancel()
 			cleanup()
-			return InstanceRecord{}, fmt.Errorf("node: instance %q could not start (removed again): %w", req.Name, err)
+			return Record{}, fmt.Errorf("node: instance %q could not start (removed again): %w", req.Name, err)
 		}
 	}
 	tStart := time.Now()
@@ -322,7 +322,7 @@ func (m *instanceManager) create(ctx context.Context, req *api.CreateRequest) (I
 }
 
 // writeScript stores an uploaded script in its own code directory under <data-dir>/code.
-func (m *instanceManager) writeScript(name, script, content string) (string, error) {
+func (m *Service) writeScript(name, script, content string) (string, error) {
 	base := filepath.Base(script)
 	if script == "" || base == "." || base == "/" || strings.HasPrefix(base, ".") && len(base) <= 2 {
 		return "", httpapi.BadRequest(`field "script" must name the uploaded file (e.g. "app.rads") when "script_content" is given`)
@@ -340,10 +340,10 @@ func (m *instanceManager) writeScript(name, script, content string) (string, err
 }
 
 // localRecord is the current record of a local instance (without waiting for replication).
-func (m *instanceManager) localRecord(rt instanceRuntime, name string) (InstanceRecord, error) {
+func (m *Service) localRecord(rt Runtime, name string) (Record, error) {
 	in, err := rt.Get(name)
 	if err != nil {
-		return InstanceRecord{}, err
+		return Record{}, err
 	}
 	m.mu.Lock()
 	md := m.meta[name]
@@ -356,7 +356,7 @@ func (m *instanceManager) localRecord(rt instanceRuntime, name string) (Instance
 
 // handleOp serves the operations on one named instance: locally when it runs here,
 // otherwise forwarded to its node.
-func (m *instanceManager) handleOp(op string) http.HandlerFunc {
+func (m *Service) handleOp(op string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")
 		if err := validInstanceName(name); err != nil {
@@ -382,20 +382,20 @@ func (m *instanceManager) handleOp(op string) http.HandlerFunc {
 			}
 			switch {
 			case !ok:
-				httpapi.WriteErr(w, fmt.Errorf("%w: no instance %q in the cluster as node %s knows it; 'constellation list' shows them", ErrInstanceNotFound, name, m.n.cfg.Node))
-			case rec.NodeID == m.n.host.ID().String() || isForwarded(r):
-				httpapi.WriteErr(w, fmt.Errorf("%w: instance %q is not on node %s (its record names node %s)", ErrInstanceNotFound, name, m.n.cfg.Node, rec.Node))
+				httpapi.WriteErr(w, fmt.Errorf("%w: no instance %q in the cluster as node %s knows it; 'constellation list' shows them", ErrNotFound, name, m.cfg.Name))
+			case rec.NodeID == m.host.ID().String() || isForwarded(r):
+				httpapi.WriteErr(w, fmt.Errorf("%w: instance %q is not on node %s (its record names node %s)", ErrNotFound, name, m.cfg.Name, rec.Node))
 			default:
 				id, err := peer.Decode(rec.NodeID)
 				if err != nil {
-					httpapi.WriteErr(w, fmt.Errorf("%w: instance %q names a bad node ID", ErrInstanceNotFound, name))
+					httpapi.WriteErr(w, fmt.Errorf("%w: instance %q names a bad node ID", ErrNotFound, name))
 					return
 				}
 				if op == "show" {
 					// Any node can answer from the replicated record when the owner is away.
 					if st := m.nodeStatus(rec.NodeID); st != api.StatusAlive && st != api.StatusSuspect {
 						rec.NodeStatus = st
-						httpapi.WriteJSON(w, http.StatusOK, rec)
+						httpapi.WriteJSON(w, http.StatusOK, rec.Info())
 						return
 					}
 				}
@@ -407,8 +407,8 @@ func (m *instanceManager) handleOp(op string) http.HandlerFunc {
 	}
 }
 
-func (m *instanceManager) nodeStatus(id string) string {
-	for _, x := range m.n.Nodes() {
+func (m *Service) nodeStatus(id string) string {
+	for _, x := range m.members.Nodes() {
 		if x.ID == id {
 			return x.Status
 		}
@@ -426,7 +426,7 @@ func graceOf(g *float64) (time.Duration, error) {
 	return time.Duration(*g * float64(time.Second)), nil
 }
 
-func (m *instanceManager) localOp(w http.ResponseWriter, r *http.Request, rt instanceRuntime, op, name string, body []byte) {
+func (m *Service) localOp(w http.ResponseWriter, r *http.Request, rt Runtime, op, name string, body []byte) {
 	ctx := r.Context()
 	fail := func(err error) { httpapi.WriteErr(w, err) }
 	switch op {
@@ -436,7 +436,7 @@ func (m *instanceManager) localOp(w http.ResponseWriter, r *http.Request, rt ins
 			fail(err)
 			return
 		}
-		httpapi.WriteJSON(w, http.StatusOK, rec)
+		httpapi.WriteJSON(w, http.StatusOK, rec.Info())
 	case "stats":
 		st, err := rt.Stats(name)
 		if err != nil {
@@ -445,7 +445,7 @@ func (m *instanceManager) localOp(w http.ResponseWriter, r *http.Request, rt ins
 		}
 		in, _ := rt.Get(name)
 		status, _, _ := statusOf(in)
-		httpapi.WriteJSON(w, http.StatusOK, api.InstanceStats{Name: name, Node: m.n.cfg.Node, Status: status,
+		httpapi.WriteJSON(w, http.StatusOK, api.InstanceStats{Name: name, Node: m.cfg.Name, Status: status,
 			CPU: round(st.CPUPercent, 2), RAMMB: round(st.RAMMB, 2), DiskMB: round(st.DiskMB, 2), PIDs: st.PIDs,
 			UptimeS: round(st.Uptime.Seconds(), 3), Restarts: st.Restarts, Limits: api.Limits(st.Limits)})
 	case "logs":
@@ -566,7 +566,7 @@ func (m *instanceManager) localOp(w http.ResponseWriter, r *http.Request, rt ins
 			fail(err)
 			return
 		}
-		httpapi.WriteJSON(w, http.StatusOK, api.SnapshotResult{Name: name, Tag: snap.Name, Node: m.n.cfg.Node, Bytes: snap.Bytes})
+		httpapi.WriteJSON(w, http.StatusOK, api.SnapshotResult{Name: name, Tag: snap.Name, Node: m.cfg.Name, Bytes: snap.Bytes})
 	case "restore":
 		var req api.SnapshotRequest
 		if err := httpapi.DecodeStrict(body, &req, false); err != nil {
@@ -591,7 +591,7 @@ func (m *instanceManager) localOp(w http.ResponseWriter, r *http.Request, rt ins
 		}
 		err = rt.RestoreSnapshot(ctx, req.Tag, name)
 		if errors.Is(err, sandbox.ErrNotFound) {
-			err = fmt.Errorf("%w: no snapshot %q on node %s (snapshots stay on the node that saved them)", sandbox.ErrNotFound, req.Tag, m.n.cfg.Node)
+			err = fmt.Errorf("%w: no snapshot %q on node %s (snapshots stay on the node that saved them)", sandbox.ErrNotFound, req.Tag, m.cfg.Name)
 		}
 		if running {
 			if _, serr := rt.Start(name); err == nil {
@@ -602,7 +602,7 @@ func (m *instanceManager) localOp(w http.ResponseWriter, r *http.Request, rt ins
 			fail(err)
 			return
 		}
-		httpapi.WriteJSON(w, http.StatusOK, api.SnapshotResult{Name: name, Tag: req.Tag, Node: m.n.cfg.Node, Restarted: running})
+		httpapi.WriteJSON(w, http.StatusOK, api.SnapshotResult{Name: name, Tag: req.Tag, Node: m.cfg.Name, Restarted: running})
 	case "rm":
 		var req api.StopRequest
 		if err := httpapi.DecodeStrict(body, &req, true); err != nil {
@@ -637,7 +637,7 @@ func (m *instanceManager) localOp(w http.ResponseWriter, r *http.Request, rt ins
 		}
 		os.Remove(m.metaPath(name))
 		m.removeRecord(name)
-		httpapi.WriteJSON(w, http.StatusOK, map[string]string{"name": name, "node": m.n.cfg.Node, "status": "removed"})
+		httpapi.WriteJSON(w, http.StatusOK, map[string]string{"name": name, "node": m.cfg.Name, "status": "removed"})
 	default:
 		httpapi.WriteError(w, http.StatusNotFound, "not_found", "unknown instance operation "+op)
 	}
@@ -651,7 +651,7 @@ func validTag(tag string) error {
 }
 
 // answer writes an operation's result: the instance's record, or the error.
-func (m *instanceManager) answer(w http.ResponseWriter, rt instanceRuntime, name string, err error) {
+func (m *Service) answer(w http.ResponseWriter, rt Runtime, name string, err error) {
 	if err != nil {
 		httpapi.WriteErr(w, err)
 		return
@@ -662,13 +662,13 @@ func (m *instanceManager) answer(w http.ResponseWriter, rt instanceRuntime, name
 		httpapi.WriteErr(w, err)
 		return
 	}
-	httpapi.WriteJSON(w, http.StatusOK, rec)
+	httpapi.WriteJSON(w, http.StatusOK, rec.Info())
 }
 
 // serveLogs streams an instance's output as text/plain. Query: follow=1, stream=stdout|
 // stderr|all (default all: stdout then stderr, interleaved by line when following),
 // rotated=1 (include rotated files).
-func (m *instanceManager) serveLogs(w http.ResponseWriter, r *http.Request, rt instanceRuntime, name string) {
+func (m *Service) serveLogs(w http.ResponseWriter, r *http.Request, rt Runtime, name string) {
 	q := r.URL.Query()
 	follow := q.Get("follow") == "1" || q.Get("follow") == "true"
 	rotated := q.Get("rotated") == "1" || q.Get("rotated") == "true"

@@ -1,4 +1,4 @@
-package node
+package instances
 
 import (
 	"encoding/json"
@@ -11,20 +11,20 @@ import (
 
 // instanceEvents de-duplicates status changes into events.
 type instanceEvents struct {
-	mu   sync.Mutex                // guards last
-	last map[string]InstanceRecord // name -> last record an event was published for
+	mu   sync.Mutex        // guards last
+	last map[string]Record // name -> last record an event was published for
 }
 
-func (e *instanceEvents) key(r InstanceRecord) string {
+func (e *instanceEvents) key(r Record) string {
 	return r.ID + "/" + r.Status + "/" + strconv.Itoa(r.Restarts)
 }
 
 // note publishes an event when r differs (id, status, restarts) from the last one seen.
-func (m *instanceManager) noteRecord(r InstanceRecord) {
+func (m *Service) noteRecord(r Record) {
 	e := &m.events
 	e.mu.Lock()
 	if e.last == nil {
-		e.last = map[string]InstanceRecord{}
+		e.last = map[string]Record{}
 	}
 	old, had := e.last[r.Name]
 	if had && e.key(old) == e.key(r) {
@@ -37,7 +37,7 @@ func (m *instanceManager) noteRecord(r InstanceRecord) {
 }
 
 // noteRemoved publishes a "removed" event for an instance seen before.
-func (m *instanceManager) noteRemoved(name string) {
+func (m *Service) noteRemoved(name string) {
 	e := &m.events
 	e.mu.Lock()
 	old, had := e.last[name]
@@ -48,20 +48,20 @@ func (m *instanceManager) noteRemoved(name string) {
 	}
 }
 
-func (m *instanceManager) publishInstanceEvent(r InstanceRecord, status string) {
+func (m *Service) publishInstanceEvent(r Record, status string) {
 	b, _ := json.Marshal(api.InstanceEvent{Name: r.Name, ID: r.ID, Status: status, ExitCode: r.ExitCode,
 		ExitReason: r.ExitReason, Restarts: r.Restarts})
-	m.n.events.Publish(api.Event{Type: api.EventInstance, Node: &api.EventNode{Name: r.Node, ID: r.NodeID}, Data: b})
+	m.bus.Publish(api.Event{Type: api.EventInstance, Node: &api.EventNode{Name: r.Node, ID: r.NodeID}, Data: b})
 }
 
 // noteChangeLocked turns a replicated change of an instance record into an event (n.mu held).
-func (m *instanceManager) noteChange(c crdt.Change) {
-	v, ok := m.n.get(CollInstances, c.Key)
+func (m *Service) noteChange(c crdt.Change) {
+	v, ok := m.get(Coll, c.Key)
 	if !ok {
 		m.noteRemoved(c.Key)
 		return
 	}
-	if r, err := decodeInstanceRecord(v); err == nil {
+	if r, err := DecodeRecord(v); err == nil {
 		m.noteRecord(r)
 	}
 }

@@ -1,4 +1,4 @@
-package node
+package instances
 
 import (
 	"context"
@@ -30,15 +30,15 @@ import (
 // <data-dir>/instance-api.addr and reused. Instances with network "isolated" have their
 // own loopback and cannot reach it.
 type instanceAPI struct {
-	m      *instanceManager
+	m      *Service
 	secret []byte
 	addr   string
 }
 
 const instanceTokenPrefix = "ci1."
 
-func startInstanceAPI(m *instanceManager) (*instanceAPI, error) {
-	dir := m.n.cfg.DataDir
+func startInstanceAPI(m *Service) (*instanceAPI, error) {
+	dir := m.cfg.DataDir
 	secret, err := loadOrCreateSecret(filepath.Join(dir, "instance-api.key"))
 	if err != nil {
 		return nil, err
@@ -59,7 +59,7 @@ func startInstanceAPI(m *instanceManager) (*instanceAPI, error) {
 		l.Close()
 		return nil, fmt.Errorf("node: instance API: %w", err)
 	}
-	m.n.api.Serve(l, http.HandlerFunc(a.serveHTTP))
+	m.api.Serve(l, http.HandlerFunc(a.serveHTTP))
 	return a, nil
 }
 
@@ -100,7 +100,7 @@ func (a *instanceAPI) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r = r.WithContext(context.WithValue(r.Context(), ctxInstance, name))
-	a.m.n.api.Handler().ServeHTTP(w, r)
+	a.m.api.Handler().ServeHTTP(w, r)
 }
 
 func loadOrCreateSecret(path string) ([]byte, error) {

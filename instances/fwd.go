@@ -1,14 +1,12 @@
-package node
+package instances
 
 import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -16,7 +14,9 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/rads-lang/constellation/internal/frame"
 	"github.com/rads-lang/constellation/internal/httpapi"
+	"github.com/rads-lang/constellation/internal/membership"
 )
 
 // Forwarding protocol (/constellation/<cluster-hash>/instances/1.0.0): an operation on an
@@ -59,39 +59,7 @@ type fwdHead struct {
 	ContentType string `json:"content_type,omitempty"`
 }
 
-func (m *instanceManager) protocol() protocol.ID { return m.n.host.ProtocolID(instancesProtocol) }
-
-func writeFrame(w io.Writer, b []byte) error {
-	var hdr [4]byte
-	binary.BigEndian.PutUint32(hdr[:], uint32(len(b)))
-	if _, err := w.Write(hdr[:]); err != nil {
-		return err
-	}
-	_, err := w.Write(b)
-	return err
-}
-
-// errFrameTooLarge: a peer sent a frame over the limit.
-var errFrameTooLarge = errors.New("node: forwarded frame too large")
-
-func readFrame(r io.Reader, limit int) ([]byte, error) {
-	var hdr [4]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return nil, err
-	}
-	n := binary.BigEndian.Uint32(hdr[:])
-	if int64(n) > int64(limit) {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", errFrameTooLarge, n, limit)
-	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(r, b); err != nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
-		}
-		return nil, err
-	}
-	return b, nil
-}
+func (m *Service) protocol() protocol.ID { return m.host.ProtocolID(instancesProtocol) }
 
 // decodeFwdRequest decodes and checks a forwarded request: only the instance API travels.
 func decodeFwdRequest(b []byte) (fwdRequest, error) {
@@ -116,14 +84,14 @@ func decodeFwdRequest(b []byte) (fwdRequest, error) {
 }
 
 // forward sends r (whose body was already read) to node `to` and relays the answer.
-func (m *instanceManager) forward(w http.ResponseWriter, r *http.Request, body []byte, to peer.ID, toName string) {
+func (m *Service) forward(w http.ResponseWriter, r *http.Request, body []byte, to peer.ID, toName string) {
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	unavailable := func(err error) {
-		httpapi.WriteErr(w, fmt.Errorf("%w: node %s cannot be reached to forward %s %s: %v", ErrNodeUnavailable, toName, r.Method, r.URL.Path, err))
+		httpapi.WriteErr(w, fmt.Errorf("%w: node %s cannot be reached to forward %s %s: %v", membership.ErrNodeUnavailable, toName, r.Method, r.URL.Path, err))
 	}
 	dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
-	s, err := m.n.host.Libp2p().NewStream(dctx, to, m.protocol())
+	s, err := m.host.Libp2p().NewStream(dctx, to, m.protocol())
 	dcancel()
 	if err != nil {
 		unavailable(err)
@@ -135,7 +103,7 @@ func (m *instanceManager) forward(w http.ResponseWriter, r *http.Request, body [
 	req := fwdRequest{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Body: body, Instance: callerInstance(r)}
 	b, _ := json.Marshal(req)
 	_ = s.SetWriteDeadline(time.Now().Add(fwdWriteTimeout))
-	if err := writeFrame(s, b); err != nil {
+	if err := frame.Write(s, b); err != nil {
 		unavailable(err)
 		return
 	}
@@ -150,7 +118,7 @@ func (m *instanceManager) forward(w http.ResponseWriter, r *http.Request, body [
 		_ = s.SetReadDeadline(time.Now().Add(limit))
 	}
 	br := bufio.NewReaderSize(s, 64<<10)
-	hb, err := readFrame(br, maxFwdHead)
+	hb, err := frame.Read(br, maxFwdHead)
 	if err != nil {
 		if ctx.Err() != nil {
 			return // the caller went away
@@ -169,7 +137,7 @@ func (m *instanceManager) forward(w http.ResponseWriter, r *http.Request, body [
 	w.WriteHeader(head.Status)
 	fl, _ := w.(http.Flusher)
 	for {
-		chunk, err := readFrame(br, maxFwdChunk)
+		chunk, err := frame.Read(br, maxFwdChunk)
 		if err != nil {
 			return // EOF: complete; anything else: the body is cut short, as a local error would
 		}
@@ -183,10 +151,10 @@ func (m *instanceManager) forward(w http.ResponseWriter, r *http.Request, body [
 }
 
 // handleForward serves one forwarded request from an admitted member.
-func (m *instanceManager) handleForward(s network.Stream) {
+func (m *Service) handleForward(s network.Stream) {
 	defer s.Close()
 	_ = s.SetReadDeadline(time.Now().Add(fwdRequestTimeout))
-	b, err := readFrame(s, maxFwdRequest)
+	b, err := frame.Read(s, maxFwdRequest)
 	if err != nil {
 		s.Reset()
 		return
@@ -198,7 +166,7 @@ func (m *instanceManager) handleForward(s network.Stream) {
 		s.Reset()
 		return
 	}
-	base := m.n.ctx
+	base := m.ctx
 	if base == nil {
 		base = context.Background()
 	}
@@ -257,7 +225,7 @@ func (f *frameWriter) WriteHeader(status int) {
 
 func (f *frameWriter) write(b []byte) error {
 	_ = f.s.SetWriteDeadline(time.Now().Add(fwdWriteTimeout))
-	return writeFrame(f.s, b)
+	return frame.Write(f.s, b)
 }
 
 func (f *frameWriter) Write(p []byte) (int, error) {
@@ -289,7 +257,7 @@ func (f *frameWriter) finish() error {
 	return f.err
 }
 
-// fwdHint is where a forwarded create went (see instanceManager.hints).
+// fwdHint is where a forwarded create went (see Service.hints).
 type fwdHint struct {
 	node   string
 	nodeID peer.ID
@@ -299,7 +267,7 @@ type fwdHint struct {
 // hintTTL bounds how long a hint stands in for the replicated record.
 const hintTTL = 30 * time.Second
 
-func (m *instanceManager) setHint(name, node string, id peer.ID) {
+func (m *Service) setHint(name, node string, id peer.ID) {
 	now := time.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -313,7 +281,7 @@ func (m *instanceManager) setHint(name, node string, id peer.ID) {
 	}
 }
 
-func (m *instanceManager) hint(name string) (fwdHint, bool) {
+func (m *Service) hint(name string) (fwdHint, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	h, ok := m.hints[name]

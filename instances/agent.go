@@ -1,0 +1,117 @@
+package instances
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/rads-lang/constellation/sandbox"
+)
+
+// What the scheduler's agent and reservations use of the instance service. They never see
+// the service's locks or maps: admission, restarts and removals go through these methods.
+
+// Info reports a local instance's sandbox state (ok false: not on this node).
+func (m *Service) Info(name string) (sandbox.Info, bool) {
+	rt := m.local()
+	if rt == nil {
+		return sandbox.Info{}, false
+	}
+	in, err := rt.Get(name)
+	return in, err == nil
+}
+
+// StartAgain starts a stopped or exited local instance again (a supervised restart) and
+// rewrites its record.
+func (m *Service) StartAgain(name string) error {
+	rt := m.local()
+	if rt == nil {
+		return fmt.Errorf("%w: no runtime on node %s", ErrNotFound, m.cfg.Name)
+	}
+	m.opMu.Lock()
+	_, err := rt.Start(name)
+	m.opMu.Unlock()
+	m.syncRecord(name)
+	return err
+}
+
+// Remove stops (SIGTERM, then SIGKILL after grace) and destroys a local instance with its
+// data, uploaded code and record. A missing instance is not an error.
+func (m *Service) Remove(ctx context.Context, name string, grace time.Duration) error {
+	rt := m.local()
+	if rt == nil {
+		return nil
+	}
+	if _, err := rt.Get(name); err != nil {
+		return nil
+	}
+	// Stop outside opMu: a program that ignores SIGTERM would hold up every admission on
+	// this node for the grace period.
+	_ = rt.Stop(ctx, name, grace)
+	m.opMu.Lock()
+	err := rt.Destroy(ctx, name, false)
+	m.mu.Lock()
+	md := m.meta[name]
+	m.mu.Unlock()
+	m.opMu.Unlock()
+	if err != nil && !errors.Is(err, sandbox.ErrNotFound) {
+		return err
+	}
+	if md.CodeOwned && strings.HasPrefix(md.Code, m.codeDir+string(filepath.Separator)) {
+		os.RemoveAll(md.Code)
+	}
+	os.Remove(m.metaPath(name))
+	m.removeRecord(name)
+	return nil
+}
+
+// Free is what a new reservation or create could still take on this node.
+type Free struct {
+	CPUPercent float64 // cpu_percent units (100 = one core)
+	RAMMB      int64
+	DiskMB     int64
+}
+
+// Admit runs fn with the free resources of this node (capacity less the reserve, the
+// reservations and the allocations), serialised with every create, so what fn admits
+// cannot be taken by a concurrent create.
+func (m *Service) Admit(fn func(free Free) error) error {
+	m.opMu.Lock()
+	defer m.opMu.Unlock()
+	c := m.capacity()
+	m.lessReserved(&c)
+	var a allocation
+	if rt := m.local(); rt != nil {
+		a = allocationOf(rt.List(), "")
+	}
+	return fn(Free{CPUPercent: c.cpu - a.cpu, RAMMB: c.ram - a.ram, DiskMB: c.disk - a.disk})
+}
+
+// Lookup reads an instance's replicated record (any node's).
+func (m *Service) Lookup(name string) (Record, bool) { return m.record(name) }
+
+// Reconcile makes the records owned by this node match the runtime now (it also runs at
+// start): records of instances the runtime does not know are removed.
+func (m *Service) Reconcile() { m.reconcile() }
+
+// Runtime opens the sandbox runtime now (it opens on first use otherwise).
+func (m *Service) Runtime() (Runtime, error) { return m.runtime() }
+
+// InstanceAPI is the loopback API instances call (tests and diagnostics).
+func (m *Service) InstanceAPI() InstanceAPI { return InstanceAPI{m.inner} }
+
+// InstanceAPI describes the instances' API endpoint.
+type InstanceAPI struct{ a *instanceAPI }
+
+// URL is the API's base URL as instances see it.
+func (i InstanceAPI) URL() string { return i.a.url() }
+
+// Token is the bearer token of instance name.
+func (i InstanceAPI) Token(name string) string { return i.a.token(name) }
+
+// InstanceOf names the instance a token belongs to.
+func (i InstanceAPI) InstanceOf(tok string) (string, bool) { return i.a.instanceOf(tok) }
