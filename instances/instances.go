@@ -173,15 +173,15 @@ type Service struct {
 // instanceMeta is what the node remembers about a local instance beyond the sandbox's
 // state: persisted in <data-dir>/sandbox/meta/<name>.json so it survives restarts.
 type instanceMeta struct {
-	ID        string            `json:"id"`
-	CreatedAt time.Time         `json:"created_at"`
+	ID        string    `json:"id"`
+	CreatedAt time.Time `json:"created_at"`
 	// StampWall and StampLogical are the create's HLC time (Record.StampWall).
-	StampWall    int64  `json:"stamp_wall,omitempty"`
-	StampLogical uint32 `json:"stamp_logical,omitempty"`
-	Script    string            `json:"script,omitempty"`
-	Env       map[string]string `json:"env,omitempty"` // the user's env (without ours)
-	Code      string            `json:"code,omitempty"`
-	CodeOwned bool              `json:"code_owned,omitempty"` // a script upload dir to remove on rm
+	StampWall    int64             `json:"stamp_wall,omitempty"`
+	StampLogical uint32            `json:"stamp_logical,omitempty"`
+	Script       string            `json:"script,omitempty"`
+	Env          map[string]string `json:"env,omitempty"` // the user's env (without ours)
+	Code         string            `json:"code,omitempty"`
+	CodeOwned    bool              `json:"code_owned,omitempty"` // a script upload dir to remove on rm
 }
 
 // Config configures the instance service.
