@@ -15,14 +15,12 @@ func TestDeployLeftGrace(t *testing.T) {
 	const grace = 3 * time.Second
 	ns := startSchedCluster(t, 3, nil)
 	for _, n := range ns {
-		n.sched.passMu.Lock()
-		n.sched.leftGrace = grace
-		n.sched.passMu.Unlock()
+		n.sched.SetLeftGrace(grace)
 	}
 	deploy(t, ns[0], api.DeploymentSpec{Name: "grace", Instances: 3, CPUPercent: 5, RAMMB: 16})
 	waitRunning(t, ns, ns, "grace", 3, 20*time.Second)
 
-	owner := ns[0].sched.status(ns[0].sched.snapshot(), mustDeployment(t, ns[0], "grace")).Owner
+	owner := mustStatus(t, ns[0], "grace").Owner
 	var victim *schedNode
 	var rest []*schedNode
 	for _, n := range ns {

@@ -18,6 +18,7 @@ import (
 	"github.com/rads-lang/constellation/instances"
 	"github.com/rads-lang/constellation/sandbox"
 	"github.com/rads-lang/constellation/sched"
+	"github.com/rads-lang/constellation/scheduler"
 )
 
 // placement returns, per node name, the running instances of deployment dep according to
@@ -65,11 +66,10 @@ func waitRunning(t testing.TB, ns []*schedNode, observers []*schedNode, dep stri
 			return false, fmt.Sprintf("running %v", p)
 		}
 		for _, o := range observers {
-			d, err := o.sched.liveDeployment(dep)
+			st, err := o.sched.DeploymentStatus(dep)
 			if err != nil {
 				return false, err.Error()
 			}
-			st := o.sched.status(o.sched.snapshot(), d)
 			if st.Running != want || st.Placed != want {
 				return false, fmt.Sprintf("%s reports placed %d running %d (%s)", o.cfg.Node, st.Placed, st.Running, st.Message)
 			}
@@ -156,10 +156,10 @@ func TestDeploySpreadConstraintsScale(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitRunning(t, ns, nil, "web", 0, 20*time.Second)
-	if err := ns[1].sched.Undeploy("web"); !errors.Is(err, ErrDeploymentNotFound) {
+	if err := ns[1].sched.Undeploy("web"); !errors.Is(err, scheduler.ErrDeploymentNotFound) {
 		waitFor(t, 5*time.Second, "undeploy replicated", func() (bool, string) {
-			_, err := ns[1].sched.liveDeployment("web")
-			return errors.Is(err, ErrDeploymentNotFound), fmt.Sprint(err)
+			_, err := ns[1].sched.DeploymentStatus("web")
+			return errors.Is(err, scheduler.ErrDeploymentNotFound), fmt.Sprint(err)
 		})
 	}
 }
@@ -171,7 +171,7 @@ func TestDeployNodeKill(t *testing.T) {
 	deploy(t, ns[0], api.DeploymentSpec{Name: "svc", Instances: 8, CPUPercent: 5, RAMMB: 16})
 	p := waitRunning(t, ns, ns, "svc", 8, 20*time.Second)
 	// Kill the owner of the deployment: ownership and re-placement both move.
-	owner := ns[0].sched.status(ns[0].sched.snapshot(), mustDeployment(t, ns[0], "svc")).Owner
+	owner := mustStatus(t, ns[0], "svc").Owner
 	var victim *schedNode
 	var rest []*schedNode
 	for _, n := range ns {
@@ -195,13 +195,13 @@ func TestDeployNodeKill(t *testing.T) {
 	t.Logf("killed %s (owner, %d instances); now %v", victim.cfg.Node, lost, p)
 }
 
-func mustDeployment(t testing.TB, n *schedNode, name string) DeploymentRecord {
+func mustStatus(t testing.TB, n *schedNode, name string) api.DeploymentStatus {
 	t.Helper()
-	d, err := n.sched.liveDeployment(name)
+	st, err := n.sched.DeploymentStatus(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return d
+	return st
 }
 
 // TestDeployDrain: drain moves a node's instances away, make-before-break: at every
@@ -305,12 +305,12 @@ func testNodes(ns []*schedNode) []*testNode {
 // refusals say quota.
 func TestQuotaConcurrentDeploys(t *testing.T) {
 	ns := startSchedCluster(t, 3, nil)
-	if _, err := ns[0].sched.setQuota("team", api.QuotaSpec{MaxInstances: 5, MaxCPUCores: 10}); err != nil {
+	if _, err := ns[0].sched.SetQuota("team", api.QuotaSpec{MaxInstances: 5, MaxCPUCores: 10}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "quota replicated", func() (bool, string) {
 		for _, n := range ns {
-			if _, ok := n.GetState(CollQuotas, "team"); !ok {
+			if _, ok := n.GetState(scheduler.CollQuotas, "team"); !ok {
 				return false, n.cfg.Node
 			}
 		}
@@ -345,7 +345,7 @@ func TestQuotaConcurrentDeploys(t *testing.T) {
 			t.Fatalf("namespace team runs %d instances; quota is 5", c)
 		}
 	}
-	info, ok := ns[1].sched.quotaInfo(ns[1].sched.snapshot(), "team")
+	info, ok := ns[1].sched.Quota("team")
 	if !ok || info.GrantableInstances != 0 || info.LimitInstances != 5 {
 		t.Fatalf("quota info %+v; want limit 5, nothing grantable", info)
 	}
@@ -363,7 +363,7 @@ func TestQuotaConcurrentDeploys(t *testing.T) {
 // by create --reservation, or is released.
 func TestReservations(t *testing.T) {
 	ns := startSchedCluster(t, 2, nil)
-	r, err := ns[0].sched.reserve(t.Context(), api.ReservationRequest{CPUCores: 0.5, RAMMB: 64, DurationSeconds: 1})
+	r, err := ns[0].sched.Reserve(t.Context(), api.ReservationRequest{CPUCores: 0.5, RAMMB: 64, DurationSeconds: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -384,7 +384,7 @@ func TestReservations(t *testing.T) {
 			if len(n.sched.Reservations()) != 0 {
 				return false, n.cfg.Node + " still lists it"
 			}
-			if _, ok := n.GetState(CollReservations, r.ID); ok {
+			if _, ok := n.GetState(scheduler.CollReservations, r.ID); ok {
 				return false, n.cfg.Node + " still has the record"
 			}
 		}
@@ -395,7 +395,7 @@ func TestReservations(t *testing.T) {
 	}
 
 	// create --reservation, from the other node: runs on the holder with its resources.
-	r, err = ns[1].sched.reserve(t.Context(), api.ReservationRequest{CPUCores: 0.25, RAMGB: 0.125, DurationSeconds: 3600, Node: "n0"})
+	r, err = ns[1].sched.Reserve(t.Context(), api.ReservationRequest{CPUCores: 0.25, RAMGB: 0.125, DurationSeconds: 3600, Node: "n0"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -403,7 +403,7 @@ func TestReservations(t *testing.T) {
 		t.Fatalf("pinned reservation %+v", r)
 	}
 	waitFor(t, 5*time.Second, "reservation replicated", func() (bool, string) {
-		_, ok := ns[1].GetState(CollReservations, r.ID)
+		_, ok := ns[1].GetState(scheduler.CollReservations, r.ID)
 		return ok, ""
 	})
 	var rec api.Instance
@@ -419,7 +419,7 @@ func TestReservations(t *testing.T) {
 		return len(ns[1].sched.Reservations()) == 0, fmt.Sprint(ns[1].sched.Reservations())
 	})
 	// Release.
-	r, err = ns[0].sched.reserve(t.Context(), api.ReservationRequest{RAMMB: 32, DurationSeconds: 3600})
+	r, err = ns[0].sched.Reserve(t.Context(), api.ReservationRequest{RAMMB: 32, DurationSeconds: 3600})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -476,7 +476,7 @@ func TestDeployPreemption(t *testing.T) {
 	deploy(t, ns[1], api.DeploymentSpec{Name: "high", Instances: 1, CPUPercent: half, RAMMB: 16, Priority: &high})
 	waitRunning(t, ns, ns[:1], "high", 1, 20*time.Second)
 	waitFor(t, 10*time.Second, "low runs 3 and explains the fourth", func() (bool, string) {
-		st := ns[1].sched.status(ns[1].sched.snapshot(), mustDeployment(t, ns[1], "low"))
+		st := mustStatus(t, ns[1], "low")
 		return total(placement(ns, "low")) == 3 && st.Running == 3 && st.Message != "", fmt.Sprintf("%v %+v", placement(ns, "low"), st)
 	})
 	// Equal priorities never preempt each other.
@@ -496,9 +496,7 @@ func TestDeployPreemption(t *testing.T) {
 func TestDeployRestartBackoffAndReschedule(t *testing.T) {
 	ns := startSchedCluster(t, 2, nil)
 	for _, n := range ns {
-		n.sched.passMu.Lock()
-		n.sched.backoff = sched.Backoff{Base: 20 * time.Millisecond, Max: 100 * time.Millisecond, AvoidAfter: 3}
-		n.sched.passMu.Unlock()
+		n.sched.SetBackoff(sched.Backoff{Base: 20 * time.Millisecond, Max: 100 * time.Millisecond, AvoidAfter: 3})
 	}
 	deploy(t, ns[0], api.DeploymentSpec{Name: "flaky", Instances: 1, CPUPercent: 5, RAMMB: 16})
 	p := waitRunning(t, ns, ns, "flaky", 1, 20*time.Second)
@@ -528,7 +526,7 @@ func TestDeployRestartBackoffAndReschedule(t *testing.T) {
 		p := placement(ns, "flaky")
 		return total(p) == 1 && len(p[first.cfg.Node]) == 0, fmt.Sprint(p)
 	})
-	c, ok := ns[0].GetState(CollClaims, name)
+	c, ok := ns[0].GetState(scheduler.CollClaims, name)
 	if !ok || !strings.Contains(string(c), first.cfg.Node) {
 		t.Fatalf("claim %s after reschedule; want %s in avoid", c, first.cfg.Node)
 	}
@@ -630,12 +628,12 @@ func TestSpreadByRegion20Nodes(t *testing.T) {
 // the side holding them admits up to the limit; after the heal the total is still within it.
 func TestQuotaPartition(t *testing.T) {
 	ns := startSchedCluster(t, 4, nil)
-	if _, err := ns[0].sched.setQuota("part", api.QuotaSpec{MaxInstances: 4}); err != nil {
+	if _, err := ns[0].sched.SetQuota("part", api.QuotaSpec{MaxInstances: 4}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "quota replicated", func() (bool, string) {
 		for _, n := range ns {
-			if _, ok := n.GetState(CollQuotas, "part"); !ok {
+			if _, ok := n.GetState(scheduler.CollQuotas, "part"); !ok {
 				return false, n.cfg.Node
 			}
 		}
@@ -670,7 +668,7 @@ func TestQuotaPartition(t *testing.T) {
 		return l == 3, fmt.Sprintf("left %d right %d", l, r)
 	})
 	waitFor(t, 20*time.Second, "the side without rights reports quota", func() (bool, string) {
-		st := ns[1].sched.status(ns[1].sched.snapshot(), mustDeployment(t, ns[1], "right"))
+		st := mustStatus(t, ns[1], "right")
 		return strings.Contains(st.Message, "quota"), st.Message
 	})
 	if l, r := count(); l+r > 4 || r != 0 {
@@ -697,16 +695,16 @@ func TestQuotaPartition(t *testing.T) {
 // admitted at priority 0 (preempted first); beyond the burst they wait.
 func TestQuotaBurst(t *testing.T) {
 	ns := startSchedCluster(t, 1, nil)
-	if _, err := ns[0].sched.setQuota("burst", api.QuotaSpec{MaxCPUCores: 0.1, AllowCPUBurst: true, MaxBurstPercent: 200}); err != nil {
+	if _, err := ns[0].sched.SetQuota("burst", api.QuotaSpec{MaxCPUCores: 0.1, AllowCPUBurst: true, MaxBurstPercent: 200}); err != nil {
 		t.Fatal(err)
 	}
 	deploy(t, ns[0], api.DeploymentSpec{Name: "b", Namespace: "burst", Instances: 5, CPUPercent: 5, RAMMB: 8})
 	waitFor(t, 10*time.Second, "4 of 5 run (0.2 cores of burst)", func() (bool, string) {
-		st := ns[0].sched.status(ns[0].sched.snapshot(), mustDeployment(t, ns[0], "b"))
+		st := mustStatus(t, ns[0], "b")
 		return total(placement(ns, "b")) == 4 && strings.Contains(st.Message, "quota"), fmt.Sprintf("%v %s", placement(ns, "b"), st.Message)
 	})
 	burst := 0
-	for _, c := range ns[0].sched.snapshot().claims {
+	for _, c := range ns[0].sched.Claims() {
 		if c.Deployment == "b" && c.Burst {
 			burst++
 			if c.Priority != 0 {

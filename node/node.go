@@ -26,6 +26,7 @@ import (
 	"github.com/rads-lang/constellation/internal/membership"
 	"github.com/rads-lang/constellation/internal/state"
 	"github.com/rads-lang/constellation/p2p"
+	"github.com/rads-lang/constellation/scheduler"
 )
 
 // Version is the constellation release this binary implements.
@@ -54,7 +55,7 @@ type Node struct {
 	// instances runs this node's instances and serves the instance API (instances.go).
 	instances *instances.Service
 	// sched places deployments, holds reservations and enforces quotas (sched_loop.go).
-	sched *scheduler
+	sched *scheduler.Scheduler
 
 	// APIAddr is the bound TCP API address when APIListen is set.
 	APIAddr string
@@ -169,11 +170,11 @@ func New(cfg Config, log *slog.Logger) (n *Node, err error) {
 		ReserveRAMMB: cfg.ReserveRAMMB, ReserveDiskMB: cfg.ReserveDiskMB, CodeRoots: cfg.CodeRoots,
 		DiskQuota: cfg.DiskQuota,
 	}, n.host, n.st, n.members, n.events, n.api, log)
-	n.sched = newScheduler(n)
+	n.sched = scheduler.New(n.ctx, scheduler.Config{Name: cfg.Node, DataDir: cfg.DataDir},
+		n.host, n.st, n.members, n.instances, n.api, log)
 	n.instances.SetReservations(n.sched)
-	n.instances.SetKeepOnConflict(n.sched.isDeploymentInstance)
-	n.sched.registerRoutes(n.api.Handle)
-	n.st.Watch(n.react)
+	n.instances.SetKeepOnConflict(n.sched.IsDeploymentInstance)
+	n.st.Watch(n.notifyChange) // tests' OnStateChange
 	return n, nil
 }
 
@@ -213,7 +214,7 @@ func (n *Node) Start(ctx context.Context) error {
 	if err := n.instances.Start(); err != nil {
 		return err
 	}
-	if err := n.sched.start(); err != nil {
+	if err := n.sched.Start(); err != nil {
 		return err
 	}
 	n.log.Info("node started", "name", n.cfg.Node, "id", n.host.ID().String(), "cluster", n.cfg.Cluster,
@@ -256,7 +257,7 @@ func (n *Node) shutdown(graceful bool) error {
 			n.cancel()
 		}
 		if n.sched != nil && n.running {
-			n.sched.close()
+			n.sched.Close()
 		}
 		if n.instances != nil {
 			n.instances.Close()
@@ -288,14 +289,12 @@ func (n *Node) releaseResources() error {
 	return errors.Join(errs...)
 }
 
-// react hands remote changes to the features that follow them (after commit, no lock held).
-func (n *Node) react(changes []crdt.Change) {
-	fn := n.onChange.Load()
-	for _, c := range changes {
-		if fn != nil {
+// notifyChange calls the OnStateChange hook (tests and benchmarks) for remote changes.
+func (n *Node) notifyChange(changes []crdt.Change) {
+	if fn := n.onChange.Load(); fn != nil {
+		for _, c := range changes {
 			(*fn)(c.Collection, c.Key)
 		}
-		n.sched.onChange(c)
 	}
 }
 

@@ -44,11 +44,10 @@ func BenchmarkDeploy100(b *testing.B) {
 			if c := total(placement(ns, name)); c != 100 {
 				return false, fmt.Sprint(c, " running")
 			}
-			d, err := obs.sched.liveDeployment(name)
+			st, err := obs.sched.DeploymentStatus(name)
 			if err != nil {
 				return false, err.Error()
 			}
-			st := obs.sched.status(obs.sched.snapshot(), d)
 			return st.Running == 100, fmt.Sprint(st.Running, " reported running")
 		})
 		elapsed += time.Since(start)
@@ -82,8 +81,7 @@ func BenchmarkNodeKillReplace(b *testing.B) {
 			c := total(placement(ns, "svc"))
 			return c == 20, fmt.Sprint(c)
 		})
-		d, _ := ns[0].sched.liveDeployment("svc")
-		owner := ns[0].sched.status(ns[0].sched.snapshot(), d).Owner
+		owner := mustStatus(b, ns[0], "svc").Owner
 		var victim *schedNode
 		var rest []*schedNode
 		for _, n := range ns {

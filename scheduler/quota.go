@@ -1,4 +1,4 @@
-package node
+package scheduler
 
 import (
 	"context"
@@ -89,7 +89,7 @@ func dimAmount(dim string, r sched.Resources) uint64 {
 }
 
 // setQuota writes a namespace's quota and mints or burns rights to match its limits.
-func (s *scheduler) setQuota(ns string, spec api.QuotaSpec) (QuotaRecord, error) {
+func (s *Scheduler) setQuota(ns string, spec api.QuotaSpec) (QuotaRecord, error) {
 	st := s.snapshot()
 	rec := QuotaRecord{Namespace: ns, QuotaSpec: spec, UpdatedAt: st.now.UnixMilli(), UpdatedBy: st.self}
 	used := s.buildCluster(st).nsUsage[ns]
@@ -97,7 +97,7 @@ func (s *scheduler) setQuota(ns string, spec api.QuotaSpec) (QuotaRecord, error)
 	var w schedWrites
 	w.put(CollQuotas, ns, rec)
 	s.apply(&w)
-	_ = s.n.st.Update(func(tx *state.Tx) error {
+	_ = s.st.Update(func(tx *state.Tx) error {
 		s.mintQuota(tx, ns, rec, usedBy)
 		return nil
 	})
@@ -105,7 +105,7 @@ func (s *scheduler) setQuota(ns string, spec api.QuotaSpec) (QuotaRecord, error)
 }
 
 // mintQuota mints or burns rights so the counters hold the quota's limits.
-func (s *scheduler) mintQuota(tx *state.Tx, ns string, rec QuotaRecord, usedBy map[string]int64) {
+func (s *Scheduler) mintQuota(tx *state.Tx, ns string, rec QuotaRecord, usedBy map[string]int64) {
 	add := func(err error) {
 		if err != nil {
 			s.log.Warn("quota counters", "namespace", ns, "err", err)
@@ -139,7 +139,7 @@ func (s *scheduler) mintQuota(tx *state.Tx, ns string, rec QuotaRecord, usedBy m
 }
 
 // quotaInfo reports a namespace's quota, usage and rights.
-func (s *scheduler) quotaInfo(st *schedState, ns string) (api.QuotaInfo, bool) {
+func (s *Scheduler) quotaInfo(st *schedState, ns string) (api.QuotaInfo, bool) {
 	q, ok := st.quotas[ns]
 	if !ok {
 		return api.QuotaInfo{}, false
@@ -149,7 +149,7 @@ func (s *scheduler) quotaInfo(st *schedState, ns string) (api.QuotaInfo, bool) {
 	info := api.QuotaInfo{Namespace: ns, QuotaSpec: q.QuotaSpec, UpdatedAt: q.UpdatedAt, UpdatedBy: q.UpdatedBy,
 		UsedCPUCores: float64(used.CPUMilli) / 1000, UsedRAMGB: round(float64(used.RAMMB)/1024, 3), UsedInstances: int(used.Instances),
 		LimitCPUCores: float64(lim[quotaCPU]) / 1000, LimitRAMGB: round(float64(lim[quotaRAM])/1024, 3), LimitInstances: int(lim[quotaInstances])}
-	s.n.st.View(func(v *state.View) {
+	s.st.View(func(v *state.View) {
 		info.GrantableCPUCores = float64(v.Bounded(CollQuotaRights, rightsKey(ns, quotaCPU))) / 1000
 		info.GrantableRAMGB = round(float64(v.Bounded(CollQuotaRights, rightsKey(ns, quotaRAM)))/1024, 3)
 		info.GrantableInstances = v.Bounded(CollQuotaRights, rightsKey(ns, quotaInstances))
@@ -163,7 +163,7 @@ func (s *scheduler) quotaInfo(st *schedState, ns string) (api.QuotaInfo, bool) {
 // consumeQuota takes the rights for one instance of res in namespace ns on this node,
 // asking peers for rights it lacks. It returns what was consumed (to give back on
 // removal), or an error wrapping ErrQuotaExceeded.
-func (s *scheduler) consumeQuota(st *schedState, ns string, res sched.Resources) (map[string]uint64, error) {
+func (s *Scheduler) consumeQuota(st *schedState, ns string, res sched.Resources) (map[string]uint64, error) {
 	q, ok := st.quotas[ns]
 	if !ok {
 		return nil, nil
@@ -181,7 +181,7 @@ func (s *scheduler) consumeQuota(st *schedState, ns string, res sched.Resources)
 	}
 	short := func() map[string]uint64 {
 		out := map[string]uint64{}
-		s.n.st.View(func(v *state.View) {
+		s.st.View(func(v *state.View) {
 			for dim, a := range need {
 				if have := v.LocalRights(CollQuotaRights, rightsKey(ns, dim)); have < a {
 					out[dim] = a - have
@@ -194,7 +194,7 @@ func (s *scheduler) consumeQuota(st *schedState, ns string, res sched.Resources)
 		s.requestRights(st, ns, miss)
 	}
 	done := map[string]uint64{}
-	err := s.n.st.Update(func(tx *state.Tx) error {
+	err := s.st.Update(func(tx *state.Tx) error {
 		for _, dim := range quotaDims {
 			a, ok := need[dim]
 			if !ok {
@@ -241,11 +241,11 @@ func fmtDim(dim string, v int64) string {
 
 // returnQuota gives consumed rights back (or burns them while the namespace holds more
 // rights than its current limit).
-func (s *scheduler) returnQuota(ns string, consumed map[string]uint64) {
+func (s *Scheduler) returnQuota(ns string, consumed map[string]uint64) {
 	if len(consumed) == 0 {
 		return
 	}
-	_ = s.n.st.Update(func(tx *state.Tx) error {
+	_ = s.st.Update(func(tx *state.Tx) error {
 		var lim map[string]int64
 		if v, _, ok := tx.GetLWW(CollQuotas, ns); ok {
 			if q, err := decodeJSONLimited[QuotaRecord](v); err == nil {
@@ -280,7 +280,7 @@ func giveBack(tx *state.Tx, ns string, consumed map[string]uint64, lim map[strin
 }
 
 // requestRights asks reachable peers, in random order, to transfer the missing rights.
-func (s *scheduler) requestRights(st *schedState, ns string, miss map[string]uint64) {
+func (s *Scheduler) requestRights(st *schedState, ns string, miss map[string]uint64) {
 	var peers []string
 	for id, status := range st.status {
 		if id != st.selfID && status == api.StatusAlive {
@@ -290,7 +290,7 @@ func (s *scheduler) requestRights(st *schedState, ns string, miss map[string]uin
 	s.mu.Lock()
 	s.rng.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
 	s.mu.Unlock()
-	self := uint64(s.n.st.ReplicaID())
+	self := uint64(s.st.ReplicaID())
 	for _, p := range peers {
 		if len(miss) == 0 {
 			return
@@ -304,7 +304,7 @@ func (s *scheduler) requestRights(st *schedState, ns string, miss map[string]uin
 			if !ok {
 				continue
 			}
-			ctx, cancel := context.WithTimeout(s.n.ctx, 2*time.Second)
+			ctx, cancel := context.WithTimeout(s.ctx, 2*time.Second)
 			resp, err := s.call(ctx, pid, schedRequest{Op: "rights", Key: rightsKey(ns, dim), Amount: a, Replica: self})
 			cancel()
 			if err != nil {
@@ -312,7 +312,7 @@ func (s *scheduler) requestRights(st *schedState, ns string, miss map[string]uin
 				break // unreachable: next peer
 			}
 			if resp.Granted > 0 && len(resp.Delta) > 0 {
-				if err := s.n.st.Apply(pid, resp.Delta); err != nil {
+				if err := s.st.Apply(pid, resp.Delta); err != nil {
 					s.log.Warn("rights transfer", "peer", st.nameOf[p], "err", err)
 					continue
 				}
@@ -327,12 +327,12 @@ func (s *scheduler) requestRights(st *schedState, ns string, miss map[string]uin
 }
 
 // grantRights transfers up to amount of this node's rights on key to replica to.
-func (s *scheduler) grantRights(key string, amount uint64, to crdt.ReplicaID) (schedResponse, error) {
+func (s *Scheduler) grantRights(key string, amount uint64, to crdt.ReplicaID) (schedResponse, error) {
 	if to == 0 {
 		return schedResponse{}, errors.New("node: rights request without a replica")
 	}
 	var give uint64
-	b, err := s.n.st.UpdateEncoded(func(tx *state.Tx) error {
+	b, err := s.st.UpdateEncoded(func(tx *state.Tx) error {
 		give = min(tx.LocalRights(CollQuotaRights, key), amount)
 		if give == 0 || to == tx.ReplicaID() {
 			give = 0

@@ -1,4 +1,4 @@
-package node
+package scheduler
 
 import (
 	"context"
@@ -20,16 +20,21 @@ import (
 	"sync"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/crdt"
 	"github.com/rads-lang/constellation/instances"
 	"github.com/rads-lang/constellation/internal/httpapi"
+	"github.com/rads-lang/constellation/internal/membership"
 	"github.com/rads-lang/constellation/internal/state"
 	"github.com/rads-lang/constellation/sandbox"
 	"github.com/rads-lang/constellation/sched"
 )
 
-// scheduler is the node's part of leaderless scheduling (docs/scheduling.md). Every node
+// Scheduler is the node's part of leaderless scheduling (docs/scheduling.md). Every node
 // runs the same loop:
 //
 //   - owner pass: for each deployment whose rendezvous owner (sched.Owner over the nodes
@@ -43,9 +48,13 @@ import (
 //     backoff, and give them up (a "failed" rejection) after repeated failures.
 //
 // The loop runs on every replicated change of its collections (kick) and on a ticker.
-type scheduler struct {
-	n       *Node
-	inst    instanceService
+type Scheduler struct {
+	cfg     Config
+	ctx     context.Context // the node's shutdown signal
+	host    Host
+	st      *state.Store
+	members Members
+	inst    Instances
 	log     *slog.Logger
 	now     func() time.Time
 	backoff sched.Backoff
@@ -73,8 +82,27 @@ type scheduler struct {
 	wg     sync.WaitGroup
 }
 
-// instanceService is what the scheduler needs of the instance service (instances.Service).
-type instanceService interface {
+// Config configures the scheduler.
+type Config struct {
+	Name    string // this node's name
+	DataDir string
+}
+
+// Host is what the scheduler needs of the p2p host.
+type Host interface {
+	ID() peer.ID
+	Libp2p() host.Host
+	ProtocolID(name string) protocol.ID
+	Guard(h network.StreamHandler) network.StreamHandler
+}
+
+// Members is what the scheduler needs of membership.
+type Members interface {
+	Nodes() []api.NodeInfo
+}
+
+// Instances is what the scheduler needs of the instance service (instances.Service).
+type Instances interface {
 	Info(name string) (sandbox.Info, bool)
 	Create(ctx context.Context, req *api.CreateRequest) (instances.Record, error)
 	StartAgain(name string) error
@@ -92,17 +120,20 @@ type managedInstance struct {
 	next       time.Time         // restart due (zero: none scheduled)
 }
 
-func newScheduler(n *Node) *scheduler {
+// New builds the scheduler; its routes go on srv and it follows its collections in st.
+// ctx is the node's shutdown signal.
+func New(ctx context.Context, cfg Config, h Host, st *state.Store, members Members, inst Instances, srv *httpapi.Server, log *slog.Logger) *Scheduler {
 	var seed [16]byte
 	_, _ = rand.Read(seed[:])
-	return &scheduler{
-		n: n, inst: n.instances, log: n.log.With("component", "sched"), now: time.Now,
+	s := &Scheduler{
+		cfg: cfg, ctx: ctx, host: h, st: st, members: members, inst: inst,
+		log: log.With("component", "sched"), now: time.Now,
 		backoff:      sched.DefaultBackoff(),
 		claimTimeout: 30 * time.Second,
 		leftGrace:    defaultLeftGrace,
 		interval:     500 * time.Millisecond, // timers (backoff, expiry, claim timeouts); changes kick a pass at once
 		grace:        5 * time.Second,
-		path:         filepath.Join(n.cfg.DataDir, "sched", "managed.json"),
+		path:         filepath.Join(cfg.DataDir, "sched", "managed.json"),
 		managed:      map[string]*managedInstance{},
 		removing:     map[string]bool{},
 		consuming:    map[string]bool{},
@@ -110,9 +141,17 @@ func newScheduler(n *Node) *scheduler {
 		kickCh:       make(chan struct{}, 1),
 		stop:         make(chan struct{}),
 	}
+	st.Watch(func(cs []crdt.Change) {
+		for _, c := range cs {
+			s.onChange(c)
+		}
+	})
+	s.registerRoutes(srv.Handle)
+	return s
 }
 
-func (s *scheduler) start() error {
+// Start loads the managed instance list and runs the loop and the protocol until Close.
+func (s *Scheduler) Start() error {
 	if b, err := os.ReadFile(s.path); err == nil {
 		var m map[string]*managedInstance
 		if err := json.Unmarshal(b, &m); err != nil {
@@ -127,8 +166,8 @@ func (s *scheduler) start() error {
 	return nil
 }
 
-// close stops the loop and waits for background removals. Safe twice.
-func (s *scheduler) close() {
+// Close stops the loop and waits for background removals. Safe twice.
+func (s *Scheduler) Close() {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -142,7 +181,7 @@ func (s *scheduler) close() {
 }
 
 // kick asks for a pass soon (never blocks).
-func (s *scheduler) kick() {
+func (s *Scheduler) kick() {
 	select {
 	case s.kickCh <- struct{}{}:
 	default:
@@ -150,15 +189,15 @@ func (s *scheduler) kick() {
 }
 
 // onChange is called for every replicated change.
-func (s *scheduler) onChange(c crdt.Change) {
+func (s *Scheduler) onChange(c crdt.Change) {
 	switch c.Collection {
 	case CollDeployments, CollClaims, CollRejections, instances.Coll, CollReservations, CollDrains,
-		CollNodes, instances.CollResources, CollQuotas:
+		membership.Coll, instances.CollResources, CollQuotas:
 		s.kick()
 	}
 }
 
-func (s *scheduler) loop() {
+func (s *Scheduler) loop() {
 	defer s.wg.Done()
 	t := time.NewTicker(s.interval)
 	defer t.Stop()
@@ -173,11 +212,11 @@ func (s *scheduler) loop() {
 	}
 }
 
-// isDeploymentInstance reports whether name is claimed by a deployment (its claim, not the
+// IsDeploymentInstance reports whether name is claimed by a deployment (its claim, not the
 // instance manager's name-conflict rule, decides which copy stays).
-func (s *scheduler) isDeploymentInstance(name string) bool {
+func (s *Scheduler) IsDeploymentInstance(name string) bool {
 	var has bool
-	s.n.st.View(func(v *state.View) { has = v.Has(CollClaims, name) })
+	s.st.View(func(v *state.View) { has = v.Has(CollClaims, name) })
 	return has
 }
 
@@ -207,17 +246,16 @@ type schedState struct {
 	alloc     map[string]int // next instance index per deployment, this pass
 }
 
-func (s *scheduler) snapshot() *schedState {
-	n := s.n
+func (s *Scheduler) snapshot() *schedState {
 	st := &schedState{
-		now: s.now(), leftGrace: s.leftGrace, self: n.cfg.Node, selfID: n.host.ID().String(),
+		now: s.now(), leftGrace: s.leftGrace, self: s.cfg.Name, selfID: s.host.ID().String(),
 		status: map[string]string{}, leftAt: map[string]time.Time{}, nameOf: map[string]string{}, idOf: map[string]string{},
 		labels: map[string]map[string]string{}, res: map[string]instances.ResourceRecord{},
 		deps: map[string]DeploymentRecord{}, claims: map[string]ClaimRecord{}, rejs: map[string]RejectionRecord{},
 		insts: map[string]instances.Record{}, resv: map[string]ReservationRecord{}, drains: map[string]bool{},
 		quotas: map[string]QuotaRecord{}, msgs: map[string]DeployStatusRecord{},
 	}
-	for _, x := range n.members.Nodes() {
+	for _, x := range s.members.Nodes() {
 		st.status[x.ID] = x.Status
 		if x.Status == api.StatusLeft {
 			st.leftAt[x.ID] = x.LastSeen // the record's refresh at leave time
@@ -234,7 +272,7 @@ func (s *scheduler) snapshot() *schedState {
 	// Raw values are copied under the lock and decoded after it (the lock is the whole
 	// document's: decoding 10,000 records under it stalled every other feature).
 	raw := map[string][][2][]byte{}
-	n.st.View(func(v *state.View) {
+	s.st.View(func(v *state.View) {
 		for _, coll := range schedColls {
 			keys := v.Keys(coll)
 			kv := make([][2][]byte, 0, len(keys))
@@ -330,7 +368,7 @@ const (
 )
 
 // claimState classifies a claim from the target's replicated answers.
-func (s *scheduler) claimState(st *schedState, c ClaimRecord) (string, *RejectionRecord) {
+func (s *Scheduler) claimState(st *schedState, c ClaimRecord) (string, *RejectionRecord) {
 	if st.gone(c.NodeID) {
 		return claimLost, nil
 	}
@@ -372,7 +410,7 @@ func newClaimID(now time.Time) string {
 
 // ---- the pass ----
 
-func (s *scheduler) pass() {
+func (s *Scheduler) pass() {
 	s.passMu.Lock()
 	defer s.passMu.Unlock()
 	if s.idle() {
@@ -387,7 +425,7 @@ func (s *scheduler) pass() {
 // idle reports that there is nothing to schedule anywhere in the cluster: no deployment,
 // claim, rejection, reservation, drain or local deployment instance. An idle cluster then
 // pays nothing for the loop (a pass decodes every record of the scheduling collections).
-func (s *scheduler) idle() bool {
+func (s *Scheduler) idle() bool {
 	s.mu.Lock()
 	managed := len(s.managed)
 	s.mu.Unlock()
@@ -395,7 +433,7 @@ func (s *scheduler) idle() bool {
 		return false
 	}
 	idle := true
-	s.n.st.View(func(v *state.View) {
+	s.st.View(func(v *state.View) {
 		for _, c := range []string{CollDeployments, CollClaims, CollRejections, CollReservations, CollDrains} {
 			if v.Len(c) > 0 {
 				idle = false
@@ -430,11 +468,11 @@ func (w *schedWrites) del(coll, key string) {
 }
 
 // apply writes everything as one batch: persisted, published, and kicks the loop.
-func (s *scheduler) apply(w *schedWrites) {
+func (s *Scheduler) apply(w *schedWrites) {
 	if len(w.puts) == 0 && len(w.dels) == 0 {
 		return
 	}
-	_ = s.n.st.Update(func(tx *state.Tx) error {
+	_ = s.st.Update(func(tx *state.Tx) error {
 		for _, coll := range sortedKeys(w.puts) {
 			kv := w.puts[coll]
 			for _, k := range sortedKeys(kv) {
@@ -475,7 +513,7 @@ type placeItem struct {
 	replaces string
 }
 
-func (s *scheduler) ownerPass(st *schedState) {
+func (s *Scheduler) ownerPass(st *schedState) {
 	var w schedWrites
 	// Claims by deployment.
 	byDep := map[string][]ClaimRecord{}
@@ -515,7 +553,7 @@ func (s *scheduler) ownerPass(st *schedState) {
 }
 
 // ownDeployment reconciles one owned deployment and returns its status message.
-func (s *scheduler) ownDeployment(st *schedState, cl *clusterView, d DeploymentRecord, cls []ClaimRecord, w *schedWrites) string {
+func (s *Scheduler) ownDeployment(st *schedState, cl *clusterView, d DeploymentRecord, cls []ClaimRecord, w *schedWrites) string {
 	sort.Slice(cls, func(i, j int) bool { return cls[i].Instance < cls[j].Instance })
 	states := map[string]string{}
 	rejs := map[string]*RejectionRecord{}
@@ -626,7 +664,7 @@ func rejectionDelay(c ClaimRecord, rj *RejectionRecord) time.Duration {
 
 // newName returns an unused instance name for a deployment: one past the highest index
 // of its claims and instance records (names allocated in this pass count too).
-func (s *scheduler) newName(st *schedState, dep string) string {
+func (s *Scheduler) newName(st *schedState, dep string) string {
 	if st.alloc == nil {
 		st.alloc = map[string]int{}
 	}
@@ -647,7 +685,7 @@ func (s *scheduler) newName(st *schedState, dep string) string {
 	return instanceName(dep, next)
 }
 
-func (s *scheduler) statusMessage(d DeploymentRecord, states map[string]string, rejs map[string]*RejectionRecord) string {
+func (s *Scheduler) statusMessage(d DeploymentRecord, states map[string]string, rejs map[string]*RejectionRecord) string {
 	for _, name := range sortedKeys(rejs) {
 		if r := rejs[name]; r != nil {
 			return fmt.Sprintf("%s refused by %s: %s", name, r.Node, r.Reason)
@@ -657,7 +695,7 @@ func (s *scheduler) statusMessage(d DeploymentRecord, states map[string]string, 
 }
 
 // place places todo items (grouped by their avoided nodes) and writes claims.
-func (s *scheduler) place(st *schedState, cl *clusterView, d DeploymentRecord, todo []placeItem, w *schedWrites) string {
+func (s *Scheduler) place(st *schedState, cl *clusterView, d DeploymentRecord, todo []placeItem, w *schedWrites) string {
 	cons, _ := sched.ParseConstraints(d.Constraints)
 	aff, _ := sched.ParseTerms(d.Affinity)
 	anti, _ := sched.ParseTerms(d.AntiAffinity)
@@ -755,7 +793,7 @@ func (cv *clusterView) claimed(c ClaimRecord) {}
 // buildCluster builds the placement snapshot: alive nodes able to run instances, with
 // their capacity, reservations and draining flag, and the instances claimed on them
 // (healthy claims) or running there outside deployments.
-func (s *scheduler) buildCluster(st *schedState) *clusterView {
+func (s *Scheduler) buildCluster(st *schedState) *clusterView {
 	cv := &clusterView{nsUsage: map[string]sched.Usage{}}
 	nodes := map[string]*sched.Node{} // by peer ID
 	var order []string
@@ -821,7 +859,7 @@ func (s *scheduler) buildCluster(st *schedState) *clusterView {
 
 // ---- agent (target side) ----
 
-func (s *scheduler) agentPass(st *schedState) {
+func (s *Scheduler) agentPass(st *schedState) {
 	var w schedWrites
 	var mine []ClaimRecord
 	for _, c := range st.claims {
@@ -891,7 +929,7 @@ func (s *scheduler) agentPass(st *schedState) {
 	}
 }
 
-func (s *scheduler) saveManaged() {
+func (s *Scheduler) saveManaged() {
 	s.mu.Lock()
 	b, _ := json.Marshal(s.managed)
 	s.mu.Unlock()
@@ -909,7 +947,7 @@ func (s *scheduler) saveManaged() {
 }
 
 // admit runs a claim on this node or returns the rejection to write.
-func (s *scheduler) admit(st *schedState, c ClaimRecord, d DeploymentRecord) *RejectionRecord {
+func (s *Scheduler) admit(st *schedState, c ClaimRecord, d DeploymentRecord) *RejectionRecord {
 	reject := func(code, reason string) *RejectionRecord {
 		s.log.Info("claim rejected", "instance", c.Instance, "code", code, "reason", reason)
 		return &RejectionRecord{Instance: c.Instance, Node: st.self, NodeID: st.selfID, ClaimID: c.ClaimID,
@@ -943,7 +981,7 @@ func (s *scheduler) admit(st *schedState, c ClaimRecord, d DeploymentRecord) *Re
 		Args: d.Args, Env: d.Env, Code: d.Code, CPUPercent: d.CPUPercent, CPUCores: d.CPUCores,
 		RAMMB: d.RAMMB, DiskMB: d.DiskMB, PIDs: d.PIDs, Restart: sandbox.RestartNever,
 	}
-	ctx, cancel := context.WithTimeout(s.n.ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
 	defer cancel()
 	s.mu.Lock()
 	s.managed[c.Instance] = &managedInstance{Deployment: c.Deployment, Namespace: d.Namespace, ClaimID: c.ClaimID, Consumed: consumed}
@@ -962,7 +1000,7 @@ func (s *scheduler) admit(st *schedState, c ClaimRecord, d DeploymentRecord) *Re
 
 // supervise restarts a failed local deployment instance with backoff and gives it up
 // (a "failed" rejection: the owner places it elsewhere) after repeated failures here.
-func (s *scheduler) supervise(st *schedState, c ClaimRecord, mi *managedInstance, w *schedWrites) bool {
+func (s *Scheduler) supervise(st *schedState, c ClaimRecord, mi *managedInstance, w *schedWrites) bool {
 	in, ok := s.inst.Info(c.Instance)
 	if !ok {
 		return false
@@ -1016,7 +1054,7 @@ func (s *scheduler) supervise(st *schedState, c ClaimRecord, mi *managedInstance
 }
 
 // removeAsync removes a local deployment instance in the background.
-func (s *scheduler) removeAsync(name, why string) {
+func (s *Scheduler) removeAsync(name, why string) {
 	s.mu.Lock()
 	if s.closed || s.removing[name] {
 		s.mu.Unlock()
@@ -1032,7 +1070,7 @@ func (s *scheduler) removeAsync(name, why string) {
 }
 
 // remove stops and destroys a local deployment instance and returns its quota rights.
-func (s *scheduler) remove(name, why string) {
+func (s *Scheduler) remove(name, why string) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.grace+30*time.Second)
 	if err := s.inst.Remove(ctx, name, s.grace); err != nil {
 		s.log.Warn("remove deployment instance", "instance", name, "err", err)
@@ -1061,4 +1099,12 @@ func fmtNum(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
 func round(f float64, digits int) float64 {
 	p := math.Pow(10, float64(digits))
 	return math.Round(f*p) / p
+}
+
+// get reads an LWW register of the replicated document.
+func (s *Scheduler) get(coll, key string) ([]byte, bool) {
+	var b []byte
+	var ok bool
+	s.st.View(func(v *state.View) { b, _, ok = v.GetLWW(coll, key) })
+	return b, ok
 }

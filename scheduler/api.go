@@ -1,4 +1,4 @@
-package node
+package scheduler
 
 import (
 	"context"
@@ -9,11 +9,12 @@ import (
 
 	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/internal/httpapi"
+	"github.com/rads-lang/constellation/internal/membership"
 	"github.com/rads-lang/constellation/sched"
 )
 
 // registerRoutes adds the scheduling API to the local API.
-func (s *scheduler) registerRoutes(route func(string, http.HandlerFunc)) {
+func (s *Scheduler) registerRoutes(route func(string, http.HandlerFunc)) {
 	route("POST /v1/deployments", s.handleDeploy)
 	route("GET /v1/deployments", s.handleDeployments)
 	route("GET /v1/deployments/{name}", s.handleDeployment)
@@ -34,13 +35,13 @@ func init() {
 }
 
 // Deploy creates or updates a deployment (POST /v1/deployments).
-func (s *scheduler) Deploy(spec api.DeploymentSpec) (DeploymentRecord, bool, error) {
+func (s *Scheduler) Deploy(spec api.DeploymentSpec) (DeploymentRecord, bool, error) {
 	if err := normalizeSpec(&spec); err != nil {
 		return DeploymentRecord{}, false, err
 	}
 	now := s.now()
 	rec := DeploymentRecord{DeploymentSpec: spec, Generation: now.UnixNano(), CreatedAt: now.UnixMilli(),
-		UpdatedAt: now.UnixMilli(), UpdatedBy: s.n.cfg.Node}
+		UpdatedAt: now.UnixMilli(), UpdatedBy: s.cfg.Name}
 	created := true
 	if old, ok := s.deployment(spec.Name); ok && !old.Deleted {
 		rec.CreatedAt, created = old.CreatedAt, false
@@ -51,8 +52,8 @@ func (s *scheduler) Deploy(spec api.DeploymentSpec) (DeploymentRecord, bool, err
 	return rec, created, nil
 }
 
-func (s *scheduler) deployment(name string) (DeploymentRecord, bool) {
-	v, ok := s.n.GetState(CollDeployments, name)
+func (s *Scheduler) deployment(name string) (DeploymentRecord, bool) {
+	v, ok := s.get(CollDeployments, name)
 	if !ok {
 		return DeploymentRecord{}, false
 	}
@@ -60,7 +61,7 @@ func (s *scheduler) deployment(name string) (DeploymentRecord, bool) {
 	return d, err == nil
 }
 
-func (s *scheduler) handleDeploy(w http.ResponseWriter, r *http.Request) {
+func (s *Scheduler) handleDeploy(w http.ResponseWriter, r *http.Request) {
 	var spec api.DeploymentSpec
 	if !httpapi.DecodeOptional(w, r, &spec, false) {
 		return
@@ -79,7 +80,7 @@ func (s *scheduler) handleDeploy(w http.ResponseWriter, r *http.Request) {
 }
 
 // status summarises a deployment from a snapshot.
-func (s *scheduler) status(st *schedState, d DeploymentRecord) api.DeploymentStatus {
+func (s *Scheduler) status(st *schedState, d DeploymentRecord) api.DeploymentStatus {
 	out := api.DeploymentStatus{Name: d.Name, Namespace: d.Namespace, Instances: d.Instances, Strategy: d.Strategy,
 		Priority: specPriority(&d.DeploymentSpec), CPUPercent: d.CPUPercent, CPUCores: d.CPUCores, RAMMB: d.RAMMB, DiskMB: d.DiskMB,
 		Constraints: orEmpty(d.Constraints), Affinity: orEmpty(d.Affinity), AntiAffinity: orEmpty(d.AntiAffinity),
@@ -125,7 +126,7 @@ func orEmpty(s []string) []string {
 }
 
 // Deployments lists every deployment with its status.
-func (s *scheduler) Deployments() []api.DeploymentStatus {
+func (s *Scheduler) Deployments() []api.DeploymentStatus {
 	st := s.snapshot()
 	out := []api.DeploymentStatus{}
 	for _, name := range sortedKeys(st.deps) {
@@ -136,11 +137,11 @@ func (s *scheduler) Deployments() []api.DeploymentStatus {
 	return out
 }
 
-func (s *scheduler) handleDeployments(w http.ResponseWriter, r *http.Request) {
+func (s *Scheduler) handleDeployments(w http.ResponseWriter, r *http.Request) {
 	httpapi.WriteJSON(w, http.StatusOK, s.Deployments())
 }
 
-func (s *scheduler) liveDeployment(name string) (DeploymentRecord, error) {
+func (s *Scheduler) liveDeployment(name string) (DeploymentRecord, error) {
 	d, ok := s.deployment(name)
 	if !ok || d.Deleted {
 		return d, fmt.Errorf("%w: %q; 'constellation deployments' lists them", ErrDeploymentNotFound, name)
@@ -148,7 +149,7 @@ func (s *scheduler) liveDeployment(name string) (DeploymentRecord, error) {
 	return d, nil
 }
 
-func (s *scheduler) handleDeployment(w http.ResponseWriter, r *http.Request) {
+func (s *Scheduler) handleDeployment(w http.ResponseWriter, r *http.Request) {
 	d, err := s.liveDeployment(r.PathValue("name"))
 	if err != nil {
 		httpapi.WriteErr(w, err)
@@ -158,7 +159,7 @@ func (s *scheduler) handleDeployment(w http.ResponseWriter, r *http.Request) {
 }
 
 // Scale sets a deployment's instance count.
-func (s *scheduler) Scale(name string, instances int) (DeploymentRecord, error) {
+func (s *Scheduler) Scale(name string, instances int) (DeploymentRecord, error) {
 	d, err := s.liveDeployment(name)
 	if err != nil {
 		return d, err
@@ -167,14 +168,14 @@ func (s *scheduler) Scale(name string, instances int) (DeploymentRecord, error) 
 		return d, httpapi.BadRequest(`invalid field "instances": %d; 0 to %d`, instances, maxDeployInstances)
 	}
 	now := s.now()
-	d.Instances, d.Generation, d.UpdatedAt, d.UpdatedBy = instances, now.UnixNano(), now.UnixMilli(), s.n.cfg.Node
+	d.Instances, d.Generation, d.UpdatedAt, d.UpdatedBy = instances, now.UnixNano(), now.UnixMilli(), s.cfg.Name
 	var w schedWrites
 	w.put(CollDeployments, name, d)
 	s.apply(&w)
 	return d, nil
 }
 
-func (s *scheduler) handleScale(w http.ResponseWriter, r *http.Request) {
+func (s *Scheduler) handleScale(w http.ResponseWriter, r *http.Request) {
 	var req api.ScaleRequest
 	if !httpapi.DecodeOptional(w, r, &req, false) {
 		return
@@ -193,13 +194,13 @@ func (s *scheduler) handleScale(w http.ResponseWriter, r *http.Request) {
 
 // Undeploy removes a deployment: its owner withdraws every claim and the nodes stop the
 // instances.
-func (s *scheduler) Undeploy(name string) error {
+func (s *Scheduler) Undeploy(name string) error {
 	d, err := s.liveDeployment(name)
 	if err != nil {
 		return err
 	}
 	now := s.now()
-	d.Deleted, d.Instances, d.Generation, d.UpdatedAt, d.UpdatedBy = true, 0, now.UnixNano(), now.UnixMilli(), s.n.cfg.Node
+	d.Deleted, d.Instances, d.Generation, d.UpdatedAt, d.UpdatedBy = true, 0, now.UnixNano(), now.UnixMilli(), s.cfg.Name
 	d.ScriptContent = ""
 	var w schedWrites
 	w.put(CollDeployments, name, d)
@@ -207,7 +208,7 @@ func (s *scheduler) Undeploy(name string) error {
 	return nil
 }
 
-func (s *scheduler) handleUndeploy(w http.ResponseWriter, r *http.Request) {
+func (s *Scheduler) handleUndeploy(w http.ResponseWriter, r *http.Request) {
 	if !httpapi.DecodeOptional(w, r, &struct{}{}, true) {
 		return
 	}
@@ -221,7 +222,7 @@ func (s *scheduler) handleUndeploy(w http.ResponseWriter, r *http.Request) {
 
 // Drain marks a node draining (or not): its deployment instances move elsewhere,
 // make-before-break.
-func (s *scheduler) Drain(req api.DrainRequest) (api.DrainResult, error) {
+func (s *Scheduler) Drain(req api.DrainRequest) (api.DrainResult, error) {
 	if req.Node == "" {
 		return api.DrainResult{}, httpapi.BadRequest(`field "node" is required: a node name or peer ID from 'constellation nodes'`)
 	}
@@ -233,7 +234,7 @@ func (s *scheduler) Drain(req api.DrainRequest) (api.DrainResult, error) {
 		id = x
 	}
 	if id == "" {
-		return api.DrainResult{}, fmt.Errorf("%w: %q is neither a node name nor a peer ID in 'constellation nodes'", ErrNodeNotFound, req.Node)
+		return api.DrainResult{}, fmt.Errorf("%w: %q is neither a node name nor a peer ID in 'constellation nodes'", membership.ErrNodeNotFound, req.Node)
 	}
 	res := api.DrainResult{Node: st.nameOf[id], Draining: !req.Cancel}
 	for _, c := range st.claims {
@@ -255,7 +256,7 @@ func (s *scheduler) Drain(req api.DrainRequest) (api.DrainResult, error) {
 	return res, nil
 }
 
-func (s *scheduler) handleDrain(w http.ResponseWriter, r *http.Request) {
+func (s *Scheduler) handleDrain(w http.ResponseWriter, r *http.Request) {
 	var req api.DrainRequest
 	if !httpapi.DecodeOptional(w, r, &req, false) {
 		return
@@ -268,7 +269,7 @@ func (s *scheduler) handleDrain(w http.ResponseWriter, r *http.Request) {
 	httpapi.WriteJSON(w, http.StatusOK, res)
 }
 
-func (s *scheduler) handleReserve(w http.ResponseWriter, r *http.Request) {
+func (s *Scheduler) handleReserve(w http.ResponseWriter, r *http.Request) {
 	var req api.ReservationRequest
 	if !httpapi.DecodeOptional(w, r, &req, false) {
 		return
@@ -284,7 +285,7 @@ func (s *scheduler) handleReserve(w http.ResponseWriter, r *http.Request) {
 }
 
 // Reservations lists the live reservations.
-func (s *scheduler) Reservations() []ReservationRecord {
+func (s *Scheduler) Reservations() []ReservationRecord {
 	st := s.snapshot()
 	out := []ReservationRecord{}
 	for _, id := range sortedKeys(st.resv) {
@@ -295,12 +296,12 @@ func (s *scheduler) Reservations() []ReservationRecord {
 	return out
 }
 
-func (s *scheduler) handleReservations(w http.ResponseWriter, r *http.Request) {
+func (s *Scheduler) handleReservations(w http.ResponseWriter, r *http.Request) {
 	httpapi.WriteJSON(w, http.StatusOK, s.Reservations())
 }
 
 // Release frees a reservation (any node may release any reservation).
-func (s *scheduler) Release(id string) error {
+func (s *Scheduler) Release(id string) error {
 	r, ok := s.reservation(id)
 	if !ok || !r.live(s.now()) {
 		return fmt.Errorf("%w: %q", ErrReservationNotFound, id)
@@ -311,7 +312,7 @@ func (s *scheduler) Release(id string) error {
 	return nil
 }
 
-func (s *scheduler) handleRelease(w http.ResponseWriter, r *http.Request) {
+func (s *Scheduler) handleRelease(w http.ResponseWriter, r *http.Request) {
 	if !httpapi.DecodeOptional(w, r, &struct{}{}, true) {
 		return
 	}
@@ -323,7 +324,7 @@ func (s *scheduler) handleRelease(w http.ResponseWriter, r *http.Request) {
 	httpapi.WriteJSON(w, http.StatusOK, map[string]string{"id": id, "status": "released"})
 }
 
-func (s *scheduler) handleQuotaSet(w http.ResponseWriter, r *http.Request) {
+func (s *Scheduler) handleQuotaSet(w http.ResponseWriter, r *http.Request) {
 	ns := r.PathValue("ns")
 	if !namespaceRE.MatchString(ns) {
 		httpapi.WriteErr(w, httpapi.BadRequest("invalid namespace %q: 1-63 lowercase letters, digits or '-'", ns))
@@ -345,7 +346,7 @@ func (s *scheduler) handleQuotaSet(w http.ResponseWriter, r *http.Request) {
 	httpapi.WriteJSON(w, http.StatusOK, info)
 }
 
-func (s *scheduler) handleQuotaGet(w http.ResponseWriter, r *http.Request) {
+func (s *Scheduler) handleQuotaGet(w http.ResponseWriter, r *http.Request) {
 	ns := r.PathValue("ns")
 	info, ok := s.quotaInfo(s.snapshot(), ns)
 	if !ok {
@@ -355,7 +356,7 @@ func (s *scheduler) handleQuotaGet(w http.ResponseWriter, r *http.Request) {
 	httpapi.WriteJSON(w, http.StatusOK, info)
 }
 
-func (s *scheduler) handleQuotas(w http.ResponseWriter, r *http.Request) {
+func (s *Scheduler) handleQuotas(w http.ResponseWriter, r *http.Request) {
 	st := s.snapshot()
 	out := []api.QuotaInfo{}
 	for _, ns := range sortedKeys(st.quotas) {
@@ -364,4 +365,56 @@ func (s *scheduler) handleQuotas(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	httpapi.WriteJSON(w, http.StatusOK, out)
+}
+
+// DeploymentStatus is the status of a live deployment as this node sees it.
+func (s *Scheduler) DeploymentStatus(name string) (api.DeploymentStatus, error) {
+	d, err := s.liveDeployment(name)
+	if err != nil {
+		return api.DeploymentStatus{}, err
+	}
+	return s.status(s.snapshot(), d), nil
+}
+
+// SetQuota sets a namespace's quota (PUT /v1/quotas/{ns}).
+func (s *Scheduler) SetQuota(ns string, spec api.QuotaSpec) (api.QuotaInfo, error) {
+	if _, err := s.setQuota(ns, spec); err != nil {
+		return api.QuotaInfo{}, err
+	}
+	info, _ := s.quotaInfo(s.snapshot(), ns)
+	return info, nil
+}
+
+// Quota reports a namespace's quota, usage and rights (ok false: no quota).
+func (s *Scheduler) Quota(ns string) (api.QuotaInfo, bool) { return s.quotaInfo(s.snapshot(), ns) }
+
+// Reserve places and holds a reservation (POST /v1/reservations).
+func (s *Scheduler) Reserve(ctx context.Context, req api.ReservationRequest) (api.Reservation, error) {
+	r, err := s.reserve(ctx, req)
+	return api.Reservation(r), err
+}
+
+// Claims lists the claims this node knows (instance name -> node name, burst flag).
+func (s *Scheduler) Claims() []ClaimRecord {
+	st := s.snapshot()
+	out := make([]ClaimRecord, 0, len(st.claims))
+	for _, c := range st.claims {
+		out = append(out, c)
+	}
+	return out
+}
+
+// SetLeftGrace sets how long a node that left gracefully keeps its deployment instances
+// before they are placed again (default 30 s).
+func (s *Scheduler) SetLeftGrace(d time.Duration) {
+	s.passMu.Lock()
+	s.leftGrace = d
+	s.passMu.Unlock()
+}
+
+// SetBackoff sets the restart backoff of failed deployment instances.
+func (s *Scheduler) SetBackoff(b sched.Backoff) {
+	s.passMu.Lock()
+	s.backoff = b
+	s.passMu.Unlock()
 }

@@ -1,4 +1,4 @@
-package node
+package scheduler
 
 import (
 	"bytes"
@@ -48,15 +48,15 @@ type schedResponse struct {
 	Code        string             `json:"code,omitempty"`
 }
 
-func (s *scheduler) protocol() protocol.ID { return s.n.host.ProtocolID(schedProtocolName) }
+func (s *Scheduler) protocol() protocol.ID { return s.host.ProtocolID(schedProtocolName) }
 
-func (s *scheduler) startProtocol() {
-	s.n.host.Libp2p().SetStreamHandler(s.protocol(), s.n.host.Guard(s.handleStream))
+func (s *Scheduler) startProtocol() {
+	s.host.Libp2p().SetStreamHandler(s.protocol(), s.host.Guard(s.handleStream))
 }
 
-func (s *scheduler) stopProtocol() {
-	if s.n.host != nil {
-		s.n.host.Libp2p().RemoveStreamHandler(s.protocol())
+func (s *Scheduler) stopProtocol() {
+	if s.host != nil {
+		s.host.Libp2p().RemoveStreamHandler(s.protocol())
 	}
 }
 
@@ -82,7 +82,7 @@ func decodeSchedRequest(b []byte) (schedRequest, error) {
 	return req, nil
 }
 
-func (s *scheduler) handleStream(st network.Stream) {
+func (s *Scheduler) handleStream(st network.Stream) {
 	defer st.Close()
 	_ = st.SetDeadline(time.Now().Add(schedIOTimeout))
 	b, err := frame.Read(st, maxSchedRequest)
@@ -118,9 +118,9 @@ func (s *scheduler) handleStream(st network.Stream) {
 }
 
 // call sends one request to peer p and returns its answer.
-func (s *scheduler) call(ctx context.Context, p peer.ID, req schedRequest) (schedResponse, error) {
+func (s *Scheduler) call(ctx context.Context, p peer.ID, req schedRequest) (schedResponse, error) {
 	var resp schedResponse
-	st, err := s.n.host.Libp2p().NewStream(ctx, p, s.protocol())
+	st, err := s.host.Libp2p().NewStream(ctx, p, s.protocol())
 	if err != nil {
 		return resp, err
 	}

@@ -1,4 +1,4 @@
-package node
+package scheduler
 
 import (
 	"encoding/json"

@@ -1,4 +1,4 @@
-package node
+package scheduler
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/instances"
 	"github.com/rads-lang/constellation/internal/httpapi"
+	"github.com/rads-lang/constellation/internal/membership"
 	"github.com/rads-lang/constellation/internal/state"
 	"github.com/rads-lang/constellation/sched"
 )
@@ -109,7 +110,7 @@ func newReservationID() string {
 }
 
 // reserve places a reservation and has the chosen node hold it.
-func (s *scheduler) reserve(ctx context.Context, req api.ReservationRequest) (ReservationRecord, error) {
+func (s *Scheduler) reserve(ctx context.Context, req api.ReservationRequest) (ReservationRecord, error) {
 	rec, err := normalizeReservation(&req)
 	if err != nil {
 		return rec, err
@@ -156,7 +157,7 @@ func (s *scheduler) reserve(ctx context.Context, req api.ReservationRequest) (Re
 			resp, cerr := s.call(ctx, pid, schedRequest{Op: "reserve", Reservation: &rec})
 			switch {
 			case cerr != nil:
-				err = fmt.Errorf("%w: node %s: %w", ErrNodeUnavailable, target, cerr)
+				err = fmt.Errorf("%w: node %s: %w", membership.ErrNodeUnavailable, target, cerr)
 			case resp.Error != "":
 				err = remoteError(resp.Code, resp.Error)
 			case resp.Reservation == nil:
@@ -176,8 +177,8 @@ func (s *scheduler) reserve(ctx context.Context, req api.ReservationRequest) (Re
 
 // holdReservation admits a reservation on this node against its free resources and
 // writes it.
-func (s *scheduler) holdReservation(rec ReservationRecord) (ReservationRecord, error) {
-	rec.Node, rec.NodeID = s.n.cfg.Node, s.n.host.ID().String()
+func (s *Scheduler) holdReservation(rec ReservationRecord) (ReservationRecord, error) {
+	rec.Node, rec.NodeID = s.cfg.Name, s.host.ID().String()
 	rec.UsedBy, rec.Status, rec.RemainingS = "", "", 0
 	if rec.ID == "" || len(rec.ID) > 64 || rec.DurationS <= 0 || rec.DurationS > maxReservationSeconds {
 		return rec, httpapi.BadRequest("invalid reservation")
@@ -197,7 +198,7 @@ func (s *scheduler) holdReservation(rec ReservationRecord) (ReservationRecord, e
 			short = append(short, fmt.Sprintf("disk_mb: asked %d, free %d", need.DiskMB, max(0, free.DiskMB)))
 		}
 		if len(short) > 0 {
-			return fmt.Errorf("%w on node %s for reservation: %v", instances.ErrInsufficientResources, s.n.cfg.Node, short)
+			return fmt.Errorf("%w on node %s for reservation: %v", instances.ErrInsufficientResources, s.cfg.Name, short)
 		}
 		var w schedWrites
 		w.put(CollReservations, rec.ID, rec)
@@ -209,13 +210,12 @@ func (s *scheduler) holdReservation(rec ReservationRecord) (ReservationRecord, e
 
 // Reserved is what this node's live reservations hold (except those being consumed by a
 // create right now). The instance service's admission subtracts it (instances.Reservations).
-func (s *scheduler) Reserved() (cpuPercent float64, ramMB, diskMB int64) {
-	n := s.n
+func (s *Scheduler) Reserved() (cpuPercent float64, ramMB, diskMB int64) {
 	now := s.now()
-	self := n.host.ID().String()
+	self := s.host.ID().String()
 	var cpuMilli, ram, disk int64
 	var raw [][]byte
-	n.st.View(func(v *state.View) {
+	s.st.View(func(v *state.View) {
 		for _, k := range v.Keys(CollReservations) {
 			if b, _, ok := v.GetLWW(CollReservations, k); ok {
 				raw = append(raw, b)
@@ -242,8 +242,8 @@ func (s *scheduler) Reserved() (cpuPercent float64, ramMB, diskMB int64) {
 }
 
 // reservation returns a reservation record.
-func (s *scheduler) reservation(id string) (ReservationRecord, bool) {
-	v, ok := s.n.GetState(CollReservations, id)
+func (s *Scheduler) reservation(id string) (ReservationRecord, bool) {
+	v, ok := s.get(CollReservations, id)
 	if !ok {
 		return ReservationRecord{}, false
 	}
@@ -253,7 +253,7 @@ func (s *scheduler) reservation(id string) (ReservationRecord, bool) {
 
 // prepareReservedCreate checks a create's reservation and points the create at its
 // holder, filling resources the request leaves out from the reservation.
-func (s *scheduler) PrepareReservedCreate(req *api.CreateRequest) error {
+func (s *Scheduler) PrepareReservedCreate(req *api.CreateRequest) error {
 	r, ok := s.reservation(req.Reservation)
 	if !ok {
 		return fmt.Errorf("%w: %q ('constellation reserve' returns IDs; expired and released ones are gone)", ErrReservationNotFound, req.Reservation)
@@ -278,10 +278,10 @@ func (s *scheduler) PrepareReservedCreate(req *api.CreateRequest) error {
 }
 
 // createReserved runs a create on the reservation's holder (this node), consuming it.
-func (s *scheduler) CreateReserved(ctx context.Context, req *api.CreateRequest) (instances.Record, error) {
+func (s *Scheduler) CreateReserved(ctx context.Context, req *api.CreateRequest) (instances.Record, error) {
 	r, ok := s.reservation(req.Reservation)
-	if !ok || !r.live(s.now()) || r.NodeID != s.n.host.ID().String() {
-		return instances.Record{}, fmt.Errorf("%w: %q is not held by node %s", ErrReservationNotFound, req.Reservation, s.n.cfg.Node)
+	if !ok || !r.live(s.now()) || r.NodeID != s.host.ID().String() {
+		return instances.Record{}, fmt.Errorf("%w: %q is not held by node %s", ErrReservationNotFound, req.Reservation, s.cfg.Name)
 	}
 	s.mu.Lock()
 	if s.consuming[r.ID] {
@@ -307,7 +307,7 @@ func (s *scheduler) CreateReserved(ctx context.Context, req *api.CreateRequest) 
 }
 
 // expireReservations removes this node's expired and used reservations.
-func (s *scheduler) expireReservations(st *schedState) {
+func (s *Scheduler) expireReservations(st *schedState) {
 	var w schedWrites
 	for id, r := range st.resv {
 		if r.NodeID != st.selfID {

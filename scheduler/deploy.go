@@ -1,4 +1,4 @@
-package node
+package scheduler
 
 import (
 	"encoding/json"
@@ -13,7 +13,7 @@ import (
 	"github.com/rads-lang/constellation/sched"
 )
 
-// Collections of the leaderless scheduler (see docs/scheduling.md). Intents are
+// Collections of the leaderless Scheduler (see docs/scheduling.md). Intents are
 // multi-writer LWW records; facts are written only by the node they are about.
 const (
 	// CollDeployments holds one DeploymentRecord per deployment name: a multi-writer intent
