@@ -75,8 +75,9 @@ type Host struct {
 	closed  bool
 	started bool
 
-	events eventQueue
-	stats  counters
+	events    eventQueue
+	stats     counters
+	rejectLog *rejectLog
 
 	// testDropAcks, when > 0, makes the message handler drop that many acks (tests).
 	testDropAcks atomic.Int32
@@ -121,9 +122,10 @@ type attempt struct {
 }
 
 type rejection struct {
-	until   time.Time
-	strikes int
-	reason  string
+	until      time.Time
+	strikes    int
+	reason     string
+	incomplete int // exchanges in a row that ended without a verdict
 }
 
 // clusterHash is the public, key-independent identifier of a cluster name.
@@ -167,6 +169,7 @@ func New(cfg Config) (*Host, error) {
 		syncAgain:   map[peer.ID]bool{},
 		pktHandlers: map[string]func(peer.ID, []byte){},
 		pktOut:      map[pktKey]*pktStream{},
+		rejectLog:   newRejectLog(cfg.RejectLogWindow, cfg.RejectLogBurst),
 	}
 	hh.protoAdmit = protoAdmit
 	hh.protoSync = protocol.ID("/constellation/" + hh.hash + "/sync/1.0.0")
@@ -199,6 +202,12 @@ func New(cfg Config) (*Host, error) {
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionGater((*gater)(hh)),
 		libp2p.BandwidthReporter(hh.bw),
+		// Services that would answer peers before admission are off: no circuit relay
+		// (neither the client's STOP handler nor the HOP service; constellation never
+		// dials relayed addresses) and no ping. Identify stays: it runs on every
+		// connection and reveals the listen addresses and protocol list (see doc.go).
+		libp2p.DisableRelay(),
+		libp2p.Ping(false),
 		libp2p.DisableMetrics(),
 		libp2p.UserAgent("constellation"),
 		libp2p.WithFxOption(fx.NopLogger), // its start-up errors reach the caller as our error
@@ -259,6 +268,7 @@ func (h *Host) Start(ctx context.Context, r Replica) error {
 		return err
 	}
 	h.h.SetStreamHandler(h.protoAdmit, h.handleAdmit)
+	h.h.SetStreamHandler(protoAdmitV1, h.handleAdmitV1)
 	h.h.SetStreamHandler(h.protoSync, h.Guard(h.handleSync))
 	h.h.SetStreamHandler(h.protoMsg, h.Guard(h.handleMessage))
 	h.h.Network().Notify(&network.NotifyBundle{
@@ -275,6 +285,7 @@ func (h *Host) Start(ctx context.Context, r Replica) error {
 		}
 	}
 	h.goRun(h.pub.run)
+	h.goRun(h.rejectLogLoop)
 	h.goRun(h.antiEntropyLoop)
 	for _, j := range h.cfg.Join {
 		h.goRun(func() { h.joinLoop(j) })
