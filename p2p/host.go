@@ -296,6 +296,11 @@ func (h *Host) Start(ctx context.Context, r Replica) error {
 			h.log.Warn("mDNS discovery unavailable", "err", err)
 		}
 	}
+	if h.cfg.ClusterKey != "" {
+		if weak, reason := KeyStrength(h.cfg.ClusterKey); weak {
+			h.log.Warn("weak cluster key: "+reason, "cluster", h.cfg.Cluster)
+		}
+	}
 	h.log.Info("p2p host started", "id", h.ID(), "cluster", h.cfg.Cluster, "keyed", h.cfg.ClusterKey != "", "addrs", h.Addrs())
 	return nil
 }
