@@ -198,6 +198,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: join backoff %v..%v", ErrConfig, c.JoinBackoffMin, c.JoinBackoffMax)
 	case c.MaxPacketBytes <= 0 || c.MaxMessageBytes <= 0:
 		return fmt.Errorf("%w: packet and message limits must be > 0", ErrConfig)
+	case c.MaxMessageBytes > MaxServiceFrame:
+		return fmt.Errorf("%w: MaxMessageBytes %d > %d (the memory one stream may reserve)", ErrConfig, c.MaxMessageBytes, MaxServiceFrame)
 	case c.ConnLow <= 0 || c.ConnHigh < c.ConnLow:
 		return fmt.Errorf("%w: connection watermarks %d/%d", ErrConfig, c.ConnLow, c.ConnHigh)
 	case len(c.Listen) == 0:

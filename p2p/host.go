@@ -65,6 +65,7 @@ type Host struct {
 	protoAdmit protocol.ID
 	protoSync  protocol.ID
 	protoMsg   protocol.ID
+	msgSvc     *Service // set in Start
 	topicName  string
 
 	// lifecycle: ctx is cancelled by Close; wg counts every goroutine we start.
@@ -103,6 +104,8 @@ type Host struct {
 	// packet handlers and cached outbound packet streams.
 	pktHandlers map[string]func(peer.ID, []byte)
 	pktOut      map[pktKey]*pktStream
+	// services are the open Services by protocol (Close closes them).
+	services map[protocol.ID]*Service
 	// mdnsLast rate-limits dials to peers reported by mDNS.
 	mdnsLast map[peer.ID]time.Time
 
@@ -169,11 +172,12 @@ func New(cfg Config) (*Host, error) {
 		syncAgain:   map[peer.ID]bool{},
 		pktHandlers: map[string]func(peer.ID, []byte){},
 		pktOut:      map[pktKey]*pktStream{},
+		services:    map[protocol.ID]*Service{},
 		rejectLog:   newRejectLog(cfg.RejectLogWindow, cfg.RejectLogBurst),
 	}
 	hh.protoAdmit = protoAdmit
 	hh.protoSync = protocol.ID("/constellation/" + hh.hash + "/sync/1.0.0")
-	hh.protoMsg = protocol.ID("/constellation/" + hh.hash + "/msg/1.0.0")
+	hh.protoMsg = hh.ProtocolID(msgService)
 	hh.topicName = "/constellation/" + hh.hash + "/state"
 	hh.ctx, hh.cancel = context.WithCancel(context.Background())
 	hh.events.init()
@@ -270,7 +274,11 @@ func (h *Host) Start(ctx context.Context, r Replica) error {
 	h.h.SetStreamHandler(h.protoAdmit, h.handleAdmit)
 	h.h.SetStreamHandler(protoAdmitV1, h.handleAdmitV1)
 	h.h.SetStreamHandler(h.protoSync, h.Guard(h.handleSync))
-	h.h.SetStreamHandler(h.protoMsg, h.Guard(h.handleMessage))
+	var err error
+	h.msgSvc, err = h.NewService(msgService, ServiceConfig{MaxFrame: h.cfg.MaxMessageBytes, ReadTimeout: msgAttemptTimeout, WriteTimeout: msgAttemptTimeout}, h.handleMessage)
+	if err != nil {
+		return err
+	}
 	h.h.Network().Notify(&network.NotifyBundle{
 		ConnectedF:    func(_ network.Network, c network.Conn) { h.onConnected(c) },
 		DisconnectedF: func(_ network.Network, c network.Conn) { h.onDisconnected(c) },
@@ -330,6 +338,15 @@ func (h *Host) Close() error {
 	h.closed = true
 	h.closeMu.Unlock()
 
+	h.mu.Lock()
+	svcs := make([]*Service, 0, len(h.services))
+	for _, s := range h.services {
+		svcs = append(svcs, s)
+	}
+	h.mu.Unlock()
+	for _, s := range svcs {
+		s.Close() // waits for in-flight handlers, which see their contexts end
+	}
 	h.cancel()
 	if h.mdns != nil {
 		h.mdns.Close()
