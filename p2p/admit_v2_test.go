@@ -207,9 +207,17 @@ func TestStalledAdmissionBlocklistedWithBackoff(t *testing.T) {
 		})
 		return time.Until(until)
 	}
+	strikes := func() int {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if r := a.rejected[raw.ID()]; r != nil {
+			return r.strikes
+		}
+		return 0
+	}
 	w1 := stall()
-	if w1 <= 0 || w1 > cfg.RejectBackoff {
-		t.Fatalf("first window %v; want (0, %v]", w1, cfg.RejectBackoff)
+	if n := strikes(); n != 1 || w1 > cfg.RejectBackoff {
+		t.Fatalf("first stall: %d strikes, window %v; want 1 strike, at most %v", n, w1, cfg.RejectBackoff)
 	}
 	// Inside the window the node refuses the peer's connections.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -224,8 +232,8 @@ func TestStalledAdmissionBlocklistedWithBackoff(t *testing.T) {
 	}
 	eventually(t, 3*time.Second, "first window over", func() bool { return !a.blocked(raw.ID()) })
 	w2 := stall()
-	if w2 <= cfg.RejectBackoff || w2 > 2*cfg.RejectBackoff {
-		t.Errorf("second window %v; want (%v, %v] (doubled)", w2, cfg.RejectBackoff, 2*cfg.RejectBackoff)
+	if n := strikes(); n != 2 || w2 > 2*cfg.RejectBackoff {
+		t.Errorf("second stall: %d strikes, window %v; want 2 strikes, a window of at most %v (doubled)", n, w2, 2*cfg.RejectBackoff)
 	}
 	if !strings.Contains(logs.String(), "admission stalled") {
 		t.Errorf("no 'admission stalled' log line in:\n%s", logs.String())

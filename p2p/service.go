@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 
@@ -124,6 +125,13 @@ func (h *Host) NewService(name string, cfg ServiceConfig, handler Handler) (*Ser
 	}
 	h.services[svc.pid] = svc
 	h.mu.Unlock()
+	if handler != nil && slices.Contains(h.h.Mux().Protocols(), svc.pid) {
+		h.mu.Lock()
+		delete(h.services, svc.pid)
+		h.mu.Unlock()
+		svc.cancel()
+		return nil, fmt.Errorf("%w: protocol %s already has a handler", ErrConfig, svc.pid)
+	}
 	if handler != nil {
 		h.mh.SetStreamHandler(svc.pid, svc.serve)
 	}
