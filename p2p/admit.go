@@ -1,28 +1,30 @@
 package p2p
 
-// Admission: a mutual challenge-response run on every new connection before any
+// Admission (protocol /constellation/admit/2.0.0): run on every new connection before any
 // cluster protocol answers. libp2p's secure channel (TLS or Noise) authenticates both
-// peer IDs; the exchange proves knowledge of the cluster key and binds both IDs and
-// both nonces, so a proof cannot be replayed or relayed to another pair of peers.
+// peer IDs; the exchange proves knowledge of the cluster key, binding both IDs and a fresh
+// nonce from each side, so a proof can be neither replayed nor relayed to another pair.
+// The initiator (the side that dialled) proves first; the responder sends nothing that
+// depends on the key until that proof has verified.
 //
-//   I -> R  hello  = "CAD1" || clusterHash(32) || nonceI(32)
-//   R -> I  reply  = status(1) || nonceR(32) || mac("R")(32)
-//   I -> R  proof  = status(1) || mac("I")(32)
-//   R -> I  final  = status(1)
+//   I -> R  hello     = "CAD2" || clusterHash(32) || nonceI(32)
+//   R -> I  challenge = status(1) || nonceR(32)                 nothing key-dependent
+//   I -> R  proof     = status(1) || mac("I")(32)
+//   R -> I  final     = status(1) || mac("R")(32)               mac only when the proof verified
 //
-//   key    = HKDF-SHA256(secret=clusterKey, salt="constellation-admit-v1", info=cluster)
-//   mac(r) = HMAC-SHA256(key, "constellation-admit-v1" || r || lp(cluster) ||
-//                        lp(initiatorID) || lp(responderID) || nonceI || nonceR)
+//   K      = HKDF-SHA256(argon2id(clusterKey, salt=label||cluster), salt=label, info=cluster)
+//   mac(r) = HMAC-SHA256(K, label || r || lp(cluster) || lp(initiatorID) || lp(responderID)
+//                           || nonceI || nonceR)        label = "constellation-admit-v2"
 //
-// The responder admits the initiator when proof verifies; the initiator admits the
-// responder when final says OK (it verified the responder's MAC before sending its
-// own). Keyless clusters run the same exchange with an empty secret. The hello carries
-// the public hash of the cluster name so a name mismatch is reported as such.
+// The responder admits the initiator when the proof verifies, then answers with its own
+// MAC; the initiator admits the responder when that MAC verifies. Keyless clusters run the
+// same exchange with an unstretched empty secret. The hello carries the public hash of the
+// cluster name so a name mismatch is reported as such. doc.go discusses what each side
+// learns.
 
 import (
 	"bytes"
 	"context"
-	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -30,6 +32,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"os"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/control"
@@ -41,19 +45,22 @@ import (
 )
 
 // protoAdmit is shared by all clusters so that a peer of another cluster gets a clear
-// verdict instead of "protocol not supported".
-const protoAdmit = protocol.ID("/constellation/admit/1.0.0")
-
-const admitLabel = "constellation-admit-v1"
-
+// verdict instead of "protocol not supported". protoAdmitV1 is the previous version,
+// whose responder answered a MAC before the initiator proved anything: it is refused
+// with a log line telling the operator to upgrade that node.
 const (
-	helloLen = 4 + 32 + 32
-	replyLen = 1 + 32 + 32
-	proofLen = 1 + 32
-	finalLen = 1
+	protoAdmit   = protocol.ID("/constellation/admit/2.0.0")
+	protoAdmitV1 = protocol.ID("/constellation/admit/1.0.0")
 )
 
-var helloMagic = [4]byte{'C', 'A', 'D', '1'}
+const (
+	helloLen     = 4 + 32 + 32
+	challengeLen = 1 + 32
+	proofLen     = 1 + 32
+	finalLen     = 1 + 32
+)
+
+var helloMagic = [4]byte{'C', 'A', 'D', '2'}
 
 // Admission verdicts carried in status bytes.
 const (
@@ -74,14 +81,6 @@ func admitReason(status byte) string {
 	default:
 		return fmt.Sprintf("unknown admission status %d", status)
 	}
-}
-
-func admitKey(clusterKey, cluster string) []byte {
-	k, err := hkdf.Key(sha256.New, []byte(clusterKey), []byte(admitLabel), "cluster:"+cluster, 32)
-	if err != nil {
-		panic(err) // only for impossible lengths
-	}
-	return k
 }
 
 func admitMAC(key []byte, role byte, cluster string, initiator, responder peer.ID, nonceI, nonceR []byte) []byte {
@@ -115,35 +114,44 @@ func (h hello) encode() []byte {
 
 func decodeHello(b []byte) (hello, error) {
 	var h hello
-	if len(b) != helloLen || !bytes.Equal(b[:4], helloMagic[:]) {
-		return h, fmt.Errorf("%w: admission hello", ErrMalformed)
+	if len(b) != helloLen {
+		return h, fmt.Errorf("%w: admission hello of %d bytes, want %d", ErrMalformed, len(b), helloLen)
+	}
+	if !bytes.Equal(b[:4], helloMagic[:]) {
+		return h, fmt.Errorf("%w: admission hello starts with %q, want %q", ErrMalformed, b[:4], helloMagic[:])
 	}
 	copy(h.cluster[:], b[4:36])
 	copy(h.nonce[:], b[36:68])
 	return h, nil
 }
 
-type reply struct {
+// record is a status byte and 32 bytes: a challenge (nonce), a proof or a final (MAC).
+type record struct {
 	status byte
-	nonce  [32]byte
-	mac    [32]byte
+	body   [32]byte
 }
 
-func (r reply) encode() []byte {
-	b := make([]byte, 0, replyLen)
+func (r record) encode() []byte {
+	b := make([]byte, 0, 33)
 	b = append(b, r.status)
-	b = append(b, r.nonce[:]...)
-	return append(b, r.mac[:]...)
+	return append(b, r.body[:]...)
 }
 
-func decodeReply(b []byte) (reply, error) {
-	var r reply
-	if len(b) != replyLen {
-		return r, fmt.Errorf("%w: admission reply", ErrMalformed)
+// decodeRecord decodes a challenge, proof or final. A non-OK record must carry a zero
+// body (nothing travels with a refusal); a status beyond the known verdicts is refused.
+func decodeRecord(what string, b []byte) (record, error) {
+	var r record
+	if len(b) != 33 {
+		return r, fmt.Errorf("%w: admission %s of %d bytes, want 33", ErrMalformed, what, len(b))
 	}
 	r.status = b[0]
-	copy(r.nonce[:], b[1:33])
-	copy(r.mac[:], b[33:65])
+	copy(r.body[:], b[1:])
+	if r.status > admitBlocked {
+		return record{}, fmt.Errorf("%w: admission %s status %d", ErrMalformed, what, r.status)
+	}
+	if r.status != admitOK && r.body != ([32]byte{}) {
+		return record{}, fmt.Errorf("%w: admission %s refusal carries data", ErrMalformed, what)
+	}
 	return r, nil
 }
 
@@ -151,7 +159,44 @@ func clusterHashFull(cluster string) [32]byte {
 	return sha256.Sum256([]byte("constellation-cluster-v1\x00" + cluster))
 }
 
-// initiateAdmission runs (or joins) the exchange in the initiator role with p.
+// exchangeFailure classifies an exchange that ended without a verdict.
+type exchangeFailure int
+
+const (
+	failTransport  exchangeFailure = iota // reset, EOF, connection lost: retry later
+	failStalled                           // the peer did not answer within AdmitTimeout
+	failMalformed                         // the peer sent bytes that are not admission v2
+	failOldVersion                        // the peer speaks only admission 1.0.0
+)
+
+// outcome is the result of one exchange: a verdict, or an error with its class.
+type outcome struct {
+	verdict byte
+	err     error
+	fail    exchangeFailure
+}
+
+func verdict(v byte) outcome { return outcome{verdict: v} }
+
+func failure(err error) outcome {
+	o := outcome{err: err, fail: failTransport}
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded), isTimeout(err):
+		o.fail = failStalled
+	case errors.Is(err, ErrMalformed):
+		o.fail = failMalformed
+	}
+	return o
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// initiateAdmission runs (or joins) the exchange in the initiator role with p. Only call
+// it for a peer this node chose to contact (it dialled p, or wants a stream to p): the
+// initiator proves first, so it must never be a reaction to an unsolicited connection.
 func (h *Host) initiateAdmission(ctx context.Context, p peer.ID) error {
 	h.mu.Lock()
 	if _, ok := h.admitted[p]; ok {
@@ -167,13 +212,16 @@ func (h *Host) initiateAdmission(ctx context.Context, p peer.ID) error {
 			return ctx.Err()
 		}
 	}
+	if r := h.rejected[p]; r != nil && h.now().Before(r.until) {
+		h.mu.Unlock()
+		return h.blockedErr(p)
+	}
 	a := &attempt{done: make(chan struct{})}
 	h.initiating[p] = a
 	h.exchanges[p]++
 	h.mu.Unlock()
 
-	verdict, err := h.runInitiator(ctx, p)
-	a.err = h.finishExchange(p, true, verdict, err)
+	a.err = h.finishExchange(p, true, h.runInitiator(ctx, p))
 	h.mu.Lock()
 	delete(h.initiating, p)
 	h.mu.Unlock()
@@ -181,60 +229,73 @@ func (h *Host) initiateAdmission(ctx context.Context, p peer.ID) error {
 	return a.err
 }
 
-// runInitiator returns the verdict status (admitOK or a rejection) or a transport error.
-func (h *Host) runInitiator(ctx context.Context, p peer.ID) (byte, error) {
+func (h *Host) runInitiator(ctx context.Context, p peer.ID) outcome {
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.AdmitTimeout)
 	defer cancel()
 	s, err := h.h.NewStream(ctx, p, h.protoAdmit)
 	if err != nil {
 		if errors.Is(err, ctx.Err()) || h.isClosed() {
-			return 0, err
+			return failure(err)
 		}
 		if isProtocolNotSupported(err) {
-			return admitBadProof, fmt.Errorf("peer does not speak %s (not a constellation node?)", h.protoAdmit)
+			if ok, _ := h.h.Peerstore().SupportsProtocols(p, protoAdmitV1); len(ok) > 0 {
+				return outcome{err: fmt.Errorf("the peer runs an older constellation (admission %s only; this node speaks %s): upgrade it", protoAdmitV1, protoAdmit), fail: failOldVersion}
+			}
+			return outcome{verdict: admitBadProof, err: fmt.Errorf("peer does not speak %s (not a constellation node?)", h.protoAdmit)}
 		}
-		return 0, err
+		return failure(err)
 	}
 	defer s.Close()
 	dl, _ := ctx.Deadline()
 	s.SetDeadline(dl)
+	o := h.initiatorExchange(s, p)
+	if o.err != nil || o.verdict != admitOK {
+		s.Reset()
+	}
+	return o
+}
 
+func (h *Host) initiatorExchange(s io.ReadWriter, p peer.ID) outcome {
 	var hl hello
 	hl.cluster = clusterHashFull(h.cfg.Cluster)
 	rand.Read(hl.nonce[:])
 	if _, err := s.Write(hl.encode()); err != nil {
-		s.Reset()
-		return 0, err
+		return failure(err)
 	}
-	buf := make([]byte, replyLen)
-	if _, err := io.ReadFull(s, buf); err != nil {
-		s.Reset()
-		return 0, err
+	ch, err := readRecord(s, "challenge")
+	if err != nil {
+		return failure(err)
 	}
-	rp, _ := decodeReply(buf)
-	if rp.status != admitOK {
-		s.Reset()
-		return rp.status, nil
+	if ch.status != admitOK {
+		return verdict(ch.status)
 	}
-	local, remote := h.ID(), p
-	want := admitMAC(h.key, 'R', h.cfg.Cluster, local, remote, hl.nonce[:], rp.nonce[:])
-	if !hmac.Equal(want, rp.mac[:]) {
-		// Tell the responder why (graceful close so the status is delivered).
-		s.Write(append([]byte{admitBadProof}, make([]byte, 32)...))
-		s.CloseWrite()
-		return admitBadProof, nil
+	local := h.ID()
+	pr := record{status: admitOK}
+	copy(pr.body[:], admitMAC(h.key, 'I', h.cfg.Cluster, local, p, hl.nonce[:], ch.body[:]))
+	if _, err := s.Write(pr.encode()); err != nil {
+		return failure(err)
 	}
-	proof := append([]byte{admitOK}, admitMAC(h.key, 'I', h.cfg.Cluster, local, remote, hl.nonce[:], rp.nonce[:])...)
-	if _, err := s.Write(proof); err != nil {
-		s.Reset()
-		return 0, err
+	fin, err := readRecord(s, "final")
+	if err != nil {
+		return failure(err)
 	}
-	fin := make([]byte, finalLen)
-	if _, err := io.ReadFull(s, fin); err != nil {
-		s.Reset()
-		return 0, err
+	if fin.status != admitOK {
+		return verdict(fin.status)
 	}
-	return fin[0], nil
+	want := admitMAC(h.key, 'R', h.cfg.Cluster, local, p, hl.nonce[:], ch.body[:])
+	if !hmac.Equal(want, fin.body[:]) {
+		// It accepted our proof without knowing the key: a fake node.
+		return outcome{verdict: admitBadProof, err: errors.New("the peer accepted our proof but could not prove the cluster key itself (not a member)")}
+	}
+	return verdict(admitOK)
+}
+
+func readRecord(r io.Reader, what string) (record, error) {
+	var b [33]byte
+	if _, err := io.ReadFull(r, b[:]); err != nil {
+		return record{}, err
+	}
+	return decodeRecord(what, b[:])
 }
 
 // handleAdmit runs the responder role.
@@ -243,56 +304,10 @@ func (h *Host) handleAdmit(s network.Stream) {
 	h.mu.Lock()
 	h.exchanges[p]++
 	h.mu.Unlock()
-	verdict, err := h.runResponder(s, p)
-	if err != nil {
-		s.Reset()
-	} else {
-		s.Close()
-	}
-	h.finishExchange(p, false, verdict, err)
-}
-
-func (h *Host) runResponder(s network.Stream, p peer.ID) (byte, error) {
 	s.SetDeadline(h.now().Add(h.cfg.AdmitTimeout))
 	wasAdmitted := h.IsAdmitted(p)
-	buf := make([]byte, helloLen)
-	if _, err := io.ReadFull(s, buf); err != nil {
-		return 0, err
-	}
-	hl, err := decodeHello(buf)
-	if err != nil {
-		return 0, err
-	}
-	if h.blocked(p) {
-		s.Write(reply{status: admitBlocked}.encode())
-		return admitBlocked, nil
-	}
-	if hl.cluster != clusterHashFull(h.cfg.Cluster) {
-		s.Write(reply{status: admitOtherCluster}.encode())
-		return admitOtherCluster, nil
-	}
-	rp := reply{status: admitOK}
-	rand.Read(rp.nonce[:])
-	local := h.ID()
-	copy(rp.mac[:], admitMAC(h.key, 'R', h.cfg.Cluster, p, local, hl.nonce[:], rp.nonce[:]))
-	if _, err := s.Write(rp.encode()); err != nil {
-		return 0, err
-	}
-	pb := make([]byte, proofLen)
-	if _, err := io.ReadFull(s, pb); err != nil {
-		return 0, err
-	}
-	if pb[0] != admitOK {
-		return pb[0], nil
-	}
-	want := admitMAC(h.key, 'I', h.cfg.Cluster, p, local, hl.nonce[:], rp.nonce[:])
-	if !hmac.Equal(want, pb[1:]) {
-		s.Write([]byte{admitBadProof})
-		return admitBadProof, nil
-	}
-	// Admit before telling the initiator, so its first cluster stream finds us ready.
-	h.markAdmitted(p, false)
-	if wasAdmitted {
+	o := h.responderExchange(s, p)
+	if o.verdict == admitOK && o.err == nil && wasAdmitted {
 		// A member we already had a connection with dialled us and proved itself on a
 		// new connection: peers only dial when they have no connection, so it restarted
 		// (or lost the old connection) and our older connections to it are stale. libp2p
@@ -300,11 +315,71 @@ func (h *Host) runResponder(s network.Stream, p peer.ID) (byte, error) {
 		// into a dead connection until its idle timeout.
 		h.dropStaleConns(p, s.Conn())
 	}
-	if _, err := s.Write([]byte{admitOK}); err != nil {
-		return 0, err
+	if o.err != nil {
+		s.Reset()
+	} else {
+		s.Close() // graceful: the verdict written last still reaches the peer
 	}
-	s.CloseWrite()
-	return admitOK, nil
+	h.finishExchange(p, false, o)
+}
+
+// handleAdmitV1 answers a node of an older version: no bytes, a reset, and a log line
+// that says what to do.
+func (h *Host) handleAdmitV1(s network.Stream) {
+	p := s.Conn().RemotePeer()
+	s.Reset()
+	h.mu.Lock()
+	h.exchanges[p]++
+	h.mu.Unlock()
+	h.finishExchange(p, false, outcome{err: fmt.Errorf("the peer runs an older constellation (it opened admission %s; this node speaks %s): upgrade it", protoAdmitV1, protoAdmit), fail: failOldVersion})
+}
+
+// responderExchange never writes a key-dependent byte before the initiator's proof has
+// verified.
+func (h *Host) responderExchange(s io.ReadWriter, p peer.ID) outcome {
+	buf := make([]byte, helloLen)
+	if _, err := io.ReadFull(s, buf); err != nil {
+		return failure(err)
+	}
+	hl, err := decodeHello(buf)
+	if err != nil {
+		return failure(err)
+	}
+	refuse := func(status byte) outcome {
+		s.Write(record{status: status}.encode())
+		return verdict(status)
+	}
+	if h.blocked(p) {
+		return refuse(admitBlocked)
+	}
+	if hl.cluster != clusterHashFull(h.cfg.Cluster) {
+		return refuse(admitOtherCluster)
+	}
+	ch := record{status: admitOK}
+	rand.Read(ch.body[:])
+	if _, err := s.Write(ch.encode()); err != nil {
+		return failure(err)
+	}
+	pr, err := readRecord(s, "proof")
+	if err != nil {
+		return failure(err)
+	}
+	if pr.status != admitOK {
+		return verdict(pr.status)
+	}
+	local := h.ID()
+	want := admitMAC(h.key, 'I', h.cfg.Cluster, p, local, hl.nonce[:], ch.body[:])
+	if !hmac.Equal(want, pr.body[:]) {
+		return refuse(admitBadProof)
+	}
+	// Admit before answering, so the initiator's first cluster stream finds us ready.
+	h.markAdmitted(p, false)
+	fin := record{status: admitOK}
+	copy(fin.body[:], admitMAC(h.key, 'R', h.cfg.Cluster, p, local, hl.nonce[:], ch.body[:]))
+	if _, err := s.Write(fin.encode()); err != nil {
+		return failure(err)
+	}
+	return verdict(admitOK)
 }
 
 func (h *Host) dropStaleConns(p peer.ID, keep network.Conn) {
@@ -317,21 +392,36 @@ func (h *Host) dropStaleConns(p peer.ID, keep network.Conn) {
 	h.goRun(func() { h.dropPacketStreams(p) })
 }
 
-// finishExchange records the outcome of one exchange and wakes waiters.
-func (h *Host) finishExchange(p peer.ID, initiator bool, verdict byte, err error) error {
+// finishExchange records the outcome of one exchange and wakes waiters. A verdict other
+// than OK, a stall, a malformed message or an old protocol version blocklists the peer;
+// transport failures (reset, EOF) do too once they repeat (maxIncomplete in a row).
+func (h *Host) finishExchange(p peer.ID, initiator bool, o outcome) error {
+	var err error
 	switch {
-	case err != nil && verdict == 0:
-		h.log.Debug("admission exchange did not complete", "peer", p, "err", err)
-	case verdict == admitOK:
+	case o.err == nil && o.verdict == admitOK:
 		h.markAdmitted(p, initiator)
-	case verdict == admitBlocked:
+	case o.err != nil && o.verdict == 0 && o.fail == failTransport:
+		h.log.Debug("admission exchange did not complete", "peer", p, "err", o.err)
+		err = o.err
+		if h.noteIncomplete(p) {
+			h.block(p, fmt.Sprintf("%d admission exchanges in a row did not complete (last: %v)", maxIncomplete, o.err), true)
+			err = fmt.Errorf("%w: peer %s: %v", ErrAdmission, p, o.err)
+		}
+	case o.err != nil && o.verdict == 0:
+		reason := o.err.Error()
+		if o.fail == failStalled {
+			reason = fmt.Sprintf("admission stalled: no answer within %v", h.cfg.AdmitTimeout)
+		}
+		h.block(p, reason, true)
+		err = fmt.Errorf("%w: peer %s: %s", ErrAdmission, p, reason)
+	case o.verdict == admitBlocked:
 		// The other side still blocks us; stay quiet and back off too.
-		h.block(p, admitReason(verdict), false)
-		err = fmt.Errorf("%w: %s", ErrAdmission, admitReason(verdict))
+		h.block(p, admitReason(o.verdict), false)
+		err = fmt.Errorf("%w: %s", ErrAdmission, admitReason(o.verdict))
 	default:
-		reason := admitReason(verdict)
-		if err != nil {
-			reason = err.Error()
+		reason := admitReason(o.verdict)
+		if o.err != nil {
+			reason = o.err.Error()
 		}
 		h.block(p, reason, true)
 		err = fmt.Errorf("%w: peer %s: %s", ErrAdmission, p, reason)
@@ -350,7 +440,7 @@ func (h *Host) finishExchange(p peer.ID, initiator bool, verdict byte, err error
 	if err == nil && !ok {
 		err = fmt.Errorf("%w: peer %s: exchange did not complete", ErrNotAdmitted, p)
 	}
-	if err != nil && !ok && verdict == 0 && h.Connected(p) && !h.anyExchange(p) {
+	if err != nil && !ok && o.verdict == 0 && o.fail == failTransport && h.Connected(p) && !h.anyExchange(p) {
 		// Transport failure with no verdict: drop the connection; the next dial retries.
 		h.h.Network().ClosePeer(p)
 	}
@@ -388,76 +478,6 @@ func (h *Host) markAdmitted(p peer.ID, initiator bool) {
 		// Bootstrap: one push-pull exchange right away (a new node gets full state).
 		h.requestSync(p)
 	}
-}
-
-// maxStrikes caps the doubling of the rejection window (at most 4x RejectBackoff), so
-// a node whose key was fixed gets in within minutes.
-const maxStrikes = 3
-
-// block puts p on the blocklist, logs the verdict and closes its connections.
-func (h *Host) block(p peer.ID, reason string, loud bool) {
-	h.mu.Lock()
-	r := h.rejected[p]
-	if r == nil {
-		r = &rejection{}
-		h.rejected[p] = r
-		h.pruneRejectedLocked()
-	}
-	if r.strikes < maxStrikes {
-		r.strikes++
-	}
-	d := h.cfg.RejectBackoff << (r.strikes - 1)
-	r.until = h.now().Add(d)
-	r.reason = reason
-	_, was := h.admitted[p]
-	delete(h.admitted, p)
-	h.mu.Unlock()
-	if was {
-		h.h.ConnManager().Unprotect(p, memberTag)
-		if cb := h.cfg.OnPeerGone; cb != nil {
-			h.events.push(func() { cb(p) })
-		}
-	}
-	if loud {
-		h.log.Warn(fmt.Sprintf("peer %s failed cluster admission: %s", p, reason), "peer", p, "cluster", h.cfg.Cluster, "retry_after", d)
-		if cb := h.cfg.OnAdmissionRejected; cb != nil {
-			h.events.push(func() { cb(p, reason) })
-		}
-	}
-	// Close after a short grace period so the verdict we may have just written reaches
-	// the peer (which then closes on its side); meanwhile the gater and Guard refuse it.
-	h.goRun(func() {
-		t := time.NewTimer(min(time.Second, h.cfg.AdmitTimeout))
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-h.ctx.Done():
-			return
-		}
-		h.h.Network().ClosePeer(p)
-	})
-}
-
-// pruneRejectedLocked bounds the blocklist; entries long past their window go first.
-func (h *Host) pruneRejectedLocked() {
-	const max = 4096
-	if len(h.rejected) <= max {
-		return
-	}
-	now := h.now()
-	for p, r := range h.rejected {
-		if now.Sub(r.until) > time.Hour || len(h.rejected) > 2*max {
-			delete(h.rejected, p)
-		}
-	}
-}
-
-// blocked reports whether p is inside its rejection window.
-func (h *Host) blocked(p peer.ID) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	r := h.rejected[p]
-	return r != nil && h.now().Before(r.until)
 }
 
 // waitAdmitted waits until p is admitted, no exchange with p is running, or ctx ends.
@@ -524,27 +544,6 @@ func (h *Host) ensureAdmitted(ctx context.Context, p peer.ID) error {
 	return err
 }
 
-// blockedErr returns an ErrAdmission error with the verdict if p is blocklisted.
-func (h *Host) blockedErr(p peer.ID) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	r := h.rejected[p]
-	if r == nil || !h.now().Before(r.until) {
-		return nil
-	}
-	return fmt.Errorf("%w: peer %s: %s (refused until %s)", ErrAdmission, p, r.reason, r.until.Format(time.TimeOnly))
-}
-
-// blockedUntil returns the end of p's rejection window (zero if none).
-func (h *Host) blockedUntil(p peer.ID) time.Time {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if r := h.rejected[p]; r != nil && h.now().Before(r.until) {
-		return r.until
-	}
-	return time.Time{}
-}
-
 // Guard wraps a stream handler so it runs only for admitted peers; streams from other
 // peers are reset (a peer whose admission is in flight is waited for, briefly).
 func (h *Host) Guard(handler network.StreamHandler) network.StreamHandler {
@@ -564,32 +563,34 @@ func (h *Host) Guard(handler network.StreamHandler) network.StreamHandler {
 	}
 }
 
-// onConnected starts admission for a new connection: the dialling side initiates at
-// once; the accepting side initiates itself if nothing happened after a quarter of
-// AdmitTimeout. A connection still not admitted after AdmitTimeout is closed.
+// onConnected starts admission for a new connection. The dialling side initiates at once;
+// the accepting side never does (the initiator proves first, and this node did not choose
+// the peer): it waits for the peer's hello. A connection still not admitted after
+// AdmitTimeout is closed and its peer blocklisted (it stalled, or never started).
 func (h *Host) onConnected(c network.Conn) {
 	p := c.RemotePeer()
 	outbound := c.Stat().Direction == network.DirOutbound
 	h.goRun(func() {
-		if !outbound {
-			select {
-			case <-time.After(h.cfg.AdmitTimeout / 4):
-			case <-h.ctx.Done():
-				return
-			}
-		}
-		if !h.IsAdmitted(p) && h.Connected(p) {
+		if outbound && !h.IsAdmitted(p) && h.Connected(p) {
 			h.initiateAdmission(h.ctx, p)
 		}
+		t := time.NewTimer(h.cfg.AdmitTimeout)
+		defer t.Stop()
 		select {
-		case <-time.After(h.cfg.AdmitTimeout):
+		case <-t.C:
 		case <-h.ctx.Done():
 			return
 		}
-		if !h.IsAdmitted(p) && !c.IsClosed() {
-			h.log.Debug("closing connection: peer not admitted in time", "peer", p)
-			c.Close()
+		if h.IsAdmitted(p) || c.IsClosed() {
+			return
 		}
+		h.log.Debug("closing connection: peer not admitted in time", "peer", p, "outbound", outbound)
+		if !h.blocked(p) {
+			// Still connected, not admitted, no verdict: it never started admission or
+			// stalled in the middle of it.
+			h.block(p, fmt.Sprintf("admission stalled: not completed within %v of connecting", h.cfg.AdmitTimeout), true)
+		}
+		c.Close()
 	})
 }
 

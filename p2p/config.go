@@ -87,11 +87,17 @@ type Config struct {
 	// SyncTimeout bounds one anti-entropy exchange (default 60s).
 	SyncTimeout time.Duration
 	// AdmitTimeout bounds the admission exchange; a connection whose peer is not
-	// admitted within it is closed (default 10s).
+	// admitted within it is closed, and a peer that stalled (opened admission, or
+	// connected, and did not finish) is blocklisted (default 10s).
 	AdmitTimeout time.Duration
 	// RejectBackoff is how long a peer that failed admission is refused (no dials, its
-	// connections gated); doubled on each repeated failure up to 4x (default 30s).
+	// connections gated); doubled on each repeated failure up to 16x (default 30s).
 	RejectBackoff time.Duration
+	// RejectLogWindow and RejectLogBurst rate-limit the "peer X failed cluster admission"
+	// log lines: at most one per peer per window and RejectLogBurst per window in all; a
+	// summary line counts the rest once per window (defaults 1m and 10).
+	RejectLogWindow time.Duration
+	RejectLogBurst  int
 	// JoinBackoffMin/Max bound the retry backoff for join peers (default 500ms, 30s).
 	JoinBackoffMin time.Duration
 	JoinBackoffMax time.Duration
@@ -157,6 +163,8 @@ func (c Config) withDefaults() Config {
 	def(&c.SyncTimeout, 60*time.Second)
 	def(&c.AdmitTimeout, 10*time.Second)
 	def(&c.RejectBackoff, 30*time.Second)
+	def(&c.RejectLogWindow, time.Minute)
+	defi(&c.RejectLogBurst, 10)
 	def(&c.JoinBackoffMin, 500*time.Millisecond)
 	def(&c.JoinBackoffMax, 30*time.Second)
 	def(&c.DiscoveryInterval, 30*time.Second)
@@ -182,12 +190,16 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: AntiEntropyInterval %v < 0", ErrConfig, c.AntiEntropyInterval)
 	case c.MaxSyncBytes < c.MaxGossipBytes:
 		return fmt.Errorf("%w: MaxSyncBytes %d < MaxGossipBytes %d", ErrConfig, c.MaxSyncBytes, c.MaxGossipBytes)
+	case c.RejectLogWindow < 0 || c.RejectLogBurst < 0:
+		return fmt.Errorf("%w: RejectLogWindow %v and RejectLogBurst %d must be >= 0", ErrConfig, c.RejectLogWindow, c.RejectLogBurst)
 	case c.AdmitTimeout <= 0, c.SyncTimeout <= 0, c.RejectBackoff <= 0:
 		return fmt.Errorf("%w: timeouts must be > 0", ErrConfig)
 	case c.JoinBackoffMin <= 0 || c.JoinBackoffMax < c.JoinBackoffMin:
 		return fmt.Errorf("%w: join backoff %v..%v", ErrConfig, c.JoinBackoffMin, c.JoinBackoffMax)
 	case c.MaxPacketBytes <= 0 || c.MaxMessageBytes <= 0:
 		return fmt.Errorf("%w: packet and message limits must be > 0", ErrConfig)
+	case c.MaxMessageBytes > MaxServiceFrame:
+		return fmt.Errorf("%w: MaxMessageBytes %d > %d (the memory one stream may reserve)", ErrConfig, c.MaxMessageBytes, MaxServiceFrame)
 	case c.ConnLow <= 0 || c.ConnHigh < c.ConnLow:
 		return fmt.Errorf("%w: connection watermarks %d/%d", ErrConfig, c.ConnLow, c.ConnHigh)
 	case len(c.Listen) == 0:

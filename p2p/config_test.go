@@ -112,6 +112,9 @@ func TestConfigValidate(t *testing.T) {
 		"backoff order":   func(c *Config) { c.JoinBackoffMax = c.JoinBackoffMin / 2 },
 		"watermarks":      func(c *Config) { c.ConnHigh = c.ConnLow - 1 },
 		"empty join addr": func(c *Config) { c.Join = []JoinAddr{{Raw: "x"}} },
+		"huge message":    func(c *Config) { c.MaxMessageBytes = MaxServiceFrame + 1 },
+		"log window":      func(c *Config) { c.RejectLogWindow = -1 },
+		"log burst":       func(c *Config) { c.RejectLogBurst = -1 },
 	}
 	for name, mod := range mods {
 		c := base

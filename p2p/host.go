@@ -65,6 +65,7 @@ type Host struct {
 	protoAdmit protocol.ID
 	protoSync  protocol.ID
 	protoMsg   protocol.ID
+	msgSvc     *Service // set in Start
 	topicName  string
 
 	// lifecycle: ctx is cancelled by Close; wg counts every goroutine we start.
@@ -75,8 +76,9 @@ type Host struct {
 	closed  bool
 	started bool
 
-	events eventQueue
-	stats  counters
+	events    eventQueue
+	stats     counters
+	rejectLog *rejectLog
 
 	// testDropAcks, when > 0, makes the message handler drop that many acks (tests).
 	testDropAcks atomic.Int32
@@ -102,6 +104,8 @@ type Host struct {
 	// packet handlers and cached outbound packet streams.
 	pktHandlers map[string]func(peer.ID, []byte)
 	pktOut      map[pktKey]*pktStream
+	// services are the open Services by protocol (Close closes them).
+	services map[protocol.ID]*Service
 	// mdnsLast rate-limits dials to peers reported by mDNS.
 	mdnsLast map[peer.ID]time.Time
 
@@ -121,9 +125,10 @@ type attempt struct {
 }
 
 type rejection struct {
-	until   time.Time
-	strikes int
-	reason  string
+	until      time.Time
+	strikes    int
+	reason     string
+	incomplete int // exchanges in a row that ended without a verdict
 }
 
 // clusterHash is the public, key-independent identifier of a cluster name.
@@ -167,10 +172,12 @@ func New(cfg Config) (*Host, error) {
 		syncAgain:   map[peer.ID]bool{},
 		pktHandlers: map[string]func(peer.ID, []byte){},
 		pktOut:      map[pktKey]*pktStream{},
+		services:    map[protocol.ID]*Service{},
+		rejectLog:   newRejectLog(cfg.RejectLogWindow, cfg.RejectLogBurst),
 	}
 	hh.protoAdmit = protoAdmit
 	hh.protoSync = protocol.ID("/constellation/" + hh.hash + "/sync/1.0.0")
-	hh.protoMsg = protocol.ID("/constellation/" + hh.hash + "/msg/1.0.0")
+	hh.protoMsg = hh.ProtocolID(msgService)
 	hh.topicName = "/constellation/" + hh.hash + "/state"
 	hh.ctx, hh.cancel = context.WithCancel(context.Background())
 	hh.events.init()
@@ -199,6 +206,12 @@ func New(cfg Config) (*Host, error) {
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionGater((*gater)(hh)),
 		libp2p.BandwidthReporter(hh.bw),
+		// Services that would answer peers before admission are off: no circuit relay
+		// (neither the client's STOP handler nor the HOP service; constellation never
+		// dials relayed addresses) and no ping. Identify stays: it runs on every
+		// connection and reveals the listen addresses and protocol list (see doc.go).
+		libp2p.DisableRelay(),
+		libp2p.Ping(false),
 		libp2p.DisableMetrics(),
 		libp2p.UserAgent("constellation"),
 		libp2p.WithFxOption(fx.NopLogger), // its start-up errors reach the caller as our error
@@ -259,8 +272,13 @@ func (h *Host) Start(ctx context.Context, r Replica) error {
 		return err
 	}
 	h.h.SetStreamHandler(h.protoAdmit, h.handleAdmit)
+	h.h.SetStreamHandler(protoAdmitV1, h.handleAdmitV1)
 	h.h.SetStreamHandler(h.protoSync, h.Guard(h.handleSync))
-	h.h.SetStreamHandler(h.protoMsg, h.Guard(h.handleMessage))
+	var err error
+	h.msgSvc, err = h.NewService(msgService, ServiceConfig{MaxFrame: h.cfg.MaxMessageBytes, ReadTimeout: msgAttemptTimeout, WriteTimeout: msgAttemptTimeout}, h.handleMessage)
+	if err != nil {
+		return err
+	}
 	h.h.Network().Notify(&network.NotifyBundle{
 		ConnectedF:    func(_ network.Network, c network.Conn) { h.onConnected(c) },
 		DisconnectedF: func(_ network.Network, c network.Conn) { h.onDisconnected(c) },
@@ -275,6 +293,7 @@ func (h *Host) Start(ctx context.Context, r Replica) error {
 		}
 	}
 	h.goRun(h.pub.run)
+	h.goRun(h.rejectLogLoop)
 	h.goRun(h.antiEntropyLoop)
 	for _, j := range h.cfg.Join {
 		h.goRun(func() { h.joinLoop(j) })
@@ -283,6 +302,11 @@ func (h *Host) Start(ctx context.Context, r Replica) error {
 		if err := h.startMDNS(); err != nil {
 			// mDNS is a convenience: log and continue (e.g. no multicast interface).
 			h.log.Warn("mDNS discovery unavailable", "err", err)
+		}
+	}
+	if h.cfg.ClusterKey != "" {
+		if weak, reason := KeyStrength(h.cfg.ClusterKey); weak {
+			h.log.Warn("weak cluster key: "+reason, "cluster", h.cfg.Cluster)
 		}
 	}
 	h.log.Info("p2p host started", "id", h.ID(), "cluster", h.cfg.Cluster, "keyed", h.cfg.ClusterKey != "", "addrs", h.Addrs())
@@ -314,6 +338,15 @@ func (h *Host) Close() error {
 	h.closed = true
 	h.closeMu.Unlock()
 
+	h.mu.Lock()
+	svcs := make([]*Service, 0, len(h.services))
+	for _, s := range h.services {
+		svcs = append(svcs, s)
+	}
+	h.mu.Unlock()
+	for _, s := range svcs {
+		s.Close() // waits for in-flight handlers, which see their contexts end
+	}
 	h.cancel()
 	if h.mdns != nil {
 		h.mdns.Close()

@@ -1,23 +1,21 @@
 package p2p
 
-// Messages for `constellation send/broadcast`: at-least-once delivery with an ID.
-// The sender opens a stream per attempt, writes one frame (CBOR wireMessage) and waits
-// for a one-byte ack; it retries with backoff until acked or ctx ends. The receiver
-// remembers (sender, ID) for MessageDedupeWindow and hands each to OnMessage once.
+// Messages for `constellation send/broadcast`: at-least-once delivery with an ID, over
+// the Service "msg/2.0.0". The sender calls once per attempt: one request frame (CBOR
+// wireMessage), one response frame (a one-byte ack); it retries with backoff until acked
+// or ctx ends. The receiver remembers (sender, ID) for MessageDedupeWindow and hands
+// each to OnMessage once.
 
 import (
-	"bufio"
 	"container/list"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"sync"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -25,6 +23,7 @@ const (
 	ackOK       byte = 0
 	ackRejected byte = 1 // malformed or too large: retrying cannot help
 
+	msgService        = "msg/2.0.0" // 1.0.0 sent a raw ack byte
 	msgAttemptTimeout = 5 * time.Second
 	msgBackoffMin     = 100 * time.Millisecond
 	msgBackoffMax     = 2 * time.Second
@@ -98,47 +97,36 @@ func (h *Host) sendAttempt(ctx context.Context, to peer.ID, body []byte) error {
 	if err := h.ensureAdmitted(ctx, to); err != nil {
 		return err
 	}
-	s, err := h.h.NewStream(ctx, to, h.protoMsg)
+	ack, err := h.msgSvc.Call(ctx, to, body)
 	if err != nil {
 		return err
 	}
-	dl, _ := ctx.Deadline()
-	s.SetDeadline(dl)
-	if err := writeFrame(s, body); err != nil {
-		s.Reset()
-		return err
-	}
-	s.CloseWrite()
-	var ack [1]byte
-	if _, err := io.ReadFull(s, ack[:]); err != nil {
-		s.Reset()
-		return err
-	}
-	s.Close()
-	if ack[0] != ackOK {
+	switch {
+	case len(ack) != 1:
+		return fmt.Errorf("%w: message ack of %d bytes", ErrMalformed, len(ack))
+	case ack[0] == ackRejected:
 		return ErrRejected
+	case ack[0] != ackOK:
+		return fmt.Errorf("%w: message ack %d", ErrMalformed, ack[0])
 	}
 	return nil
 }
 
-func (h *Host) handleMessage(s network.Stream) {
-	from := s.Conn().RemotePeer()
-	s.SetDeadline(h.now().Add(msgAttemptTimeout))
-	b, err := readFrame(bufio.NewReader(s), h.cfg.MaxMessageBytes)
+// errAckDropped resets a message stream instead of acking it (tests).
+var errAckDropped = errors.New("p2p: test: ack dropped")
+
+func (h *Host) handleMessage(_ context.Context, s *Stream) error {
+	from := s.Peer()
+	b, err := s.ReadFrame()
 	if err != nil {
 		if errors.Is(err, ErrTooLarge) {
-			s.Write([]byte{ackRejected})
-			s.Close()
-			return
+			return s.WriteFrame([]byte{ackRejected})
 		}
-		s.Reset()
-		return
+		return err
 	}
 	m, err := decodeMessage(b, h.cfg.MaxMessageBytes)
 	if err != nil {
-		s.Write([]byte{ackRejected})
-		s.Close()
-		return
+		return s.WriteFrame([]byte{ackRejected})
 	}
 	if h.dedup.firstSeen(from.String()+"/"+m.ID, h.now()) {
 		if cb := h.cfg.OnMessage; cb != nil {
@@ -146,11 +134,9 @@ func (h *Host) handleMessage(s network.Stream) {
 		}
 	}
 	if h.testDropAcks.Load() > 0 && h.testDropAcks.Add(-1) >= 0 {
-		s.Reset() // simulate a lost ack
-		return
+		return errAckDropped // simulate a lost ack
 	}
-	s.Write([]byte{ackOK})
-	s.Close()
+	return s.WriteFrame([]byte{ackOK})
 }
 
 // dedupe remembers keys for a window, bounded in count (oldest evicted first).

@@ -3,7 +3,7 @@ package p2p
 // Wire formats. Every decoder here takes untrusted bytes and a limit; they are fuzzed
 // in wire_test.go.
 //
-//   frame:        uvarint(len) || len bytes              (streams: sync, packets, messages)
+//   frame:        uvarint(len) || len bytes              (streams: sync, packets, every Service)
 //   gossip:       CBOR {1: kind, 2: [bstr...]}           (pubsub message body)
 //   message:      CBOR {1: id, 2: type, 3: data, 4: at}  (Send/Broadcast request)
 //   admission:    fixed-size binary records, see admit.go
@@ -11,6 +11,7 @@ package p2p
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -39,21 +40,58 @@ func writeFrame(w io.Writer, b []byte) error {
 
 // readFrame reads one frame of at most max bytes.
 func readFrame(r *bufio.Reader, max int) ([]byte, error) {
-	n, err := binary.ReadUvarint(r)
+	n, err := readFrameLen(r, max)
 	if err != nil {
-		if err == io.EOF {
-			return nil, io.EOF
+		return nil, err
+	}
+	return readFrameBody(r, n)
+}
+
+// readFrameLen reads a frame header; io.EOF means a clean end between frames.
+func readFrameLen(r *bufio.Reader, max int) (uint64, error) {
+	var n uint64
+	for i := 0; ; i++ {
+		c, err := r.ReadByte()
+		if err != nil {
+			if i > 0 && err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, frameErr("length", err)
 		}
-		return nil, fmt.Errorf("%w: frame length: %v", ErrMalformed, err)
+		if i == binary.MaxVarintLen64-1 && c > 1 {
+			return 0, fmt.Errorf("%w: frame length overflows 64 bits", ErrMalformed)
+		}
+		n |= uint64(c&0x7f) << (7 * i)
+		if c < 0x80 {
+			break
+		}
 	}
 	if n > uint64(max) {
-		return nil, fmt.Errorf("%w: frame of %d bytes exceeds limit %d", ErrTooLarge, n, max)
+		return 0, fmt.Errorf("%w: frame of %d bytes exceeds limit %d", ErrTooLarge, n, max)
 	}
+	return n, nil
+}
+
+func readFrameBody(r *bufio.Reader, n uint64) ([]byte, error) {
 	b := make([]byte, n)
 	if _, err := io.ReadFull(r, b); err != nil {
-		return nil, fmt.Errorf("%w: frame body: %v", ErrMalformed, err)
+		return nil, frameErr("body", err)
 	}
 	return b, nil
+}
+
+// frameErr classifies a read error: a clean EOF between frames stays io.EOF, a frame cut
+// short or an overlong length is ErrMalformed, a transport error (reset, deadline) is
+// wrapped as is so callers can tell a timeout.
+func frameErr(part string, err error) error {
+	switch {
+	case err == io.EOF && part == "length":
+		return io.EOF
+	case err == io.EOF, errors.Is(err, io.ErrUnexpectedEOF):
+		return fmt.Errorf("%w: frame %s: %v", ErrMalformed, part, err)
+	default:
+		return fmt.Errorf("p2p: frame %s: %w", part, err)
+	}
 }
 
 const (

@@ -116,7 +116,10 @@ func FuzzAdmissionRecords(f *testing.F) {
 	var hl hello
 	hl.cluster = clusterHashFull("c")
 	f.Add(hl.encode())
-	f.Add(reply{status: admitOK}.encode())
+	f.Add(record{status: admitOK}.encode())
+	f.Add(record{status: admitBadProof}.encode())
+	f.Add(append([]byte{admitBadProof}, make([]byte, 31)...))
+	f.Add([]byte("CAD2"))
 	f.Add([]byte("CAD1"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if h, err := decodeHello(b); err == nil {
@@ -124,10 +127,18 @@ func FuzzAdmissionRecords(f *testing.F) {
 				t.Fatalf("hello round trip differs")
 			}
 		}
-		if r, err := decodeReply(b); err == nil {
-			if !bytes.Equal(r.encode(), b) {
-				t.Fatalf("reply round trip differs")
+		r, err := decodeRecord("record", b)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("decodeRecord error %v is not ErrMalformed", err)
 			}
+			return
+		}
+		if !bytes.Equal(r.encode(), b) {
+			t.Fatalf("record round trip differs")
+		}
+		if r.status > admitBlocked || r.status != admitOK && r.body != ([32]byte{}) {
+			t.Fatalf("accepted record %+v: unknown status or a refusal carrying data", r)
 		}
 	})
 }

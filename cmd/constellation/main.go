@@ -65,6 +65,7 @@ Client commands find their node with --data-dir DIR (its Unix socket) or --api H
 	root.PersistentFlags().StringVar(&g.api, "api", "", "the node's API address HOST:PORT or unix:/path/api.sock (default $CONSTELLATION_API, else the socket in --data-dir)")
 	root.PersistentFlags().StringVar(&g.token, "api-token", "", "bearer token for a TCP --api (default $CONSTELLATION_API_TOKEN or <data-dir>/api.token)")
 	root.AddCommand(newPeerCmd(g), newStatusCmd(g), newNodesCmd(g), newSendCmd(g), newBroadcastCmd(g), newEventsCmd(g), newVersionCmd())
+	root.AddCommand(newKeygenCmd())
 	root.AddCommand(instanceCommands(g)...)
 	root.AddCommand(deployCommands(g)...)
 	bench := newBenchCmd()
