@@ -4,19 +4,15 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"math"
 	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -57,14 +53,11 @@ type Scheduler struct {
 	inst    Instances
 	log     *slog.Logger
 	now     func() time.Time
-	backoff sched.Backoff
-	// claimTimeout: a claim with no answer (instance record or rejection) from a live target
-	// after this long is placed again.
-	claimTimeout time.Duration
-	interval     time.Duration
-	leftGrace    time.Duration // see defaultLeftGrace
-	grace        time.Duration // stop grace for removed instances
-	path         string        // managed.json
+	decider
+	interval  time.Duration
+	leftGrace time.Duration // see defaultLeftGrace
+	grace     time.Duration // stop grace for removed instances
+	path      string        // managed.json
 
 	mu sync.Mutex // guards the following fields
 	// managed are this node's deployment instances (persisted in managed.json).
@@ -73,7 +66,6 @@ type Scheduler struct {
 	removing map[string]bool
 	// consuming are reservations being consumed by a create on this node.
 	consuming map[string]bool
-	rng       *mrand.Rand
 	closed    bool
 
 	passMu sync.Mutex // serialises passes (the loop, API-triggered passes in tests)
@@ -128,19 +120,23 @@ func New(ctx context.Context, cfg Config, h Host, st *state.Store, members Membe
 	s := &Scheduler{
 		cfg: cfg, ctx: ctx, host: h, st: st, members: members, inst: inst,
 		log: log.With("component", "sched"), now: time.Now,
-		backoff:      sched.DefaultBackoff(),
-		claimTimeout: 30 * time.Second,
-		leftGrace:    defaultLeftGrace,
-		interval:     500 * time.Millisecond, // timers (backoff, expiry, claim timeouts); changes kick a pass at once
-		grace:        5 * time.Second,
-		path:         filepath.Join(cfg.DataDir, "sched", "managed.json"),
-		managed:      map[string]*managedInstance{},
-		removing:     map[string]bool{},
-		consuming:    map[string]bool{},
-		rng:          mrand.New(mrand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:]))),
-		kickCh:       make(chan struct{}, 1),
-		stop:         make(chan struct{}),
+		decider: decider{
+			claimTimeout: 30 * time.Second,
+			backoff:      sched.DefaultBackoff(),
+			newClaimID:   randomClaimID,
+			rng:          mrand.New(mrand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:]))),
+		},
+		leftGrace: defaultLeftGrace,
+		interval:  500 * time.Millisecond, // timers (backoff, expiry, claim timeouts); changes kick a pass at once
+		grace:     5 * time.Second,
+		path:      filepath.Join(cfg.DataDir, "sched", "managed.json"),
+		managed:   map[string]*managedInstance{},
+		removing:  map[string]bool{},
+		consuming: map[string]bool{},
+		kickCh:    make(chan struct{}, 1),
+		stop:      make(chan struct{}),
 	}
+	s.note = s.log.Warn
 	st.Watch(func(cs []crdt.Change) {
 		for _, c := range cs {
 			s.onChange(c)
@@ -221,30 +217,6 @@ func (s *Scheduler) IsDeploymentInstance(name string) bool {
 }
 
 // ---- snapshot of replicated state ----
-
-type schedState struct {
-	now    time.Time
-	self   string               // node name
-	selfID string               // peer ID
-	status map[string]string    // peer ID -> status
-	leftAt map[string]time.Time // peer ID -> when a left node left
-	// leftGrace: a left node's instances count as lost only this long after it left.
-	leftGrace time.Duration
-	nameOf    map[string]string // peer ID -> name
-	idOf      map[string]string // name -> peer ID (alive preferred)
-	labels    map[string]map[string]string
-	res       map[string]instances.ResourceRecord // peer ID ->
-	deps      map[string]DeploymentRecord
-	claims    map[string]ClaimRecord
-	rejs      map[string]RejectionRecord // "<instance>@<peer ID>"
-	insts     map[string]instances.Record
-	resv      map[string]ReservationRecord
-	drains    map[string]bool // peer ID -> draining
-	quotas    map[string]QuotaRecord
-	msgs      map[string]DeployStatusRecord
-	members   []string       // names of nodes not dead nor left (rendezvous membership)
-	alloc     map[string]int // next instance index per deployment, this pass
-}
 
 func (s *Scheduler) snapshot() *schedState {
 	st := &schedState{
@@ -337,77 +309,6 @@ func (s *Scheduler) snapshot() *schedState {
 	return st
 }
 
-func (st *schedState) alive(peerID string) bool { return st.status[peerID] == api.StatusAlive }
-
-// defaultLeftGrace is how long the instances of a node that left gracefully stay where they are
-// before they are placed again: a node restarting (an upgrade, a config change) comes back
-// within it and re-adopts its running instances, so nothing moves. A node going away for
-// good is drained first (`constellation drain`), or its instances move after the grace.
-// A dead node's instances are placed again at once.
-const defaultLeftGrace = 30 * time.Second
-
-// gone reports whether a node is dead, unknown, or left longer than the grace ago: its
-// instances are lost.
-func (st *schedState) gone(peerID string) bool {
-	switch st.status[peerID] {
-	case "", api.StatusDead:
-		return true
-	case api.StatusLeft:
-		return st.now.Sub(st.leftAt[peerID]) > st.leftGrace
-	}
-	return false
-}
-
-// claim states.
-const (
-	claimPending  = "pending"
-	claimStarting = "starting"
-	claimRunning  = "running"
-	claimLost     = "lost"     // target dead or left
-	claimRejected = "rejected" // target refused, evicted or gave up, or never answered
-)
-
-// claimState classifies a claim from the target's replicated answers.
-func (s *Scheduler) claimState(st *schedState, c ClaimRecord) (string, *RejectionRecord) {
-	if st.gone(c.NodeID) {
-		return claimLost, nil
-	}
-	if r, ok := st.rejs[c.Instance+"@"+c.NodeID]; ok && r.ClaimID == c.ClaimID {
-		return claimRejected, &r
-	}
-	if r, ok := st.insts[c.Instance]; ok && r.NodeID == c.NodeID {
-		if r.Status == api.InstanceRunning {
-			return claimRunning, nil
-		}
-		return claimStarting, nil
-	}
-	if placed := time.UnixMilli(claimPlacedAt(c)); st.now.Sub(placed) > s.claimTimeout {
-		return claimRejected, &RejectionRecord{Instance: c.Instance, Node: c.Node, NodeID: c.NodeID, ClaimID: c.ClaimID,
-			Code: "timeout", Reason: fmt.Sprintf("node %s did not answer within %v", c.Node, s.claimTimeout)}
-	}
-	return claimPending, nil
-}
-
-// claimPlacedAt is when the claim's current decision was made (encoded in the claim ID).
-func claimPlacedAt(c ClaimRecord) int64 {
-	if i := strings.IndexByte(c.ClaimID, '-'); i > 0 {
-		if v, err := strconv.ParseInt(c.ClaimID[:i], 10, 64); err == nil {
-			return v
-		}
-	}
-	return c.At
-}
-
-func healthy(state string) bool {
-	return state == claimPending || state == claimStarting || state == claimRunning
-}
-
-func newClaimID(now time.Time) string {
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	return strconv.FormatInt(now.UnixMilli(), 10) + "-" + hex.EncodeToString(b[:])
-}
-
 // ---- the pass ----
 
 func (s *Scheduler) pass() {
@@ -417,7 +318,7 @@ func (s *Scheduler) pass() {
 		return
 	}
 	st := s.snapshot()
-	s.ownerPass(st)
+	s.apply(s.decideOwner(st))
 	s.agentPass(st)
 	s.expireReservations(st)
 }
@@ -504,427 +405,58 @@ func sortedKeys[V any](m map[string]V) []string {
 
 // ---- owner ----
 
-// placeItem is an instance the owner must place.
-type placeItem struct {
-	name     string
-	slot     int
-	at       int64
-	avoid    []string
-	replaces string
-}
-
-func (s *Scheduler) ownerPass(st *schedState) {
-	var w schedWrites
-	// Claims by deployment.
-	byDep := map[string][]ClaimRecord{}
-	for _, c := range st.claims {
-		byDep[c.Deployment] = append(byDep[c.Deployment], c)
-	}
-	names := sortedKeys(st.deps)
-	for dn := range byDep {
-		if _, ok := st.deps[dn]; !ok {
-			names = append(names, dn) // claims of a deployment whose record is gone
-		}
-	}
-	sort.Strings(names)
-	rv := sched.NewRendezvous(st.members)
-	var cl *clusterView
-	for _, dn := range names {
-		if rv.Owner(dn) != st.self {
-			continue
-		}
-		d, ok := st.deps[dn]
-		cls := byDep[dn]
-		if !ok || d.Deleted {
-			for _, c := range cls {
-				w.del(CollClaims, c.Instance)
-			}
-			continue
-		}
-		if cl == nil {
-			cl = s.buildCluster(st)
-		}
-		msg := s.ownDeployment(st, cl, d, cls, &w)
-		if old, ok := st.msgs[dn]; !ok || old.Message != msg || old.Owner != st.self {
-			w.put(CollDeployStatus, dn, DeployStatusRecord{Owner: st.self, Message: msg, At: st.now.UnixMilli()})
-		}
-	}
-	s.apply(&w)
-}
-
-// ownDeployment reconciles one owned deployment and returns its status message.
-func (s *Scheduler) ownDeployment(st *schedState, cl *clusterView, d DeploymentRecord, cls []ClaimRecord, w *schedWrites) string {
-	sort.Slice(cls, func(i, j int) bool { return cls[i].Instance < cls[j].Instance })
-	states := map[string]string{}
-	rejs := map[string]*RejectionRecord{}
-	for _, c := range cls {
-		states[c.Instance], rejs[c.Instance] = s.claimState(st, c)
-	}
-	deleted := map[string]bool{}
-	del := func(name string) {
-		if !deleted[name] {
-			deleted[name] = true
-			w.del(CollClaims, name)
-			cl.remove(name)
-		}
-	}
-	// Make-before-break pairs: a running replacement retires the old instance; a pending
-	// one keeps both and is left out of Reconcile.
-	excluded := map[string]bool{}
-	replacing := map[string]bool{} // old instances with a replacement under way
-	for _, c := range cls {
-		if c.Replaces == "" || !healthy(states[c.Instance]) {
-			continue
-		}
-		old, ok := st.claims[c.Replaces]
-		if !ok || !healthy(states[old.Instance]) {
-			continue
-		}
-		if states[c.Instance] == claimRunning {
-			del(old.Instance)
-			excluded[old.Instance] = true
-		} else {
-			excluded[c.Instance] = true
-			replacing[old.Instance] = true
-		}
-	}
-	var running []sched.Running
-	for _, c := range cls {
-		if healthy(states[c.Instance]) && !excluded[c.Instance] && !deleted[c.Instance] {
-			running = append(running, sched.Running{ID: c.Instance, Index: c.Slot, Node: c.Node,
-				Created: sched.Stamp{Wall: c.At}, Ready: states[c.Instance] == claimRunning})
-		}
-	}
-	r := sched.Reconcile(d.Name, d.Instances, running)
-	for _, x := range r.Stop {
-		del(x.ID)
-	}
-	// Slots with no live instance: reuse a rejected claim's name (the instance never ran),
-	// otherwise a new name. Lost and unused rejected claims are deleted.
-	reuse := map[int]ClaimRecord{}
-	for _, c := range cls {
-		if states[c.Instance] == claimRejected && c.Slot < d.Instances {
-			if _, ok := reuse[c.Slot]; !ok {
-				reuse[c.Slot] = c
-			}
-		}
-	}
-	var todo []placeItem
-	reused := map[string]bool{}
-	for _, slot := range r.Missing {
-		if c, ok := reuse[slot]; ok {
-			if rj := rejs[c.Instance]; rj != nil && st.now.Before(time.UnixMilli(rj.At).Add(rejectionDelay(c, rj))) {
-				reused[c.Instance] = true // keep the claim; place it again once the delay passed
-				continue
-			}
-			avoid := append(slices.Clone(c.Avoid), c.Node)
-			slices.Sort(avoid)
-			todo = append(todo, placeItem{name: c.Instance, slot: slot, at: c.At, avoid: slices.Compact(avoid)})
-			reused[c.Instance] = true
-			continue
-		}
-		todo = append(todo, placeItem{name: s.newName(st, d.Name), slot: slot, at: st.now.UnixMilli()})
-	}
-	for _, c := range cls {
-		if !healthy(states[c.Instance]) && !reused[c.Instance] {
-			// A replacement that failed leaves its old instance in place (drained again below).
-			del(c.Instance)
-		}
-	}
-	// Drains: kept instances on draining nodes get a replacement first.
-	for _, k := range r.Keep {
-		c := st.claims[k.ID]
-		if st.drains[c.NodeID] && !replacing[c.Instance] {
-			todo = append(todo, placeItem{name: s.newName(st, d.Name), slot: c.Slot, at: c.At, replaces: c.Instance})
-		}
-	}
-	msg := s.statusMessage(d, states, rejs)
-	if len(todo) > 0 {
-		if pm := s.place(st, cl, d, todo, w); pm != "" {
-			msg = strings.TrimSuffix(pm+"; "+msg, "; ")
-		}
-	}
-	return msg
-}
-
-// rejectionDelay is how long a rejected instance waits before it is placed again: not at
-// all the first time (another node may take it), then doubling from 250 ms per node that
-// refused it, up to 5 s; quota refusals wait at least 1 s (rights come back only when
-// instances go away).
-func rejectionDelay(c ClaimRecord, rj *RejectionRecord) time.Duration {
-	d := time.Duration(0)
-	if len(c.Avoid) > 0 {
-		d = min(5*time.Second, 250*time.Millisecond<<min(len(c.Avoid), 5))
-	}
-	if rj.Code == "quota" {
-		d = max(d, time.Second)
-	}
-	return d
-}
-
-// newName returns an unused instance name for a deployment: one past the highest index
-// of its claims and instance records (names allocated in this pass count too).
-func (s *Scheduler) newName(st *schedState, dep string) string {
-	if st.alloc == nil {
-		st.alloc = map[string]int{}
-	}
-	next, ok := st.alloc[dep]
-	if !ok {
-		for name := range st.claims {
-			if dn, i, ok := sched.ParseInstanceID(name); ok && dn == dep && i >= next {
-				next = i + 1
-			}
-		}
-		for name := range st.insts {
-			if dn, i, ok := sched.ParseInstanceID(name); ok && dn == dep && i >= next {
-				next = i + 1
-			}
-		}
-	}
-	st.alloc[dep] = next + 1
-	return instanceName(dep, next)
-}
-
-func (s *Scheduler) statusMessage(d DeploymentRecord, states map[string]string, rejs map[string]*RejectionRecord) string {
-	for _, name := range sortedKeys(rejs) {
-		if r := rejs[name]; r != nil {
-			return fmt.Sprintf("%s refused by %s: %s", name, r.Node, r.Reason)
-		}
-	}
-	return ""
-}
-
-// place places todo items (grouped by their avoided nodes) and writes claims.
-func (s *Scheduler) place(st *schedState, cl *clusterView, d DeploymentRecord, todo []placeItem, w *schedWrites) string {
-	cons, _ := sched.ParseConstraints(d.Constraints)
-	aff, _ := sched.ParseTerms(d.Affinity)
-	anti, _ := sched.ParseTerms(d.AntiAffinity)
-	res := specResources(&d.DeploymentSpec)
-	var msgs []string
-	// Quota: place what the namespace's quota allows in this view; the targets enforce it
-	// exactly with bounded-counter rights.
-	q, hasQuota := st.quotas[d.Namespace]
-	var used sched.Usage
-	if hasQuota {
-		used = cl.nsUsage[d.Namespace]
-		fit := sched.MaxFit(q.sched(), used, res)
-		if fit < len(todo) {
-			_, err := sched.CheckQuota(d.Namespace, q.sched(), used, sched.UsageOf(res, len(todo)))
-			msgs = append(msgs, fmt.Sprintf("%d instance(s) wait for quota: %v", len(todo)-fit, err))
-			todo = todo[:max(fit, 0)]
-		}
-	}
-	groups := map[string][]placeItem{}
-	for _, it := range todo {
-		k := strings.Join(it.avoid, ",")
-		groups[k] = append(groups[k], it)
-	}
-	for _, gk := range sortedKeys(groups) {
-		items := groups[gk]
-		req := sched.Request{
-			Deployment: d.Name, Namespace: d.Namespace, Labels: d.Labels, Resources: res,
-			Strategy: sched.Strategy(d.Strategy), SpreadBy: d.SpreadBy, Constraints: cons,
-			Affinity: aff, AntiAffinity: anti, Priority: specPriority(&d.DeploymentSpec), Avoid: items[0].avoid,
-		}
-		byName := map[string]placeItem{}
-		for _, it := range items {
-			req.Instances = append(req.Instances, it.name)
-			byName[it.name] = it
-		}
-		h := fnv.New64a()
-		fmt.Fprintf(h, "%s/%d/%d", d.Name, d.Generation, st.now.UnixNano())
-		opts := sched.Options{Rand: mrand.New(mrand.NewPCG(h.Sum64(), 1))}
-		plan, err := cl.c.Place(req, opts)
-		if err != nil {
-			msgs = append(msgs, err.Error())
-		}
-		if len(plan.Placements) == 0 {
-			continue
-		}
-		if aerr := cl.c.Apply(req, plan); aerr != nil {
-			s.log.Warn("apply plan to view", "deployment", d.Name, "err", aerr)
-		}
-		for _, p := range plan.Placements {
-			it := byName[p.Instance]
-			prio := specPriority(&d.DeploymentSpec)
-			burst := false
-			if hasQuota {
-				dec, qerr := sched.CheckQuota(d.Namespace, q.sched(), used, sched.UsageOf(res, 1))
-				if qerr == nil && dec.InBurst() {
-					burst, prio = true, sched.MinPriority // burst capacity is preempted first
-				}
-				used = used.Add(sched.UsageOf(res, 1))
-			}
-			c := ClaimRecord{
-				Instance: p.Instance, Deployment: d.Name, Namespace: d.Namespace, Slot: it.slot,
-				Node: p.Node, NodeID: st.idOf[p.Node], ClaimID: newClaimID(st.now), Owner: st.self,
-				At: it.at, Priority: prio, Burst: burst, CPUMilli: res.CPUMilli, RAMMB: res.RAMMB, DiskMB: res.DiskMB,
-				Replaces: it.replaces, Preempts: p.Preempts, Avoid: it.avoid,
-			}
-			w.put(CollClaims, c.Instance, c)
-			cl.claimed(c)
-		}
-		if hasQuota {
-			cl.nsUsage[d.Namespace] = used
-		}
-	}
-	return strings.Join(msgs, "; ")
-}
-
-// clusterView is the owner's sched.Cluster plus namespace usage, for one pass.
-type clusterView struct {
-	c       *sched.Cluster
-	nsUsage map[string]sched.Usage
-}
-
-func (cv *clusterView) remove(name string) {
-	if in, _, ok := cv.c.Instance(name); ok {
-		u := cv.nsUsage[in.Namespace]
-		u.CPUMilli -= in.Resources.CPUMilli
-		u.RAMMB -= in.Resources.RAMMB
-		u.Instances--
-		cv.nsUsage[in.Namespace] = u
-		_, _ = cv.c.RemoveInstance(name)
-	}
-}
-
-func (cv *clusterView) claimed(c ClaimRecord) {}
-
-// buildCluster builds the placement snapshot: alive nodes able to run instances, with
-// their capacity, reservations and draining flag, and the instances claimed on them
-// (healthy claims) or running there outside deployments.
-func (s *Scheduler) buildCluster(st *schedState) *clusterView {
-	cv := &clusterView{nsUsage: map[string]sched.Usage{}}
-	nodes := map[string]*sched.Node{} // by peer ID
-	var order []string
-	for id, status := range st.status {
-		r, ok := st.res[id]
-		if status != api.StatusAlive || !ok || !r.Available {
-			continue
-		}
-		nodes[id] = &sched.Node{
-			ID: st.nameOf[id], Labels: st.labels[id], Draining: st.drains[id],
-			Capacity: sched.Resources{CPUMilli: int64(r.CPUCapacity * 10), RAMMB: r.RAMCapacityMB, DiskMB: r.DiskCapacityMB},
-		}
-		order = append(order, id)
-	}
-	for _, rv := range st.resv {
-		if nd := nodes[rv.NodeID]; nd != nil && rv.live(st.now) {
-			nd.Reserved = nd.Reserved.Add(rv.resources())
-		}
-	}
-	for _, c := range st.claims {
-		state, _ := s.claimState(st, c)
-		if !healthy(state) {
-			continue
-		}
-		res := sched.Resources{CPUMilli: c.CPUMilli, RAMMB: c.RAMMB, DiskMB: c.DiskMB}
-		u := cv.nsUsage[c.Namespace]
-		cv.nsUsage[c.Namespace] = u.Add(sched.UsageOf(res, 1))
-		nd := nodes[c.NodeID]
-		if nd == nil {
-			continue
-		}
-		labels := map[string]string{}
-		if d, ok := st.deps[c.Deployment]; ok {
-			labels = d.Labels
-		}
-		nd.Instances = append(nd.Instances, sched.Instance{ID: c.Instance, Deployment: c.Deployment,
-			Namespace: c.Namespace, Labels: labels, Priority: c.Priority, Resources: res})
-	}
-	for name, r := range st.insts {
-		if _, ok := st.claims[name]; ok {
-			continue
-		}
-		nd := nodes[r.NodeID]
-		if nd == nil || (r.Status != api.InstanceRunning && r.Status != api.InstanceStarting && r.Status != api.InstanceCreated) {
-			continue
-		}
-		nd.Instances = append(nd.Instances, sched.Instance{ID: name, Deployment: name, Priority: sched.MaxPriority,
-			Resources: sched.Resources{CPUMilli: sched.CPUPercent(r.CPUPercent) + sched.CPUCores(float64(r.CPUCores)), RAMMB: r.RAMMB, DiskMB: r.DiskMB}})
-	}
-	sort.Strings(order)
-	list := make([]sched.Node, 0, len(order))
-	for _, id := range order {
-		list = append(list, *nodes[id])
-	}
-	c, err := sched.NewCluster(list)
-	if err != nil {
-		s.log.Warn("placement snapshot", "err", err)
-		c, _ = sched.NewCluster(nil)
-	}
-	cv.c = c
-	return cv
-}
-
 // ---- agent (target side) ----
 
+// agentPass runs this node's part of a pass: decideAgent on the snapshot and what this
+// node knows of its own instances, then the actions (admissions, restarts, removals) and
+// the writes.
 func (s *Scheduler) agentPass(st *schedState) {
-	var w schedWrites
-	var mine []ClaimRecord
-	for _, c := range st.claims {
-		if c.NodeID == st.selfID {
-			mine = append(mine, c)
-		}
-	}
-	sort.Slice(mine, func(i, j int) bool { return mine[i].Instance < mine[j].Instance })
-	changed := false
-	for _, c := range mine {
-		d, ok := st.deps[c.Deployment]
-		if !ok || d.Deleted {
-			continue
-		}
-		s.mu.Lock()
-		mi := s.managed[c.Instance]
-		removing := s.removing[c.Instance]
-		s.mu.Unlock()
-		if removing {
-			continue
-		}
-		if mi != nil {
-			if mi.ClaimID != c.ClaimID {
-				s.mu.Lock()
-				mi.ClaimID = c.ClaimID
-				s.mu.Unlock()
-				changed = true
-			}
-			if s.supervise(st, c, mi, &w) {
-				changed = true
-			}
-			continue
-		}
-		if r, ok := st.rejs[c.Instance+"@"+st.selfID]; ok && r.ClaimID == c.ClaimID {
-			continue
-		}
-		if rej := s.admit(st, c, d); rej != nil {
-			w.put(CollRejections, c.Instance+"@"+st.selfID, rej)
-		}
-		changed = true
-	}
-	// Local deployment instances whose claim is gone or moved.
+	view := agentView{managed: map[string]managedInstance{}, removing: map[string]bool{}, local: map[string]sandbox.Info{}}
 	s.mu.Lock()
-	var drop []string
-	for name := range s.managed {
-		if c, ok := st.claims[name]; (!ok || c.NodeID != st.selfID) && !s.removing[name] {
-			drop = append(drop, name)
-		}
+	for name, mi := range s.managed {
+		view.managed[name] = *mi
+	}
+	for name := range s.removing {
+		view.removing[name] = true
 	}
 	s.mu.Unlock()
-	sort.Strings(drop)
-	for _, name := range drop {
+	for name := range view.managed {
+		if in, ok := s.inst.Info(name); ok {
+			view.local[name] = in
+		}
+	}
+	plan := s.decideAgent(st, view)
+	s.mu.Lock()
+	for name, mi := range plan.managed {
+		if cur, ok := s.managed[name]; ok {
+			*cur = mi
+		}
+	}
+	closed := s.closed
+	s.mu.Unlock()
+	for _, name := range plan.restart {
+		if closed {
+			break
+		}
+		s.wg.Add(1)
+		go func() { // owned by s.wg; a start may take a while
+			defer s.wg.Done()
+			if err := s.inst.StartAgain(name); err != nil {
+				s.log.Warn("restart deployment instance", "instance", name, "err", err)
+			}
+		}()
+	}
+	for _, name := range plan.admit {
+		c := st.claims[name]
+		if rej := s.admit(st, c, st.deps[c.Deployment]); rej != nil {
+			plan.writes.put(CollRejections, c.Instance+"@"+st.selfID, rej)
+		}
+	}
+	for _, name := range plan.remove {
 		s.removeAsync(name, "claim withdrawn")
 	}
-	// Rejections of ours for claims that moved on are garbage.
-	for k, r := range st.rejs {
-		if r.NodeID != st.selfID {
-			continue
-		}
-		if c, ok := st.claims[r.Instance]; !ok || (c.NodeID != st.selfID && st.now.Sub(time.UnixMilli(r.At)) > time.Minute) {
-			w.del(CollRejections, k)
-		}
-	}
-	s.apply(&w)
-	if changed {
+	s.apply(&plan.writes)
+	if plan.changed {
 		s.saveManaged()
 	}
 }
@@ -996,61 +528,6 @@ func (s *Scheduler) admit(st *schedState, c ClaimRecord, d DeploymentRecord) *Re
 	}
 	s.log.Debug("claim admitted", "instance", c.Instance, "deployment", c.Deployment)
 	return nil
-}
-
-// supervise restarts a failed local deployment instance with backoff and gives it up
-// (a "failed" rejection: the owner places it elsewhere) after repeated failures here.
-func (s *Scheduler) supervise(st *schedState, c ClaimRecord, mi *managedInstance, w *schedWrites) bool {
-	in, ok := s.inst.Info(c.Instance)
-	if !ok {
-		return false
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch in.State {
-	case sandbox.StateRunning:
-		if mi.Failures > 0 && !in.StartedAt.IsZero() && st.now.Sub(in.StartedAt) > 10*time.Second {
-			mi.Failures = 0
-			return true
-		}
-		return false
-	case sandbox.StateExited:
-	default:
-		return false
-	}
-	if r, ok := st.rejs[c.Instance+"@"+st.selfID]; ok && r.ClaimID == c.ClaimID {
-		return false // given up; the owner moves it
-	}
-	if mi.next.IsZero() {
-		mi.Failures++
-		if mi.Failures >= s.backoff.AvoidAfter {
-			reason := fmt.Sprintf("failed %d times in a row on node %s", mi.Failures, st.self)
-			if in.LastExit != nil {
-				reason += fmt.Sprintf(" (last: %s, code %d)", in.LastExit.Reason, in.LastExit.Code)
-			}
-			w.put(CollRejections, c.Instance+"@"+st.selfID, RejectionRecord{Instance: c.Instance, Node: st.self,
-				NodeID: st.selfID, ClaimID: c.ClaimID, Code: "failed", Reason: reason, At: st.now.UnixMilli()})
-			return true
-		}
-		mi.next = st.now.Add(s.backoff.Delay(mi.Failures, s.rng))
-		return true
-	}
-	if st.now.Before(mi.next) {
-		return false
-	}
-	mi.next = time.Time{}
-	name := c.Instance
-	if s.closed {
-		return false
-	}
-	s.wg.Add(1)
-	go func() { // not under s.mu; owned by s.wg
-		defer s.wg.Done()
-		if err := s.inst.StartAgain(name); err != nil {
-			s.log.Warn("restart deployment instance", "instance", name, "err", err)
-		}
-	}()
-	return true
 }
 
 // removeAsync removes a local deployment instance in the background.
