@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -69,9 +70,12 @@ type Scheduler struct {
 	closed    bool
 
 	passMu sync.Mutex // serialises passes (the loop, API-triggered passes in tests)
-	kickCh chan struct{}
-	stop   chan struct{}
-	wg     sync.WaitGroup
+
+	cacheMu sync.Mutex                         // guards cache
+	cache   map[string]map[string]cachedRecord // decoded records of the last snapshot
+	kickCh  chan struct{}
+	stop    chan struct{}
+	wg      sync.WaitGroup
 }
 
 // Config configures the scheduler.
@@ -256,56 +260,37 @@ func (s *Scheduler) snapshot() *schedState {
 			raw[coll] = kv
 		}
 	})
-	each := func(coll string, fn func(k string, v []byte)) {
-		for _, kv := range raw[coll] {
-			fn(string(kv[0]), kv[1])
-		}
-	}
-	each(instances.CollResources, func(k string, v []byte) {
-		if r, err := instances.DecodeResources(v); err == nil {
-			st.res[k] = r
-		}
-	})
-	each(CollDeployments, func(k string, v []byte) {
-		if r, err := decodeJSONLimited[DeploymentRecord](v); err == nil && r.Name == k {
+	// Records are decoded outside the lock, and only when their bytes changed since the last
+	// snapshot (the decode cache): a pass over 10,000 unchanged instances decodes nothing.
+	s.cacheMu.Lock()
+	defer s.cacheMu.Unlock()
+	c := &snapCache{old: s.cache, next: map[string]map[string]cachedRecord{}}
+	decodeAll(c, instances.CollResources, raw, instances.DecodeResources, func(k string, r instances.ResourceRecord) { st.res[k] = r })
+	decodeAll(c, CollDeployments, raw, decodeJSONLimited[DeploymentRecord], func(k string, r DeploymentRecord) {
+		if r.Name == k {
 			st.deps[k] = r
 		}
 	})
-	each(CollClaims, func(k string, v []byte) {
-		if r, err := decodeJSONLimited[ClaimRecord](v); err == nil && r.Instance == k {
+	decodeAll(c, CollClaims, raw, decodeJSONLimited[ClaimRecord], func(k string, r ClaimRecord) {
+		if r.Instance == k {
 			st.claims[k] = r
 		}
 	})
-	each(CollRejections, func(k string, v []byte) {
-		if r, err := decodeJSONLimited[RejectionRecord](v); err == nil {
-			st.rejs[k] = r
-		}
-	})
-	each(instances.Coll, func(k string, v []byte) {
-		if r, err := instances.DecodeRecord(v); err == nil {
-			st.insts[k] = r
-		}
-	})
-	each(CollReservations, func(k string, v []byte) {
-		if r, err := decodeJSONLimited[ReservationRecord](v); err == nil && r.ID == k {
+	decodeAll(c, CollRejections, raw, decodeJSONLimited[RejectionRecord], func(k string, r RejectionRecord) { st.rejs[k] = r })
+	decodeAll(c, instances.Coll, raw, instances.DecodeRecord, func(k string, r instances.Record) { st.insts[k] = r })
+	decodeAll(c, CollReservations, raw, decodeJSONLimited[ReservationRecord], func(k string, r ReservationRecord) {
+		if r.ID == k {
 			st.resv[k] = r
 		}
 	})
-	each(CollDrains, func(k string, v []byte) {
-		if r, err := decodeJSONLimited[DrainRecord](v); err == nil && r.Draining {
+	decodeAll(c, CollDrains, raw, decodeJSONLimited[DrainRecord], func(k string, r DrainRecord) {
+		if r.Draining {
 			st.drains[k] = true
 		}
 	})
-	each(CollQuotas, func(k string, v []byte) {
-		if r, err := decodeJSONLimited[QuotaRecord](v); err == nil {
-			st.quotas[k] = r
-		}
-	})
-	each(CollDeployStatus, func(k string, v []byte) {
-		if r, err := decodeJSONLimited[DeployStatusRecord](v); err == nil {
-			st.msgs[k] = r
-		}
-	})
+	decodeAll(c, CollQuotas, raw, decodeJSONLimited[QuotaRecord], func(k string, r QuotaRecord) { st.quotas[k] = r })
+	decodeAll(c, CollDeployStatus, raw, decodeJSONLimited[DeployStatusRecord], func(k string, r DeployStatusRecord) { st.msgs[k] = r })
+	s.cache = c.next
 	return st
 }
 
@@ -584,4 +569,37 @@ func (s *Scheduler) get(coll, key string) ([]byte, bool) {
 	var ok bool
 	s.st.View(func(v *state.View) { b, _, ok = v.GetLWW(coll, key) })
 	return b, ok
+}
+
+// cachedRecord is a record's decoded form and the bytes it was decoded from.
+type cachedRecord struct {
+	raw []byte
+	v   any
+	err error
+}
+
+// snapCache carries the last snapshot's decoded records into the next one.
+type snapCache struct {
+	old, next map[string]map[string]cachedRecord
+}
+
+// decodeAll decodes the raw records of coll (reusing the last snapshot's decoding of
+// unchanged bytes) and hands each decodable one to fn. Records are immutable values in the
+// document, so equal bytes mean an equal record.
+func decodeAll[T any](c *snapCache, coll string, raw map[string][][2][]byte, dec func([]byte) (T, error), fn func(string, T)) {
+	old := c.old[coll]
+	next := make(map[string]cachedRecord, len(raw[coll]))
+	for _, kv := range raw[coll] {
+		k, b := string(kv[0]), kv[1]
+		cr, ok := old[k]
+		if !ok || !bytes.Equal(cr.raw, b) {
+			v, err := dec(b)
+			cr = cachedRecord{raw: b, v: v, err: err}
+		}
+		next[k] = cr
+		if cr.err == nil {
+			fn(k, cr.v.(T))
+		}
+	}
+	c.next[coll] = next
 }
