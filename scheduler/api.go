@@ -10,6 +10,7 @@ import (
 	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/internal/httpapi"
 	"github.com/rads-lang/constellation/internal/membership"
+	"github.com/rads-lang/constellation/internal/state"
 	"github.com/rads-lang/constellation/sched"
 )
 
@@ -40,8 +41,11 @@ func (s *Scheduler) Deploy(spec api.DeploymentSpec) (DeploymentRecord, bool, err
 		return DeploymentRecord{}, false, err
 	}
 	now := s.now()
-	rec := DeploymentRecord{DeploymentSpec: spec, Generation: now.UnixNano(), CreatedAt: now.UnixMilli(),
+	rec := DeploymentRecord{Spec: specOf(spec), Generation: now.UnixNano(), CreatedAt: now.UnixMilli(),
 		UpdatedAt: now.UnixMilli(), UpdatedBy: s.cfg.Name}
+	if _, err := state.Encode(rec); err != nil {
+		return DeploymentRecord{}, false, httpapi.BadRequest("deployment %q is too large to replicate (%v): put the program under a code root and use \"code\" instead of \"script_content\"", spec.Name, err)
+	}
 	created := true
 	if old, ok := s.deployment(spec.Name); ok && !old.Deleted {
 		rec.CreatedAt, created = old.CreatedAt, false
@@ -57,7 +61,7 @@ func (s *Scheduler) deployment(name string) (DeploymentRecord, bool) {
 	if !ok {
 		return DeploymentRecord{}, false
 	}
-	d, err := decodeJSONLimited[DeploymentRecord](v)
+	d, err := decodeRecord[DeploymentRecord](v)
 	return d, err == nil
 }
 
@@ -82,7 +86,7 @@ func (s *Scheduler) handleDeploy(w http.ResponseWriter, r *http.Request) {
 // status summarises a deployment from a snapshot.
 func (s *Scheduler) status(st *schedState, d DeploymentRecord) api.DeploymentStatus {
 	out := api.DeploymentStatus{Name: d.Name, Namespace: d.Namespace, Instances: d.Instances, Strategy: d.Strategy,
-		Priority: specPriority(&d.DeploymentSpec), CPUPercent: d.CPUPercent, CPUCores: d.CPUCores, RAMMB: d.RAMMB, DiskMB: d.DiskMB,
+		Priority: d.Priority, CPUPercent: d.CPUPercent, CPUCores: d.CPUCores, RAMMB: d.RAMMB, DiskMB: d.DiskMB,
 		Constraints: orEmpty(d.Constraints), Affinity: orEmpty(d.Affinity), AntiAffinity: orEmpty(d.AntiAffinity),
 		Owner: sched.Owner(d.Name, st.members), CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt,
 		InstanceList: []api.DeploymentInstance{}}
@@ -281,16 +285,16 @@ func (s *Scheduler) handleReserve(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteErr(w, err)
 		return
 	}
-	httpapi.WriteJSON(w, http.StatusCreated, rec)
+	httpapi.WriteJSON(w, http.StatusCreated, api.Reservation(rec))
 }
 
 // Reservations lists the live reservations.
-func (s *Scheduler) Reservations() []ReservationRecord {
+func (s *Scheduler) Reservations() []api.Reservation {
 	st := s.snapshot()
-	out := []ReservationRecord{}
+	out := []api.Reservation{}
 	for _, id := range sortedKeys(st.resv) {
 		if r := st.resv[id]; r.live(st.now) {
-			out = append(out, r.withStatus(st.now))
+			out = append(out, api.Reservation(r.withStatus(st.now)))
 		}
 	}
 	return out

@@ -2,7 +2,6 @@ package scheduler
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -59,14 +58,14 @@ func BenchmarkSnapshot(b *testing.B) {
 	err = st.Update(func(tx *state.Tx) error {
 		for d := range deps {
 			name := fmt.Sprintf("dep%d", d)
-			rec, _ := json.Marshal(DeploymentRecord{DeploymentSpec: api.DeploymentSpec{Name: name, Instances: per, CPUPercent: 10, RAMMB: 64}})
+			rec, _ := state.Encode(DeploymentRecord{Spec: Spec{Name: name, Instances: per, CPUPercent: 10, RAMMB: 64}})
 			if err := tx.Put(CollDeployments, name, rec); err != nil {
 				return err
 			}
 			for i := range per {
 				inst := instanceName(name, i)
 				nd := nodes[(d*per+i)%len(nodes)]
-				c, _ := json.Marshal(ClaimRecord{Instance: inst, Deployment: name, Slot: i, Node: nd.Name, NodeID: nd.ID, ClaimID: "1-x", CPUMilli: 100, RAMMB: 64})
+				c, _ := state.Encode(ClaimRecord{Instance: inst, Deployment: name, Slot: i, Node: nd.Name, NodeID: nd.ID, ClaimID: "1-x", CPUMilli: 100, RAMMB: 64})
 				if err := tx.Put(CollClaims, inst, c); err != nil {
 					return err
 				}

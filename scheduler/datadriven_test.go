@@ -1,7 +1,6 @@
 package scheduler
 
 import (
-	"encoding/json"
 	"fmt"
 	mrand "math/rand/v2"
 	"sort"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/instances"
+	"github.com/rads-lang/constellation/internal/state"
 	"github.com/rads-lang/constellation/sandbox"
 	"github.com/rads-lang/constellation/sched"
 )
@@ -158,17 +158,17 @@ func (h *harness) run(d *datadriven.TestData) (string, error) {
 		if err := normalizeSpec(&spec); err != nil {
 			return "", err
 		}
-		h.deps[name] = DeploymentRecord{DeploymentSpec: spec, Generation: 1, Deleted: kv["deleted"] == "true"}
+		h.deps[name] = DeploymentRecord{Spec: specOf(spec), Generation: 1, Deleted: kv["deleted"] == "true"}
 	case "claim":
 		node := kv["node"]
 		dep := h.deps[kv["dep"]]
-		res := specResources(&dep.DeploymentSpec)
+		res := specResources(&dep.Spec)
 		cid := kv["id"]
 		if cid == "" {
 			cid = "0-" + name
 		}
 		h.claims[name] = ClaimRecord{Instance: name, Deployment: kv["dep"], Namespace: dep.Namespace, Slot: int(num(kv, "slot", 0)),
-			Node: node, NodeID: id(node), ClaimID: cid, Owner: "?", At: num(kv, "at", 0), Priority: specPriority(&dep.DeploymentSpec),
+			Node: node, NodeID: id(node), ClaimID: cid, Owner: "?", At: num(kv, "at", 0), Priority: dep.Priority,
 			CPUMilli: res.CPUMilli, RAMMB: res.RAMMB, DiskMB: res.DiskMB, Replaces: kv["replaces"], Avoid: list(kv, "avoid")}
 	case "instance":
 		h.insts[name] = instances.Record{Name: name, Node: kv["node"], NodeID: id(kv["node"]), Status: kv["status"]}
@@ -343,7 +343,7 @@ func describe(coll string, v []byte) string {
 }
 
 func mustDecode(b []byte, v any) {
-	if err := json.Unmarshal(b, v); err != nil {
+	if err := state.Decode(b, v); err != nil {
 		panic(err)
 	}
 }

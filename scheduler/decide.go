@@ -333,7 +333,7 @@ func (s *decider) place(st *schedState, cl *clusterView, d DeploymentRecord, tod
 	cons, _ := sched.ParseConstraints(d.Constraints)
 	aff, _ := sched.ParseTerms(d.Affinity)
 	anti, _ := sched.ParseTerms(d.AntiAffinity)
-	res := specResources(&d.DeploymentSpec)
+	res := specResources(&d.Spec)
 	var msgs []string
 	// Quota: place what the namespace's quota allows in this view; the targets enforce it
 	// exactly with bounded-counter rights.
@@ -358,7 +358,7 @@ func (s *decider) place(st *schedState, cl *clusterView, d DeploymentRecord, tod
 		req := sched.Request{
 			Deployment: d.Name, Namespace: d.Namespace, Labels: d.Labels, Resources: res,
 			Strategy: sched.Strategy(d.Strategy), SpreadBy: d.SpreadBy, Constraints: cons,
-			Affinity: aff, AntiAffinity: anti, Priority: specPriority(&d.DeploymentSpec), Avoid: items[0].avoid,
+			Affinity: aff, AntiAffinity: anti, Priority: d.Priority, Avoid: items[0].avoid,
 		}
 		byName := map[string]placeItem{}
 		for _, it := range items {
@@ -380,7 +380,7 @@ func (s *decider) place(st *schedState, cl *clusterView, d DeploymentRecord, tod
 		}
 		for _, p := range plan.Placements {
 			it := byName[p.Instance]
-			prio := specPriority(&d.DeploymentSpec)
+			prio := d.Priority
 			burst := false
 			if hasQuota {
 				dec, qerr := sched.CheckQuota(d.Namespace, q.sched(), used, sched.UsageOf(res, 1))

@@ -1,15 +1,14 @@
 package scheduler
 
 import (
-	"encoding/json"
 	"errors"
-	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
 
 	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/internal/httpapi"
+	"github.com/rads-lang/constellation/internal/state"
 	"github.com/rads-lang/constellation/sched"
 )
 
@@ -50,64 +49,102 @@ var (
 	ErrQuotaExceeded = errors.New("node: namespace quota exceeded")
 )
 
+// The scheduler's replicated records are encoded with the state codec (CBOR with integer
+// keys, state.Encode): they are independent of the JSON API's field names, and a new field
+// takes the next number (a number is never reused).
+
+// Spec is a deployment's specification as replicated (api.DeploymentSpec, normalized).
+type Spec struct {
+	Name          string            `cbor:"1,keyasint,omitempty"`
+	Instances     int               `cbor:"2,keyasint,omitempty"`
+	CPUPercent    float64           `cbor:"3,keyasint,omitempty"`
+	CPUCores      int               `cbor:"4,keyasint,omitempty"`
+	RAMMB         int64             `cbor:"5,keyasint,omitempty"`
+	DiskMB        int64             `cbor:"6,keyasint,omitempty"`
+	PIDs          int64             `cbor:"7,keyasint,omitempty"`
+	Command       []string          `cbor:"8,keyasint,omitempty"`
+	Script        string            `cbor:"9,keyasint,omitempty"`
+	ScriptContent string            `cbor:"10,keyasint,omitempty"`
+	Args          []string          `cbor:"11,keyasint,omitempty"`
+	Env           map[string]string `cbor:"12,keyasint,omitempty"`
+	Code          string            `cbor:"13,keyasint,omitempty"`
+	Strategy      string            `cbor:"14,keyasint,omitempty"`
+	Constraints   []string          `cbor:"15,keyasint,omitempty"`
+	Affinity      []string          `cbor:"16,keyasint,omitempty"`
+	AntiAffinity  []string          `cbor:"17,keyasint,omitempty"`
+	SpreadBy      string            `cbor:"18,keyasint,omitempty"`
+	Labels        map[string]string `cbor:"19,keyasint,omitempty"`
+	Namespace     string            `cbor:"20,keyasint,omitempty"`
+	Priority      int               `cbor:"21,keyasint,omitempty"`
+}
+
+// specOf is the replicated form of a normalized API spec.
+func specOf(a api.DeploymentSpec) Spec {
+	return Spec{Name: a.Name, Instances: a.Instances, CPUPercent: a.CPUPercent, CPUCores: a.CPUCores, RAMMB: a.RAMMB,
+		DiskMB: a.DiskMB, PIDs: a.PIDs, Command: a.Command, Script: a.Script, ScriptContent: a.ScriptContent,
+		Args: a.Args, Env: a.Env, Code: a.Code, Strategy: a.Strategy, Constraints: a.Constraints, Affinity: a.Affinity,
+		AntiAffinity: a.AntiAffinity, SpreadBy: a.SpreadBy, Labels: a.Labels, Namespace: a.Namespace,
+		Priority: specPriority(&a)}
+}
+
 // DeploymentRecord is a deployment's replicated intent (collection "deployments").
 type DeploymentRecord struct {
-	api.DeploymentSpec
-	Generation int64  `json:"generation"` // HLC wall time of the last write (ns)
-	CreatedAt  int64  `json:"created_at"` // unix ms
-	UpdatedAt  int64  `json:"updated_at"`
-	UpdatedBy  string `json:"updated_by"`
-	Deleted    bool   `json:"deleted,omitempty"`
+	Spec       `cbor:"1,keyasint"`
+	Generation int64  `cbor:"2,keyasint,omitempty"` // HLC wall time of the last write (ns)
+	CreatedAt  int64  `cbor:"3,keyasint,omitempty"` // unix ms
+	UpdatedAt  int64  `cbor:"4,keyasint,omitempty"`
+	UpdatedBy  string `cbor:"5,keyasint,omitempty"`
+	Deleted    bool   `cbor:"6,keyasint,omitempty"`
 }
 
 // ClaimRecord is an owner's placement of one deployment instance (collection "claims").
 type ClaimRecord struct {
-	Instance   string `json:"instance"`
-	Deployment string `json:"deployment"`
-	Namespace  string `json:"namespace,omitempty"`
-	Slot       int    `json:"slot"` // which of the desired instances it is (0..instances-1)
-	Node       string `json:"node"`
-	NodeID     string `json:"node_id"`
-	ClaimID    string `json:"claim_id"` // new for every decision, so a rejection names one decision
-	Owner      string `json:"owner"`
-	At         int64  `json:"at"` // unix ms of the first placement of this slot's instance
-	Priority   int    `json:"priority"`
-	Burst      bool   `json:"burst,omitempty"` // admitted above the base quota: preempted first
-	CPUMilli   int64  `json:"cpu_milli"`
-	RAMMB      int64  `json:"ram_mb"`
-	DiskMB     int64  `json:"disk_mb"`
+	Instance   string `cbor:"1,keyasint,omitempty"`
+	Deployment string `cbor:"2,keyasint,omitempty"`
+	Namespace  string `cbor:"3,keyasint,omitempty"`
+	Slot       int    `cbor:"4,keyasint,omitempty"` // which of the desired instances it is (0..instances-1)
+	Node       string `cbor:"5,keyasint,omitempty"`
+	NodeID     string `cbor:"6,keyasint,omitempty"`
+	ClaimID    string `cbor:"7,keyasint,omitempty"` // new for every decision, so a rejection names one decision
+	Owner      string `cbor:"8,keyasint,omitempty"`
+	At         int64  `cbor:"9,keyasint,omitempty"` // unix ms of the first placement of this slot's instance
+	Priority   int    `cbor:"10,keyasint,omitempty"`
+	Burst      bool   `cbor:"11,keyasint,omitempty"` // admitted above the base quota: preempted first
+	CPUMilli   int64  `cbor:"12,keyasint,omitempty"`
+	RAMMB      int64  `cbor:"13,keyasint,omitempty"`
+	DiskMB     int64  `cbor:"14,keyasint,omitempty"`
 	// Replaces names the instance this one replaces (drain: make-before-break).
-	Replaces string `json:"replaces,omitempty"`
+	Replaces string `cbor:"15,keyasint,omitempty"`
 	// Preempts lists instances on the target the target must evict first.
-	Preempts []string `json:"preempts,omitempty"`
+	Preempts []string `cbor:"16,keyasint,omitempty"`
 	// Avoid lists nodes that refused this instance (placed there only if nothing else fits).
-	Avoid []string `json:"avoid,omitempty"`
+	Avoid []string `cbor:"17,keyasint,omitempty"`
 }
 
 // RejectionRecord is a target's answer to a claim it will not run (collection "rejections").
 type RejectionRecord struct {
-	Instance string `json:"instance"`
-	Node     string `json:"node"`
-	NodeID   string `json:"node_id"`
-	ClaimID  string `json:"claim_id"`
-	Code     string `json:"code"` // insufficient_resources, quota, preempted, failed, error
-	Reason   string `json:"reason"`
-	At       int64  `json:"at"`
+	Instance string `cbor:"1,keyasint,omitempty"`
+	Node     string `cbor:"2,keyasint,omitempty"`
+	NodeID   string `cbor:"3,keyasint,omitempty"`
+	ClaimID  string `cbor:"4,keyasint,omitempty"`
+	Code     string `cbor:"5,keyasint,omitempty"` // insufficient_resources, quota, preempted, failed, error
+	Reason   string `cbor:"6,keyasint,omitempty"`
+	At       int64  `cbor:"7,keyasint,omitempty"`
 }
 
 // DeployStatusRecord is the owner's last message about a deployment.
 type DeployStatusRecord struct {
-	Owner   string `json:"owner"`
-	Message string `json:"message"`
-	At      int64  `json:"at"`
+	Owner   string `cbor:"1,keyasint,omitempty"`
+	Message string `cbor:"2,keyasint,omitempty"`
+	At      int64  `cbor:"3,keyasint,omitempty"`
 }
 
 // DrainRecord marks a node draining (collection "drains", keyed by peer ID).
 type DrainRecord struct {
-	Node     string `json:"node"`
-	Draining bool   `json:"draining"`
-	By       string `json:"by"`
-	At       int64  `json:"at"`
+	Node     string `cbor:"1,keyasint,omitempty"`
+	Draining bool   `cbor:"2,keyasint,omitempty"`
+	By       string `cbor:"3,keyasint,omitempty"`
+	At       int64  `cbor:"4,keyasint,omitempty"`
 }
 
 var deployNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,46}[a-z0-9])?$`)
@@ -116,7 +153,7 @@ var deployNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,46}[a-z0-9])?$`)
 const maxDeployInstances = 10000
 
 // resources returns the per-instance resources in sched units.
-func specResources(s *api.DeploymentSpec) sched.Resources {
+func specResources(s *Spec) sched.Resources {
 	return sched.Resources{
 		CPUMilli: sched.CPUPercent(s.CPUPercent) + sched.CPUCores(float64(s.CPUCores)),
 		RAMMB:    s.RAMMB, DiskMB: s.DiskMB,
@@ -221,11 +258,9 @@ var (
 // instanceName is "<deployment>-<index>".
 func instanceName(dep string, index int) string { return dep + "-" + strconv.Itoa(index) }
 
-func decodeJSONLimited[T any](b []byte) (T, error) {
+// decodeRecord decodes an (untrusted) replicated record with the state codec.
+func decodeRecord[T any](b []byte) (T, error) {
 	var v T
-	if len(b) > 2<<20 {
-		return v, fmt.Errorf("node: record of %d bytes exceeds 2 MiB", len(b))
-	}
-	err := json.Unmarshal(b, &v)
+	err := state.Decode(b, &v)
 	return v, err
 }

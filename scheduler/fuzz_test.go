@@ -6,6 +6,7 @@ import (
 
 	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/internal/httpapi"
+	"github.com/rads-lang/constellation/internal/state"
 )
 
 // FuzzDecodeSchedRequest: the scheduling protocol's request decoder never panics, and
@@ -56,8 +57,18 @@ func FuzzDeploymentSpec(f *testing.F) {
 		if !deployNameRE.MatchString(spec.Name) || (len(spec.Command) == 0) == (spec.Script == "") || spec.Strategy == "" {
 			t.Fatalf("normalize accepted %+v", spec)
 		}
-		if r := specResources(&spec); r.CPUMilli < 0 || r.RAMMB < 0 || r.DiskMB < 0 {
+		rs := specOf(spec)
+		if r := specResources(&rs); r.CPUMilli < 0 || r.RAMMB < 0 || r.DiskMB < 0 {
 			t.Fatalf("negative resources %+v", r)
+		}
+		// The replicated form round-trips through the record codec.
+		b2, err := state.Encode(DeploymentRecord{Spec: rs})
+		if err != nil {
+			return // over the record size limit: Deploy refuses it
+		}
+		back, err := decodeRecord[DeploymentRecord](b2)
+		if err != nil || back.Name != spec.Name || back.Instances != spec.Instances || back.Priority != rs.Priority {
+			t.Fatalf("record round trip: %+v, %v", back, err)
 		}
 	})
 }

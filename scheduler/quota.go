@@ -39,13 +39,26 @@ const (
 
 var quotaDims = []string{quotaCPU, quotaRAM, quotaInstances}
 
+// QuotaLimits are a namespace's limits as replicated (api.QuotaSpec).
+type QuotaLimits struct {
+	MaxCPUCores     float64 `cbor:"1,keyasint,omitempty"`
+	MaxRAMGB        float64 `cbor:"2,keyasint,omitempty"`
+	MaxInstances    int     `cbor:"3,keyasint,omitempty"`
+	AllowCPUBurst   bool    `cbor:"4,keyasint,omitempty"`
+	AllowRAMBorrow  bool    `cbor:"5,keyasint,omitempty"`
+	MaxBurstPercent int     `cbor:"6,keyasint,omitempty"`
+}
+
 // QuotaRecord is a namespace's quota (collection "quotas").
 type QuotaRecord struct {
-	Namespace string `json:"namespace"`
-	api.QuotaSpec
-	UpdatedAt int64  `json:"updated_at"`
-	UpdatedBy string `json:"updated_by"`
+	Namespace   string `cbor:"1,keyasint,omitempty"`
+	QuotaLimits `cbor:"2,keyasint"`
+	UpdatedAt   int64  `cbor:"3,keyasint,omitempty"`
+	UpdatedBy   string `cbor:"4,keyasint,omitempty"`
 }
+
+// spec is the API form of the limits.
+func (q QuotaLimits) spec() api.QuotaSpec { return api.QuotaSpec(q) }
 
 func (q QuotaRecord) sched() sched.Quota {
 	return sched.Quota{MaxCPUCores: q.MaxCPUCores, MaxRAMGB: q.MaxRAMGB, MaxInstances: q.MaxInstances,
@@ -69,7 +82,7 @@ func validateQuota(q *api.QuotaSpec) error {
 	case q.MaxBurstPercent != 0 && (q.MaxBurstPercent < 100 || q.MaxBurstPercent > 1000):
 		return httpapi.BadRequest(`invalid field "max_burst_percent": %d; 100 to 1000, e.g. 150`, q.MaxBurstPercent)
 	}
-	if err := (QuotaRecord{QuotaSpec: *q}).sched().Validate(); err != nil {
+	if err := (QuotaRecord{QuotaLimits: QuotaLimits(*q)}).sched().Validate(); err != nil {
 		return httpapi.BadRequest("invalid quota: %v", err)
 	}
 	return nil
@@ -91,7 +104,7 @@ func dimAmount(dim string, r sched.Resources) uint64 {
 // setQuota writes a namespace's quota and mints or burns rights to match its limits.
 func (s *Scheduler) setQuota(ns string, spec api.QuotaSpec) (QuotaRecord, error) {
 	st := s.snapshot()
-	rec := QuotaRecord{Namespace: ns, QuotaSpec: spec, UpdatedAt: st.now.UnixMilli(), UpdatedBy: st.self}
+	rec := QuotaRecord{Namespace: ns, QuotaLimits: QuotaLimits(spec), UpdatedAt: st.now.UnixMilli(), UpdatedBy: st.self}
 	used := s.buildCluster(st).nsUsage[ns]
 	usedBy := map[string]int64{quotaCPU: used.CPUMilli, quotaRAM: used.RAMMB, quotaInstances: used.Instances}
 	var w schedWrites
@@ -146,7 +159,7 @@ func (s *Scheduler) quotaInfo(st *schedState, ns string) (api.QuotaInfo, bool) {
 	}
 	used := s.buildCluster(st).nsUsage[ns]
 	lim := q.limits()
-	info := api.QuotaInfo{Namespace: ns, QuotaSpec: q.QuotaSpec, UpdatedAt: q.UpdatedAt, UpdatedBy: q.UpdatedBy,
+	info := api.QuotaInfo{Namespace: ns, QuotaSpec: q.spec(), UpdatedAt: q.UpdatedAt, UpdatedBy: q.UpdatedBy,
 		UsedCPUCores: float64(used.CPUMilli) / 1000, UsedRAMGB: round(float64(used.RAMMB)/1024, 3), UsedInstances: int(used.Instances),
 		LimitCPUCores: float64(lim[quotaCPU]) / 1000, LimitRAMGB: round(float64(lim[quotaRAM])/1024, 3), LimitInstances: int(lim[quotaInstances])}
 	s.st.View(func(v *state.View) {
@@ -248,7 +261,7 @@ func (s *Scheduler) returnQuota(ns string, consumed map[string]uint64) {
 	_ = s.st.Update(func(tx *state.Tx) error {
 		var lim map[string]int64
 		if v, _, ok := tx.GetLWW(CollQuotas, ns); ok {
-			if q, err := decodeJSONLimited[QuotaRecord](v); err == nil {
+			if q, err := decodeRecord[QuotaRecord](v); err == nil {
 				lim = q.limits()
 			}
 		}

@@ -32,19 +32,19 @@ import (
 
 // ReservationRecord is a reservation (collection "reservations"; POST answers it).
 type ReservationRecord struct {
-	ID         string    `json:"id"`
-	Node       string    `json:"node"`
-	NodeID     string    `json:"node_id"`
-	CPUCores   float64   `json:"cpu_cores"`
-	RAMMB      int64     `json:"ram_mb"`
-	DiskMB     int64     `json:"disk_mb"`
-	Priority   int       `json:"priority"`
-	CreatedAt  time.Time `json:"created_at"`
-	ExpiresAt  time.Time `json:"expires_at"`
-	UsedBy     string    `json:"used_by,omitempty"` // the instance created from it
-	Status     string    `json:"status,omitempty"`  // active, used, expired (computed on read)
-	DurationS  int64     `json:"duration_seconds"`
-	RemainingS float64   `json:"remaining_seconds,omitempty"`
+	ID         string    `cbor:"1,keyasint,omitempty"`
+	Node       string    `cbor:"2,keyasint,omitempty"`
+	NodeID     string    `cbor:"3,keyasint,omitempty"`
+	CPUCores   float64   `cbor:"4,keyasint,omitempty"`
+	RAMMB      int64     `cbor:"5,keyasint,omitempty"`
+	DiskMB     int64     `cbor:"6,keyasint,omitempty"`
+	Priority   int       `cbor:"7,keyasint,omitempty"`
+	CreatedAt  time.Time `cbor:"8,keyasint,omitempty"`
+	ExpiresAt  time.Time `cbor:"9,keyasint,omitempty"`
+	UsedBy     string    `cbor:"10,keyasint,omitempty"` // the instance created from it
+	Status     string    `cbor:"11,keyasint,omitempty"` // active, used, expired (computed on read)
+	DurationS  int64     `cbor:"12,keyasint,omitempty"`
+	RemainingS float64   `cbor:"13,keyasint,omitempty"`
 }
 
 // maxReservationSeconds bounds a reservation's duration (30 days).
@@ -223,7 +223,7 @@ func (s *Scheduler) Reserved() (cpuPercent float64, ramMB, diskMB int64) {
 		}
 	})
 	for _, v := range raw {
-		r, err := decodeJSONLimited[ReservationRecord](v)
+		r, err := decodeRecord[ReservationRecord](v)
 		if err != nil || r.NodeID != self || !r.live(now) {
 			continue
 		}
@@ -247,7 +247,7 @@ func (s *Scheduler) reservation(id string) (ReservationRecord, bool) {
 	if !ok {
 		return ReservationRecord{}, false
 	}
-	r, err := decodeJSONLimited[ReservationRecord](v)
+	r, err := decodeRecord[ReservationRecord](v)
 	return r, err == nil
 }
 

@@ -266,30 +266,30 @@ func (s *Scheduler) snapshot() *schedState {
 	defer s.cacheMu.Unlock()
 	c := &snapCache{old: s.cache, next: map[string]map[string]cachedRecord{}}
 	decodeAll(c, instances.CollResources, raw, instances.DecodeResources, func(k string, r instances.ResourceRecord) { st.res[k] = r })
-	decodeAll(c, CollDeployments, raw, decodeJSONLimited[DeploymentRecord], func(k string, r DeploymentRecord) {
+	decodeAll(c, CollDeployments, raw, decodeRecord[DeploymentRecord], func(k string, r DeploymentRecord) {
 		if r.Name == k {
 			st.deps[k] = r
 		}
 	})
-	decodeAll(c, CollClaims, raw, decodeJSONLimited[ClaimRecord], func(k string, r ClaimRecord) {
+	decodeAll(c, CollClaims, raw, decodeRecord[ClaimRecord], func(k string, r ClaimRecord) {
 		if r.Instance == k {
 			st.claims[k] = r
 		}
 	})
-	decodeAll(c, CollRejections, raw, decodeJSONLimited[RejectionRecord], func(k string, r RejectionRecord) { st.rejs[k] = r })
+	decodeAll(c, CollRejections, raw, decodeRecord[RejectionRecord], func(k string, r RejectionRecord) { st.rejs[k] = r })
 	decodeAll(c, instances.Coll, raw, instances.DecodeRecord, func(k string, r instances.Record) { st.insts[k] = r })
-	decodeAll(c, CollReservations, raw, decodeJSONLimited[ReservationRecord], func(k string, r ReservationRecord) {
+	decodeAll(c, CollReservations, raw, decodeRecord[ReservationRecord], func(k string, r ReservationRecord) {
 		if r.ID == k {
 			st.resv[k] = r
 		}
 	})
-	decodeAll(c, CollDrains, raw, decodeJSONLimited[DrainRecord], func(k string, r DrainRecord) {
+	decodeAll(c, CollDrains, raw, decodeRecord[DrainRecord], func(k string, r DrainRecord) {
 		if r.Draining {
 			st.drains[k] = true
 		}
 	})
-	decodeAll(c, CollQuotas, raw, decodeJSONLimited[QuotaRecord], func(k string, r QuotaRecord) { st.quotas[k] = r })
-	decodeAll(c, CollDeployStatus, raw, decodeJSONLimited[DeployStatusRecord], func(k string, r DeployStatusRecord) { st.msgs[k] = r })
+	decodeAll(c, CollQuotas, raw, decodeRecord[QuotaRecord], func(k string, r QuotaRecord) { st.quotas[k] = r })
+	decodeAll(c, CollDeployStatus, raw, decodeRecord[DeployStatusRecord], func(k string, r DeployStatusRecord) { st.msgs[k] = r })
 	s.cache = c.next
 	return st
 }
@@ -333,6 +333,7 @@ func (s *Scheduler) idle() bool {
 type schedWrites struct {
 	puts map[string]map[string][]byte // collection -> key -> value
 	dels map[string][]string
+	errs []error // records that could not be encoded
 }
 
 func (w *schedWrites) put(coll, key string, v any) {
@@ -342,7 +343,11 @@ func (w *schedWrites) put(coll, key string, v any) {
 	if w.puts[coll] == nil {
 		w.puts[coll] = map[string][]byte{}
 	}
-	b, _ := json.Marshal(v)
+	b, err := state.Encode(v)
+	if err != nil { // over the record size limit: written nowhere, reported by apply
+		w.errs = append(w.errs, fmt.Errorf("%s/%s: %w", coll, key, err))
+		return
+	}
 	w.puts[coll][key] = b
 }
 
@@ -355,6 +360,9 @@ func (w *schedWrites) del(coll, key string) {
 
 // apply writes everything as one batch: persisted, published, and kicks the loop.
 func (s *Scheduler) apply(w *schedWrites) {
+	for _, err := range w.errs {
+		s.log.Error("record not written", "err", err)
+	}
 	if len(w.puts) == 0 && len(w.dels) == 0 {
 		return
 	}
