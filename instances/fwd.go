@@ -1,7 +1,6 @@
 package instances
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -11,38 +10,45 @@ import (
 	"strings"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/protocol"
-	"github.com/rads-lang/constellation/internal/frame"
 	"github.com/rads-lang/constellation/internal/httpapi"
 	"github.com/rads-lang/constellation/internal/membership"
+	"github.com/rads-lang/constellation/p2p"
 )
 
-// Forwarding protocol (/constellation/<cluster-hash>/instances/1.0.0): an operation on an
-// instance of another node travels to that node as the same local-API request, over a
-// libp2p stream between admitted members, and its answer comes back unchanged (status,
-// JSON body or error), so a forwarded request fails exactly like a local one.
+// Forwarding protocol (/constellation/<cluster-hash>/instances/2.0.0, a p2p.Service between
+// admitted members): an operation on an instance of another node travels to that node as
+// the same local-API request, and its answer comes back unchanged (status, JSON body or
+// error), so a forwarded request fails exactly like a local one.
 //
 //	A -> B  frame: fwdRequest (JSON)
 //	B -> A  frame: fwdHead (JSON: status, content type)
 //	B -> A  frames: body chunks (a followed log streams here), then B closes its side
 //
-// A frame is a 4-byte big-endian length and that many bytes. Limits: request frame
+// Frames are the service's (bounded, with write deadlines). Limits: request frame
 // maxFwdRequest, head frame 4 KiB, body chunk maxFwdChunk. B reads the request within
-// fwdRequestTimeout; A waits fwdHeadTimeout for the head except for wait and followed
+// fwdRequestTimeout; A waits fwdHeadTimeout for each frame except for wait and followed
 // logs, which last as long as the caller. A cancelled caller resets the stream, which
-// cancels the operation on B.
+// cancels the operation on B (CancelOnRemoteClose).
 
 const (
-	instancesProtocol = "instances/1.0.0"
+	instancesProtocol = "instances/2.0.0"
 	maxFwdRequest     = httpapi.MaxBodyBytes + 8<<10
 	maxFwdHead        = 4 << 10
 	maxFwdChunk       = 256 << 10
 	fwdRequestTimeout = 10 * time.Second
 	fwdHeadTimeout    = 2 * time.Minute // plus an hour for stop, restart, restore and rm (their grace period)
-	fwdWriteTimeout   = 30 * time.Second
 )
+
+// startForwarding registers the forwarding protocol.
+func (m *Service) startForwarding() error {
+	svc, err := m.host.NewService(instancesProtocol, p2p.ServiceConfig{MaxFrame: maxFwdRequest, ReadTimeout: fwdRequestTimeout}, m.handleForward)
+	if err != nil {
+		return err
+	}
+	m.fwd = svc
+	return nil
+}
 
 // fwdRequest is a forwarded local-API request.
 type fwdRequest struct {
@@ -58,8 +64,6 @@ type fwdHead struct {
 	Status      int    `json:"status"`
 	ContentType string `json:"content_type,omitempty"`
 }
-
-func (m *Service) protocol() protocol.ID { return m.host.ProtocolID(instancesProtocol) }
 
 // decodeFwdRequest decodes and checks a forwarded request: only the instance API travels.
 func decodeFwdRequest(b []byte) (fwdRequest, error) {
@@ -90,24 +94,22 @@ func (m *Service) forward(w http.ResponseWriter, r *http.Request, body []byte, t
 	unavailable := func(err error) {
 		httpapi.WriteErr(w, fmt.Errorf("%w: node %s cannot be reached to forward %s %s: %v", membership.ErrNodeUnavailable, toName, r.Method, r.URL.Path, err))
 	}
-	dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
-	s, err := m.host.Libp2p().NewStream(dctx, to, m.protocol())
-	dcancel()
+	if m.fwd == nil {
+		unavailable(errors.New("forwarding not started"))
+		return
+	}
+	s, err := m.fwd.Open(ctx, to) // the stream is reset when the caller goes away
 	if err != nil {
 		unavailable(err)
 		return
 	}
 	defer s.Close()
-	stop := context.AfterFunc(ctx, func() { s.Reset() })
-	defer stop()
 	req := fwdRequest{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Body: body, Instance: callerInstance(r)}
 	b, _ := json.Marshal(req)
-	_ = s.SetWriteDeadline(time.Now().Add(fwdWriteTimeout))
-	if err := frame.Write(s, b); err != nil {
+	if err := s.WriteFrame(b); err != nil {
 		unavailable(err)
 		return
 	}
-	_ = s.SetWriteDeadline(time.Time{})
 	streaming := strings.HasSuffix(r.URL.Path, "/wait") || (strings.HasSuffix(r.URL.Path, "/logs") && r.URL.Query().Get("follow") != "" && r.URL.Query().Get("follow") != "0")
 	if !streaming {
 		limit := fwdHeadTimeout
@@ -115,10 +117,12 @@ func (m *Service) forward(w http.ResponseWriter, r *http.Request, body []byte, t
 			strings.HasSuffix(r.URL.Path, "/restore") {
 			limit += time.Hour // a stop's grace period may be up to an hour
 		}
-		_ = s.SetReadDeadline(time.Now().Add(limit))
+		s.SetReadTimeout(limit)
 	}
-	br := bufio.NewReaderSize(s, 64<<10)
-	hb, err := frame.Read(br, maxFwdHead)
+	hb, err := s.ReadFrame()
+	if err == nil && len(hb) > maxFwdHead {
+		err = fmt.Errorf("answer head of %d bytes over %d", len(hb), maxFwdHead)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return // the caller went away
@@ -137,8 +141,8 @@ func (m *Service) forward(w http.ResponseWriter, r *http.Request, body []byte, t
 	w.WriteHeader(head.Status)
 	fl, _ := w.(http.Flusher)
 	for {
-		chunk, err := frame.Read(br, maxFwdChunk)
-		if err != nil {
+		chunk, err := s.ReadFrame()
+		if err != nil || len(chunk) > maxFwdChunk {
 			return // EOF: complete; anything else: the body is cut short, as a local error would
 		}
 		if _, err := w.Write(chunk); err != nil {
@@ -151,60 +155,44 @@ func (m *Service) forward(w http.ResponseWriter, r *http.Request, body []byte, t
 }
 
 // handleForward serves one forwarded request from an admitted member.
-func (m *Service) handleForward(s network.Stream) {
-	defer s.Close()
-	_ = s.SetReadDeadline(time.Now().Add(fwdRequestTimeout))
-	b, err := frame.Read(s, maxFwdRequest)
+func (m *Service) handleForward(sctx context.Context, s *p2p.Stream) error {
+	b, err := s.ReadFrame()
 	if err != nil {
-		s.Reset()
-		return
+		return err
 	}
-	_ = s.SetReadDeadline(time.Time{})
 	req, err := decodeFwdRequest(b)
 	if err != nil {
-		m.log.Warn("bad forwarded request", "peer", s.Conn().RemotePeer().String(), "err", err)
-		s.Reset()
-		return
+		m.log.Warn("bad forwarded request", "peer", s.Peer().String(), "err", err)
+		return err
 	}
-	base := m.ctx
-	if base == nil {
-		base = context.Background()
-	}
-	ctx, cancel := context.WithCancel(base)
+	// The caller writes nothing more: its closing or resetting the stream cancels sctx.
+	s.CancelOnRemoteClose()
+	ctx, cancel := context.WithCancel(m.ctx)
 	defer cancel()
+	stop := context.AfterFunc(sctx, cancel)
+	defer stop()
 	ctx = context.WithValue(ctx, ctxForwarded, true)
 	if req.Instance != "" {
 		ctx = context.WithValue(ctx, ctxInstance, req.Instance)
 	}
-	// The caller writes nothing more; a read that returns means it closed or reset.
-	go func() {
-		var one [1]byte
-		_, _ = s.Read(one[:])
-		cancel()
-	}()
 	target := req.Path
 	if req.Query != "" {
 		target += "?" + req.Query
 	}
 	hr, err := http.NewRequestWithContext(ctx, req.Method, target, bytes.NewReader(req.Body))
 	if err != nil {
-		s.Reset()
-		return
+		return err
 	}
-	hr.RemoteAddr = "libp2p:" + s.Conn().RemotePeer().String()
+	hr.RemoteAddr = "libp2p:" + s.Peer().String()
 	fw := &frameWriter{s: s, header: http.Header{}}
 	m.fwdMux.ServeHTTP(fw, hr)
-	if err := fw.finish(); err != nil {
-		s.Reset()
-		return
-	}
-	_ = s.CloseWrite()
+	return fw.finish()
 }
 
 // frameWriter is the http.ResponseWriter of a forwarded request: it writes the head frame
 // on the first write and every body write as chunk frames.
 type frameWriter struct {
-	s       network.Stream
+	s       *p2p.Stream
 	header  http.Header
 	status  int
 	started bool
@@ -223,10 +211,7 @@ func (f *frameWriter) WriteHeader(status int) {
 	f.err = f.write(b)
 }
 
-func (f *frameWriter) write(b []byte) error {
-	_ = f.s.SetWriteDeadline(time.Now().Add(fwdWriteTimeout))
-	return frame.Write(f.s, b)
-}
+func (f *frameWriter) write(b []byte) error { return f.s.WriteFrame(b) }
 
 func (f *frameWriter) Write(p []byte) (int, error) {
 	if !f.started {

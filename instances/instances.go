@@ -21,9 +21,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/crdt"
@@ -163,6 +161,7 @@ type Service struct {
 
 	inner  *instanceAPI   // the loopback listener for instances (inner.go)
 	fwdMux *http.ServeMux // serves forwarded requests: the instance routes only
+	fwd    *p2p.Service   // the forwarding protocol (fwd.go)
 
 	events  instanceEvents // status changes published as "instance" events
 	changed chan string    // instance names changed by replication (for conflictLoop)
@@ -199,8 +198,7 @@ type Config struct {
 // Host is what the instance service needs of the p2p host.
 type Host interface {
 	ID() peer.ID
-	Libp2p() host.Host
-	ProtocolID(name string) protocol.ID
+	NewService(name string, cfg p2p.ServiceConfig, h p2p.Handler) (*p2p.Service, error)
 }
 
 // Members is what the instance service needs of membership.
@@ -302,7 +300,9 @@ func openSandbox(c sandbox.Config) (Runtime, error) {
 // already has instances, opens the runtime (which re-adopts them). It then reconciles the
 // replicated records owned by this node with the runtime.
 func (m *Service) Start() error {
-	m.host.Libp2p().SetStreamHandler(m.protocol(), m.handleForward)
+	if err := m.startForwarding(); err != nil {
+		return err
+	}
 	api, err := startInstanceAPI(m)
 	if err != nil {
 		return err
@@ -331,8 +331,8 @@ func (m *Service) Close() {
 	m.mu.Unlock()
 	close(m.stop)
 	m.wg.Wait()
-	if m.host != nil {
-		m.host.Libp2p().RemoveStreamHandler(m.protocol())
+	if m.fwd != nil {
+		_ = m.fwd.Close() // removes the handler, then waits for forwarded requests in flight
 	}
 	if m.inner != nil {
 		m.inner.close()

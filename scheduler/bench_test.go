@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -9,23 +10,21 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/host"
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/instances"
 	"github.com/rads-lang/constellation/internal/httpapi"
 	"github.com/rads-lang/constellation/internal/state"
+	"github.com/rads-lang/constellation/p2p"
 )
 
 type benchHost struct{}
 
-func (benchHost) ID() peer.ID                                         { return peer.ID("bench-self") }
-func (benchHost) Libp2p() host.Host                                   { return nil }
-func (benchHost) ProtocolID(name string) protocol.ID                  { return protocol.ID("/bench/" + name) }
-func (benchHost) Guard(h network.StreamHandler) network.StreamHandler { return h }
+func (benchHost) ID() peer.ID { return peer.ID("bench-self") }
+func (benchHost) NewService(string, p2p.ServiceConfig, p2p.Handler) (*p2p.Service, error) {
+	return nil, errors.New("no network in benchmarks")
+}
 
 type benchMembers []api.NodeInfo
 

@@ -1,7 +1,6 @@
 package scheduler
 
 import (
-	"encoding/json"
 	"testing"
 
 	"github.com/rads-lang/constellation/api"
@@ -12,11 +11,19 @@ import (
 // FuzzDecodeSchedRequest: the scheduling protocol's request decoder never panics, and
 // whatever it accepts is a known op with its required fields.
 func FuzzDecodeSchedRequest(f *testing.F) {
-	f.Add([]byte(`{"op":"rights","key":"team/cpu","amount":500,"replica":42}`))
-	f.Add([]byte(`{"op":"reserve","reservation":{"id":"rsv-1","cpu_cores":2,"ram_mb":4096,"duration_seconds":3600}}`))
-	f.Add([]byte(`{"op":"rights","key":"","amount":0}`))
-	f.Add([]byte(`{"op":"drop tables"}`))
-	f.Add([]byte(`[]`))
+	for _, r := range []schedRequest{
+		{Op: "rights", Key: "team/cpu", Amount: 500, Replica: 42},
+		{Op: "reserve", Reservation: &ReservationRecord{ID: "rsv-1", CPUCores: 2, RAMMB: 4096, DurationS: 3600}},
+		{Op: "rights"},
+		{Op: "drop tables"},
+	} {
+		b, err := state.Encode(r)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte{0x80})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		req, err := decodeSchedRequest(b)
 		if err != nil {
@@ -34,7 +41,7 @@ func FuzzDecodeSchedRequest(f *testing.F) {
 		default:
 			t.Fatalf("accepted op %q", req.Op)
 		}
-		if _, err := json.Marshal(req); err != nil {
+		if _, err := state.Encode(req); err != nil {
 			t.Fatal(err)
 		}
 	})

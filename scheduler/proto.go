@@ -1,24 +1,21 @@
 package scheduler
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/rads-lang/constellation/crdt"
-	"github.com/rads-lang/constellation/internal/frame"
 	"github.com/rads-lang/constellation/internal/httpapi"
+	"github.com/rads-lang/constellation/internal/state"
+	"github.com/rads-lang/constellation/p2p"
 )
 
-// Scheduling protocol (/constellation/<cluster-hash>/sched/1.0.0), between admitted
-// members only: one request frame, one response frame (4-byte big-endian length + JSON),
-// then both sides close.
+// Scheduling protocol (/constellation/<cluster-hash>/sched/2.0.0), a p2p.Service between
+// admitted members: one CBOR request, one CBOR response, each a bounded frame with a
+// deadline, then both sides close.
 //
 //	op "rights":  transfer up to Amount of the sender's bounded-counter rights on Key to
 //	              Replica; the answer carries the granted amount and the delta, which the
@@ -26,77 +23,79 @@ import (
 //	op "reserve": admit Reservation on the receiving node (the holder decides against its
 //	              own free resources) and write it; the answer is the written record.
 const (
-	schedProtocolName = "sched/1.0.0"
-	maxSchedRequest   = 16 << 10
-	maxSchedResponse  = 4 << 20
+	schedProtocolName = "sched/2.0.0"
+	maxSchedFrame     = 4 << 20
 	schedIOTimeout    = 10 * time.Second
 )
 
 type schedRequest struct {
-	Op          string             `json:"op"`
-	Key         string             `json:"key,omitempty"`
-	Amount      uint64             `json:"amount,omitempty"`
-	Replica     uint64             `json:"replica,omitempty"`
-	Reservation *ReservationRecord `json:"reservation,omitempty"`
+	Op          string             `cbor:"1,keyasint,omitempty"`
+	Key         string             `cbor:"2,keyasint,omitempty"`
+	Amount      uint64             `cbor:"3,keyasint,omitempty"`
+	Replica     uint64             `cbor:"4,keyasint,omitempty"`
+	Reservation *ReservationRecord `cbor:"5,keyasint,omitempty"`
 }
 
 type schedResponse struct {
-	Granted     uint64             `json:"granted,omitempty"`
-	Delta       []byte             `json:"delta,omitempty"`
-	Reservation *ReservationRecord `json:"reservation,omitempty"`
-	Error       string             `json:"error,omitempty"`
-	Code        string             `json:"code,omitempty"`
+	Granted     uint64             `cbor:"1,keyasint,omitempty"`
+	Delta       []byte             `cbor:"2,keyasint,omitempty"`
+	Reservation *ReservationRecord `cbor:"3,keyasint,omitempty"`
+	Error       string             `cbor:"4,keyasint,omitempty"`
+	Code        string             `cbor:"5,keyasint,omitempty"`
 }
 
-func (s *Scheduler) protocol() protocol.ID { return s.host.ProtocolID(schedProtocolName) }
-
-func (s *Scheduler) startProtocol() {
-	s.host.Libp2p().SetStreamHandler(s.protocol(), s.host.Guard(s.handleStream))
+func (s *Scheduler) startProtocol() error {
+	svc, err := s.host.NewService(schedProtocolName, p2p.ServiceConfig{MaxFrame: maxSchedFrame, ReadTimeout: schedIOTimeout}, s.serve)
+	if err != nil {
+		return err
+	}
+	s.svc = svc
+	return nil
 }
 
 func (s *Scheduler) stopProtocol() {
-	if s.host != nil {
-		s.host.Libp2p().RemoveStreamHandler(s.protocol())
+	if s.svc != nil {
+		_ = s.svc.Close()
 	}
 }
 
-func decodeSchedRequest(b []byte) (schedRequest, error) {
-	var req schedRequest
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return req, fmt.Errorf("node: sched request: %w", err)
-	}
+// validSchedRequest checks a decoded request: a known op with its required fields.
+func validSchedRequest(req schedRequest) error {
 	switch req.Op {
 	case "rights":
 		if req.Key == "" || len(req.Key) > 256 || req.Amount == 0 || req.Replica == 0 {
-			return req, fmt.Errorf("node: sched request: rights needs key, amount and replica")
+			return fmt.Errorf("sched request: rights needs key, amount and replica")
 		}
 	case "reserve":
 		if req.Reservation == nil {
-			return req, fmt.Errorf("node: sched request: reserve needs a reservation")
+			return fmt.Errorf("sched request: reserve needs a reservation")
 		}
 	default:
-		return req, fmt.Errorf("node: sched request: unknown op %q", req.Op)
+		return fmt.Errorf("sched request: unknown op %q", req.Op)
 	}
-	return req, nil
+	return nil
 }
 
-func (s *Scheduler) handleStream(st network.Stream) {
-	defer st.Close()
-	_ = st.SetDeadline(time.Now().Add(schedIOTimeout))
-	b, err := frame.Read(st, maxSchedRequest)
-	if err != nil {
-		st.Reset()
-		return
+// decodeSchedRequest decodes (with the record codec's limits) and checks a request.
+func decodeSchedRequest(b []byte) (schedRequest, error) {
+	var req schedRequest
+	if err := state.Decode(b, &req); err != nil {
+		return req, fmt.Errorf("sched request: %w", err)
 	}
-	req, err := decodeSchedRequest(b)
-	if err != nil {
-		s.log.Warn("bad sched request", "peer", st.Conn().RemotePeer().String(), "err", err)
-		st.Reset()
-		return
+	return req, validSchedRequest(req)
+}
+
+func (s *Scheduler) serve(ctx context.Context, st *p2p.Stream) error {
+	var req schedRequest
+	if err := st.ReadMsg(&req); err != nil {
+		return err
+	}
+	if err := validSchedRequest(req); err != nil {
+		s.log.Warn("bad sched request", "peer", st.Peer().String(), "err", err)
+		return err
 	}
 	var resp schedResponse
+	var err error
 	switch req.Op {
 	case "rights":
 		resp, err = s.grantRights(req.Key, req.Amount, crdt.ReplicaID(req.Replica))
@@ -111,38 +110,15 @@ func (s *Scheduler) handleStream(st network.Stream) {
 		_, code, _ := httpapi.Status(err)
 		resp = schedResponse{Error: err.Error(), Code: code}
 	}
-	out, _ := json.Marshal(resp)
-	if err := frame.Write(st, out); err != nil {
-		st.Reset()
-	}
+	return st.WriteMsg(resp)
 }
 
 // call sends one request to peer p and returns its answer.
 func (s *Scheduler) call(ctx context.Context, p peer.ID, req schedRequest) (schedResponse, error) {
 	var resp schedResponse
-	st, err := s.host.Libp2p().NewStream(ctx, p, s.protocol())
-	if err != nil {
-		return resp, err
+	if s.svc == nil {
+		return resp, fmt.Errorf("sched protocol not started")
 	}
-	defer st.Close()
-	dl, ok := ctx.Deadline()
-	if !ok {
-		dl = time.Now().Add(schedIOTimeout)
-	}
-	_ = st.SetDeadline(dl)
-	b, _ := json.Marshal(req)
-	if err := frame.Write(st, b); err != nil {
-		st.Reset()
-		return resp, err
-	}
-	_ = st.CloseWrite()
-	rb, err := frame.Read(st, maxSchedResponse)
-	if err != nil {
-		st.Reset()
-		return resp, err
-	}
-	if err := json.Unmarshal(rb, &resp); err != nil {
-		return resp, fmt.Errorf("node: sched response: %w", err)
-	}
-	return resp, nil
+	err := s.svc.CallMsg(ctx, p, req, &resp)
+	return resp, err
 }

@@ -17,16 +17,14 @@ import (
 	"sync"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/host"
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/crdt"
 	"github.com/rads-lang/constellation/instances"
 	"github.com/rads-lang/constellation/internal/httpapi"
 	"github.com/rads-lang/constellation/internal/membership"
 	"github.com/rads-lang/constellation/internal/state"
+	"github.com/rads-lang/constellation/p2p"
 	"github.com/rads-lang/constellation/sandbox"
 	"github.com/rads-lang/constellation/sched"
 )
@@ -52,6 +50,7 @@ type Scheduler struct {
 	st      *state.Store
 	members Members
 	inst    Instances
+	svc     *p2p.Service // the scheduling protocol (proto.go)
 	log     *slog.Logger
 	now     func() time.Time
 	decider
@@ -87,9 +86,7 @@ type Config struct {
 // Host is what the scheduler needs of the p2p host.
 type Host interface {
 	ID() peer.ID
-	Libp2p() host.Host
-	ProtocolID(name string) protocol.ID
-	Guard(h network.StreamHandler) network.StreamHandler
+	NewService(name string, cfg p2p.ServiceConfig, h p2p.Handler) (*p2p.Service, error)
 }
 
 // Members is what the scheduler needs of membership.
@@ -160,7 +157,9 @@ func (s *Scheduler) Start() error {
 			s.managed = m
 		}
 	}
-	s.startProtocol()
+	if err := s.startProtocol(); err != nil {
+		return err
+	}
 	s.wg.Add(1)
 	go s.loop()
 	return nil
