@@ -29,6 +29,7 @@ func (benchHost) NewService(string, p2p.ServiceConfig, p2p.Handler) (*p2p.Servic
 type benchMembers []api.NodeInfo
 
 func (m benchMembers) Nodes() []api.NodeInfo { return m }
+func (m benchMembers) Settled() bool         { return true }
 
 type nopPub struct{}
 

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"fmt"
+	"maps"
 	mrand "math/rand/v2"
 	"sort"
 	"strconv"
@@ -25,7 +26,7 @@ import (
 //
 // Commands (arguments are key=value; lists are comma-separated):
 //
-//	node NAME [status=alive|suspect|dead|left] [left-at=MS] [cpu=CORES] [ram=MB] [disk=MB] [labels=k:v;k:v] [unavailable]
+//	node NAME [status=alive|suspect|dead|left] [left-at=MS (left: when; dead: last seen)] [cpu=CORES] [ram=MB] [disk=MB] [labels=k:v;k:v] [unavailable]
 //	deploy NAME instances=N [cpu=PCT] [ram=MB] [strategy=S] [namespace=NS] [constraints=C;C] [deleted]
 //	claim INSTANCE dep=D slot=I node=N [id=ID] [at=MS] [replaces=X] [avoid=A,B]
 //	instance NAME node=N status=S
@@ -36,6 +37,8 @@ import (
 //	owner now=MS [self=NODE] [apply] -> every live node's owner pass (or only self's), by node
 //	                                    (apply: write them into the state, as replication would)
 //	agent self=NODE now=MS [apply]   -> this node's actions and writes
+//	split | switch | heal   a partition: split copies the state to a second side, switch
+//	                        goes to the other side, heal merges the sides' writes
 //	reset
 func TestDecide(t *testing.T) {
 	datadriven.Walk(t, "testdata/decide", func(t *testing.T, path string) {
@@ -62,6 +65,10 @@ type harness struct {
 	local    map[string]sandbox.Info
 	ids      int
 	backoffs *mrand.Rand
+	// other is the other side of a partition (split/switch/heal); base is the claims at the
+	// split, to tell a deletion on one side from an addition on the other.
+	other *harness
+	base  map[string]ClaimRecord
 }
 
 type harnessNode struct {
@@ -135,6 +142,46 @@ func (h *harness) run(d *datadriven.TestData) (string, error) {
 	switch d.Cmd {
 	case "reset":
 		*h = *newHarness()
+		return "ok\n", nil
+	case "split":
+		// A partition: from now on the commands act on one side; switch goes to the other.
+		o := h.clone()
+		h.other, h.base = o, maps.Clone(h.claims)
+		return "ok\n", nil
+	case "switch":
+		if h.other == nil {
+			return "", fmt.Errorf("switch without split")
+		}
+		o, base := h.other, h.base
+		h.other, h.base = nil, nil
+		me := h.clone()
+		*h = *o
+		h.other, h.base = me, base
+		return "ok\n", nil
+	case "heal":
+		// The two sides' writes merge: a claim either side deleted (present at the split) is
+		// gone, a claim either side added is there; records and rejections are joined.
+		if h.other == nil {
+			return "", fmt.Errorf("heal without split")
+		}
+		o, base := h.other, h.base
+		h.other, h.base = nil, nil
+		merged := map[string]ClaimRecord{}
+		for _, side := range []map[string]ClaimRecord{h.claims, o.claims} {
+			for k, c := range side {
+				merged[k] = c
+			}
+		}
+		for k := range base {
+			_, a := h.claims[k]
+			_, b := o.claims[k]
+			if !a || !b {
+				delete(merged, k)
+			}
+		}
+		h.claims = merged
+		maps.Copy(h.insts, o.insts)
+		maps.Copy(h.rejs, o.rejs)
 		return "ok\n", nil
 	case "node":
 		labels := map[string]string{}
@@ -267,11 +314,19 @@ func (h *harness) run(d *datadriven.TestData) (string, error) {
 	return "ok\n", nil
 }
 
+func (h *harness) clone() *harness {
+	c := *h
+	c.nodes, c.deps, c.claims, c.insts = maps.Clone(h.nodes), maps.Clone(h.deps), maps.Clone(h.claims), maps.Clone(h.insts)
+	c.rejs, c.drains, c.msgs, c.managed, c.local = maps.Clone(h.rejs), maps.Clone(h.drains), maps.Clone(h.msgs), maps.Clone(h.managed), maps.Clone(h.local)
+	c.other, c.base = nil, nil
+	return &c
+}
+
 // snapshot builds the decision input as Scheduler.snapshot does from replicated state.
 func (h *harness) snapshot(self string, now int64) *schedState {
 	st := &schedState{
 		now: time.UnixMilli(now), leftGrace: defaultLeftGrace, self: self, selfID: id(self),
-		status: map[string]string{}, leftAt: map[string]time.Time{}, nameOf: map[string]string{}, idOf: map[string]string{},
+		status: map[string]string{}, leftAt: map[string]time.Time{}, deadSince: map[string]time.Time{}, nameOf: map[string]string{}, idOf: map[string]string{},
 		labels: map[string]map[string]string{}, res: map[string]instances.ResourceRecord{},
 		deps: h.deps, claims: h.claims, rejs: h.rejs, insts: h.insts, resv: map[string]ReservationRecord{},
 		drains: h.drains, quotas: map[string]QuotaRecord{}, msgs: h.msgs,
@@ -280,8 +335,11 @@ func (h *harness) snapshot(self string, now int64) *schedState {
 		n := h.nodes[name]
 		nid := id(name)
 		st.status[nid] = n.status
-		if n.status == api.StatusLeft {
+		switch n.status {
+		case api.StatusLeft:
 			st.leftAt[nid] = time.UnixMilli(n.leftAt)
+		case api.StatusDead:
+			st.deadSince[nid] = time.UnixMilli(n.leftAt) // dead-since: the left-at= argument
 		}
 		st.nameOf[nid], st.idOf[name] = name, nid
 		st.labels[nid] = n.labels
@@ -322,6 +380,9 @@ func describe(coll string, v []byte) string {
 		s := fmt.Sprintf("node=%s slot=%d id=%s at=%d", c.Node, c.Slot, c.ClaimID, c.At)
 		if c.Replaces != "" {
 			s += " replaces=" + c.Replaces
+		}
+		if c.Failover {
+			s += " failover"
 		}
 		if len(c.Avoid) > 0 {
 			s += " avoid=" + strings.Join(c.Avoid, ",")

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash/fnv"
+	"math"
 	mrand "math/rand/v2"
 	"slices"
 	"sort"
@@ -44,6 +45,8 @@ type schedState struct {
 	selfID string               // peer ID
 	status map[string]string    // peer ID -> status
 	leftAt map[string]time.Time // peer ID -> when a left node left
+	// deadSince: peer ID -> when a dead node was last seen alive.
+	deadSince map[string]time.Time
 	// leftGrace: a left node's instances count as lost only this long after it left.
 	leftGrace time.Duration
 	nameOf    map[string]string // peer ID -> name
@@ -70,6 +73,28 @@ func (st *schedState) alive(peerID string) bool { return st.status[peerID] == ap
 // good is drained first (`constellation drain`), or its instances move after the grace.
 // A dead node's instances are placed again at once.
 const defaultLeftGrace = 30 * time.Second
+
+// lostForget is how long a lost instance's claim stays once its failover replacement runs:
+// a node back within it (a partition healing, a slow restart) keeps its instances and the
+// replacements go; a node back later finds its instances withdrawn.
+const lostForget = 10 * time.Minute
+
+// goneFor is how long a gone node has been gone (0 when it is not gone; unknown nodes count
+// as gone forever).
+func (st *schedState) goneFor(peerID string) time.Duration {
+	if !st.gone(peerID) {
+		return 0
+	}
+	switch st.status[peerID] {
+	case api.StatusLeft:
+		return st.now.Sub(st.leftAt[peerID]) - st.leftGrace
+	case api.StatusDead:
+		if t, ok := st.deadSince[peerID]; ok {
+			return st.now.Sub(t)
+		}
+	}
+	return time.Duration(math.MaxInt64)
+}
 
 // gone reports whether a node is dead, unknown, or left longer than the grace ago: its
 // instances are lost.
@@ -141,6 +166,7 @@ type placeItem struct {
 	at       int64
 	avoid    []string
 	replaces string
+	failover bool
 }
 
 // decideOwner is the owner's part of a pass: for every deployment this node owns (the
@@ -202,16 +228,41 @@ func (s *decider) ownDeployment(st *schedState, cl *clusterView, d DeploymentRec
 			cl.remove(name)
 		}
 	}
-	// Make-before-break pairs: a running replacement retires the old instance; a pending
-	// one keeps both and is left out of Reconcile.
+	// Make-before-break pairs (drains): a running replacement retires the old instance; a
+	// pending one keeps both and is left out of Reconcile.
+	// Failover pairs (the old node was lost): while the old node is lost the replacement
+	// holds the slot and the old claim stays; when the old node is back with its instance
+	// running, the old instance stays and the replacement goes (a heal or a restart moves
+	// nothing that runs); once the replacement runs and the old node has been gone longer
+	// than lostForget, the old claim is deleted.
 	excluded := map[string]bool{}
 	replacing := map[string]bool{} // old instances with a replacement under way
+	replaced := map[string]bool{}  // lost instances with a failover replacement
 	for _, c := range cls {
 		if c.Replaces == "" || !healthy(states[c.Instance]) {
 			continue
 		}
 		old, ok := st.claims[c.Replaces]
-		if !ok || !healthy(states[old.Instance]) {
+		if !ok {
+			continue
+		}
+		if c.Failover {
+			replaced[old.Instance] = true
+			switch {
+			case states[old.Instance] == claimRunning:
+				del(c.Instance) // sticky: the original runs again
+				excluded[c.Instance] = true
+			case states[old.Instance] == claimLost && states[c.Instance] == claimRunning && st.goneFor(old.NodeID) > lostForget:
+				del(old.Instance)
+			case healthy(states[old.Instance]) && states[c.Instance] == claimRunning:
+				del(old.Instance) // back but not running: the replacement keeps the slot
+				excluded[old.Instance] = true
+			case healthy(states[old.Instance]):
+				excluded[c.Instance] = true // both starting: the original first
+			}
+			continue
+		}
+		if !healthy(states[old.Instance]) {
 			continue
 		}
 		if states[c.Instance] == claimRunning {
@@ -243,9 +294,23 @@ func (s *decider) ownDeployment(st *schedState, cl *clusterView, d DeploymentRec
 			}
 		}
 	}
+	// Lost instances not yet replaced, by slot: their replacement names them (failover).
+	lost := map[int]ClaimRecord{}
+	for _, c := range cls {
+		if states[c.Instance] == claimLost && !replaced[c.Instance] && !deleted[c.Instance] && c.Slot < d.Instances {
+			if _, ok := lost[c.Slot]; !ok {
+				lost[c.Slot] = c
+			}
+		}
+	}
 	var todo []placeItem
 	reused := map[string]bool{}
 	for _, slot := range r.Missing {
+		if c, ok := lost[slot]; ok {
+			todo = append(todo, placeItem{name: s.newName(st, d.Name), slot: slot, at: st.now.UnixMilli(), replaces: c.Instance, failover: true})
+			reused[c.Instance] = true // kept while its node is lost
+			continue
+		}
 		if c, ok := reuse[slot]; ok {
 			if rj := rejs[c.Instance]; rj != nil && st.now.Before(time.UnixMilli(rj.At).Add(rejectionDelay(c, rj))) {
 				reused[c.Instance] = true // keep the claim; place it again once the delay passed
@@ -260,7 +325,7 @@ func (s *decider) ownDeployment(st *schedState, cl *clusterView, d DeploymentRec
 		todo = append(todo, placeItem{name: s.newName(st, d.Name), slot: slot, at: st.now.UnixMilli()})
 	}
 	for _, c := range cls {
-		if !healthy(states[c.Instance]) && !reused[c.Instance] {
+		if !healthy(states[c.Instance]) && !reused[c.Instance] && !(replaced[c.Instance] && states[c.Instance] == claimLost) {
 			// A replacement that failed leaves its old instance in place (drained again below).
 			del(c.Instance)
 		}
@@ -393,7 +458,7 @@ func (s *decider) place(st *schedState, cl *clusterView, d DeploymentRecord, tod
 				Instance: p.Instance, Deployment: d.Name, Namespace: d.Namespace, Slot: it.slot,
 				Node: p.Node, NodeID: st.idOf[p.Node], ClaimID: s.newClaimID(st.now), Owner: st.self,
 				At: it.at, Priority: prio, Burst: burst, CPUMilli: res.CPUMilli, RAMMB: res.RAMMB, DiskMB: res.DiskMB,
-				Replaces: it.replaces, Preempts: p.Preempts, Avoid: it.avoid,
+				Replaces: it.replaces, Failover: it.failover, Preempts: p.Preempts, Avoid: it.avoid,
 			}
 			w.put(CollClaims, c.Instance, c)
 			cl.claimed(c)

@@ -119,6 +119,10 @@ type ClaimRecord struct {
 	Preempts []string `cbor:"16,keyasint,omitempty"`
 	// Avoid lists nodes that refused this instance (placed there only if nothing else fits).
 	Avoid []string `cbor:"17,keyasint,omitempty"`
+	// Failover: this claim replaces Replaces because its node was lost (dead, or left longer
+	// than the grace), not because of a drain. If that node comes back with the old
+	// instance running, the old one stays and this one goes (placement is sticky).
+	Failover bool `cbor:"18,keyasint,omitempty"`
 }
 
 // RejectionRecord is a target's answer to a claim it will not run (collection "rejections").

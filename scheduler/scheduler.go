@@ -92,6 +92,10 @@ type Host interface {
 // Members is what the scheduler needs of membership.
 type Members interface {
 	Nodes() []api.NodeInfo
+	// Settled reports whether this node has caught up with the cluster since it started
+	// (membership.Service.Settled): until then it makes no owner decisions and removes
+	// nothing, so a restart or a stale state re-places nothing.
+	Settled() bool
 }
 
 // Instances is what the scheduler needs of the instance service (instances.Service).
@@ -224,7 +228,7 @@ func (s *Scheduler) IsDeploymentInstance(name string) bool {
 func (s *Scheduler) snapshot() *schedState {
 	st := &schedState{
 		now: s.now(), leftGrace: s.leftGrace, self: s.cfg.Name, selfID: s.host.ID().String(),
-		status: map[string]string{}, leftAt: map[string]time.Time{}, nameOf: map[string]string{}, idOf: map[string]string{},
+		status: map[string]string{}, leftAt: map[string]time.Time{}, deadSince: map[string]time.Time{}, nameOf: map[string]string{}, idOf: map[string]string{},
 		labels: map[string]map[string]string{}, res: map[string]instances.ResourceRecord{},
 		deps: map[string]DeploymentRecord{}, claims: map[string]ClaimRecord{}, rejs: map[string]RejectionRecord{},
 		insts: map[string]instances.Record{}, resv: map[string]ReservationRecord{}, drains: map[string]bool{},
@@ -232,8 +236,11 @@ func (s *Scheduler) snapshot() *schedState {
 	}
 	for _, x := range s.members.Nodes() {
 		st.status[x.ID] = x.Status
-		if x.Status == api.StatusLeft {
+		switch x.Status {
+		case api.StatusLeft:
 			st.leftAt[x.ID] = x.LastSeen // the record's refresh at leave time
+		case api.StatusDead:
+			st.deadSince[x.ID] = x.LastSeen
 		}
 		st.nameOf[x.ID] = x.Name
 		if prev, ok := st.idOf[x.Name]; !ok || st.status[prev] != api.StatusAlive {
@@ -300,6 +307,9 @@ func (s *Scheduler) pass() {
 	defer s.passMu.Unlock()
 	if s.idle() {
 		return
+	}
+	if !s.members.Settled() {
+		return // catching up: a stale view would re-place healthy instances
 	}
 	st := s.snapshot()
 	s.apply(s.decideOwner(st))

@@ -23,6 +23,7 @@ import (
 	"github.com/rads-lang/constellation/crdt"
 	"github.com/rads-lang/constellation/internal/events"
 	"github.com/rads-lang/constellation/internal/state"
+	"github.com/rads-lang/constellation/p2p"
 	"github.com/rads-lang/constellation/p2p/liveness"
 )
 
@@ -79,6 +80,7 @@ type Host interface {
 	AddAddrs(p peer.ID, addrs []ma.Multiaddr)
 	SendPacket(ctx context.Context, to peer.ID, name string, b []byte) error
 	HandlePackets(name string, fn func(from peer.ID, b []byte))
+	Stats() p2p.Stats
 }
 
 // detector is what membership needs from the failure detector (p2p/liveness).
@@ -103,6 +105,8 @@ type Config struct {
 	Liveness liveness.Config
 	// InstanceCount reports how many instances this node runs (for its record); may be nil.
 	InstanceCount func() int
+	// Settling bounds the catch-up after start (Settled); zero values take the defaults.
+	Settling Settling
 }
 
 // Service is the membership of one node.
@@ -113,6 +117,7 @@ type Service struct {
 	bus     *events.Bus
 	log     *slog.Logger
 	det     detector
+	settle  Settling
 	incarn  uint64
 	started time.Time
 
@@ -137,6 +142,13 @@ func New(cfg Config, h Host, st *state.Store, bus *events.Bus, log *slog.Logger)
 		cfg: cfg, host: h, st: st, bus: bus, log: log, started: time.Now(),
 		incarn: uint64(time.Now().UnixMilli()),
 		status: map[string]string{}, names: map[string]string{}, dialNow: make(chan struct{}, 1),
+	}
+	s.settle = cfg.Settling
+	if s.settle.Window <= 0 {
+		s.settle.Window = 10 * time.Second
+	}
+	if s.settle.MaxWait <= 0 {
+		s.settle.MaxWait = 30 * time.Second
 	}
 	s.det = newLivenessDetector(s, h, s.incarn, cfg.Liveness, log)
 	return s
@@ -430,6 +442,64 @@ func (s *Service) refreshStatus(id string, rec Record) {
 	}
 	s.log.Info("member "+st, "node", rec.Name, "id", id)
 	s.bus.Publish(api.Event{Type: typ, Node: &api.EventNode{Name: rec.Name, ID: id, Status: st}})
+}
+
+// Settling bounds how long a node may take to catch up after it starts (see Settled).
+type Settling struct {
+	// Window: a member that is neither admitted nor judged dead by the failure detector
+	// keeps the view unsettled this long after start (default 10 s: the detector's
+	// suspicion ceiling plus a probe round).
+	Window time.Duration
+	// MaxWait: after this long the view counts as settled whatever it holds (default 30 s),
+	// so a lone survivor of a cluster still acts.
+	MaxWait time.Duration
+}
+
+// Settled reports whether this node's view of the cluster may be acted on. A node that
+// just started (a restart, a restore from an old backup) holds state that may be out of
+// date and judges every member it has not reached yet dead; acting on that re-places
+// healthy instances. The view is settled when either there is no other member, or the
+// state has been exchanged with at least one member (anti-entropy) and every member in the
+// records is admitted or has had a full detection window to be; and in any case MaxWait
+// after start.
+func (s *Service) Settled() bool {
+	since := time.Since(s.started)
+	if since >= s.settle.MaxWait {
+		return true
+	}
+	self := s.host.ID().String()
+	var others []string
+	s.st.View(func(v *state.View) {
+		for _, k := range v.Keys(Coll) {
+			if k == self {
+				continue
+			}
+			if b, _, ok := v.GetLWW(Coll, k); ok {
+				if rec, err := DecodeRecord(b); err == nil && !rec.Left {
+					others = append(others, k)
+				}
+			}
+		}
+	})
+	if len(others) == 0 {
+		return true
+	}
+	if s.host.Stats().Syncs == 0 {
+		return false
+	}
+	if since >= s.settle.Window {
+		return true
+	}
+	admitted := map[string]bool{}
+	for _, p := range s.host.Admitted() {
+		admitted[p.String()] = true
+	}
+	for _, k := range others {
+		if !admitted[k] {
+			return false
+		}
+	}
+	return true
 }
 
 // Nodes lists every member this node knows with its locally judged status, sorted by name.
