@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -107,8 +108,10 @@ func New(cfg Config, log *slog.Logger) (n *Node, err error) {
 	if n.lock, err = lockDataDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
+	// A data dir without an identity is new: only there may the state file be empty.
+	_, idErr := os.Stat(filepath.Join(cfg.DataDir, "identity.key"))
 	if n.st, err = state.Open(state.Options{Path: filepath.Join(cfg.DataDir, "state.db"), Cluster: cfg.Cluster,
-		Log: log, SnapshotInterval: cfg.SnapshotInterval}); err != nil {
+		Log: log, SnapshotInterval: cfg.SnapshotInterval, Fresh: errors.Is(idErr, fs.ErrNotExist)}); err != nil {
 		return nil, err
 	}
 

@@ -23,7 +23,10 @@ type Publisher interface {
 type Options struct {
 	Path    string // the bbolt file, e.g. <data-dir>/state.db
 	Cluster string // the cluster name the file must belong to
-	Log     *slog.Logger
+	// Fresh says the data dir is new (nothing was ever stored): only then may the state
+	// file be missing or empty. Otherwise an empty or short file is corrupt.
+	Fresh bool
+	Log   *slog.Logger
 	// SnapshotInterval compacts the delta log into a snapshot this often (default 30 s).
 	SnapshotInterval time.Duration
 	// Now is the wall clock of the hybrid logical clock (default time.Now).
@@ -74,7 +77,7 @@ func Open(opts Options) (*Store, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	db, err := openBolt(opts.Path, opts.Cluster)
+	db, err := openBolt(opts.Path, opts.Cluster, opts.Fresh)
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +101,7 @@ func (s *Store) Load(seed []byte, pub Publisher) (loaded int, err error) {
 	s.pub = pub
 	s.clock = crdt.NewClock(rid, s.opts.Now, 0)
 	s.doc = crdt.NewDocument(rid, s.clock)
-	return s.db.load(func(b []byte) error {
+	loaded, err = s.db.load(func(b []byte) error {
 		d, err := crdt.DecodeDelta(b, crdt.DefaultLimits)
 		if err != nil {
 			return err
@@ -110,6 +113,16 @@ func (s *Store) Load(seed []byte, pub Publisher) (loaded int, err error) {
 		}
 		return err
 	})
+	if err == nil && s.db.legacy { // a v1 file: rewrite it with checksums now
+		b, eerr := crdt.EncodeDelta(s.doc.State())
+		if eerr == nil {
+			eerr = s.db.snapshot(b)
+		}
+		if eerr != nil {
+			return loaded, fmt.Errorf("state: upgrade %s to %s: %w", s.opts.Path, storeFormat, eerr)
+		}
+	}
+	return loaded, err
 }
 
 // Start runs the persister and the watch dispatcher until Close.

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
+	"os"
 	"runtime/debug"
 	"time"
 
@@ -24,7 +26,37 @@ var (
 	keyFormat      = []byte("format")
 )
 
-const storeFormat = "constellation-state-v1"
+// storeFormat v2 stores every snapshot and log value with a CRC-32C of its bytes (v1 did
+// not; a v1 file is read once and rewritten as v2).
+const (
+	storeFormat   = "constellation-state-v2"
+	storeFormatV1 = "constellation-state-v1"
+)
+
+// minStoreSize is the smallest valid state file: bbolt's two meta pages, the freelist and
+// the root leaf (4 KiB pages).
+const minStoreSize = 4 * 4096
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+// seal prefixes b with its CRC-32C.
+func seal(b []byte) []byte {
+	out := make([]byte, 4+len(b))
+	binary.BigEndian.PutUint32(out, crc32.Checksum(b, crcTable))
+	copy(out[4:], b)
+	return out
+}
+
+// unseal checks and strips the CRC-32C of a stored value.
+func unseal(v []byte) ([]byte, error) {
+	if len(v) < 4 {
+		return nil, fmt.Errorf("value of %d bytes is shorter than its checksum", len(v))
+	}
+	if crc32.Checksum(v[4:], crcTable) != binary.BigEndian.Uint32(v) {
+		return nil, errors.New("checksum mismatch")
+	}
+	return v[4:], nil
+}
 
 // CorruptStateError says the state file cannot be read and how to recover. The node refuses
 // to start rather than wiping the file.
@@ -45,11 +77,17 @@ func (e *CorruptStateError) Unwrap() error { return e.Err }
 var ErrWrongCluster = errors.New("data dir belongs to another cluster")
 
 type boltStore struct {
-	db   *bolt.DB
-	path string
+	db     *bolt.DB
+	path   string
+	legacy bool // a v1 file: values without checksums until the first snapshot
 }
 
-func openBolt(path, cluster string) (s *boltStore, err error) {
+// openBolt opens the state file. A file that exists but is empty or shorter than a bbolt
+// file can be is corrupt unless fresh (a new data dir: nothing was ever stored); a file
+// shorter than its own meta page says (truncated), or whose pages fail bbolt's consistency
+// check, is corrupt. A corrupt file is never modified.
+func openBolt(path, cluster string, fresh bool) (s *boltStore, err error) {
+	legacy := false
 	// bbolt reads the file through mmap: a truncated or mangled file faults (SIGBUS/SIGSEGV)
 	// instead of returning an error. Turn such faults into panics and those into errors.
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
@@ -58,7 +96,18 @@ func openBolt(path, cluster string) (s *boltStore, err error) {
 			err = &CorruptStateError{Path: path, Err: fmt.Errorf("%v", r)}
 		}
 	}()
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if fi, serr := os.Stat(path); serr == nil && !fresh {
+		switch {
+		case fi.Size() == 0:
+			return nil, &CorruptStateError{Path: path, Err: errors.New("the file is empty")}
+		case fi.Size() < minStoreSize:
+			return nil, &CorruptStateError{Path: path, Err: fmt.Errorf("the file is %d bytes, shorter than any state file (%d)", fi.Size(), minStoreSize)}
+		}
+	}
+	if err := checkBolt(path); err != nil {
+		return nil, err
+	}
+	db, err := bolt.Open(path, 0o600, boltOptions())
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
 			return nil, fmt.Errorf("%w: %s is locked by another process", ErrDataDirInUse, path)
@@ -72,15 +121,22 @@ func openBolt(path, cluster string) (s *boltStore, err error) {
 			}
 		}
 		m := tx.Bucket(bucketMeta)
-		if f := m.Get(keyFormat); f != nil && string(f) != storeFormat {
+		f := m.Get(keyFormat)
+		switch {
+		case f == nil && tx.Bucket(bucketSnapshot).Get(keyState) == nil && tx.Bucket(bucketLog).Stats().KeyN == 0:
+		case string(f) == storeFormatV1:
+			legacy = true // rewritten as v2 by Load
+		case string(f) != storeFormat:
 			return &CorruptStateError{Path: path, Err: fmt.Errorf("unknown format %q", f)}
 		}
 		if c := m.Get(keyCluster); c != nil && string(c) != cluster {
 			return fmt.Errorf("%w: %s holds state of cluster %q, not %q; use another --data-dir or --cluster %s",
 				ErrWrongCluster, path, c, cluster, c)
 		}
-		if err := m.Put(keyFormat, []byte(storeFormat)); err != nil {
-			return err
+		if !legacy {
+			if err := m.Put(keyFormat, []byte(storeFormat)); err != nil {
+				return err
+			}
 		}
 		return m.Put(keyCluster, []byte(cluster))
 	})
@@ -92,7 +148,74 @@ func openBolt(path, cluster string) (s *boltStore, err error) {
 		}
 		return nil, &CorruptStateError{Path: path, Err: err}
 	}
-	return &boltStore{db: db, path: path}, nil
+	return &boltStore{db: db, path: path, legacy: legacy}, nil
+}
+
+// checkBolt verifies an existing file read-only before it is opened for writing: the file
+// is at least as long as its meta page says, and every reachable page and value can be
+// read (a walk of every bucket: bbolt checks each page it visits, and a value past the end
+// of a truncated file faults). It runs in this goroutine so that a fault or a failed page
+// check becomes a CorruptStateError instead of a crash. The freelist is not stored (see
+// boltOptions), so it cannot be damaged.
+func checkBolt(path string) (err error) {
+	fi, serr := os.Stat(path)
+	if serr != nil || fi.Size() == 0 {
+		return nil // nothing to check (a new file)
+	}
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = &CorruptStateError{Path: path, Err: fmt.Errorf("%v", r)}
+		}
+	}()
+	o := boltOptions()
+	o.ReadOnly = true
+	db, err := bolt.Open(path, 0o600, o)
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return fmt.Errorf("%w: %s is locked by another process", ErrDataDirInUse, path)
+		}
+		return &CorruptStateError{Path: path, Err: err}
+	}
+	defer db.Close()
+	return db.View(func(tx *bolt.Tx) error {
+		if want := tx.Size(); fi.Size() < want {
+			return &CorruptStateError{Path: path, Err: fmt.Errorf("the file is %d bytes but its pages reach %d (truncated)", fi.Size(), want)}
+		}
+		sealed := false
+		if m := tx.Bucket(bucketMeta); m != nil {
+			sealed = string(m.Get(keyFormat)) == storeFormat
+		}
+		var walk func(name string, b *bolt.Bucket) error
+		walk = func(name string, b *bolt.Bucket) error {
+			return b.ForEach(func(k, v []byte) error {
+				if v == nil {
+					if nb := b.Bucket(k); nb != nil {
+						return walk(name+"/"+string(k), nb)
+					}
+					return nil
+				}
+				if sealed && (name == string(bucketSnapshot) || name == string(bucketLog)) {
+					if _, err := unseal(v); err != nil {
+						return fmt.Errorf("%s entry %x: %w", name, k, err)
+					}
+				}
+				return nil
+			})
+		}
+		err := tx.ForEach(func(name []byte, b *bolt.Bucket) error { return walk(string(name), b) })
+		if err != nil {
+			return &CorruptStateError{Path: path, Err: err}
+		}
+		return nil
+	})
+}
+
+// boltOptions: the freelist is not written (NoFreelistSync): bbolt rebuilds it at open by
+// walking the reachable pages, so a damaged freelist can never hand out a live page, and
+// every commit writes less.
+func boltOptions() *bolt.Options {
+	return &bolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType}
 }
 
 // load calls fn with the snapshot (if any) and then each logged delta in order.
@@ -105,12 +228,24 @@ func (s *boltStore) load(fn func(encoded []byte) error) (n int, err error) {
 	}()
 	err = s.db.View(func(tx *bolt.Tx) error {
 		if b := tx.Bucket(bucketSnapshot).Get(keyState); b != nil {
+			if !s.legacy {
+				var err error
+				if b, err = unseal(b); err != nil {
+					return fmt.Errorf("snapshot: %w", err)
+				}
+			}
 			if err := fn(b); err != nil {
 				return fmt.Errorf("snapshot: %w", err)
 			}
 			n++
 		}
 		return tx.Bucket(bucketLog).ForEach(func(k, v []byte) error {
+			if !s.legacy {
+				var err error
+				if v, err = unseal(v); err != nil {
+					return fmt.Errorf("log entry %x: %w", k, err)
+				}
+			}
 			if err := fn(v); err != nil {
 				return fmt.Errorf("log entry %x: %w", k, err)
 			}
@@ -142,7 +277,7 @@ func (s *boltStore) appendDeltas(deltas [][]byte) error {
 			}
 			var k [8]byte
 			binary.BigEndian.PutUint64(k[:], seq)
-			if err := b.Put(k[:], d); err != nil {
+			if err := b.Put(k[:], seal(d)); err != nil {
 				return err
 			}
 		}
@@ -163,9 +298,13 @@ func (s *boltStore) logLen() int {
 // snapshot replaces the snapshot with state and clears the log, atomically.
 func (s *boltStore) snapshot(state []byte) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
-		if err := tx.Bucket(bucketSnapshot).Put(keyState, state); err != nil {
+		if err := tx.Bucket(bucketSnapshot).Put(keyState, seal(state)); err != nil {
 			return err
 		}
+		if err := tx.Bucket(bucketMeta).Put(keyFormat, []byte(storeFormat)); err != nil {
+			return err
+		}
+		s.legacy = false
 		if err := tx.DeleteBucket(bucketLog); err != nil {
 			return err
 		}

@@ -11,7 +11,7 @@ import (
 func TestStoreCorruptAndWrongCluster(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "state.db")
-	s, err := openBolt(p, "c1")
+	s, err := openBolt(p, "c1", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,13 +31,13 @@ func TestStoreCorruptAndWrongCluster(t *testing.T) {
 	}
 	s.close()
 
-	if _, err := openBolt(p, "c2"); !errors.Is(err, ErrWrongCluster) {
+	if _, err := openBolt(p, "c2", false); !errors.Is(err, ErrWrongCluster) {
 		t.Fatalf("other cluster: err = %v; want ErrWrongCluster", err)
 	}
 	// A garbage file is refused with a message naming it, and is left as it was.
 	junk := []byte(strings.Repeat("not a bolt file ", 1000))
 	os.WriteFile(p, junk, 0o600)
-	_, err = openBolt(p, "c1")
+	_, err = openBolt(p, "c1", false)
 	var ce *CorruptStateError
 	if !errors.As(err, &ce) || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), "mv ") {
 		t.Fatalf("corrupt file: err = %v; want CorruptStateError naming %s and how to recover", err, p)
