@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/rads-lang/constellation/internal/fsutil"
 	"github.com/rads-lang/constellation/internal/httpapi"
 )
 
@@ -55,7 +56,7 @@ func startInstanceAPI(m *Service) (*instanceAPI, error) {
 		}
 	}
 	a.addr = l.Addr().String()
-	if err := os.WriteFile(addrFile, []byte(a.addr+"\n"), 0o600); err != nil {
+	if err := fsutil.WriteFile(addrFile, []byte(a.addr+"\n"), 0o600); err != nil {
 		l.Close()
 		return nil, fmt.Errorf("node: instance API: %w", err)
 	}
@@ -111,7 +112,7 @@ func loadOrCreateSecret(path string) ([]byte, error) {
 	if _, err := rand.Read(b); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(path, b, 0o600); err != nil {
+	if err := fsutil.WriteFile(path, b, 0o600); err != nil {
 		return nil, fmt.Errorf("node: instance API secret: %w", err)
 	}
 	return b, nil

@@ -26,6 +26,7 @@ import (
 	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/crdt"
 	"github.com/rads-lang/constellation/internal/events"
+	"github.com/rads-lang/constellation/internal/fsutil"
 	"github.com/rads-lang/constellation/internal/httpapi"
 	"github.com/rads-lang/constellation/internal/membership"
 	"github.com/rads-lang/constellation/internal/state"
@@ -420,11 +421,7 @@ func (m *Service) loadMetaLocked() {
 
 func (m *Service) saveMeta(name string, md instanceMeta) error {
 	b, _ := json.Marshal(md)
-	tmp := m.metaPath(name) + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, m.metaPath(name)); err != nil {
+	if err := fsutil.WriteFile(m.metaPath(name), b, 0o600); err != nil {
 		return err
 	}
 	m.mu.Lock()

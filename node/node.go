@@ -23,6 +23,7 @@ import (
 	"github.com/rads-lang/constellation/crdt"
 	"github.com/rads-lang/constellation/instances"
 	"github.com/rads-lang/constellation/internal/events"
+	"github.com/rads-lang/constellation/internal/fsutil"
 	"github.com/rads-lang/constellation/internal/httpapi"
 	"github.com/rads-lang/constellation/internal/membership"
 	"github.com/rads-lang/constellation/internal/state"
@@ -409,7 +410,7 @@ func loadOrCreateToken(path string) (string, error) {
 		return "", err
 	}
 	tok := hex.EncodeToString(b[:])
-	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+	if err := fsutil.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("node: write API token: %w", err)
 	}
 	return tok, nil

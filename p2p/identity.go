@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/rads-lang/constellation/internal/fsutil"
 )
 
 // LoadIdentity reads the libp2p private key in path, or creates an Ed25519 key there
@@ -37,13 +38,8 @@ func LoadIdentity(path string) (crypto.PrivKey, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("p2p: identity dir: %w", err)
 	}
-	// Write to a temp file and rename so a crash never leaves a half-written key.
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return nil, fmt.Errorf("p2p: write identity: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
+	// A crash never leaves a half-written key (fsutil.WriteFile: temp, fsync, rename, fsync dir).
+	if err := fsutil.WriteFile(path, b, 0o600); err != nil {
 		return nil, fmt.Errorf("p2p: write identity: %w", err)
 	}
 	return k, nil

@@ -33,7 +33,7 @@ import (
 //	reject INSTANCE node=N claim=ID code=C [at=MS]
 //	drain NODE
 //	managed INSTANCE claim=ID [failures=F] [next=MS]      (this node's deployment instances)
-//	local INSTANCE state=running|exited [started=MS] [exit=REASON:CODE]
+//	local INSTANCE state=running|exited [started=MS] [exit=REASON:CODE] [cmd=ARG,ARG] (default cmd: true)
 //	owner now=MS [self=NODE] [apply] -> every live node's owner pass (or only self's), by node
 //	                                    (apply: write them into the state, as replication would)
 //	agent self=NODE now=MS [apply]   -> this node's actions and writes
@@ -235,7 +235,10 @@ func (h *harness) run(d *datadriven.TestData) (string, error) {
 		}
 		h.managed[name] = mi
 	case "local":
-		in := sandbox.Info{Name: name, State: sandbox.State(kv["state"])}
+		in := sandbox.Info{Name: name, State: sandbox.State(kv["state"]), Spec: sandbox.Spec{Command: []string{"true"}}}
+		if c := kv["cmd"]; c != "" {
+			in.Spec.Command = strings.Split(c, ",")
+		}
 		if s := num(kv, "started", -1); s >= 0 {
 			in.StartedAt = time.UnixMilli(s)
 		}
@@ -279,6 +282,9 @@ func (h *harness) run(d *datadriven.TestData) (string, error) {
 		var b strings.Builder
 		for _, x := range plan.admit {
 			fmt.Fprintf(&b, "admit %s\n", x)
+		}
+		for _, x := range plan.adopt {
+			fmt.Fprintf(&b, "adopt %s\n", x)
 		}
 		for _, x := range plan.restart {
 			fmt.Fprintf(&b, "restart %s\n", x)

@@ -562,13 +562,14 @@ func (s *decider) buildCluster(st *schedState) *clusterView {
 type agentView struct {
 	managed  map[string]managedInstance // this node's deployment instances
 	removing map[string]bool            // being removed in the background
-	local    map[string]sandbox.Info    // the runtime's view of the managed instances
+	local    map[string]sandbox.Info    // the runtime's view of the managed instances and claimed names
 }
 
 // agentPlan is what this node does in a pass.
 type agentPlan struct {
 	writes  schedWrites
 	admit   []string                   // claims to admit (create the instance), in order
+	adopt   []string                   // claims whose instance already runs here: manage it
 	restart []string                   // failed instances to start again now
 	remove  []string                   // instances whose claim is gone or moved
 	managed map[string]managedInstance // new values of managed entries
@@ -606,6 +607,13 @@ func (s *decider) decideAgent(st *schedState, v agentView) agentPlan {
 		}
 		if r, ok := st.rejs[c.Instance+"@"+st.selfID]; ok && r.ClaimID == c.ClaimID {
 			continue // refused already
+		}
+		if in, ok := v.local[c.Instance]; ok && slices.Equal(in.Spec.Command, d.Command) {
+			// The instance runs here already (the managed list was lost, or this node
+			// created it just before a crash): take it over instead of refusing the claim.
+			plan.adopt = append(plan.adopt, c.Instance)
+			plan.changed = true
+			continue
 		}
 		plan.admit = append(plan.admit, c.Instance)
 		plan.changed = true

@@ -21,6 +21,7 @@ import (
 	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/crdt"
 	"github.com/rads-lang/constellation/instances"
+	"github.com/rads-lang/constellation/internal/fsutil"
 	"github.com/rads-lang/constellation/internal/httpapi"
 	"github.com/rads-lang/constellation/internal/membership"
 	"github.com/rads-lang/constellation/internal/state"
@@ -69,6 +70,7 @@ type Scheduler struct {
 	closed    bool
 
 	passMu sync.Mutex // serialises passes (the loop, API-triggered passes in tests)
+	saveMu sync.Mutex // serialises saveManaged
 
 	cacheMu sync.Mutex                         // guards cache
 	cache   map[string]map[string]cachedRecord // decoded records of the last snapshot
@@ -427,6 +429,13 @@ func (s *Scheduler) agentPass(st *schedState) {
 			view.local[name] = in
 		}
 	}
+	for name, c := range st.claims {
+		if _, ok := view.managed[name]; !ok && c.NodeID == st.selfID {
+			if in, ok := s.inst.Info(name); ok {
+				view.local[name] = in
+			}
+		}
+	}
 	plan := s.decideAgent(st, view)
 	s.mu.Lock()
 	for name, mi := range plan.managed {
@@ -448,6 +457,17 @@ func (s *Scheduler) agentPass(st *schedState) {
 			}
 		}()
 	}
+	for _, name := range plan.adopt {
+		c := st.claims[name]
+		s.mu.Lock()
+		if _, ok := s.managed[name]; !ok {
+			// The quota rights it took are not known: they are not given back on removal
+			// (the namespace's quota errs on the safe side).
+			s.managed[name] = &managedInstance{Deployment: c.Deployment, Namespace: c.Namespace, ClaimID: c.ClaimID}
+		}
+		s.mu.Unlock()
+		s.log.Info("deployment instance adopted", "instance", name, "deployment", c.Deployment)
+	}
 	for _, name := range plan.admit {
 		c := st.claims[name]
 		if rej := s.admit(st, c, st.deps[c.Deployment]); rej != nil {
@@ -463,7 +483,11 @@ func (s *Scheduler) agentPass(st *schedState) {
 	}
 }
 
+// saveManaged writes the managed list crash-safely; saves are serialised so the last
+// list taken is the last written.
 func (s *Scheduler) saveManaged() {
+	s.saveMu.Lock()
+	defer s.saveMu.Unlock()
 	s.mu.Lock()
 	b, _ := json.Marshal(s.managed)
 	s.mu.Unlock()
@@ -471,12 +495,8 @@ func (s *Scheduler) saveManaged() {
 		s.log.Error("save managed instances", "err", err)
 		return
 	}
-	tmp := s.path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err == nil {
-		err = os.Rename(tmp, s.path)
-		if err != nil {
-			s.log.Error("save managed instances", "err", err)
-		}
+	if err := fsutil.WriteFile(s.path, b, 0o600); err != nil {
+		s.log.Error("save managed instances", "err", err)
 	}
 }
 
