@@ -601,7 +601,7 @@ func TestSpreadByRegion20Nodes(t *testing.T) {
 		count = 8 // 20 nodes under the race detector on 2 cores cannot keep up with failure detection
 	}
 	ns := startSchedCluster(t, count, func(i int) map[string]string { return map[string]string{"region": regions[i%4]} })
-	deploy(t, ns[7], api.DeploymentSpec{Name: "edge", Instances: 8, CPUPercent: 1, RAMMB: 8, SpreadBy: "region"})
+	deploy(t, ns[7], api.DeploymentSpec{Name: "edge", Instances: 8, CPUPercent: 1, RAMMB: 16, SpreadBy: "region"})
 	p := waitRunning(t, ns, ns[:2], "edge", 8, 30*time.Second)
 	perRegion := map[string]int{}
 	for i, n := range ns {
@@ -615,7 +615,7 @@ func TestSpreadByRegion20Nodes(t *testing.T) {
 			t.Fatalf("per region %v; want 2 each", perRegion)
 		}
 	}
-	deploy(t, ns[3], api.DeploymentSpec{Name: "eu-only", Instances: 10, CPUPercent: 1, RAMMB: 8, Constraints: []string{"node.region=eu"}})
+	deploy(t, ns[3], api.DeploymentSpec{Name: "eu-only", Instances: 10, CPUPercent: 1, RAMMB: 16, Constraints: []string{"node.region=eu"}})
 	p = waitRunning(t, ns, ns[:1], "eu-only", 10, 30*time.Second)
 	for i, n := range ns {
 		if regions[i%4] != "eu" && len(p[n.cfg.Node]) > 0 {
@@ -660,8 +660,8 @@ func TestQuotaPartition(t *testing.T) {
 		}
 		return true, ""
 	})
-	deploy(t, ns[0], api.DeploymentSpec{Name: "left", Namespace: "part", Instances: 3, CPUPercent: 1, RAMMB: 8})
-	deploy(t, ns[1], api.DeploymentSpec{Name: "right", Namespace: "part", Instances: 3, CPUPercent: 1, RAMMB: 8})
+	deploy(t, ns[0], api.DeploymentSpec{Name: "left", Namespace: "part", Instances: 3, CPUPercent: 1, RAMMB: 16})
+	deploy(t, ns[1], api.DeploymentSpec{Name: "right", Namespace: "part", Instances: 3, CPUPercent: 1, RAMMB: 16})
 	count := func() (int, int) { return total(placement(ns, "left")), total(placement(ns, "right")) }
 	waitFor(t, 20*time.Second, "the side with rights runs its 3", func() (bool, string) {
 		l, r := count()
@@ -698,7 +698,7 @@ func TestQuotaBurst(t *testing.T) {
 	if _, err := ns[0].sched.SetQuota("burst", api.QuotaSpec{MaxCPUCores: 0.1, AllowCPUBurst: true, MaxBurstPercent: 200}); err != nil {
 		t.Fatal(err)
 	}
-	deploy(t, ns[0], api.DeploymentSpec{Name: "b", Namespace: "burst", Instances: 5, CPUPercent: 5, RAMMB: 8})
+	deploy(t, ns[0], api.DeploymentSpec{Name: "b", Namespace: "burst", Instances: 5, CPUPercent: 5, RAMMB: 16})
 	waitFor(t, 10*time.Second, "4 of 5 run (0.2 cores of burst)", func() (bool, string) {
 		st := mustStatus(t, ns[0], "b")
 		return total(placement(ns, "b")) == 4 && strings.Contains(st.Message, "quota"), fmt.Sprintf("%v %s", placement(ns, "b"), st.Message)

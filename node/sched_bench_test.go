@@ -35,7 +35,7 @@ func BenchmarkDeploy100(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		name := fmt.Sprintf("bench%d", i)
 		start := time.Now()
-		if _, _, err := ns[i%5].sched.Deploy(api.DeploymentSpec{Name: name, Instances: 100, CPUPercent: 1, RAMMB: 1,
+		if _, _, err := ns[i%5].sched.Deploy(api.DeploymentSpec{Name: name, Instances: 100, CPUPercent: 1, RAMMB: 16,
 			Command: []string{"sleep", "1000"}}); err != nil {
 			b.Fatal(err)
 		}
@@ -73,7 +73,7 @@ func BenchmarkNodeKillReplace(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		ns := startSchedCluster(b, 5, nil)
-		if _, _, err := ns[0].sched.Deploy(api.DeploymentSpec{Name: "svc", Instances: 20, CPUPercent: 1, RAMMB: 1,
+		if _, _, err := ns[0].sched.Deploy(api.DeploymentSpec{Name: "svc", Instances: 20, CPUPercent: 1, RAMMB: 16,
 			Command: []string{"sleep", "1000"}}); err != nil {
 			b.Fatal(err)
 		}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/rads-lang/constellation/api"
+	"github.com/rads-lang/constellation/instances"
 	"github.com/rads-lang/constellation/internal/httpapi"
 	"github.com/rads-lang/constellation/internal/membership"
 	"github.com/rads-lang/constellation/internal/state"
@@ -38,6 +39,9 @@ func init() {
 // Deploy creates or updates a deployment (POST /v1/deployments).
 func (s *Scheduler) Deploy(spec api.DeploymentSpec) (DeploymentRecord, bool, error) {
 	if err := normalizeSpec(&spec); err != nil {
+		return DeploymentRecord{}, false, err
+	}
+	if err := s.feasible(specOf(spec)); err != nil {
 		return DeploymentRecord{}, false, err
 	}
 	now := s.now()
@@ -421,4 +425,54 @@ func (s *Scheduler) SetBackoff(b sched.Backoff) {
 	s.passMu.Lock()
 	s.backoff = b
 	s.passMu.Unlock()
+}
+
+// feasible refuses a deployment no known node could ever run: an instance larger than every
+// node's capacity, or constraints no node's labels satisfy. Nodes that have not reported
+// their resources yet are not held against it; a cluster with none accepts everything.
+func (s *Scheduler) feasible(spec Spec) error {
+	st := s.snapshot()
+	cons, err := sched.ParseConstraints(spec.Constraints)
+	if err != nil {
+		return httpapi.BadRequest(`invalid field "constraints": %v`, err)
+	}
+	need := specResources(&spec)
+	type cand struct {
+		name string
+		res  instances.ResourceRecord
+	}
+	var cands []cand
+	for _, id := range sortedKeys(st.res) {
+		r := st.res[id]
+		if !r.Available || st.status[id] == api.StatusLeft {
+			continue
+		}
+		n := &sched.Node{ID: st.nameOf[id], Labels: st.labels[id]}
+		ok := true
+		for _, c := range cons {
+			ok = ok && c.Match(n)
+		}
+		if ok {
+			cands = append(cands, cand{st.nameOf[id], r})
+		}
+	}
+	if len(st.res) == 0 {
+		return nil
+	}
+	if len(cands) == 0 {
+		return httpapi.Errorf(http.StatusUnprocessableEntity, "unsatisfiable", "no node can run %s: no node that can run instances matches the constraints %v ('constellation nodes' shows the labels)", spec.Name, spec.Constraints)
+	}
+	var best cand
+	for _, c := range cands {
+		cpu := c.res.CPUCapacity * 10 // millicores
+		if float64(need.CPUMilli) <= cpu && need.RAMMB <= c.res.RAMCapacityMB && need.DiskMB <= c.res.DiskCapacityMB {
+			return nil
+		}
+		if c.res.RAMCapacityMB > best.res.RAMCapacityMB {
+			best = c
+		}
+	}
+	return httpapi.Errorf(http.StatusUnprocessableEntity, "unsatisfiable",
+		"no node can run %s: each instance asks cpu %s%%, ram_mb %d, disk_mb %d; the largest node (%s) has cpu %s%%, ram_mb %d, disk_mb %d after its reserve",
+		spec.Name, fmtNum(float64(need.CPUMilli)/10), need.RAMMB, need.DiskMB, best.name, fmtNum(best.res.CPUCapacity), best.res.RAMCapacityMB, best.res.DiskCapacityMB)
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/internal/httpapi"
 	"github.com/rads-lang/constellation/internal/state"
+	"github.com/rads-lang/constellation/sandbox"
 	"github.com/rads-lang/constellation/sched"
 )
 
@@ -199,6 +200,9 @@ func normalizeSpec(s *api.DeploymentSpec) error {
 	}
 	if s.RAMMB < 0 || s.DiskMB < 0 || s.PIDs < 0 {
 		return httpapi.BadRequest(`fields "ram_mb", "disk_mb" and "pids" must not be negative`)
+	}
+	if s.RAMMB > 0 && s.RAMMB < sandbox.MinRAMMB {
+		return httpapi.BadRequest(`invalid field "ram_mb": %d is below the minimum of %d MiB an instance needs to start`, s.RAMMB, sandbox.MinRAMMB)
 	}
 	if len(s.Command) == 0 && s.Script == "" {
 		return httpapi.BadRequest(`one of "command" (an argv array, e.g. ["sh","-c","sleep 1000"]) or "script" (e.g. "app.rads") is required`)

@@ -67,7 +67,9 @@ type Scheduler struct {
 	removing map[string]bool
 	// consuming are reservations being consumed by a create on this node.
 	consuming map[string]bool
-	closed    bool
+	// lastReject is the last rejection logged per instance (logging once per reason).
+	lastReject map[string]string
+	closed     bool
 
 	passMu sync.Mutex // serialises passes (the loop, API-triggered passes in tests)
 	saveMu sync.Mutex // serialises saveManaged
@@ -133,15 +135,16 @@ func New(ctx context.Context, cfg Config, h Host, st *state.Store, members Membe
 			newClaimID:   randomClaimID,
 			rng:          mrand.New(mrand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:]))),
 		},
-		leftGrace: defaultLeftGrace,
-		interval:  500 * time.Millisecond, // timers (backoff, expiry, claim timeouts); changes kick a pass at once
-		grace:     5 * time.Second,
-		path:      filepath.Join(cfg.DataDir, "sched", "managed.json"),
-		managed:   map[string]*managedInstance{},
-		removing:  map[string]bool{},
-		consuming: map[string]bool{},
-		kickCh:    make(chan struct{}, 1),
-		stop:      make(chan struct{}),
+		leftGrace:  defaultLeftGrace,
+		interval:   500 * time.Millisecond, // timers (backoff, expiry, claim timeouts); changes kick a pass at once
+		grace:      5 * time.Second,
+		path:       filepath.Join(cfg.DataDir, "sched", "managed.json"),
+		managed:    map[string]*managedInstance{},
+		removing:   map[string]bool{},
+		consuming:  map[string]bool{},
+		lastReject: map[string]string{},
+		kickCh:     make(chan struct{}, 1),
+		stop:       make(chan struct{}),
 	}
 	s.note = s.log.Warn
 	st.Watch(func(cs []crdt.Change) {
@@ -503,7 +506,20 @@ func (s *Scheduler) saveManaged() {
 // admit runs a claim on this node or returns the rejection to write.
 func (s *Scheduler) admit(st *schedState, c ClaimRecord, d DeploymentRecord) *RejectionRecord {
 	reject := func(code, reason string) *RejectionRecord {
-		s.log.Info("claim rejected", "instance", c.Instance, "code", code, "reason", reason)
+		// One line per change of reason: an unplaceable instance retried with backoff
+		// does not flood the log (the deployment's status shows the reason).
+		s.mu.Lock()
+		same := s.lastReject[c.Instance] == code+": "+reason
+		s.lastReject[c.Instance] = code + ": " + reason
+		if len(s.lastReject) > 10000 {
+			clear(s.lastReject)
+		}
+		s.mu.Unlock()
+		if same {
+			s.log.Debug("claim rejected again", "instance", c.Instance, "code", code)
+		} else {
+			s.log.Info("claim rejected", "instance", c.Instance, "code", code, "reason", reason)
+		}
 		return &RejectionRecord{Instance: c.Instance, Node: st.self, NodeID: st.selfID, ClaimID: c.ClaimID,
 			Code: code, Reason: reason, At: st.now.UnixMilli()}
 	}
