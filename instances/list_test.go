@@ -5,6 +5,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/rads-lang/constellation/api"
+	"github.com/rads-lang/constellation/internal/state"
 )
 
 func TestNaturalCompare(t *testing.T) {
@@ -67,5 +70,28 @@ func TestListQueryPage(t *testing.T) {
 		if got := strings.Join(names, " "); got != c.want || next != c.next {
 			t.Errorf("%q = %q next %q; want %q next %q", c.query, got, next, c.want, c.next)
 		}
+	}
+}
+
+// TestRecordNamespace: the namespace is field 27 of the record; a record written by a node
+// that predates it shows the default namespace, and such a node decodes new records.
+func TestRecordNamespace(t *testing.T) {
+	b, err := EncodeRecord(Record{Name: "w", Namespace: "team-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := DecodeRecord(b)
+	if err != nil || r.Namespace != "team-a" || r.Info().Namespace != "team-a" {
+		t.Fatalf("round trip: %+v, %v", r, err)
+	}
+	var old struct {
+		Name string `cbor:"1,keyasint,omitempty"`
+	}
+	if err := state.Decode(b, &old); err != nil || old.Name != "w" {
+		t.Fatalf("a record without field 27 decodes the new one: %+v, %v", old, err)
+	}
+	legacy, _ := state.Encode(old)
+	if r, err := DecodeRecord(legacy); err != nil || r.Info().Namespace != api.DefaultNamespace {
+		t.Fatalf("a legacy record shows namespace %q (%v); want %q", r.Info().Namespace, err, api.DefaultNamespace)
 	}
 }
