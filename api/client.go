@@ -98,17 +98,23 @@ type RemoteError struct {
 func (e *RemoteError) Error() string { return e.APIError.Error }
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	_, err := c.doHeader(ctx, method, path, in, out)
+	return err
+}
+
+// doHeader is do that also returns the answer's headers.
+func (c *Client) doHeader(ctx context.Context, method, path string, in, out any) (http.Header, error) {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		body = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -118,7 +124,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return c.transportError(err)
+		return nil, c.transportError(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
@@ -127,17 +133,17 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		if json.Unmarshal(b, &ae) != nil || ae.Error == "" {
 			ae = APIError{Error: fmt.Sprintf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, strings.TrimSpace(string(b))), Code: "http"}
 		}
-		return &RemoteError{Status: resp.StatusCode, APIError: ae}
+		return resp.Header, &RemoteError{Status: resp.StatusCode, APIError: ae}
 	}
 	if out == nil {
-		return nil
+		return resp.Header, nil
 	}
 	if raw, ok := out.(*json.RawMessage); ok {
 		b, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
 		*raw = b
-		return err
+		return resp.Header, err
 	}
-	return json.NewDecoder(resp.Body).Decode(out)
+	return resp.Header, json.NewDecoder(resp.Body).Decode(out)
 }
 
 // Get fetches path into out.
@@ -164,9 +170,15 @@ func (c *Client) Status(ctx context.Context) (StatusInfo, error) {
 
 // Nodes is GET /v1/nodes.
 func (c *Client) Nodes(ctx context.Context) ([]NodeInfo, error) {
-	var ns []NodeInfo
-	err := c.Get(ctx, "/v1/nodes", &ns)
+	ns, _, err := c.NodesQuery(ctx, nil)
 	return ns, err
+}
+
+// NodesQuery is GET /v1/nodes with a blocking read (q may be nil).
+func (c *Client) NodesQuery(ctx context.Context, q *QueryOptions) ([]NodeInfo, QueryMeta, error) {
+	var ns []NodeInfo
+	meta, err := c.query(ctx, "/v1/nodes", q.values(), &ns)
+	return ns, meta, err
 }
 
 // Send is POST /v1/send.

@@ -109,13 +109,13 @@ type ScaleRequest struct {
 	Instances *int `json:"instances"`
 }
 
-// DrainRequest is the body of POST /v1/drain.
+// DrainRequest is the body of POST /v1/drain (the older form of POST /v1/nodes/{node}/drain).
 type DrainRequest struct {
 	Node   string `json:"node"`
 	Cancel bool   `json:"cancel,omitempty"` // stop draining: the node takes placements again
 }
 
-// DrainResult answers POST /v1/drain.
+// DrainResult answers POST /v1/nodes/{node}/drain and POST /v1/drain.
 type DrainResult struct {
 	Node     string `json:"node"`
 	Draining bool   `json:"draining"`
@@ -190,4 +190,47 @@ type Reservation struct {
 	Status     string    `json:"status,omitempty"`  // active, used, expired
 	DurationS  int64     `json:"duration_seconds"`
 	RemainingS float64   `json:"remaining_seconds,omitempty"`
+}
+
+// NodeDrainRequest is the optional body of POST /v1/nodes/{node}/drain.
+type NodeDrainRequest struct {
+	Cancel bool `json:"cancel,omitempty"` // stop draining: the node takes placements again
+}
+
+// Plan actions of a PlanInstance.
+const (
+	PlanPlace    = "place"    // a new instance would be placed on Node
+	PlanKeep     = "keep"     // a placed instance stays on Node
+	PlanStop     = "stop"     // a placed instance would be stopped (scale down)
+	PlanUnplaced = "unplaced" // no node can take it now: Reason says why
+)
+
+// PlanInstance is one instance line of a DeploymentPlan.
+type PlanInstance struct {
+	Name     string   `json:"name"`
+	Slot     int      `json:"slot"`
+	Action   string   `json:"action"` // place, keep, stop or unplaced
+	Node     string   `json:"node,omitempty"`
+	Replaces string   `json:"replaces,omitempty"` // a drained instance it moves
+	Preempts []string `json:"preempts,omitempty"` // lower-priority instances it would evict
+	Reason   string   `json:"reason,omitempty"`   // why unplaced
+}
+
+// DeploymentPlan answers POST /v1/deployments?dry_run=1 (`constellation deploy --dry-run`):
+// what the scheduler would do with the spec on this node's view of the cluster, without
+// writing anything. The deployment's owner decides again when the spec is applied, and the
+// target nodes admit each instance against their own free resources.
+type DeploymentPlan struct {
+	Name      string `json:"name"`
+	Namespace string `json:"namespace"`
+	Instances int    `json:"instances"` // desired
+	Exists    bool   `json:"exists"`    // the deployment exists (the plan is an update)
+	Owner     string `json:"owner"`     // the node that would place it
+	// Counts of the actions in InstanceList.
+	Place        int            `json:"place"`
+	Keep         int            `json:"keep"`
+	Stop         int            `json:"stop"`
+	Unplaced     int            `json:"unplaced"`
+	InstanceList []PlanInstance `json:"instance_list"`
+	Message      string         `json:"message,omitempty"` // placement and quota errors
 }

@@ -52,6 +52,8 @@ type NodeResources struct {
 // CreateRequest is the body of POST /v1/instances. Field names follow the seed plan.
 type CreateRequest struct {
 	Name string `json:"name"`
+	// Namespace groups instances (as deployments' namespaces do); default "default".
+	Namespace string `json:"namespace,omitempty"`
 	// Node is the node to run on (name or peer ID); empty: the node that receives the request.
 	Node string `json:"node,omitempty"`
 	// Exactly one of Command and Script. Script is a file in Code, or, with ScriptContent,
@@ -93,7 +95,7 @@ type LimitsRequest struct {
 	GraceS *float64 `json:"grace_s,omitempty"`
 }
 
-// StopRequest is the optional body of .../stop and DELETE.
+// StopRequest is the optional body of .../stop (DELETE takes ?grace=5s instead).
 type StopRequest struct {
 	GraceS *float64 `json:"grace_s,omitempty"` // SIGTERM, then SIGKILL after this (default 10)
 }
@@ -155,6 +157,7 @@ type InstanceEvent struct {
 // of create and show.
 type Instance struct {
 	Name       string  `json:"name"`
+	Namespace  string  `json:"namespace"`
 	ID         string  `json:"id"`      // random, unique per create
 	Node       string  `json:"node"`    // name of the node running it
 	NodeID     string  `json:"node_id"` // its peer ID

@@ -21,9 +21,41 @@ func (c *Client) CreateInstance(ctx context.Context, req CreateRequest) (Instanc
 
 // Instances is GET /v1/instances: every instance in the cluster.
 func (c *Client) Instances(ctx context.Context) ([]Instance, error) {
-	var rs []Instance
-	err := c.Get(ctx, "/v1/instances", &rs)
+	rs, _, err := c.ListInstances(ctx, InstanceFilter{}, nil)
 	return rs, err
+}
+
+// InstanceFilter selects and pages GET /v1/instances on the node.
+type InstanceFilter struct {
+	Status    []string // any of these statuses (InstanceRunning, ...)
+	Node      string   // name or peer ID
+	Namespace string
+	Limit     int    // at most this many (0: all); QueryMeta.Next names the next page
+	After     string // the instances after this name in natural order (a previous QueryMeta.Next)
+}
+
+// ListInstances is GET /v1/instances with filters, a page and a blocking read (q may be
+// nil), in natural name order (web-2 before web-10).
+func (c *Client) ListInstances(ctx context.Context, f InstanceFilter, q *QueryOptions) ([]Instance, QueryMeta, error) {
+	v := q.values()
+	if len(f.Status) > 0 {
+		v.Set("status", strings.Join(f.Status, ","))
+	}
+	if f.Node != "" {
+		v.Set("node", f.Node)
+	}
+	if f.Namespace != "" {
+		v.Set("namespace", f.Namespace)
+	}
+	if f.Limit > 0 {
+		v.Set("limit", strconv.Itoa(f.Limit))
+	}
+	if f.After != "" {
+		v.Set("after", f.After)
+	}
+	var rs []Instance
+	meta, err := c.query(ctx, "/v1/instances", v, &rs)
+	return rs, meta, err
 }
 
 // Instance is GET /v1/instances/{name}.
@@ -54,7 +86,7 @@ func (c *Client) RemoveInstance(ctx context.Context, name string) error {
 
 // RemoveInstanceGrace is RemoveInstance with another grace period before SIGKILL.
 func (c *Client) RemoveInstanceGrace(ctx context.Context, name string, grace time.Duration) error {
-	return c.Delete(ctx, "/v1/instances/"+url.PathEscape(name)+"?grace_s="+strconv.FormatFloat(grace.Seconds(), 'f', -1, 64), nil)
+	return c.Delete(ctx, "/v1/instances/"+url.PathEscape(name)+"?grace="+url.QueryEscape(grace.String()), nil)
 }
 
 // Resources is GET /v1/resources.

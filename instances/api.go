@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -85,6 +86,17 @@ func validInstanceName(name string) error {
 	return nil
 }
 
+// namespaceOf checks a create's namespace ("" is the default).
+func namespaceOf(ns string) (string, error) {
+	if ns == "" {
+		return api.DefaultNamespace, nil
+	}
+	if !api.ValidNamespace(ns) {
+		return "", httpapi.BadRequest(`invalid field "namespace" %q: %s`, ns, api.NamespaceRule)
+	}
+	return ns, nil
+}
+
 // toSpec turns a create request into a sandbox spec (the runtime validates the rest).
 func (m *Service) toSpec(req *api.CreateRequest) (sandbox.Spec, error) {
 	spec := sandbox.Spec{
@@ -142,24 +154,6 @@ func (m *Service) registerRoutes(route func(string, http.HandlerFunc)) {
 	route("GET /v1/resources", m.handleResources)
 }
 
-func (m *Service) handleList(w http.ResponseWriter, r *http.Request) {
-	out := m.List()
-	if nd := r.URL.Query().Get("node"); nd != "" {
-		kept := out[:0]
-		for _, x := range out {
-			if x.Node == nd || x.NodeID == nd {
-				kept = append(kept, x)
-			}
-		}
-		out = kept
-	}
-	infos := make([]api.Instance, len(out))
-	for i, r := range out {
-		infos[i] = r.Info()
-	}
-	httpapi.WriteJSON(w, http.StatusOK, infos)
-}
-
 func (m *Service) handleResources(w http.ResponseWriter, r *http.Request) {
 	httpapi.WriteJSON(w, http.StatusOK, m.resources())
 }
@@ -203,6 +197,10 @@ func (m *Service) handleCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := validInstanceName(req.Name); err != nil {
+		httpapi.WriteErr(w, err)
+		return
+	}
+	if _, err := namespaceOf(req.Namespace); err != nil {
 		httpapi.WriteErr(w, err)
 		return
 	}
@@ -260,10 +258,14 @@ func (m *Service) Create(ctx context.Context, req *api.CreateRequest) (Record, e
 	if err != nil {
 		return Record{}, err
 	}
+	ns, err := namespaceOf(req.Namespace)
+	if err != nil {
+		return Record{}, err
+	}
 	stamp := m.st.Clock().Now()
 	md := instanceMeta{ID: newInstanceID(), CreatedAt: time.Now().UTC().Truncate(time.Millisecond),
 		StampWall: stamp.Wall, StampLogical: stamp.Logical,
-		Script: req.Script, Env: req.Env, Code: req.Code}
+		Script: req.Script, Env: req.Env, Code: req.Code, Namespace: ns}
 	m.opMu.Lock()
 	defer m.opMu.Unlock()
 	if _, err := rt.Get(req.Name); err == nil {
@@ -363,6 +365,12 @@ func (m *Service) handleOp(op string) http.HandlerFunc {
 			httpapi.WriteErr(w, err)
 			return
 		}
+		if op == "rm" {
+			if err := httpapi.NoBody(r, "give the stop grace period as a query parameter, e.g. ?grace=5s"); err != nil {
+				httpapi.WriteErr(w, err)
+				return
+			}
+		}
 		body, err := httpapi.ReadBody(r)
 		if err != nil {
 			httpapi.WriteErr(w, err)
@@ -414,6 +422,29 @@ func (m *Service) nodeStatus(id string) string {
 		}
 	}
 	return "unknown"
+}
+
+// graceParam reads the stop grace period of a DELETE: ?grace=5s (a duration), or the
+// older ?grace_s=5 (seconds); default 10 s, at most an hour.
+func graceParam(q url.Values) (time.Duration, error) {
+	g, gs := q.Get("grace"), q.Get("grace_s")
+	switch {
+	case g != "" && gs != "":
+		return 0, httpapi.BadRequest("give either grace (a duration, e.g. grace=5s) or grace_s (seconds), not both")
+	case g != "":
+		d, err := time.ParseDuration(g)
+		if err != nil || d < 0 || d > time.Hour {
+			return 0, httpapi.BadRequest("invalid grace %q: a duration between 0s and 1h, e.g. grace=5s", g)
+		}
+		return d, nil
+	case gs != "":
+		f, err := strconv.ParseFloat(gs, 64)
+		if err != nil {
+			return 0, httpapi.BadRequest("invalid grace_s %q: seconds, e.g. 0 or 2.5 (or grace=2.5s)", gs)
+		}
+		return graceOf(&f)
+	}
+	return graceOf(nil)
 }
 
 func graceOf(g *float64) (time.Duration, error) {
@@ -604,20 +635,7 @@ func (m *Service) localOp(w http.ResponseWriter, r *http.Request, rt Runtime, op
 		}
 		httpapi.WriteJSON(w, http.StatusOK, api.SnapshotResult{Name: name, Tag: req.Tag, Node: m.cfg.Name, Restarted: running})
 	case "rm":
-		var req api.StopRequest
-		if err := httpapi.DecodeStrict(body, &req, true); err != nil {
-			fail(err)
-			return
-		}
-		if q := r.URL.Query().Get("grace_s"); q != "" && req.GraceS == nil {
-			g, err := strconv.ParseFloat(q, 64)
-			if err != nil {
-				fail(httpapi.BadRequest("invalid grace_s %q: seconds, e.g. 0 or 2.5", q))
-				return
-			}
-			req.GraceS = &g
-		}
-		grace, err := graceOf(req.GraceS)
+		grace, err := graceParam(r.URL.Query())
 		if err != nil {
 			fail(err)
 			return

@@ -91,6 +91,9 @@ type Record struct {
 	// a stamp is after everything its node had seen when it created the instance.
 	StampWall    int64  `cbor:"25,keyasint,omitempty"`
 	StampLogical uint32 `cbor:"26,keyasint,omitempty"`
+	// Namespace groups instances; empty in records of nodes that predate namespaces
+	// (shown as api.DefaultNamespace).
+	Namespace string `cbor:"27,keyasint,omitempty"`
 }
 
 // ResourceRecord is a node's resource accounting (collection "resources"), written by the
@@ -182,6 +185,7 @@ type instanceMeta struct {
 	Env          map[string]string `json:"env,omitempty"` // the user's env (without ours)
 	Code         string            `json:"code,omitempty"`
 	CodeOwned    bool              `json:"code_owned,omitempty"` // a script upload dir to remove on rm
+	Namespace    string            `json:"namespace,omitempty"`  // empty: created before namespaces (default)
 }
 
 // Config configures the instance service.
@@ -515,6 +519,7 @@ func (m *Service) recordOf(in sandbox.Info, md instanceMeta) Record {
 		Command: in.Spec.Command, Script: md.Script, Args: in.Spec.Args, Env: md.Env,
 		Code: md.Code, Restart: restartString(in.Spec.Restart), Network: in.Spec.Network,
 		CreatedAt: md.CreatedAt, StampWall: md.StampWall, StampLogical: md.StampLogical,
+		Namespace: md.Namespace,
 	}
 	if md.Script != "" && md.CodeOwned {
 		r.Code = "" // an uploaded script: its directory is an implementation detail
@@ -791,8 +796,16 @@ func (r Record) Info() api.Instance {
 		ExitCode: r.ExitCode, ExitReason: r.ExitReason, Restarts: r.Restarts, CPUPercent: r.CPUPercent,
 		CPUCores: r.CPUCores, RAMMB: r.RAMMB, DiskMB: r.DiskMB, PIDs: r.PIDs, Command: r.Command,
 		Script: r.Script, Args: r.Args, Env: r.Env, Code: r.Code, Restart: r.Restart, Network: r.Network,
-		CreatedAt: r.CreatedAt, StartedAt: r.StartedAt, UpdatedAt: r.UpdatedAt,
+		CreatedAt: r.CreatedAt, StartedAt: r.StartedAt, UpdatedAt: r.UpdatedAt, Namespace: r.namespace(),
 	}
+}
+
+// namespace is the record's namespace, the default for records without one.
+func (r Record) namespace() string {
+	if r.Namespace == "" {
+		return api.DefaultNamespace
+	}
+	return r.Namespace
 }
 
 // createStamp orders creates of one name (olderCreate).
@@ -813,7 +826,7 @@ func (m *Service) record(name string) (Record, bool) {
 	return r, err == nil
 }
 
-// List returns every instance in the cluster, sorted by name, each with the status of its
+// List returns every instance in the cluster in natural name order (web-2 before web-10), each with the status of its
 // node as this node judges it (a dead node's instances keep their last written status).
 func (m *Service) List() []Record {
 	status := map[string]string{}
@@ -838,7 +851,7 @@ func (m *Service) List() []Record {
 			out = append(out, r)
 		}
 	})
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	sort.Slice(out, func(i, j int) bool { return naturalCompare(out[i].Name, out[j].Name) < 0 })
 	return out
 }
 

@@ -20,6 +20,9 @@ func (n *Node) registerRoutes(s *httpapi.Server) {
 		httpapi.WriteJSON(w, http.StatusOK, n.Status())
 	})
 	s.Handle("GET /v1/nodes", func(w http.ResponseWriter, r *http.Request) {
+		if !httpapi.Block(w, r, n.st, CollNodes) { // records, and statuses (membership touches it)
+			return
+		}
 		httpapi.WriteJSON(w, http.StatusOK, n.Nodes())
 	})
 	s.Handle("GET /v1/events", n.handleEvents)

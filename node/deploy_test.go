@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"sort"
 	"strings"
@@ -444,19 +443,8 @@ func TestReservations(t *testing.T) {
 // apiDo calls a node's local API; out (may be nil) receives a 2xx JSON answer.
 func apiDo(t testing.TB, n *Node, method, path, body string, out any) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest(method, "http://unix"+path, strings.NewReader(body))
-	resp, err := unixHTTP(n).Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if out != nil && resp.StatusCode < 300 {
-		if err := json.Unmarshal(b, out); err != nil {
-			t.Fatalf("%s %s: %v in %s", method, path, err, b)
-		}
-	}
-	return resp.StatusCode, string(b)
+	code, _, b := apiReq(t, n, method, path, body, out)
+	return code, b
 }
 
 // TestDeployPreemption: when nothing else fits, a placement evicts instances at least 10

@@ -22,7 +22,8 @@ func (s *Scheduler) registerRoutes(route func(string, http.HandlerFunc)) {
 	route("GET /v1/deployments/{name}", s.handleDeployment)
 	route("POST /v1/deployments/{name}/scale", s.handleScale)
 	route("DELETE /v1/deployments/{name}", s.handleUndeploy)
-	route("POST /v1/drain", s.handleDrain)
+	route("POST /v1/nodes/{node}/drain", s.handleNodeDrain)
+	route("POST /v1/drain", s.handleDrain) // the older form: the node in the body
 	route("POST /v1/reservations", s.handleReserve)
 	route("GET /v1/reservations", s.handleReservations)
 	route("DELETE /v1/reservations/{id}", s.handleRelease)
@@ -30,6 +31,14 @@ func (s *Scheduler) registerRoutes(route func(string, http.HandlerFunc)) {
 	route("GET /v1/quotas/{ns}", s.handleQuotaGet)
 	route("GET /v1/quotas", s.handleQuotas)
 }
+
+// The collections each list's answer derives from: a blocking read (?index=N) waits for a
+// change in them (httpapi.Block).
+var (
+	deploymentColls  = []string{CollDeployments, CollClaims, CollRejections, CollDeployStatus, instances.Coll, membership.Coll}
+	reservationColls = []string{CollReservations}
+	quotaColls       = []string{CollQuotas, CollQuotaRights, CollClaims}
+)
 
 func init() {
 	httpapi.Classify(http.StatusNotFound, "not_found", ErrDeploymentNotFound, ErrReservationNotFound)
@@ -70,8 +79,22 @@ func (s *Scheduler) deployment(name string) (DeploymentRecord, bool) {
 }
 
 func (s *Scheduler) handleDeploy(w http.ResponseWriter, r *http.Request) {
+	dry, err := flagParam(r, "dry_run")
+	if err != nil {
+		httpapi.WriteErr(w, err)
+		return
+	}
 	var spec api.DeploymentSpec
 	if !httpapi.DecodeOptional(w, r, &spec, false) {
+		return
+	}
+	if dry {
+		plan, err := s.Plan(spec)
+		if err != nil {
+			httpapi.WriteErr(w, err)
+			return
+		}
+		httpapi.WriteJSON(w, http.StatusOK, plan)
 		return
 	}
 	rec, created, err := s.Deploy(spec)
@@ -145,7 +168,22 @@ func (s *Scheduler) Deployments() []api.DeploymentStatus {
 	return out
 }
 
+// flagParam reads a boolean query parameter: absent, 0 or false is false; 1 or true is true.
+func flagParam(r *http.Request, name string) (bool, error) {
+	switch v := r.URL.Query().Get(name); v {
+	case "", "0", "false":
+		return false, nil
+	case "1", "true":
+		return true, nil
+	default:
+		return false, httpapi.BadRequest("invalid %s %q: 1 or true (0 or false: off)", name, v)
+	}
+}
+
 func (s *Scheduler) handleDeployments(w http.ResponseWriter, r *http.Request) {
+	if !httpapi.Block(w, r, s.st, deploymentColls...) {
+		return
+	}
 	httpapi.WriteJSON(w, http.StatusOK, s.Deployments())
 }
 
@@ -158,6 +196,9 @@ func (s *Scheduler) liveDeployment(name string) (DeploymentRecord, error) {
 }
 
 func (s *Scheduler) handleDeployment(w http.ResponseWriter, r *http.Request) {
+	if !httpapi.Block(w, r, s.st, deploymentColls...) {
+		return
+	}
 	d, err := s.liveDeployment(r.PathValue("name"))
 	if err != nil {
 		httpapi.WriteErr(w, err)
@@ -217,7 +258,8 @@ func (s *Scheduler) Undeploy(name string) error {
 }
 
 func (s *Scheduler) handleUndeploy(w http.ResponseWriter, r *http.Request) {
-	if !httpapi.DecodeOptional(w, r, &struct{}{}, true) {
+	if err := httpapi.NoBody(r, "DELETE /v1/deployments/{name} has no options"); err != nil {
+		httpapi.WriteErr(w, err)
 		return
 	}
 	name := r.PathValue("name")
@@ -269,6 +311,19 @@ func (s *Scheduler) handleDrain(w http.ResponseWriter, r *http.Request) {
 	if !httpapi.DecodeOptional(w, r, &req, false) {
 		return
 	}
+	s.answerDrain(w, req)
+}
+
+// handleNodeDrain is POST /v1/nodes/{node}/drain with an optional {"cancel": true}.
+func (s *Scheduler) handleNodeDrain(w http.ResponseWriter, r *http.Request) {
+	var req api.NodeDrainRequest
+	if !httpapi.DecodeOptional(w, r, &req, true) {
+		return
+	}
+	s.answerDrain(w, api.DrainRequest{Node: r.PathValue("node"), Cancel: req.Cancel})
+}
+
+func (s *Scheduler) answerDrain(w http.ResponseWriter, req api.DrainRequest) {
 	res, err := s.Drain(req)
 	if err != nil {
 		httpapi.WriteErr(w, err)
@@ -305,6 +360,9 @@ func (s *Scheduler) Reservations() []api.Reservation {
 }
 
 func (s *Scheduler) handleReservations(w http.ResponseWriter, r *http.Request) {
+	if !httpapi.Block(w, r, s.st, reservationColls...) {
+		return
+	}
 	httpapi.WriteJSON(w, http.StatusOK, s.Reservations())
 }
 
@@ -321,7 +379,8 @@ func (s *Scheduler) Release(id string) error {
 }
 
 func (s *Scheduler) handleRelease(w http.ResponseWriter, r *http.Request) {
-	if !httpapi.DecodeOptional(w, r, &struct{}{}, true) {
+	if err := httpapi.NoBody(r, "DELETE /v1/reservations/{id} has no options"); err != nil {
+		httpapi.WriteErr(w, err)
 		return
 	}
 	id := r.PathValue("id")
@@ -334,8 +393,8 @@ func (s *Scheduler) handleRelease(w http.ResponseWriter, r *http.Request) {
 
 func (s *Scheduler) handleQuotaSet(w http.ResponseWriter, r *http.Request) {
 	ns := r.PathValue("ns")
-	if !namespaceRE.MatchString(ns) {
-		httpapi.WriteErr(w, httpapi.BadRequest("invalid namespace %q: 1-63 lowercase letters, digits or '-'", ns))
+	if !api.ValidNamespace(ns) {
+		httpapi.WriteErr(w, httpapi.BadRequest("invalid namespace %q: %s", ns, api.NamespaceRule))
 		return
 	}
 	var spec api.QuotaSpec
@@ -365,6 +424,9 @@ func (s *Scheduler) handleQuotaGet(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Scheduler) handleQuotas(w http.ResponseWriter, r *http.Request) {
+	if !httpapi.Block(w, r, s.st, quotaColls...) {
+		return
+	}
 	st := s.snapshot()
 	out := []api.QuotaInfo{}
 	for _, ns := range sortedKeys(st.quotas) {

@@ -236,10 +236,10 @@ func normalizeSpec(s *api.DeploymentSpec) error {
 		return httpapi.BadRequest(`invalid field "spread_by" %q: a node label key, e.g. region`, s.SpreadBy)
 	}
 	if s.Namespace == "" {
-		s.Namespace = "default"
+		s.Namespace = api.DefaultNamespace
 	}
-	if !namespaceRE.MatchString(s.Namespace) {
-		return httpapi.BadRequest(`invalid field "namespace" %q: 1-63 lowercase letters, digits or '-'`, s.Namespace)
+	if !api.ValidNamespace(s.Namespace) {
+		return httpapi.BadRequest(`invalid field "namespace" %q: %s`, s.Namespace, api.NamespaceRule)
 	}
 	if s.Labels == nil {
 		s.Labels = map[string]string{}
@@ -258,10 +258,7 @@ func normalizeSpec(s *api.DeploymentSpec) error {
 	return nil
 }
 
-var (
-	labelKeyRE  = regexp.MustCompile(`^[A-Za-z0-9._/-]{1,63}$`)
-	namespaceRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-)
+var labelKeyRE = regexp.MustCompile(`^[A-Za-z0-9._/-]{1,63}$`)
 
 // instanceName is "<deployment>-<index>".
 func instanceName(dep string, index int) string { return dep + "-" + strconv.Itoa(index) }

@@ -547,7 +547,7 @@ func (s *Scheduler) admit(st *schedState, c ClaimRecord, d DeploymentRecord) *Re
 		return reject("quota", err.Error())
 	}
 	req := api.CreateRequest{
-		Name: c.Instance, Command: d.Command, Script: d.Script, ScriptContent: d.ScriptContent,
+		Name: c.Instance, Namespace: d.Namespace, Command: d.Command, Script: d.Script, ScriptContent: d.ScriptContent,
 		Args: d.Args, Env: d.Env, Code: d.Code, CPUPercent: d.CPUPercent, CPUCores: d.CPUCores,
 		RAMMB: d.RAMMB, DiskMB: d.DiskMB, PIDs: d.PIDs, Restart: sandbox.RestartNever,
 	}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rads-lang/constellation/api"
@@ -39,6 +40,7 @@ func newDeployCmd(g *globals) *cobra.Command {
 		env, labels    []string
 		priority       string
 		asJSON, noWait bool
+		dryRun         bool
 		timeout        time.Duration
 	)
 	c := &cobra.Command{
@@ -53,11 +55,15 @@ are placed again. Instances of dead nodes are replaced; 'constellation drain' mo
 
 Deploy waits until every instance runs, showing progress (--no-wait returns at once).
 Running deploy again with the same NAME updates the deployment (count, placement rules);
-running instances keep their resources.`,
+running instances keep their resources.
+
+--dry-run shows where each instance would go (or why it cannot be placed) and which would
+stay or stop, without changing anything; it fails when an instance would be left unplaced.`,
 		Example: `  constellation deploy web --instances 3 --cpu-percent 25 --ram-mb 256 -- python3 -m http.server 8080
   constellation deploy cache --instances 6 --cpu-cores 1 --ram-gb 2 --strategy binpack \
       --constraint node.region=us-east --anti-affinity service=cache --script cache.rads
-  constellation deploy batch --instances 20 --cpu-percent 50 --namespace team-backend --priority low -- ./run.sh`,
+  constellation deploy batch --instances 20 --cpu-percent 50 --namespace team-backend --priority low -- ./run.sh
+  constellation deploy web --instances 5 --cpu-percent 25 --dry-run -- python3 -m http.server 8080`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			spec.Name = args[0]
@@ -105,11 +111,18 @@ running instances keep their resources.`,
 				return err
 			}
 			cl := g.client()
+			out := c.OutOrStdout()
+			if dryRun {
+				plan, err := cl.DeployPlan(c.Context(), spec)
+				if err != nil {
+					return err
+				}
+				return printPlan(out, plan, asJSON)
+			}
 			st, err := cl.Deploy(c.Context(), spec)
 			if err != nil {
 				return err
 			}
-			out := c.OutOrStdout()
 			if noWait {
 				if asJSON {
 					return printJSON(out, st)
@@ -152,32 +165,120 @@ running instances keep their resources.`,
 	f.StringVar(&priority, "priority", "", "0-100 or low, normal (default), high, critical; may preempt instances 10 or more lower")
 	f.BoolVar(&asJSON, "json", false, "print the deployment as JSON when done (no progress line)")
 	f.BoolVar(&noWait, "no-wait", false, "return once the deployment is recorded")
+	f.BoolVar(&dryRun, "dry-run", false, "show the placement plan and change nothing")
 	f.DurationVar(&timeout, "timeout", 2*time.Minute, "give up waiting after this long")
 	return c
 }
 
-// waitDeployment polls until every instance of a deployment runs, drawing a live line.
+// printPlan prints a dry run's plan; an instance left unplaced makes it an error.
+func printPlan(out io.Writer, p api.DeploymentPlan, asJSON bool) error {
+	if asJSON {
+		if err := printJSON(out, p); err != nil {
+			return err
+		}
+	} else {
+		verb := "create"
+		if p.Exists {
+			verb = "update"
+		}
+		fmt.Fprintf(out, "dry run: %s deployment %s (namespace %s, owner %s): %d to place, %d kept, %d to stop, %d unplaced\n",
+			verb, p.Name, p.Namespace, p.Owner, p.Place, p.Keep, p.Stop, p.Unplaced)
+		t := newTable(out, "INSTANCE", "SLOT", "ACTION", "NODE", "NOTE")
+		for _, x := range p.InstanceList {
+			note := x.Reason
+			if x.Replaces != "" {
+				note = "replaces " + x.Replaces + " (drain)"
+			}
+			if len(x.Preempts) > 0 {
+				note = strings.TrimPrefix(note+"; preempts "+strings.Join(x.Preempts, ", "), "; ")
+			}
+			t.row(x.Name, strconv.Itoa(x.Slot), x.Action, orDash(x.Node), orDash(note))
+		}
+		if err := t.flush(); err != nil {
+			return err
+		}
+	}
+	if p.Unplaced > 0 {
+		return fmt.Errorf("dry run: %d of %d instance(s) of %s could not be placed: %s", p.Unplaced, p.Instances, p.Name, p.Message)
+	}
+	return nil
+}
+
+// waitDeployment follows a deployment with blocking reads (an answer per change, no
+// polling) until every instance runs, drawing a live line.
 func waitDeployment(ctx context.Context, cl *api.Client, out io.Writer, name string, timeout time.Duration, live bool) (api.DeploymentStatus, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	start := time.Now()
-	var st api.DeploymentStatus
-	for {
-		var err error
-		st, err = cl.Deployment(ctx, name)
-		if err != nil && ctx.Err() == nil {
-			return st, err
+	type answer struct {
+		st  api.DeploymentStatus
+		err error
+	}
+	updates := make(chan answer)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // owned by waitDeployment: ends with ctx, waited for below
+		defer wg.Done()
+		var q api.QueryOptions
+		for {
+			st, meta, err := cl.DeploymentQuery(ctx, name, &q)
+			select {
+			case updates <- answer{st, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+			if meta.LastIndex == 0 { // a node without blocking reads: poll it gently
+				select {
+				case <-time.After(250 * time.Millisecond):
+				case <-ctx.Done():
+					return
+				}
+			}
+			q.WaitIndex = meta.LastIndex
 		}
-		if live && err == nil {
+	}()
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	var tick <-chan time.Time // redraws the elapsed time between answers
+	if live {
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		tick = t.C
+	}
+	var st api.DeploymentStatus
+	seen := false
+	draw := func() {
+		if live && seen {
 			fmt.Fprintf(out, "\r%s: placed %d/%d, running %d/%d (%s)\033[K", name, st.Placed, st.Instances, st.Running, st.Instances, time.Since(start).Round(100*time.Millisecond))
 		}
-		if err == nil && st.Running == st.Instances && st.Placed == st.Instances {
-			if live {
-				fmt.Fprint(out, "\r\033[K")
-			}
-			return st, nil
-		}
+	}
+	for {
 		select {
+		case a := <-updates:
+			if a.err != nil {
+				if ctx.Err() != nil {
+					continue // the timeout: reported below
+				}
+				if live && seen {
+					fmt.Fprintln(out)
+				}
+				return st, a.err
+			}
+			st, seen = a.st, true
+			draw()
+			if st.Running == st.Instances && st.Placed == st.Instances {
+				if live {
+					fmt.Fprint(out, "\r\033[K")
+				}
+				return st, nil
+			}
+		case <-tick:
+			draw()
 		case <-ctx.Done():
 			if live {
 				fmt.Fprintln(out)
@@ -187,7 +288,6 @@ func waitDeployment(ctx context.Context, cl *api.Client, out io.Writer, name str
 				msg = "no placement error reported; see 'constellation deployments' and 'constellation list'"
 			}
 			return st, fmt.Errorf("deployment %s: %d/%d running after %v: %s", name, st.Running, st.Instances, timeout, msg)
-		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }

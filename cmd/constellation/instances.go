@@ -184,6 +184,7 @@ The node refuses a create that does not fit its free resources, with the numbers
 	}
 	f := c.Flags()
 	f.StringVar(&req.Name, "name", "", "instance name, unique in the cluster (required)")
+	f.StringVar(&req.Namespace, "namespace", "", "namespace, e.g. team-backend (default \"default\")")
 	f.StringVar(&req.Node, "node", "", "node to run on: name or peer ID (default this node)")
 	f.Float64Var(&req.CPUPercent, "cpu-percent", 0, "CPU limit as percent of one core (200 = two cores; 0 = unlimited)")
 	f.IntVar(&req.CPUCores, "cpu-cores", 0, "dedicated cores (cpuset pinning)")
@@ -211,6 +212,7 @@ func printInstance(w io.Writer, r api.Instance, asJSON bool) error {
 	}
 	t := newTable(w, "FIELD", "VALUE")
 	t.row("name", r.Name)
+	t.row("namespace", r.Namespace)
 	t.row("id", r.ID)
 	t.row("node", fmt.Sprintf("%s (%s)", r.Node, orDash(r.NodeStatus)))
 	t.row("status", r.Status)
@@ -384,9 +386,10 @@ func newSetLimitsCmd(g *globals) *cobra.Command {
 // ListRow is the table of `constellation list`.
 func newListCmd(g *globals) *cobra.Command {
 	var (
-		asJSON bool
-		onNode string
-		status string
+		asJSON    bool
+		onNode    string
+		status    string
+		namespace string
 	)
 	c := &cobra.Command{
 		Use:     "list",
@@ -394,21 +397,18 @@ func newListCmd(g *globals) *cobra.Command {
 		Short:   "List every instance in the cluster with its node and status",
 		Args:    cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			rs, err := g.client().Instances(c.Context())
+			f := api.InstanceFilter{Node: onNode, Namespace: namespace}
+			if status != "" {
+				f.Status = strings.Split(status, ",")
+			}
+			rs, _, err := g.client().ListInstances(c.Context(), f, nil) // the node filters
 			if err != nil {
 				return err
 			}
-			kept := rs[:0]
-			for _, r := range rs {
-				if (onNode == "" || r.Node == onNode || r.NodeID == onNode) && (status == "" || r.Status == status) {
-					kept = append(kept, r)
-				}
-			}
-			rs = kept
 			if asJSON {
 				return printJSON(c.OutOrStdout(), rs)
 			}
-			t := newTable(c.OutOrStdout(), "NAME", "NODE", "STATUS", "EXIT", "RESTARTS", "CPU", "RAM", "DISK", "CREATED")
+			t := newTable(c.OutOrStdout(), "NAME", "NAMESPACE", "NODE", "STATUS", "EXIT", "RESTARTS", "CPU", "RAM", "DISK", "CREATED")
 			for _, r := range rs {
 				nd := r.Node
 				if r.NodeStatus != "" && r.NodeStatus != api.StatusAlive {
@@ -432,14 +432,15 @@ func newListCmd(g *globals) *cobra.Command {
 				if r.DiskMB > 0 {
 					disk = humanMB(uint64(r.DiskMB))
 				}
-				t.row(r.Name, nd, r.Status, exit, fmt.Sprint(r.Restarts), cpu, ram, disk, ago(r.CreatedAt))
+				t.row(r.Name, r.Namespace, nd, r.Status, exit, fmt.Sprint(r.Restarts), cpu, ram, disk, ago(r.CreatedAt))
 			}
 			return t.flush()
 		},
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print a JSON array")
 	c.Flags().StringVar(&onNode, "node", "", "only instances on this node (name or peer ID)")
-	c.Flags().StringVar(&status, "status", "", "only instances with this status (created, starting, running, stopped, exited, failed, oom_killed)")
+	c.Flags().StringVar(&status, "status", "", "only instances with these statuses, comma-separated (created, starting, running, stopped, exited, failed, oom_killed)")
+	c.Flags().StringVar(&namespace, "namespace", "", "only instances in this namespace")
 	return c
 }
 

@@ -419,6 +419,7 @@ func (s *Service) refreshStatus(id string, rec Record) {
 	}
 	s.status[id] = st
 	s.mu.Unlock()
+	s.st.Touch(Coll) // blocking reads of nodes (and instances' node status) see the change
 	var typ string
 	switch st {
 	case api.StatusAlive:

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -48,6 +49,11 @@ type Store struct {
 
 	persistCh chan []byte
 
+	imu       sync.Mutex        // guards index, collIndex, indexCh
+	index     uint64            // bumped by every committed change (index.go)
+	collIndex map[string]uint64 // collection -> index of its last change
+	indexCh   chan struct{}     // closed and replaced at every bump: wakes WaitIndex
+
 	wmu      sync.Mutex // guards watchers, queue, stopped
 	watchers []*watcher
 	queue    [][]crdt.Change
@@ -84,6 +90,7 @@ func Open(opts Options) (*Store, error) {
 	return &Store{
 		opts: opts, log: opts.Log, db: db,
 		persistCh: make(chan []byte, 4096), wake: make(chan struct{}, 1), stop: make(chan struct{}),
+		index: 1, collIndex: map[string]uint64{}, indexCh: make(chan struct{}),
 	}, nil
 }
 
@@ -210,40 +217,54 @@ func (v *View) ReplicaID() crdt.ReplicaID { return v.doc.ID() }
 type Tx struct {
 	View
 	deltas []*crdt.Delta
+	colls  []string // collections changed (for the change index)
 }
 
-func (t *Tx) add(d *crdt.Delta, err error) error {
+func (t *Tx) add(coll string, d *crdt.Delta, err error) error {
 	if err == nil && d != nil {
 		t.deltas = append(t.deltas, d)
+		if !slices.Contains(t.colls, coll) {
+			t.colls = append(t.colls, coll)
+		}
 	}
 	return err
 }
 
 // Put writes an LWW register.
-func (t *Tx) Put(coll, key string, value []byte) error { return t.add(t.doc.PutLWW(coll, key, value)) }
+func (t *Tx) Put(coll, key string, value []byte) error {
+	d, err := t.doc.PutLWW(coll, key, value)
+	return t.add(coll, d, err)
+}
 
 // Remove deletes an entry (a no-op error-free call when it does not exist is the caller's
 // check: Remove of a missing key returns the document's error).
-func (t *Tx) Remove(coll, key string) error { return t.add(t.doc.Remove(coll, key)) }
+func (t *Tx) Remove(coll, key string) error {
+	d, err := t.doc.Remove(coll, key)
+	return t.add(coll, d, err)
+}
 
 // IncGCounter adds n to a grow-only counter.
 func (t *Tx) IncGCounter(coll, key string, n uint64) error {
-	return t.add(t.doc.IncGCounter(coll, key, n))
+	d, err := t.doc.IncGCounter(coll, key, n)
+	return t.add(coll, d, err)
 }
 
 // IncBounded creates n rights of a bounded counter on this replica.
 func (t *Tx) IncBounded(coll, key string, n uint64) error {
-	return t.add(t.doc.IncBounded(coll, key, n))
+	d, err := t.doc.IncBounded(coll, key, n)
+	return t.add(coll, d, err)
 }
 
 // DecBounded consumes n rights this replica holds.
 func (t *Tx) DecBounded(coll, key string, n uint64) error {
-	return t.add(t.doc.DecBounded(coll, key, n))
+	d, err := t.doc.DecBounded(coll, key, n)
+	return t.add(coll, d, err)
 }
 
 // TransferBounded moves n of this replica's rights to replica to.
 func (t *Tx) TransferBounded(coll, key string, to crdt.ReplicaID, n uint64) error {
-	return t.add(t.doc.TransferBounded(coll, key, to, n))
+	d, err := t.doc.TransferBounded(coll, key, to, n)
+	return t.add(coll, d, err)
 }
 
 // View runs fn with the document locked for reading. fn must be quick and must not call
@@ -269,6 +290,7 @@ func (s *Store) UpdateEncoded(fn func(tx *Tx) error) ([]byte, error) {
 	err := fn(tx)
 	var enc []byte
 	if len(tx.deltas) > 0 {
+		s.bump(tx.colls) // under mu: the index follows commit order
 		d := tx.deltas[0]
 		if len(tx.deltas) > 1 {
 			var berr error
@@ -347,6 +369,7 @@ func (s *Store) Apply(from peer.ID, data []byte) error {
 	changes, err := s.doc.Join(d)
 	if err == nil && len(changes) > 0 {
 		s.enqueue(changes) // under mu: the queue keeps commit order
+		s.bump(changedColls(changes))
 	}
 	s.mu.Unlock()
 	if err != nil {
