@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/rads-lang/constellation/internal/httpapi"
 	"github.com/rads-lang/constellation/sandbox"
 )
 
@@ -115,3 +117,42 @@ func (i InstanceAPI) Token(name string) string { return i.a.token(name) }
 
 // InstanceOf names the instance a token belongs to.
 func (i InstanceAPI) InstanceOf(tok string) (string, bool) { return i.a.instanceOf(tok) }
+
+// withDefaults fills the dimensions l leaves unset with the node's default limits.
+func (m *Service) withDefaults(l sandbox.Limits) sandbox.Limits {
+	d := m.cfg.DefaultLimits
+	if l.CPUPercent == 0 && l.CPUCores == 0 {
+		l.CPUPercent = d.CPUPercent
+	}
+	if l.RAMMB == 0 {
+		l.RAMMB = d.RAMMB
+	}
+	if l.PIDs == 0 {
+		l.PIDs = d.PIDs
+	}
+	if l.DiskMB == 0 {
+		l.DiskMB = d.DiskMB
+	}
+	return l
+}
+
+// checkMax refuses limits above the node's maxima, naming the setting.
+func (m *Service) checkMax(l sandbox.Limits) error {
+	x := m.cfg.MaxLimits
+	over := func(field string, asked, max float64, flag string) error {
+		return httpapi.Errorf(http.StatusUnprocessableEntity, "over_limit",
+			"%s %s is above the most node %s allows an instance (%s; set with --%s)", field, fmtNum(asked), m.cfg.Name, fmtNum(max), flag)
+	}
+	cpu := l.CPUPercent + 100*float64(l.CPUCores)
+	switch {
+	case x.CPUPercent > 0 && (cpu > x.CPUPercent || cpu == 0):
+		return over("cpu_percent", cpu, x.CPUPercent, "max-cpu-percent")
+	case x.RAMMB > 0 && (l.RAMMB > x.RAMMB || l.RAMMB == 0):
+		return over("ram_mb", float64(l.RAMMB), float64(x.RAMMB), "max-ram-mb")
+	case x.PIDs > 0 && (l.PIDs > x.PIDs || l.PIDs == 0):
+		return over("pids", float64(l.PIDs), float64(x.PIDs), "max-pids")
+	case x.DiskMB > 0 && (l.DiskMB > x.DiskMB || l.DiskMB == 0):
+		return over("disk_mb", float64(l.DiskMB), float64(x.DiskMB), "max-disk-mb")
+	}
+	return nil
+}

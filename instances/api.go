@@ -114,6 +114,10 @@ func (m *Service) toSpec(req *api.CreateRequest) (sandbox.Spec, error) {
 		}
 		spec.RAMMB = int64(req.RAMGB * 1024)
 	}
+	spec.Limits = m.withDefaults(spec.Limits)
+	if err := m.checkMax(spec.Limits); err != nil {
+		return spec, err
+	}
 	rp, err := ParseRestart(req.Restart)
 	if err != nil {
 		return spec, httpapi.BadRequest(`field "restart": %v`, err)
@@ -544,6 +548,10 @@ func (m *Service) localOp(w http.ResponseWriter, r *http.Request, rt Runtime, op
 			}
 			if op == "set-limits" && !changed {
 				err = httpapi.BadRequest("set-limits needs at least one of cpu_percent, cpu_cores, ram_mb, disk_mb, pids")
+			}
+			l = m.withDefaults(l) // 0 goes back to the node's default, not to unlimited
+			if err == nil {
+				err = m.checkMax(l)
 			}
 			if err == nil && changed {
 				if err = m.fits(rt, l, name); err == nil {

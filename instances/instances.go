@@ -198,6 +198,11 @@ type Config struct {
 	ReserveDiskMB     int64
 	CodeRoots         []string
 	DiskQuota         string
+	// DefaultLimits apply to every dimension a create leaves unset (0); MaxLimits bound what
+	// any instance may ask (0: no bound). Nothing an instance causes is unlimited unless
+	// the operator sets a default of 0.
+	DefaultLimits sandbox.Limits
+	MaxLimits     sandbox.Limits
 }
 
 // Host is what the instance service needs of the p2p host.

@@ -75,6 +75,18 @@ type Config struct {
 	// DiskQuota is how disk_mb is enforced: auto (default), xfs, ext4, poll or none (see
 	// the sandbox package).
 	DiskQuota string `yaml:"disk_quota"`
+	// Default limits of an instance whose create leaves a dimension unset: cpu_percent
+	// (default 100, one core), ram_mb (default 512), pids (default 512), disk_mb (default
+	// none: a disk quota costs a loop image or an XFS project per instance). Negative: none.
+	DefaultCPUPercent float64 `yaml:"default_cpu_percent"`
+	DefaultRAMMB      int64   `yaml:"default_ram_mb"`
+	DefaultPIDs       int64   `yaml:"default_pids"`
+	DefaultDiskMB     int64   `yaml:"default_disk_mb"`
+	// Maxima an instance may ask on this node (0: none).
+	MaxCPUPercent float64 `yaml:"max_cpu_percent"`
+	MaxRAMMB      int64   `yaml:"max_ram_mb"`
+	MaxPIDs       int64   `yaml:"max_pids"`
+	MaxDiskMB     int64   `yaml:"max_disk_mb"`
 
 	// Tuning, rarely changed. Zero means the default.
 

@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"math"
 	"path/filepath"
 
 	"github.com/rads-lang/constellation/instances"
@@ -36,9 +37,51 @@ func (c *Config) instanceDefaults() {
 	if c.DiskQuota == "" {
 		c.DiskQuota = sandbox.DiskQuotaAuto
 	}
+	if c.DefaultCPUPercent == 0 {
+		c.DefaultCPUPercent = DefaultInstanceCPUPercent
+	}
+	if c.DefaultRAMMB == 0 {
+		c.DefaultRAMMB = DefaultInstanceRAMMB
+	}
+	if c.DefaultPIDs == 0 {
+		c.DefaultPIDs = DefaultInstancePIDs
+	}
 }
 
+// Default limits of an instance that asks for none (Config.Default*).
+const (
+	DefaultInstanceCPUPercent = 100
+	DefaultInstanceRAMMB      = 512
+	DefaultInstancePIDs       = 512
+)
+
+// instanceLimits are the node's default and maximum instance limits (negative: none).
+func (c *Config) instanceLimits() (def, max sandbox.Limits) {
+	def = sandbox.Limits{CPUPercent: math.Max(0, c.DefaultCPUPercent), RAMMB: max0(c.DefaultRAMMB),
+		PIDs: max0(c.DefaultPIDs), DiskMB: max0(c.DefaultDiskMB)}
+	max = sandbox.Limits{CPUPercent: c.MaxCPUPercent, RAMMB: c.MaxRAMMB, PIDs: c.MaxPIDs, DiskMB: c.MaxDiskMB}
+	return def, max
+}
+
+func max0(v int64) int64 { return max(0, v) }
+
 func (c *Config) validateInstances() error {
+	for _, x := range []struct {
+		field string
+		v     float64
+	}{{"max_cpu_percent", c.MaxCPUPercent}, {"max_ram_mb", float64(c.MaxRAMMB)}, {"max_pids", float64(c.MaxPIDs)}, {"max_disk_mb", float64(c.MaxDiskMB)}} {
+		if x.v < 0 {
+			return &ConfigError{x.field, fmt.Sprint(x.v), "a positive maximum, or 0 for none"}
+		}
+	}
+	if c.DefaultRAMMB > 0 && c.DefaultRAMMB < sandbox.MinRAMMB {
+		return &ConfigError{"default_ram_mb", fmt.Sprint(c.DefaultRAMMB), fmt.Sprintf("at least %d MiB, or negative for none", sandbox.MinRAMMB)}
+	}
+	def, max := c.instanceLimits()
+	if (max.CPUPercent > 0 && def.CPUPercent > max.CPUPercent) || (max.RAMMB > 0 && def.RAMMB > max.RAMMB) ||
+		(max.PIDs > 0 && def.PIDs > max.PIDs) || (max.DiskMB > 0 && def.DiskMB > max.DiskMB) {
+		return &ConfigError{"default_*", fmt.Sprintf("%+v", def), fmt.Sprintf("defaults within the maxima %+v", max)}
+	}
 	if c.ReserveCPUPercent > 100000 {
 		return &ConfigError{"reserve_cpu_percent", fmt.Sprint(c.ReserveCPUPercent), "CPU in cpu_percent units (100 = one core), e.g. 50; negative for none"}
 	}
@@ -76,6 +119,20 @@ func (c *Config) mergeInstances(over Config, set map[string]bool) {
 	}
 	if set["disk-quota"] {
 		c.DiskQuota = over.DiskQuota
+	}
+	for flag, apply := range map[string]func(){
+		"default-cpu-percent": func() { c.DefaultCPUPercent = over.DefaultCPUPercent },
+		"default-ram-mb":      func() { c.DefaultRAMMB = over.DefaultRAMMB },
+		"default-pids":        func() { c.DefaultPIDs = over.DefaultPIDs },
+		"default-disk-mb":     func() { c.DefaultDiskMB = over.DefaultDiskMB },
+		"max-cpu-percent":     func() { c.MaxCPUPercent = over.MaxCPUPercent },
+		"max-ram-mb":          func() { c.MaxRAMMB = over.MaxRAMMB },
+		"max-pids":            func() { c.MaxPIDs = over.MaxPIDs },
+		"max-disk-mb":         func() { c.MaxDiskMB = over.MaxDiskMB },
+	} {
+		if set[flag] {
+			apply()
+		}
 	}
 }
 

@@ -169,10 +169,11 @@ func New(cfg Config, log *slog.Logger) (n *Node, err error) {
 	n.api = httpapi.New(log, func() context.Context { return n.ctx })
 	n.api.SetToken(cfg.APIToken)
 	n.registerRoutes(n.api)
+	defLimits, maxLimits := cfg.instanceLimits()
 	n.instances = instances.New(n.ctx, instances.Config{
 		Name: cfg.Node, DataDir: cfg.DataDir, ReserveCPUPercent: cfg.ReserveCPUPercent,
 		ReserveRAMMB: cfg.ReserveRAMMB, ReserveDiskMB: cfg.ReserveDiskMB, CodeRoots: cfg.CodeRoots,
-		DiskQuota: cfg.DiskQuota,
+		DiskQuota: cfg.DiskQuota, DefaultLimits: defLimits, MaxLimits: maxLimits,
 	}, n.host, n.st, n.members, n.events, n.api, log)
 	n.sched = scheduler.New(n.ctx, scheduler.Config{Name: cfg.Node, DataDir: cfg.DataDir},
 		n.host, n.st, n.members, n.instances, n.api, log)

@@ -280,12 +280,22 @@ func (sn *schedNode) rt(t testing.TB) *fakeRuntime {
 // alive with a resource record.
 func startSchedCluster(t testing.TB, count int, labels func(i int) map[string]string) []*schedNode {
 	t.Helper()
+	return startSchedClusterCfg(t, count, func(i int, c *Config) {
+		if labels != nil {
+			c.Labels = labels(i)
+		}
+	})
+}
+
+// startSchedClusterCfg is startSchedCluster with each node's config modified by mod.
+func startSchedClusterCfg(t testing.TB, count int, mod func(i int, c *Config)) []*schedNode {
+	t.Helper()
 	var ns []*schedNode
 	for i := 0; i < count; i++ {
 		cfg := nodeConfig(t, fmt.Sprintf("n%d", i))
 		cfg.GossipBatch = 5 * time.Millisecond
-		if labels != nil {
-			cfg.Labels = labels(i)
+		if mod != nil {
+			mod(i, &cfg)
 		}
 		if i > 0 {
 			cfg.Join = []string{joinAddr(t, ns[0].Node)}
