@@ -11,6 +11,7 @@ import (
 
 	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/instances"
+	"github.com/rads-lang/constellation/internal/testutil"
 	"github.com/rads-lang/constellation/sandbox"
 )
 
@@ -301,7 +302,7 @@ func startSchedCluster(t testing.TB, count int, labels func(i int) map[string]st
 		}
 		ns = append(ns, &schedNode{testNode: tn, fake: get})
 	}
-	waitFor(t, 30*time.Second, "every node sees every node alive with resources", func() (bool, string) {
+	testutil.WaitFor(t, 30*time.Second, "every node sees every node alive with resources", func() (bool, string) {
 		for _, o := range ns {
 			for _, x := range ns {
 				if st := memberStatus(o.Node, x.ID().String()); st != api.StatusAlive {

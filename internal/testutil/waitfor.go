@@ -29,8 +29,9 @@ func WaitFor(tb testing.TB, timeout time.Duration, what string, cond func() (boo
 	wait(tb, timeout, time.Millisecond, maxPoll, what, cond)
 }
 
-// WaitForEvery is WaitFor with a fixed poll interval, for benchmarks that time how long
-// something takes: the interval bounds the measurement's precision.
+// WaitForEvery is WaitFor with a fixed poll interval: short for benchmarks that time how
+// long something takes (the interval bounds the measurement's precision), long for
+// conditions that are costly to check (running a command).
 func WaitForEvery(tb testing.TB, timeout, every time.Duration, what string, cond func() (bool, string)) {
 	tb.Helper()
 	wait(tb, timeout, every, every, what, cond)
