@@ -53,9 +53,9 @@ type Node struct {
 	members *membership.Service
 	events  *events.Bus
 	api     *httpapi.Server
-	// instances runs this node's instances and serves the instance API (instances.go).
+	// instances runs this node's instances and serves the instance API (package instances).
 	instances *instances.Service
-	// sched places deployments, holds reservations and enforces quotas (sched_loop.go).
+	// sched places deployments, holds reservations and enforces quotas (package scheduler).
 	sched *scheduler.Scheduler
 
 	// APIAddr is the bound TCP API address when APIListen is set.
