@@ -79,7 +79,7 @@ type CreateRequest struct {
 	// Start starts the instance right away (default true); false only creates it.
 	Start *bool `json:"start,omitempty"`
 	// Reservation runs the instance on the capacity of a reservation (`create --reservation
-	// ID`): on the node holding it, with its resources unless given (sched_reserve.go).
+	// ID`): on the node holding it, with its resources unless given (scheduler/reserve.go).
 	Reservation string `json:"reservation,omitempty"`
 }
 

@@ -121,7 +121,7 @@ type ResourceRecord struct {
 // Service wires sandbox.Runtime into the node: it creates the runtime (lazily, so
 // a node that never runs an instance mounts nothing), replicates instance status and the
 // node's resource accounting, admits creates against free resources, and forwards
-// operations on instances of other nodes (instances_fwd.go).
+// operations on instances of other nodes (fwd.go).
 type Service struct {
 	cfg     Config
 	host    Host
@@ -160,7 +160,7 @@ type Service struct {
 	// OpenRuntime opens the runtime: sandbox.New, or a fake in tests (set before Start).
 	OpenRuntime func(sandbox.Config) (Runtime, error)
 	// keepOnConflict, when set, tells checkConflict to leave a name claimed by two nodes
-	// alone (deployment instances: their claim decides, see sched_agent.go).
+	// alone (deployment instances: their claim decides, see scheduler.IsDeploymentInstance).
 	keepOnConflict func(name string) bool
 
 	inner  *instanceAPI   // the loopback listener for instances (inner.go)
@@ -970,7 +970,7 @@ func (m *Service) writeResourcesLocked() {
 // own allocation is being replaced) and says what is asked and what is free.
 func (m *Service) fits(rt Runtime, l sandbox.Limits, except string) error {
 	c := m.capacity()
-	m.lessReserved(&c) // capacity held by reservations on this node (sched_reserve.go)
+	m.lessReserved(&c) // capacity held by reservations on this node (Reservations.Reserved)
 	a := allocationOf(rt.List(), except)
 	var short []string
 	cpu := l.CPUPercent + 100*float64(l.CPUCores)

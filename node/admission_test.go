@@ -8,6 +8,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/rads-lang/constellation/api"
+	"github.com/rads-lang/constellation/internal/testutil"
 )
 
 // TestOutsidersExcluded: a node with the wrong key, another cluster's name, or no key
@@ -27,7 +28,7 @@ func TestOutsidersExcluded(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ns := startCluster(t, 2, func(_ int, c *Config) { c.ClusterKey = "secret" })
-			waitFor(t, 20*time.Second, "members converge", func() (bool, string) { return allSee(ns, ns, api.StatusAlive) })
+			testutil.WaitFor(t, 20*time.Second, "members converge", func() (bool, string) { return allSee(ns, ns, api.StatusAlive) })
 			if err := ns[0].PutState("test", map[string][]byte{"secret-data": []byte("x")}); err != nil {
 				t.Fatal(err)
 			}
@@ -37,7 +38,7 @@ func TestOutsidersExcluded(t *testing.T) {
 			x := startTestNode(t, cfg)
 			xid := x.ID().String()
 
-			waitFor(t, 15*time.Second, "the rejection logged on both sides", func() (bool, string) {
+			testutil.WaitFor(t, 15*time.Second, "the rejection logged on both sides", func() (bool, string) {
 				member := ns[0].log.contains("failed cluster admission") && ns[0].log.contains(xid)
 				intruder := x.log.contains("failed cluster admission") && x.log.contains(tt.reason)
 				return member && intruder, fmt.Sprintf("member logged: %v, intruder logged %q: %v", member, tt.reason, intruder)
@@ -81,7 +82,7 @@ func TestOutsidersExcluded(t *testing.T) {
 // its side sees and judges the other side dead), and converge after the cut heals.
 func TestPartitionAndHeal(t *testing.T) {
 	ns := startCluster(t, 4, nil)
-	waitFor(t, 20*time.Second, "convergence", func() (bool, string) { return allSee(ns, ns, api.StatusAlive) })
+	testutil.WaitFor(t, 20*time.Second, "convergence", func() (bool, string) { return allSee(ns, ns, api.StatusAlive) })
 	side := map[peer.ID]int{}
 	for i, n := range ns {
 		side[n.ID()] = i % 2
@@ -97,7 +98,7 @@ func TestPartitionAndHeal(t *testing.T) {
 		}
 	}
 	// Each side judges the other side dead and keeps its own writes.
-	waitFor(t, 20*time.Second, "each side marks the other dead", func() (bool, string) {
+	testutil.WaitFor(t, 20*time.Second, "each side marks the other dead", func() (bool, string) {
 		if ok, why := allSee(halves[0], halves[1], api.StatusDead); !ok {
 			return false, why
 		}
@@ -121,8 +122,8 @@ func TestPartitionAndHeal(t *testing.T) {
 	for _, n := range ns {
 		n.Host().SetPartition(nil)
 	}
-	waitFor(t, 30*time.Second, "heal: every node alive everywhere", func() (bool, string) { return allSee(ns, ns, api.StatusAlive) })
-	waitFor(t, 15*time.Second, "heal: state converges", func() (bool, string) {
+	testutil.WaitFor(t, 30*time.Second, "heal: every node alive everywhere", func() (bool, string) { return allSee(ns, ns, api.StatusAlive) })
+	testutil.WaitFor(t, 15*time.Second, "heal: state converges", func() (bool, string) {
 		want, _ := ns[0].GetState("test", "contested")
 		for i, n := range ns {
 			for j := range ns {
@@ -144,7 +145,7 @@ func TestUnreachableJoinRetries(t *testing.T) {
 	cfg := nodeConfig(t, "lonely")
 	cfg.Join = []string{"127.0.0.1:9"} // discard port: nothing listens for QUIC or TCP there
 	n := startTestNode(t, cfg)
-	waitFor(t, 15*time.Second, "a logged retry", func() (bool, string) {
+	testutil.WaitFor(t, 15*time.Second, "a logged retry", func() (bool, string) {
 		lines := strings.Count(n.log.String(), "join peer unreachable; retrying")
 		return lines >= 1 && n.log.contains("127.0.0.1:9") && n.log.contains("retry_in"), fmt.Sprintf("%d retry lines", lines)
 	})

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rads-lang/constellation/api"
+	"github.com/rads-lang/constellation/internal/testutil"
 	"github.com/rads-lang/constellation/scheduler"
 )
 
@@ -308,7 +309,7 @@ func TestInstanceNamespaceFiltersPages(t *testing.T) {
 		}
 		return strings.Join(out, " "), h
 	}
-	waitFor(t, 10*time.Second, "every instance listed on n0", func() (bool, string) {
+	testutil.WaitFor(t, 10*time.Second, "every instance listed on n0", func() (bool, string) {
 		got, _ := names("/v1/instances")
 		return got == "ft-1/team-a ft-2/default ft-3/default ft-10/team-a svc-0/team-b", got
 	})

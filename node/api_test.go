@@ -14,6 +14,7 @@ import (
 
 	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/internal/httpapi"
+	"github.com/rads-lang/constellation/internal/testutil"
 )
 
 // TestSendAndBroadcast: send delivers one `message` event with the returned ID to the
@@ -21,7 +22,7 @@ import (
 // what to use instead.
 func TestSendAndBroadcast(t *testing.T) {
 	ns := startCluster(t, 3, nil)
-	waitFor(t, 20*time.Second, "convergence", func() (bool, string) { return allSee(ns, ns, api.StatusAlive) })
+	testutil.WaitFor(t, 20*time.Second, "convergence", func() (bool, string) { return allSee(ns, ns, api.StatusAlive) })
 	ctx := context.Background()
 	cl := api.NewClient(ns[0].cfg.DataDir, "", "")
 

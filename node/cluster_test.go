@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/rads-lang/constellation/api"
+	"github.com/rads-lang/constellation/internal/testutil"
 )
 
 // TestJoinAndConvergence: four nodes joining one seed all end up listing every node alive,
@@ -20,7 +21,7 @@ func TestJoinAndConvergence(t *testing.T) {
 	ns := startCluster(t, 4, func(i int, c *Config) {
 		c.Labels = map[string]string{"idx": fmt.Sprint(i), "region": "eu"}
 	})
-	waitFor(t, 20*time.Second, "every node sees every node alive", func() (bool, string) { return allSee(ns, ns, api.StatusAlive) })
+	testutil.WaitFor(t, 20*time.Second, "every node sees every node alive", func() (bool, string) { return allSee(ns, ns, api.StatusAlive) })
 
 	ids := map[string]string{} // name -> id
 	for _, n := range ns {
@@ -111,14 +112,14 @@ func getJSON(t *testing.T, cl *http.Client, path string, out any) {
 // `left` (never dead) with a node_leave event.
 func TestFailureDetection(t *testing.T) {
 	ns := startCluster(t, 4, nil)
-	waitFor(t, 20*time.Second, "convergence", func() (bool, string) { return allSee(ns, ns, api.StatusAlive) })
+	testutil.WaitFor(t, 20*time.Second, "convergence", func() (bool, string) { return allSee(ns, ns, api.StatusAlive) })
 
 	victim, rest := ns[3], ns[:3]
 	vid := victim.ID().String()
 	if err := victim.Kill(); err != nil {
 		t.Fatalf("Kill: %v", err)
 	}
-	waitFor(t, 10*time.Second, "every node marks the killed node dead", func() (bool, string) {
+	testutil.WaitFor(t, 10*time.Second, "every node marks the killed node dead", func() (bool, string) {
 		return allSee(rest, []*testNode{victim}, api.StatusDead)
 	})
 	for _, o := range rest {
@@ -139,7 +140,7 @@ func TestFailureDetection(t *testing.T) {
 	if err := leaver.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
-	waitFor(t, 10*time.Second, "every node marks the leaver left", func() (bool, string) {
+	testutil.WaitFor(t, 10*time.Second, "every node marks the leaver left", func() (bool, string) {
 		return allSee(stay, []*testNode{leaver}, api.StatusLeft)
 	})
 	// It must stay left (not turn dead) while the detector keeps running.
@@ -178,11 +179,11 @@ func eventTypes(evs []api.Event) string {
 // learned from state (no --join).
 func TestRestartResumesState(t *testing.T) {
 	ns := startCluster(t, 3, nil)
-	waitFor(t, 20*time.Second, "convergence", func() (bool, string) { return allSee(ns, ns, api.StatusAlive) })
+	testutil.WaitFor(t, 20*time.Second, "convergence", func() (bool, string) { return allSee(ns, ns, api.StatusAlive) })
 	if err := ns[0].PutState("test", map[string][]byte{"k": []byte("v1")}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "state replicated", func() (bool, string) {
+	testutil.WaitFor(t, 10*time.Second, "state replicated", func() (bool, string) {
 		v, ok := ns[2].GetState("test", "k")
 		return ok && string(v) == "v1", fmt.Sprintf("n2 has %q", v)
 	})
@@ -192,7 +193,7 @@ func TestRestartResumesState(t *testing.T) {
 	if err := old.Close(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "peers see n2 left", func() (bool, string) { return allSee(ns[:2], []*testNode{old}, api.StatusLeft) })
+	testutil.WaitFor(t, 10*time.Second, "peers see n2 left", func() (bool, string) { return allSee(ns[:2], []*testNode{old}, api.StatusLeft) })
 
 	cfg := old.cfg
 	cfg.Join = nil // rejoin from the addresses in the persisted records
@@ -218,7 +219,7 @@ func TestRestartResumesState(t *testing.T) {
 		t.Fatal(err)
 	}
 	all := []*testNode{ns[0], ns[1], re}
-	waitFor(t, 20*time.Second, "rejoin without --join", func() (bool, string) { return allSee(all, all, api.StatusAlive) })
+	testutil.WaitFor(t, 20*time.Second, "rejoin without --join", func() (bool, string) { return allSee(all, all, api.StatusAlive) })
 	// New writes after the restart flow both ways.
 	if err := re.PutState("test", map[string][]byte{"k2": []byte("from-restarted")}); err != nil {
 		t.Fatal(err)
@@ -226,7 +227,7 @@ func TestRestartResumesState(t *testing.T) {
 	if err := ns[1].PutState("test", map[string][]byte{"k3": []byte("to-restarted")}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "writes after restart replicate", func() (bool, string) {
+	testutil.WaitFor(t, 10*time.Second, "writes after restart replicate", func() (bool, string) {
 		a, _ := ns[0].GetState("test", "k2")
 		b, _ := re.GetState("test", "k3")
 		return string(a) == "from-restarted" && string(b) == "to-restarted", fmt.Sprintf("n0 k2=%q, n2 k3=%q", a, b)

@@ -29,7 +29,19 @@ func TestConfigValidate(t *testing.T) {
 		{"label value", func(c *Config) { c.Labels = map[string]string{"k": "a,b"} }, "labels"},
 		{"api listen", func(c *Config) { c.APIListen = "7947" }, "api_listen"},
 		{"log level", func(c *Config) { c.LogLevel = "loud" }, "log_level"},
+		{"liveness wan", func(c *Config) { c.Liveness = "wan" }, ""},
+		{"liveness local", func(c *Config) { c.Liveness = "local" }, ""},
+		{"liveness unknown", func(c *Config) { c.Liveness = "fast" }, "liveness"},
+		{"liveness case", func(c *Config) { c.Liveness = "WAN" }, "liveness"},
 		{"anti entropy", func(c *Config) { c.AntiEntropyInterval = time.Millisecond }, "anti_entropy_interval"},
+	}
+	if c := base(); c.Liveness != "lan" {
+		t.Errorf("default liveness = %q; want lan", c.Liveness)
+	}
+	c := base()
+	c.Liveness = "fast"
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "one of lan, wan, local") {
+		t.Errorf("Validate with liveness fast = %v; want the accepted profiles named", err)
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -68,18 +80,18 @@ func TestParseLabels(t *testing.T) {
 func TestConfigFileAndMerge(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "c.yaml")
-	os.WriteFile(p, []byte("cluster: prod\nnode: file-node\njoin: [\"10.0.0.1:7946\"]\nlabels: {region: eu}\ngossip_batch: 10ms\n"), 0o600)
+	os.WriteFile(p, []byte("cluster: prod\nnode: file-node\njoin: [\"10.0.0.1:7946\"]\nlabels: {region: eu}\ngossip_batch: 10ms\nliveness: wan\n"), 0o600)
 	c, err := LoadConfigFile(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Cluster != "prod" || c.Node != "file-node" || len(c.Join) != 1 || c.Labels["region"] != "eu" || c.GossipBatch != 10*time.Millisecond {
+	if c.Cluster != "prod" || c.Node != "file-node" || len(c.Join) != 1 || c.Labels["region"] != "eu" || c.GossipBatch != 10*time.Millisecond || c.Liveness != "wan" {
 		t.Fatalf("file config = %+v", c)
 	}
 	// Flags win over the file; unset flags do not.
-	c.Merge(Config{Node: "flag-node", Cluster: "ignored"}, map[string]bool{"node": true})
-	if c.Node != "flag-node" || c.Cluster != "prod" {
-		t.Fatalf("after merge: node=%q cluster=%q", c.Node, c.Cluster)
+	c.Merge(Config{Node: "flag-node", Cluster: "ignored", Liveness: "local"}, map[string]bool{"node": true, "liveness": true})
+	if c.Node != "flag-node" || c.Cluster != "prod" || c.Liveness != "local" {
+		t.Fatalf("after merge: node=%q cluster=%q liveness=%q", c.Node, c.Cluster, c.Liveness)
 	}
 	os.WriteFile(p, []byte("clustr: typo\n"), 0o600)
 	if _, err := LoadConfigFile(p); err == nil || !strings.Contains(err.Error(), "clustr") {

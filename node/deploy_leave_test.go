@@ -1,10 +1,12 @@
 package node
 
 import (
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/rads-lang/constellation/api"
+	"github.com/rads-lang/constellation/internal/testutil"
 )
 
 // TestDeployLeftGrace: the deployment instances of a node that leaves gracefully (a restart,
@@ -30,11 +32,11 @@ func TestDeployLeftGrace(t *testing.T) {
 			rest = append(rest, n)
 		}
 	}
+	before := placement(rest, "grace")
 	if err := victim.Close(); err != nil {
 		t.Fatal(err)
 	}
-	left := time.Now()
-	waitFor(t, 10*time.Second, victim.cfg.Node+" is left on the others", func() (bool, string) {
+	testutil.WaitFor(t, 10*time.Second, victim.cfg.Node+" is left on the others", func() (bool, string) {
 		for _, n := range rest {
 			for _, x := range n.Nodes() {
 				if x.Name == victim.cfg.Node && x.Status != api.StatusLeft {
@@ -44,15 +46,55 @@ func TestDeployLeftGrace(t *testing.T) {
 		}
 		return true, ""
 	})
+	// The grace counts from when the node left as the owner sees it (the LastSeen of the
+	// left node: its record's refresh at leave), not from when this test saw the leave:
+	// Close and the wait above can take seconds on a slow machine.
+	var ownerNode *schedNode
+	for _, n := range rest {
+		if n.cfg.Node == owner {
+			ownerNode = n
+		}
+	}
+	var left time.Time
+	for _, x := range ownerNode.Nodes() {
+		if x.Name == victim.cfg.Node {
+			left = x.LastSeen
+		}
+	}
+	if left.IsZero() {
+		t.Fatalf("the owner %s has no record of %s", owner, victim.cfg.Node)
+	}
 	// Within the grace nothing moves: the remaining nodes run only their own two.
-	for time.Since(left) < grace-time.Second {
+	for time.Now().Before(left.Add(grace - 100*time.Millisecond)) {
 		if c := total(placement(rest, "grace")); c != 2 {
 			t.Fatalf("%v after %s left: %d instances run on the others, want 2 (nothing placed again within the grace)",
 				time.Since(left).Round(time.Millisecond), victim.cfg.Node, c)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	// After the grace the owner places the lost instance elsewhere.
-	waitRunning(t, rest, rest, "grace", 3, 20*time.Second)
-	t.Logf("re-placed %v after %s left", time.Since(left).Round(time.Millisecond), victim.cfg.Node)
+	// After the grace the owner places the lost instance elsewhere, and not earlier: its
+	// start time (the fake runtime's, which no polling delays) is after the grace.
+	after := waitRunning(t, rest, rest, "grace", 3, 20*time.Second)
+	started := 0
+	for _, n := range rest {
+		for _, name := range after[n.cfg.Node] {
+			if slices.Contains(before[n.cfg.Node], name) {
+				continue
+			}
+			in, err := n.fake().Get(name)
+			if err != nil {
+				t.Fatalf("%s on %s: %v", name, n.cfg.Node, err)
+			}
+			started++
+			if d := in.StartedAt.Sub(left); d <= grace {
+				t.Errorf("%s started on %s %v after %s left; want it placed again only after the %v grace",
+					name, n.cfg.Node, d.Round(time.Millisecond), victim.cfg.Node, grace)
+			} else {
+				t.Logf("%s re-placed on %s %v after %s left", name, n.cfg.Node, d.Round(time.Millisecond), victim.cfg.Node)
+			}
+		}
+	}
+	if started != 1 {
+		t.Fatalf("%d instances started on the others (before %v, after %v); want the one that was lost", started, before, after)
+	}
 }

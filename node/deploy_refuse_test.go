@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/rads-lang/constellation/instances"
+	"github.com/rads-lang/constellation/internal/testutil"
 	"github.com/rads-lang/constellation/scheduler"
 )
 
@@ -16,7 +17,7 @@ import (
 func TestDeployRefusedUpFront(t *testing.T) {
 	ns := startSchedCluster(t, 2, func(i int) map[string]string { return map[string]string{"region": "eu"} })
 	n := ns[0]
-	waitFor(t, 10*time.Second, "resource records", func() (bool, string) {
+	testutil.WaitFor(t, 10*time.Second, "resource records", func() (bool, string) {
 		for _, x := range ns {
 			if _, ok := n.GetState(instances.CollResources, x.ID().String()); !ok {
 				return false, x.cfg.Node

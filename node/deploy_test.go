@@ -15,6 +15,7 @@ import (
 
 	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/instances"
+	"github.com/rads-lang/constellation/internal/testutil"
 	"github.com/rads-lang/constellation/sandbox"
 	"github.com/rads-lang/constellation/sched"
 	"github.com/rads-lang/constellation/scheduler"
@@ -59,7 +60,7 @@ func total(p map[string][]string) int {
 func waitRunning(t testing.TB, ns []*schedNode, observers []*schedNode, dep string, want int, timeout time.Duration) map[string][]string {
 	t.Helper()
 	var p map[string][]string
-	waitFor(t, timeout, fmt.Sprintf("%s runs %d instances", dep, want), func() (bool, string) {
+	testutil.WaitFor(t, timeout, fmt.Sprintf("%s runs %d instances", dep, want), func() (bool, string) {
 		p = placement(ns, dep)
 		if total(p) != want {
 			return false, fmt.Sprintf("running %v", p)
@@ -104,7 +105,7 @@ func TestDeploySpreadConstraintsScale(t *testing.T) {
 	}
 	// Every node lists the instances with their node (the instances collection).
 	for _, n := range ns {
-		waitFor(t, 10*time.Second, "list shows web-*", func() (bool, string) {
+		testutil.WaitFor(t, 10*time.Second, "list shows web-*", func() (bool, string) {
 			got := 0
 			for _, r := range n.instances.List() {
 				if strings.HasPrefix(r.Name, "web-") && r.Status == api.InstanceRunning && r.Node != "" {
@@ -126,7 +127,7 @@ func TestDeploySpreadConstraintsScale(t *testing.T) {
 	// so nothing is placed and the status says why.
 	deploy(t, ns[2], api.DeploymentSpec{Name: "lonely", Instances: 1, CPUPercent: 5, RAMMB: 16,
 		AntiAffinity: []string{"service=web;hard"}})
-	waitFor(t, 10*time.Second, "lonely explains why it is unplaced", func() (bool, string) {
+	testutil.WaitFor(t, 10*time.Second, "lonely explains why it is unplaced", func() (bool, string) {
 		for _, d := range ns[0].sched.Deployments() {
 			if d.Name == "lonely" {
 				return d.Placed == 0 && strings.Contains(d.Message, "anti-affinity"), fmt.Sprintf("%+v", d)
@@ -156,7 +157,7 @@ func TestDeploySpreadConstraintsScale(t *testing.T) {
 	}
 	waitRunning(t, ns, nil, "web", 0, 20*time.Second)
 	if err := ns[1].sched.Undeploy("web"); !errors.Is(err, scheduler.ErrDeploymentNotFound) {
-		waitFor(t, 5*time.Second, "undeploy replicated", func() (bool, string) {
+		testutil.WaitFor(t, 5*time.Second, "undeploy replicated", func() (bool, string) {
 			_, err := ns[1].sched.DeploymentStatus("web")
 			return errors.Is(err, scheduler.ErrDeploymentNotFound), fmt.Sprint(err)
 		})
@@ -234,7 +235,7 @@ func TestDeployDrain(t *testing.T) {
 	if res.ToMove != 1 || !res.Draining {
 		t.Fatalf("drain result %+v; want 1 to move", res)
 	}
-	waitFor(t, 20*time.Second, "n2 drained", func() (bool, string) {
+	testutil.WaitFor(t, 20*time.Second, "n2 drained", func() (bool, string) {
 		p := placement(ns, "app")
 		return len(p["n2"]) == 0 && total(p) == 3, fmt.Sprint(p)
 	})
@@ -278,7 +279,7 @@ func TestDeployPartitionHeal(t *testing.T) {
 	}
 	healed := time.Now()
 	var merged time.Time // every node alive everywhere again
-	waitFor(t, 40*time.Second, "heal: 4 running in total", func() (bool, string) {
+	testutil.WaitFor(t, 40*time.Second, "heal: 4 running in total", func() (bool, string) {
 		if merged.IsZero() {
 			if ok, _ := allSee(testNodes(ns), testNodes(ns), api.StatusAlive); ok {
 				merged = time.Now()
@@ -307,7 +308,7 @@ func TestQuotaConcurrentDeploys(t *testing.T) {
 	if _, err := ns[0].sched.SetQuota("team", api.QuotaSpec{MaxInstances: 5, MaxCPUCores: 10}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "quota replicated", func() (bool, string) {
+	testutil.WaitFor(t, 10*time.Second, "quota replicated", func() (bool, string) {
 		for _, n := range ns {
 			if _, ok := n.GetState(scheduler.CollQuotas, "team"); !ok {
 				return false, n.cfg.Node
@@ -331,7 +332,7 @@ func TestQuotaConcurrentDeploys(t *testing.T) {
 		}
 		return c
 	}
-	waitFor(t, 20*time.Second, "5 instances of the namespace run", func() (bool, string) {
+	testutil.WaitFor(t, 20*time.Second, "5 instances of the namespace run", func() (bool, string) {
 		c := count()
 		if c > 5 {
 			t.Fatalf("namespace team runs %d instances; quota is 5", c)
@@ -352,7 +353,7 @@ func TestQuotaConcurrentDeploys(t *testing.T) {
 	if err := ns[2].sched.Undeploy("job0"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "job1 and job2 use the freed quota", func() (bool, string) {
+	testutil.WaitFor(t, 20*time.Second, "job1 and job2 use the freed quota", func() (bool, string) {
 		a, b := total(placement(ns, "job1")), total(placement(ns, "job2"))
 		return a+b == 5, fmt.Sprintf("job1 %d job2 %d", a, b)
 	})
@@ -378,7 +379,7 @@ func TestReservations(t *testing.T) {
 		t.Fatalf("holder's reservations hold %v cpu_percent; want 50", cpu)
 	}
 	// It expires everywhere, and the holder removes it.
-	waitFor(t, 10*time.Second, "reservation expired and removed", func() (bool, string) {
+	testutil.WaitFor(t, 10*time.Second, "reservation expired and removed", func() (bool, string) {
 		for _, n := range ns {
 			if len(n.sched.Reservations()) != 0 {
 				return false, n.cfg.Node + " still lists it"
@@ -401,7 +402,7 @@ func TestReservations(t *testing.T) {
 	if r.Node != "n0" || r.RAMMB != 128 {
 		t.Fatalf("pinned reservation %+v", r)
 	}
-	waitFor(t, 5*time.Second, "reservation replicated", func() (bool, string) {
+	testutil.WaitFor(t, 5*time.Second, "reservation replicated", func() (bool, string) {
 		_, ok := ns[1].GetState(scheduler.CollReservations, r.ID)
 		return ok, ""
 	})
@@ -414,7 +415,7 @@ func TestReservations(t *testing.T) {
 	if rec.Node != "n0" || rec.CPUPercent != 25 || rec.RAMMB != 128 {
 		t.Fatalf("created %+v; want on n0 with 25%% CPU and 128 MB", rec)
 	}
-	waitFor(t, 5*time.Second, "used reservation gone", func() (bool, string) {
+	testutil.WaitFor(t, 5*time.Second, "used reservation gone", func() (bool, string) {
 		return len(ns[1].sched.Reservations()) == 0, fmt.Sprint(ns[1].sched.Reservations())
 	})
 	// Release.
@@ -430,7 +431,7 @@ func TestReservations(t *testing.T) {
 	if code != http.StatusOK {
 		t.Fatalf("release: HTTP %d %s", code, body)
 	}
-	waitFor(t, 5*time.Second, "released everywhere", func() (bool, string) {
+	testutil.WaitFor(t, 5*time.Second, "released everywhere", func() (bool, string) {
 		for _, n := range ns {
 			if len(n.sched.Reservations()) != 0 {
 				return false, n.cfg.Node
@@ -463,7 +464,7 @@ func TestDeployPreemption(t *testing.T) {
 	waitRunning(t, ns, ns[:1], "low", 4, 20*time.Second)
 	deploy(t, ns[1], api.DeploymentSpec{Name: "high", Instances: 1, CPUPercent: half, RAMMB: 16, Priority: &high})
 	waitRunning(t, ns, ns[:1], "high", 1, 20*time.Second)
-	waitFor(t, 10*time.Second, "low runs 3 and explains the fourth", func() (bool, string) {
+	testutil.WaitFor(t, 10*time.Second, "low runs 3 and explains the fourth", func() (bool, string) {
 		st := mustStatus(t, ns[1], "low")
 		return total(placement(ns, "low")) == 3 && st.Running == 3 && st.Message != "", fmt.Sprintf("%v %+v", placement(ns, "low"), st)
 	})
@@ -496,7 +497,7 @@ func TestDeployRestartBackoffAndReschedule(t *testing.T) {
 	}
 	name := p[first.cfg.Node][0]
 	for i := 1; i <= 3; i++ {
-		waitFor(t, 10*time.Second, "running on the first node", func() (bool, string) {
+		testutil.WaitFor(t, 10*time.Second, "running on the first node", func() (bool, string) {
 			in, err := first.fake().Get(name)
 			return err == nil && in.State == sandbox.StateRunning, fmt.Sprint(in.State, err)
 		})
@@ -504,13 +505,13 @@ func TestDeployRestartBackoffAndReschedule(t *testing.T) {
 			t.Fatal(err)
 		}
 		if i < 3 {
-			waitFor(t, 10*time.Second, "restarted in place", func() (bool, string) {
+			testutil.WaitFor(t, 10*time.Second, "restarted in place", func() (bool, string) {
 				in, err := first.fake().Get(name)
 				return err == nil && in.State == sandbox.StateRunning && in.Restarts == i, fmt.Sprint(in.State, in.Restarts, err)
 			})
 		}
 	}
-	waitFor(t, 20*time.Second, "rescheduled to the other node", func() (bool, string) {
+	testutil.WaitFor(t, 20*time.Second, "rescheduled to the other node", func() (bool, string) {
 		p := placement(ns, "flaky")
 		return total(p) == 1 && len(p[first.cfg.Node]) == 0, fmt.Sprint(p)
 	})
@@ -619,7 +620,7 @@ func TestQuotaPartition(t *testing.T) {
 	if _, err := ns[0].sched.SetQuota("part", api.QuotaSpec{MaxInstances: 4}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "quota replicated", func() (bool, string) {
+	testutil.WaitFor(t, 10*time.Second, "quota replicated", func() (bool, string) {
 		for _, n := range ns {
 			if _, ok := n.GetState(scheduler.CollQuotas, "part"); !ok {
 				return false, n.cfg.Node
@@ -636,7 +637,7 @@ func TestQuotaPartition(t *testing.T) {
 		mine := i % 2
 		n.Host().SetPartition(func(p peer.ID) bool { s, ok := side[p]; return ok && s != mine })
 	}
-	waitFor(t, 20*time.Second, "each side judges the other dead", func() (bool, string) {
+	testutil.WaitFor(t, 20*time.Second, "each side judges the other dead", func() (bool, string) {
 		for _, h := range halves {
 			for _, o := range h {
 				for _, x := range ns {
@@ -651,11 +652,11 @@ func TestQuotaPartition(t *testing.T) {
 	deploy(t, ns[0], api.DeploymentSpec{Name: "left", Namespace: "part", Instances: 3, CPUPercent: 1, RAMMB: 16})
 	deploy(t, ns[1], api.DeploymentSpec{Name: "right", Namespace: "part", Instances: 3, CPUPercent: 1, RAMMB: 16})
 	count := func() (int, int) { return total(placement(ns, "left")), total(placement(ns, "right")) }
-	waitFor(t, 20*time.Second, "the side with rights runs its 3", func() (bool, string) {
+	testutil.WaitFor(t, 20*time.Second, "the side with rights runs its 3", func() (bool, string) {
 		l, r := count()
 		return l == 3, fmt.Sprintf("left %d right %d", l, r)
 	})
-	waitFor(t, 20*time.Second, "the side without rights reports quota", func() (bool, string) {
+	testutil.WaitFor(t, 20*time.Second, "the side without rights reports quota", func() (bool, string) {
 		st := mustStatus(t, ns[1], "right")
 		return strings.Contains(st.Message, "quota"), st.Message
 	})
@@ -665,7 +666,7 @@ func TestQuotaPartition(t *testing.T) {
 	for _, n := range ns {
 		n.Host().SetPartition(nil)
 	}
-	waitFor(t, 30*time.Second, "heal: the right side gets the last right", func() (bool, string) {
+	testutil.WaitFor(t, 30*time.Second, "heal: the right side gets the last right", func() (bool, string) {
 		l, r := count()
 		if l+r > 4 {
 			t.Fatalf("after the heal left %d right %d > 4", l, r)
@@ -687,7 +688,7 @@ func TestQuotaBurst(t *testing.T) {
 		t.Fatal(err)
 	}
 	deploy(t, ns[0], api.DeploymentSpec{Name: "b", Namespace: "burst", Instances: 5, CPUPercent: 5, RAMMB: 16})
-	waitFor(t, 10*time.Second, "4 of 5 run (0.2 cores of burst)", func() (bool, string) {
+	testutil.WaitFor(t, 10*time.Second, "4 of 5 run (0.2 cores of burst)", func() (bool, string) {
 		st := mustStatus(t, ns[0], "b")
 		return total(placement(ns, "b")) == 4 && strings.Contains(st.Message, "quota"), fmt.Sprintf("%v %s", placement(ns, "b"), st.Message)
 	})

@@ -115,23 +115,6 @@ func startCluster(tb testing.TB, count int, mod func(i int, c *Config)) []*testN
 	return ns
 }
 
-// waitFor polls cond until it holds or timeout passes; the failure names what was awaited
-// and cond's last explanation.
-func waitFor(tb testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
-	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, why := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %v waiting for %s: %s", timeout, what, why)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // memberStatus returns how observer judges the node with peer ID id ("" if unknown).
 func memberStatus(observer *Node, id string) string {
 	for _, x := range observer.Nodes() {

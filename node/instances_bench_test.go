@@ -9,6 +9,7 @@ import (
 
 	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/instances"
+	"github.com/rads-lang/constellation/internal/testutil"
 )
 
 // BenchmarkInstanceCreate measures POST /v1/instances until the instance runs (the answer
@@ -31,7 +32,7 @@ func BenchmarkInstanceCreate(b *testing.B) {
 		})
 	})
 	a, rb := ns[0], ns[1]
-	waitFor(b, 10*time.Second, "both alive", func() (bool, string) {
+	testutil.WaitFor(b, 10*time.Second, "both alive", func() (bool, string) {
 		return memberStatus(a.Node, rb.ID().String()) == api.StatusAlive, ""
 	})
 	cl := api.NewClient(a.cfg.DataDir, "", "")

@@ -16,6 +16,7 @@ import (
 
 	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/instances"
+	"github.com/rads-lang/constellation/internal/testutil"
 )
 
 // End-to-end tests of instances through the built binary: real node processes on
@@ -76,21 +77,18 @@ func (p *procNode) start() {
 	}
 	p.done = make(chan struct{})
 	go func(c *exec.Cmd, done chan struct{}) { _ = c.Wait(); close(done) }(p.cmd, p.done)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if _, err := p.cli("status", "--json"); err == nil {
-			return
+	testutil.WaitForEvery(p.t, 20*time.Second, 50*time.Millisecond, "node "+p.name+" to answer", func() (bool, string) {
+		_, err := p.cli("status", "--json")
+		if err == nil {
+			return true, ""
 		}
 		select {
 		case <-p.done:
 			p.t.Fatalf("node %s exited at start:\n%s", p.name, p.log)
 		default:
 		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("node %s did not answer within 20s:\n%s", p.name, p.log)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return false, fmt.Sprintf("%v\n%s", err, p.log)
+	})
 }
 
 // stop sends SIGTERM and waits for the process (SIGKILL after 15 s).
@@ -163,17 +161,14 @@ func findInstance(rs []api.Instance, name string) (api.Instance, bool) {
 // waitInstance polls p's list until name satisfies cond.
 func (p *procNode) waitInstance(name, what string, cond func(api.Instance, bool) bool) api.Instance {
 	p.t.Helper()
-	var last []api.Instance
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		last = p.list()
-		if r, ok := findInstance(last, name); cond(r, ok) {
-			return r
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	p.t.Fatalf("node %s: instance %s never became %s; list: %+v", p.name, name, what, last)
-	return api.Instance{}
+	var r api.Instance
+	testutil.WaitForEvery(p.t, 20*time.Second, 50*time.Millisecond, fmt.Sprintf("node %s: instance %s %s", p.name, name, what), func() (bool, string) {
+		last := p.list()
+		var ok bool
+		r, ok = findInstance(last, name)
+		return cond(r, ok), fmt.Sprintf("list: %+v", last)
+	})
+	return r
 }
 
 // procsWith returns the host PIDs of `sh` processes whose command line contains marker.
@@ -241,8 +236,7 @@ func TestInstancesEndToEnd(t *testing.T) {
 	b := startProcNode(t, bin, "b", dirB, "--join", join, "--code-root", codeRoot)
 	t.Cleanup(b.stop)
 	for _, p := range []*procNode{a, b} {
-		deadline := time.Now().Add(20 * time.Second)
-		for {
+		testutil.WaitForEvery(t, 20*time.Second, 100*time.Millisecond, "node "+p.name+" sees 2 alive nodes", func() (bool, string) {
 			var ns []api.NodeInfo
 			p.cliJSON(&ns, "nodes")
 			alive := 0
@@ -251,14 +245,8 @@ func TestInstancesEndToEnd(t *testing.T) {
 					alive++
 				}
 			}
-			if alive == 2 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("node %s sees %d alive nodes: %+v", p.name, alive, ns)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+			return alive == 2, fmt.Sprintf("%d alive: %+v", alive, ns)
+		})
 	}
 
 	// Create on A, targeting B.
@@ -306,17 +294,10 @@ func TestInstancesEndToEnd(t *testing.T) {
 	}
 	waitLogs := func(p *procNode, name, want string) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
+		testutil.WaitForEvery(t, 10*time.Second, 50*time.Millisecond, fmt.Sprintf("logs %s from %s to contain %q", name, p.name, want), func() (bool, string) {
 			out, err := p.cli("logs", name)
-			if err == nil && strings.Contains(out, want) {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("logs %s from %s = %q (%v); want %q", name, p.name, out, err, want)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+			return err == nil && strings.Contains(out, want), fmt.Sprintf("%q (%v)", out, err)
+		})
 	}
 	waitLogs(a, "e2e-web", "hello from e2e-web on b")
 
@@ -401,13 +382,10 @@ func TestInstancesEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	var before []int
-	for deadline := time.Now().Add(5 * time.Second); len(before) != 1 && time.Now().Before(deadline); {
+	testutil.WaitFor(t, 5*time.Second, "one instance process with "+marker, func() (bool, string) {
 		before = procsWith(marker)
-		time.Sleep(20 * time.Millisecond)
-	}
-	if len(before) != 1 {
-		t.Fatalf("instance process with %s: %v; want one", marker, before)
-	}
+		return len(before) == 1, fmt.Sprint(before)
+	})
 	b.stop()
 	if got := procsWith(marker); len(got) != 1 || got[0] != before[0] {
 		t.Fatalf("after node b stopped, instance processes = %v; want %v still running", got, before)
@@ -420,17 +398,11 @@ func TestInstancesEndToEnd(t *testing.T) {
 	}
 	b.start()
 	var ks api.InstanceStats
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testutil.WaitForEvery(t, 20*time.Second, 100*time.Millisecond, "stats e2e-keep running after b restarted", func() (bool, string) {
 		s, err := a.cli("stats", "e2e-keep", "--json")
-		if err == nil && json.Unmarshal([]byte(s), &ks) == nil && ks.Status == api.InstanceRunning && ks.PIDs >= 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("stats e2e-keep after b restarted: %q %v\n%s", s, err, b.log)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		ok := err == nil && json.Unmarshal([]byte(s), &ks) == nil && ks.Status == api.InstanceRunning && ks.PIDs >= 1
+		return ok, fmt.Sprintf("%q %v\n%s", s, err, b.log)
+	})
 	if got := procsWith(marker); len(got) != 1 || got[0] != before[0] {
 		t.Errorf("after node b restarted, instance processes = %v; want %v", got, before)
 	}
@@ -441,12 +413,10 @@ func TestInstancesEndToEnd(t *testing.T) {
 	if _, err := a.cli("stop", "e2e-keep", "--grace", "1s"); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); len(procsWith(marker)) > 0; {
-		if time.Now().After(deadline) {
-			t.Fatalf("e2e-keep still running after stop: %v", procsWith(marker))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testutil.WaitForEvery(t, 10*time.Second, 50*time.Millisecond, "e2e-keep gone after stop", func() (bool, string) {
+		left := procsWith(marker)
+		return len(left) == 0, fmt.Sprintf("still running: %v", left)
+	})
 
 	// rm from A removes everything, everywhere.
 	if _, err := a.cli("rm", "--grace", "0s", "e2e-web", "e2e-api", "e2e-tick", "e2e-oom", "e2e-keep"); err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/instances"
 	"github.com/rads-lang/constellation/internal/state"
+	"github.com/rads-lang/constellation/internal/testutil"
 )
 
 func ptr(i int) *int { return &i }
@@ -149,12 +150,12 @@ func putRecord(t *testing.T, n *Node, r instances.Record) {
 func TestInstanceForwardErrors(t *testing.T) {
 	ns := startCluster(t, 2, nil)
 	a, b := ns[0], ns[1]
-	waitFor(t, 10*time.Second, "both alive", func() (bool, string) {
+	testutil.WaitFor(t, 10*time.Second, "both alive", func() (bool, string) {
 		return memberStatus(a.Node, b.ID().String()) == api.StatusAlive && memberStatus(b.Node, a.ID().String()) == api.StatusAlive, ""
 	})
 	// A record naming b for an instance b does not run: b answers 404 itself.
 	putRecord(t, a.Node, instances.Record{Name: "phantom", ID: "1", Node: b.cfg.Node, NodeID: b.ID().String(), Status: api.InstanceRunning, CreatedAt: time.Now()})
-	waitFor(t, 10*time.Second, "b has the phantom record", func() (bool, string) {
+	testutil.WaitFor(t, 10*time.Second, "b has the phantom record", func() (bool, string) {
 		_, ok := b.instances.Lookup("phantom")
 		return ok, ""
 	})
@@ -189,7 +190,7 @@ func TestInstanceForwardErrors(t *testing.T) {
 		t.Errorf("show of a dead node's instance = %d %s; want its record with the node's status", st, raw)
 	}
 	// Both nodes list what the document holds, with node_status.
-	waitFor(t, 10*time.Second, "b lists phantom and lost", func() (bool, string) {
+	testutil.WaitFor(t, 10*time.Second, "b lists phantom and lost", func() (bool, string) {
 		rs := b.instances.List()
 		return len(rs) == 2, ""
 	})
@@ -219,7 +220,7 @@ func TestDuplicateNameResolved(t *testing.T) {
 			}
 		}
 	}()
-	waitFor(t, 15*time.Second, "one dup, on a, everywhere", func() (bool, string) {
+	testutil.WaitFor(t, 15*time.Second, "one dup, on a, everywhere", func() (bool, string) {
 		_, errA := a.rt(t).Get("dup")
 		_, errB := b.rt(t).Get("dup")
 		recA, okA := a.instances.Lookup("dup")
@@ -248,11 +249,11 @@ func TestInstanceEvents(t *testing.T) {
 	if _, err := a.instances.Create(t.Context(), &api.CreateRequest{Name: "ev", Command: []string{"sleep", "1"}}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "b has the record", func() (bool, string) { _, ok := b.instances.Lookup("ev"); return ok, "" })
+	testutil.WaitFor(t, 10*time.Second, "b has the record", func() (bool, string) { _, ok := b.instances.Lookup("ev"); return ok, "" })
 	if err := a.rt(t).Exit("ev", 3); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "b sees ev failed", func() (bool, string) {
+	testutil.WaitFor(t, 10*time.Second, "b sees ev failed", func() (bool, string) {
 		r, _ := b.instances.Lookup("ev")
 		return r.Status == api.InstanceFailed, r.Status
 	})

@@ -28,6 +28,7 @@ import (
 	"github.com/rads-lang/constellation/internal/membership"
 	"github.com/rads-lang/constellation/internal/state"
 	"github.com/rads-lang/constellation/p2p"
+	"github.com/rads-lang/constellation/p2p/liveness"
 	"github.com/rads-lang/constellation/scheduler"
 )
 
@@ -54,9 +55,9 @@ type Node struct {
 	members *membership.Service
 	events  *events.Bus
 	api     *httpapi.Server
-	// instances runs this node's instances and serves the instance API (instances.go).
+	// instances runs this node's instances and serves the instance API (package instances).
 	instances *instances.Service
-	// sched places deployments, holds reservations and enforces quotas (sched_loop.go).
+	// sched places deployments, holds reservations and enforces quotas (package scheduler).
 	sched *scheduler.Scheduler
 
 	// APIAddr is the bound TCP API address when APIListen is set.
@@ -162,8 +163,12 @@ func New(cfg Config, log *slog.Logger) (n *Node, err error) {
 	if loaded > 0 {
 		log.Info("resumed replicated state", "entries", loaded)
 	}
+	live, err := liveness.Profile(cfg.Liveness)
+	if err != nil {
+		return nil, err // Validate accepted it: cannot happen
+	}
 	n.members = membership.New(membership.Config{
-		Name: cfg.Node, Labels: cfg.Labels, DataDir: cfg.DataDir, Version: Version,
+		Name: cfg.Node, Labels: cfg.Labels, DataDir: cfg.DataDir, Version: Version, Liveness: live,
 		InstanceCount: func() int { return n.instances.InstanceCount() },
 	}, n.host, n.st, n.events, log)
 	n.api = httpapi.New(log, func() context.Context { return n.ctx })

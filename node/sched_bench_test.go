@@ -6,23 +6,8 @@ import (
 	"time"
 
 	"github.com/rads-lang/constellation/api"
+	"github.com/rads-lang/constellation/internal/testutil"
 )
-
-// waitQuick polls cond every millisecond (benchmarks: the poll interval bounds precision).
-func waitQuick(b *testing.B, timeout time.Duration, what string, cond func() (bool, string)) {
-	b.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, why := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("timed out after %v waiting for %s: %s", timeout, what, why)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
 
 // BenchmarkDeploy100: time from a deploy of 100 instances (the API call on one node) to
 // all 100 running, over 5 in-process nodes with fake runtimes (placement, claims,
@@ -40,7 +25,7 @@ func BenchmarkDeploy100(b *testing.B) {
 			b.Fatal(err)
 		}
 		obs := ns[i%5]
-		waitQuick(b, 60*time.Second, name+" running", func() (bool, string) {
+		testutil.WaitForEvery(b, 60*time.Second, time.Millisecond, name+" running", func() (bool, string) {
 			if c := total(placement(ns, name)); c != 100 {
 				return false, fmt.Sprint(c, " running")
 			}
@@ -55,7 +40,7 @@ func BenchmarkDeploy100(b *testing.B) {
 		if err := ns[0].sched.Undeploy(name); err != nil {
 			b.Fatal(err)
 		}
-		waitQuick(b, 60*time.Second, name+" gone", func() (bool, string) {
+		testutil.WaitForEvery(b, 60*time.Second, time.Millisecond, name+" gone", func() (bool, string) {
 			c := total(placement(ns, name))
 			return c == 0, fmt.Sprint(c)
 		})
@@ -77,7 +62,7 @@ func BenchmarkNodeKillReplace(b *testing.B) {
 			Command: []string{"sleep", "1000"}}); err != nil {
 			b.Fatal(err)
 		}
-		waitQuick(b, 30*time.Second, "svc running", func() (bool, string) {
+		testutil.WaitForEvery(b, 30*time.Second, time.Millisecond, "svc running", func() (bool, string) {
 			c := total(placement(ns, "svc"))
 			return c == 20, fmt.Sprint(c)
 		})
@@ -97,7 +82,7 @@ func BenchmarkNodeKillReplace(b *testing.B) {
 			b.Fatal(err)
 		}
 		detected := false
-		waitQuick(b, 60*time.Second, "replicas elsewhere", func() (bool, string) {
+		testutil.WaitForEvery(b, 60*time.Second, time.Millisecond, "replicas elsewhere", func() (bool, string) {
 			if !detected {
 				dead := true
 				for _, o := range rest {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/instances"
+	"github.com/rads-lang/constellation/internal/testutil"
 	"github.com/rads-lang/constellation/sandbox"
 )
 
@@ -311,7 +312,7 @@ func startSchedClusterCfg(t testing.TB, count int, mod func(i int, c *Config)) [
 		}
 		ns = append(ns, &schedNode{testNode: tn, fake: get})
 	}
-	waitFor(t, 30*time.Second, "every node sees every node alive with resources", func() (bool, string) {
+	testutil.WaitFor(t, 30*time.Second, "every node sees every node alive with resources", func() (bool, string) {
 		for _, o := range ns {
 			for _, x := range ns {
 				if st := memberStatus(o.Node, x.ID().String()); st != api.StatusAlive {

@@ -15,6 +15,8 @@ import (
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/rads-lang/constellation/internal/testutil"
 )
 
 func TestAdmissionExcludesNonMembers(t *testing.T) {
@@ -51,8 +53,8 @@ func TestAdmissionExcludesNonMembers(t *testing.T) {
 			b := startHost(t, cfgB, rb)
 
 			want := "failed cluster admission: " + tc.reason
-			eventually(t, 10*time.Second, "rejection logged on both sides", func() bool {
-				return strings.Contains(logA.String(), want) && strings.Contains(logB.String(), want)
+			testutil.WaitFor(t, 10*time.Second, "rejection logged on both sides", func() (bool, string) {
+				return strings.Contains(logA.String(), want) && strings.Contains(logB.String(), want), ""
 			})
 			// Give retries, gossip and anti-entropy time to (wrongly) happen.
 			time.Sleep(1500 * time.Millisecond)

@@ -19,6 +19,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/rads-lang/constellation/internal/testutil"
 )
 
 // rawHost is a plain libp2p host on loopback that never runs admission by itself.
@@ -170,8 +172,8 @@ func TestFakeResponderRefused(t *testing.T) {
 	if proofs.Load() != 1 {
 		t.Errorf("fake responder received %d proofs; want exactly 1 (what doc.go says it learns)", proofs.Load())
 	}
-	eventually(t, 2*time.Second, "rejection logged", func() bool {
-		return strings.Contains(logs.String(), "failed cluster admission: the peer accepted our proof")
+	testutil.WaitFor(t, 2*time.Second, "rejection logged", func() (bool, string) {
+		return strings.Contains(logs.String(), "failed cluster admission: the peer accepted our proof"), ""
 	})
 }
 
@@ -201,9 +203,9 @@ func TestStalledAdmissionBlocklistedWithBackoff(t *testing.T) {
 		defer s.Reset()
 		s.Write([]byte("CAD2")) // a partial hello, then nothing
 		var until time.Time
-		eventually(t, 3*time.Second, "stalled peer blocklisted", func() bool {
+		testutil.WaitFor(t, 3*time.Second, "stalled peer blocklisted", func() (bool, string) {
 			until = a.blockedUntil(raw.ID())
-			return !until.IsZero()
+			return !until.IsZero(), ""
 		})
 		return time.Until(until)
 	}
@@ -226,11 +228,11 @@ func TestStalledAdmissionBlocklistedWithBackoff(t *testing.T) {
 	if err := raw.Connect(ctx, peerInfo(a)); err == nil {
 		// The gater may let the transport finish before closing; what matters is that
 		// the connection does not stay.
-		eventually(t, 2*time.Second, "blocked peer's connection closed", func() bool {
-			return raw.Network().Connectedness(a.ID()) != network.Connected
+		testutil.WaitFor(t, 2*time.Second, "blocked peer's connection closed", func() (bool, string) {
+			return raw.Network().Connectedness(a.ID()) != network.Connected, ""
 		})
 	}
-	eventually(t, 3*time.Second, "first window over", func() bool { return !a.blocked(raw.ID()) })
+	testutil.WaitFor(t, 3*time.Second, "first window over", func() (bool, string) { return !a.blocked(raw.ID()), "" })
 	w2 := stall()
 	if n := strikes(); n != 2 || w2 > 2*cfg.RejectBackoff {
 		t.Errorf("second stall: %d strikes, window %v; want 2 strikes, a window of at most %v (doubled)", n, w2, 2*cfg.RejectBackoff)
@@ -244,7 +246,7 @@ func TestStalledAdmissionBlocklistedWithBackoff(t *testing.T) {
 	if err := silent.Connect(ctx, peerInfo(a)); err != nil {
 		t.Fatalf("connect: %v", err)
 	}
-	eventually(t, 3*time.Second, "silent peer blocklisted", func() bool { return a.blocked(silent.ID()) })
+	testutil.WaitFor(t, 3*time.Second, "silent peer blocklisted", func() (bool, string) { return a.blocked(silent.ID()), "" })
 }
 
 func TestOldAdmissionVersionNamed(t *testing.T) {
@@ -268,8 +270,8 @@ func TestOldAdmissionVersionNamed(t *testing.T) {
 		}
 		s.Reset()
 	}
-	eventually(t, 3*time.Second, "old version logged", func() bool {
-		return strings.Contains(logs.String(), "runs an older constellation") && strings.Contains(logs.String(), "upgrade it")
+	testutil.WaitFor(t, 3*time.Second, "old version logged", func() (bool, string) {
+		return strings.Contains(logs.String(), "runs an older constellation") && strings.Contains(logs.String(), "upgrade it"), ""
 	})
 
 	// We dial an old node: the error says so.

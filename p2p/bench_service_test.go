@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
+
+	"github.com/rads-lang/constellation/internal/testutil"
 )
 
 // BenchmarkAdmissionExchange measures one admission exchange (initiator side, over an
@@ -23,7 +25,7 @@ func BenchmarkAdmissionExchange(b *testing.B) {
 	cfgB.ClusterKey = key
 	cfgB.Join = []JoinAddr{joinOf(b, a, true)}
 	h := startHost(b, cfgB, nil)
-	eventually(b, 10*time.Second, "admission", func() bool { return admittedAll([]*Host{a, h}) })
+	testutil.WaitFor(b, 10*time.Second, "admission", func() (bool, string) { return admittedAll([]*Host{a, h}) })
 	ctx := context.Background()
 	b.ResetTimer()
 	start := time.Now()
@@ -50,7 +52,7 @@ func BenchmarkServiceVsRawStream(b *testing.B) {
 	cfgB := fastConfig(b)
 	cfgB.Join = []JoinAddr{joinOf(b, a, true)}
 	h := startHost(b, cfgB, nil)
-	eventually(b, 10*time.Second, "admission", func() bool { return admittedAll([]*Host{a, h}) })
+	testutil.WaitFor(b, 10*time.Second, "admission", func() (bool, string) { return admittedAll([]*Host{a, h}) })
 
 	const chunk, chunks = 64 << 10, 64
 	payload := make([]byte, chunk)

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/rads-lang/constellation/internal/testutil"
 )
 
 // benchCluster starts n hosts; host i joins up to `fanout` random earlier hosts.
@@ -56,17 +58,17 @@ func BenchmarkPropagation(b *testing.B) {
 			for i, h := range hs {
 				h.Publish(rs[i].Set(fmt.Sprintf("init-%d", i), "v"))
 			}
-			eventually(b, 60*time.Second, "initial convergence", func() bool {
-				for _, r := range rs {
+			testutil.WaitFor(b, 60*time.Second, "initial convergence", func() (bool, string) {
+				for i, r := range rs {
 					if r.Len() < n {
-						return false
+						return false, fmt.Sprintf("replica %d holds %d keys, want at least %d", i, r.Len(), n)
 					}
 				}
-				return true
+				return true, ""
 			})
 			// Measure the steady state: after the DHT has completed the full mesh and
 			// the connection storm (all hosts share this machine's 2 cores) is over.
-			eventually(b, 120*time.Second, "full mesh", func() bool { return admittedAll(hs) })
+			testutil.WaitFor(b, 120*time.Second, "full mesh", func() (bool, string) { return admittedAll(hs) })
 			time.Sleep(3 * time.Second)
 			var mu sync.Mutex
 			var pending map[int]bool
@@ -131,13 +133,13 @@ func BenchmarkJoinConvergence(b *testing.B) {
 				for i, h := range hs {
 					h.Publish(rs[i].Set(fmt.Sprintf("member-%d", i), "v"))
 				}
-				eventually(b, 60*time.Second, "membership convergence", func() bool {
-					for _, r := range rs {
+				testutil.WaitFor(b, 60*time.Second, "membership convergence", func() (bool, string) {
+					for i, r := range rs {
 						if r.Len() < n {
-							return false
+							return false, fmt.Sprintf("replica %d holds %d keys, want at least %d", i, r.Len(), n)
 						}
 					}
-					return true
+					return true, ""
 				})
 				total += time.Since(start)
 				b.StopTimer()
@@ -169,7 +171,7 @@ func BenchmarkBootstrapSync(b *testing.B) {
 		cfg.Join = []JoinAddr{joinOf(b, seed, true)}
 		start := time.Now()
 		h := startHost(b, cfg, r)
-		eventually(b, 60*time.Second, "bootstrap", func() bool { return r.Len() == entries })
+		testutil.WaitFor(b, 60*time.Second, "bootstrap", func() (bool, string) { return r.Len() == entries, "" })
 		total += time.Since(start)
 		b.StopTimer()
 		h.Close()
@@ -193,16 +195,16 @@ func BenchmarkIdleBytes(b *testing.B) {
 	for i, h := range hs {
 		h.Publish(rs[i].Set(fmt.Sprintf("member-%d", i), "v"))
 	}
-	eventually(b, 60*time.Second, "convergence", func() bool {
-		for _, r := range rs {
+	testutil.WaitFor(b, 60*time.Second, "convergence", func() (bool, string) {
+		for i, r := range rs {
 			if r.Len() < n {
-				return false
+				return false, fmt.Sprintf("replica %d holds %d keys, want at least %d", i, r.Len(), n)
 			}
 		}
-		return true
+		return true, ""
 	})
 	// Steady state: the DHT has completed the full mesh and the connection storm is over.
-	eventually(b, 120*time.Second, "full mesh", func() bool { return admittedAll(hs) })
+	testutil.WaitFor(b, 120*time.Second, "full mesh", func() (bool, string) { return admittedAll(hs) })
 	b.ResetTimer()
 	for it := 0; it < b.N; it++ {
 		time.Sleep(5 * time.Second) // let identify, DHT refresh and bootstrap syncs settle
@@ -237,7 +239,7 @@ func BenchmarkSyncIdle(b *testing.B) {
 	cfg.AntiEntropyInterval = 0
 	cfg.Join = []JoinAddr{joinOf(b, a, true)}
 	bh := startHost(b, cfg, rb)
-	eventually(b, 10*time.Second, "admission", func() bool { return admittedAll([]*Host{a, bh}) })
+	testutil.WaitFor(b, 10*time.Second, "admission", func() (bool, string) { return admittedAll([]*Host{a, bh}) })
 	time.Sleep(500 * time.Millisecond)
 	ctx := context.Background()
 	time.Sleep(1500 * time.Millisecond) // bandwidth totals are swept once a second
@@ -266,7 +268,7 @@ func BenchmarkMemoryPerHost(b *testing.B) {
 		for i, h := range hs {
 			h.Publish(rs[i].Set(fmt.Sprintf("member-%d", i), "v"))
 		}
-		eventually(b, 120*time.Second, "full mesh", func() bool { return admittedAll(hs) })
+		testutil.WaitFor(b, 120*time.Second, "full mesh", func() (bool, string) { return admittedAll(hs) })
 		time.Sleep(2 * time.Second)
 		runtime.GC()
 		runtime.ReadMemStats(&m1)

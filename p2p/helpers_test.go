@@ -219,28 +219,18 @@ func joinOf(t testing.TB, h *Host, withID bool) JoinAddr {
 	return JoinAddr{}
 }
 
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("timed out after %v waiting for %s", d, what)
-}
-
-func admittedAll(hs []*Host) bool {
-	for _, h := range hs {
+// admittedAll reports whether every host admitted every other one, and if not, who misses
+// whom (a testutil.WaitFor condition).
+func admittedAll(hs []*Host) (bool, string) {
+	for i, h := range hs {
 		got := h.Admitted()
-		for _, o := range hs {
+		for j, o := range hs {
 			if o != h && !slices.Contains(got, o.ID()) {
-				return false
+				return false, fmt.Sprintf("host%d has not admitted host%d (admitted %d peers)", i, j, len(got))
 			}
 		}
 	}
-	return true
+	return true, ""
 }
 
 func describe(hs []*Host) string {

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/rads-lang/constellation/internal/testutil"
 )
 
 func TestJoinTwoHosts(t *testing.T) {
@@ -24,12 +26,12 @@ func TestJoinTwoHosts(t *testing.T) {
 			cfg := fastConfig(t)
 			cfg.Join = []JoinAddr{joinOf(t, a, withID)}
 			b := startHost(t, cfg, rb)
-			eventually(t, 10*time.Second, "mutual admission", func() bool { return admittedAll([]*Host{a, b}) })
+			testutil.WaitFor(t, 10*time.Second, "mutual admission", func() (bool, string) { return admittedAll([]*Host{a, b}) })
 			// Bootstrap sync after admission converges both states.
-			eventually(t, 10*time.Second, "bootstrap sync", func() bool {
+			testutil.WaitFor(t, 10*time.Second, "bootstrap sync", func() (bool, string) {
 				_, okA := ra.Get("b")
 				_, okB := rb.Get("a")
-				return okA && okB
+				return okA && okB, ""
 			})
 		})
 	}
@@ -50,18 +52,22 @@ func TestSeveralHostsJoinAndGossip(t *testing.T) {
 		rs = append(rs, r)
 	}
 	// Everyone joined host 0 only; the DHT finds the rest.
-	eventually(t, 30*time.Second, "full mesh admission", func() bool { return admittedAll(hs) })
-	time.Sleep(500 * time.Millisecond) // let gossipsub meshes form after identify
+	testutil.WaitFor(t, 30*time.Second, "full mesh admission", func() (bool, string) { return admittedAll(hs) })
+	// Publishing reaches the topic peers a host knows: wait until each knows all the others
+	// (identify and the gossipsub handshake follow admission).
+	for _, h := range hs {
+		waitTopicPeers(t, h, n-1)
+	}
 	for i, h := range hs {
 		h.Publish(rs[i].Set(fmt.Sprintf("k%d", i), "v"))
 	}
-	eventually(t, 10*time.Second, "gossip convergence", func() bool {
-		for _, r := range rs {
+	testutil.WaitFor(t, 10*time.Second, "gossip convergence", func() (bool, string) {
+		for i, r := range rs {
 			if r.Len() != n {
-				return false
+				return false, fmt.Sprintf("replica %d holds %d keys, want %d", i, r.Len(), n)
 			}
 		}
-		return true
+		return true, ""
 	})
 }
 
@@ -80,19 +86,19 @@ func TestAntiEntropyConverges(t *testing.T) {
 		hs = append(hs, startHost(t, cfg, r))
 		rs = append(rs, r)
 	}
-	eventually(t, 30*time.Second, "admission", func() bool { return admittedAll(hs) })
+	testutil.WaitFor(t, 30*time.Second, "admission", func() (bool, string) { return admittedAll(hs) })
 	for i, r := range rs {
 		for k := 0; k < 20; k++ {
 			r.Set(fmt.Sprintf("h%d-k%d", i, k), "v")
 		}
 	}
-	eventually(t, 20*time.Second, "anti-entropy convergence", func() bool {
-		for _, r := range rs {
+	testutil.WaitFor(t, 20*time.Second, "anti-entropy convergence", func() (bool, string) {
+		for i, r := range rs {
 			if r.Len() != n*20 {
-				return false
+				return false, fmt.Sprintf("replica %d holds %d keys, want %d", i, r.Len(), n*20)
 			}
 		}
-		return true
+		return true, ""
 	})
 	var syncs uint64
 	for _, h := range hs {
@@ -113,14 +119,14 @@ func TestGossipBatching(t *testing.T) {
 	cfgB.AntiEntropyInterval = time.Hour
 	cfgB.Join = []JoinAddr{joinOf(t, a, true)}
 	b := startHost(t, cfgB, rb)
-	eventually(t, 10*time.Second, "admission", func() bool { return admittedAll([]*Host{a, b}) })
+	testutil.WaitFor(t, 10*time.Second, "admission", func() (bool, string) { return admittedAll([]*Host{a, b}) })
 	waitTopicPeers(t, a, 1)
 	before := a.Stats().GossipSent
 	const n = 50
 	for i := 0; i < n; i++ {
 		a.Publish(ra.Set(fmt.Sprintf("k%d", i), "v"))
 	}
-	eventually(t, 10*time.Second, "all deltas at B", func() bool { return rb.Len() == n })
+	testutil.WaitFor(t, 10*time.Second, "all deltas at B", func() (bool, string) { return rb.Len() == n, "" })
 	sent := a.Stats().GossipSent - before
 	if sent < 1 || sent > 3 {
 		t.Errorf("%d deltas published within one batch window went out as %d gossip messages; want 1..3", n, sent)
@@ -141,19 +147,19 @@ func TestLargeDeltaIsPulled(t *testing.T) {
 	cfgB.AntiEntropyInterval = time.Hour
 	cfgB.Join = []JoinAddr{joinOf(t, a, true)}
 	b := startHost(t, cfgB, rb)
-	eventually(t, 10*time.Second, "admission", func() bool { return admittedAll([]*Host{a, b}) })
+	testutil.WaitFor(t, 10*time.Second, "admission", func() (bool, string) { return admittedAll([]*Host{a, b}) })
 	waitTopicPeers(t, a, 1)
 	syncsBefore := b.Stats().Syncs + a.Stats().Syncs
 	big := strings.Repeat("x", 10_000)
 	a.Publish(ra.Set("big", big))
 	a.Publish(ra.Set("small", "s"))
-	eventually(t, 10*time.Second, "big value at B", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "big value at B", func() (bool, string) {
 		v, _ := rb.Get("big")
-		return v == big
+		return v == big, ""
 	})
 	if _, ok := rb.Get("small"); !ok {
 		// small travels by gossip or with the pull; either way it must arrive.
-		eventually(t, 5*time.Second, "small value at B", func() bool { _, ok := rb.Get("small"); return ok })
+		testutil.WaitFor(t, 5*time.Second, "small value at B", func() (bool, string) { _, ok := rb.Get("small"); return ok, "" })
 	}
 	if got := b.Stats().Syncs + a.Stats().Syncs; got <= syncsBefore {
 		t.Errorf("big delta arrived without an anti-entropy exchange (syncs %d -> %d)", syncsBefore, got)
@@ -174,7 +180,7 @@ func TestPartitionAndHeal(t *testing.T) {
 		hs = append(hs, startHost(t, cfg, r))
 		rs = append(rs, r)
 	}
-	eventually(t, 30*time.Second, "admission", func() bool { return admittedAll(hs) })
+	testutil.WaitFor(t, 30*time.Second, "admission", func() (bool, string) { return admittedAll(hs) })
 	side := map[peer.ID]int{}
 	for i, h := range hs {
 		side[h.ID()] = i % 2
@@ -191,17 +197,27 @@ func TestPartitionAndHeal(t *testing.T) {
 			}
 		}
 	}
+	published := time.Now()
 	for i, h := range hs {
 		h.Publish(rs[i].Set(fmt.Sprintf("during-%d", i), "v"))
 	}
-	time.Sleep(time.Second)
+	// Same-side writes arrive (gossip and anti-entropy within a side still work). A sleep
+	// before a negative check cannot flake: after at least a second (five anti-entropy
+	// rounds) no write crossed the partition.
+	testutil.WaitFor(t, 10*time.Second, "same-side writes during the partition", func() (bool, string) {
+		for i, r := range rs {
+			for j := range hs {
+				if _, ok := r.Get(fmt.Sprintf("during-%d", j)); i%2 == j%2 && !ok {
+					return false, fmt.Sprintf("host %d misses the write of same-side host %d", i, j)
+				}
+			}
+		}
+		return true, ""
+	})
+	time.Sleep(time.Second - time.Since(published))
 	for i, r := range rs {
 		for j := range hs {
-			_, ok := r.Get(fmt.Sprintf("during-%d", j))
-			if i%2 == j%2 && !ok {
-				t.Errorf("host %d misses write of same-side host %d during partition", i, j)
-			}
-			if i%2 != j%2 && ok {
+			if _, ok := r.Get(fmt.Sprintf("during-%d", j)); i%2 != j%2 && ok {
 				t.Errorf("host %d got write of other-side host %d across the partition", i, j)
 			}
 		}
@@ -209,14 +225,14 @@ func TestPartitionAndHeal(t *testing.T) {
 	for _, h := range hs {
 		h.SetPartition(nil)
 	}
-	eventually(t, 30*time.Second, "heal: readmission", func() bool { return admittedAll(hs) })
-	eventually(t, 30*time.Second, "heal: convergence", func() bool {
-		for _, r := range rs {
+	testutil.WaitFor(t, 30*time.Second, "heal: readmission", func() (bool, string) { return admittedAll(hs) })
+	testutil.WaitFor(t, 30*time.Second, "heal: convergence", func() (bool, string) {
+		for i, r := range rs {
 			if r.Len() != n {
-				return false
+				return false, fmt.Sprintf("replica %d holds %d keys, want %d", i, r.Len(), n)
 			}
 		}
-		return true
+		return true, ""
 	})
 }
 
@@ -239,7 +255,7 @@ func TestSendDedupeAndRetry(t *testing.T) {
 		}
 		hs = append(hs, startHost(t, cfg, nil))
 	}
-	eventually(t, 30*time.Second, "admission", func() bool { return admittedAll(hs) })
+	testutil.WaitFor(t, 30*time.Second, "admission", func() (bool, string) { return admittedAll(hs) })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
@@ -296,7 +312,7 @@ func TestPackets(t *testing.T) {
 	cfg := fastConfig(t)
 	cfg.Join = []JoinAddr{joinOf(t, a, true)}
 	b := startHost(t, cfg, nil)
-	eventually(t, 10*time.Second, "admission", func() bool { return admittedAll([]*Host{a, b}) })
+	testutil.WaitFor(t, 10*time.Second, "admission", func() (bool, string) { return admittedAll([]*Host{a, b}) })
 	var mu sync.Mutex
 	var seq []string
 	b.HandlePackets("ping", func(from peer.ID, p []byte) {
@@ -314,7 +330,7 @@ func TestPackets(t *testing.T) {
 			t.Fatalf("SendPacket %d: %v", i, err)
 		}
 	}
-	eventually(t, 10*time.Second, "all packets", func() bool { mu.Lock(); defer mu.Unlock(); return len(seq) == n })
+	testutil.WaitFor(t, 10*time.Second, "all packets", func() (bool, string) { mu.Lock(); defer mu.Unlock(); return len(seq) == n, "" })
 	for i, s := range seq {
 		if s != fmt.Sprint(i) {
 			t.Fatalf("packet %d = %q; want in-order delivery", i, s)
@@ -325,8 +341,8 @@ func TestPackets(t *testing.T) {
 	}
 	// The cached stream survives a reconnect: drop the connection and send again.
 	a.h.Network().ClosePeer(b.ID())
-	eventually(t, 10*time.Second, "reconnect", func() bool {
-		return a.SendPacket(ctx, b.ID(), "ping", []byte("again")) == nil
+	testutil.WaitFor(t, 10*time.Second, "reconnect", func() (bool, string) {
+		return a.SendPacket(ctx, b.ID(), "ping", []byte("again")) == nil, ""
 	})
 }
 
@@ -348,7 +364,7 @@ func TestCloseIsIdempotent(t *testing.T) {
 // waitTopicPeers waits until h's gossip topic has at least n peers.
 func waitTopicPeers(t *testing.T, h *Host, n int) {
 	t.Helper()
-	eventually(t, 10*time.Second, "gossip topic peers", func() bool { return len(h.topic.ListPeers()) >= n })
+	testutil.WaitFor(t, 10*time.Second, "gossip topic peers", func() (bool, string) { return len(h.topic.ListPeers()) >= n, "" })
 }
 
 func TestPeerEvents(t *testing.T) {
@@ -361,13 +377,13 @@ func TestPeerEvents(t *testing.T) {
 	cfgB := fastConfig(t)
 	cfgB.Join = []JoinAddr{joinOf(t, a, true)}
 	b := startHost(t, cfgB, nil)
-	eventually(t, 10*time.Second, "admission", func() bool { return admittedAll([]*Host{a, b}) })
+	testutil.WaitFor(t, 10*time.Second, "admission", func() (bool, string) { return admittedAll([]*Host{a, b}) })
 	id := b.ID().String()
 	b.Close()
-	eventually(t, 10*time.Second, "gone event", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "gone event", func() (bool, string) {
 		mu.Lock()
 		defer mu.Unlock()
-		return len(events) == 2
+		return len(events) == 2, ""
 	})
 	mu.Lock()
 	defer mu.Unlock()
@@ -391,12 +407,12 @@ func TestRestartedPeerReplacesStaleConnection(t *testing.T) {
 	var oldGot, newGot atomic.Int32
 	b := startHost(t, cfgB, nil)
 	b.HandlePackets("p", func(peer.ID, []byte) { oldGot.Add(1) })
-	eventually(t, 10*time.Second, "admission", func() bool { return admittedAll([]*Host{a, b}) })
+	testutil.WaitFor(t, 10*time.Second, "admission", func() (bool, string) { return admittedAll([]*Host{a, b}) })
 	ctx := context.Background()
 	if err := a.SendPacket(ctx, b.ID(), "p", []byte("x")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "packet at old", func() bool { return oldGot.Load() == 1 })
+	testutil.WaitFor(t, 5*time.Second, "packet at old", func() (bool, string) { return oldGot.Load() == 1, "" })
 
 	// "Restart": the old process stays up (standing in for a dead connection that has
 	// not timed out), a new process with the same identity joins A.
@@ -408,9 +424,9 @@ func TestRestartedPeerReplacesStaleConnection(t *testing.T) {
 	if b2.ID() != b.ID() {
 		t.Fatal("same identity file gave a different ID")
 	}
-	eventually(t, 10*time.Second, "new process admitted", func() bool { return b2.IsAdmitted(a.ID()) })
-	eventually(t, 10*time.Second, "packets reach the new process", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "new process admitted", func() (bool, string) { return b2.IsAdmitted(a.ID()), "" })
+	testutil.WaitFor(t, 10*time.Second, "packets reach the new process", func() (bool, string) {
 		a.SendPacket(ctx, b.ID(), "p", []byte("y"))
-		return newGot.Load() > 0
+		return newGot.Load() > 0, ""
 	})
 }

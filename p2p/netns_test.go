@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/rads-lang/constellation/internal/testutil"
 )
 
 // requireRoot skips the test when not root, unless CONSTELLATION_TEST_REQUIRE_ROOT=1,
@@ -209,7 +211,7 @@ func TestMDNSJoinInNetns(t *testing.T) {
 		}
 	}
 	// The wrong-key node was found by mDNS and refused with a clear line.
-	eventually(t, 20*time.Second, "wrong-key node refused", func() bool {
-		return strings.Contains(nodes[2].stderr.String(), "failed cluster admission: wrong cluster key")
+	testutil.WaitFor(t, 20*time.Second, "wrong-key node refused", func() (bool, string) {
+		return strings.Contains(nodes[2].stderr.String(), "failed cluster admission: wrong cluster key"), ""
 	})
 }

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
+
+	"github.com/rads-lang/constellation/internal/testutil"
 )
 
 // memberPair starts two admitted hosts.
@@ -23,7 +25,7 @@ func memberPair(t *testing.T) (a, b *Host) {
 	cfg := fastConfig(t)
 	cfg.Join = []JoinAddr{joinOf(t, a, true)}
 	b = startHost(t, cfg, nil)
-	eventually(t, 10*time.Second, "admission", func() bool { return admittedAll([]*Host{a, b}) })
+	testutil.WaitFor(t, 10*time.Second, "admission", func() (bool, string) { return admittedAll([]*Host{a, b}) })
 	return a, b
 }
 
@@ -108,13 +110,13 @@ func TestServiceCallAndStream(t *testing.T) {
 		t.Errorf("streamed frames %v", got)
 	}
 	// Memory reservations are returned once streams end.
-	eventually(t, 2*time.Second, "service memory released", func() bool {
+	testutil.WaitFor(t, 2*time.Second, "service memory released", func() (bool, string) {
 		var mem int64 = -1
 		b.h.Network().ResourceManager().ViewService("constellation/echo/1.0.0", func(sc network.ServiceScope) error {
 			mem = sc.Stat().Memory
 			return nil
 		})
-		return mem == 0
+		return mem == 0, ""
 	})
 }
 

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/rads-lang/constellation/internal/testutil"
 )
 
 // TestCgroupV2 runs against a cgroup2 hierarchy: /sys/fs/cgroup on pure-v2 machines, or
@@ -48,7 +50,7 @@ func TestCgroupV2(t *testing.T) {
 	if _, err := e.rt.Start("v2"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "output", 5*time.Second, func() bool { return strings.Contains(e.logs(t, "v2", Stdout), "0::") })
+	testutil.WaitFor(t, 5*time.Second, "output", func() (bool, string) { return strings.Contains(e.logs(t, "v2", Stdout), "0::"), "" })
 	if out := e.logs(t, "v2", Stdout); !strings.Contains(out, "0::"+parent+"/v2\n") {
 		t.Fatalf("/proc/self/cgroup = %q; want 0::%s/v2", out, parent)
 	}
@@ -60,7 +62,7 @@ func TestCgroupV2(t *testing.T) {
 		t.Fatal(err)
 	}
 	cg := plat.cg.cgroup("v2")
-	waitFor(t, "empty cgroup", 5*time.Second, func() bool { return len(cg.procs()) == 0 })
+	testutil.WaitFor(t, 5*time.Second, "empty cgroup", func() (bool, string) { return len(cg.procs()) == 0, "" })
 	if err := e.rt.Destroy(ctx, "v2", false); err != nil {
 		t.Fatal(err)
 	}

@@ -14,18 +14,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
-)
 
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+	"github.com/rads-lang/constellation/internal/testutil"
+)
 
 func TestIsolationPID1AndHostInvisible(t *testing.T) {
 	e := newTestRuntime(t, nil)
@@ -148,12 +139,12 @@ func TestStopKillsTree(t *testing.T) {
 	}
 	plat := e.rt.plat.(*linuxPlatform)
 	cg := plat.cg.cgroup("tree")
-	waitFor(t, "4 processes", 5*time.Second, func() bool { return len(cg.procs()) >= 4 })
+	testutil.WaitFor(t, 5*time.Second, "4 processes", func() (bool, string) { return len(cg.procs()) >= 4, "" })
 	pids := cg.procs()
 	if err := e.rt.Stop(context.Background(), "tree", 300*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "empty cgroup", 5*time.Second, func() bool { return len(cg.procs()) == 0 })
+	testutil.WaitFor(t, 5*time.Second, "empty cgroup", func() (bool, string) { return len(cg.procs()) == 0, "" })
 	for _, p := range pids {
 		if err := syscall.Kill(p, 0); err == nil {
 			if st := procStartTime(p); st != 0 {
@@ -211,7 +202,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	plat := e.rt.plat.(*linuxPlatform)
 	in, _ := e.rt.get("snap")
 	up := in.st.Res.upper()
-	waitFor(t, "data written", 5*time.Second, func() bool { _, err := os.Stat(filepath.Join(up, "d", "f")); return err == nil })
+	testutil.WaitFor(t, 5*time.Second, "data written", func() (bool, string) { _, err := os.Stat(filepath.Join(up, "d", "f")); return err == nil, "" })
 	ctx := context.Background()
 	s, err := e.rt.SaveSnapshot(ctx, "snap", "s1") // running: frozen during the copy
 	if err != nil {

@@ -461,7 +461,6 @@ func (s *decider) place(st *schedState, cl *clusterView, d DeploymentRecord, tod
 				Replaces: it.replaces, Failover: it.failover, Preempts: p.Preempts, Avoid: it.avoid,
 			}
 			w.put(CollClaims, c.Instance, c)
-			cl.claimed(c)
 		}
 		if hasQuota {
 			cl.nsUsage[d.Namespace] = used
@@ -487,7 +486,6 @@ func (cv *clusterView) remove(name string) {
 	}
 }
 
-func (cv *clusterView) claimed(c ClaimRecord) {}
 
 // buildCluster builds the placement snapshot: alive nodes able to run instances, with
 // their capacity, reservations and draining flag, and the instances claimed on them

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rads-lang/constellation/internal/testutil"
 )
 
 // The end-to-end tests build the binary once and drive it as a user would.
@@ -175,17 +177,12 @@ func startPeer(t *testing.T, dir string, args ...string) *peerProc {
 // waitJSON runs a --json command until check accepts its output or the timeout passes.
 func waitJSON(t *testing.T, timeout time.Duration, what string, check func(r result) bool, args ...string) result {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		r := run(t, args...)
-		if r.code == 0 && check(r) {
-			return r
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s: %v -> exit %d\nstdout: %s\nstderr: %s", what, args, r.code, r.stdout, r.stderr)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	var r result
+	testutil.WaitForEvery(t, timeout, 200*time.Millisecond, what, func() (bool, string) {
+		r = run(t, args...)
+		return r.code == 0 && check(r), fmt.Sprintf("%v -> exit %d\nstdout: %s\nstderr: %s", args, r.code, r.stdout, r.stderr)
+	})
+	return r
 }
 
 func TestCLIEndToEnd(t *testing.T) {

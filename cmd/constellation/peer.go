@@ -84,6 +84,7 @@ defaults. The cluster key can also come from CONSTELLATION_CLUSTER_KEY.`,
 	f.BoolVar(&flags.NoMDNS, "no-mdns", false, "turn off LAN discovery by mDNS")
 	f.StringVar(&flags.APIListen, "api-listen", "", "also serve the local API on HOST:PORT (bearer token in <data-dir>/api.token)")
 	f.StringVar(&flags.LogLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&flags.Liveness, "liveness", "lan", "failure detector profile: lan (one network, detects in ~3s), wan (nodes behind slow links: round trips below 2.5s are not suspected, detects in ~15s) or local (one host); use the same on every node")
 	f.Float64Var(&flags.ReserveCPUPercent, "reserve-cpu-percent", 0, "CPU kept for the OS and the node, in cpu_percent units (100 = one core; default 10 per core up to 100; negative: none)")
 	f.Int64Var(&flags.ReserveRAMMB, "reserve-ram-mb", 0, "RAM in MiB kept for the OS and the node (default 512; negative: none)")
 	f.Int64Var(&flags.ReserveDiskMB, "reserve-disk-mb", 0, "disk in MiB kept free on the data dir's filesystem (default 1024; negative: none)")

@@ -34,8 +34,11 @@ func newLivenessDetector(s *Service, h Host, incarnation uint64, cfg liveness.Co
 	}
 	r, err := liveness.NewRunner(d, liveness.RunnerConfig{
 		Transport: packetTransport{h},
-		Logger:    log.With("component", "liveness"),
-		OnEvent:   func(e liveness.Event) { s.onDetectorEvent(e.ID) },
+		// A packet later than a probe interval is useless, and a send may have to
+		// reconnect first: over a slow link (the wan profile) that takes more than 1 s.
+		SendTimeout: max(time.Second, cfg.ProbeInterval),
+		Logger:      log.With("component", "liveness"),
+		OnEvent:     func(e liveness.Event) { s.onDetectorEvent(e.ID) },
 	})
 	if err != nil {
 		panic(err)

@@ -21,6 +21,8 @@ func percentile(sorted []float64, p float64) float64 {
 func BenchmarkDetection(b *testing.B) {
 	shuffled := DefaultConfig()
 	shuffled.ShuffledProbes = true
+	wan, _ := Profile(ProfileWAN)
+	local, _ := Profile(ProfileLocal)
 	cases := []struct {
 		name string
 		n    int
@@ -35,6 +37,10 @@ func BenchmarkDetection(b *testing.B) {
 		{"N=20,skew=250ms", 20, 0, 250 * time.Millisecond, DefaultConfig()},
 		{"N=5,shuffled", 5, 0, 0, shuffled},
 		{"N=20,shuffled", 20, 0, 0, shuffled},
+		{"wan,N=5", 5, 0, 0, wan},
+		{"wan,N=20", 20, 0, 0, wan},
+		{"local,N=5", 5, 0, 0, local},
+		{"local,N=20", 20, 0, 0, local},
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
@@ -51,11 +57,12 @@ func BenchmarkDetection(b *testing.B) {
 							nd.skew = time.Duration(s.rng.Int64N(int64(2*c.skew))) - c.skew
 						}
 					}
-					s.run(5*time.Second + time.Duration(s.rng.Int64N(int64(time.Second))))
+					warmup := max(5*time.Second, 10*c.cfg.ProbeInterval)
+					s.run(warmup + time.Duration(s.rng.Int64N(int64(2*c.cfg.ProbeInterval))))
 					victim := s.node(s.rng.IntN(c.n))
 					killedAt := s.now
 					s.kill(victim)
-					if !s.runUntil(killedAt.Add(30*time.Second), func() bool { return s.allSee(victim, StateDead) }) {
+					if !s.runUntil(killedAt.Add(2*time.Minute), func() bool { return s.allSee(victim, StateDead) }) {
 						missed++
 					}
 					ds = append(ds, s.now.Sub(killedAt).Seconds())
@@ -71,38 +78,47 @@ func BenchmarkDetection(b *testing.B) {
 }
 
 // BenchmarkIdleTraffic measures steady-state payload per node (bytes sent
-// plus received, averaged) with idle members, after a 10 s warm-up.
+// plus received, averaged) with idle members, after a 10 s warm-up, for each
+// profile.
 func BenchmarkIdleTraffic(b *testing.B) {
-	for _, n := range []int{5, 20} {
-		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
-			const window = 60 * time.Second
-			var sent, recv, pkts float64
-			for i := 0; i < b.N; i++ {
-				s := newSim(b, n, uint64(i+1), DefaultConfig())
-				s.run(10 * time.Second)
-				var s0, r0, p0 int64
-				for _, nd := range s.nodes {
-					s0 += nd.sent
-					r0 += nd.recv
-					p0 += nd.pkts
-				}
-				s.run(window)
-				var s1, r1, p1 int64
-				for _, nd := range s.nodes {
-					s1 += nd.sent
-					r1 += nd.recv
-					p1 += nd.pkts
-				}
-				perNode := float64(n) * window.Seconds()
-				sent += float64(s1-s0) / perNode
-				recv += float64(r1-r0) / perNode
-				pkts += float64(p1-p0) / perNode
-			}
-			b.ReportMetric(sent/float64(b.N), "sent_B/s/node")
-			b.ReportMetric(recv/float64(b.N), "recv_B/s/node")
-			b.ReportMetric(pkts/float64(b.N), "sent_pkts/s/node")
-		})
+	for _, prof := range Profiles() {
+		cfg, err := Profile(prof)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, n := range []int{5, 20} {
+			b.Run(fmt.Sprintf("%s,N=%d", prof, n), func(b *testing.B) { idleTraffic(b, n, cfg) })
+		}
 	}
+}
+
+func idleTraffic(b *testing.B, n int, cfg Config) {
+	const window = 60 * time.Second
+	var sent, recv, pkts float64
+	for i := 0; i < b.N; i++ {
+		s := newSim(b, n, uint64(i+1), cfg)
+		s.run(10 * time.Second)
+		var s0, r0, p0 int64
+		for _, nd := range s.nodes {
+			s0 += nd.sent
+			r0 += nd.recv
+			p0 += nd.pkts
+		}
+		s.run(window)
+		var s1, r1, p1 int64
+		for _, nd := range s.nodes {
+			s1 += nd.sent
+			r1 += nd.recv
+			p1 += nd.pkts
+		}
+		perNode := float64(n) * window.Seconds()
+		sent += float64(s1-s0) / perNode
+		recv += float64(r1-r0) / perNode
+		pkts += float64(p1-p0) / perNode
+	}
+	b.ReportMetric(sent/float64(b.N), "sent_B/s/node")
+	b.ReportMetric(recv/float64(b.N), "recv_B/s/node")
+	b.ReportMetric(pkts/float64(b.N), "sent_pkts/s/node")
 }
 
 // BenchmarkFalsePositives counts dead and suspect events in a healthy

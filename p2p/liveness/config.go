@@ -120,7 +120,8 @@ type Config struct {
 	Rand *rand.Rand
 }
 
-// DefaultConfig returns the documented LAN defaults.
+// DefaultConfig returns the documented LAN defaults (the lan Profile; wan and
+// local suit slow links and a single host).
 func DefaultConfig() Config {
 	return Config{
 		ProbeInterval:           500 * time.Millisecond,

@@ -3,9 +3,13 @@ package liveness
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
+
+	"github.com/rads-lang/constellation/internal/testutil"
 )
 
 // memHub is an in-memory Transport: SendPacket hands the bytes straight to
@@ -44,18 +48,13 @@ func fastConfig() Config {
 	return c
 }
 
-func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", limit, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+// TestRunner runs four Runners over memTransport in a synctest bubble: the
+// Runners' timers and the test's waits use the bubble's fake clock, so the
+// seconds of cluster life below take milliseconds and never depend on how
+// busy the machine is.
+func TestRunner(t *testing.T) { synctest.Test(t, testRunner) }
 
-func TestRunner(t *testing.T) {
+func testRunner(t *testing.T) {
 	hub := &memHub{runners: map[string]*Runner{}, down: map[string]bool{}}
 	ids := []string{"n0", "n1", "n2", "n3"}
 	var evMu sync.Mutex // guards events
@@ -99,19 +98,24 @@ func TestRunner(t *testing.T) {
 	if err := hub.runners["n0"].Start(ctx); !errors.Is(err, ErrStarted) {
 		t.Fatalf("second Start = %v; want ErrStarted", err)
 	}
-	sees := func(observer, subject string, want State, inc uint64) bool {
+	// sees reports whether observer sees subject in state want (at incarnation
+	// inc unless 0), and what it sees instead.
+	sees := func(observer, subject string, want State, inc uint64) (bool, string) {
 		m, ok := hub.runners[observer].Status(subject)
-		return ok && m.State == want && (inc == 0 || m.Incarnation == inc)
+		if ok && m.State == want && (inc == 0 || m.Incarnation == inc) {
+			return true, ""
+		}
+		return false, fmt.Sprintf("%s sees %s %v at incarnation %d (known %v)", observer, subject, m.State, m.Incarnation, ok)
 	}
-	waitFor(t, "incarnations known", 5*time.Second, func() bool {
+	testutil.WaitFor(t, 5*time.Second, "incarnations known", func() (bool, string) {
 		for i, a := range ids {
 			for j, b := range ids {
-				if i != j && !sees(a, b, StateAlive, uint64(1000+j)) {
-					return false
+				if ok, why := sees(a, b, StateAlive, uint64(1000+j)); i != j && !ok {
+					return false, why
 				}
 			}
 		}
-		return true
+		return true, ""
 	})
 
 	// Kill n3: no more packets in or out.
@@ -119,8 +123,13 @@ func TestRunner(t *testing.T) {
 	hub.down["n3"] = true
 	hub.mu.Unlock()
 	hub.runners["n3"].Close()
-	waitFor(t, "n3 dead everywhere", 10*time.Second, func() bool {
-		return sees("n0", "n3", StateDead, 0) && sees("n1", "n3", StateDead, 0) && sees("n2", "n3", StateDead, 0)
+	testutil.WaitFor(t, 10*time.Second, "n3 dead everywhere", func() (bool, string) {
+		for _, o := range []string{"n0", "n1", "n2"} {
+			if ok, why := sees(o, "n3", StateDead, 0); !ok {
+				return false, why
+			}
+		}
+		return true, ""
 	})
 
 	// n2 leaves gracefully.
@@ -129,12 +138,17 @@ func TestRunner(t *testing.T) {
 	if err := hub.runners["n2"].Leave(lctx); err != nil {
 		t.Fatalf("Leave: %v", err)
 	}
-	waitFor(t, "n2 left at n0 and n1", 5*time.Second, func() bool {
-		return sees("n0", "n2", StateLeft, 0) && sees("n1", "n2", StateLeft, 0)
+	testutil.WaitFor(t, 5*time.Second, "n2 left at n0 and n1", func() (bool, string) {
+		for _, o := range []string{"n0", "n1"} {
+			if ok, why := sees(o, "n2", StateLeft, 0); !ok {
+				return false, why
+			}
+		}
+		return true, ""
 	})
 
 	// OnEvent runs on the runner goroutine, shortly after the state changed.
-	waitFor(t, "dead and left events at n0", 2*time.Second, func() bool {
+	testutil.WaitFor(t, 2*time.Second, "dead and left events at n0", func() (bool, string) {
 		evMu.Lock()
 		defer evMu.Unlock()
 		var dead, left bool
@@ -142,7 +156,7 @@ func TestRunner(t *testing.T) {
 			dead = dead || (e.ID == "n3" && e.Kind == EventDead)
 			left = left || (e.ID == "n2" && e.Kind == EventLeft)
 		}
-		return dead && left
+		return dead && left, fmt.Sprintf("n3 dead event %v, n2 left event %v", dead, left)
 	})
 	st := hub.runners["n0"].Stats()
 	if st.PacketsSent == 0 || st.BytesReceived == 0 {
