@@ -585,6 +585,20 @@ func (h *Host) onConnected(c network.Conn) {
 			return
 		}
 		h.log.Debug("closing connection: peer not admitted in time", "peer", p, "outbound", outbound)
+		// An exchange still in flight judges the peer itself (its own stall deadline):
+		// wait for its verdict so that one stall is one strike, not two.
+		for deadline := time.Now().Add(h.cfg.AdmitTimeout); time.Now().Before(deadline); {
+			h.mu.Lock()
+			inFlight := h.exchanges[p] > 0
+			h.mu.Unlock()
+			if !inFlight || h.ctx.Err() != nil {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if h.IsAdmitted(p) || c.IsClosed() {
+			return
+		}
 		if !h.blocked(p) {
 			// Still connected, not admitted, no verdict: it never started admission or
 			// stalled in the middle of it.
