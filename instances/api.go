@@ -313,7 +313,8 @@ func (m *Service) Create(ctx context.Context, req *api.CreateRequest) (Record, e
 	tCreate = time.Now()
 	if req.Start == nil || *req.Start {
 		if _, err := rt.Start(req.Name); err != nil {
-			dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			// Undo the create even during a shutdown (bounded): nothing half-made stays.
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 			_ = rt.Destroy(dctx, req.Name, false)
 			cancel()
 			cleanup()

@@ -586,7 +586,9 @@ func (s *Scheduler) removeAsync(name, why string) {
 
 // remove stops and destroys a local deployment instance and returns its quota rights.
 func (s *Scheduler) remove(name, why string) {
-	ctx, cancel := context.WithTimeout(context.Background(), s.grace+30*time.Second)
+	// The node's context: a shutdown does not wait for a removal; the next start finds the
+	// claim gone and removes the instance again.
+	ctx, cancel := context.WithTimeout(s.ctx, s.grace+30*time.Second)
 	if err := s.inst.Remove(ctx, name, s.grace); err != nil {
 		s.log.Warn("remove deployment instance", "instance", name, "err", err)
 	}
