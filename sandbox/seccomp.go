@@ -117,28 +117,47 @@ func loadSeccompProfile(path, goarch string) ([]byte, error) {
 	if len(b) > maxSeccompBytes {
 		return nil, fieldErr("seccomp", ErrInvalidSpec, "profile %s is larger than %d bytes", path, maxSeccompBytes)
 	}
-	if _, err := compileSeccompJSON(b, goarch); err != nil {
+	if _, _, err := compileSeccompJSON(b, goarch); err != nil {
 		return nil, err
 	}
 	return b, nil
 }
 
-// compileSeccompJSON decodes an OCI linux.seccomp profile strictly and compiles it.
-func compileSeccompJSON(b []byte, goarch string) ([]bpfInsn, error) {
+// compileSeccompJSON decodes an OCI linux.seccomp profile strictly and compiles it; it
+// also returns the seccomp(2) flags the profile asks for.
+func compileSeccompJSON(b []byte, goarch string) ([]bpfInsn, uint32, error) {
+	prog, p, err := decodeAndCompile(b, goarch)
+	if err != nil {
+		return nil, 0, err
+	}
+	var flags uint32
+	for _, f := range p.Flags {
+		switch f {
+		case "SECCOMP_FILTER_FLAG_LOG":
+			flags |= 2
+		case "SECCOMP_FILTER_FLAG_SPEC_ALLOW":
+			flags |= 4
+		}
+	}
+	return prog, flags, nil
+}
+
+func decodeAndCompile(b []byte, goarch string) ([]bpfInsn, *ociSeccomp, error) {
 	var p ociSeccomp
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&p); err != nil {
 		msg := err.Error()
 		if strings.Contains(msg, `"includes"`) || strings.Contains(msg, `"excludes"`) || strings.Contains(msg, `"archMap"`) {
-			return nil, fieldErr("seccomp", ErrInvalidSpec, "profile: %v: Docker's conditional profile format (archMap, includes, excludes) is not supported; give an OCI linux.seccomp profile (defaultAction, architectures, syscalls[].names/action/errnoRet/args)", err)
+			return nil, nil, fieldErr("seccomp", ErrInvalidSpec, "profile: %v: Docker's conditional profile format (archMap, includes, excludes) is not supported; give an OCI linux.seccomp profile (defaultAction, architectures, syscalls[].names/action/errnoRet/args)", err)
 		}
-		return nil, fieldErr("seccomp", ErrInvalidSpec, "profile: %v (want an OCI linux.seccomp object: defaultAction, architectures, syscalls[].names/action/errnoRet/args)", err)
+		return nil, nil, fieldErr("seccomp", ErrInvalidSpec, "profile: %v (want an OCI linux.seccomp object: defaultAction, architectures, syscalls[].names/action/errnoRet/args)", err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return nil, fieldErr("seccomp", ErrInvalidSpec, "profile: trailing data after the JSON object")
+		return nil, nil, fieldErr("seccomp", ErrInvalidSpec, "profile: trailing data after the JSON object")
 	}
-	return compileSeccomp(&p, goarch, true)
+	prog, err := compileSeccomp(&p, goarch, true)
+	return prog, &p, err
 }
 
 // compileSeccomp compiles a profile into a filter for goarch. Names unknown on goarch but
