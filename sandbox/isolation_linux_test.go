@@ -90,7 +90,9 @@ func TestCPUPercentLimit(t *testing.T) {
 
 func TestForkBombStopsAtPIDs(t *testing.T) {
 	e := newTestRuntime(t, nil)
-	spec := Spec{Name: "bomb", Command: []string{"sh", "-c", "b() { b | b & }; b; sleep 30"}, Limits: Limits{PIDs: 20}}
+	// A subshell spawns until fork fails; its children and PID 1 (sleeping) live on, so
+	// the count stays at the limit.
+	spec := Spec{Name: "bomb", Command: []string{"sh", "-c", "(while :; do sleep 30 & done) 2>/dev/null; sleep 30"}, Limits: Limits{PIDs: 20}}
 	if _, err := e.rt.Create(spec); err != nil {
 		t.Fatal(err)
 	}
