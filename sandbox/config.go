@@ -53,7 +53,7 @@ type Config struct {
 	// /etc (passwd, group, hosts, hostname, resolv.conf and nsswitch.conf are generated
 	// and cannot be listed). Default: the certificate stores, dynamic loader cache,
 	// alternatives, time zone, services and protocols; nil takes the default, an empty
-	// slice binds none.
+	// slice gives none. Small files are copied at each start, directories bound.
 	EtcFiles []string
 	// Env is added to every instance's environment (e.g. CONSTELLATION_API).
 	Env map[string]string
@@ -107,8 +107,7 @@ func (c *Config) setDefaults() {
 		c.SystemDirs = []string{"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/usr"}
 	}
 	if c.EtcFiles == nil {
-		c.EtcFiles = []string{"alternatives", "ssl", "ca-certificates", "ca-certificates.conf", "pki", "crypto-policies",
-			"localtime", "timezone", "services", "protocols", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "os-release", "mime.types"}
+		c.EtcFiles = []string{"alternatives", "ssl", "pki", "crypto-policies", "localtime", "timezone", "services", "protocols", "ld.so.cache", "os-release"}
 	}
 	if c.UIDBase == 0 {
 		c.UIDBase = defaultUIDBase

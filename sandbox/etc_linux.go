@@ -9,21 +9,83 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
 )
 
 // generatedEtc are the files of an instance's /etc written by the runtime; host /etc
-// entries of the same name are never bound.
+// entries of the same name are never given.
 var generatedEtc = []string{"passwd", "group", "hosts", "hostname", "resolv.conf", "nsswitch.conf"}
 
-// writeEtc (re)writes the instance's generated /etc in its state directory and makes
-// the mount points of the host /etc entries bound over it (Config.EtcFiles); it returns
-// the names to bind. Symbolic links (e.g. localtime) are copied, not bound.
-func writeEtc(res *resources, cfg *Config, spec *Spec, uid, gid int) ([]string, error) {
-	dir := filepath.Join(res.Dir, "etc")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("sandbox: /etc: %w", err)
+// maxEtcCopy: host /etc files up to this size are copied into an instance's /etc,
+// larger ones and directories are bound read-only.
+const maxEtcCopy = 1 << 20
+
+// etcEntry is one entry of an instance's /etc, a small tmpfs filled at launch.
+type etcEntry struct {
+	Name    string `json:"name"`
+	Content []byte `json:"content,omitempty"` // a file: written
+	Link    string `json:"link,omitempty"`    // a symbolic link: made
+	Bind    bool   `json:"bind,omitempty"`    // a host directory or large file: bound read-only
+	Dir     bool   `json:"dir,omitempty"`     // (with Bind) a directory
+}
+
+// hostEtc caches the host /etc entries instances get (Config.EtcFiles and
+// resolv.conf); an entry is read again when its size or modification time changes.
+type hostEtc struct {
+	names []string
+	mu    sync.Mutex // guards cache
+	cache map[string]cachedEtc
+}
+
+type cachedEtc struct {
+	size  int64
+	mtime time.Time
+	e     etcEntry
+	ok    bool // exists and is usable
+}
+
+func newHostEtc(names []string) *hostEtc {
+	return &hostEtc{names: names, cache: map[string]cachedEtc{}}
+}
+
+// get returns the current entry of name (following a symbolic link when follow).
+func (h *hostEtc) get(name string, follow bool) (etcEntry, bool) {
+	path := filepath.Join("/etc", name)
+	stat := os.Lstat
+	if follow {
+		stat = os.Stat
 	}
+	fi, err := stat(path)
+	if err != nil {
+		return etcEntry{}, false
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if c, ok := h.cache[name]; ok && c.size == fi.Size() && c.mtime.Equal(fi.ModTime()) {
+		return c.e, c.ok
+	}
+	c := cachedEtc{size: fi.Size(), mtime: fi.ModTime(), e: etcEntry{Name: name}}
+	switch {
+	case fi.Mode()&fs.ModeSymlink != 0:
+		c.e.Link, err = os.Readlink(path)
+		c.ok = err == nil
+	case fi.IsDir():
+		c.e.Bind, c.e.Dir, c.ok = true, true, true
+	case fi.Mode().IsRegular() && fi.Size() <= maxEtcCopy:
+		c.e.Content, err = readSmall(path, maxEtcCopy)
+		c.ok = err == nil
+	case fi.Mode().IsRegular():
+		c.e.Bind, c.ok = true, true
+	}
+	h.cache[name] = c
+	return c.e, c.ok
+}
+
+// etcFor returns an instance's /etc: generated passwd, group, hosts, hostname,
+// nsswitch.conf, the host's resolv.conf, and the host entries of Config.EtcFiles.
+func (h *hostEtc) etcFor(spec *Spec, uid, gid int) []etcEntry {
 	var passwd, group strings.Builder
 	passwd.WriteString("root:x:0:0:root:/root:/bin/sh\n")
 	group.WriteString("root:x:0:\ntty:x:5:\n")
@@ -35,76 +97,45 @@ func writeEtc(res *resources, cfg *Config, spec *Spec, uid, gid int) ([]string, 
 	}
 	passwd.WriteString("nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n")
 	group.WriteString("nogroup:x:65534:\n")
-	resolv, err := readSmall("/etc/resolv.conf", 64<<10)
-	if err != nil {
-		resolv = "" // no resolver configured on the host
+	out := []etcEntry{
+		{Name: "passwd", Content: []byte(passwd.String())},
+		{Name: "group", Content: []byte(group.String())},
+		{Name: "hosts", Content: fmt.Appendf(nil, "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t%s\n", spec.Name)},
+		{Name: "hostname", Content: []byte(spec.Name + "\n")},
+		{Name: "nsswitch.conf", Content: []byte("passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\nprotocols: files\nservices: files\nethers: files\nrpc: files\n")},
 	}
-	files := map[string]string{
-		"passwd":        passwd.String(),
-		"group":         group.String(),
-		"hosts":         fmt.Sprintf("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t%s\n", spec.Name),
-		"hostname":      spec.Name + "\n",
-		"resolv.conf":   resolv,
-		"nsswitch.conf": "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\nprotocols: files\nservices: files\nethers: files\nrpc: files\n",
+	resolv := etcEntry{Name: "resolv.conf", Content: []byte{}}
+	if e, ok := h.get("resolv.conf", true); ok && !e.Bind {
+		resolv.Content = e.Content
 	}
-	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
-			return nil, fmt.Errorf("sandbox: /etc/%s: %w", name, err)
-		}
-	}
-	var binds []string
-	for _, e := range cfg.EtcFiles {
-		if slices.Contains(generatedEtc, e) {
+	out = append(out, resolv)
+	for _, n := range h.names {
+		if slices.Contains(generatedEtc, n) {
 			continue
 		}
-		host, mp := filepath.Join("/etc", e), filepath.Join(dir, e)
-		fi, err := os.Lstat(host)
-		if err != nil {
-			os.RemoveAll(mp) // gone from the host since the last start
-			continue
-		}
-		switch {
-		case fi.Mode()&fs.ModeSymlink != 0:
-			l, err := os.Readlink(host)
-			if err != nil {
-				continue
-			}
-			if cur, err := os.Readlink(mp); err == nil && cur == l {
-				continue
-			}
-			os.RemoveAll(mp)
-			if err := os.Symlink(l, mp); err != nil {
-				return nil, fmt.Errorf("sandbox: /etc/%s: %w", e, err)
-			}
-		case fi.IsDir():
-			if mfi, err := os.Lstat(mp); err != nil || !mfi.IsDir() {
-				os.RemoveAll(mp)
-				if err := os.Mkdir(mp, 0o755); err != nil {
-					return nil, fmt.Errorf("sandbox: /etc/%s: %w", e, err)
-				}
-			}
-			binds = append(binds, e)
-		case fi.Mode().IsRegular():
-			if mfi, err := os.Lstat(mp); err != nil || !mfi.Mode().IsRegular() {
-				os.RemoveAll(mp)
-				if err := os.WriteFile(mp, nil, 0o644); err != nil {
-					return nil, fmt.Errorf("sandbox: /etc/%s: %w", e, err)
-				}
-			}
-			binds = append(binds, e)
+		if e, ok := h.get(n, false); ok {
+			out = append(out, e)
 		}
 	}
-	return binds, nil
+	return out
 }
 
-func readSmall(path string, limit int64) (string, error) {
+// etcSize is the tmpfs size an instance's /etc needs.
+func etcSize(es []etcEntry) int {
+	n := 64 << 10
+	for _, e := range es {
+		n += (len(e.Content) + 4095) &^ 4095
+	}
+	return n
+}
+
+func readSmall(path string, limit int64) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit))
-	return string(b), err
+	return io.ReadAll(io.LimitReader(f, limit))
 }
 
 // fixDataOwner moves the instance's data layer into its uid range when its root is

@@ -32,14 +32,11 @@ type initConfig struct {
 	Env        []string `json:"env"`
 	TmpMB      int64    `json:"tmp_mb"`
 	// UserNS: unshare a user namespace mapping 0..65535 to HostUID.. (uids and gids).
-	UserNS  bool `json:"user_ns"`
-	HostUID int  `json:"host_uid"`
-	// Etc is the host directory with the generated /etc; EtcBinds are host /etc
-	// entries bound over it (their mount points exist in Etc).
-	Etc      string   `json:"etc"`
-	EtcBinds []string `json:"etc_binds"`
-	RunDir   string   `json:"run_dir"`   // bound read-only at /run/constellation
-	DevNodes []string `json:"dev_nodes"` // host /dev nodes bound into /dev
+	UserNS   bool       `json:"user_ns"`
+	HostUID  int        `json:"host_uid"`
+	Etc      []etcEntry `json:"etc"`       // the instance's /etc
+	RunDir   string     `json:"run_dir"`   // bound read-only at /run/constellation
+	DevNodes []string   `json:"dev_nodes"` // host /dev nodes bound into /dev
 	// Docker's masked and read-only /proc paths that exist on this kernel.
 	ProcMaskFiles []string  `json:"proc_mask_files"`
 	ProcMaskDirs  []string  `json:"proc_mask_dirs"`
@@ -101,7 +98,9 @@ func runInit() error {
 		if e != 0 && op.flags&opMayFail == 0 {
 			return opError(prog.desc[i], e)
 		}
-		prev = r
+		if op.flags&opKeepPrev == 0 {
+			prev = r
+		}
 	}
 	return fmt.Errorf("exec %s returned", c.Path)
 }

@@ -166,7 +166,9 @@ func childMain(ops []rawOp, report *[2]uint32) {
 			report[0], report[1] = uint32(i)+1, uint32(e)
 			syscall.RawSyscall(unix.SYS_EXIT_GROUP, 127, 0, 0)
 		}
-		prev = r
+		if op.flags&opKeepPrev == 0 {
+			prev = r
+		}
 	}
 	syscall.RawSyscall(unix.SYS_EXIT_GROUP, 126, 0, 0)
 }

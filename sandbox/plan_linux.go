@@ -18,7 +18,8 @@ import (
 //
 //   - join the instance's cgroups (v1) and unshare a cgroup namespace rooted there;
 //   - build the root: a read-only tmpfs with read-only binds of the system directories,
-//     a generated /etc (plus read-only binds of a few host /etc entries), /app, /tmp,
+//     a tmpfs /etc (generated files, copies or read-only binds of a few host /etc
+//     entries), /app, /tmp,
 //     a nodev /dev holding binds of the allowed device nodes and a private devpts, /proc
 //     with Docker's masked and read-only paths, and /run/constellation (the node's run
 //     directory, read-only); pivot_root into it;
@@ -57,8 +58,9 @@ type rawOp struct {
 }
 
 const (
-	opPrevA0  = 1 // a[0] = result of the previous op
-	opMayFail = 2 // an error is ignored
+	opPrevA0   = 1 // a[0] = result of the previous op
+	opMayFail  = 2 // an error is ignored
+	opKeepPrev = 4 // the next op's "previous result" stays that of the op before this one
 )
 
 type childProg struct {
@@ -187,11 +189,34 @@ func buildChild(c *initConfig, v1Procs []int, stdio *[3]int, hostDirs map[string
 		p.mkdirAll(r, t, 0o755)
 		p.bindRO(d, t, false)
 	}
+	// /etc: a tmpfs with the generated files and copies of small host files, host
+	// directories bound read-only, then all of it read-only.
 	etc := filepath.Join(r, "etc")
 	p.mkdirAll(r, etc, 0o755)
-	p.mount(c.Etc, etc, "", unix.MS_BIND, "")
-	for _, e := range c.EtcBinds {
-		p.mount(filepath.Join("/etc", e), filepath.Join(etc, e), "", unix.MS_BIND|unix.MS_REC, "")
+	p.mount("tmpfs", etc, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, fmt.Sprintf("mode=755,size=%d", etcSize(c.Etc)))
+	for _, e := range c.Etc {
+		t := filepath.Join(etc, e.Name)
+		switch {
+		case e.Link != "":
+			p.add("symlink /etc/"+e.Name, unix.SYS_SYMLINKAT, p.str(e.Link), atFDCWD, p.str(t))
+		case e.Bind:
+			if e.Dir {
+				p.add("mkdir "+t, unix.SYS_MKDIRAT, atFDCWD, p.str(t), 0o755)
+			} else {
+				p.touch(t)
+			}
+			p.mount(filepath.Join("/etc", e.Name), t, "", unix.MS_BIND|unix.MS_REC, "")
+		default:
+			// open, write (keeping the descriptor as the previous result), close: no
+			// writer may remain when /etc becomes read-only.
+			p.add("create /etc/"+e.Name, unix.SYS_OPENAT, atFDCWD, p.str(t), unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o644)
+			if len(e.Content) > 0 {
+				p.keep = append(p.keep, e.Content)
+				op := p.add("write /etc/"+e.Name, unix.SYS_WRITE, 0, uintptr(unsafe.Pointer(&e.Content[0])), uintptr(len(e.Content)))
+				op.flags = opPrevA0 | opKeepPrev
+			}
+			p.add("close /etc/"+e.Name, unix.SYS_CLOSE, 0).flags = opPrevA0
+		}
 	}
 	p.setattr(etc, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV, true)
 	app := filepath.Join(r, "app")
@@ -213,8 +238,7 @@ func buildChild(c *initConfig, v1Procs []int, stdio *[3]int, hostDirs map[string
 	for _, n := range c.DevNodes {
 		t := filepath.Join(dev, n)
 		p.touch(t)
-		p.mount(filepath.Join("/dev", n), t, "", unix.MS_BIND, "")
-		p.setattr(t, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NOEXEC, false)
+		p.mount(filepath.Join("/dev", n), t, "", unix.MS_BIND, "") // a device node cannot be exec'd
 	}
 	for _, l := range devLinks {
 		p.add("symlink /dev/"+l[0], unix.SYS_SYMLINKAT, p.str(l[1]), atFDCWD, p.str(filepath.Join(dev, l[0])))

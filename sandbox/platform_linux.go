@@ -32,6 +32,7 @@ type linuxPlatform struct {
 	// Read once: what this kernel and host have of the masked /proc paths and /dev nodes.
 	procMaskFiles, procMaskDirs, procReadOnly, devNodes []string
 	lastCap                                             int
+	etc                                                 *hostEtc // host /etc entries instances get
 	// seccompDefault is SeccompDefault compiled for this architecture (seccompErr when
 	// there is no syscall table for it).
 	seccompDefault []bpfInsn
@@ -53,6 +54,7 @@ func newPlatform(cfg *Config) (platform, error) {
 	p.procReadOnly = existing("/proc", procReadOnly)
 	p.devNodes = existing("/dev", devNodes)
 	p.lastCap = lastCap()
+	p.etc = newHostEtc(cfg.EtcFiles)
 	p.seccompDefault, p.seccompErr = compileSeccomp(defaultSeccompProfile(), runtime.GOARCH, false)
 	p.hst = Host{CPUs: runtime.NumCPU(), MemoryMB: totalMemMB(), MaxPIDs: pidMax()}
 	mode := cfg.DiskQuota
@@ -240,10 +242,6 @@ func (p *linuxPlatform) start(res *resources, spec *Spec, stdout, stderr *os.Fil
 	if err := fixDataOwner(res, p.cfg); err != nil {
 		return nil, err
 	}
-	etcBinds, err := writeEtc(res, p.cfg, spec, uid, gid)
-	if err != nil {
-		return nil, err
-	}
 	ic := initConfig{
 		Root:          filepath.Join(res.Dir, "root"),
 		SystemDirs:    p.cfg.SystemDirs,
@@ -260,8 +258,7 @@ func (p *linuxPlatform) start(res *resources, spec *Spec, stdout, stderr *os.Fil
 		TmpMB:         p.cfg.TmpMB,
 		UserNS:        res.HostUID != 0,
 		HostUID:       res.HostUID,
-		Etc:           filepath.Join(res.Dir, "etc"),
-		EtcBinds:      etcBinds,
+		Etc:           p.etc.etcFor(spec, uid, gid),
 		RunDir:        res.runDir(),
 		DevNodes:      p.devNodes,
 		ProcMaskFiles: p.procMaskFiles,

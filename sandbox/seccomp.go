@@ -253,17 +253,62 @@ func compileSeccomp(p *ociSeccomp, goarch string, strict bool) ([]bpfInsn, error
 		nrs = append(nrs, nr)
 	}
 	sort.Ints(nrs)
+	// The syscall number space as intervals with one outcome each (a return value, or a
+	// jump to the argument checks of one syscall), dispatched by a binary search: a
+	// few comparisons per call, and a short program for the kernel's constant-action
+	// cache to evaluate for every syscall number when the filter is installed.
+	type interval struct {
+		lo    uint32
+		ret   uint32
+		block string // argument checks; "" for ret
+	}
+	var ivs []interval
+	next := uint32(0)
 	for _, nr := range nrs {
+		if uint32(nr) > next {
+			ivs = append(ivs, interval{lo: next, ret: def})
+		}
 		rs := rules[nr]
 		if len(rs) == 1 && len(rs[0].args) == 0 {
-			as.jump(bpfJeqK, uint32(nr), "", "+1")
-			as.stmt(bpfRet, rs[0].ret)
+			if n := len(ivs); n > 0 && ivs[n-1].block == "" && ivs[n-1].ret == rs[0].ret {
+				next = uint32(nr) + 1 // extends the previous interval
+				continue
+			}
+			ivs = append(ivs, interval{lo: uint32(nr), ret: rs[0].ret})
+		} else {
+			ivs = append(ivs, interval{lo: uint32(nr), block: fmt.Sprintf("nr%d", nr)})
+		}
+		next = uint32(nr) + 1
+	}
+	ivs = append(ivs, interval{lo: next, ret: def})
+	// Merge neighbours with the same plain outcome (a gap between two denied numbers).
+	merged := ivs[:1]
+	for _, iv := range ivs[1:] {
+		last := &merged[len(merged)-1]
+		if iv.block == "" && last.block == "" && iv.ret == last.ret {
 			continue
 		}
-		as.jump(bpfJeqK, uint32(nr), "", "+1")
-		as.ja(fmt.Sprintf("nr%d", nr))
+		merged = append(merged, iv)
 	}
-	as.stmt(bpfRet, def)
+	var tree func(ivs []interval, id string)
+	tree = func(ivs []interval, id string) {
+		if len(ivs) == 1 {
+			if ivs[0].block != "" {
+				as.ja(ivs[0].block)
+			} else {
+				as.stmt(bpfRet, ivs[0].ret)
+			}
+			return
+		}
+		mid := len(ivs) / 2
+		right := id + "r"
+		as.jump(bpfJgeK, ivs[mid].lo, "", "+1")
+		as.ja(right)
+		tree(ivs[:mid], id+"l")
+		as.label(right)
+		tree(ivs[mid:], right)
+	}
+	tree(merged, "t")
 	for _, nr := range nrs {
 		rs := rules[nr]
 		if len(rs) == 1 && len(rs[0].args) == 0 {

@@ -199,3 +199,52 @@ func TestSeccompProfileErrors(t *testing.T) {
 		t.Errorf("big profile: %v", err)
 	}
 }
+
+// TestSeccompDispatchMatchesRules compares the compiled binary-search dispatch with a
+// direct evaluation of the profile's rules for every syscall number and a few
+// argument values.
+func TestSeccompDispatchMatchesRules(t *testing.T) {
+	for _, goarch := range []string{"amd64", "arm64"} {
+		a := seccompArches[goarch]
+		p := defaultSeccompProfile()
+		prog, err := compileSeccomp(p, goarch, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		def, _ := seccompAction(p.DefaultAction, p.DefaultErrnoRet)
+		eval := func(nr int, args [6]uint64) uint32 {
+			for _, sc := range p.Syscalls {
+				for _, name := range sc.Names {
+					if n, ok := a.table.SyscallNames[name]; !ok || n != nr {
+						continue
+					}
+					match := true
+					for _, c := range sc.Args {
+						v := args[c.Index]
+						switch c.Op {
+						case "SCMP_CMP_EQ":
+							match = match && v == c.Value
+						case "SCMP_CMP_MASKED_EQ":
+							match = match && v&c.Value == c.ValueTwo
+						default:
+							t.Fatalf("evaluator lacks %s", c.Op)
+						}
+					}
+					if match {
+						ret, _ := seccompAction(sc.Action, sc.ErrnoRet)
+						return ret
+					}
+				}
+			}
+			return def
+		}
+		for nr := 0; nr < 1100; nr++ {
+			for _, arg0 := range []uint64{0, 2, 38, 0x10000000, 0xffffffff} {
+				args := [6]uint64{arg0}
+				if got, want := runBPF(t, prog, nr, a.audit, args), eval(nr, args); got != want {
+					t.Fatalf("%s: nr %d (%s) arg0 %#x: filter %#x, rules %#x", goarch, nr, a.table.SyscallNumbers[nr], arg0, got, want)
+				}
+			}
+		}
+	}
+}

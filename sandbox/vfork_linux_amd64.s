@@ -58,7 +58,11 @@ call:
 	MOVQ	$231, AX // SYS_exit_group
 	SYSCALL
 next:
+	MOVQ	56(R12), CX // SYSCALL clobbered CX
+	TESTQ	$4, CX // opKeepPrev
+	JNE	kept
 	MOVQ	AX, BX
+kept:
 	ADDQ	$64, R12
 	DECQ	R13
 	INCQ	R15
