@@ -360,3 +360,30 @@ func TestDevicesCgroup(t *testing.T) {
 		t.Fatalf("/dev/kmsg cannot be read outside the cgroup either (%q): the check above proves nothing", out)
 	}
 }
+
+// TestSeccompProfileFile: an operator profile (OCI JSON) is copied at create and
+// enforced: here mkdir/mkdirat fail with EACCES while the rest runs; a later change or
+// removal of the file does not affect the created instance.
+func TestSeccompProfileFile(t *testing.T) {
+	e := newTestRuntime(t, nil)
+	profile := filepath.Join(t.TempDir(), "profile.json")
+	body := `{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_X86_64","SCMP_ARCH_AARCH64"],
+	"syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO","errnoRet":13}]}`
+	if err := os.WriteFile(profile, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.rt.Create(Spec{Name: "prof", Seccomp: profile, Command: []string{"sh", "-c", "mkdir /tmp/d 2>&1; touch /tmp/f && echo touched; grep Seccomp: /proc/self/status"}}); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(profile)
+	if _, err := e.rt.Start("prof"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.rt.Wait(context.Background(), "prof"); err != nil {
+		t.Fatal(err)
+	}
+	out := e.logs(t, "prof", Stdout)
+	if !strings.Contains(out, "Permission denied") || !strings.Contains(out, "touched\n") || !strings.Contains(out, "Seccomp:\t2\n") {
+		t.Fatalf("instance under the profile: %q", out)
+	}
+}
