@@ -295,8 +295,12 @@ func (p *linuxPlatform) start(res *resources, spec *Spec, stdout, stderr *os.Fil
 	if p.raw {
 		var v1Procs []string
 		if !p.cg.v2 {
+			// The child joins as a single thread ("tasks", pid 0): the kernel then skips
+			// the global threadgroup lock, whose write side waits for an RCU grace period
+			// (milliseconds on a busy machine). The child has one thread, so this moves
+			// the whole process.
 			for _, d := range cg.dirs() {
-				v1Procs = append(v1Procs, filepath.Join(d, "cgroup.procs"))
+				v1Procs = append(v1Procs, filepath.Join(d, "tasks"))
 			}
 		}
 		pid, pidfd, err = launchRaw(&ic, p.hostDirs, v1Procs, cgroupFD, [3]*os.File{devnull, stdout, stderr})
