@@ -138,19 +138,32 @@ func readSmall(path string, limit int64) ([]byte, error) {
 	return io.ReadAll(io.LimitReader(f, limit))
 }
 
-// fixDataOwner moves the instance's data layer into its uid range when its root is
-// owned by another range (data kept from an instance with another range, or written
-// before user namespaces): every uid and gid keeps its value inside the instance.
+// fixDataOwner moves the instance's data layer into its uid range when it is not known
+// to be there: a layer kept from an instance with another range, written before user
+// namespaces, or restored from another instance's snapshot (a new directory, so its
+// inode differs from the one recorded). Files of another range or of host ids below
+// 65536 keep their ids inside the instance. A layer checked before costs one lstat.
 func fixDataOwner(res *resources, cfg *Config) error {
 	fi, err := os.Lstat(res.upper())
 	if err != nil {
 		return fmt.Errorf("sandbox: data layer: %w", err)
 	}
 	st := fi.Sys().(*syscall.Stat_t)
-	if inRange(int(st.Uid), res.HostUID, cfg) {
+	if st.Ino == res.UpperIno && inRange(int(st.Uid), res.HostUID, cfg) {
 		return nil
 	}
-	return shiftOwner(res.upper(), res.HostUID, cfg)
+	if err := shiftOwner(res.upper(), res.HostUID, cfg); err != nil {
+		return err
+	}
+	res.UpperIno = st.Ino
+	return nil
+}
+
+// markDataOwner records that the data layer's owners are in the instance's range.
+func markDataOwner(res *resources) {
+	if fi, err := os.Lstat(res.upper()); err == nil {
+		res.UpperIno = fi.Sys().(*syscall.Stat_t).Ino
+	}
 }
 
 // inRange reports whether host uid u belongs to the range starting at base (0: the

@@ -387,3 +387,52 @@ func TestSeccompProfileFile(t *testing.T) {
 		t.Fatalf("instance under the profile: %q", out)
 	}
 }
+
+// TestRestoreAcrossRanges: a snapshot restored into an instance with another uid range
+// is moved into that range at start: the files keep their ids inside, and the instance
+// can write them.
+func TestRestoreAcrossRanges(t *testing.T) {
+	e := newTestRuntime(t, nil)
+	ctx := context.Background()
+	uid := 1000
+	if _, err := e.rt.Create(Spec{Name: "src", UID: &uid, GID: &uid, Command: []string{"sh", "-c", "mkdir -p d && echo v1 > d/f"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.rt.Start("src"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.rt.Wait(ctx, "src"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.rt.SaveSnapshot(ctx, "src", "s"); err != nil {
+		t.Fatal(err)
+	}
+	dst, err := e.rt.Create(Spec{Name: "dst", UID: &uid, GID: &uid, Command: []string{"sh", "-c", "stat -c '%u %g' d/f && echo v2 >> d/f && cat d/f"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, _ := e.rt.Get("src")
+	if dst.HostUID == src.HostUID {
+		t.Fatal("both instances share a range")
+	}
+	if err := e.rt.RestoreSnapshot(ctx, "s", "dst"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.rt.Start("dst"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.rt.Wait(ctx, "dst"); err != nil {
+		t.Fatal(err)
+	}
+	if out := e.logs(t, "dst", Stdout); out != "1000 1000\nv1\nv2\n" {
+		t.Fatalf("restored data inside the other instance: %q (stderr %q)", out, e.logs(t, "dst", Stderr))
+	}
+	in, _ := e.rt.get("dst")
+	fi, err := os.Stat(filepath.Join(in.st.Res.upper(), "d", "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); int(st.Uid) != dst.HostUID+1000 {
+		t.Fatalf("restored file owned by host uid %d; want %d", st.Uid, dst.HostUID+1000)
+	}
+}

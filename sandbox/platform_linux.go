@@ -222,6 +222,7 @@ func (p *linuxPlatform) create(res *resources, spec *Spec) (err error) {
 		if err := os.Chown(res.upper(), uid, gid); err != nil {
 			return err
 		}
+		markDataOwner(res) // kept data is checked (and moved) at start
 	}
 	return nil
 }

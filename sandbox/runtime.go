@@ -91,6 +91,9 @@ type resources struct {
 	// HostUID is the host uid and gid that uid/gid 0 of the instance's user namespace
 	// maps to (a range of 65536); 0 for a host_root instance (no user namespace).
 	HostUID int `json:"host_uid,omitempty"`
+	// UpperIno is the inode of the data layer's root when its owners were last checked
+	// (a restored or kept layer is a new directory and is checked again at start).
+	UpperIno uint64 `json:"upper_ino,omitempty"`
 }
 
 func (r *resources) upper() string { return filepath.Join(r.DataDir, "upper") }
