@@ -98,9 +98,9 @@
 // Requirements and limits: Linux 5.12 or later (mount_setattr), root. With the host
 // network, root inside cannot bind ports below 1024 (the host's network namespace
 // belongs to the host's user namespace). Code directories must be readable by others.
-// Data kept from an instance with another range (Destroy with keepData, data written
-// before user namespaces) is moved into the new range at start when the owner of its
-// root is foreign. The fallback Go init (32-bit architectures) cannot create user
+// A data layer not known to be in the instance's range (kept by Destroy with keepData,
+// written before user namespaces, restored from another instance's snapshot) is moved
+// into it at start; ids keep their values inside. The fallback Go init (32-bit architectures) cannot create user
 // namespaces: there only host_root instances run.
 //
 // # Launch
