@@ -390,7 +390,7 @@ func lastCap() int {
 	return int(n)
 }
 
-// errnoName renders an op failure.
+// opError renders the failure of one setup step.
 func opError(desc string, errno syscall.Errno) error {
 	if strings.HasPrefix(desc, "mount_setattr") && errno == unix.ENOSYS {
 		return fmt.Errorf("instance setup: %s: %w (mount_setattr needs Linux 5.12 or later)", desc, errno)
