@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -32,12 +33,28 @@ type Config struct {
 	// DataImageMB is the size of the sparse XFS data image (default 65536; it only uses
 	// what instances write). Ignored once the image exists.
 	DataImageMB int64
-	// DefaultUID and DefaultGID run instances whose spec has no uid/gid. Zero means 65534
-	// (nobody): an instance runs as root only when its spec says uid 0.
+	// DefaultUID and DefaultGID run instances whose spec has no uid/gid (inside the
+	// instance's user namespace). Zero means 65534 (nobody): an instance runs as its
+	// namespace's root only when its spec says uid 0.
 	DefaultUID, DefaultGID int
+	// AllowHostRoot permits specs with host_root (no user namespace: uid 0 is the
+	// host's root). Off by default; the node's --allow-host-root.
+	AllowHostRoot bool
+	// UIDBase and UIDSlots define the host uid ranges of instances: instance k maps
+	// its uids and gids 0..65535 to UIDBase+k*65536... (default 1879048192 and 4094
+	// slots: see the userns.go comment for why). UIDBase must be at least 65536 and
+	// the ranges must end below 4294967295.
+	UIDBase, UIDSlots int
 	// SystemDirs are bound read-only into every instance at the same path (default
-	// /bin /sbin /lib /lib32 /lib64 /libx32 /usr /etc; missing ones are skipped).
+	// /bin /sbin /lib /lib32 /lib64 /libx32 /usr; missing ones are skipped). /etc is
+	// not allowed: instances get a generated /etc (see EtcFiles).
 	SystemDirs []string
+	// EtcFiles are the host /etc entries bound read-only into an instance's generated
+	// /etc (passwd, group, hosts, hostname, resolv.conf and nsswitch.conf are generated
+	// and cannot be listed). Default: the certificate stores, dynamic loader cache,
+	// alternatives, time zone, services and protocols; nil takes the default, an empty
+	// slice gives none. Small files are copied at each start, directories bound.
+	EtcFiles []string
 	// Env is added to every instance's environment (e.g. CONSTELLATION_API).
 	Env map[string]string
 	// TmpMB is the size of each instance's private /tmp (tmpfs, charged to its memory);
@@ -87,7 +104,16 @@ func (c *Config) setDefaults() {
 		c.DefaultGID = 65534
 	}
 	if c.SystemDirs == nil {
-		c.SystemDirs = []string{"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/usr", "/etc"}
+		c.SystemDirs = []string{"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/usr"}
+	}
+	if c.EtcFiles == nil {
+		c.EtcFiles = []string{"alternatives", "ssl", "pki", "crypto-policies", "localtime", "timezone", "services", "protocols", "ld.so.cache", "os-release"}
+	}
+	if c.UIDBase == 0 {
+		c.UIDBase = defaultUIDBase
+	}
+	if c.UIDSlots == 0 {
+		c.UIDSlots = defaultUIDSlots
 	}
 	if c.TmpMB == 0 {
 		c.TmpMB = 64
@@ -133,8 +159,24 @@ func (c *Config) Validate() error {
 	if c.DataImageMB < 300 {
 		return errors.New("sandbox: config: DataImageMB must be at least 300 (XFS minimum)")
 	}
-	if c.DefaultUID < 0 || c.DefaultGID < 0 {
-		return errors.New("sandbox: config: negative default uid/gid")
+	if c.DefaultUID < 0 || c.DefaultGID < 0 || c.DefaultUID >= userNSSize || c.DefaultGID >= userNSSize {
+		return fmt.Errorf("sandbox: config: default uid/gid must be in [0, %d] (ids inside an instance's user namespace)", userNSSize-1)
+	}
+	if c.UIDBase < userNSSize || c.UIDSlots < 1 || int64(c.UIDBase)+int64(c.UIDSlots)*userNSSize > 1<<32-1 {
+		return fmt.Errorf("sandbox: config: UIDBase %d with %d slots of %d: want UIDBase >= %d and ranges ending below 4294967295", c.UIDBase, c.UIDSlots, userNSSize, userNSSize)
+	}
+	for _, d := range c.SystemDirs {
+		if !filepath.IsAbs(d) || filepath.Clean(d) != d || d == "/" {
+			return fmt.Errorf("sandbox: config: system dir %q must be a clean absolute path other than /", d)
+		}
+		if d == "/etc" || strings.HasPrefix(d, "/etc/") || d == appDir || d == "/proc" || d == "/dev" || d == "/tmp" || d == "/run" {
+			return fmt.Errorf("sandbox: config: system dir %q: the runtime provides that directory (list host /etc entries in EtcFiles)", d)
+		}
+	}
+	for _, e := range c.EtcFiles {
+		if !localPath(e) || strings.Contains(e, "/") {
+			return fmt.Errorf("sandbox: config: EtcFiles entry %q must be a name in /etc", e)
+		}
 	}
 	if c.TmpMB < 1 || c.LogMaxBytes < 1024 || c.LogFiles < 1 || c.HousekeepInterval <= 0 || c.FollowInterval <= 0 {
 		return errors.New("sandbox: config: TmpMB, LogMaxBytes, LogFiles and intervals must be positive")

@@ -38,28 +38,85 @@
 //
 // # What an instance sees (Linux)
 //
-// New PID, mount, UTS and IPC namespaces (and optionally a network namespace with only
-// loopback): the program is PID 1 and sees only its own processes. Its root is a small
-// read-only tmpfs holding read-only binds of the host's system directories
-// (Config.SystemDirs: /bin /lib /usr /etc ...), /app (an overlay: lower = the shared
-// read-only code directory, upper = the instance's private data, which is the working
-// directory and HOME), a private /tmp and /dev (null, zero, full, random, urandom,
-// tty, shm) and /proc of its PID namespace. It runs as the spec's uid/gid (default
-// 65534) with no_new_privs. The program must reap its own children (it is PID 1).
+// New PID, mount, UTS, IPC and cgroup namespaces, its own user namespace, and optionally
+// a network namespace with only loopback: the program is PID 1 and sees only its own
+// processes; /proc/self/cgroup shows "/". Its root is a small read-only tmpfs holding
+// read-only binds of the host's system directories (Config.SystemDirs: /bin /lib /usr
+// ...), /app (an overlay: lower = the shared read-only code directory, upper = the
+// instance's private data, which is the working directory and HOME), a private /tmp,
+// /etc, /dev and /proc, and /run/constellation. The program must reap its own children
+// (it is PID 1).
+//
+// # The boundary (Linux)
+//
+// User namespace: uids and gids 0..65535 inside map to a host range of 65536 that
+// belongs to this instance alone (Info.HostUID: Config.UIDBase + slot*65536, the lowest
+// free slot, recorded with the instance so a restarted runtime keeps it; see userns.go
+// for the choice of base and a comparison with Docker and Podman). uid 0 inside is not
+// host root, files the instance writes are owned by its mapped uids, and no host user,
+// nobody included, shares its uids. The program runs as the spec's uid/gid inside
+// (default 65534). Spec.HostRoot (no user namespace, host uids) is refused unless
+// Config.AllowHostRoot is set: a *FieldError for "host_root" wrapping ErrNotPermitted.
+//
+// Namespace ownership: the mount, PID, UTS, IPC and cgroup namespaces are made by host
+// root before the user namespace exists, so they belong to the host's user namespace:
+// root inside has no capability over them (it cannot mount, unmount a mask, remount a
+// read-only bind, set the hostname or create device nodes). Only an isolated network
+// namespace belongs to the instance's user namespace.
+//
+// Capabilities: uid 0 inside keeps CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID,
+// SETUID and NET_BIND_SERVICE (8 of Docker's 14) as effective, permitted and bounding
+// set; other uids keep none, bounding set included. Inheritable and ambient sets are
+// empty and no_new_privs is always set.
+//
+// Seccomp (Spec.Seccomp): SeccompDefault is Docker's default allow-list for a container
+// without extra capabilities (no namespaces, mounts, keyrings, io_uring, bpf,
+// perf_event_open, open_by_handle_at, kexec, modules, clock setting; clone only without
+// namespace flags; clone3 ENOSYS; other ABIs killed), compiled to classic BPF in pure
+// Go with a binary-search dispatch; "unconfined" installs none; an absolute path names an
+// OCI linux.seccomp profile, checked and copied at Create.
+//
+// Devices: a deny-all devices cgroup (v1 devices controller, or a v2
+// BPF_PROG_TYPE_CGROUP_DEVICE program) allows read and write of null, zero, full,
+// random, urandom, tty, ptmx and the pseudo-terminals only, and no mknod. /dev is a
+// nodev, nosuid, noexec tmpfs with binds of those host nodes, a private devpts and shm.
+//
+// /proc: Docker's masked paths (kcore, keys, timer_list, sched_debug, ... under /dev/null;
+// acpi, asound, scsi under an empty read-only tmpfs) and read-only bus, fs, irq, sys and
+// sysrq-trigger. There is no /sys.
+//
+// /etc is a read-only tmpfs filled at each start: generated passwd, group, hosts,
+// hostname, nsswitch.conf, the host's resolv.conf, and copies (small files) or
+// read-only binds (directories) of the host entries in Config.EtcFiles (certificates,
+// loader cache, alternatives, time zone, services, protocols). Nothing else of the
+// host's /etc is visible.
+//
+// /run/constellation is the instance's run directory (Runtime.RunDir), bound read-only:
+// the node puts the instance's API socket and token there (Runtime.WriteRunFile writes
+// a file owned by the instance's root, e.g. mode 0400).
+//
+// Requirements and limits: Linux 5.12 or later (mount_setattr), root. With the host
+// network, root inside cannot bind ports below 1024 (the host's network namespace
+// belongs to the host's user namespace). Code directories must be readable by others.
+// A data layer not known to be in the instance's range (kept by Destroy with keepData,
+// written before user namespaces, restored from another instance's snapshot) is moved
+// into it at start; ids keep their values inside. The fallback Go init (32-bit architectures) cannot create user
+// namespaces: there only host_root instances run.
 //
 // # Launch
 //
 // Start clones the supervisor with clone3 straight into the new namespaces (on cgroup
 // v2 directly inside the instance's cgroup with CLONE_INTO_CGROUP); on amd64 and arm64
-// as a vfork (CLONE_VM|CLONE_VFORK, in assembly: the child touches no stack), so no
-// page tables are copied. The child runs a list of system calls the parent prepared (on v1 joining the instance's cgroups
-// first, so before anything else runs; then the mounts, pivot_root, hostname,
-// credentials, no_new_privs) and execs the program, which keeps the PID: no second Go
-// runtime starts and nothing stays resident. Where that launcher is not available
-// (32-bit architectures, nested Config.SystemDirs) the binary re-executes itself as a
-// short-lived Go init (Init) that does the same. The runtime holds a pidfd per
-// instance and waits on it through the Go netpoller, so an idle instance costs one
-// parked goroutine and one file descriptor.
+// sharing its memory (CLONE_VM, in assembly: the child touches no stack), so no page
+// tables are copied. The child runs a list of system calls the parent prepared
+// (buildChild: cgroup join, mounts, pivot_root, user namespace, credentials,
+// capabilities, no_new_privs, seccomp) and execs the program, which keeps the PID: no
+// second Go runtime starts and nothing stays resident. The parent writes the child's
+// uid/gid maps once the child has unshared its user namespace, and learns of the exec
+// from a close-on-exec pipe. Where that launcher is not available (32-bit
+// architectures) the binary re-executes itself as a short-lived Go init (Init) that runs
+// the same list. The runtime holds a pidfd per instance and waits on it through the Go
+// netpoller, so an idle instance costs one parked goroutine and one file descriptor.
 //
 // # Disk quota
 //
@@ -82,6 +139,7 @@
 // # Other operating systems
 //
 // The package builds everywhere. Outside Linux instances are plain child processes
-// without isolation, every non-zero limit is a *FieldError wrapping ErrUnenforceable,
-// and re-adoption is not available.
+// without isolation: every non-zero limit, a spec without host_root and a seccomp
+// filter other than "unconfined" are *FieldError values wrapping ErrUnenforceable, and
+// re-adoption is not available.
 package sandbox

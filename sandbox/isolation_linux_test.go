@@ -90,7 +90,9 @@ func TestCPUPercentLimit(t *testing.T) {
 
 func TestForkBombStopsAtPIDs(t *testing.T) {
 	e := newTestRuntime(t, nil)
-	spec := Spec{Name: "bomb", Command: []string{"sh", "-c", "b() { b | b & }; b; sleep 30"}, Limits: Limits{PIDs: 20}}
+	// A subshell spawns until fork fails; its children and PID 1 (sleeping) live on, so
+	// the count stays at the limit.
+	spec := Spec{Name: "bomb", Command: []string{"sh", "-c", "(while :; do sleep 30 & done) 2>/dev/null; sleep 30"}, Limits: Limits{PIDs: 20}}
 	if _, err := e.rt.Create(spec); err != nil {
 		t.Fatal(err)
 	}
@@ -474,18 +476,25 @@ func TestDiskPollFallback(t *testing.T) {
 	}
 }
 
-// TestInitFallbackLauncher: a nested system directory selects the re-executed Go init
-// (the launcher of 32-bit architectures); it isolates the same way.
+// TestInitFallbackLauncher: the re-executed Go init (the launcher of 32-bit
+// architectures) runs host_root instances with the same mounts, capabilities and
+// seccomp filter, and refuses instances that need a user namespace.
 func TestInitFallbackLauncher(t *testing.T) {
 	e := newTestRuntime(t, func(c *Config) {
 		c.SystemDirs = append(DefaultConfig("/").SystemDirs, "/var/lib")
+		c.AllowHostRoot = true
 	})
-	if e.rt.plat.(*linuxPlatform).raw {
-		t.Fatal("nested system dir did not select the init launcher")
+	e.rt.plat.(*linuxPlatform).raw = false
+	_, err := e.rt.Create(Spec{Name: "userns", Command: []string{"true"}})
+	var fe *FieldError
+	if !errors.As(err, &fe) || fe.Field != "host_root" || !errors.Is(err, ErrUnenforceable) {
+		t.Fatalf("user-namespace instance on the Go init: %v; want ErrUnenforceable naming host_root", err)
 	}
-	ex := e.run(t, Spec{Name: "fallback", Command: []string{"sh", "-c", "echo pid=$$ user=$(id -u); test -d /var/lib && echo varlib"}, Limits: Limits{RAMMB: 64, PIDs: 16}})
+	uid := 65534
+	ex := e.run(t, Spec{Name: "fallback", HostRoot: true, UID: &uid, GID: &uid, Command: []string{"sh", "-c", "echo pid=$$ user=$(id -u); test -d /var/lib && echo varlib; grep -E '^(CapBnd|NoNewPrivs|Seccomp):' /proc/self/status; test -e /etc/shadow || echo noshadow"}, Limits: Limits{RAMMB: 64, PIDs: 16}})
 	out := e.logs(t, "fallback", Stdout)
-	if ex.Code != 0 || out != "pid=1 user=65534\nvarlib\n" {
-		t.Fatalf("exit %+v output %q stderr %q", ex, out, e.logs(t, "fallback", Stderr))
+	want := "pid=1 user=65534\nvarlib\nCapBnd:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2\nnoshadow\n"
+	if ex.Code != 0 || out != want {
+		t.Fatalf("exit %+v output %q (want %q) stderr %q", ex, out, want, e.logs(t, "fallback", Stderr))
 	}
 }

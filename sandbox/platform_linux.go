@@ -29,6 +29,14 @@ type linuxPlatform struct {
 	raw  bool // use the raw launcher (else the re-executed Go init)
 	// hostDirs: the SystemDirs that exist (dir -> symlink target or ""), read once.
 	hostDirs map[string]string
+	// Read once: what this kernel and host have of the masked /proc paths and /dev nodes.
+	procMaskFiles, procMaskDirs, procReadOnly, devNodes []string
+	lastCap                                             int
+	etc                                                 *hostEtc // host /etc entries instances get
+	// seccompDefault is SeccompDefault compiled for this architecture (seccompErr when
+	// there is no syscall table for it).
+	seccompDefault []bpfInsn
+	seccompErr     error
 }
 
 func newPlatform(cfg *Config) (platform, error) {
@@ -40,14 +48,14 @@ func newPlatform(cfg *Config) (platform, error) {
 		return nil, err
 	}
 	p := &linuxPlatform{cfg: cfg, cg: cg, raw: haveRawLaunch}
-	for _, d := range cfg.SystemDirs {
-		if filepath.Dir(d) != "/" {
-			p.raw = false // the raw launcher binds top-level directories only
-		}
-	}
-	if p.raw {
-		p.hostDirs = hostSystemDirs(cfg.SystemDirs)
-	}
+	p.hostDirs = hostSystemDirs(cfg.SystemDirs)
+	p.procMaskFiles = existing("/proc", procMaskedFiles)
+	p.procMaskDirs = existing("/proc", procMaskedDirs)
+	p.procReadOnly = existing("/proc", procReadOnly)
+	p.devNodes = existing("/dev", devNodes)
+	p.lastCap = lastCap()
+	p.etc = newHostEtc(cfg.EtcFiles)
+	p.seccompDefault, p.seccompErr = compileSeccomp(defaultSeccompProfile(), runtime.GOARCH, false)
 	p.hst = Host{CPUs: runtime.NumCPU(), MemoryMB: totalMemMB(), MaxPIDs: pidMax()}
 	mode := cfg.DiskQuota
 	if mode == DiskQuotaAuto || mode == DiskQuotaXFS {
@@ -103,6 +111,33 @@ func (p *linuxPlatform) checkLimits(l Limits) error {
 		return fieldErr("disk_mb", ErrUnenforceable, "no disk quota mode configured")
 	}
 	return nil
+}
+
+// checkSpec rejects what this node cannot enforce for spec.
+func (p *linuxPlatform) checkSpec(spec *Spec) error {
+	if !spec.HostRoot && !p.raw {
+		return fieldErr("host_root", ErrUnenforceable, "user namespaces need the raw launcher (64-bit Linux); on %s only host_root instances run", runtime.GOARCH)
+	}
+	if spec.Seccomp != SeccompUnconfined && p.seccompErr != nil {
+		return p.seccompErr
+	}
+	return nil
+}
+
+// seccompFor compiles the instance's filter (nil: unconfined). A profile file was
+// copied into the instance directory at create.
+func (p *linuxPlatform) seccompFor(res *resources, spec *Spec) ([]bpfInsn, uint32, error) {
+	switch spec.Seccomp {
+	case SeccompUnconfined:
+		return nil, 0, nil
+	case "", SeccompDefault:
+		return p.seccompDefault, 0, p.seccompErr
+	}
+	b, err := os.ReadFile(filepath.Join(res.Dir, seccompFile))
+	if err != nil {
+		return nil, 0, fmt.Errorf("sandbox: seccomp profile of %q: %w", res.Name, err)
+	}
+	return compileSeccompJSON(b, runtime.GOARCH)
 }
 
 func (p *linuxPlatform) imagePath(name string) string {
@@ -177,29 +212,19 @@ func (p *linuxPlatform) create(res *resources, spec *Spec) (err error) {
 			os.RemoveAll(res.DataDir)
 		}
 	}()
-	uid, gid := p.ids(spec)
 	for _, d := range []string{res.upper(), res.work()} {
 		if err := os.Mkdir(d, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 			return err
 		}
 	}
 	if !kept {
+		uid, gid := hostIDs(res, p.cfg, spec)
 		if err := os.Chown(res.upper(), uid, gid); err != nil {
 			return err
 		}
+		markDataOwner(res) // kept data is checked (and moved) at start
 	}
 	return nil
-}
-
-func (p *linuxPlatform) ids(spec *Spec) (int, int) {
-	uid, gid := p.cfg.DefaultUID, p.cfg.DefaultGID
-	if spec.UID != nil {
-		uid = *spec.UID
-	}
-	if spec.GID != nil {
-		gid = *spec.GID
-	}
-	return uid, gid
 }
 
 func (p *linuxPlatform) start(res *resources, spec *Spec, stdout, stderr *os.File) (process, error) {
@@ -207,21 +232,42 @@ func (p *linuxPlatform) start(res *resources, spec *Spec, stdout, stderr *os.Fil
 	if err != nil {
 		return nil, err
 	}
-	uid, gid := p.ids(spec)
+	if err := p.checkSpec(spec); err != nil {
+		return nil, err
+	}
+	uid, gid := specIDs(p.cfg, spec)
+	filter, filterFlags, err := p.seccompFor(res, spec)
+	if err != nil {
+		return nil, err
+	}
+	if err := fixDataOwner(res, p.cfg); err != nil {
+		return nil, err
+	}
 	ic := initConfig{
-		Root:       filepath.Join(res.Dir, "root"),
-		SystemDirs: p.cfg.SystemDirs,
-		Code:       spec.Code,
-		Upper:      res.upper(),
-		Work:       res.work(),
-		Hostname:   spec.Name,
-		Loopback:   spec.Network == NetworkIsolated,
-		UID:        uid,
-		GID:        gid,
-		Path:       path,
-		Argv:       argv,
-		Env:        instanceEnv(spec, p.cfg.Env),
-		TmpMB:      p.cfg.TmpMB,
+		Root:          filepath.Join(res.Dir, "root"),
+		SystemDirs:    p.cfg.SystemDirs,
+		Code:          spec.Code,
+		Upper:         res.upper(),
+		Work:          res.work(),
+		Hostname:      spec.Name,
+		Loopback:      spec.Network == NetworkIsolated,
+		UID:           uid,
+		GID:           gid,
+		Path:          path,
+		Argv:          argv,
+		Env:           instanceEnv(spec, p.cfg.Env),
+		TmpMB:         p.cfg.TmpMB,
+		UserNS:        res.HostUID != 0,
+		HostUID:       res.HostUID,
+		Etc:           p.etc.etcFor(spec, uid, gid),
+		RunDir:        res.runDir(),
+		DevNodes:      p.devNodes,
+		ProcMaskFiles: p.procMaskFiles,
+		ProcMaskDirs:  p.procMaskDirs,
+		ProcReadOnly:  p.procReadOnly,
+		LastCap:       p.lastCap,
+		Seccomp:       filter,
+		SeccompFlags:  filterFlags,
 	}
 	cg := p.cg.cgroup(res.Name)
 	if !cg.exists() { // e.g. removed by an operator: recreate
@@ -250,11 +296,15 @@ func (p *linuxPlatform) start(res *resources, spec *Spec, stdout, stderr *os.Fil
 	if p.raw {
 		var v1Procs []string
 		if !p.cg.v2 {
+			// The child joins as a single thread ("tasks", pid 0): the kernel then skips
+			// the global threadgroup lock, whose write side waits for an RCU grace period
+			// (milliseconds on a busy machine). The child has one thread, so this moves
+			// the whole process.
 			for _, d := range cg.dirs() {
-				v1Procs = append(v1Procs, filepath.Join(d, "cgroup.procs"))
+				v1Procs = append(v1Procs, filepath.Join(d, "tasks"))
 			}
 		}
-		pid, pidfd, err = launchRaw(&ic, p.hostDirs, v1Procs, cgroupFD, spec.Network == NetworkIsolated, [3]*os.File{devnull, stdout, stderr})
+		pid, pidfd, err = launchRaw(&ic, p.hostDirs, v1Procs, cgroupFD, [3]*os.File{devnull, stdout, stderr})
 	} else {
 		pid, pidfd, err = launchInit(&ic, cg, cgroupFD, spec.Network == NetworkIsolated, [3]*os.File{devnull, stdout, stderr})
 	}

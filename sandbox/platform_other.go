@@ -50,6 +50,17 @@ func (p *otherPlatform) checkLimits(l Limits) error {
 	return nil
 }
 
+// checkSpec: without user namespaces and seccomp, only specs that ask for neither run.
+func (p *otherPlatform) checkSpec(spec *Spec) error {
+	if !spec.HostRoot {
+		return fieldErr("host_root", ErrUnenforceable, "no user namespaces on %s: instances run as the supervisor's own user; set host_root (the node must allow it)", runtime.GOOS)
+	}
+	if spec.Seccomp != SeccompUnconfined {
+		return fieldErr("seccomp", ErrUnenforceable, "no seccomp on %s: set seccomp to %q", runtime.GOOS, SeccompUnconfined)
+	}
+	return nil
+}
+
 func (p *otherPlatform) create(res *resources, spec *Spec) error {
 	res.DataDir = filepath.Join(p.data, "instances", res.Name)
 	if err := os.MkdirAll(res.upper(), 0o755); err != nil {

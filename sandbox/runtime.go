@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"sync"
@@ -21,6 +22,9 @@ import (
 type platform interface {
 	host() Host
 	diskMode() string
+	// checkSpec returns a *FieldError for what the platform cannot enforce (user
+	// namespace, seccomp).
+	checkSpec(spec *Spec) error
 	// checkLimits returns a *FieldError wrapping ErrUnenforceable for a limit the host
 	// cannot enforce.
 	checkLimits(l Limits) error
@@ -84,6 +88,12 @@ type resources struct {
 	Image   string `json:"image,omitempty"`   // per-instance ext4 image (DiskQuotaExt4)
 	DiskMB  int64  `json:"disk_mb,omitempty"` // size of Image
 	Cpuset  string `json:"cpuset,omitempty"`
+	// HostUID is the host uid and gid that uid/gid 0 of the instance's user namespace
+	// maps to (a range of 65536); 0 for a host_root instance (no user namespace).
+	HostUID int `json:"host_uid,omitempty"`
+	// UpperIno is the inode of the data layer's root when its owners were last checked
+	// (a restored or kept layer is a new directory and is checked again at start).
+	UpperIno uint64 `json:"upper_ino,omitempty"`
 }
 
 func (r *resources) upper() string { return filepath.Join(r.DataDir, "upper") }
@@ -242,6 +252,20 @@ func (r *Runtime) Create(spec Spec) (Info, error) {
 	if err := r.checkPaths(&spec); err != nil {
 		return Info{}, err
 	}
+	if spec.HostRoot && !r.cfg.AllowHostRoot {
+		return Info{}, fieldErr("host_root", ErrNotPermitted, "an instance without a user namespace runs as the host's root: this node needs --allow-host-root (sandbox Config.AllowHostRoot)")
+	}
+	if err := r.plat.checkSpec(&spec); err != nil {
+		return Info{}, err
+	}
+	var profile []byte
+	if spec.Seccomp != "" && spec.Seccomp != SeccompDefault && spec.Seccomp != SeccompUnconfined {
+		b, err := loadSeccompProfile(spec.Seccomp, runtime.GOARCH)
+		if err != nil {
+			return Info{}, err
+		}
+		profile = b
+	}
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
@@ -254,6 +278,14 @@ func (r *Runtime) Create(spec Spec) (Info, error) {
 	in := &instance{name: spec.Name, changed: make(chan struct{})}
 	in.st = persisted{Spec: spec, State: StateCreated}
 	in.st.Res = resources{Name: spec.Name, Dir: filepath.Join(r.cfg.StateDir, "instances", spec.Name), ProjID: r.nextProj}
+	if !spec.HostRoot {
+		u, err := r.allocUIDLocked()
+		if err != nil {
+			r.mu.Unlock()
+			return Info{}, err
+		}
+		in.st.Res.HostUID = u
+	}
 	r.nextProj++
 	if spec.CPUCores > 0 {
 		in.st.Res.Cpuset = r.pickCoresLocked(spec.CPUCores, "")
@@ -273,6 +305,16 @@ func (r *Runtime) Create(spec Spec) (Info, error) {
 	if err := os.Mkdir(filepath.Join(in.st.Res.Dir, "root"), 0o700); err != nil {
 		os.RemoveAll(in.st.Res.Dir)
 		return fail(fmt.Errorf("sandbox: instance dir: %w", err))
+	}
+	if err := os.Mkdir(in.st.Res.runDir(), 0o755); err != nil {
+		os.RemoveAll(in.st.Res.Dir)
+		return fail(fmt.Errorf("sandbox: instance run dir: %w", err))
+	}
+	if profile != nil {
+		if err := os.WriteFile(filepath.Join(in.st.Res.Dir, seccompFile), profile, 0o600); err != nil {
+			os.RemoveAll(in.st.Res.Dir)
+			return fail(fmt.Errorf("sandbox: seccomp profile: %w", err))
+		}
 	}
 	if err := r.plat.create(&in.st.Res, &in.st.Spec); err != nil {
 		os.RemoveAll(in.st.Res.Dir)
@@ -840,6 +882,7 @@ func (in *instance) infoLocked() Info {
 		LastExit:  in.st.LastExit,
 		Restarts:  in.st.Restarts,
 		Cpuset:    in.st.Res.Cpuset,
+		HostUID:   in.st.Res.HostUID,
 	}
 }
 

@@ -83,6 +83,9 @@ type Info struct {
 	LastExit  *Exit     `json:"last_exit,omitempty"`
 	Restarts  int       `json:"restarts"`
 	Cpuset    string    `json:"cpuset,omitempty"` // pinned cores (cpu_cores)
+	// HostUID is the host uid (and gid) that uid 0 inside the instance maps to; the
+	// instance's uids 0..65535 are HostUID..HostUID+65535 on the host. 0 for host_root.
+	HostUID int `json:"host_uid,omitempty"`
 }
 
 // Stats are an instance's resource usage.
