@@ -29,6 +29,8 @@ type initConfig struct {
 	Argv       []string `json:"argv"`
 	Env        []string `json:"env"`
 	TmpMB      int64    `json:"tmp_mb"`
+	// InitFD is the runtime's fd of the native init binary (raw launcher; -1: none).
+	InitFD int `json:"-"`
 }
 
 // Init must be the first call in main() (and in TestMain) of every binary that creates
@@ -46,16 +48,16 @@ func Init() {
 		return
 	}
 	err := runInit()
-	// Report to the runtime on fd 4 (closed by a successful exec).
-	errPipe := os.NewFile(4, "errpipe")
+	// Report to the runtime on the error pipe (closed once the program runs).
+	errPipe := os.NewFile(goInitErrFD, "errpipe")
 	fmt.Fprintf(errPipe, "%v", err)
 	os.Exit(127)
 }
 
 func runInit() error {
-	unix.CloseOnExec(3)
-	unix.CloseOnExec(4)
-	b, err := io.ReadAll(os.NewFile(3, "config"))
+	unix.CloseOnExec(goInitCfgFD)
+	unix.CloseOnExec(goInitErrFD)
+	b, err := io.ReadAll(os.NewFile(goInitCfgFD, "config"))
 	if err != nil {
 		return fmt.Errorf("read config: %w", err)
 	}
@@ -94,8 +96,7 @@ func runInit() error {
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("no_new_privs: %w", err)
 	}
-	err = syscall.Exec(c.Path, c.Argv, c.Env)
-	return fmt.Errorf("exec %s: %w", c.Path, err)
+	return goPID1(&c) // >>> pid1: stays resident as the instance init (pid1_go_linux.go)
 }
 
 // setupRoot builds the instance's root: a small tmpfs holding read-only binds of the

@@ -8,7 +8,7 @@ import "os"
 // through the re-executed Go init (Init) instead.
 const haveRawLaunch = false
 
-func launchRaw(c *initConfig, hostDirs map[string]string, v1Procs []string, cgroupFD int, newNet bool, stdio [3]*os.File) (pid, pidfd int, err error) {
+func launchRaw(c *initConfig, hostDirs map[string]string, v1Procs []string, cgroupFD int, newNet bool, stdio []*os.File) (pid, pidfd int, err error) {
 	panic("sandbox: raw launch not available")
 }
 

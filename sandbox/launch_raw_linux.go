@@ -79,7 +79,7 @@ func (p *childProg) mkdir(path string, mode uintptr) {
 const atFDCWD = ^uintptr(99) // AT_FDCWD (-100)
 
 // buildChild prepares the child's system calls from the init configuration.
-func buildChild(c *initConfig, v1Procs []int, stdio [3]int, hostDirs map[string]string) *childProg {
+func buildChild(c *initConfig, v1Procs []int, stdio []int, hostDirs map[string]string) *childProg {
 	p := &childProg{}
 	for i, fd := range stdio {
 		p.add("dup3", unix.SYS_DUP3, uintptr(fd), uintptr(i), 0)
@@ -170,6 +170,12 @@ func buildChild(c *initConfig, v1Procs []int, stdio [3]int, hostDirs map[string]
 			op.flags |= opMayFail
 		}
 	}
+	// >>> pid1: exec the instance init (pid1_raw_linux.go), which execs the program.
+	if c.InitFD >= 0 {
+		p.execInit(c)
+		return p
+	}
+	// <<< pid1
 	empty := new(uint64)
 	p.keep = append(p.keep, empty)
 	p.add("unblock signals", unix.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(empty)), 0, 8)
@@ -248,12 +254,12 @@ func hostSystemDirs(dirs []string) map[string]string {
 }
 
 // launchRaw starts the instance; it returns once the program is exec'd.
-func launchRaw(c *initConfig, hostDirs map[string]string, v1Procs []string, cgroupFD int, newNet bool, stdio [3]*os.File) (pid, pidfd int, err error) {
-	var fds [3]int
+func launchRaw(c *initConfig, hostDirs map[string]string, v1Procs []string, cgroupFD int, newNet bool, stdio []*os.File) (pid, pidfd int, err error) {
+	fds := make([]int, len(stdio))
 	for i, f := range stdio {
 		fds[i] = int(f.Fd())
-		if fds[i] < 3 { // would be clobbered by the dup3 of a lower stream
-			nfd, err := unix.FcntlInt(uintptr(fds[i]), unix.F_DUPFD_CLOEXEC, 3)
+		if fds[i] < len(stdio) { // would be clobbered by the dup3 of a lower one
+			nfd, err := unix.FcntlInt(uintptr(fds[i]), unix.F_DUPFD_CLOEXEC, len(stdio))
 			if err != nil {
 				return 0, 0, err
 			}

@@ -6,8 +6,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
+	"strconv"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -43,6 +46,7 @@ const (
 const (
 	pid1RecExit     = 1 // value: the program's wait status
 	pid1RecExecFail = 2 // value: execve's errno (the program could not be started)
+	pid1RecStarted  = 3 // value: the program's PID in the instance; it is exec'd
 )
 
 // pid1Name is argv[0] of the init.
@@ -172,4 +176,190 @@ func parseStatusRecords(b []byte) (ws unix.WaitStatus, known bool, execErr unix.
 		}
 	}
 	return ws, known, execErr
+}
+
+// pid1StartTimeout bounds the wait for the program's exec (a large binary on a slow
+// disk).
+const pid1StartTimeout = 30 * time.Second
+
+// awaitExec reads the init's first report: nil once the program is exec'd, the exec
+// error otherwise.
+func awaitExec(status *os.File) error {
+	status.SetReadDeadline(time.Now().Add(pid1StartTimeout))
+	defer status.SetReadDeadline(time.Time{})
+	var rec [8]byte
+	if _, err := io.ReadFull(status, rec[:]); err != nil {
+		return fmt.Errorf("no start report from the instance init: %w", err)
+	}
+	switch kind, val := binary.NativeEndian.Uint32(rec[:4]), binary.NativeEndian.Uint32(rec[4:]); kind {
+	case pid1RecStarted:
+		return nil
+	case pid1RecExecFail:
+		return fmt.Errorf("exec: %w", unix.Errno(val))
+	default:
+		return fmt.Errorf("unexpected report %d from the instance init", kind)
+	}
+}
+
+// initFiles are one run's pipes: the init's files (pid1NumFDs, in fd order) and the
+// runtime's ends.
+type initFiles struct {
+	child [pid1NumFDs]*os.File
+	pipes runPipes
+	own   []*os.File // closed by closeChild (the runtime keeps pipes)
+}
+
+// newInitFiles makes the status pipe and, unless stdout is given (Bench), the stdout and
+// stderr pipes. stderr != nil also bypasses the stderr pipe.
+func newInitFiles(stdout, stderr *os.File) (*initFiles, error) {
+	f := &initFiles{}
+	fail := func(err error) (*initFiles, error) {
+		f.closeChild()
+		f.pipes.close()
+		return nil, fmt.Errorf("sandbox: pipes: %w", err)
+	}
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		return fail(err)
+	}
+	f.own = append(f.own, devnull)
+	f.child[0] = devnull
+	sr, sw, err := os.Pipe()
+	if err != nil {
+		return fail(err)
+	}
+	f.own = append(f.own, sw)
+	f.pipes.status = sr
+	f.child[pid1StatusFD] = sw
+	if f.child[pid1HeldFDs], err = f.dupForChild(sr); err != nil {
+		return fail(err)
+	}
+	for i, given := range []*os.File{stdout, stderr} {
+		if given != nil {
+			f.child[1+i], f.child[pid1HeldFDs+1+i] = given, devnull
+			continue
+		}
+		r, w, err := os.Pipe()
+		if err != nil {
+			return fail(err)
+		}
+		f.own = append(f.own, w)
+		// A larger buffer lets a program write on while the runtime restarts (up to
+		// /proc/sys/fs/pipe-max-size; the kernel keeps the default otherwise). Pages are
+		// charged to the writer, the instance.
+		if rc, err := r.SyscallConn(); err == nil {
+			rc.Control(func(fd uintptr) { unix.FcntlInt(fd, unix.F_SETPIPE_SZ, logPipeBytes) })
+		}
+		f.child[1+i] = w
+		if i == 0 {
+			f.pipes.stdout = r
+		} else {
+			f.pipes.stderr = r
+		}
+		if f.child[pid1HeldFDs+1+i], err = f.dupForChild(r); err != nil {
+			return fail(err)
+		}
+	}
+	return f, nil
+}
+
+// dupForChild returns a second *os.File for a pipe end the runtime keeps: the launcher
+// takes fds with Fd(), which makes the file description blocking (right for the
+// program's stdio); closeChild makes the runtime's ends non-blocking again, and the
+// runtime's own *os.File never left the netpoller.
+func (f *initFiles) dupForChild(keep *os.File) (*os.File, error) {
+	rc, err := keep.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	nfd := -1
+	var derr error
+	rc.Control(func(fd uintptr) { nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) })
+	if derr != nil {
+		return nil, derr
+	}
+	d := os.NewFile(uintptr(nfd), keep.Name())
+	f.own = append(f.own, d)
+	return d, nil
+}
+
+// closeChild closes the runtime's copies of the init's files (after the launch) and
+// makes the runtime's pipe ends non-blocking again.
+func (f *initFiles) closeChild() {
+	for _, c := range f.own {
+		c.Close()
+	}
+	f.own = nil
+	for _, p := range []*os.File{f.pipes.status, f.pipes.stdout, f.pipes.stderr} {
+		if p == nil {
+			continue
+		}
+		if rc, err := p.SyscallConn(); err == nil {
+			rc.Control(func(fd uintptr) { unix.SetNonblock(int(fd), true) })
+		}
+	}
+}
+
+// logPipeBytes is the pipe buffer asked for stdout and stderr.
+const logPipeBytes = 1 << 20
+
+// adoptInitFiles takes the runtime's ends of the pipes back from a running init.
+func adoptInitFiles(pidfd int) (runPipes, error) {
+	var p runPipes
+	for i, dst := range []**os.File{&p.status, &p.stdout, &p.stderr} {
+		fd, err := unix.PidfdGetfd(pidfd, pid1HeldFDs+i, 0)
+		if err != nil {
+			p.close()
+			return runPipes{}, fmt.Errorf("sandbox: take pipe %d back from the init: %w", pid1HeldFDs+i, err)
+		}
+		unix.CloseOnExec(fd)
+		unix.SetNonblock(fd, true)
+		*dst = os.NewFile(uintptr(fd), "pipe")
+	}
+	return p, nil
+}
+
+// programStatus reads the init's reports once it has exited; without a report (the init
+// was killed, e.g. by the cgroup kill after the grace) the init's own status stands.
+func programStatus(status *os.File, initSt exitStatus) exitStatus {
+	status.SetReadDeadline(time.Now().Add(2 * time.Second))
+	var buf [64]byte
+	var b []byte
+	for len(b) < len(buf) {
+		n, err := status.Read(buf[len(b):])
+		b = buf[:len(b)+n]
+		if err != nil {
+			break
+		}
+	}
+	ws, known, execErr := parseStatusRecords(b)
+	switch {
+	case execErr != 0:
+		return exitStatus{known: true, code: 127, execErr: execErr}
+	case known:
+		return waitExit(ws)
+	}
+	return initSt
+}
+
+// initFDs lists the Go init's files: the init's files, then its configuration and
+// error pipes.
+func initFDs(files []*os.File, cfg, errW *os.File) []uintptr {
+	fds := make([]uintptr, 0, len(files)+2)
+	for _, f := range files {
+		fds = append(fds, f.Fd())
+	}
+	return append(fds, cfg.Fd(), errW.Fd())
+}
+
+// procState is the state letter of /proc/PID/stat ('Z': zombie), 0 if gone.
+func procState(pid int) byte {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	if i := bytes.LastIndexByte(b, ')'); i >= 0 && i+2 < len(b) {
+		return b[i+2]
+	}
+	return 0
 }

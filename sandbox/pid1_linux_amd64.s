@@ -15,11 +15,12 @@ TEXT ·pid1Text(SB),NOSPLIT,$0-8
 // Started as: init PATH ARGV0 ARGS... with every signal blocked and fds 3 (status pipe,
 // write end) and 4-6 (held for the runtime) open. It forks; the child makes its own
 // process group, marks fds 3-6 close-on-exec, unblocks signals and execs PATH with
-// ARGV0 ARGS... (on failure it writes the record {2, errno} to fd 3 and exits 127).
-// The parent waits for signals: SIGCHLD reaps every exited child; any other signal is
-// forwarded to the program's process group (or the program when that group is gone).
-// When the program has been reaped, the parent writes {1, wait status} to fd 3 and
-// exits with the program's exit code, or 128+signal.
+// ARGV0 ARGS... (on failure it writes errno to a close-on-exec pipe and exits 127).
+// The parent learns from that pipe whether the exec worked and writes {3, pid} or
+// {2, errno} to fd 3. Then it waits for signals: SIGCHLD reaps every exited child; any
+// other signal is forwarded to the program's process group (or the program when that
+// group is gone). When the program has been reaped, the parent writes {1, wait status}
+// to fd 3 and exits with the program's exit code, or 128+signal.
 TEXT ·pid1Main(SB),NOSPLIT|NOFRAME,$0
 	MOVQ	0(SP), R12 // argc
 	CMPQ	R12, $3
@@ -33,7 +34,7 @@ argsok:
 	SUBQ	$256, SP
 	ANDQ	$~15, SP
 	// 0(SP): every signal; 8(SP): no signal; 16(SP): wait status; 24(SP): record;
-	// 32(SP): comm name; 64(SP): siginfo (128 bytes).
+	// 32(SP): comm name; 40(SP): exec errno; 48(SP): exec pipe; 64(SP): siginfo.
 	MOVQ	$-1, 0(SP)
 	MOVQ	$0, 8(SP)
 	MOVQ	$0x74696e69, AX // "init"
@@ -47,6 +48,11 @@ argsok:
 	LEAQ	0(SP), SI
 	XORQ	DX, DX
 	MOVQ	$8, R10
+	SYSCALL
+	MOVQ	$-1, 48(SP)
+	MOVQ	$293, AX // pipe2(48(SP), O_CLOEXEC)
+	LEAQ	48(SP), DI
+	MOVQ	$0x80000, SI
 	SYSCALL
 	MOVQ	$56, AX // clone(SIGCHLD): fork
 	MOVQ	$17, DI
@@ -63,6 +69,32 @@ argsok:
 	SYSCALL
 forked:
 	MOVQ	AX, R15 // the program's pid
+	MOVL	52(SP), DI // close the exec pipe's write end
+	MOVQ	$3, AX
+	SYSCALL
+	MOVL	$0, 40(SP)
+	MOVL	48(SP), DI // read(exec pipe, 40(SP), 4): EOF once the program is exec'd
+	LEAQ	40(SP), SI
+	MOVQ	$4, DX
+	XORQ	AX, AX
+	SYSCALL
+	MOVQ	AX, BX
+	MOVL	48(SP), DI
+	MOVQ	$3, AX
+	SYSCALL
+	MOVL	$3, 24(SP) // {3, pid}: started
+	MOVL	R15, 28(SP)
+	CMPQ	BX, $4
+	JNE	report
+	MOVL	$2, 24(SP) // {2, errno}: exec failed
+	MOVL	40(SP), AX
+	MOVL	AX, 28(SP)
+report:
+	MOVQ	$1, AX // write(3, record, 8)
+	MOVQ	$3, DI
+	LEAQ	24(SP), SI
+	MOVQ	$8, DX
+	SYSCALL
 wait:
 	MOVQ	$128, AX // rt_sigtimedwait(all, &info, NULL)
 	LEAQ	0(SP), DI
@@ -146,12 +178,11 @@ cloexec:
 	MOVQ	R14, DX
 	SYSCALL
 	NEGQ	AX
-	MOVL	$2, 24(SP)
-	MOVL	AX, 28(SP)
-	MOVQ	$1, AX // write(3, {2, errno}, 8)
-	MOVQ	$3, DI
-	LEAQ	24(SP), SI
-	MOVQ	$8, DX
+	MOVL	AX, 40(SP)
+	MOVQ	$1, AX // write(exec pipe, errno, 4)
+	MOVL	52(SP), DI
+	LEAQ	40(SP), SI
+	MOVQ	$4, DX
 	SYSCALL
 	MOVQ	$127, DI
 	MOVQ	$231, AX

@@ -23,7 +23,7 @@ argsok:
 	SUB	$256, RSP
 	MOVD	RSP, R22
 	// 0(R22): every signal; 8: no signal; 16: wait status; 24: record; 32: comm name;
-	// 64: siginfo (128 bytes).
+	// 40: exec errno; 48: exec pipe; 64: siginfo (128 bytes).
 	MOVD	$-1, R9
 	MOVD	R9, 0(R22)
 	MOVD	ZR, 8(R22)
@@ -38,6 +38,12 @@ argsok:
 	MOVD	ZR, R2
 	MOVD	$8, R3
 	MOVD	$135, R8
+	SVC
+	MOVD	$-1, R9
+	MOVD	R9, 48(R22)
+	ADD	$48, R22, R0 // pipe2(48(R22), O_CLOEXEC)
+	MOVD	$0x80000, R1
+	MOVD	$59, R8
 	SVC
 	MOVD	$17, R0 // clone(SIGCHLD): fork
 	MOVD	ZR, R1
@@ -54,6 +60,34 @@ argsok:
 	SVC
 forked:
 	MOVD	R0, R23
+	MOVWU	52(R22), R0 // close the exec pipe's write end
+	MOVD	$57, R8
+	SVC
+	MOVW	ZR, 40(R22)
+	MOVWU	48(R22), R0 // read(exec pipe, 40(R22), 4): EOF once the program is exec'd
+	ADD	$40, R22, R1
+	MOVD	$4, R2
+	MOVD	$63, R8
+	SVC
+	MOVD	R0, R24
+	MOVWU	48(R22), R0
+	MOVD	$57, R8
+	SVC
+	MOVD	$3, R9 // {3, pid}: started
+	MOVW	R9, 24(R22)
+	MOVW	R23, 28(R22)
+	CMP	$4, R24
+	BNE	report
+	MOVD	$2, R9 // {2, errno}: exec failed
+	MOVW	R9, 24(R22)
+	MOVWU	40(R22), R9
+	MOVW	R9, 28(R22)
+report:
+	MOVD	$3, R0 // write(3, record, 8)
+	ADD	$24, R22, R1
+	MOVD	$8, R2
+	MOVD	$64, R8
+	SVC
 wait:
 	MOVD	R22, R0 // rt_sigtimedwait(all, &info, NULL)
 	ADD	$64, R22, R1
@@ -134,12 +168,10 @@ cloexec:
 	MOVD	$221, R8
 	SVC
 	NEG	R0, R0
-	MOVD	$2, R9
-	MOVW	R9, 24(R22)
-	MOVW	R0, 28(R22)
-	MOVD	$3, R0 // write(3, {2, errno}, 8)
-	ADD	$24, R22, R1
-	MOVD	$8, R2
+	MOVW	R0, 40(R22)
+	MOVWU	52(R22), R0 // write(exec pipe, errno, 4)
+	ADD	$40, R22, R1
+	MOVD	$4, R2
 	MOVD	$64, R8
 	SVC
 	MOVD	$127, R0
