@@ -111,7 +111,7 @@ func cutApp(p string) (string, bool) {
 func (p *otherPlatform) adopt(res *resources, pid int, startTime uint64, withInit bool) (process, runPipes, error) {
 	return nil, runPipes{}, fmt.Errorf("sandbox: re-adoption: %w", ErrUnsupported)
 }
-func (p *otherPlatform) hasInit() bool { return false }
+func (p *otherPlatform) hasInit() bool                                 { return false }
 func (p *otherPlatform) setLimits(res *resources, l Limits) error      { return p.checkLimits(l) }
 func (p *otherPlatform) checkSetLimits(res *resources, l Limits) error { return nil }
 func (p *otherPlatform) usage(res *resources) usage {
