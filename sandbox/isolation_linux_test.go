@@ -212,7 +212,6 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	if _, err := e.rt.Start("snap"); err != nil {
 		t.Fatal(err)
 	}
-	plat := e.rt.plat.(*linuxPlatform)
 	in, _ := e.rt.get("snap")
 	up := in.st.Res.upper()
 	waitFor(t, "data written", 5*time.Second, func() bool { _, err := os.Stat(filepath.Join(up, "d", "f")); return err == nil })
@@ -224,8 +223,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	if _, err := e.rt.SaveSnapshot(ctx, "snap", "s1"); !errors.Is(err, ErrExists) {
 		t.Fatalf("duplicate snapshot: %v", err)
 	}
-	_ = plat
-	if err := e.rt.RestoreSnapshot(ctx, "s1", "snap"); !errors.Is(err, ErrRunning) {
+	if err := e.rt.RestoreSnapshot(ctx, "snap", "s1"); !errors.Is(err, ErrRunning) {
 		t.Fatalf("restore into running: %v; want ErrRunning", err)
 	}
 	if err := e.rt.Stop(ctx, "snap", 0); err != nil {
@@ -236,45 +234,42 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(up, "data.txt"), []byte("v2\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.rt.RestoreSnapshot(ctx, "s1", "snap"); err != nil {
+	if err := e.rt.RestoreSnapshot(ctx, "snap", "s1"); err != nil {
 		t.Fatal(err)
 	}
-	// Into the same instance, and into a new one.
-	for _, name := range []string{"snap-check", "snap-new"} {
-		target := "snap"
-		if name == "snap-new" {
-			target = name
-			if _, err := e.rt.Create(Spec{Name: name, Code: code, Command: []string{"sh", "-c", check}}); err != nil {
-				t.Fatal(err)
-			}
-			if err := e.rt.RestoreSnapshot(ctx, "s1", name); err != nil {
-				t.Fatal(err)
-			}
-		} else {
-			// Reuse "snap" with a checking command: recreate keeping its data.
-			if err := e.rt.Destroy(ctx, "snap", true); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := e.rt.Create(Spec{Name: "snap", Code: code, Command: []string{"sh", "-c", check}, Limits: Limits{DiskMB: 32}}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if _, err := e.rt.Start(target); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := e.rt.Wait(ctx, target); err != nil {
-			t.Fatal(err)
-		}
-		if out := e.logs(t, target, Stdout); !strings.HasSuffix(out, "v1\ndeep\nnoshipped\n") {
-			t.Fatalf("%s after restore: %q (stderr %q)", target, out, e.logs(t, target, Stderr))
-		}
+	// Recreate "snap" keeping its data (and snapshots) with a checking command.
+	if err := e.rt.Destroy(ctx, "snap", true); err != nil {
+		t.Fatal(err)
 	}
-	list, _ := e.rt.ListSnapshots()
-	if len(list) != 1 || list[0].Name != "s1" || list[0].Instance != "snap" || s.Bytes == 0 {
+	if _, err := e.rt.Create(Spec{Name: "snap", Code: code, Command: []string{"sh", "-c", check}, Limits: Limits{DiskMB: 32}}); err != nil {
+		t.Fatal(err)
+	}
+	e.run(t, Spec{Name: "other", Command: []string{"true"}})
+	if _, err := e.rt.Start("snap"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.rt.Wait(ctx, "snap"); err != nil {
+		t.Fatal(err)
+	}
+	if out := e.logs(t, "snap", Stdout); !strings.HasSuffix(out, "v1\ndeep\nnoshipped\n") {
+		t.Fatalf("after restore: %q (stderr %q)", out, e.logs(t, "snap", Stderr))
+	}
+	list, _ := e.rt.ListSnapshots("snap")
+	if len(list) != 1 || list[0].Name != "s1" || list[0].Instance != "snap" || s.Bytes == 0 || list[0].Bytes != s.Bytes {
 		t.Fatalf("snapshots = %+v (saved %+v)", list, s)
 	}
-	if err := e.rt.DeleteSnapshot("s1"); err != nil {
+	// Another instance has no access to it: restore takes the owner's snapshots only.
+	if err := e.rt.RestoreSnapshot(ctx, "other", "s1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("restore of another instance's snapshot: %v; want ErrNotFound", err)
+	}
+	if err := e.rt.DeleteSnapshot("snap", "s1"); err != nil {
 		t.Fatal(err)
+	}
+	if list, _ := e.rt.ListSnapshots("snap"); len(list) != 0 {
+		t.Fatalf("after delete: %+v", list)
+	}
+	if err := e.rt.DeleteSnapshot("snap", "s1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second delete: %v; want ErrNotFound", err)
 	}
 }
 

@@ -184,6 +184,7 @@ func New(cfg Config) (*Runtime, error) {
 		plat.close()
 		return nil, err
 	}
+	r.migrateSnapshots()
 	r.wg.Add(1)
 	go r.housekeep()
 	return r, nil
