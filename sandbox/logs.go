@@ -100,15 +100,28 @@ type logWriter struct {
 	size    int64
 	last    byte  // last byte written ('\n' at a line start)
 	dropped int64 // bytes dropped since the last marker line
+	cut     bool  // the last byte dropped was inside a line
 	failed  bool  // a write failed (logged once)
 }
 
-// write writes what the rate limit allows of b and drops the rest.
+// write writes what the rate limit allows of b and drops the rest, in whole lines.
 func (w *logWriter) write(b []byte, now time.Time) {
+	if w.cut { // the rest of a line whose start was dropped
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			w.drop(len(b))
+			return
+		}
+		w.drop(i + 1)
+		b, w.cut = b[i+1:], false
+		if len(b) == 0 {
+			return
+		}
+	}
 	ok := w.lim.take(len(b), now)
 	keep := b
 	if ok < len(b) {
-		// Drop whole lines where possible: keep up to the last line end allowed.
+		// Keep up to the last line end allowed.
 		keep = b[:bytes.LastIndexByte(b[:ok], '\n')+1]
 		w.lim.refund(ok - len(keep))
 	}
@@ -116,10 +129,15 @@ func (w *logWriter) write(b []byte, now time.Time) {
 		w.marker()
 	}
 	w.writeRaw(keep)
-	if n := int64(len(b) - len(keep)); n > 0 {
-		w.dropped += n
-		w.lim.dropped.Add(n)
+	if rest := b[len(keep):]; len(rest) > 0 {
+		w.drop(len(rest))
+		w.cut = rest[len(rest)-1] != '\n'
 	}
+}
+
+func (w *logWriter) drop(n int) {
+	w.dropped += int64(n)
+	w.lim.dropped.Add(int64(n))
 }
 
 // marker records the bytes dropped so far on their own line.
