@@ -4,6 +4,7 @@
 //	helper alloc-after MS MB  sleep MS ms, then allocate
 //	helper fifo PATH       write one byte to PATH and exit
 //	helper sleep           sleep forever
+//	helper spawn           start "helper sleep" children until refused, and keep trying
 //
 // Started as constellation-sandbox-probe it is sandbox.Bench's probe: one byte to stdout.
 package main
@@ -11,6 +12,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -44,6 +46,12 @@ func main() {
 		f.Close()
 	case "sleep":
 		select {}
+	case "spawn":
+		for {
+			if err := exec.Command(os.Args[0], "sleep").Start(); err != nil {
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
 	}
 }
 
