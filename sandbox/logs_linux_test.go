@@ -117,7 +117,7 @@ func TestLogFloodBounded(t *testing.T) {
 // TestLogRateLimit: output over LogRateBytes is dropped, counted and marked; what is
 // kept are whole lines.
 func TestLogRateLimit(t *testing.T) {
-	e := newTestRuntime(t, func(c *Config) { c.LogRateBytes, c.LogBurstBytes = 256 << 10, 256 << 10 })
+	e := newTestRuntime(t, func(c *Config) { c.LogRateBytes, c.LogBurstBytes = 256<<10, 256<<10 })
 	const last = 2000000 // about 15 MB
 	ex := e.run(t, Spec{Name: "chatty", Command: []string{"sh", "-c", "seq 1 " + strconv.Itoa(last) + "; sleep 1.2; echo " + strconv.Itoa(last+1)}})
 	if ex.Code != 0 {
