@@ -491,7 +491,7 @@ type logReader struct {
 
 func (l *logReader) Read(p []byte) (int, error) {
 	for {
-		n, err, wait := l.readOnce(p)
+		n, wait, err := l.readOnce(p)
 		if !wait {
 			return n, err
 		}
@@ -506,20 +506,20 @@ func (l *logReader) Read(p []byte) (int, error) {
 }
 
 // readOnce reads what is there; wait: nothing yet, poll again.
-func (l *logReader) readOnce(p []byte) (int, error, bool) {
+func (l *logReader) readOnce(p []byte) (n int, wait bool, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for {
 		if l.done {
-			return 0, io.EOF, false
+			return 0, false, io.EOF
 		}
 		if len(l.queue) > 0 {
 			n, err := l.queue[0].Read(p)
 			if n > 0 {
-				return n, nil, false
+				return n, false, nil
 			}
 			if err != nil && err != io.EOF {
-				return 0, err, false
+				return 0, false, err
 			}
 			l.queue[0].Close()
 			l.queue = l.queue[1:]
@@ -528,7 +528,7 @@ func (l *logReader) readOnce(p []byte) (int, error, bool) {
 		if l.f == nil {
 			f, err := os.Open(l.path)
 			if err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return 0, err, false
+				return 0, false, err
 			}
 			l.f, l.off = f, 0
 		}
@@ -539,17 +539,17 @@ func (l *logReader) readOnce(p []byte) (int, error, bool) {
 			n, err := l.f.ReadAt(p, l.off)
 			l.off += int64(n)
 			if n > 0 {
-				return n, nil, false
+				return n, false, nil
 			}
 			if err != nil && err != io.EOF {
-				return 0, err, false
+				return 0, false, err
 			}
 			if l.rotated() {
 				// Nothing more is written to the file we hold: read it to the end
 				// (above, on the next call), then switch.
 				if n, _ := l.f.ReadAt(p, l.off); n > 0 {
 					l.off += int64(n)
-					return n, nil, false
+					return n, false, nil
 				}
 				l.f.Close()
 				l.f = nil
@@ -557,18 +557,18 @@ func (l *logReader) readOnce(p []byte) (int, error, bool) {
 			}
 		}
 		if !l.follow {
-			return 0, io.EOF, false
+			return 0, false, io.EOF
 		}
 		// Check liveness before sleeping, then read once more so nothing written before
 		// the exit is missed.
 		if !l.live() {
 			if l.once {
-				return 0, io.EOF, false
+				return 0, false, io.EOF
 			}
 			l.once = true
 			continue
 		}
-		return 0, nil, true
+		return 0, true, nil
 	}
 }
 
