@@ -65,7 +65,7 @@
 // about 500 bytes of machine code (pid1_linux_*.s) the runtime wraps into a static ELF
 // in a sealed memfd and the launcher execs; it costs about 11 KiB RSS (7 KiB PSS) per
 // instance and no measurable start time. Elsewhere, and with the fallback launcher,
-// the re-executed Go init stays resident as PID 1 and does the same (about 2 MiB).
+// the re-executed Go init stays resident as PID 1 and does the same (about 3 MiB PSS).
 //
 // # Logs
 //
