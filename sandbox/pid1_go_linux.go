@@ -13,8 +13,8 @@ import (
 // The Go init: where no native init exists (pid1_nonative_linux.go) or the fallback
 // launcher runs (nested system directories), the re-executed Go init (Init) sets the
 // instance up and stays resident as PID 1, doing what pid1Main does. It costs a Go
-// runtime (about 2 MiB of memory per instance, much of it the package initialisers of
-// the whole binary) where the native init costs a few KiB.
+// runtime (measured: 4.9 MiB RSS, 3 MiB PSS, 1 MiB anonymous per instance; the binary's
+// package initialisers run too) where the native init costs about 11 KiB RSS.
 //
 // Its files: 0-6 as for the native init (pid1_linux.go), the configuration on
 // goInitCfgFD and the setup error pipe on goInitErrFD.
