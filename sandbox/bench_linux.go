@@ -203,6 +203,17 @@ func Bench(ctx context.Context, bc BenchConfig) (BenchResult, error) {
 			res.IdleCgroupKernel = kmem / int64(bc.Idle)
 			res.IdleInstanceMemory = mem / int64(bc.Idle)
 		}
+		var rss, pss, anon int64
+		for i := 0; i < bc.Idle; i++ {
+			if info, err := rt.Get(fmt.Sprintf("idle-%d", i)); err == nil && info.PID > 0 {
+				p := "/proc/" + strconv.Itoa(info.PID) + "/smaps_rollup"
+				rss += int64(statKeyColon(p, "Rss")) << 10
+				pss += int64(statKeyColon(p, "Pss")) << 10
+				anon += int64(statKeyColon(p, "Anonymous")) << 10
+			}
+		}
+		res.IdleInitRSS, res.IdleInitPSS, res.IdleInitAnon = rss/int64(bc.Idle), pss/int64(bc.Idle), anon/int64(bc.Idle)
+		logf("instance init: RSS %d B, PSS %d B, anonymous %d B per instance", res.IdleInitRSS, res.IdleInitPSS, res.IdleInitAnon)
 		logf("%d idle instances: supervisor RSS %d B/instance, cgroup kernel memory %d B/instance, instance memory %d B/instance",
 			bc.Idle, res.IdleSupervisorRSS, res.IdleCgroupKernel, res.IdleInstanceMemory)
 	}

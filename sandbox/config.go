@@ -60,12 +60,19 @@ type Config struct {
 	// TmpMB is the size of each instance's private /tmp (tmpfs, charged to its memory);
 	// default 64.
 	TmpMB int64
-	// LogMaxBytes rotates a log file past this size (default 10 MiB); LogFiles rotated
-	// files are kept (default 3). Sizes are checked every HousekeepInterval.
+	// LogMaxBytes is the size of one log file (default 10 MiB) and LogFiles the number
+	// of files kept per stream, the current one included (default 3): a stream never
+	// takes more than LogMaxBytes x LogFiles on disk. Files rotate as they are written.
 	LogMaxBytes int64
 	LogFiles    int
-	// HousekeepInterval paces log rotation and, with DiskQuotaPoll, disk checks
-	// (default 1s).
+	// LogRateBytes limits each instance's output (stdout and stderr together) to this
+	// many bytes per second on average, with bursts of LogBurstBytes; the excess is
+	// dropped and counted (Stats.LogDroppedBytes, a marker line in the log). Defaults 1
+	// MiB/s and 8 MiB; a negative LogRateBytes disables the limit.
+	LogRateBytes  int64
+	LogBurstBytes int64
+	// HousekeepInterval paces, with DiskQuotaPoll, disk checks, and the rotation of logs
+	// of instances started by an older runtime (default 1s).
 	HousekeepInterval time.Duration
 	// FollowInterval is how often a following log reader polls for new data (default
 	// 100ms).
@@ -124,6 +131,12 @@ func (c *Config) setDefaults() {
 	if c.LogFiles == 0 {
 		c.LogFiles = 3
 	}
+	if c.LogRateBytes == 0 {
+		c.LogRateBytes = 1 << 20
+	}
+	if c.LogBurstBytes == 0 {
+		c.LogBurstBytes = 8 << 20
+	}
 	if c.HousekeepInterval == 0 {
 		c.HousekeepInterval = time.Second
 	}
@@ -179,7 +192,10 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.TmpMB < 1 || c.LogMaxBytes < 1024 || c.LogFiles < 1 || c.HousekeepInterval <= 0 || c.FollowInterval <= 0 {
-		return errors.New("sandbox: config: TmpMB, LogMaxBytes, LogFiles and intervals must be positive")
+		return errors.New("sandbox: config: TmpMB, LogMaxBytes (at least 1024), LogFiles and intervals must be positive")
+	}
+	if c.LogRateBytes > 0 && c.LogBurstBytes < 4096 {
+		return fmt.Errorf("sandbox: config: LogBurstBytes %d is below 4096 (a pipe read must fit)", c.LogBurstBytes)
 	}
 	return nil
 }

@@ -388,9 +388,9 @@ func TestSeccompProfileFile(t *testing.T) {
 	}
 }
 
-// TestRestoreAcrossRanges: a snapshot restored into an instance with another uid range
-// is moved into that range at start: the files keep their ids inside, and the instance
-// can write them.
+// TestRestoreAcrossRanges: a snapshot taken in an earlier life of an instance (destroyed
+// with its data kept, re-created in another uid range) is moved into the new range at
+// start: the files keep their ids inside, and the instance can write them.
 func TestRestoreAcrossRanges(t *testing.T) {
 	e := newTestRuntime(t, nil)
 	ctx := context.Background()
@@ -407,27 +407,34 @@ func TestRestoreAcrossRanges(t *testing.T) {
 	if _, err := e.rt.SaveSnapshot(ctx, "src", "s"); err != nil {
 		t.Fatal(err)
 	}
-	dst, err := e.rt.Create(Spec{Name: "dst", UID: &uid, GID: &uid, Command: []string{"sh", "-c", "stat -c '%u %g' d/f && echo v2 >> d/f && cat d/f"}})
+	old, _ := e.rt.Get("src")
+	if err := e.rt.Destroy(ctx, "src", true); err != nil {
+		t.Fatal(err)
+	}
+	// Another instance takes the freed range; src comes back in a new one.
+	if _, err := e.rt.Create(Spec{Name: "other", Command: []string{"true"}}); err != nil {
+		t.Fatal(err)
+	}
+	dst, err := e.rt.Create(Spec{Name: "src", UID: &uid, GID: &uid, Command: []string{"sh", "-c", "stat -c '%u %g' d/f && echo v2 >> d/f && cat d/f"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, _ := e.rt.Get("src")
-	if dst.HostUID == src.HostUID {
-		t.Fatal("both instances share a range")
+	if dst.HostUID == old.HostUID {
+		t.Fatal("the re-created instance kept its old range")
 	}
-	if err := e.rt.RestoreSnapshot(ctx, "s", "dst"); err != nil {
+	if err := e.rt.RestoreSnapshot(ctx, "src", "s"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.rt.Start("dst"); err != nil {
+	if _, err := e.rt.Start("src"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.rt.Wait(ctx, "dst"); err != nil {
+	if _, err := e.rt.Wait(ctx, "src"); err != nil {
 		t.Fatal(err)
 	}
-	if out := e.logs(t, "dst", Stdout); out != "1000 1000\nv1\nv2\n" {
-		t.Fatalf("restored data inside the other instance: %q (stderr %q)", out, e.logs(t, "dst", Stderr))
+	if out := e.logs(t, "src", Stdout); out != "1000 1000\nv1\nv2\n" {
+		t.Fatalf("restored data in the new range: %q (stderr %q)", out, e.logs(t, "src", Stderr))
 	}
-	in, _ := e.rt.get("dst")
+	in, _ := e.rt.get("src")
 	fi, err := os.Stat(filepath.Join(in.st.Res.upper(), "d", "f"))
 	if err != nil {
 		t.Fatal(err)

@@ -12,7 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// initArg0 marks the re-executed binary as the short-lived instance init.
+// initArg0 marks the re-executed binary as the Go instance init (the fallback).
 const initArg0 = "constellation-sandbox-init"
 
 // initConfig is what an instance's setup is built from (buildChild); the Go init gets
@@ -44,6 +44,8 @@ type initConfig struct {
 	LastCap       int       `json:"last_cap"`
 	Seccomp       []bpfInsn `json:"seccomp"` // nil: unconfined
 	SeccompFlags  uint32    `json:"seccomp_flags"`
+	// InitFD is the runtime's fd of the native init binary (raw launcher; -1: none).
+	InitFD int `json:"-"`
 }
 
 // Init must be the first call in main() (and in TestMain) of every binary that creates
@@ -61,16 +63,16 @@ func Init() {
 		return
 	}
 	err := runInit()
-	// Report to the runtime on fd 4 (closed by a successful exec).
-	errPipe := os.NewFile(4, "errpipe")
+	// Report to the runtime on the error pipe (closed once the program runs).
+	errPipe := os.NewFile(goInitErrFD, "errpipe")
 	fmt.Fprintf(errPipe, "%v", err)
 	os.Exit(127)
 }
 
 func runInit() error {
-	unix.CloseOnExec(3)
-	unix.CloseOnExec(4)
-	b, err := io.ReadAll(os.NewFile(3, "config"))
+	unix.CloseOnExec(goInitCfgFD)
+	unix.CloseOnExec(goInitErrFD)
+	b, err := io.ReadAll(os.NewFile(goInitCfgFD, "config"))
 	if err != nil {
 		return fmt.Errorf("read config: %w", err)
 	}
@@ -84,10 +86,10 @@ func runInit() error {
 	if c.UserNS {
 		return fmt.Errorf("the Go init cannot create a user namespace")
 	}
-	// Credentials, capabilities and the seccomp filter are per thread: the calls and
-	// the execve run on this one.
+	// Credentials, capabilities and the seccomp filter are per thread: the calls run on
+	// this one, which stays locked, and goPID1 forks the program from it.
 	runtime.LockOSThread()
-	prog := buildChild(&c, nil, nil, hostSystemDirs(c.SystemDirs), childSync{})
+	prog := buildChild(&c, nil, nil, hostSystemDirs(c.SystemDirs), childSync{}, -1)
 	var prev uintptr
 	for i, op := range prog.ops {
 		a := op.a
@@ -102,5 +104,5 @@ func runInit() error {
 			prev = r
 		}
 	}
-	return fmt.Errorf("exec %s returned", c.Path)
+	return goPID1(&c) // stays resident as the instance init (pid1_go_linux.go)
 }

@@ -9,6 +9,6 @@ import "os"
 // (a multi-threaded process cannot unshare one): only host_root instances run there.
 const haveRawLaunch = false
 
-func launchRaw(c *initConfig, hostDirs map[string]string, v1Procs []string, cgroupFD int, stdio [3]*os.File) (pid, pidfd int, err error) {
+func launchRaw(c *initConfig, hostDirs map[string]string, v1Procs []string, cgroupFD int, stdio []*os.File) (pid, pidfd int, err error) {
 	panic("sandbox: raw launch not available")
 }

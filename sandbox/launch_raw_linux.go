@@ -14,7 +14,8 @@ import (
 )
 
 // The raw launcher: clone3 into the new namespaces, then the child executes a list of
-// system calls prepared by the parent (see buildChild) and execve's the program. No second Go runtime starts, so
+// system calls prepared by the parent (see buildChild) and execs the instance init
+// (pid1_linux.go), which starts the program. No second Go runtime starts, so
 // a launch costs a fork, the mounts and the program's exec. The child runs only
 // nosplit code over memory prepared before the fork, like syscall.forkAndExecInChild.
 const haveRawLaunch = true
@@ -23,39 +24,56 @@ type cloneArgs struct {
 	flags, pidFD, childTID, parentTID, exitSignal, stack, stackSize, tls, setTID, setTIDSize, cgroup uint64
 }
 
-// launchRaw starts the instance; it returns once the program is exec'd.
+// launchRaw starts the instance; it returns once the instance init is exec'd. stdio
+// are the init's files (pid1NumFDs: the program's stdio, the status pipe and the pipe
+// ends the init holds), in fd order.
 //
 // The child shares the parent's memory (CLONE_VM, where the assembly launcher exists)
 // but not its stack use: the parent goes on while the child runs, so that with a user
 // namespace it can write the child's uid/gid maps when the child asks. The child's copy
-// of execW closes at its execve; EOF on execR without a failure report means the
-// program runs.
-func launchRaw(c *initConfig, hostDirs map[string]string, v1Procs []string, cgroupFD int, stdio [3]*os.File) (pid, pidfd int, err error) {
-	var fds [3]int
+// of execW closes at its execve; EOF on execR without a failure report means the init
+// runs.
+func launchRaw(c *initConfig, hostDirs map[string]string, v1Procs []string, cgroupFD int, stdio []*os.File) (pid, pidfd int, err error) {
+	// Every descriptor the child uses must lie above the ones its dup3s fill.
+	low := len(stdio)
+	fds := make([]int, len(stdio))
 	for i, f := range stdio {
-		fd, closeFD, err := fdAbove2(int(f.Fd()))
+		fd, closeFD, err := fdAbove(int(f.Fd()), low)
 		if err != nil {
 			return 0, 0, err
 		}
 		defer closeFD()
 		fds[i] = fd
 	}
+	initFD, closeInit, err := fdAbove(c.InitFD, low)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer closeInit()
 	var procFDs []int
 	for _, f := range v1Procs {
 		fd, err := unix.Open(f, unix.O_WRONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return 0, 0, fmt.Errorf("open %s: %w", f, err)
 		}
+		if fd < low {
+			nfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, low)
+			unix.Close(fd)
+			if err != nil {
+				return 0, 0, err
+			}
+			fd = nfd
+		}
 		defer unix.Close(fd)
 		procFDs = append(procFDs, fd)
 	}
-	execR, execW, err := pipeAbove2()
+	execR, execW, err := pipeAbove(low)
 	if err != nil {
 		return 0, 0, err
 	}
 	defer execR.Close()
 	defer execW.Close()
-	goR, goW, err := pipeAbove2()
+	goR, goW, err := pipeAbove(low)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -68,7 +86,7 @@ func launchRaw(c *initConfig, hostDirs map[string]string, v1Procs []string, cgro
 	}
 	defer unix.Munmap(mem)
 	report := (*[2]uint32)(unsafe.Pointer(&mem[0]))
-	prog := buildChild(c, procFDs, &fds, hostDirs, childSync{notify: int(execW.Fd()), wait: int(goR.Fd())})
+	prog := buildChild(c, procFDs, fds, hostDirs, childSync{notify: int(execW.Fd()), wait: int(goR.Fd())}, initFD)
 	pfd := int32(-1)
 	args := &cloneArgs{
 		flags:      unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_PIDFD,
@@ -173,28 +191,28 @@ func childMain(ops []rawOp, report *[2]uint32) {
 	syscall.RawSyscall(unix.SYS_EXIT_GROUP, 126, 0, 0)
 }
 
-// fdAbove2 returns fd, or a close-on-exec duplicate of it >= 3 when fd is a standard
-// stream (it would be clobbered by the child's dup3 of a lower one).
-func fdAbove2(fd int) (int, func(), error) {
-	if fd >= 3 {
+// fdAbove returns fd, or a close-on-exec duplicate of it >= low when fd < low (it would
+// be clobbered by the child's dup3 of the init's files).
+func fdAbove(fd, low int) (int, func(), error) {
+	if fd >= low {
 		return fd, func() {}, nil
 	}
-	nfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 3)
+	nfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, low)
 	if err != nil {
 		return 0, nil, err
 	}
 	return nfd, func() { unix.Close(nfd) }, nil
 }
 
-// pipeAbove2 is os.Pipe with both descriptors >= 3 (see fdAbove2).
-func pipeAbove2() (*os.File, *os.File, error) {
+// pipeAbove is os.Pipe with both descriptors >= low (see fdAbove).
+func pipeAbove(low int) (*os.File, *os.File, error) {
 	var fds [2]int
 	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
 		return nil, nil, fmt.Errorf("pipe: %w", err)
 	}
 	for i, fd := range fds {
-		if fd < 3 {
-			nfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 3)
+		if fd < low {
+			nfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, low)
 			unix.Close(fd)
 			if err != nil {
 				unix.Close(fds[1-i])

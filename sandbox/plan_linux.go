@@ -27,7 +27,11 @@ import (
 //     parent to write the uid/gid maps: the mount, PID, UTS, IPC and cgroup namespaces
 //     stay owned by the host's user namespace, so root inside can change none of them;
 //   - drop capabilities (bounding set first), switch to the instance's uid/gid, clear
-//     the ambient set, set no_new_privs, install the seccomp filter and execve.
+//     the ambient set, set no_new_privs, install the seccomp filter and exec the
+//     instance init (pid1_linux.go) from its memfd, which starts the program. The init
+//     thus runs with everything the program gets: the instance's uid, its capabilities
+//     and seccomp filter, no_new_privs; the filter must allow execveat (and the init's
+//     few calls: checkInitSyscalls).
 
 // Capabilities kept by uid 0 of an instance: a subset of Docker's default set (no
 // MKNOD, NET_RAW, AUDIT_WRITE, SETFCAP, SETPCAP, SYS_CHROOT). Other uids keep none.
@@ -150,9 +154,12 @@ const atFDCWD = ^uintptr(99) // AT_FDCWD (-100)
 // (the parent has written the uid/gid maps).
 type childSync struct{ notify, wait int }
 
-// buildChild prepares the child's system calls from the init configuration. stdio is
-// nil when the caller already has its stdio, session and cgroups (the Go init).
-func buildChild(c *initConfig, v1Procs []int, stdio *[3]int, hostDirs map[string]string, sync childSync) *childProg {
+// buildChild prepares the child's system calls from the init configuration. In the raw
+// launcher's child (stdio: the init's files, pid1NumFDs of them) the list ends with the
+// execveat of the native init (initFD, pid1_raw_linux.go). stdio is nil in the Go init,
+// which already has its files, session and cgroups, runs the list on one locked thread
+// and then stays resident as PID 1 (goPID1).
+func buildChild(c *initConfig, v1Procs []int, stdio []int, hostDirs map[string]string, sync childSync, initFD int) *childProg {
 	p := &childProg{}
 	if stdio != nil {
 		for i, fd := range stdio {
@@ -319,22 +326,24 @@ func buildChild(c *initConfig, v1Procs []int, stdio *[3]int, hostDirs map[string
 	p.add("capset", unix.SYS_CAPSET, uintptr(unsafe.Pointer(hdr)), uintptr(unsafe.Pointer(data)))
 	p.add("clear ambient capabilities", unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
 	p.add("no_new_privs", unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
-	// Reset the supervisor's (Go runtime's) signal handlers before unblocking: with
-	// CLONE_VM the child shares the parent's memory, and no Go handler may run in it.
-	dfl := new([4]uint64)
-	p.keep = append(p.keep, dfl)
-	for sig := uintptr(1); sig <= 64; sig++ {
-		if sig == uintptr(unix.SIGKILL) || sig == uintptr(unix.SIGSTOP) {
-			continue
-		}
-		op := p.add("reset signal", unix.SYS_RT_SIGACTION, sig, uintptr(unsafe.Pointer(dfl)), 0, 8)
-		if sig == 32 || sig == 33 { // may be reserved
-			op.flags |= opMayFail
+	if stdio != nil {
+		// Reset the supervisor's (Go runtime's) signal handlers: with CLONE_VM the child
+		// shares the parent's memory, and no Go handler may run in it. The Go init keeps
+		// its handlers (it is a Go program and stays resident).
+		dfl := new([4]uint64)
+		p.keep = append(p.keep, dfl)
+		for sig := uintptr(1); sig <= 64; sig++ {
+			if sig == uintptr(unix.SIGKILL) || sig == uintptr(unix.SIGSTOP) {
+				continue
+			}
+			op := p.add("reset signal", unix.SYS_RT_SIGACTION, sig, uintptr(unsafe.Pointer(dfl)), 0, 8)
+			if sig == 32 || sig == 33 { // may be reserved
+				op.flags |= opMayFail
+			}
 		}
 	}
-	empty := new(uint64)
-	p.keep = append(p.keep, empty)
-	p.add("unblock signals", unix.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(empty)), 0, 8)
+	// Signals stay blocked: the init starts that way, so it cannot miss a stop sent
+	// before it waits for signals; it unblocks them for the program.
 	if len(c.Seccomp) > 0 {
 		filter := make([]unix.SockFilter, len(c.Seccomp))
 		for i, in := range c.Seccomp {
@@ -344,11 +353,21 @@ func buildChild(c *initConfig, v1Procs []int, stdio *[3]int, hostDirs map[string
 		p.keep = append(p.keep, filter, fprog)
 		p.add("seccomp filter", unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, uintptr(c.SeccompFlags), uintptr(unsafe.Pointer(fprog)))
 	}
-	argv, _ := syscall.SlicePtrFromStrings(c.Argv)
+	if stdio != nil {
+		p.execInit(c, initFD)
+	}
+	return p
+}
+
+// execInit ends the raw launcher's child program: execveat of the init binary (a memfd,
+// initFD) with argv "init PATH ARGV...". Every signal is still blocked (the parent
+// blocked them before the clone): the init starts that way and cannot miss a stop
+// sent before it waits for signals; its child unblocks them for the program.
+func (p *childProg) execInit(c *initConfig, initFD int) {
+	argv, _ := syscall.SlicePtrFromStrings(pid1Argv(c.Path, c.Argv))
 	envv, _ := syscall.SlicePtrFromStrings(c.Env)
 	p.keep = append(p.keep, argv, envv)
-	p.add("exec "+c.Path, unix.SYS_EXECVE, p.str(c.Path), uintptr(unsafe.Pointer(&argv[0])), uintptr(unsafe.Pointer(&envv[0])))
-	return p
+	p.add("exec init for "+c.Path, unix.SYS_EXECVEAT, uintptr(initFD), p.str(""), uintptr(unsafe.Pointer(&argv[0])), uintptr(unsafe.Pointer(&envv[0])), unix.AT_EMPTY_PATH)
 }
 
 // hostSystemDirs lists the system directories that exist: dir -> symlink target ("" for

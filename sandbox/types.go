@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"os"
 	"time"
 )
 
@@ -100,6 +101,9 @@ type Stats struct {
 	Restarts   int           `json:"restarts"`
 	// Limits currently applied (RAMMB etc. as enforced in the cgroup).
 	Limits Limits `json:"limits"`
+	// LogDroppedBytes counts output dropped over Config.LogRateBytes since the runtime
+	// started supervising the instance.
+	LogDroppedBytes int64 `json:"log_dropped_bytes"`
 }
 
 // Stream selects a log stream.
@@ -136,3 +140,17 @@ const (
 // Used where the kernel lacks XFS quota support. disk_mb cannot change on a created
 // instance in this mode (ErrUnenforceable): recreate it with the new size.
 const DiskQuotaExt4 = "ext4"
+
+// runPipes are the runtime's ends of one run's pipes (nil where unused): the init's
+// status reports and the program's stdout and stderr.
+type runPipes struct {
+	status, stdout, stderr *os.File
+}
+
+func (p *runPipes) close() {
+	for _, f := range []*os.File{p.status, p.stdout, p.stderr} {
+		if f != nil {
+			f.Close()
+		}
+	}
+}

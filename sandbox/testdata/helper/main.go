@@ -7,6 +7,7 @@
 //	helper escape k=v...   try every way out of the sandbox (escape_linux.go)
 //	helper read PATH       print the file
 //	helper dial PATH       connect to a Unix socket and print what it sends
+//	helper spawn           start "helper sleep" children until refused, and keep trying
 //
 // Started as constellation-sandbox-probe it is sandbox.Bench's probe: one byte to stdout.
 package main
@@ -16,6 +17,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -65,6 +67,12 @@ func main() {
 			os.Exit(1)
 		}
 		io.Copy(os.Stdout, c)
+	case "spawn":
+		for {
+			if err := exec.Command(os.Args[0], "sleep").Start(); err != nil {
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
 	}
 }
 
