@@ -24,7 +24,7 @@ var escapeProbes = []string{
 	"cgroup-escape-procs", "unshare-user", "unshare-mount", "clone3", "io-uring", "add-key",
 	"keyctl", "perf-event-open", "bpf", "core-pattern", "sysrq-trigger", "lo-address",
 	"sethostname", "kcore", "proc-keys", "host-token", "host-socket", "host-shadow", "chroot",
-	"setns-host",
+	"setns-host", "ptrace-init", "init-fds",
 }
 
 // seccompOnlyProbes are refused by the seccomp filter alone: without it the kernel
@@ -156,8 +156,9 @@ func TestHostileInstance(t *testing.T) {
 		})
 	}
 	// Neither the host's nobody nor the victim's own host uid (outside its user
-	// namespace) can read the victim's environment.
-	environ := fmt.Sprintf("/proc/%d/environ", vi.PID)
+	// namespace) can read the victim's environment (the program's: the init is not
+	// dumpable).
+	environ := fmt.Sprintf("/proc/%d/environ", programPID(t, vi.PID))
 	for _, uid := range []int{65534, vi.HostUID + 65534} {
 		if out, err := readAs(environ, uid); err == nil || strings.Contains(out, "victim-secret") {
 			t.Errorf("host uid %d read the victim's environment: %q, %v", uid, out, err)
@@ -176,9 +177,23 @@ func TestHostileInstance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out, err := readAs(fmt.Sprintf("/proc/%d/environ", hr.PID), 65534); err != nil || !strings.Contains(out, "victim-secret") {
+	if out, err := readAs(fmt.Sprintf("/proc/%d/environ", programPID(t, hr.PID)), 65534); err != nil || !strings.Contains(out, "victim-secret") {
 		t.Errorf("host nobody could not read a host_root nobody instance's environment (%q, %v): the check proves nothing", out, err)
 	}
+}
+
+// programPID is the host pid of the program: the only child of the instance init.
+func programPID(t *testing.T, initPID int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", initPID, initPID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatalf("children of the instance init %d: %q", initPID, b)
+	}
+	return pid
 }
 
 // readAs reads path as host uid (and gid) uid.

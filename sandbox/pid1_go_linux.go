@@ -26,6 +26,11 @@ const (
 // goPID1 starts the program and supervises it; it returns only when the program could
 // not be started before anything ran (then Init reports the error).
 func goPID1(c *initConfig) error {
+	// Like the native init: the program (same uid) must not ptrace the init or take its
+	// files.
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return err
+	}
 	sigs := make(chan os.Signal, 64)
 	signal.Notify(sigs) // before the fork: no SIGCHLD is missed
 	pid, err := syscall.ForkExec(c.Path, c.Argv, &syscall.ProcAttr{

@@ -13,7 +13,8 @@ TEXT ·pid1Text(SB),NOSPLIT,$0-8
 // registers, its own stack and PC-relative jumps, and no Go symbol.
 //
 // Started as: init PATH ARGV0 ARGS... with every signal blocked and fds 3 (status pipe,
-// write end) and 4-6 (held for the runtime) open. It forks; the child makes its own
+// write end) and 4-6 (held for the runtime) open. It makes itself non-dumpable (the
+// program runs as the same uid, and must neither ptrace it nor take its files). It forks; the child makes its own
 // process group, marks fds 3-6 close-on-exec, unblocks signals and execs PATH with
 // ARGV0 ARGS... (on failure it writes errno to a close-on-exec pipe and exits 127).
 // The parent learns from that pipe whether the exec worked and writes {3, pid} or
@@ -42,6 +43,10 @@ argsok:
 	MOVQ	$157, AX // prctl(PR_SET_NAME, "init")
 	MOVQ	$15, DI
 	LEAQ	32(SP), SI
+	SYSCALL
+	MOVQ	$157, AX // prctl(PR_SET_DUMPABLE, 0): the program (same uid) cannot ptrace
+	MOVQ	$4, DI   // the init or take its files (the program is dumpable again after its exec)
+	XORQ	SI, SI
 	SYSCALL
 	MOVQ	$14, AX // rt_sigprocmask(SIG_SETMASK, all)
 	MOVQ	$2, DI

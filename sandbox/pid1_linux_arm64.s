@@ -33,6 +33,10 @@ argsok:
 	ADD	$32, R22, R1
 	MOVD	$167, R8
 	SVC
+	MOVD	$4, R0 // prctl(PR_SET_DUMPABLE, 0)
+	MOVD	ZR, R1
+	MOVD	$167, R8
+	SVC
 	MOVD	$2, R0 // rt_sigprocmask(SIG_SETMASK, all)
 	MOVD	R22, R1
 	MOVD	ZR, R2

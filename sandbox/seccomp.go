@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -128,6 +129,9 @@ func loadSeccompProfile(path, goarch string) ([]byte, error) {
 func compileSeccompJSON(b []byte, goarch string) ([]bpfInsn, uint32, error) {
 	prog, p, err := decodeAndCompile(b, goarch)
 	if err != nil {
+		return nil, 0, err
+	}
+	if err := checkInitSyscalls(prog, goarch); err != nil {
 		return nil, 0, err
 	}
 	var flags uint32
@@ -521,4 +525,104 @@ func (a *bpfAsm) assemble() ([]bpfInsn, error) {
 		out[i].Jt, out[i].Jf = uint8(jt), uint8(jf)
 	}
 	return out, nil
+}
+
+// initSyscalls are the calls made under an instance's filter before the program runs:
+// the launcher's execveat of the instance init (its memfd, AT_EMPTY_PATH) and every call
+// of the init (pid1_linux_*.s; the Go init makes more, but runs only where the native
+// one does not), with the arguments an argument rule could look at. Pointer arguments
+// are 0.
+var initSyscalls = []struct {
+	name string
+	args [6]uint64
+}{
+	{"execveat", [6]uint64{3, 0, 0, 0, 0x1000}}, // AT_EMPTY_PATH
+	{"prctl", [6]uint64{15}},                    // PR_SET_NAME
+	{"prctl", [6]uint64{4, 0}},                  // PR_SET_DUMPABLE, 0
+	{"rt_sigprocmask", [6]uint64{2, 0, 0, 8}},   // SIG_SETMASK
+	{"pipe2", [6]uint64{0, 0x80000}},            // O_CLOEXEC
+	{"clone", [6]uint64{17}},                    // SIGCHLD: a plain fork
+	{"close", [6]uint64{}},
+	{"read", [6]uint64{0, 0, 4}},
+	{"write", [6]uint64{3, 0, 8}},
+	{"rt_sigtimedwait", [6]uint64{0, 0, 0, 8}},
+	{"kill", [6]uint64{^uint64(1), 15}},
+	{"wait4", [6]uint64{^uint64(0), 0, 1}}, // WNOHANG
+	{"setpgid", [6]uint64{}},               // its child: setpgid(0, 0)
+	{"fcntl", [6]uint64{3, 2, 1}},          // F_SETFD, FD_CLOEXEC
+	{"execve", [6]uint64{}},                // the program
+	{"exit_group", [6]uint64{}},
+}
+
+// checkInitSyscalls refuses a filter under which the instance init could not start
+// or run the program.
+func checkInitSyscalls(prog []bpfInsn, goarch string) error {
+	a, ok := seccompArches[goarch]
+	if !ok {
+		return nil
+	}
+	var denied []string
+	for _, c := range initSyscalls {
+		nr, ok := a.table.SyscallNames[c.name]
+		if !ok {
+			continue
+		}
+		ret, err := evalSeccomp(prog, nr, a.audit, c.args)
+		if err != nil {
+			return fieldErr("seccomp", ErrInvalidSpec, "profile: %v", err)
+		}
+		if act := ret & 0xffff0000; act != retAllow && act != retLog && !slices.Contains(denied, c.name) {
+			denied = append(denied, c.name)
+		}
+	}
+	if len(denied) > 0 {
+		return fieldErr("seccomp", ErrInvalidSpec, "profile denies %s, which every instance needs before its program runs: the filter is installed before the instance init is exec'd (execveat of a memfd), and the init forks (clone with SIGCHLD only), reaps (wait4), forwards signals (kill, rt_sigtimedwait) and execs the program; allow them", strings.Join(denied, ", "))
+	}
+	return nil
+}
+
+// evalSeccomp runs a compiled filter over one seccomp_data (nr, arch, args) and returns
+// its action.
+func evalSeccomp(prog []bpfInsn, nr int, auditArch uint32, args [6]uint64) (uint32, error) {
+	var data [64]byte
+	binary.LittleEndian.PutUint32(data[0:], uint32(nr))
+	binary.LittleEndian.PutUint32(data[4:], auditArch)
+	for i, a := range args {
+		binary.LittleEndian.PutUint64(data[16+8*i:], a)
+	}
+	var acc uint32
+	for pc := 0; pc < len(prog); pc++ {
+		in := prog[pc]
+		switch in.Code {
+		case bpfLdAbs:
+			if in.K > uint32(len(data))-4 {
+				return 0, fmt.Errorf("filter loads offset %d at %d", in.K, pc)
+			}
+			acc = binary.LittleEndian.Uint32(data[in.K:])
+		case bpfAndK:
+			acc &= in.K
+		case bpfJa:
+			pc += int(in.K)
+		case bpfJeqK, bpfJgtK, bpfJgeK:
+			var c bool
+			switch in.Code {
+			case bpfJeqK:
+				c = acc == in.K
+			case bpfJgtK:
+				c = acc > in.K
+			default:
+				c = acc >= in.K
+			}
+			if c {
+				pc += int(in.Jt)
+			} else {
+				pc += int(in.Jf)
+			}
+		case bpfRet:
+			return in.K, nil
+		default:
+			return 0, fmt.Errorf("unknown opcode %#x at %d", in.Code, pc)
+		}
+	}
+	return 0, errors.New("filter fell off its end")
 }

@@ -111,6 +111,35 @@ func escape(args []string) {
 			return errp(unix.PtraceAttach(p))
 		})
 	}
+	// The instance init (PID 1) holds the status pipe and the runtime's ends of the
+	// output pipes; the program must not reach them.
+	probe("ptrace-init", func() (bool, string) {
+		_, _, e := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_SEIZE, 1, 0, 0, 0, 0)
+		if e != 0 {
+			return false, e.Error()
+		}
+		return true, "seized PID 1"
+	})
+	probe("init-fds", func() (bool, string) {
+		for _, fd := range []string{"3", "4"} {
+			f, err := os.OpenFile("/proc/1/fd/"+fd, os.O_RDWR, 0)
+			if err == nil {
+				f.Close()
+				return true, "opened /proc/1/fd/" + fd
+			}
+		}
+		pfd, err := unix.PidfdOpen(1, 0)
+		if err != nil {
+			return false, "/proc/1/fd: denied; " + err.Error()
+		}
+		defer unix.Close(pfd)
+		fd, err := unix.PidfdGetfd(pfd, 4, 0)
+		if err == nil {
+			unix.Close(fd)
+			return true, "pidfd_getfd of PID 1's fd 4"
+		}
+		return false, "/proc/1/fd and pidfd_getfd: " + err.Error()
+	})
 	probe("pidfd-supervisor", func() (bool, string) {
 		fd, err := unix.PidfdOpen(pid("super"), 0)
 		if err == nil {
