@@ -134,6 +134,12 @@ func TestHostileInstance(t *testing.T) {
 			if c.seccomp == SeccompUnconfined {
 				seccompMode = "0"
 			}
+			// The instance init (PID 1, info.PID) runs inside the same boundary.
+			for _, want := range []string{"\nCapEff:\t" + wantCaps, "\nCapBnd:\t" + wantCaps, "\nNoNewPrivs:\t1", "\nSeccomp:\t" + seccompMode} {
+				if !strings.Contains(string(status), want+"\n") {
+					t.Errorf("instance init lacks %q:\n%s", want[1:], status)
+				}
+			}
 			for _, want := range []string{
 				fmt.Sprintf("status Uid: %d %d %d %d", uid, uid, uid, uid),
 				"status CapInh: 0000000000000000", "status CapPrm: " + wantCaps, "status CapEff: " + wantCaps,
