@@ -95,8 +95,8 @@ type RestartPolicy struct {
 
 // Bounds used by validation.
 const (
-	// MinRAMMB is the smallest ram_mb that can run anything: the short-lived init
-	// (a Go runtime) runs inside the instance's cgroup before exec'ing the program.
+	// MinRAMMB is the smallest ram_mb that can run anything: where the native init is
+	// not available the Go init (a Go runtime) stays resident in the instance's cgroup.
 	MinRAMMB = 16
 	// MinDiskMB is the smallest disk_mb (filesystem metadata of the data layer).
 	MinDiskMB = 1
