@@ -622,6 +622,14 @@ func (m *Service) localOp(w http.ResponseWriter, r *http.Request, rt Runtime, op
 			fail(err)
 			return
 		}
+		// A tag the instance does not have fails before the instance is stopped.
+		if _, err := rt.GetSnapshot(name, req.Tag); err != nil {
+			if errors.Is(err, sandbox.ErrNotFound) {
+				err = fmt.Errorf("%w: instance %s has no snapshot %q on node %s (snapshots belong to their instance and stay on its node)", sandbox.ErrNotFound, name, req.Tag, m.cfg.Name)
+			}
+			fail(err)
+			return
+		}
 		running := in.State == sandbox.StateRunning || in.State == sandbox.StateRestarting
 		if running {
 			if err := rt.Stop(ctx, name, 10*time.Second); err != nil {
@@ -629,10 +637,7 @@ func (m *Service) localOp(w http.ResponseWriter, r *http.Request, rt Runtime, op
 				return
 			}
 		}
-		err = rt.RestoreSnapshot(ctx, req.Tag, name)
-		if errors.Is(err, sandbox.ErrNotFound) {
-			err = fmt.Errorf("%w: no snapshot %q on node %s (snapshots stay on the node that saved them)", sandbox.ErrNotFound, req.Tag, m.cfg.Name)
-		}
+		err = rt.RestoreSnapshot(ctx, name, req.Tag)
 		if running {
 			if _, serr := rt.Start(name); err == nil {
 				err = serr

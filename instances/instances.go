@@ -293,7 +293,8 @@ type Runtime interface {
 	Wait(ctx context.Context, name string) (sandbox.Exit, error)
 	Logs(ctx context.Context, name string, opt sandbox.LogOptions) (io.ReadCloser, error)
 	SaveSnapshot(ctx context.Context, instance, name string) (sandbox.Snapshot, error)
-	RestoreSnapshot(ctx context.Context, name, instance string) error
+	RestoreSnapshot(ctx context.Context, instance, tag string) error
+	GetSnapshot(instance, tag string) (sandbox.Snapshot, error)
 	DiskQuotaMode() string
 	Close() error
 }

@@ -335,6 +335,21 @@ func TestInstancesEndToEnd(t *testing.T) {
 	if !snap.Restarted {
 		t.Errorf("snapshot --restore of a running instance = %+v; want restarted", snap)
 	}
+	// A tag the instance does not have fails before the instance is stopped.
+	var started time.Time
+	a.waitInstance("e2e-web", "running after the restore", func(r api.Instance, ok bool) bool {
+		if r.StartedAt != nil {
+			started = *r.StartedAt
+		}
+		return ok && r.Status == api.InstanceRunning && r.StartedAt != nil
+	})
+	if _, err := a.cli("snapshot", "e2e-web", "--restore", "nope"); err == nil || !strings.Contains(err.Error(), `no snapshot "nope"`) {
+		t.Errorf("restore of a missing tag: err = %v; want 'no snapshot \"nope\"'", err)
+	}
+	time.Sleep(300 * time.Millisecond) // a stop and start would show by now
+	a.waitInstance("e2e-web", "not restarted by a refused restore", func(r api.Instance, ok bool) bool {
+		return ok && r.Status == api.InstanceRunning && r.StartedAt != nil && r.StartedAt.Equal(started)
+	})
 
 	// resources: cluster totals over both nodes, b's allocation includes e2e-web.
 	var res api.ResourcesInfo

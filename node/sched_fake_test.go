@@ -248,8 +248,12 @@ func (f *fakeRuntime) SaveSnapshot(ctx context.Context, instance, name string) (
 	return sandbox.Snapshot{}, sandbox.ErrUnsupported
 }
 
-func (f *fakeRuntime) RestoreSnapshot(ctx context.Context, name, instance string) error {
+func (f *fakeRuntime) RestoreSnapshot(ctx context.Context, instance, tag string) error {
 	return sandbox.ErrUnsupported
+}
+
+func (f *fakeRuntime) GetSnapshot(instance, tag string) (sandbox.Snapshot, error) {
+	return sandbox.Snapshot{}, sandbox.ErrUnsupported
 }
 
 func (f *fakeRuntime) DiskQuotaMode() string { return "none" }

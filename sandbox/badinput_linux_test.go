@@ -64,6 +64,11 @@ func TestBadInputLeavesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	stray := filepath.Join(e.state, "data", "instances", "late.img")
+	bigID := 65536
+	badProfile := filepath.Join(t.TempDir(), "bad.json")
+	if err := os.WriteFile(badProfile, []byte(`{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mount"],"action":"SCMP_ACT_KILL_EVERYONE"}]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	before := leftovers(t, e)
 	if len(before) < 3 {
 		t.Fatalf("the good instance left almost no trace: leftovers() checks nothing: %q", before)
@@ -88,6 +93,10 @@ func TestBadInputLeavesNothing(t *testing.T) {
 		{"code outside roots", Spec{Name: "a", Code: "/etc", Command: []string{"true"}}, "code", ErrPathNotAllowed},
 		{"code escaping by symlink", Spec{Name: "a", Code: filepath.Join(e.code, "escape"), Command: []string{"true"}}, "code", ErrPathNotAllowed},
 		{"bad name", Spec{Name: "../../x", Command: []string{"true"}}, "name", ErrInvalidSpec},
+		{"host root not allowed", Spec{Name: "a", HostRoot: true, Command: []string{"true"}}, "host_root", ErrNotPermitted},
+		{"uid outside the user namespace", Spec{Name: "a", UID: &bigID, Command: []string{"true"}}, "uid", ErrInvalidSpec},
+		{"missing seccomp profile", Spec{Name: "a", Seccomp: "/nonexistent/profile.json", Command: []string{"true"}}, "seccomp", ErrInvalidSpec},
+		{"bad seccomp profile", Spec{Name: "a", Seccomp: badProfile, Command: []string{"true"}}, "seccomp", ErrInvalidSpec},
 		{"late failure", Spec{Name: "late", Command: []string{"true"}, Limits: Limits{DiskMB: 8, RAMMB: 64}}, "", nil},
 	}
 	for _, tt := range tests {

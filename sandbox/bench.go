@@ -52,6 +52,11 @@ type BenchResult struct {
 	IdleSupervisorRSS  int64         `json:"idle_supervisor_rss_per_instance"`  // bytes
 	IdleCgroupKernel   int64         `json:"idle_cgroup_kernel_per_instance"`   // bytes
 	IdleInstanceMemory int64         `json:"idle_instance_memory_per_instance"` // bytes, charged to its cgroup
+	// The instance init's own share of that (PID 1 of each idle instance, from
+	// /proc/PID/smaps_rollup): resident, proportional and anonymous memory.
+	IdleInitRSS  int64 `json:"idle_init_rss_per_instance"`
+	IdleInitPSS  int64 `json:"idle_init_pss_per_instance"`
+	IdleInitAnon int64 `json:"idle_init_anon_per_instance"`
 }
 
 // BuildProbe compiles the benchmark's probe as a static C program in dir when a C compiler

@@ -203,6 +203,17 @@ func Bench(ctx context.Context, bc BenchConfig) (BenchResult, error) {
 			res.IdleCgroupKernel = kmem / int64(bc.Idle)
 			res.IdleInstanceMemory = mem / int64(bc.Idle)
 		}
+		var rss, pss, anon int64
+		for i := 0; i < bc.Idle; i++ {
+			if info, err := rt.Get(fmt.Sprintf("idle-%d", i)); err == nil && info.PID > 0 {
+				p := "/proc/" + strconv.Itoa(info.PID) + "/smaps_rollup"
+				rss += int64(statKeyColon(p, "Rss")) << 10
+				pss += int64(statKeyColon(p, "Pss")) << 10
+				anon += int64(statKeyColon(p, "Anonymous")) << 10
+			}
+		}
+		res.IdleInitRSS, res.IdleInitPSS, res.IdleInitAnon = rss/int64(bc.Idle), pss/int64(bc.Idle), anon/int64(bc.Idle)
+		logf("instance init: RSS %d B, PSS %d B, anonymous %d B per instance", res.IdleInitRSS, res.IdleInitPSS, res.IdleInitAnon)
 		logf("%d idle instances: supervisor RSS %d B/instance, cgroup kernel memory %d B/instance, instance memory %d B/instance",
 			bc.Idle, res.IdleSupervisorRSS, res.IdleCgroupKernel, res.IdleInstanceMemory)
 	}
@@ -248,8 +259,11 @@ func tail(rt *Runtime, name string) string {
 	return string(b)
 }
 
-// benchRunc runs the probe under `runc run` with a minimal OCI bundle: the same
-// namespaces, system directories, /app, limits, user and no_new_privs.
+// benchRunc runs the probe under `runc run` with an OCI bundle hardened like an
+// instance: user namespace (uid 65534 inside, a range above 65535 outside), pid, mount,
+// uts, ipc and cgroup namespaces, no capabilities, no_new_privs, the same seccomp
+// allow-list, deny-all devices, masked and read-only /proc paths, the same system
+// directories, /app and limits.
 func benchRunc(ctx context.Context, dir, code string, wr *os.File, readByte func() error, bc BenchConfig) ([]time.Duration, error) {
 	bundle := filepath.Join(dir, "bundle")
 	rootfs := filepath.Join(bundle, "rootfs")
@@ -277,6 +291,26 @@ func benchRunc(ctx context.Context, dir, code string, wr *os.File, readByte func
 		os.MkdirAll(filepath.Join(rootfs, d), 0o755)
 		mounts = append(mounts, map[string]any{"destination": d, "type": "bind", "source": d, "options": []string{"rbind", "ro", "nosuid", "nodev"}})
 	}
+	seccomp := defaultSeccompProfile()
+	if a, ok := seccompArches[runtime.GOARCH]; ok {
+		seccomp.Architectures = []string{a.name}
+	}
+	var masked, readonly []string
+	for _, f := range append(append([]string{}, procMaskedFiles...), procMaskedDirs...) {
+		masked = append(masked, "/proc/"+f)
+	}
+	for _, f := range procReadOnly {
+		readonly = append(readonly, "/proc/"+f)
+	}
+	devices := []map[string]any{{"allow": false, "access": "rwm"}}
+	for _, d := range allowedDevices {
+		dev := map[string]any{"allow": true, "type": "c", "major": d.major, "access": "rw"}
+		if d.minor >= 0 {
+			dev["minor"] = d.minor
+		}
+		devices = append(devices, dev)
+	}
+	idMap := []map[string]int{{"containerID": 0, "hostID": defaultUIDBase + (defaultUIDSlots-1)*userNSSize, "size": userNSSize}}
 	quota := int64(bc.Limits.CPUPercent * cfsPeriod / 100)
 	mem := bc.Limits.RAMMB << 20
 	spec := map[string]any{
@@ -287,16 +321,23 @@ func benchRunc(ctx context.Context, dir, code string, wr *os.File, readByte func
 			"env":             []string{"PATH=" + systemPath},
 			"cwd":             appDir,
 			"noNewPrivileges": true,
+			"capabilities":    map[string][]string{"bounding": {}, "effective": {}, "permitted": {}, "inheritable": {}, "ambient": {}},
 		},
 		"root":     map[string]any{"path": "rootfs", "readonly": true},
 		"hostname": "probe",
 		"mounts":   mounts,
 		"linux": map[string]any{
-			"namespaces": []map[string]string{{"type": "pid"}, {"type": "mount"}, {"type": "uts"}, {"type": "ipc"}},
+			"namespaces":    []map[string]string{{"type": "pid"}, {"type": "mount"}, {"type": "uts"}, {"type": "ipc"}, {"type": "user"}, {"type": "cgroup"}},
+			"uidMappings":   idMap,
+			"gidMappings":   idMap,
+			"seccomp":       seccomp,
+			"maskedPaths":   masked,
+			"readonlyPaths": readonly,
 			"resources": map[string]any{
-				"memory": map[string]any{"limit": mem, "swap": mem},
-				"cpu":    map[string]any{"quota": quota, "period": cfsPeriod},
-				"pids":   map[string]any{"limit": bc.Limits.PIDs},
+				"devices": devices,
+				"memory":  map[string]any{"limit": mem, "swap": mem},
+				"cpu":     map[string]any{"quota": quota, "period": cfsPeriod},
+				"pids":    map[string]any{"limit": bc.Limits.PIDs},
 			},
 		},
 	}

@@ -44,6 +44,8 @@ func BenchmarkSandbox(b *testing.B) {
 			b.ReportMetric(float64(res.IdleSupervisorRSS)/1024, "idle-rss-KiB/inst")
 			b.ReportMetric(float64(res.IdleCgroupKernel)/1024, "idle-kmem-KiB/inst")
 			b.ReportMetric(float64(res.IdleInstanceMemory)/1024, "idle-mem-KiB/inst")
+			b.ReportMetric(float64(res.IdleInitRSS)/1024, "init-rss-KiB/inst")
+			b.ReportMetric(float64(res.IdleInitPSS)/1024, "init-pss-KiB/inst")
 		}
 	}
 }

@@ -34,7 +34,7 @@ const (
 )
 
 // v1Controllers are the hierarchies an instance cgroup is created in (when mounted).
-var v1Controllers = []string{"cpu", "cpuacct", "cpuset", "memory", "pids", "freezer"}
+var v1Controllers = []string{"cpu", "cpuacct", "cpuset", "memory", "pids", "freezer", "devices"}
 
 // newCgroupHost detects the cgroup layout. root overrides the mount point of a v2
 // hierarchy (tests); parent is the instance parent: absolute ("/x") is relative to the
@@ -306,6 +306,20 @@ func (cg *cgroup) create() error {
 				return err
 			}
 		}
+	}
+	// Deny every device but the standard ones.
+	var err error
+	switch {
+	case cg.h.v2:
+		err = attachDeviceFilter(cg.path(""))
+	case cg.path("devices") != "":
+		err = v1DeviceRules(cg.path("devices"))
+	default:
+		err = fmt.Errorf("sandbox: no devices cgroup (v1 devices controller not mounted): %w", ErrUnenforceable)
+	}
+	if err != nil {
+		cg.destroy()
+		return err
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -51,8 +52,14 @@ func TestCgroupV2(t *testing.T) {
 		t.Fatal(err)
 	}
 	testutil.WaitFor(t, 5*time.Second, "output", func() (bool, string) { return strings.Contains(e.logs(t, "v2", Stdout), "0::"), "" })
-	if out := e.logs(t, "v2", Stdout); !strings.Contains(out, "0::"+parent+"/v2\n") {
-		t.Fatalf("/proc/self/cgroup = %q; want 0::%s/v2", out, parent)
+	// Inside, a cgroup namespace rooted at the instance's cgroup; from the host, the
+	// instance's cgroup.
+	if out := e.logs(t, "v2", Stdout); !strings.Contains(out, "0::/\n") {
+		t.Fatalf("/proc/self/cgroup = %q; want 0::/ (cgroup namespace)", out)
+	}
+	info, _ := e.rt.Get("v2")
+	if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", info.PID)); !strings.Contains(string(b), "0::"+parent+"/v2\n") {
+		t.Fatalf("host view of the instance's cgroup = %q; want 0::%s/v2", b, parent)
 	}
 	ctx := context.Background()
 	if _, err := e.rt.SaveSnapshot(ctx, "v2", "frozen-copy"); err != nil { // freezes

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -32,23 +33,46 @@ type Config struct {
 	// DataImageMB is the size of the sparse XFS data image (default 65536; it only uses
 	// what instances write). Ignored once the image exists.
 	DataImageMB int64
-	// DefaultUID and DefaultGID run instances whose spec has no uid/gid. Zero means 65534
-	// (nobody): an instance runs as root only when its spec says uid 0.
+	// DefaultUID and DefaultGID run instances whose spec has no uid/gid (inside the
+	// instance's user namespace). Zero means 65534 (nobody): an instance runs as its
+	// namespace's root only when its spec says uid 0.
 	DefaultUID, DefaultGID int
+	// AllowHostRoot permits specs with host_root (no user namespace: uid 0 is the
+	// host's root). Off by default; the node's --allow-host-root.
+	AllowHostRoot bool
+	// UIDBase and UIDSlots define the host uid ranges of instances: instance k maps
+	// its uids and gids 0..65535 to UIDBase+k*65536... (default 1879048192 and 4094
+	// slots: see the userns.go comment for why). UIDBase must be at least 65536 and
+	// the ranges must end below 4294967295.
+	UIDBase, UIDSlots int
 	// SystemDirs are bound read-only into every instance at the same path (default
-	// /bin /sbin /lib /lib32 /lib64 /libx32 /usr /etc; missing ones are skipped).
+	// /bin /sbin /lib /lib32 /lib64 /libx32 /usr; missing ones are skipped). /etc is
+	// not allowed: instances get a generated /etc (see EtcFiles).
 	SystemDirs []string
+	// EtcFiles are the host /etc entries bound read-only into an instance's generated
+	// /etc (passwd, group, hosts, hostname, resolv.conf and nsswitch.conf are generated
+	// and cannot be listed). Default: the certificate stores, dynamic loader cache,
+	// alternatives, time zone, services and protocols; nil takes the default, an empty
+	// slice gives none. Small files are copied at each start, directories bound.
+	EtcFiles []string
 	// Env is added to every instance's environment (e.g. CONSTELLATION_API).
 	Env map[string]string
 	// TmpMB is the size of each instance's private /tmp (tmpfs, charged to its memory);
 	// default 64.
 	TmpMB int64
-	// LogMaxBytes rotates a log file past this size (default 10 MiB); LogFiles rotated
-	// files are kept (default 3). Sizes are checked every HousekeepInterval.
+	// LogMaxBytes is the size of one log file (default 10 MiB) and LogFiles the number
+	// of files kept per stream, the current one included (default 3): a stream never
+	// takes more than LogMaxBytes x LogFiles on disk. Files rotate as they are written.
 	LogMaxBytes int64
 	LogFiles    int
-	// HousekeepInterval paces log rotation and, with DiskQuotaPoll, disk checks
-	// (default 1s).
+	// LogRateBytes limits each instance's output (stdout and stderr together) to this
+	// many bytes per second on average, with bursts of LogBurstBytes; the excess is
+	// dropped and counted (Stats.LogDroppedBytes, a marker line in the log). Defaults 1
+	// MiB/s and 8 MiB; a negative LogRateBytes disables the limit.
+	LogRateBytes  int64
+	LogBurstBytes int64
+	// HousekeepInterval paces, with DiskQuotaPoll, disk checks, and the rotation of logs
+	// of instances started by an older runtime (default 1s).
 	HousekeepInterval time.Duration
 	// FollowInterval is how often a following log reader polls for new data (default
 	// 100ms).
@@ -87,7 +111,16 @@ func (c *Config) setDefaults() {
 		c.DefaultGID = 65534
 	}
 	if c.SystemDirs == nil {
-		c.SystemDirs = []string{"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/usr", "/etc"}
+		c.SystemDirs = []string{"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/usr"}
+	}
+	if c.EtcFiles == nil {
+		c.EtcFiles = []string{"alternatives", "ssl", "pki", "crypto-policies", "localtime", "timezone", "services", "protocols", "ld.so.cache", "os-release"}
+	}
+	if c.UIDBase == 0 {
+		c.UIDBase = defaultUIDBase
+	}
+	if c.UIDSlots == 0 {
+		c.UIDSlots = defaultUIDSlots
 	}
 	if c.TmpMB == 0 {
 		c.TmpMB = 64
@@ -97,6 +130,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.LogFiles == 0 {
 		c.LogFiles = 3
+	}
+	if c.LogRateBytes == 0 {
+		c.LogRateBytes = 1 << 20
+	}
+	if c.LogBurstBytes == 0 {
+		c.LogBurstBytes = 8 << 20
 	}
 	if c.HousekeepInterval == 0 {
 		c.HousekeepInterval = time.Second
@@ -133,11 +172,30 @@ func (c *Config) Validate() error {
 	if c.DataImageMB < 300 {
 		return errors.New("sandbox: config: DataImageMB must be at least 300 (XFS minimum)")
 	}
-	if c.DefaultUID < 0 || c.DefaultGID < 0 {
-		return errors.New("sandbox: config: negative default uid/gid")
+	if c.DefaultUID < 0 || c.DefaultGID < 0 || c.DefaultUID >= userNSSize || c.DefaultGID >= userNSSize {
+		return fmt.Errorf("sandbox: config: default uid/gid must be in [0, %d] (ids inside an instance's user namespace)", userNSSize-1)
+	}
+	if c.UIDBase < userNSSize || c.UIDSlots < 1 || int64(c.UIDBase)+int64(c.UIDSlots)*userNSSize > 1<<32-1 {
+		return fmt.Errorf("sandbox: config: UIDBase %d with %d slots of %d: want UIDBase >= %d and ranges ending below 4294967295", c.UIDBase, c.UIDSlots, userNSSize, userNSSize)
+	}
+	for _, d := range c.SystemDirs {
+		if !filepath.IsAbs(d) || filepath.Clean(d) != d || d == "/" {
+			return fmt.Errorf("sandbox: config: system dir %q must be a clean absolute path other than /", d)
+		}
+		if d == "/etc" || strings.HasPrefix(d, "/etc/") || d == appDir || d == "/proc" || d == "/dev" || d == "/tmp" || d == "/run" {
+			return fmt.Errorf("sandbox: config: system dir %q: the runtime provides that directory (list host /etc entries in EtcFiles)", d)
+		}
+	}
+	for _, e := range c.EtcFiles {
+		if !localPath(e) || strings.Contains(e, "/") {
+			return fmt.Errorf("sandbox: config: EtcFiles entry %q must be a name in /etc", e)
+		}
 	}
 	if c.TmpMB < 1 || c.LogMaxBytes < 1024 || c.LogFiles < 1 || c.HousekeepInterval <= 0 || c.FollowInterval <= 0 {
-		return errors.New("sandbox: config: TmpMB, LogMaxBytes, LogFiles and intervals must be positive")
+		return errors.New("sandbox: config: TmpMB, LogMaxBytes (at least 1024), LogFiles and intervals must be positive")
+	}
+	if c.LogRateBytes > 0 && c.LogBurstBytes < 4096 {
+		return fmt.Errorf("sandbox: config: LogBurstBytes %d is below 4096 (a pipe read must fit)", c.LogBurstBytes)
 	}
 	return nil
 }

@@ -29,6 +29,9 @@ var (
 	// cgroup controller, no quota-capable filesystem, non-Linux OS). Limits are never
 	// silently ignored.
 	ErrUnenforceable = errors.New("sandbox: limit cannot be enforced on this host")
+	// ErrNotPermitted: the spec asks for something this node's configuration forbids
+	// (host_root without Config.AllowHostRoot).
+	ErrNotPermitted = errors.New("sandbox: not permitted on this node")
 	// ErrClosed: the runtime was closed.
 	ErrClosed = errors.New("sandbox: runtime closed")
 	// ErrUnsupported: the operation is not available on this OS.

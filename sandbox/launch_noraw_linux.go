@@ -5,11 +5,10 @@ package sandbox
 import "os"
 
 // haveRawLaunch is false on 32-bit and big-endian-only architectures: instances start
-// through the re-executed Go init (Init) instead.
+// through the re-executed Go init (Init) instead, which cannot create user namespaces
+// (a multi-threaded process cannot unshare one): only host_root instances run there.
 const haveRawLaunch = false
 
-func launchRaw(c *initConfig, hostDirs map[string]string, v1Procs []string, cgroupFD int, newNet bool, stdio [3]*os.File) (pid, pidfd int, err error) {
+func launchRaw(c *initConfig, hostDirs map[string]string, v1Procs []string, cgroupFD int, stdio []*os.File) (pid, pidfd int, err error) {
 	panic("sandbox: raw launch not available")
 }
-
-func hostSystemDirs(dirs []string) map[string]string { return nil }

@@ -29,6 +29,16 @@ type linuxPlatform struct {
 	raw  bool // use the raw launcher (else the re-executed Go init)
 	// hostDirs: the SystemDirs that exist (dir -> symlink target or ""), read once.
 	hostDirs map[string]string
+	// Read once: what this kernel and host have of the masked /proc paths and /dev nodes.
+	procMaskFiles, procMaskDirs, procReadOnly, devNodes []string
+	lastCap                                             int
+	etc                                                 *hostEtc // host /etc entries instances get
+	// seccompDefault is SeccompDefault compiled for this architecture (seccompErr when
+	// there is no syscall table for it).
+	seccompDefault []bpfInsn
+	seccompErr     error
+	// initBin is the native instance init (nil: the Go init is used; pid1_linux.go).
+	initBin *initBinary
 }
 
 func newPlatform(cfg *Config) (platform, error) {
@@ -40,13 +50,24 @@ func newPlatform(cfg *Config) (platform, error) {
 		return nil, err
 	}
 	p := &linuxPlatform{cfg: cfg, cg: cg, raw: haveRawLaunch}
-	for _, d := range cfg.SystemDirs {
-		if filepath.Dir(d) != "/" {
-			p.raw = false // the raw launcher binds top-level directories only
+	p.hostDirs = hostSystemDirs(cfg.SystemDirs)
+	p.procMaskFiles = existing("/proc", procMaskedFiles)
+	p.procMaskDirs = existing("/proc", procMaskedDirs)
+	p.procReadOnly = existing("/proc", procReadOnly)
+	p.devNodes = existing("/dev", devNodes)
+	p.lastCap = lastCap()
+	p.etc = newHostEtc(cfg.EtcFiles)
+	p.seccompDefault, p.seccompErr = compileSeccomp(defaultSeccompProfile(), runtime.GOARCH, false)
+	// The native init (pid1_linux.go) is what the raw launcher execs; without it the
+	// re-executed Go init is PID 1 (and, unable to create user namespaces, runs only
+	// host_root instances).
+	if p.raw && havePID1 {
+		if p.initBin, err = newInitBinary(); err != nil {
+			cfg.Logger.Warn("sandbox: native instance init unavailable, using the Go init (host_root instances only)", "err", err)
 		}
 	}
-	if p.raw {
-		p.hostDirs = hostSystemDirs(cfg.SystemDirs)
+	if p.initBin == nil {
+		p.raw = false
 	}
 	p.hst = Host{CPUs: runtime.NumCPU(), MemoryMB: totalMemMB(), MaxPIDs: pidMax()}
 	mode := cfg.DiskQuota
@@ -103,6 +124,33 @@ func (p *linuxPlatform) checkLimits(l Limits) error {
 		return fieldErr("disk_mb", ErrUnenforceable, "no disk quota mode configured")
 	}
 	return nil
+}
+
+// checkSpec rejects what this node cannot enforce for spec.
+func (p *linuxPlatform) checkSpec(spec *Spec) error {
+	if !spec.HostRoot && !p.raw {
+		return fieldErr("host_root", ErrUnenforceable, "user namespaces need the raw launcher (64-bit Linux); on %s only host_root instances run", runtime.GOARCH)
+	}
+	if spec.Seccomp != SeccompUnconfined && p.seccompErr != nil {
+		return p.seccompErr
+	}
+	return nil
+}
+
+// seccompFor compiles the instance's filter (nil: unconfined). A profile file was
+// copied into the instance directory at create.
+func (p *linuxPlatform) seccompFor(res *resources, spec *Spec) ([]bpfInsn, uint32, error) {
+	switch spec.Seccomp {
+	case SeccompUnconfined:
+		return nil, 0, nil
+	case "", SeccompDefault:
+		return p.seccompDefault, 0, p.seccompErr
+	}
+	b, err := os.ReadFile(filepath.Join(res.Dir, seccompFile))
+	if err != nil {
+		return nil, 0, fmt.Errorf("sandbox: seccomp profile of %q: %w", res.Name, err)
+	}
+	return compileSeccompJSON(b, runtime.GOARCH)
 }
 
 func (p *linuxPlatform) imagePath(name string) string {
@@ -177,71 +225,90 @@ func (p *linuxPlatform) create(res *resources, spec *Spec) (err error) {
 			os.RemoveAll(res.DataDir)
 		}
 	}()
-	uid, gid := p.ids(spec)
 	for _, d := range []string{res.upper(), res.work()} {
 		if err := os.Mkdir(d, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 			return err
 		}
 	}
 	if !kept {
+		uid, gid := hostIDs(res, p.cfg, spec)
 		if err := os.Chown(res.upper(), uid, gid); err != nil {
 			return err
 		}
+		markDataOwner(res) // kept data is checked (and moved) at start
 	}
 	return nil
 }
 
-func (p *linuxPlatform) ids(spec *Spec) (int, int) {
-	uid, gid := p.cfg.DefaultUID, p.cfg.DefaultGID
-	if spec.UID != nil {
-		uid = *spec.UID
-	}
-	if spec.GID != nil {
-		gid = *spec.GID
-	}
-	return uid, gid
-}
-
-func (p *linuxPlatform) start(res *resources, spec *Spec, stdout, stderr *os.File) (process, error) {
+func (p *linuxPlatform) start(res *resources, spec *Spec, stdout *os.File) (process, runPipes, error) {
 	path, argv, err := resolveExec(spec, p.cfg.SystemDirs)
 	if err != nil {
-		return nil, err
+		return nil, runPipes{}, err
 	}
-	uid, gid := p.ids(spec)
+	if err := p.checkSpec(spec); err != nil {
+		return nil, runPipes{}, err
+	}
+	uid, gid := specIDs(p.cfg, spec)
+	filter, filterFlags, err := p.seccompFor(res, spec)
+	if err != nil {
+		return nil, runPipes{}, err
+	}
+	if err := fixDataOwner(res, p.cfg); err != nil {
+		return nil, runPipes{}, err
+	}
 	ic := initConfig{
-		Root:       filepath.Join(res.Dir, "root"),
-		SystemDirs: p.cfg.SystemDirs,
-		Code:       spec.Code,
-		Upper:      res.upper(),
-		Work:       res.work(),
-		Hostname:   spec.Name,
-		Loopback:   spec.Network == NetworkIsolated,
-		UID:        uid,
-		GID:        gid,
-		Path:       path,
-		Argv:       argv,
-		Env:        instanceEnv(spec, p.cfg.Env),
-		TmpMB:      p.cfg.TmpMB,
+		Root:          filepath.Join(res.Dir, "root"),
+		SystemDirs:    p.cfg.SystemDirs,
+		Code:          spec.Code,
+		Upper:         res.upper(),
+		Work:          res.work(),
+		Hostname:      spec.Name,
+		Loopback:      spec.Network == NetworkIsolated,
+		UID:           uid,
+		GID:           gid,
+		Path:          path,
+		Argv:          argv,
+		Env:           instanceEnv(spec, p.cfg.Env),
+		TmpMB:         p.cfg.TmpMB,
+		UserNS:        res.HostUID != 0,
+		HostUID:       res.HostUID,
+		Etc:           p.etc.etcFor(spec, uid, gid),
+		RunDir:        res.runDir(),
+		DevNodes:      p.devNodes,
+		ProcMaskFiles: p.procMaskFiles,
+		ProcMaskDirs:  p.procMaskDirs,
+		ProcReadOnly:  p.procReadOnly,
+		LastCap:       p.lastCap,
+		Seccomp:       filter,
+		SeccompFlags:  filterFlags,
+		InitFD:        -1,
+	}
+	if p.raw {
+		ic.InitFD = p.initBin.fd
 	}
 	cg := p.cg.cgroup(res.Name)
 	if !cg.exists() { // e.g. removed by an operator: recreate
 		if err := cg.create(); err != nil {
-			return nil, err
+			return nil, runPipes{}, err
 		}
 		if err := cg.apply(spec.Limits, res.Cpuset); err != nil {
-			return nil, err
+			return nil, runPipes{}, err
 		}
 	}
-	devnull, err := os.Open(os.DevNull)
+	files, err := newInitFiles(stdout, nil)
 	if err != nil {
-		return nil, err
+		return nil, runPipes{}, err
 	}
-	defer devnull.Close()
+	defer files.closeChild()
+	fail := func(err error) (process, runPipes, error) {
+		files.pipes.close()
+		return nil, runPipes{}, err
+	}
 	cgroupFD := -1
 	if p.cg.v2 {
 		fd, err := cg.openFD()
 		if err != nil {
-			return nil, err
+			return fail(err)
 		}
 		defer unix.Close(fd)
 		cgroupFD = fd
@@ -250,26 +317,30 @@ func (p *linuxPlatform) start(res *resources, spec *Spec, stdout, stderr *os.Fil
 	if p.raw {
 		var v1Procs []string
 		if !p.cg.v2 {
+			// The child joins as a single thread ("tasks", pid 0): the kernel then skips
+			// the global threadgroup lock, whose write side waits for an RCU grace period
+			// (milliseconds on a busy machine). The child has one thread, so this moves
+			// the whole process.
 			for _, d := range cg.dirs() {
-				v1Procs = append(v1Procs, filepath.Join(d, "cgroup.procs"))
+				v1Procs = append(v1Procs, filepath.Join(d, "tasks"))
 			}
 		}
-		pid, pidfd, err = launchRaw(&ic, p.hostDirs, v1Procs, cgroupFD, spec.Network == NetworkIsolated, [3]*os.File{devnull, stdout, stderr})
+		pid, pidfd, err = launchRaw(&ic, p.hostDirs, v1Procs, cgroupFD, files.child[:])
 	} else {
-		pid, pidfd, err = launchInit(&ic, cg, cgroupFD, spec.Network == NetworkIsolated, [3]*os.File{devnull, stdout, stderr})
+		pid, pidfd, err = launchInit(&ic, cg, cgroupFD, spec.Network == NetworkIsolated, files.child[:])
 	}
 	if err != nil {
-		return nil, fmt.Errorf("sandbox: start %q: %w", res.Name, err)
+		return fail(fmt.Errorf("sandbox: start %q: %w", res.Name, err))
 	}
-	lp := &linuxProc{p: pid, fd: pidfd, child: true}
-	abort := func(err error) (process, error) {
+	lp := &linuxProc{p: pid, fd: pidfd, child: true, status: files.pipes.status}
+	abort := func(err error) (process, runPipes, error) {
 		unix.Kill(pid, unix.SIGKILL)
 		var ws unix.WaitStatus
 		unix.Wait4(pid, &ws, 0, nil)
 		if lp.fd >= 0 {
 			unix.Close(lp.fd)
 		}
-		return nil, err
+		return fail(err)
 	}
 	if pidfd < 0 {
 		fd, err := unix.PidfdOpen(pid, 0)
@@ -279,23 +350,28 @@ func (p *linuxPlatform) start(res *resources, spec *Spec, stdout, stderr *os.Fil
 		lp.fd = fd
 	}
 	lp.st = procStartTime(pid)
+	files.closeChild() // before waiting: the status pipe must be non-blocking again
+	// Start returns once the program is exec'd, or with the exec's error.
+	if err := awaitExec(files.pipes.status); err != nil {
+		return abort(fmt.Errorf("sandbox: start %q: %w", res.Name, err))
+	}
 	if err := lp.register(); err != nil {
 		return abort(err)
 	}
-	return lp, nil
+	return lp, runPipes{stdout: files.pipes.stdout, stderr: files.pipes.stderr}, nil
 }
 
-func (p *linuxPlatform) adopt(res *resources, pid int, startTime uint64) (process, error) {
+func (p *linuxPlatform) adopt(res *resources, pid int, startTime uint64, withInit bool) (process, runPipes, error) {
 	if pid <= 0 {
-		return nil, fmt.Errorf("sandbox: no pid recorded")
+		return nil, runPipes{}, fmt.Errorf("sandbox: no pid recorded")
 	}
 	fd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
-		return nil, fmt.Errorf("sandbox: pidfd_open %d: %w", pid, err)
+		return nil, runPipes{}, fmt.Errorf("sandbox: pidfd_open %d: %w", pid, err)
 	}
 	if st := procStartTime(pid); st == 0 || st != startTime {
 		unix.Close(fd)
-		return nil, fmt.Errorf("sandbox: pid %d was reused", pid)
+		return nil, runPipes{}, fmt.Errorf("sandbox: pid %d was reused", pid)
 	}
 	// Our own child (a runtime re-created in the same process) may already be a zombie,
 	// which has left its cgroup: waitable, so its exit status is known.
@@ -308,14 +384,23 @@ func (p *linuxPlatform) adopt(res *resources, pid int, startTime uint64) (proces
 	}
 	if !found {
 		unix.Close(fd)
-		return nil, fmt.Errorf("sandbox: pid %d is not in the instance's cgroup", pid)
+		return nil, runPipes{}, fmt.Errorf("sandbox: pid %d is not in the instance's cgroup", pid)
 	}
-	lp := &linuxProc{p: pid, fd: fd, st: startTime, child: child}
+	var pipes runPipes
+	if withInit {
+		// The init holds the pipes; take the runtime's ends back. An init that
+		// has just exited (a zombie) has none left: its end is reported without them.
+		if pipes, err = adoptInitFiles(fd); err != nil && procState(pid) != 'Z' {
+			p.cfg.Logger.Warn("sandbox: re-adopted instance without its output pipes (its output is lost and it may block)", "instance", res.Name, "err", err)
+		}
+	}
+	lp := &linuxProc{p: pid, fd: fd, st: startTime, child: child, status: pipes.status}
 	if err := lp.register(); err != nil {
 		unix.Close(fd)
-		return nil, err
+		pipes.close()
+		return nil, runPipes{}, err
 	}
-	return lp, nil
+	return lp, runPipes{stdout: pipes.stdout, stderr: pipes.stderr}, nil
 }
 
 func (p *linuxPlatform) setLimits(res *resources, l Limits) error {
@@ -394,7 +479,7 @@ func (p *linuxPlatform) copyTree(src, dst string) error {
 	return nil
 }
 
-func (p *linuxPlatform) close() {}
+func (p *linuxPlatform) close() { p.initBin.close() }
 
 func (p *linuxPlatform) teardown() error {
 	var err error
@@ -408,7 +493,7 @@ func (p *linuxPlatform) teardown() error {
 
 // launchInit starts the instance through the re-executed Go init (Init): the fallback
 // where the raw launcher is not available.
-func launchInit(ic *initConfig, cg *cgroup, cgroupFD int, newNet bool, stdio [3]*os.File) (pid, pidfd int, err error) {
+func launchInit(ic *initConfig, cg *cgroup, cgroupFD int, newNet bool, stdio []*os.File) (pid, pidfd int, err error) {
 	cfgJSON, err := json.Marshal(ic)
 	if err != nil {
 		return 0, 0, err
@@ -438,9 +523,9 @@ func launchInit(ic *initConfig, cg *cgroup, cgroupFD int, newNet bool, stdio [3]
 	}
 	attr := &syscall.ProcAttr{
 		Dir: "/",
-		// The init is a Go program that lives for a millisecond: no GC, one P.
-		Env:   []string{"GOGC=off", "GOMAXPROCS=1"},
-		Files: []uintptr{stdio[0].Fd(), stdio[1].Fd(), stdio[2].Fd(), cfgR.Fd(), errW.Fd()},
+		// The init stays resident as PID 1 (pid1_go_linux.go): one P, a small heap.
+		Env:   []string{"GOGC=25", "GOMAXPROCS=1"},
+		Files: initFDs(stdio, cfgR, errW),
 		Sys:   sys,
 	}
 	pid, err = syscall.ForkExec("/proc/self/exe", []string{initArg0}, attr)
@@ -481,6 +566,9 @@ type linuxProc struct {
 	st    uint64
 	child bool // our child: waitable for the exit status
 	f     *os.File
+	// status is the init's status pipe (nil for a program started without an init):
+	// the program's own exit status, also when the process is not our child.
+	status *os.File
 
 	mu     sync.Mutex // guards closed
 	closed bool
@@ -510,8 +598,17 @@ func (lp *linuxProc) wait() (exitStatus, error) {
 	if err != nil {
 		return exitStatus{}, errProcClosed
 	}
+	st := lp.reap()
+	if lp.status != nil {
+		return programStatus(lp.status, st), nil
+	}
+	return st, nil
+}
+
+// reap collects the (init) process's own status.
+func (lp *linuxProc) reap() exitStatus {
 	if !lp.child {
-		return exitStatus{known: false}, nil
+		return exitStatus{known: false}
 	}
 	var ws unix.WaitStatus
 	for {
@@ -520,14 +617,18 @@ func (lp *linuxProc) wait() (exitStatus, error) {
 			continue
 		}
 		if err != nil {
-			return exitStatus{known: false}, nil
+			return exitStatus{known: false}
 		}
 		break
 	}
+	return waitExit(ws)
+}
+
+func waitExit(ws unix.WaitStatus) exitStatus {
 	if ws.Signaled() {
-		return exitStatus{known: true, signaled: true, code: int(ws.Signal())}, nil
+		return exitStatus{known: true, signaled: true, code: int(ws.Signal())}
 	}
-	return exitStatus{known: true, code: ws.ExitStatus()}, nil
+	return exitStatus{known: true, code: ws.ExitStatus()}
 }
 
 func (lp *linuxProc) signal(sig syscall.Signal) error {
@@ -551,6 +652,9 @@ func (lp *linuxProc) close() {
 	if !lp.closed {
 		lp.closed = true
 		lp.f.Close()
+		if lp.status != nil {
+			lp.status.Close()
+		}
 	}
 }
 
@@ -634,3 +738,6 @@ func setProjectTree(dir string, id uint32) error {
 		return setProject(path, id)
 	})
 }
+
+// hasInit: every run starts under an instance init (native or Go).
+func (p *linuxPlatform) hasInit() bool { return true }

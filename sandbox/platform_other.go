@@ -50,6 +50,17 @@ func (p *otherPlatform) checkLimits(l Limits) error {
 	return nil
 }
 
+// checkSpec: without user namespaces and seccomp, only specs that ask for neither run.
+func (p *otherPlatform) checkSpec(spec *Spec) error {
+	if !spec.HostRoot {
+		return fieldErr("host_root", ErrUnenforceable, "no user namespaces on %s: instances run as the supervisor's own user; set host_root (the node must allow it)", runtime.GOOS)
+	}
+	if spec.Seccomp != SeccompUnconfined {
+		return fieldErr("seccomp", ErrUnenforceable, "no seccomp on %s: set seccomp to %q", runtime.GOOS, SeccompUnconfined)
+	}
+	return nil
+}
+
 func (p *otherPlatform) create(res *resources, spec *Spec) error {
 	res.DataDir = filepath.Join(p.data, "instances", res.Name)
 	if err := os.MkdirAll(res.upper(), 0o755); err != nil {
@@ -58,10 +69,10 @@ func (p *otherPlatform) create(res *resources, spec *Spec) error {
 	return os.MkdirAll(res.work(), 0o755)
 }
 
-func (p *otherPlatform) start(res *resources, spec *Spec, stdout, stderr *os.File) (process, error) {
+func (p *otherPlatform) start(res *resources, spec *Spec, stdout *os.File) (process, runPipes, error) {
 	path, argv, err := resolveExec(spec, p.cfg.SystemDirs)
 	if err != nil {
-		return nil, err
+		return nil, runPipes{}, err
 	}
 	// Inside-instance paths under /app map to the code directory on the host.
 	if rel, ok := cutApp(path); ok {
@@ -76,14 +87,29 @@ func (p *otherPlatform) start(res *resources, spec *Spec, stdout, stderr *os.Fil
 	env := append(instanceEnv(spec, p.cfg.Env), "CONSTELLATION_CODE="+spec.Code)
 	devnull, err := os.Open(os.DevNull)
 	if err != nil {
-		return nil, err
+		return nil, runPipes{}, err
 	}
 	defer devnull.Close()
-	proc, err := os.StartProcess(path, argv, &os.ProcAttr{Dir: res.upper(), Env: env, Files: []*os.File{devnull, stdout, stderr}})
-	if err != nil {
-		return nil, fmt.Errorf("sandbox: start: %w", err)
+	var pipes runPipes
+	files := []*os.File{devnull, stdout, nil}
+	for i, dst := range []**os.File{&pipes.stdout, &pipes.stderr} {
+		if files[1+i] != nil {
+			continue
+		}
+		r, w, err := os.Pipe()
+		if err != nil {
+			pipes.close()
+			return nil, runPipes{}, err
+		}
+		defer w.Close()
+		files[1+i], *dst = w, r
 	}
-	return &otherProc{p: proc, done: make(chan struct{})}, nil
+	proc, err := os.StartProcess(path, argv, &os.ProcAttr{Dir: res.upper(), Env: env, Files: files})
+	if err != nil {
+		pipes.close()
+		return nil, runPipes{}, fmt.Errorf("sandbox: start: %w", err)
+	}
+	return &otherProc{p: proc, done: make(chan struct{})}, pipes, nil
 }
 
 func cutApp(p string) (string, bool) {
@@ -93,9 +119,10 @@ func cutApp(p string) (string, bool) {
 	return "", false
 }
 
-func (p *otherPlatform) adopt(res *resources, pid int, startTime uint64) (process, error) {
-	return nil, fmt.Errorf("sandbox: re-adoption: %w", ErrUnsupported)
+func (p *otherPlatform) adopt(res *resources, pid int, startTime uint64, withInit bool) (process, runPipes, error) {
+	return nil, runPipes{}, fmt.Errorf("sandbox: re-adoption: %w", ErrUnsupported)
 }
+func (p *otherPlatform) hasInit() bool                                 { return false }
 func (p *otherPlatform) setLimits(res *resources, l Limits) error      { return p.checkLimits(l) }
 func (p *otherPlatform) checkSetLimits(res *resources, l Limits) error { return nil }
 func (p *otherPlatform) usage(res *resources) usage {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"sync"
@@ -21,15 +22,21 @@ import (
 type platform interface {
 	host() Host
 	diskMode() string
+	// checkSpec returns a *FieldError for what the platform cannot enforce (user
+	// namespace, seccomp).
+	checkSpec(spec *Spec) error
 	// checkLimits returns a *FieldError wrapping ErrUnenforceable for a limit the host
 	// cannot enforce.
 	checkLimits(l Limits) error
 	// create allocates the instance's cgroup and data layer. On error nothing is left.
 	create(res *resources, spec *Spec) error
-	// start launches the program; the process is running when start returns.
-	start(res *resources, spec *Spec, stdout, stderr *os.File) (process, error)
-	// adopt attaches to a running process started by an earlier runtime.
-	adopt(res *resources, pid int, startTime uint64) (process, error)
+	// start launches the program (under the instance init where the platform has one);
+	// the process is running when start returns. stdout, when not nil, replaces the
+	// stdout pipe (Bench). The returned pipes carry the program's output.
+	start(res *resources, spec *Spec, stdout *os.File) (process, runPipes, error)
+	// adopt attaches to a running process started by an earlier runtime; withInit: it
+	// is an instance init holding the pipes, which adopt takes back.
+	adopt(res *resources, pid int, startTime uint64, withInit bool) (process, runPipes, error)
 	setLimits(res *resources, l Limits) error
 	// checkSetLimits rejects changes the platform cannot apply to an existing instance.
 	checkSetLimits(res *resources, l Limits) error
@@ -43,6 +50,8 @@ type platform interface {
 	destroy(res *resources, keepData bool) error
 	// copyTree copies a data layer (preserving owners, modes, xattrs).
 	copyTree(src, dst string) error
+	// hasInit: runs start under an instance init holding their pipes.
+	hasInit() bool
 	// close releases what the runtime holds without touching running instances;
 	// teardown also unmounts the data filesystem and removes cgroup parents.
 	close()
@@ -60,9 +69,10 @@ type process interface {
 }
 
 type exitStatus struct {
-	known    bool // false for re-adopted processes (not our child)
+	known    bool // false for re-adopted processes (not our child) without a status report
 	signaled bool
-	code     int // exit code or signal number
+	code     int   // exit code or signal number
+	execErr  error // the init could not exec the program
 }
 
 var errProcClosed = errors.New("sandbox: process handle closed")
@@ -84,6 +94,12 @@ type resources struct {
 	Image   string `json:"image,omitempty"`   // per-instance ext4 image (DiskQuotaExt4)
 	DiskMB  int64  `json:"disk_mb,omitempty"` // size of Image
 	Cpuset  string `json:"cpuset,omitempty"`
+	// HostUID is the host uid and gid that uid/gid 0 of the instance's user namespace
+	// maps to (a range of 65536); 0 for a host_root instance (no user namespace).
+	HostUID int `json:"host_uid,omitempty"`
+	// UpperIno is the inode of the data layer's root when its owners were last checked
+	// (a restored or kept layer is a new directory and is checked again at start).
+	UpperIno uint64 `json:"upper_ino,omitempty"`
 }
 
 func (r *resources) upper() string { return filepath.Join(r.DataDir, "upper") }
@@ -101,6 +117,10 @@ type persisted struct {
 	Attempts  int       `json:"attempts"` // consecutive restarts (backoff)
 	OOMBase   uint64    `json:"oom_base"`
 	Res       resources `json:"resources"`
+	// Init: the run was started under the instance init, which holds the status and
+	// output pipes (re-adoption takes them back). False for runs of older runtimes,
+	// where the program is PID 1 and writes its log files itself.
+	Init bool `json:"init,omitempty"`
 }
 
 // instance is the runtime's record of one instance.
@@ -122,6 +142,10 @@ type instance struct {
 	gone         bool      // destroyed
 	cpuAt        time.Time // last Stats sample
 	cpuNs        uint64
+	// logs are the current run's log pumps; limiter rate-limits the instance's output
+	// (all runs).
+	logs    *runLogs
+	limiter *rateLimiter
 }
 
 // Runtime runs and supervises the instances of one state directory. Methods are safe
@@ -170,6 +194,7 @@ func New(cfg Config) (*Runtime, error) {
 		plat.close()
 		return nil, err
 	}
+	r.migrateSnapshots()
 	r.wg.Add(1)
 	go r.housekeep()
 	return r, nil
@@ -207,15 +232,16 @@ func (r *Runtime) load() error {
 		in.mu.Lock()
 		switch st.State {
 		case StateRunning:
-			p, err := r.plat.adopt(&in.st.Res, st.PID, st.StartTime)
+			p, pipes, err := r.plat.adopt(&in.st.Res, st.PID, st.StartTime, st.Init)
 			if err == nil {
 				in.proc = p
+				in.logs = r.startLogsLocked(in, pipes)
 				in.runDone = make(chan struct{})
 				in.cpuAt, in.cpuNs = r.cfg.Now(), r.plat.cpuNs(&in.st.Res)
 				r.persistLocked(in)
 				r.emitLocked(in, Event{Type: EventAdopted, PID: p.pid()})
 				r.wg.Add(1)
-				go r.supervise(in, p, in.runDone)
+				go r.supervise(in, p, in.logs, in.runDone)
 				break
 			}
 			// It ended while nobody watched.
@@ -242,6 +268,20 @@ func (r *Runtime) Create(spec Spec) (Info, error) {
 	if err := r.checkPaths(&spec); err != nil {
 		return Info{}, err
 	}
+	if spec.HostRoot && !r.cfg.AllowHostRoot {
+		return Info{}, fieldErr("host_root", ErrNotPermitted, "an instance without a user namespace runs as the host's root: this node needs --allow-host-root (sandbox Config.AllowHostRoot)")
+	}
+	if err := r.plat.checkSpec(&spec); err != nil {
+		return Info{}, err
+	}
+	var profile []byte
+	if spec.Seccomp != "" && spec.Seccomp != SeccompDefault && spec.Seccomp != SeccompUnconfined {
+		b, err := loadSeccompProfile(spec.Seccomp, runtime.GOARCH)
+		if err != nil {
+			return Info{}, err
+		}
+		profile = b
+	}
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
@@ -254,6 +294,14 @@ func (r *Runtime) Create(spec Spec) (Info, error) {
 	in := &instance{name: spec.Name, changed: make(chan struct{})}
 	in.st = persisted{Spec: spec, State: StateCreated}
 	in.st.Res = resources{Name: spec.Name, Dir: filepath.Join(r.cfg.StateDir, "instances", spec.Name), ProjID: r.nextProj}
+	if !spec.HostRoot {
+		u, err := r.allocUIDLocked()
+		if err != nil {
+			r.mu.Unlock()
+			return Info{}, err
+		}
+		in.st.Res.HostUID = u
+	}
 	r.nextProj++
 	if spec.CPUCores > 0 {
 		in.st.Res.Cpuset = r.pickCoresLocked(spec.CPUCores, "")
@@ -273,6 +321,16 @@ func (r *Runtime) Create(spec Spec) (Info, error) {
 	if err := os.Mkdir(filepath.Join(in.st.Res.Dir, "root"), 0o700); err != nil {
 		os.RemoveAll(in.st.Res.Dir)
 		return fail(fmt.Errorf("sandbox: instance dir: %w", err))
+	}
+	if err := os.Mkdir(in.st.Res.runDir(), 0o755); err != nil {
+		os.RemoveAll(in.st.Res.Dir)
+		return fail(fmt.Errorf("sandbox: instance run dir: %w", err))
+	}
+	if profile != nil {
+		if err := os.WriteFile(filepath.Join(in.st.Res.Dir, seccompFile), profile, 0o600); err != nil {
+			os.RemoveAll(in.st.Res.Dir)
+			return fail(fmt.Errorf("sandbox: seccomp profile: %w", err))
+		}
 	}
 	if err := r.plat.create(&in.st.Res, &in.st.Spec); err != nil {
 		os.RemoveAll(in.st.Res.Dir)
@@ -389,27 +447,16 @@ func (r *Runtime) start(name string, stdout *os.File) (Info, error) {
 	return in.infoLocked(), nil
 }
 
-// startLocked launches one run; stdout replaces the log file when not nil.
+// startLocked launches one run; stdout replaces the stdout pipe when not nil.
 func (r *Runtime) startLocked(in *instance, stdout *os.File) error {
-	if stdout == nil {
-		f, err := openLog(in.st.Res.Dir, Stdout)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		stdout = f
-	}
-	stderr, err := openLog(in.st.Res.Dir, Stderr)
-	if err != nil {
-		return err
-	}
-	defer stderr.Close()
 	in.st.OOMBase = r.plat.oomKills(&in.st.Res)
-	p, err := r.plat.start(&in.st.Res, &in.st.Spec, stdout, stderr)
+	p, pipes, err := r.plat.start(&in.st.Res, &in.st.Spec, stdout)
 	if err != nil {
 		return err
 	}
 	in.proc = p
+	in.st.Init = r.plat.hasInit()
+	in.logs = r.startLogsLocked(in, pipes)
 	in.stopping = false
 	in.runDone = make(chan struct{})
 	in.st.State = StateRunning
@@ -423,17 +470,23 @@ func (r *Runtime) startLocked(in *instance, stdout *os.File) error {
 	}
 	r.emitLocked(in, Event{Type: EventStarted, PID: p.pid()})
 	r.wg.Add(1)
-	go r.supervise(in, p, in.runDone)
+	go r.supervise(in, p, in.logs, in.runDone)
 	return nil
 }
 
+// logDrain bounds how long the end of a run waits for its output to be written (the
+// pipes reach end of file once every process of the instance is gone).
+const logDrain = 5 * time.Second
+
 // supervise waits for one run to end and applies the restart policy.
-func (r *Runtime) supervise(in *instance, p process, done chan struct{}) {
+func (r *Runtime) supervise(in *instance, p process, logs *runLogs, done chan struct{}) {
 	defer r.wg.Done()
 	st, err := p.wait()
 	if err != nil {
 		return // runtime closing: the instance keeps running for the next runtime
 	}
+	// Everything the run wrote is in the log files before anyone sees it ended.
+	logs.wait(logDrain)
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	p.close()
@@ -448,6 +501,8 @@ func (r *Runtime) supervise(in *instance, p process, done chan struct{}) {
 func (r *Runtime) handleExitLocked(in *instance, st exitStatus, observed bool) {
 	ex := Exit{At: r.cfg.Now(), Stopped: in.stopping, Code: st.code}
 	switch {
+	case st.execErr != nil:
+		ex.Reason, ex.Code, ex.Error = ReasonStartFailed, -1, fmt.Sprintf("the init could not exec the program: %v", st.execErr)
 	case !st.known:
 		ex.Reason, ex.Code = ReasonUnknown, -1
 	case st.signaled:
@@ -463,6 +518,7 @@ func (r *Runtime) handleExitLocked(in *instance, st exitStatus, observed bool) {
 	}
 	in.diskExceeded = false
 	in.proc = nil
+	in.logs = nil
 	in.st.PID, in.st.StartTime = 0, 0
 	in.st.LastExit = &ex
 	ran := ex.At.Sub(in.st.StartedAt)
@@ -518,18 +574,55 @@ func (r *Runtime) isClosed() bool {
 	return r.closed
 }
 
-// Stop ends the instance: SIGTERM to every process in it, then after grace SIGKILL to
-// the whole cgroup. A pending restart is cancelled. Stopping a stopped instance is a
-// no-op.
+// Stop ends the instance: SIGTERM to the program's process group (the instance init
+// forwards it), then after grace SIGKILL to the whole cgroup. A grace of 0 kills at
+// once. A pending restart is cancelled. Stopping a stopped instance is a no-op.
 func (r *Runtime) Stop(ctx context.Context, name string, grace time.Duration) error {
+	return r.StopSignal(ctx, name, syscall.SIGTERM, grace)
+}
+
+// StopSignal is Stop with another first signal than SIGTERM (e.g. SIGINT or SIGQUIT for
+// programs that shut down on those).
+func (r *Runtime) StopSignal(ctx context.Context, name string, sig syscall.Signal, grace time.Duration) error {
+	if sig <= 0 || sig > 64 {
+		return fmt.Errorf("sandbox: stop signal %d: want 1-64 (e.g. 15 for SIGTERM): %w", sig, ErrInvalidSpec)
+	}
 	in, err := r.get(name)
 	if err != nil {
 		return err
 	}
-	return r.stopInstance(ctx, in, grace)
+	return r.stopInstance(ctx, in, sig, grace)
 }
 
-func (r *Runtime) stopInstance(ctx context.Context, in *instance, grace time.Duration) error {
+// Signal sends sig to the instance's program and its process group (through the
+// instance init). It is not a stop: a restart policy applies when the program exits.
+func (r *Runtime) Signal(name string, sig syscall.Signal) error {
+	if sig <= 0 || sig > 64 {
+		return fmt.Errorf("sandbox: signal %d: want 1-64: %w", sig, ErrInvalidSpec)
+	}
+	in, err := r.get(name)
+	if err != nil {
+		return err
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.proc == nil {
+		return fmt.Errorf("sandbox: signal %q: %w", name, ErrNotRunning)
+	}
+	r.signalLocked(in, sig)
+	return nil
+}
+
+// signalLocked signals a running instance: its init, which forwards to the program's
+// process group; without an init (runs of older runtimes), every process.
+func (r *Runtime) signalLocked(in *instance, sig syscall.Signal) {
+	in.proc.signal(sig)
+	if !in.st.Init {
+		r.plat.signalAll(&in.st.Res, sig)
+	}
+}
+
+func (r *Runtime) stopInstance(ctx context.Context, in *instance, sig syscall.Signal, grace time.Duration) error {
 	in.mu.Lock()
 	if in.timer != nil {
 		in.timer.Stop()
@@ -547,8 +640,7 @@ func (r *Runtime) stopInstance(ctx context.Context, in *instance, grace time.Dur
 	}
 	in.stopping = true
 	if grace > 0 {
-		p.signal(syscall.SIGTERM)
-		r.plat.signalAll(&in.st.Res, syscall.SIGTERM)
+		r.signalLocked(in, sig)
 	}
 	in.mu.Unlock()
 	if grace > 0 {
@@ -585,7 +677,7 @@ func (r *Runtime) Restart(ctx context.Context, name string, grace time.Duration)
 	if err != nil {
 		return Info{}, err
 	}
-	if err := r.stopInstance(ctx, in, grace); err != nil {
+	if err := r.stopInstance(ctx, in, syscall.SIGTERM, grace); err != nil {
 		return Info{}, err
 	}
 	in.mu.Lock()
@@ -611,7 +703,7 @@ func (r *Runtime) Destroy(ctx context.Context, name string, keepData bool) error
 	if err != nil {
 		return err
 	}
-	if err := r.stopInstance(ctx, in, 0); err != nil {
+	if err := r.stopInstance(ctx, in, syscall.SIGKILL, 0); err != nil {
 		return err
 	}
 	in.mu.Lock()
@@ -743,6 +835,9 @@ func (r *Runtime) Stats(name string) (Stats, error) {
 		Restarts: in.st.Restarts,
 		Limits:   in.st.Spec.Limits,
 	}
+	if in.limiter != nil {
+		s.LogDroppedBytes = in.limiter.dropped.Load()
+	}
 	if in.st.State == StateRunning {
 		s.Uptime = now.Sub(in.st.StartedAt)
 		from, base := in.cpuAt, in.cpuNs
@@ -775,6 +870,7 @@ func (r *Runtime) Close() error {
 			if in.proc != nil {
 				in.proc.close()
 			}
+			in.logs.close()
 			in.mu.Unlock()
 		}
 		r.wg.Wait()
@@ -840,6 +936,7 @@ func (in *instance) infoLocked() Info {
 		LastExit:  in.st.LastExit,
 		Restarts:  in.st.Restarts,
 		Cpuset:    in.st.Res.Cpuset,
+		HostUID:   in.st.Res.HostUID,
 	}
 }
 
@@ -860,7 +957,7 @@ func (r *Runtime) emitLocked(in *instance, ev Event) {
 	r.events.push(ev)
 }
 
-// housekeep rotates logs and, in poll mode, enforces disk limits.
+// housekeep rotates the logs of legacy runs and, in poll mode, enforces disk limits.
 func (r *Runtime) housekeep() {
 	defer r.wg.Done()
 	t := time.NewTicker(r.cfg.HousekeepInterval)
@@ -879,13 +976,16 @@ func (r *Runtime) housekeep() {
 		r.mu.Unlock()
 		for _, in := range ins {
 			in.mu.Lock()
-			running, dir, limits, res := in.proc != nil, in.st.Res.Dir, in.st.Spec.Limits, in.st.Res
+			running, dir, limits, res, legacy := in.proc != nil, in.st.Res.Dir, in.st.Spec.Limits, in.st.Res, !in.st.Init
 			in.mu.Unlock()
 			if !running {
 				continue
 			}
 			for _, s := range []Stream{Stdout, Stderr} {
-				if err := rotateLog(dir, s, r.cfg.LogMaxBytes, r.cfg.LogFiles); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				if !legacy {
+					break // the log pumps rotate as they write
+				}
+				if err := rotateLegacyLog(dir, s, r.cfg.LogMaxBytes, r.cfg.LogFiles); err != nil && !errors.Is(err, fs.ErrNotExist) {
 					r.log.Warn("sandbox: rotate log", "instance", in.name, "err", err)
 				}
 			}

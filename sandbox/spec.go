@@ -49,6 +49,15 @@ type Spec struct {
 	// Network is "host" (default: share the host network so instances serve on host
 	// ports) or "isolated" (a new network namespace with loopback only).
 	Network string `json:"network,omitempty"`
+	// HostRoot runs the instance without a user namespace: its uids are host uids and
+	// uid 0 is the host's root (with the reduced capability set). Refused unless the
+	// node allows it (Config.AllowHostRoot, --allow-host-root). Default false: the
+	// instance gets its own host uid range (Info.HostUID).
+	HostRoot bool `json:"host_root,omitempty"`
+	// Seccomp is the system call filter: "" or "default" (SeccompDefault),
+	// "unconfined" (none), or the absolute path of an OCI linux.seccomp JSON profile on
+	// the node (read and copied at create).
+	Seccomp string `json:"seccomp,omitempty"`
 }
 
 // Limits are the resource limits of an instance. Zero means unlimited for every field.
@@ -86,8 +95,8 @@ type RestartPolicy struct {
 
 // Bounds used by validation.
 const (
-	// MinRAMMB is the smallest ram_mb that can run anything: the short-lived init
-	// (a Go runtime) runs inside the instance's cgroup before exec'ing the program.
+	// MinRAMMB is the smallest ram_mb that can run anything: where the native init is
+	// not available the Go init (a Go runtime) stays resident in the instance's cgroup.
 	MinRAMMB = 16
 	// MinDiskMB is the smallest disk_mb (filesystem metadata of the data layer).
 	MinDiskMB = 1
@@ -202,6 +211,14 @@ func (s *Spec) Validate(h Host) error {
 		if f.v != nil && (*f.v < 0 || *f.v > math.MaxInt32-1) {
 			return fieldErr(f.name, ErrInvalidSpec, "must be in [0, %d]", math.MaxInt32-1)
 		}
+		if f.v != nil && !s.HostRoot && *f.v > 65535 {
+			return fieldErr(f.name, ErrInvalidSpec, "%d is outside the instance's user namespace (0..65535); larger ids need host_root", *f.v)
+		}
+	}
+	switch {
+	case s.Seccomp == "", s.Seccomp == SeccompDefault, s.Seccomp == SeccompUnconfined:
+	case !strings.HasPrefix(s.Seccomp, "/") || strings.IndexByte(s.Seccomp, 0) >= 0:
+		return fieldErr("seccomp", ErrInvalidSpec, "must be %q, %q or the absolute path of an OCI seccomp profile (JSON)", SeccompDefault, SeccompUnconfined)
 	}
 	switch s.Network {
 	case "", NetworkHost, NetworkIsolated:

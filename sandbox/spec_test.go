@@ -79,6 +79,15 @@ func TestValidate(t *testing.T) {
 		{func(s *Spec) { s.Restart.MaxAttempts = -1 }, "restart.max_attempts"},
 		{func(s *Spec) { u := -1; s.UID = &u }, "uid"},
 		{func(s *Spec) { s.Network = "bridge" }, "network"},
+		{func(s *Spec) { u := 65535; s.UID = &u }, ""},
+		{func(s *Spec) { u := 65536; s.UID = &u }, "uid"},
+		{func(s *Spec) { g := 70000; s.GID = &g }, "gid"},
+		{func(s *Spec) { u := 70000; s.UID = &u; s.HostRoot = true }, ""},
+		{func(s *Spec) { s.Seccomp = SeccompDefault }, ""},
+		{func(s *Spec) { s.Seccomp = SeccompUnconfined }, ""},
+		{func(s *Spec) { s.Seccomp = "/etc/profile.json" }, ""},
+		{func(s *Spec) { s.Seccomp = "strict" }, "seccomp"},
+		{func(s *Spec) { s.Seccomp = "profile.json" }, "seccomp"},
 	}
 	for i, tt := range tests {
 		s := ok

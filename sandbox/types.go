@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"os"
 	"time"
 )
 
@@ -83,6 +84,9 @@ type Info struct {
 	LastExit  *Exit     `json:"last_exit,omitempty"`
 	Restarts  int       `json:"restarts"`
 	Cpuset    string    `json:"cpuset,omitempty"` // pinned cores (cpu_cores)
+	// HostUID is the host uid (and gid) that uid 0 inside the instance maps to; the
+	// instance's uids 0..65535 are HostUID..HostUID+65535 on the host. 0 for host_root.
+	HostUID int `json:"host_uid,omitempty"`
 }
 
 // Stats are an instance's resource usage.
@@ -97,6 +101,9 @@ type Stats struct {
 	Restarts   int           `json:"restarts"`
 	// Limits currently applied (RAMMB etc. as enforced in the cgroup).
 	Limits Limits `json:"limits"`
+	// LogDroppedBytes counts output dropped over Config.LogRateBytes since the runtime
+	// started supervising the instance.
+	LogDroppedBytes int64 `json:"log_dropped_bytes"`
 }
 
 // Stream selects a log stream.
@@ -133,3 +140,17 @@ const (
 // Used where the kernel lacks XFS quota support. disk_mb cannot change on a created
 // instance in this mode (ErrUnenforceable): recreate it with the new size.
 const DiskQuotaExt4 = "ext4"
+
+// runPipes are the runtime's ends of one run's pipes (nil where unused): the init's
+// status reports and the program's stdout and stderr.
+type runPipes struct {
+	status, stdout, stderr *os.File
+}
+
+func (p *runPipes) close() {
+	for _, f := range []*os.File{p.status, p.stdout, p.stderr} {
+		if f != nil {
+			f.Close()
+		}
+	}
+}

@@ -4,7 +4,8 @@ package sandbox
 
 import "syscall"
 
-// haveVfork: rawVfork (assembly) is available.
+// haveVfork: rawVfork (assembly: clone3 with CLONE_VM, the child runs from registers)
+// is available.
 const haveVfork = true
 
 // rawVfork is implemented in vfork_linux_$GOARCH.s.

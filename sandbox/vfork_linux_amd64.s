@@ -2,10 +2,10 @@
 
 // func rawVfork(args *cloneArgs, size uintptr, ops *rawOp, n uintptr, report *[2]uint32) (pid uintptr, errno syscall.Errno)
 //
-// clone3 with CLONE_VM|CLONE_VFORK. The child shares the parent's memory and stack, so
-// it touches neither: it runs the ops from registers and the ops array only, writes a
-// failure into *report and exits; or its last op execs. The parent resumes when the
-// child has exec'd or exited.
+// clone3 with CLONE_VM. The child shares the parent's memory and stack, so it touches
+// neither: it runs the ops from registers and the ops array only, writes a failure into
+// *report and exits; or its last op execs. The parent returns at once and learns of the
+// exec from a close-on-exec pipe (launchRaw).
 TEXT ·rawVfork(SB),NOSPLIT|NOFRAME,$0-56
 	MOVQ	args+0(FP), DI
 	MOVQ	size+8(FP), SI
@@ -58,7 +58,11 @@ call:
 	MOVQ	$231, AX // SYS_exit_group
 	SYSCALL
 next:
+	MOVQ	56(R12), CX // SYSCALL clobbered CX
+	TESTQ	$4, CX // opKeepPrev
+	JNE	kept
 	MOVQ	AX, BX
+kept:
 	ADDQ	$64, R12
 	DECQ	R13
 	INCQ	R15

@@ -52,7 +52,10 @@ call:
 	MOVD	$94, R8 // SYS_exit_group
 	SVC
 next:
+	MOVD	56(R19), R6
+	TBNZ	$2, R6, kept // opKeepPrev
 	MOVD	R0, R22
+kept:
 	ADD	$64, R19
 	SUB	$1, R20
 	ADD	$1, R23

@@ -4,13 +4,20 @@
 //	helper alloc-after MS MB  sleep MS ms, then allocate
 //	helper fifo PATH       write one byte to PATH and exit
 //	helper sleep           sleep forever
+//	helper escape k=v...   try every way out of the sandbox (escape_linux.go)
+//	helper read PATH       print the file
+//	helper dial PATH       connect to a Unix socket and print what it sends
+//	helper spawn           start "helper sleep" children until refused, and keep trying
 //
 // Started as constellation-sandbox-probe it is sandbox.Bench's probe: one byte to stdout.
 package main
 
 import (
 	"fmt"
+	"io"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -44,6 +51,28 @@ func main() {
 		f.Close()
 	case "sleep":
 		select {}
+	case "escape":
+		escape(os.Args[2:])
+	case "read":
+		b, err := os.ReadFile(os.Args[2])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Stdout.Write(b)
+	case "dial":
+		c, err := net.Dial("unix", os.Args[2])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		io.Copy(os.Stdout, c)
+	case "spawn":
+		for {
+			if err := exec.Command(os.Args[0], "sleep").Start(); err != nil {
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
 	}
 }
 
