@@ -82,8 +82,9 @@ type Config struct {
 	// the sandbox package).
 	DiskQuota string `yaml:"disk_quota"`
 	// Default limits of an instance whose create leaves a dimension unset: cpu_percent
-	// (default 100, one core), ram_mb (default 512), pids (default 512), disk_mb (default
-	// none: a disk quota costs a loop image or an XFS project per instance). Negative: none.
+	// (default none: CPU is shared fairly; a default also reserves it in admission), ram_mb
+	// (default 512), pids (default 512), disk_mb (default none: a disk quota costs a loop
+	// image or an XFS project per instance). Negative: none.
 	DefaultCPUPercent float64 `yaml:"default_cpu_percent"`
 	DefaultRAMMB      int64   `yaml:"default_ram_mb"`
 	DefaultPIDs       int64   `yaml:"default_pids"`

@@ -37,9 +37,6 @@ func (c *Config) instanceDefaults() {
 	if c.DiskQuota == "" {
 		c.DiskQuota = sandbox.DiskQuotaAuto
 	}
-	if c.DefaultCPUPercent == 0 {
-		c.DefaultCPUPercent = DefaultInstanceCPUPercent
-	}
 	if c.DefaultRAMMB == 0 {
 		c.DefaultRAMMB = DefaultInstanceRAMMB
 	}
@@ -48,11 +45,13 @@ func (c *Config) instanceDefaults() {
 	}
 }
 
-// Default limits of an instance that asks for none (Config.Default*).
+// Default limits of an instance that asks for none (Config.Default*). CPU has none by
+// default: it is compressible (instances share it fairly), and a default cpu_percent would
+// also reserve that much of the node in admission (a 2-core node would take one
+// unconfigured instance). Memory and processes, which can take a node down, do.
 const (
-	DefaultInstanceCPUPercent = 100
-	DefaultInstanceRAMMB      = 512
-	DefaultInstancePIDs       = 512
+	DefaultInstanceRAMMB = 512
+	DefaultInstancePIDs  = 512
 )
 
 // instanceLimits are the node's default and maximum instance limits (negative: none).

@@ -15,7 +15,7 @@ import (
 // maximum nor remove it.
 func TestDefaultAndMaxLimits(t *testing.T) {
 	n := startSchedClusterCfg(t, 1, func(_ int, c *Config) {
-		c.DefaultRAMMB, c.DefaultPIDs = 128, 64
+		c.DefaultCPUPercent, c.DefaultRAMMB, c.DefaultPIDs = 50, 128, 64
 		c.MaxRAMMB = 256
 	})[0]
 	code, body := apiDo(t, n.Node, http.MethodPost, "/v1/instances", `{"name":"plain","command":["sleep","100"]}`, nil)
@@ -26,8 +26,8 @@ func TestDefaultAndMaxLimits(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &in); err != nil {
 		t.Fatal(err)
 	}
-	if in.CPUPercent != DefaultInstanceCPUPercent || in.RAMMB != 128 || in.PIDs != 64 {
-		t.Fatalf("instance without limits got cpu %v ram %d pids %d; want the defaults %d, 128, 64", in.CPUPercent, in.RAMMB, in.PIDs, DefaultInstanceCPUPercent)
+	if in.CPUPercent != 50 || in.RAMMB != 128 || in.PIDs != 64 {
+		t.Fatalf("instance without limits got cpu %v ram %d pids %d; want the defaults 50, 128, 64", in.CPUPercent, in.RAMMB, in.PIDs)
 	}
 	for _, c := range []struct{ name, method, path, body string }{
 		{"create above the maximum", http.MethodPost, "/v1/instances", `{"name":"big","command":["true"],"ram_mb":512}`},

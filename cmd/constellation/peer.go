@@ -88,7 +88,7 @@ defaults. The cluster key can also come from CONSTELLATION_CLUSTER_KEY.`,
 	f.Float64Var(&flags.ReserveCPUPercent, "reserve-cpu-percent", 0, "CPU kept for the OS and the node, in cpu_percent units (100 = one core; default 10 per core up to 100; negative: none)")
 	f.Int64Var(&flags.ReserveRAMMB, "reserve-ram-mb", 0, "RAM in MiB kept for the OS and the node (default 512; negative: none)")
 	f.Int64Var(&flags.ReserveDiskMB, "reserve-disk-mb", 0, "disk in MiB kept free on the data dir's filesystem (default 1024; negative: none)")
-	f.Float64Var(&flags.DefaultCPUPercent, "default-cpu-percent", 0, "cpu_percent of an instance that asks for none (default 100, one core; negative: unlimited)")
+	f.Float64Var(&flags.DefaultCPUPercent, "default-cpu-percent", 0, "cpu_percent of an instance that asks for none (default: none, CPU is shared fairly; a default also reserves it)")
 	f.Int64Var(&flags.DefaultRAMMB, "default-ram-mb", 0, "ram_mb of an instance that asks for none (default 512; negative: unlimited)")
 	f.Int64Var(&flags.DefaultPIDs, "default-pids", 0, "pids of an instance that asks for none (default 512; negative: unlimited)")
 	f.Int64Var(&flags.DefaultDiskMB, "default-disk-mb", 0, "disk_mb of an instance that asks for none (default: none)")
