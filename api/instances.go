@@ -81,6 +81,12 @@ type CreateRequest struct {
 	// Reservation runs the instance on the capacity of a reservation (`create --reservation
 	// ID`): on the node holding it, with its resources unless given (scheduler/reserve.go).
 	Reservation string `json:"reservation,omitempty"`
+	// HostRoot runs the instance without a user namespace (uid 0 is host root): refused
+	// unless the node runs with --allow-host-root. Admin callers only.
+	HostRoot bool `json:"host_root,omitempty"`
+	// Seccomp is the system call filter: "default" (Docker's allow-list), "unconfined" or
+	// the absolute path of an OCI seccomp profile on the node. Admin callers only.
+	Seccomp string `json:"seccomp,omitempty"`
 }
 
 // LimitsRequest is the body of POST /v1/instances/{name}/set-limits and (optional) of
@@ -98,6 +104,17 @@ type LimitsRequest struct {
 // StopRequest is the optional body of .../stop (DELETE takes ?grace=5s instead).
 type StopRequest struct {
 	GraceS *float64 `json:"grace_s,omitempty"` // SIGTERM, then SIGKILL after this (default 10)
+	// Signal is sent instead of SIGTERM: a name (TERM, SIGINT, HUP...) or a number.
+	Signal string `json:"signal,omitempty"`
+}
+
+// Snapshot is one element of GET /v1/instances/{name}/snapshots.
+type Snapshot struct {
+	Tag      string    `json:"tag"`
+	Instance string    `json:"instance"`
+	Node     string    `json:"node"`
+	At       time.Time `json:"at"`
+	Bytes    int64     `json:"bytes"`
 }
 
 // SnapshotRequest is the body of .../snapshot and .../restore.

@@ -133,3 +133,15 @@ func (c *Client) InstanceLogs(ctx context.Context, name, stream string, follow b
 	}
 	return resp.Body, nil
 }
+
+// Snapshots lists an instance's snapshots (GET /v1/instances/{name}/snapshots).
+func (c *Client) Snapshots(ctx context.Context, name string) ([]Snapshot, error) {
+	var out []Snapshot
+	err := c.do(ctx, http.MethodGet, "/v1/instances/"+url.PathEscape(name)+"/snapshots", nil, &out)
+	return out, err
+}
+
+// DeleteSnapshot deletes one of an instance's snapshots.
+func (c *Client) DeleteSnapshot(ctx context.Context, name, tag string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/instances/"+url.PathEscape(name)+"/snapshots/"+url.PathEscape(tag), nil, nil)
+}

@@ -7,7 +7,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/rads-lang/constellation/internal/httpapi"
@@ -155,4 +157,22 @@ func (m *Service) checkMax(l sandbox.Limits) error {
 		return over("disk_mb", float64(l.DiskMB), float64(x.DiskMB), "max-disk-mb")
 	}
 	return nil
+}
+
+// ParseSignal reads a signal name (TERM, SIGTERM, sigint...) or number.
+func ParseSignal(s string) (syscall.Signal, error) {
+	if n, err := strconv.Atoi(s); err == nil && n > 0 && n < 65 {
+		return syscall.Signal(n), nil
+	}
+	name := strings.ToUpper(strings.TrimPrefix(strings.ToUpper(s), "SIG"))
+	if sig, ok := signalNames[name]; ok {
+		return sig, nil
+	}
+	return 0, httpapi.BadRequest("invalid signal %q: a name such as TERM, INT, HUP, QUIT, USR1, USR2, KILL, or a number 1-64", s)
+}
+
+var signalNames = map[string]syscall.Signal{
+	"HUP": syscall.SIGHUP, "INT": syscall.SIGINT, "QUIT": syscall.SIGQUIT, "KILL": syscall.SIGKILL,
+	"USR1": syscall.SIGUSR1, "USR2": syscall.SIGUSR2, "TERM": syscall.SIGTERM, "ALRM": syscall.SIGALRM,
+	"CONT": syscall.SIGCONT, "STOP": syscall.SIGSTOP, "WINCH": syscall.SIGWINCH, "PIPE": syscall.SIGPIPE,
 }

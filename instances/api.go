@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"crypto/sha256"
@@ -101,7 +102,7 @@ func namespaceOf(ns string) (string, error) {
 func (m *Service) toSpec(req *api.CreateRequest) (sandbox.Spec, error) {
 	spec := sandbox.Spec{
 		Name: req.Name, Command: req.Command, Script: req.Script, Runtime: req.Runtime, Args: req.Args,
-		Code: req.Code, UID: req.UID, GID: req.GID, Network: req.Network,
+		Code: req.Code, UID: req.UID, GID: req.GID, Network: req.Network, HostRoot: req.HostRoot, Seccomp: req.Seccomp,
 		Limits: sandbox.Limits{CPUPercent: req.CPUPercent, CPUCores: req.CPUCores, RAMMB: req.RAMMB,
 			DiskMB: req.DiskMB, PIDs: req.PIDs},
 	}
@@ -155,6 +156,8 @@ func (m *Service) registerRoutes(route func(string, http.HandlerFunc)) {
 	for _, op := range []string{"start", "stop", "restart", "set-limits", "wait", "snapshot", "restore"} {
 		route("POST /v1/instances/{name}/"+op, m.handleOp(op))
 	}
+	route("GET /v1/instances/{name}/snapshots", m.handleOp("snapshots"))
+	route("DELETE /v1/instances/{name}/snapshots/{tag}", m.handleOp("snapshot-rm"))
 	route("GET /v1/resources", m.handleResources)
 }
 
@@ -508,8 +511,12 @@ func (m *Service) localOp(w http.ResponseWriter, r *http.Request, rt Runtime, op
 			return
 		}
 		grace, err := graceOf(req.GraceS)
+		sig := syscall.SIGTERM
+		if err == nil && req.Signal != "" {
+			sig, err = ParseSignal(req.Signal)
+		}
 		if err == nil {
-			err = rt.Stop(ctx, name, grace)
+			err = rt.StopSignal(ctx, name, sig, grace)
 		}
 		m.answer(w, rt, name, err)
 	case "restart", "set-limits":
@@ -591,6 +598,28 @@ func (m *Service) localOp(w http.ResponseWriter, r *http.Request, rt Runtime, op
 		in, _ := rt.Get(name)
 		st, _, _ := statusOf(in)
 		httpapi.WriteJSON(w, http.StatusOK, api.WaitResult{Name: name, Status: st, ExitCode: ex.Code, Reason: string(ex.Reason)})
+	case "snapshots":
+		snaps, err := rt.ListSnapshots(name)
+		if err != nil {
+			fail(err)
+			return
+		}
+		out := make([]api.Snapshot, 0, len(snaps))
+		for _, s := range snaps {
+			out = append(out, api.Snapshot{Tag: s.Name, Instance: s.Instance, Node: m.cfg.Name, At: s.At, Bytes: s.Bytes})
+		}
+		httpapi.WriteJSON(w, http.StatusOK, out)
+	case "snapshot-rm":
+		tag := r.PathValue("tag")
+		if err := validTag(tag); err != nil {
+			fail(err)
+			return
+		}
+		if err := rt.DeleteSnapshot(name, tag); err != nil {
+			fail(err)
+			return
+		}
+		httpapi.WriteJSON(w, http.StatusOK, map[string]string{"name": name, "tag": tag, "status": "deleted"})
 	case "snapshot":
 		var req api.SnapshotRequest
 		if err := httpapi.DecodeStrict(body, &req, false); err != nil {

@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -203,6 +204,8 @@ type Config struct {
 	// the operator sets a default of 0.
 	DefaultLimits sandbox.Limits
 	MaxLimits     sandbox.Limits
+	// AllowHostRoot lets creates ask for host_root (no user namespace: uid 0 is host root).
+	AllowHostRoot bool
 }
 
 // Host is what the instance service needs of the p2p host.
@@ -295,6 +298,9 @@ type Runtime interface {
 	SaveSnapshot(ctx context.Context, instance, name string) (sandbox.Snapshot, error)
 	RestoreSnapshot(ctx context.Context, instance, tag string) error
 	GetSnapshot(instance, tag string) (sandbox.Snapshot, error)
+	ListSnapshots(instance string) ([]sandbox.Snapshot, error)
+	DeleteSnapshot(instance, tag string) error
+	StopSignal(ctx context.Context, name string, sig syscall.Signal, grace time.Duration) error
 	DiskQuotaMode() string
 	Close() error
 }
@@ -386,13 +392,14 @@ func (m *Service) runtime() (Runtime, error) {
 		env["CONSTELLATION_API"] = m.inner.url()
 	}
 	rt, err := m.OpenRuntime(sandbox.Config{
-		StateDir:     m.stateDir,
-		CodeRoots:    roots,
-		CgroupParent: cgroupParent(m.host.ID()),
-		DiskQuota:    m.cfg.DiskQuota,
-		Env:          env,
-		OnEvent:      m.onEvent,
-		Logger:       m.log,
+		StateDir:      m.stateDir,
+		CodeRoots:     roots,
+		CgroupParent:  cgroupParent(m.host.ID()),
+		DiskQuota:     m.cfg.DiskQuota,
+		AllowHostRoot: m.cfg.AllowHostRoot,
+		Env:           env,
+		OnEvent:       m.onEvent,
+		Logger:        m.log,
 	})
 	if err != nil {
 		m.rtErr = fmt.Errorf("%w: %v", ErrUnavailable, err)

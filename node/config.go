@@ -89,6 +89,10 @@ type Config struct {
 	DefaultRAMMB      int64   `yaml:"default_ram_mb"`
 	DefaultPIDs       int64   `yaml:"default_pids"`
 	DefaultDiskMB     int64   `yaml:"default_disk_mb"`
+	// AllowHostRoot lets instances run without a user namespace (create --host-root: uid 0
+	// inside is root on the host). Off by default: every instance runs in its own user
+	// namespace with an unprivileged host uid range.
+	AllowHostRoot bool `yaml:"allow_host_root"`
 	// Maxima an instance may ask on this node (0: none).
 	MaxCPUPercent float64 `yaml:"max_cpu_percent"`
 	MaxRAMMB      int64   `yaml:"max_ram_mb"`

@@ -128,6 +128,7 @@ func (c *Config) mergeInstances(over Config, set map[string]bool) {
 		"max-ram-mb":          func() { c.MaxRAMMB = over.MaxRAMMB },
 		"max-pids":            func() { c.MaxPIDs = over.MaxPIDs },
 		"max-disk-mb":         func() { c.MaxDiskMB = over.MaxDiskMB },
+		"allow-host-root":     func() { c.AllowHostRoot = over.AllowHostRoot },
 	} {
 		if set[flag] {
 			apply()

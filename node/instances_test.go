@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -93,6 +94,17 @@ func TestInstanceCreateBadInput(t *testing.T) {
 		st, ae, raw := apiCall(t, n.Node, "POST", "/v1/instances", c.body)
 		if st != c.status || !strings.Contains(ae.Error, c.want) {
 			t.Errorf("%s: POST /v1/instances %s = %d %s; want %d containing %q", c.name, c.body, st, raw, c.status, c.want)
+		}
+	}
+	if os.Geteuid() == 0 { // the sandbox refuses these (without root there is no runtime)
+		for _, c := range []struct{ name, body, want string }{
+			{"host root without the setting", `{"name":"a","command":["true"],"host_root":true}`, "--allow-host-root"},
+			{"bad seccomp", `{"name":"a","command":["true"],"seccomp":"lenient"}`, `"seccomp"`},
+		} {
+			st, ae, raw := apiCall(t, n.Node, "POST", "/v1/instances", c.body)
+			if st != 400 || !strings.Contains(ae.Error, c.want) {
+				t.Errorf("%s: POST /v1/instances %s = %d %s; want 400 containing %q", c.name, c.body, st, raw, c.want)
+			}
 		}
 	}
 	// Operations on instances that do not exist, and bad operation input.

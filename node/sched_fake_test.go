@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -254,6 +255,20 @@ func (f *fakeRuntime) RestoreSnapshot(ctx context.Context, instance, tag string)
 
 func (f *fakeRuntime) GetSnapshot(instance, tag string) (sandbox.Snapshot, error) {
 	return sandbox.Snapshot{}, sandbox.ErrUnsupported
+}
+
+func (f *fakeRuntime) ListSnapshots(instance string) ([]sandbox.Snapshot, error) {
+	return nil, sandbox.ErrUnsupported
+}
+
+func (f *fakeRuntime) DeleteSnapshot(instance, tag string) error { return sandbox.ErrUnsupported }
+
+func (f *fakeRuntime) StopSignal(ctx context.Context, name string, sig syscall.Signal, grace time.Duration) error {
+	err := f.exit(name, sandbox.Exit{Reason: sandbox.ReasonSignaled, Code: int(sig), Stopped: true, At: time.Now()})
+	if err == sandbox.ErrNotRunning {
+		return nil
+	}
+	return err
 }
 
 func (f *fakeRuntime) DiskQuotaMode() string { return "none" }

@@ -121,12 +121,19 @@ func TestGossipBatching(t *testing.T) {
 	b := startHost(t, cfgB, rb)
 	testutil.WaitFor(t, 10*time.Second, "admission", func() (bool, string) { return admittedAll([]*Host{a, b}) })
 	waitTopicPeers(t, a, 1)
+	// The bootstrap exchange that follows admission must be over, or it could carry the
+	// deltas below before the gossip batch does (and the batch would count 0 messages).
+	testutil.WaitFor(t, 10*time.Second, "bootstrap exchange", func() (bool, string) {
+		return a.Stats().Syncs > 0 && b.Stats().Syncs > 0, fmt.Sprintf("syncs %d/%d", a.Stats().Syncs, b.Stats().Syncs)
+	})
 	before := a.Stats().GossipSent
 	const n = 50
 	for i := 0; i < n; i++ {
 		a.Publish(ra.Set(fmt.Sprintf("k%d", i), "v"))
 	}
-	testutil.WaitFor(t, 10*time.Second, "all deltas at B", func() (bool, string) { return rb.Len() == n, "" })
+	testutil.WaitFor(t, 10*time.Second, "all deltas at B, by gossip", func() (bool, string) {
+		return rb.Len() == n && a.Stats().GossipSent > before, fmt.Sprintf("%d deltas, %d messages", rb.Len(), a.Stats().GossipSent-before)
+	})
 	sent := a.Stats().GossipSent - before
 	if sent < 1 || sent > 3 {
 		t.Errorf("%d deltas published within one batch window went out as %d gossip messages; want 1..3", n, sent)

@@ -197,6 +197,8 @@ The node refuses a create that does not fit its free resources, with the numbers
 	f.StringVar(&req.Runtime, "runtime", "", "interpreter for --script (default rads for .rads files)")
 	f.StringVar(&req.Restart, "restart", "never", "restart policy: never, on-failure, on-failure:N, always")
 	f.StringVar(&req.Network, "network", "", "host (default: serve on the node's ports) or isolated (loopback only)")
+	f.BoolVar(&req.HostRoot, "host-root", false, "no user namespace: uid 0 inside is host root (the node must run with --allow-host-root)")
+	f.StringVar(&req.Seccomp, "seccomp", "", "system call filter: default, unconfined, or the path of an OCI seccomp profile (JSON) on the node")
 	f.IntVar(&uid, "uid", 0, "run as this uid (default nobody)")
 	f.IntVar(&gid, "gid", 0, "run as this gid (default nogroup)")
 	f.BoolVar(&noStart, "no-start", false, "create only; start later with 'constellation start NAME'")
@@ -311,13 +313,15 @@ func newStartCmd(g *globals) *cobra.Command {
 
 func newStopCmd(g *globals) *cobra.Command {
 	var grace time.Duration
-	return simpleOp(g, "stop NAME", "Stop an instance: SIGTERM, then SIGKILL to all its processes after --grace", "stop",
+	var signal string
+	return simpleOp(g, "stop NAME", "Stop an instance: SIGTERM (or --signal), then SIGKILL to all its processes after --grace", "stop",
 		func(c *cobra.Command) (any, error) {
 			s := grace.Seconds()
-			return api.StopRequest{GraceS: &s}, nil
+			return api.StopRequest{GraceS: &s, Signal: signal}, nil
 		},
 		func(c *cobra.Command) {
-			c.Flags().DurationVar(&grace, "grace", 10*time.Second, "time between SIGTERM and SIGKILL")
+			c.Flags().DurationVar(&grace, "grace", 10*time.Second, "time between the signal and SIGKILL")
+			c.Flags().StringVar(&signal, "signal", "", "signal sent first instead of SIGTERM: a name (INT, HUP, QUIT, USR1...) or a number")
 		})
 }
 
@@ -594,15 +598,44 @@ func newRmCmd(g *globals) *cobra.Command {
 }
 
 func newSnapshotCmd(g *globals) *cobra.Command {
-	var save, restore string
-	var asJSON bool
+	var save, restore, del string
+	var list, asJSON bool
 	c := &cobra.Command{
-		Use:   "snapshot NAME (--save TAG | --restore TAG)",
-		Short: "Save an instance's data under a tag, or restore it (snapshots stay on the instance's node)",
+		Use:   "snapshot NAME (--save TAG | --restore TAG | --list | --delete TAG)",
+		Short: "Save an instance's data under a tag, restore, list or delete its snapshots (they belong to the instance and count against its disk_mb)",
 		Args:  instanceArgs,
 		RunE: func(c *cobra.Command, args []string) error {
-			if (save == "") == (restore == "") {
-				return fmt.Errorf("give exactly one of --save TAG or --restore TAG")
+			given := 0
+			for _, b := range []bool{save != "", restore != "", list, del != ""} {
+				if b {
+					given++
+				}
+			}
+			if given != 1 {
+				return fmt.Errorf("give exactly one of --save TAG, --restore TAG, --list or --delete TAG")
+			}
+			if list {
+				snaps, err := g.client().Snapshots(c.Context(), args[0])
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(c.OutOrStdout(), snaps)
+				}
+				t := newTable(c.OutOrStdout(), "TAG", "NODE", "SAVED", "SIZE")
+				for _, s := range snaps {
+					t.row(s.Tag, s.Node, ago(s.At), humanBytes(s.Bytes))
+				}
+				return t.flush()
+			}
+			if del != "" {
+				if err := g.client().DeleteSnapshot(c.Context(), args[0], del); err != nil {
+					return err
+				}
+				if !asJSON {
+					fmt.Fprintf(c.OutOrStdout(), "deleted snapshot %s of %s\n", del, args[0])
+				}
+				return nil
 			}
 			op, tag := "snapshot", save
 			if restore != "" {
@@ -629,6 +662,8 @@ func newSnapshotCmd(g *globals) *cobra.Command {
 	}
 	c.Flags().StringVar(&save, "save", "", "save the instance's data under this tag")
 	c.Flags().StringVar(&restore, "restore", "", "replace the instance's data with this tag's")
+	c.Flags().BoolVar(&list, "list", false, "list the instance's snapshots")
+	c.Flags().StringVar(&del, "delete", "", "delete the snapshot with this tag")
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return c
 }

@@ -92,6 +92,7 @@ defaults. The cluster key can also come from CONSTELLATION_CLUSTER_KEY.`,
 	f.Int64Var(&flags.DefaultRAMMB, "default-ram-mb", 0, "ram_mb of an instance that asks for none (default 512; negative: unlimited)")
 	f.Int64Var(&flags.DefaultPIDs, "default-pids", 0, "pids of an instance that asks for none (default 512; negative: unlimited)")
 	f.Int64Var(&flags.DefaultDiskMB, "default-disk-mb", 0, "disk_mb of an instance that asks for none (default: none)")
+	f.BoolVar(&flags.AllowHostRoot, "allow-host-root", false, "let instances run as host root without a user namespace (create --host-root); off by default")
 	f.Float64Var(&flags.MaxCPUPercent, "max-cpu-percent", 0, "most cpu_percent an instance may ask on this node (0: no maximum)")
 	f.Int64Var(&flags.MaxRAMMB, "max-ram-mb", 0, "most ram_mb an instance may ask on this node (0: no maximum)")
 	f.Int64Var(&flags.MaxPIDs, "max-pids", 0, "most pids an instance may ask on this node (0: no maximum)")
