@@ -234,3 +234,35 @@ type DeploymentPlan struct {
 	InstanceList []PlanInstance `json:"instance_list"`
 	Message      string         `json:"message,omitempty"` // placement and quota errors
 }
+
+// QuotaPatch is the body of PATCH /v1/quotas/{namespace}: only the fields given change.
+type QuotaPatch struct {
+	MaxCPUCores     *float64 `json:"max_cpu_cores,omitempty"`
+	MaxRAMGB        *float64 `json:"max_ram_gb,omitempty"`
+	MaxInstances    *int     `json:"max_instances,omitempty"`
+	AllowCPUBurst   *bool    `json:"allow_cpu_burst,omitempty"`
+	AllowRAMBorrow  *bool    `json:"allow_ram_borrow,omitempty"`
+	MaxBurstPercent *int     `json:"max_burst_percent,omitempty"`
+}
+
+// Apply sets the given fields on q.
+func (p QuotaPatch) Apply(q *QuotaSpec) {
+	if p.MaxCPUCores != nil {
+		q.MaxCPUCores = *p.MaxCPUCores
+	}
+	if p.MaxRAMGB != nil {
+		q.MaxRAMGB = *p.MaxRAMGB
+	}
+	if p.MaxInstances != nil {
+		q.MaxInstances = *p.MaxInstances
+	}
+	if p.AllowCPUBurst != nil {
+		q.AllowCPUBurst = *p.AllowCPUBurst
+	}
+	if p.AllowRAMBorrow != nil {
+		q.AllowRAMBorrow = *p.AllowRAMBorrow
+	}
+	if p.MaxBurstPercent != nil {
+		q.MaxBurstPercent = *p.MaxBurstPercent
+	}
+}

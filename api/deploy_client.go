@@ -125,3 +125,15 @@ func (c *Client) QuotasQuery(ctx context.Context, q *QueryOptions) ([]QuotaInfo,
 	meta, err := c.query(ctx, "/v1/quotas", q.values(), &r)
 	return r, meta, err
 }
+
+// PatchQuota changes only the given fields of a namespace's quota (PATCH /v1/quotas/{ns}).
+func (c *Client) PatchQuota(ctx context.Context, ns string, p QuotaPatch) (QuotaInfo, error) {
+	var r QuotaInfo
+	err := c.do(ctx, "PATCH", "/v1/quotas/"+url.PathEscape(ns), p, &r)
+	return r, err
+}
+
+// RemoveQuota removes a namespace's quota (DELETE /v1/quotas/{ns}).
+func (c *Client) RemoveQuota(ctx context.Context, ns string) error {
+	return c.do(ctx, "DELETE", "/v1/quotas/"+url.PathEscape(ns), nil, nil)
+}

@@ -29,20 +29,23 @@ type ResourcesInfo struct {
 
 // NodeResources is one node's line of ResourcesInfo.
 type NodeResources struct {
-	Name            string  `json:"name"`
-	ID              string  `json:"id"`
-	Status          string  `json:"status"`
-	CPUTotal        int     `json:"cpu_total"`
-	CPUAvailable    float64 `json:"cpu_available"`
-	CPUFreePercent  float64 `json:"cpu_free_percent"` // what a create may still ask, in cpu_percent units
-	RAMTotalGB      float64 `json:"ram_total_gb"`
-	RAMAvailableGB  float64 `json:"ram_available_gb"`
-	DiskTotalTB     float64 `json:"disk_total_tb"`
-	DiskAvailableTB float64 `json:"disk_available_tb"`
-	Instances       int     `json:"instances"`
-	Running         int     `json:"running"`
-	CanRun          bool    `json:"instances_available"`
-	Reported        bool    `json:"reported"` // false: no resource record yet (totals from membership)
+	Name           string  `json:"name"`
+	ID             string  `json:"id"`
+	Status         string  `json:"status"`
+	CPUTotal       int     `json:"cpu_total"`
+	CPUAvailable   float64 `json:"cpu_available"`
+	CPUFreePercent float64 `json:"cpu_free_percent"` // what a create may still ask, in cpu_percent units
+	// Held by live reservations (already subtracted from the available figures).
+	CPUReservedPercent float64 `json:"cpu_reserved_percent"`
+	RAMReservedGB      float64 `json:"ram_reserved_gb"`
+	RAMTotalGB         float64 `json:"ram_total_gb"`
+	RAMAvailableGB     float64 `json:"ram_available_gb"`
+	DiskTotalTB        float64 `json:"disk_total_tb"`
+	DiskAvailableTB    float64 `json:"disk_available_tb"`
+	Instances          int     `json:"instances"`
+	Running            int     `json:"running"`
+	CanRun             bool    `json:"instances_available"`
+	Reported           bool    `json:"reported"` // false: no resource record yet (totals from membership)
 	// Measured use of its running instances (sampled every 10 s).
 	CPUUsedPercent float64 `json:"cpu_used_percent"` // cpu_percent units
 	RAMUsedGB      float64 `json:"ram_used_gb"`

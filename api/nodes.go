@@ -23,6 +23,9 @@ type NodeInfo struct {
 	DiskTotalMB uint64            `json:"disk_total_mb"`
 	LastSeen    time.Time         `json:"last_seen"`
 	Self        bool              `json:"self,omitempty"`
+	// Draining: the node takes no new placements and its deployment instances move away
+	// (`constellation drain`).
+	Draining bool `json:"draining,omitempty"`
 	Incarnation uint64            `json:"incarnation"`
 	StartedAt   time.Time         `json:"started_at"`
 }

@@ -117,6 +117,10 @@ type ResourceRecord struct {
 	CPUUsed    float64 `cbor:"13,keyasint,omitempty"`
 	RAMUsedMB  int64   `cbor:"14,keyasint,omitempty"`
 	DiskUsedMB int64   `cbor:"15,keyasint,omitempty"`
+	// Held by live reservations on the node (not free for creates nor placements).
+	CPUReserved    float64 `cbor:"16,keyasint,omitempty"`
+	RAMReservedMB  int64   `cbor:"17,keyasint,omitempty"`
+	DiskReservedMB int64   `cbor:"18,keyasint,omitempty"`
 }
 
 // Service wires sandbox.Runtime into the node: it creates the runtime (lazily, so
@@ -948,7 +952,13 @@ func (m *Service) resourceRecordLocked() ResourceRecord {
 	}
 	m.count = a.instances
 	u := m.usage
+	var rcpu float64
+	var rram, rdisk int64
+	if m.resv != nil {
+		rcpu, rram, rdisk = m.resv.Reserved()
+	}
 	return ResourceRecord{
+		CPUReserved: rcpu, RAMReservedMB: rram, DiskReservedMB: rdisk,
 		CPUUsed: u.cpu, RAMUsedMB: u.ram, DiskUsedMB: u.disk,
 		CPUCores: c.cores, CPUCapacity: c.cpu, CPUAllocated: a.cpu,
 		RAMTotalMB: c.ramTotal, RAMCapacityMB: c.ram, RAMAllocatedMB: a.ram,
@@ -1025,12 +1035,14 @@ func (m *Service) resources() api.ResourcesInfo {
 			nr.CPUTotal = r.CPUCores
 			nr.RAMTotalGB = round(float64(r.RAMTotalMB)/1024, 2)
 			nr.DiskTotalTB = round(float64(r.DiskTotalMB)/(1<<20), 4)
-			nr.CPUFreePercent = math.Max(0, r.CPUCapacity-r.CPUAllocated)
+			nr.CPUFreePercent = math.Max(0, r.CPUCapacity-r.CPUAllocated-r.CPUReserved)
 			if r.CPUCores > 0 {
 				nr.CPUAvailable = round(100*nr.CPUFreePercent/(100*float64(r.CPUCores)), 1)
 			}
-			nr.RAMAvailableGB = round(float64(max(0, r.RAMCapacityMB-r.RAMAllocatedMB))/1024, 2)
-			nr.DiskAvailableTB = round(float64(max(0, r.DiskCapacityMB-r.DiskAllocatedMB))/(1<<20), 4)
+			nr.RAMAvailableGB = round(float64(max(0, r.RAMCapacityMB-r.RAMAllocatedMB-r.RAMReservedMB))/1024, 2)
+			nr.DiskAvailableTB = round(float64(max(0, r.DiskCapacityMB-r.DiskAllocatedMB-r.DiskReservedMB))/(1<<20), 4)
+			nr.CPUReservedPercent = r.CPUReserved
+			nr.RAMReservedGB = round(float64(r.RAMReservedMB)/1024, 2)
 			nr.Instances, nr.Running, nr.CanRun = r.Instances, r.Running, r.Available
 			nr.CPUUsedPercent = r.CPUUsed
 			nr.RAMUsedGB = round(float64(r.RAMUsedMB)/1024, 2)

@@ -11,6 +11,7 @@ import (
 	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/internal/events"
 	"github.com/rads-lang/constellation/internal/httpapi"
+	"github.com/rads-lang/constellation/scheduler"
 )
 
 // The node's own routes: status, nodes, events, send and broadcast. Features register
@@ -20,7 +21,7 @@ func (n *Node) registerRoutes(s *httpapi.Server) {
 		httpapi.WriteJSON(w, http.StatusOK, n.Status())
 	})
 	s.Handle("GET /v1/nodes", func(w http.ResponseWriter, r *http.Request) {
-		if !httpapi.Block(w, r, n.st, CollNodes) { // records, and statuses (membership touches it)
+		if !httpapi.Block(w, r, n.st, CollNodes, scheduler.CollDrains) { // records, statuses (membership touches it), drains
 			return
 		}
 		httpapi.WriteJSON(w, http.StatusOK, n.Nodes())

@@ -308,8 +308,16 @@ func (n *Node) notifyChange(changes []crdt.Change) {
 	}
 }
 
-// Nodes lists every member this node knows with its locally judged status.
-func (n *Node) Nodes() []api.NodeInfo { return n.members.Nodes() }
+// Nodes lists every member this node knows with its locally judged status and whether it
+// is draining.
+func (n *Node) Nodes() []api.NodeInfo {
+	ns := n.members.Nodes()
+	draining := n.sched.Draining()
+	for i := range ns {
+		ns[i].Draining = draining[ns[i].ID]
+	}
+	return ns
+}
 
 // Status describes this node.
 func (n *Node) Status() api.StatusInfo {

@@ -28,6 +28,8 @@ func (s *Scheduler) registerRoutes(route func(string, http.HandlerFunc)) {
 	route("GET /v1/reservations", s.handleReservations)
 	route("DELETE /v1/reservations/{id}", s.handleRelease)
 	route("PUT /v1/quotas/{ns}", s.handleQuotaSet)
+	route("PATCH /v1/quotas/{ns}", s.handleQuotaPatch)
+	route("DELETE /v1/quotas/{ns}", s.handleQuotaDelete)
 	route("GET /v1/quotas/{ns}", s.handleQuotaGet)
 	route("GET /v1/quotas", s.handleQuotas)
 }
@@ -413,6 +415,49 @@ func (s *Scheduler) handleQuotaSet(w http.ResponseWriter, r *http.Request) {
 	httpapi.WriteJSON(w, http.StatusOK, info)
 }
 
+// handleQuotaPatch changes only the fields the body gives (`quota set` with some flags):
+// the others keep their values.
+func (s *Scheduler) handleQuotaPatch(w http.ResponseWriter, r *http.Request) {
+	ns := r.PathValue("ns")
+	if !api.ValidNamespace(ns) {
+		httpapi.WriteErr(w, httpapi.BadRequest("invalid namespace %q: %s", ns, api.NamespaceRule))
+		return
+	}
+	var p api.QuotaPatch
+	if !httpapi.DecodeOptional(w, r, &p, false) {
+		return
+	}
+	spec := api.QuotaSpec{}
+	if q, ok := s.snapshot().quotas[ns]; ok {
+		spec = q.spec()
+	}
+	p.Apply(&spec)
+	if err := validateQuota(&spec); err != nil {
+		httpapi.WriteErr(w, err)
+		return
+	}
+	if _, err := s.setQuota(ns, spec); err != nil {
+		httpapi.WriteErr(w, err)
+		return
+	}
+	info, _ := s.quotaInfo(s.snapshot(), ns)
+	httpapi.WriteJSON(w, http.StatusOK, info)
+}
+
+// handleQuotaDelete removes a namespace's quota (`quota rm`): its deployments are no longer
+// limited. Rights already consumed stay consumed until their instances go.
+func (s *Scheduler) handleQuotaDelete(w http.ResponseWriter, r *http.Request) {
+	ns := r.PathValue("ns")
+	if _, ok := s.snapshot().quotas[ns]; !ok {
+		httpapi.WriteError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no quota for namespace %q ('constellation quota show' lists them)", ns))
+		return
+	}
+	var wr schedWrites
+	wr.del(CollQuotas, ns)
+	s.apply(&wr)
+	httpapi.WriteJSON(w, http.StatusOK, map[string]string{"namespace": ns, "status": "removed"})
+}
+
 func (s *Scheduler) handleQuotaGet(w http.ResponseWriter, r *http.Request) {
 	ns := r.PathValue("ns")
 	info, ok := s.quotaInfo(s.snapshot(), ns)
@@ -537,4 +582,19 @@ func (s *Scheduler) feasible(spec Spec) error {
 	return httpapi.Errorf(http.StatusUnprocessableEntity, "unsatisfiable",
 		"no node can run %s: each instance asks cpu %s%%, ram_mb %d, disk_mb %d; the largest node (%s) has cpu %s%%, ram_mb %d, disk_mb %d after its reserve",
 		spec.Name, fmtNum(float64(need.CPUMilli)/10), need.RAMMB, need.DiskMB, best.name, fmtNum(best.res.CPUCapacity), best.res.RAMCapacityMB, best.res.DiskCapacityMB)
+}
+
+// Draining reports the nodes (by peer ID) that are draining.
+func (s *Scheduler) Draining() map[string]bool {
+	out := map[string]bool{}
+	s.st.View(func(v *state.View) {
+		for _, k := range v.Keys(CollDrains) {
+			if b, _, ok := v.GetLWW(CollDrains, k); ok {
+				if r, err := decodeRecord[DrainRecord](b); err == nil && r.Draining {
+					out[k] = true
+				}
+			}
+		}
+	})
+	return out
 }

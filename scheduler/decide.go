@@ -486,7 +486,6 @@ func (cv *clusterView) remove(name string) {
 	}
 }
 
-
 // buildCluster builds the placement snapshot: alive nodes able to run instances, with
 // their capacity, reservations and draining flag, and the instances claimed on them
 // (healthy claims) or running there outside deployments.

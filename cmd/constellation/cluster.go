@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -103,7 +104,11 @@ func newNodesCmd(g *globals) *cobra.Command {
 				if n.Self {
 					name += " (self)"
 				}
-				t.row(name, shortID(n.ID), n.Status, addr, fmt.Sprint(n.CPUTotal), humanMB(n.RAMTotalMB), humanMB(n.DiskTotalMB),
+				st := n.Status
+				if n.Draining {
+					st += ", draining"
+				}
+				t.row(name, shortID(n.ID), st, addr, fmt.Sprint(n.CPUTotal), humanMB(n.RAMTotalMB), humanMB(n.DiskTotalMB),
 					fmt.Sprint(n.Instances), orDash(node.FormatLabels(n.Labels)), ago(n.LastSeen))
 			}
 			return t.flush()
@@ -266,11 +271,11 @@ func newEventsCmd(g *globals) *cobra.Command {
 				}
 				seen++
 				if count > 0 && seen >= count {
-					cancel()
+					return errEnough // no more: the events already buffered are not printed
 				}
 				return nil
 			})
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || errors.Is(err, errEnough) {
 				return nil
 			}
 			return err
@@ -291,3 +296,6 @@ func exactArgs(n int, what string) cobra.PositionalArgs {
 		return nil
 	}
 }
+
+// errEnough stops an event stream once --count events were printed.
+var errEnough = errors.New("enough events")

@@ -518,7 +518,7 @@ func newReservationsCmd(g *globals) *cobra.Command {
 func newQuotaCmd(g *globals) *cobra.Command {
 	q := &cobra.Command{
 		Use:   "quota",
-		Short: "Namespace quotas: set, show",
+		Short: "Namespace quotas: set, show, rm",
 	}
 	var (
 		spec   api.QuotaSpec
@@ -526,12 +526,35 @@ func newQuotaCmd(g *globals) *cobra.Command {
 	)
 	set := &cobra.Command{
 		Use:   "set NAMESPACE [--max-cpu-cores N] [--max-ram-gb N] [--max-instances N] [--allow-cpu-burst --max-burst-percent P]",
-		Short: "Set a namespace's quota (never exceeded, even under partition)",
+		Short: "Set a namespace's quota (never exceeded, even under partition); only the limits given change",
 		Example: `  constellation quota set team-backend --max-cpu-cores 16 --max-ram-gb 64 --max-instances 50
   constellation quota set team-backend --max-cpu-cores 16 --allow-cpu-burst --max-burst-percent 150`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			info, err := g.client().SetQuota(c.Context(), args[0], spec)
+			var p api.QuotaPatch
+			f := c.Flags()
+			if f.Changed("max-cpu-cores") {
+				p.MaxCPUCores = &spec.MaxCPUCores
+			}
+			if f.Changed("max-ram-gb") {
+				p.MaxRAMGB = &spec.MaxRAMGB
+			}
+			if f.Changed("max-instances") {
+				p.MaxInstances = &spec.MaxInstances
+			}
+			if f.Changed("allow-cpu-burst") {
+				p.AllowCPUBurst = &spec.AllowCPUBurst
+			}
+			if f.Changed("allow-ram-borrow") {
+				p.AllowRAMBorrow = &spec.AllowRAMBorrow
+			}
+			if f.Changed("max-burst-percent") {
+				p.MaxBurstPercent = &spec.MaxBurstPercent
+			}
+			if p == (api.QuotaPatch{}) {
+				return errors.New("give at least one limit, e.g. --max-instances 50 (0 removes one limit; 'quota rm' removes the quota)")
+			}
+			info, err := g.client().PatchQuota(c.Context(), args[0], p)
 			if err != nil {
 				return err
 			}
@@ -567,7 +590,19 @@ func newQuotaCmd(g *globals) *cobra.Command {
 		},
 	}
 	show.Flags().BoolVar(&showJSON, "json", false, "print JSON")
-	q.AddCommand(set, show)
+	rm := &cobra.Command{
+		Use:   "rm NAMESPACE",
+		Short: "Remove a namespace's quota (its deployments are no longer limited)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			if err := g.client().RemoveQuota(c.Context(), args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.OutOrStdout(), "removed the quota of %s\n", args[0])
+			return nil
+		},
+	}
+	q.AddCommand(set, show, rm)
 	return q
 }
 

@@ -566,12 +566,24 @@ func newWaitCmd(g *globals) *cobra.Command {
 				return printJSON(c.OutOrStdout(), r)
 			}
 			fmt.Fprintf(c.OutOrStdout(), "%s: %s (%s, code %d)\n", r.Name, r.Status, r.Reason, r.ExitCode)
-			return nil
+			return waitExit(r)
 		},
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	c.Flags().DurationVar(&timeout, "timeout", 0, "give up after this long (default: wait forever)")
 	return c
+}
+
+// waitExit is wait's exit status: 0 only when the instance ended well (exited 0 or was
+// stopped on request); its exit code when it failed with one; 1 otherwise.
+func waitExit(r api.WaitResult) error {
+	switch {
+	case r.Status == api.InstanceExited && r.ExitCode == 0, r.Status == api.InstanceStopped:
+		return nil
+	case r.ExitCode > 0 && r.ExitCode < 256:
+		return exitError{r.ExitCode}
+	}
+	return exitError{1}
 }
 
 func newRmCmd(g *globals) *cobra.Command {
@@ -699,15 +711,15 @@ func newResourcesCmd(g *globals) *cobra.Command {
 			fmt.Fprintf(w, "  CPU:  %d cores, %.1f%% available\n", r.CPUTotal, r.CPUAvailable)
 			fmt.Fprintf(w, "  RAM:  %.2f GB total, %.2f GB available\n", r.RAMTotalGB, r.RAMAvailableGB)
 			fmt.Fprintf(w, "  Disk: %.3f TB total, %.3f TB available\n\n", r.DiskTotalTB, r.DiskAvailableTB)
-			t := newTable(w, "NODE", "STATUS", "CPU", "CPU AVAIL", "CPU USED", "RAM", "RAM AVAIL", "RAM USED", "DISK", "DISK AVAIL", "INSTANCES")
+			t := newTable(w, "NODE", "STATUS", "CORES", "CPU FREE", "CPU RESERVED", "CPU USED", "RAM", "RAM FREE", "RAM RESERVED", "RAM USED", "DISK", "DISK FREE", "INSTANCES")
 			for _, n := range r.Nodes {
 				if !n.Reported {
-					t.row(n.Name, n.Status, fmt.Sprint(n.CPUTotal), "-", "-", fmt.Sprintf("%.1fG", n.RAMTotalGB), "-", "-", fmt.Sprintf("%.3fT", n.DiskTotalTB), "-", "-")
+					t.row(n.Name, n.Status, fmt.Sprint(n.CPUTotal), "-", "-", "-", fmt.Sprintf("%.1fG", n.RAMTotalGB), "-", "-", "-", fmt.Sprintf("%.3fT", n.DiskTotalTB), "-", "-")
 					continue
 				}
-				t.row(n.Name, n.Status, fmt.Sprint(n.CPUTotal), fmt.Sprintf("%.1f%% (%g%%)", n.CPUAvailable, n.CPUFreePercent),
+				t.row(n.Name, n.Status, fmt.Sprint(n.CPUTotal), fmt.Sprintf("%g%%", n.CPUFreePercent), fmt.Sprintf("%g%%", n.CPUReservedPercent),
 					fmt.Sprintf("%g%%", n.CPUUsedPercent), fmt.Sprintf("%.1fG", n.RAMTotalGB), fmt.Sprintf("%.1fG", n.RAMAvailableGB),
-					fmt.Sprintf("%.2fG", n.RAMUsedGB), fmt.Sprintf("%.3fT", n.DiskTotalTB), fmt.Sprintf("%.3fT", n.DiskAvailableTB),
+					fmt.Sprintf("%.2fG", n.RAMReservedGB), fmt.Sprintf("%.2fG", n.RAMUsedGB), fmt.Sprintf("%.3fT", n.DiskTotalTB), fmt.Sprintf("%.3fT", n.DiskAvailableTB),
 					fmt.Sprintf("%d (%d running)", n.Instances, n.Running))
 			}
 			return t.flush()
