@@ -25,9 +25,9 @@ type NodeInfo struct {
 	Self        bool              `json:"self,omitempty"`
 	// Draining: the node takes no new placements and its deployment instances move away
 	// (`constellation drain`).
-	Draining bool `json:"draining,omitempty"`
-	Incarnation uint64            `json:"incarnation"`
-	StartedAt   time.Time         `json:"started_at"`
+	Draining    bool      `json:"draining,omitempty"`
+	Incarnation uint64    `json:"incarnation"`
+	StartedAt   time.Time `json:"started_at"`
 }
 
 // StatusInfo is `constellation status` (GET /v1/status).

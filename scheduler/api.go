@@ -403,6 +403,11 @@ func (s *Scheduler) handleQuotaSet(w http.ResponseWriter, r *http.Request) {
 	if !httpapi.DecodeOptional(w, r, &spec, false) {
 		return
 	}
+	s.writeQuota(w, ns, spec)
+}
+
+// writeQuota validates and sets a quota, and answers its info.
+func (s *Scheduler) writeQuota(w http.ResponseWriter, ns string, spec api.QuotaSpec) {
 	if err := validateQuota(&spec); err != nil {
 		httpapi.WriteErr(w, err)
 		return
@@ -432,16 +437,7 @@ func (s *Scheduler) handleQuotaPatch(w http.ResponseWriter, r *http.Request) {
 		spec = q.spec()
 	}
 	p.Apply(&spec)
-	if err := validateQuota(&spec); err != nil {
-		httpapi.WriteErr(w, err)
-		return
-	}
-	if _, err := s.setQuota(ns, spec); err != nil {
-		httpapi.WriteErr(w, err)
-		return
-	}
-	info, _ := s.quotaInfo(s.snapshot(), ns)
-	httpapi.WriteJSON(w, http.StatusOK, info)
+	s.writeQuota(w, ns, spec)
 }
 
 // handleQuotaDelete removes a namespace's quota (`quota rm`): its deployments are no longer
