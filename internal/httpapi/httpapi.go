@@ -1,5 +1,6 @@
 // Package httpapi serves the node's local API: one mux, the Unix socket (mode 0600) and the
-// optional TCP listener with bearer-token auth, strict bounded JSON decoding, ONE table from
+// optional TCP listener (TLS 1.3 with a self-signed certificate clients pin, see
+// LoadOrCreateTLS) with bearer-token auth, strict bounded JSON decoding, ONE table from
 // errors to HTTP statuses and codes, and a Server-Sent Events helper. Features register
 // their routes and the classes of their errors; handlers answer with WriteJSON and WriteErr.
 //
@@ -11,6 +12,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -118,13 +120,18 @@ func (s *Server) ListenUnix(path string) error {
 	return nil
 }
 
-// ListenTCP serves on a TCP address; every request needs the bearer token.
-func (s *Server) ListenTCP(addr string) (net.Addr, error) {
+// ListenTCP serves on a TCP address over TLS 1.3 with the given identity; every request
+// needs the bearer token. Nothing is served in plain text: a client that does not speak TLS
+// gets a TLS alert, and one that does can check the certificate before it sends the token.
+func (s *Server) ListenTCP(addr string, id TLSIdentity) (net.Addr, error) {
+	if len(id.Cert.Certificate) == 0 {
+		return nil, fmt.Errorf("API listen %s: no TLS certificate (LoadOrCreateTLS)", addr)
+	}
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("API listen %s: %w", addr, err)
 	}
-	s.Serve(l, s.requireToken(s.mux))
+	s.Serve(tls.NewListener(l, serverTLS(id)), s.requireToken(s.mux))
 	return l.Addr(), nil
 }
 
