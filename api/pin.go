@@ -259,6 +259,11 @@ func lookupKnownNode(path, addr string) ([]knownNode, error) {
 	if err != nil {
 		return nil, err
 	}
+	return parseKnownNodes(b, path, addr)
+}
+
+// parseKnownNodes is lookupKnownNode on the file's content b.
+func parseKnownNodes(b []byte, path, addr string) ([]knownNode, error) {
 	var out []knownNode
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	sc.Buffer(make([]byte, 0, 4096), maxKnownNodesBytes)
