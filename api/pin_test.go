@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -51,7 +52,7 @@ func newRecorder(t *testing.T, cfg *tls.Config) *recorder {
 		w.Write([]byte(`{"name":"impostor"}`))
 	}))
 	r.srv.TLS = cfg
-	r.srv.Config.ErrorLog = nil
+	r.srv.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes are the point here
 	r.srv.StartTLS()
 	t.Cleanup(r.srv.Close)
 	return r
@@ -297,6 +298,7 @@ func newRecorderOn(t *testing.T, addr string, cert tls.Certificate) *recorder {
 		r.mu.Unlock()
 	})}}
 	r.srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	r.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
 	r.srv.StartTLS()
 	t.Cleanup(r.srv.Close)
 	return r

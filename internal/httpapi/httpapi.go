@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -137,7 +138,8 @@ func (s *Server) ListenTCP(addr string, id TLSIdentity) (net.Addr, error) {
 
 // Serve serves h on l until Close (with the base context; no token check).
 func (s *Server) Serve(l net.Listener, h http.Handler) {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: log.New(serverLog{s.log}, "", 0)}
 	if s.baseCtx != nil {
 		ctx := s.baseCtx()
 		srv.BaseContext = func(net.Listener) context.Context { return ctx }
@@ -153,6 +155,21 @@ func (s *Server) Serve(l net.Listener, h http.Handler) {
 			s.log.Error("API server stopped", "addr", l.Addr().String(), "err", err)
 		}
 	}()
+}
+
+// serverLog routes net/http's own messages to the node's log. A failed TLS handshake (a
+// client that refused the pin, a port scanner, plain HTTP on the TLS port) is the peer's
+// doing and anyone can cause it, so it is a debug line, not a flood of errors.
+type serverLog struct{ log *slog.Logger }
+
+func (l serverLog) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	if strings.Contains(msg, "TLS handshake error") {
+		l.log.Debug("API connection refused", "err", strings.TrimPrefix(msg, "http: "))
+	} else {
+		l.log.Error("API server", "err", strings.TrimPrefix(msg, "http: "))
+	}
+	return len(p), nil
 }
 
 func (s *Server) requireToken(h http.Handler) http.Handler {

@@ -1,15 +1,18 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -106,6 +109,55 @@ func TestLoadOrCreateTLS(t *testing.T) {
 	}
 	if _, err := LoadOrCreateTLS(dir, nil, quiet); err == nil || !strings.Contains(err.Error(), CertFile) {
 		t.Fatalf("unreadable certificate: err = %v; want an error naming it, not a new identity", err)
+	}
+}
+
+// syncBuffer is a log sink safe for the server's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestRefusedHandshakeIsNotAnError: a client refusing the certificate (or anyone failing a
+// handshake) is a debug line in the node's log, never an error line.
+func TestRefusedHandshakeIsNotAnError(t *testing.T) {
+	var out syncBuffer
+	s := New(slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug})), nil)
+	defer s.Close()
+	id, err := LoadOrCreateTLS(t.TempDir(), nil, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, err := s.ListenTCP("127.0.0.1:0", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := api.NewClientConfig(api.ClientConfig{DataDir: t.TempDir(), API: addr.String(),
+		Fingerprint: "sha256:" + strings.Repeat("00", 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Status(context.Background()); !errors.Is(err, api.ErrUnverified) {
+		t.Fatalf("client with another pin: %v; want ErrUnverified", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(out.String(), "API connection refused") && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if log := out.String(); !strings.Contains(log, "level=DEBUG msg=\"API connection refused\"") || strings.Contains(log, "level=ERROR") {
+		t.Fatalf("node log after a refused handshake:\n%s\nwant one debug line and no error", log)
 	}
 }
 
