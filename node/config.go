@@ -51,7 +51,9 @@ type Config struct {
 	// NoMDNS turns off zero-config LAN discovery by multicast DNS.
 	NoMDNS bool `yaml:"no_mdns"`
 	// APIListen optionally serves the local API on a TCP address (e.g. 127.0.0.1:7947) in
-	// addition to the Unix socket; requests then need APIToken as a bearer token.
+	// addition to the Unix socket, over TLS 1.3 with a self-signed certificate generated once
+	// in the data dir (api.crt, api.key; its fingerprint, which clients pin, in
+	// api.fingerprint); requests then need APIToken as a bearer token.
 	APIListen string `yaml:"api_listen"`
 	// APIToken is the bearer token for APIListen. When APIListen is set and no token is
 	// given, a random token is generated and written to <data-dir>/api.token (0600).

@@ -31,9 +31,10 @@ func newFakeNode(t *testing.T) (*fakeNode, string) {
 		{Name: "web", Instances: 3, Placed: 3, Running: 1},
 		{Name: "web", Instances: 3, Placed: 3, Running: 3},
 	}}
-	srv := httptest.NewServer(f)
+	srv := httptest.NewTLSServer(f) // a TCP API is TLS, its certificate pinned
 	t.Cleanup(srv.Close)
-	return f, strings.TrimPrefix(srv.URL, "http://")
+	t.Setenv("CONSTELLATION_API_FINGERPRINT", api.Fingerprint(srv.Certificate().Raw))
+	return f, strings.TrimPrefix(srv.URL, "https://")
 }
 
 // advance moves web to its next state.

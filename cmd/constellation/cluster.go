@@ -41,6 +41,10 @@ func newStatusCmd(g *globals) *cobra.Command {
 			t.row("labels", orDash(node.FormatLabels(st.Labels)))
 			t.row("uptime", (time.Duration(st.UptimeS) * time.Second).String())
 			t.row("data dir", st.DataDir)
+			if st.APIAddr != "" {
+				t.row("api (tcp, tls)", st.APIAddr)
+				t.row("api fingerprint", st.APIFingerprint)
+			}
 			t.row("version", st.Version)
 			for i, a := range st.Addresses {
 				k := ""

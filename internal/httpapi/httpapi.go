@@ -1,5 +1,6 @@
 // Package httpapi serves the node's local API: one mux, the Unix socket (mode 0600) and the
-// optional TCP listener with bearer-token auth, strict bounded JSON decoding, ONE table from
+// optional TCP listener (TLS 1.3 with a self-signed certificate clients pin, see
+// LoadOrCreateTLS) with bearer-token auth, strict bounded JSON decoding, ONE table from
 // errors to HTTP statuses and codes, and a Server-Sent Events helper. Features register
 // their routes and the classes of their errors; handlers answer with WriteJSON and WriteErr.
 //
@@ -11,10 +12,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -118,19 +121,25 @@ func (s *Server) ListenUnix(path string) error {
 	return nil
 }
 
-// ListenTCP serves on a TCP address; every request needs the bearer token.
-func (s *Server) ListenTCP(addr string) (net.Addr, error) {
+// ListenTCP serves on a TCP address over TLS 1.3 with the given identity; every request
+// needs the bearer token. Nothing is served in plain text: a client that does not speak TLS
+// gets a TLS alert, and one that does can check the certificate before it sends the token.
+func (s *Server) ListenTCP(addr string, id TLSIdentity) (net.Addr, error) {
+	if len(id.Cert.Certificate) == 0 {
+		return nil, fmt.Errorf("API listen %s: no TLS certificate (LoadOrCreateTLS)", addr)
+	}
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("API listen %s: %w", addr, err)
 	}
-	s.Serve(l, s.requireToken(s.mux))
+	s.Serve(tls.NewListener(l, serverTLS(id)), s.requireToken(s.mux))
 	return l.Addr(), nil
 }
 
 // Serve serves h on l until Close (with the base context; no token check).
 func (s *Server) Serve(l net.Listener, h http.Handler) {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: log.New(serverLog{s.log}, "", 0)}
 	if s.baseCtx != nil {
 		ctx := s.baseCtx()
 		srv.BaseContext = func(net.Listener) context.Context { return ctx }
@@ -146,6 +155,21 @@ func (s *Server) Serve(l net.Listener, h http.Handler) {
 			s.log.Error("API server stopped", "addr", l.Addr().String(), "err", err)
 		}
 	}()
+}
+
+// serverLog routes net/http's own messages to the node's log. A failed TLS handshake (a
+// client that refused the pin, a port scanner, plain HTTP on the TLS port) is the peer's
+// doing and anyone can cause it, so it is a debug line, not a flood of errors.
+type serverLog struct{ log *slog.Logger }
+
+func (l serverLog) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	if strings.Contains(msg, "TLS handshake error") {
+		l.log.Debug("API connection refused", "err", strings.TrimPrefix(msg, "http: "))
+	} else {
+		l.log.Error("API server", "err", strings.TrimPrefix(msg, "http: "))
+	}
+	return len(p), nil
 }
 
 func (s *Server) requireToken(h http.Handler) http.Handler {
