@@ -119,15 +119,7 @@ func (c *Config) setDefaults() {
 	if c.DiskQuota == "" {
 		c.DiskQuota = DiskQuotaAuto
 	}
-	if c.DefaultNetwork == "" {
-		c.DefaultNetwork = NetworkBridge
-	}
-	if c.Bridge == "" {
-		c.Bridge = DefaultBridge
-	}
-	if c.BridgeSubnet == "" {
-		c.BridgeSubnet = DefaultBridgeSubnet
-	}
+	c.setNetworkDefaults()
 	if c.DataImageMB == 0 {
 		c.DataImageMB = 65536
 	}
@@ -196,21 +188,8 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("sandbox: config: unknown DiskQuota %q", c.DiskQuota)
 	}
-	switch c.DefaultNetwork {
-	case NetworkBridge, NetworkNone, NetworkHost:
-	default:
-		return fmt.Errorf("sandbox: config: DefaultNetwork %q: want %q, %q or %q", c.DefaultNetwork, NetworkBridge, NetworkNone, NetworkHost)
-	}
-	if !bridgeNameRE.MatchString(c.Bridge) || strings.HasPrefix(c.Bridge, "c7v") {
-		return fmt.Errorf("sandbox: config: Bridge %q: want 1-15 characters [A-Za-z0-9_.-] not starting with c7v (instance veths), e.g. %s", c.Bridge, DefaultBridge)
-	}
-	if _, err := parseBridgeSubnet(c.BridgeSubnet); err != nil {
+	if err := c.ValidateNetwork(); err != nil {
 		return err
-	}
-	for _, d := range c.DNS {
-		if a, err := netip.ParseAddr(d); err != nil || !a.Is4() && !a.Is6() {
-			return fmt.Errorf("sandbox: config: DNS server %q is not an IP address", d)
-		}
 	}
 	if c.DataImageMB < 300 {
 		return errors.New("sandbox: config: DataImageMB must be at least 300 (XFS minimum)")
@@ -241,4 +220,39 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("sandbox: config: LogBurstBytes %d is below 4096 (a pipe read must fit)", c.LogBurstBytes)
 	}
 	return nil
+}
+
+// ValidateNetwork checks DefaultNetwork, Bridge, BridgeSubnet and DNS (empty ones take
+// their defaults).
+func (c Config) ValidateNetwork() error {
+	c.setNetworkDefaults()
+	switch c.DefaultNetwork {
+	case NetworkBridge, NetworkNone, NetworkHost:
+	default:
+		return fmt.Errorf("sandbox: config: DefaultNetwork %q: want %q, %q or %q", c.DefaultNetwork, NetworkBridge, NetworkNone, NetworkHost)
+	}
+	if !bridgeNameRE.MatchString(c.Bridge) || strings.HasPrefix(c.Bridge, "c7v") {
+		return fmt.Errorf("sandbox: config: Bridge %q: want 1-15 characters [A-Za-z0-9_.-] not starting with c7v (instance veths), e.g. %s", c.Bridge, DefaultBridge)
+	}
+	if _, err := parseBridgeSubnet(c.BridgeSubnet); err != nil {
+		return err
+	}
+	for _, d := range c.DNS {
+		if _, err := netip.ParseAddr(d); err != nil {
+			return fmt.Errorf("sandbox: config: DNS server %q is not an IP address", d)
+		}
+	}
+	return nil
+}
+
+func (c *Config) setNetworkDefaults() {
+	if c.DefaultNetwork == "" {
+		c.DefaultNetwork = NetworkBridge
+	}
+	if c.Bridge == "" {
+		c.Bridge = DefaultBridge
+	}
+	if c.BridgeSubnet == "" {
+		c.BridgeSubnet = DefaultBridgeSubnet
+	}
 }
