@@ -87,6 +87,15 @@ type netInst struct {
 }
 
 func newBridgeNet(cfg *Config) (*bridgeNet, error) {
+	// The instances of this state dir have addresses on the bridge it recorded: keep
+	// that bridge and subnet whatever the configuration says now.
+	if data, err := os.ReadFile(filepath.Join(cfg.StateDir, bridgeRecord)); err == nil {
+		var rec struct{ Bridge, Subnet string }
+		if json.Unmarshal(data, &rec) == nil && rec.Bridge != "" && (rec.Bridge != cfg.Bridge || rec.Subnet != cfg.BridgeSubnet) {
+			cfg.Logger.Warn("sandbox: this state dir's instances are on another bridge than configured; keeping it", "bridge", rec.Bridge, "subnet", rec.Subnet, "configured_bridge", cfg.Bridge, "configured_subnet", cfg.BridgeSubnet)
+			cfg.Bridge, cfg.BridgeSubnet = rec.Bridge, rec.Subnet
+		}
+	}
 	prefix, err := parseBridgeSubnet(cfg.BridgeSubnet)
 	if err != nil {
 		return nil, err
