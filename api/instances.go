@@ -78,7 +78,13 @@ type CreateRequest struct {
 	Restart string `json:"restart,omitempty"`
 	UID     *int   `json:"uid,omitempty"`
 	GID     *int   `json:"gid,omitempty"`
-	Network string `json:"network,omitempty"` // host (default) or isolated
+	// Network is "bridge" (the node's default unless configured otherwise: an own
+	// address on the node bridge, NAT to the outside), "none" (loopback only) or
+	// "host" (the node's network, explicitly).
+	Network string `json:"network,omitempty"`
+	// Publish forwards node ports to the instance (bridge only), each
+	// "HOSTPORT:PORT[/tcp|/udp]" as in `docker run -p`.
+	Publish []string `json:"publish,omitempty"`
 	// Start starts the instance right away (default true); false only creates it.
 	Start *bool `json:"start,omitempty"`
 	// Reservation runs the instance on the capacity of a reservation (`create --reservation
@@ -199,6 +205,8 @@ type Instance struct {
 	Code    string            `json:"code,omitempty"`
 	Restart string            `json:"restart"` // never | on-failure[:N] | always
 	Network string            `json:"network,omitempty"`
+	Publish []string          `json:"publish,omitempty"` // HOSTPORT:PORT/PROTO
+	IP      string            `json:"ip,omitempty"`      // address on the node bridge
 
 	CreatedAt time.Time  `json:"created_at"`
 	StartedAt *time.Time `json:"started_at,omitempty"`

@@ -115,6 +115,13 @@ func (m *Service) toSpec(req *api.CreateRequest) (sandbox.Spec, error) {
 		}
 		spec.RAMMB = int64(req.RAMGB * 1024)
 	}
+	for _, s := range req.Publish {
+		p, err := sandbox.ParsePublish(s)
+		if err != nil {
+			return spec, httpapi.BadRequest(`field "publish": %v`, err)
+		}
+		spec.Publish = append(spec.Publish, p)
+	}
 	spec.Limits = m.withDefaults(spec.Limits)
 	if err := m.checkMax(spec.Limits); err != nil {
 		return spec, err

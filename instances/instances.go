@@ -95,6 +95,10 @@ type Record struct {
 	// Namespace groups instances; empty in records of nodes that predate namespaces
 	// (shown as api.DefaultNamespace).
 	Namespace string `cbor:"27,keyasint,omitempty"`
+	// Publish are the published ports (HOSTPORT:PORT/PROTO) and IP the address on the
+	// node bridge (network bridge).
+	Publish []string `cbor:"28,keyasint,omitempty"`
+	IP      string   `cbor:"29,keyasint,omitempty"`
 }
 
 // ResourceRecord is a node's resource accounting (collection "resources"), written by the
@@ -210,6 +214,8 @@ type Config struct {
 	MaxLimits     sandbox.Limits
 	// AllowHostRoot lets creates ask for host_root (no user namespace: uid 0 is host root).
 	AllowHostRoot bool
+	// Instance networking (sandbox.Config): default mode, bridge name and subnet.
+	DefaultNetwork, Bridge, BridgeSubnet string
 }
 
 // Host is what the instance service needs of the p2p host.
@@ -396,14 +402,17 @@ func (m *Service) runtime() (Runtime, error) {
 		env["CONSTELLATION_API"] = m.inner.url()
 	}
 	rt, err := m.OpenRuntime(sandbox.Config{
-		StateDir:      m.stateDir,
-		CodeRoots:     roots,
-		CgroupParent:  cgroupParent(m.host.ID()),
-		DiskQuota:     m.cfg.DiskQuota,
-		AllowHostRoot: m.cfg.AllowHostRoot,
-		Env:           env,
-		OnEvent:       m.onEvent,
-		Logger:        m.log,
+		StateDir:       m.stateDir,
+		CodeRoots:      roots,
+		CgroupParent:   cgroupParent(m.host.ID()),
+		DiskQuota:      m.cfg.DiskQuota,
+		AllowHostRoot:  m.cfg.AllowHostRoot,
+		Env:            env,
+		DefaultNetwork: m.cfg.DefaultNetwork,
+		Bridge:         m.cfg.Bridge,
+		BridgeSubnet:   m.cfg.BridgeSubnet,
+		OnEvent:        m.onEvent,
+		Logger:         m.log,
 	})
 	if err != nil {
 		m.rtErr = fmt.Errorf("%w: %v", ErrUnavailable, err)
@@ -536,7 +545,10 @@ func (m *Service) recordOf(in sandbox.Info, md instanceMeta) Record {
 		Command: in.Spec.Command, Script: md.Script, Args: in.Spec.Args, Env: md.Env,
 		Code: md.Code, Restart: restartString(in.Spec.Restart), Network: in.Spec.Network,
 		CreatedAt: md.CreatedAt, StampWall: md.StampWall, StampLogical: md.StampLogical,
-		Namespace: md.Namespace,
+		Namespace: md.Namespace, IP: in.IP,
+	}
+	for _, p := range in.Spec.Publish {
+		r.Publish = append(r.Publish, p.String())
 	}
 	if md.Script != "" && md.CodeOwned {
 		r.Code = "" // an uploaded script: its directory is an implementation detail
@@ -814,6 +826,7 @@ func (r Record) Info() api.Instance {
 		CPUCores: r.CPUCores, RAMMB: r.RAMMB, DiskMB: r.DiskMB, PIDs: r.PIDs, Command: r.Command,
 		Script: r.Script, Args: r.Args, Env: r.Env, Code: r.Code, Restart: r.Restart, Network: r.Network,
 		CreatedAt: r.CreatedAt, StartedAt: r.StartedAt, UpdatedAt: r.UpdatedAt, Namespace: r.namespace(),
+		Publish: r.Publish, IP: r.IP,
 	}
 }
 

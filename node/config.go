@@ -83,6 +83,12 @@ type Config struct {
 	// DiskQuota is how disk_mb is enforced: auto (default), xfs, ext4, poll or none (see
 	// the sandbox package).
 	DiskQuota string `yaml:"disk_quota"`
+	// Instance networking: the mode of a create without one (bridge, the default;
+	// none; host), and the node bridge's name (default c7n0) and IPv4 subnet (default
+	// 10.213.0.0/16; must not overlap the host's routes; one bridge per node).
+	DefaultNetwork string `yaml:"default_network"`
+	Bridge         string `yaml:"bridge"`
+	BridgeSubnet   string `yaml:"bridge_subnet"`
 	// Default limits of an instance whose create leaves a dimension unset: cpu_percent
 	// (default none: CPU is shared fairly; a default also reserves it in admission), ram_mb
 	// (default 512), pids (default 512), disk_mb (default none: a disk quota costs a loop

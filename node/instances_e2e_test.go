@@ -61,7 +61,10 @@ func startProcNode(t testing.TB, bin, name, dataDir string, extra ...string) *pr
 	t.Helper()
 	p := &procNode{t: t, bin: bin, name: name, dataDir: dataDir,
 		args: append([]string{"peer", "--node", name, "--cluster", "inst-e2e", "--bind", "127.0.0.1:0",
-			"--no-mdns", "--data-dir", dataDir, "--log-level", "debug"}, extra...)}
+			"--no-mdns", "--data-dir", dataDir, "--log-level", "debug",
+			// Host network: these instances call the node's API on 127.0.0.1 (until it is
+			// a Unix socket bound into them); bridge networking is tested in sandbox/.
+			"--default-network", "host"}, extra...)}
 	p.start()
 	return p
 }

@@ -186,6 +186,7 @@ func New(cfg Config, log *slog.Logger) (n *Node, err error) {
 		Name: cfg.Node, DataDir: cfg.DataDir, ReserveCPUPercent: cfg.ReserveCPUPercent,
 		ReserveRAMMB: cfg.ReserveRAMMB, ReserveDiskMB: cfg.ReserveDiskMB, CodeRoots: cfg.CodeRoots,
 		DiskQuota: cfg.DiskQuota, DefaultLimits: defLimits, MaxLimits: maxLimits, AllowHostRoot: cfg.AllowHostRoot,
+		DefaultNetwork: cfg.DefaultNetwork, Bridge: cfg.Bridge, BridgeSubnet: cfg.BridgeSubnet,
 	}, n.host, n.st, n.members, n.events, n.api, log)
 	n.sched = scheduler.New(n.ctx, scheduler.Config{Name: cfg.Node, DataDir: cfg.DataDir},
 		n.host, n.st, n.members, n.instances, n.api, log)

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/rads-lang/constellation/node"
+	"github.com/rads-lang/constellation/sandbox"
 )
 
 func newPeerCmd(g *globals) *cobra.Command {
@@ -99,6 +100,9 @@ defaults. The cluster key can also come from CONSTELLATION_CLUSTER_KEY.`,
 	f.Int64Var(&flags.MaxDiskMB, "max-disk-mb", 0, "most disk_mb an instance may ask on this node (0: no maximum)")
 	f.StringArrayVar(&flags.CodeRoots, "code-root", nil, "directory instances' --code may name, besides <data-dir>/code (repeatable)")
 	f.StringVar(&flags.DiskQuota, "disk-quota", "auto", "how disk_mb is enforced: auto, xfs, ext4, poll or none")
+	f.StringVar(&flags.DefaultNetwork, "default-network", sandbox.NetworkBridge, "network of an instance created without --network: bridge, none or host")
+	f.StringVar(&flags.Bridge, "bridge", sandbox.DefaultBridge, "name of the node bridge bridge-mode instances are on (one per node)")
+	f.StringVar(&flags.BridgeSubnet, "bridge-subnet", sandbox.DefaultBridgeSubnet, "IPv4 subnet of the node bridge (must not overlap the host's routes)")
 	// The token flag is global (client side); on peer it sets the server token.
 	return c
 }
