@@ -168,6 +168,9 @@ func (c *cluster) event(name string, want map[string]int, inject func(f *faultRu
 	if err != nil {
 		t.Errorf("%s: after the heal (%s): %v\nstarts:\n%s", name, f.healed.Format("15:04:05.000"), err, w.describe())
 		if live, err = c.waitSteady(after, 30*time.Second); err != nil {
+			for _, m := range c.smp.window(t0, time.Now()).metric {
+				t.Errorf("%s: invariant broken: %s", name, m)
+			}
 			t.Fatalf("%s: still not steady 30s later: %v\n%s", name, err, c.describeAll(after))
 		}
 	}
