@@ -206,7 +206,8 @@ func (n *node) start() {
 	}
 	fmt.Fprintf(logf, "=== test: start %s at %s\n", n.name, time.Now().Format(time.RFC3339Nano))
 	args := []string{"peer", "--node", n.name, "--cluster", n.c.name, "--data-dir", n.dir,
-		"--bind", fmt.Sprintf("127.0.0.1:%d", n.port), "--no-mdns", "--log-level", "debug"}
+		"--bind", fmt.Sprintf("127.0.0.1:%d", n.port), "--no-mdns", "--log-level", "debug",
+		"--default-network", "host"} // several nodes on one host: no shared instance bridge
 	for _, o := range n.c.nodes {
 		if o != n {
 			args = append(args, "--join", fmt.Sprintf("127.0.0.1:%d", o.port))
