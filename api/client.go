@@ -31,7 +31,10 @@ var ErrNoNode = errors.New("node: no running node")
 
 // NewClient finds the node: api ("host:port", "http://host:port" or "unix:/path/api.sock")
 // wins; otherwise the Unix socket in dataDir (default DefaultDataDir()). token is the bearer
-// token for TCP (default: <dataDir>/api.token when readable, or $CONSTELLATION_API_TOKEN).
+// token (default: $CONSTELLATION_API_TOKEN, the file $CONSTELLATION_API_TOKEN_FILE names,
+// or <dataDir>/api.token when readable). Inside an instance the environment points to its
+// socket and token file (CONSTELLATION_API=unix:/run/constellation/api.sock and
+// CONSTELLATION_API_TOKEN_FILE=/run/constellation/token).
 func NewClient(dataDir, api, token string) *Client {
 	if api == "" {
 		api = os.Getenv("CONSTELLATION_API")
@@ -41,6 +44,11 @@ func NewClient(dataDir, api, token string) *Client {
 	}
 	if token == "" {
 		token = os.Getenv("CONSTELLATION_API_TOKEN")
+	}
+	if f := os.Getenv("CONSTELLATION_API_TOKEN_FILE"); token == "" && f != "" {
+		if b, err := os.ReadFile(f); err == nil {
+			token = strings.TrimSpace(string(b))
+		}
 	}
 	if token == "" {
 		if b, err := os.ReadFile(filepath.Join(dataDir, "api.token")); err == nil {

@@ -81,6 +81,10 @@ type CreateRequest struct {
 	// Reservation runs the instance on the capacity of a reservation (`create --reservation
 	// ID`): on the node holding it, with its resources unless given (scheduler/reserve.go).
 	Reservation string `json:"reservation,omitempty"`
+	// Grants are what the instance's token may do beyond its own instance (`create --grant
+	// G`): instances:read, instances:manage, instances:create, deployments:read,
+	// deployments:write, nodes:read, events:read, messages:send (docs/instances.md).
+	Grants []string `json:"grants,omitempty"`
 }
 
 // LimitsRequest is the body of POST /v1/instances/{name}/set-limits and (optional) of
@@ -179,6 +183,9 @@ type Instance struct {
 	Code    string            `json:"code,omitempty"`
 	Restart string            `json:"restart"` // never | on-failure[:N] | always
 	Network string            `json:"network,omitempty"`
+	// Grants of the instance's token; CreatedBy is the instance that created it (if any).
+	Grants    []string `json:"grants,omitempty"`
+	CreatedBy string   `json:"created_by,omitempty"`
 
 	CreatedAt time.Time  `json:"created_at"`
 	StartedAt *time.Time `json:"started_at,omitempty"`
