@@ -294,14 +294,27 @@ func changesLimits(body []byte) bool {
 	return req.CPUPercent != nil || req.CPUCores != nil || req.RAMMB != nil || req.DiskMB != nil || req.PIDs != nil
 }
 
-// checkCreate applies the child rules to a create from instance c: no uid/gid, no
-// reservation, grants at most the caller's own.
+// childFields are the create fields an instance may set for a child; any other (uid, gid,
+// reservation, and every field added later until it is listed here) is for admin callers.
+var childFields = []string{"name", "namespace", "node", "command", "script", "script_content", "runtime", "args",
+	"env", "code", "cpu_percent", "cpu_cores", "ram_mb", "ram_gb", "disk_mb", "pids", "restart", "network", "start", "grants"}
+
+// checkCreate applies the child rules to a create from instance c: only childFields (no
+// uid/gid: the default unprivileged user; no reservation), grants at most the caller's own.
 func checkCreate(c caller, req *api.CreateRequest) error {
 	if req.UID != nil || req.GID != nil {
 		return forbidden(`instance %s may not set "uid" or "gid": instances create instances as the default unprivileged user`, c.name)
 	}
 	if req.Reservation != "" {
 		return forbidden(`instance %s may not create on reservation %s: reservations are for admin callers only`, c.name, req.Reservation)
+	}
+	b, _ := json.Marshal(req)
+	var set map[string]json.RawMessage
+	_ = json.Unmarshal(b, &set)
+	for k := range set {
+		if !slices.Contains(childFields, k) {
+			return forbidden(`instance %s may not set %q in a create: the field is for admin callers only`, c.name, k)
+		}
 	}
 	for _, g := range req.Grants {
 		if !slices.Contains(c.grants, g) {

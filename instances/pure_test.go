@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"slices"
 	"strings"
@@ -301,6 +302,20 @@ func TestCheckCreate(t *testing.T) {
 	} {
 		if err := checkCreate(c, &x.req); (err == nil) != x.ok {
 			t.Errorf("checkCreate(%+v) = %v; want ok=%v", x.req, err, x.ok)
+		}
+	}
+}
+
+// TestChildFieldsClassified: every field of a create is either one an instance may set for
+// a child or one for admin callers; a new field fails here until it is classified (and is
+// refused to instances meanwhile).
+func TestChildFieldsClassified(t *testing.T) {
+	adminFields := []string{"uid", "gid", "reservation"}
+	rt := reflect.TypeOf(api.CreateRequest{})
+	for i := 0; i < rt.NumField(); i++ {
+		name, _, _ := strings.Cut(rt.Field(i).Tag.Get("json"), ",")
+		if !slices.Contains(childFields, name) && !slices.Contains(adminFields, name) {
+			t.Errorf("create field %q is neither in childFields nor an admin field", name)
 		}
 	}
 }
