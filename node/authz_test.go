@@ -35,6 +35,11 @@ func newInstClient(t testing.TB, n *schedNode, name string) *instClient {
 	if !ok {
 		t.Fatalf("%s: instance %s has no API socket", n.cfg.Node, name)
 	}
+	return unixClient(t, path, tok)
+}
+
+// unixClient calls the API on the Unix socket at path with bearer token tok ("": none).
+func unixClient(t testing.TB, path, tok string) *instClient {
 	return &instClient{t: t, path: path, token: tok, http: &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
@@ -507,4 +512,29 @@ func sameSet(a, b []string) bool {
 	slices.Sort(a)
 	slices.Sort(b)
 	return slices.Equal(a, b)
+}
+
+// BenchmarkInstanceSocketCall: one GET .../stats of an instance through its own socket
+// (token check, caller, route rule, per-target rule) against the same request on the
+// node's admin socket, in the same run.
+func BenchmarkInstanceSocketCall(b *testing.B) {
+	n := startSchedCluster(b, 1, nil)[0]
+	if _, err := n.instances.Create(context.Background(), &api.CreateRequest{Name: "bench", Command: []string{"true"}}); err != nil {
+		b.Fatal(err)
+	}
+	inst := newInstClient(b, n, "bench")
+	admin := unixClient(b, n.SocketPath(), "")
+	for _, c := range []struct {
+		name string
+		c    *instClient
+	}{{"admin-socket", admin}, {"instance-socket", inst}} {
+		b.Run(c.name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				if st, out := c.c.call("GET", "/v1/instances/bench/stats", ""); st != 200 {
+					b.Fatalf("%d %s", st, out)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "µs/call")
+		})
+	}
 }
