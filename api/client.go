@@ -40,8 +40,8 @@ type ClientConfig struct {
 	// DataDir): "HOST:PORT" or "https://HOST:PORT" for the TLS API, "unix:/path/api.sock", or
 	// "http://HOST:PORT" for the plain instance API (see Token).
 	API string
-	// Token is the bearer token of a TCP API (default $CONSTELLATION_API_TOKEN, else
-	// <DataDir>/api.token when readable). Over plain http:// only an instance token (ci1.…)
+	// Token is the bearer token (default $CONSTELLATION_API_TOKEN, else the file
+	// $CONSTELLATION_API_TOKEN_FILE names, else <DataDir>/api.token when readable). Over plain http:// only an instance token (ci1.…)
 	// is ever sent: a node's admin token goes only to a verified TLS server.
 	Token string
 	// Fingerprint pins the TLS API's certificate ("sha256:<64 hex>"; default
@@ -67,6 +67,8 @@ func FailedClient(err error) *Client { return &Client{err: err} }
 
 // NewClient is NewClientConfig with the data dir, address and token given (the other
 // settings from the environment). A configuration error is returned by every request.
+// Inside an instance the environment points to its socket and token file
+// (CONSTELLATION_API=unix:/run/constellation/api.sock, CONSTELLATION_API_TOKEN_FILE).
 func NewClient(dataDir, api, token string) *Client {
 	c, err := NewClientConfig(ClientConfig{DataDir: dataDir, API: api, Token: token})
 	if err != nil {
@@ -87,6 +89,11 @@ func NewClientConfig(cfg ClientConfig) (*Client, error) {
 	}
 	if cfg.Token == "" {
 		cfg.Token = os.Getenv("CONSTELLATION_API_TOKEN")
+	}
+	if f := os.Getenv("CONSTELLATION_API_TOKEN_FILE"); cfg.Token == "" && f != "" {
+		if b, err := os.ReadFile(f); err == nil {
+			cfg.Token = strings.TrimSpace(string(b))
+		}
 	}
 	if cfg.Token == "" {
 		if b, err := os.ReadFile(filepath.Join(cfg.DataDir, "api.token")); err == nil {

@@ -96,6 +96,10 @@ type CreateRequest struct {
 	// Seccomp is the system call filter: "default" (Docker's allow-list), "unconfined" or
 	// the absolute path of an OCI seccomp profile on the node. Admin callers only.
 	Seccomp string `json:"seccomp,omitempty"`
+	// Grants are what the instance's token may do beyond its own instance (`create --grant
+	// G`): instances:read, instances:manage, instances:create, deployments:read,
+	// deployments:write, nodes:read, events:read, messages:send (docs/instances.md).
+	Grants []string `json:"grants,omitempty"`
 }
 
 // LimitsRequest is the body of POST /v1/instances/{name}/set-limits and (optional) of
@@ -207,6 +211,9 @@ type Instance struct {
 	Network string            `json:"network,omitempty"`
 	Publish []string          `json:"publish,omitempty"` // HOSTPORT:PORT/PROTO
 	IP      string            `json:"ip,omitempty"`      // address on the node bridge
+	// Grants of the instance's token; CreatedBy is the instance that created it (if any).
+	Grants    []string `json:"grants,omitempty"`
+	CreatedBy string   `json:"created_by,omitempty"`
 
 	CreatedAt time.Time  `json:"created_at"`
 	StartedAt *time.Time `json:"started_at,omitempty"`

@@ -25,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rads-lang/constellation/api"
@@ -42,8 +43,11 @@ type Server struct {
 	mux     *http.ServeMux
 	baseCtx func() context.Context
 
+	guard atomic.Pointer[Guard] // nil: every request passes
+
 	mu        sync.Mutex // guards the following fields
 	token     string
+	routes    []string
 	servers   []*http.Server
 	listeners []net.Listener
 	wg        sync.WaitGroup
@@ -58,8 +62,34 @@ func New(log *slog.Logger, baseCtx func() context.Context) *Server {
 	return s
 }
 
-// Handle registers a route ("METHOD /path/{var}").
-func (s *Server) Handle(pattern string, h http.HandlerFunc) { s.mux.HandleFunc(pattern, h) }
+// Guard decides whether a request may reach the handler of the route it matched
+// (pattern, as registered; path values are set). It returns false after answering the
+// request itself (e.g. 403).
+type Guard func(w http.ResponseWriter, r *http.Request, pattern string) bool
+
+// Handle registers a route ("METHOD /path/{var}"). Requests pass the guard (SetGuard)
+// before h runs.
+func (s *Server) Handle(pattern string, h http.HandlerFunc) {
+	s.mu.Lock()
+	s.routes = append(s.routes, pattern)
+	s.mu.Unlock()
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		if g := s.guard.Load(); g != nil && !(*g)(w, r, pattern) {
+			return
+		}
+		h(w, r)
+	})
+}
+
+// SetGuard installs g in front of every route's handler (registered before or after).
+func (s *Server) SetGuard(g Guard) { s.guard.Store(&g) }
+
+// Routes lists the registered route patterns in registration order.
+func (s *Server) Routes() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.routes...)
+}
 
 // Handler is the mux (for serving forwarded requests and tests).
 func (s *Server) Handler() http.Handler { return s.mux }
