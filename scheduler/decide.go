@@ -691,3 +691,18 @@ func (s *decider) supervise(st *schedState, c ClaimRecord, mi *managedInstance, 
 	plan.restart = append(plan.restart, c.Instance)
 	return true
 }
+
+// backWindow bounds how long a restarted node counts as back before the failure detector
+// says so (see backFromDead).
+const backWindow = 10 * time.Second
+
+// backFromDead reports whether a node the failure detector still judges dead has restarted
+// since it was last seen: its membership record (written at its start, gossiped at once)
+// says it is back before this node's detector re-admits it. Acting on the stale "dead"
+// would place replacements that its owner, which sees it back, removes at once (a restarted
+// owner's ping-pong). Only a restart within backWindow counts: a node that restarted and
+// died again stays dead.
+func backFromDead(x api.NodeInfo, now time.Time) bool {
+	return x.Status == api.StatusDead && !x.StartedAt.IsZero() && x.StartedAt.After(x.LastSeen) &&
+		now.Sub(x.StartedAt) < backWindow
+}
