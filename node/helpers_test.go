@@ -9,12 +9,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/rads-lang/constellation/api"
+	"github.com/rads-lang/constellation/internal/testutil"
 )
 
 // logBuf collects a node's log lines (safe for concurrent writers).
@@ -200,4 +202,10 @@ func hasNodeEvent(evs []api.Event, typ, id string) bool {
 		}
 	}
 	return false
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testutil.RemoveBinaries() // the binary the end-to-end tests built
+	os.Exit(code)
 }

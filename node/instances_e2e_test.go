@@ -35,15 +35,8 @@ func instRequireRoot(t testing.TB) {
 	t.Skip("needs root (cgroups, namespaces); set CONSTELLATION_TEST_REQUIRE_ROOT=1 to make this a failure")
 }
 
-// constellationBinary builds cmd/constellation into a directory removed after the test.
-func constellationBinary(t testing.TB) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "constellation")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/constellation").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
+// constellationBinary is the constellation binary, built once per test process.
+func constellationBinary(t testing.TB) string { return testutil.Binary(t, false) }
 
 // procNode is a node running as a child process.
 type procNode struct {

@@ -20,71 +20,13 @@ import (
 
 // The end-to-end tests build the binary once and drive it as a user would.
 
-var (
-	buildOnce sync.Once
-	buildBin  string
-	buildErr  error
-	buildDir  string
-)
+// binary is the constellation binary, built once.
+func binary(t testing.TB) string { return testutil.Binary(t, false) }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if buildDir != "" {
-		os.RemoveAll(buildDir)
-	}
+	testutil.RemoveBinaries()
 	os.Exit(code)
-}
-
-// binary returns the path of a freshly built constellation binary.
-func binary(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "c7n-e2e-bin-")
-		if buildErr != nil {
-			return
-		}
-		buildBin = filepath.Join(buildDir, "constellation")
-		out, err := exec.Command("go", "build", "-o", buildBin, ".").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return buildBin
-}
-
-// cleanEnv is the environment without variables that would point commands elsewhere.
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "CONSTELLATION_") {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return env
-}
-
-// freePort returns a port free on 127.0.0.1 for both TCP and UDP (QUIC).
-func freePort(t *testing.T) int {
-	t.Helper()
-	for i := 0; i < 50; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
-		l.Close()
-		if err == nil {
-			u.Close()
-			return port
-		}
-	}
-	t.Fatal("no free TCP+UDP port")
-	return 0
 }
 
 type result struct {
@@ -102,7 +44,7 @@ func run(t *testing.T, args ...string) result {
 func runEnv(t *testing.T, env []string, args ...string) result {
 	t.Helper()
 	cmd := exec.Command(binary(t), args...)
-	cmd.Env = append(cleanEnv(), env...)
+	cmd.Env = append(testutil.CleanEnv(), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	done := make(chan error, 1)
@@ -158,7 +100,7 @@ type peerProc struct {
 func startPeer(t *testing.T, dir string, args ...string) *peerProc {
 	t.Helper()
 	cmd := exec.Command(binary(t), append([]string{"peer", "--data-dir", dir, "--no-mdns"}, args...)...)
-	cmd.Env = cleanEnv()
+	cmd.Env = testutil.CleanEnv()
 	p := &peerProc{cmd: cmd, stderr: &syncBuf{}, done: make(chan struct{}), dir: dir}
 	cmd.Stdout, cmd.Stderr = p.stderr, p.stderr
 	if err := cmd.Start(); err != nil {
@@ -196,7 +138,7 @@ func TestCLIEndToEnd(t *testing.T) {
 		t.Skip("builds and runs the binary")
 	}
 	dirA, dirB := t.TempDir(), t.TempDir()
-	portA, portB, apiPort := freePort(t), freePort(t), freePort(t)
+	portA, portB, apiPort := testutil.FreePort(t, nil), testutil.FreePort(t, nil), testutil.FreePort(t, nil)
 	a := startPeer(t, dirA, "--node", "alpha", "--cluster", "e2e", "--bind", fmt.Sprintf("127.0.0.1:%d", portA),
 		"--labels", "region=eu,type=db", "--api-listen", fmt.Sprintf("127.0.0.1:%d", apiPort))
 	b := startPeer(t, dirB, "--node", "beta", "--cluster", "e2e", "--bind", fmt.Sprintf("127.0.0.1:%d", portB),

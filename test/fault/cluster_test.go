@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,24 +17,16 @@ import (
 	"time"
 
 	"github.com/rads-lang/constellation/api"
+	"github.com/rads-lang/constellation/internal/testutil"
 )
 
 // The harness: a cluster of `constellation peer` processes on 127.0.0.1, each with its own
 // data dir and port, driven through the CLI (--json) and, for the frequent samples, the same
 // local API through api.Client.
 
-var (
-	buildOnce sync.Once
-	buildBin  string
-	buildDir  string
-	buildErr  error
-)
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if buildDir != "" {
-		os.RemoveAll(buildDir)
-	}
+	testutil.RemoveBinaries()
 	os.Exit(code)
 }
 
@@ -62,62 +53,7 @@ func requireRoot(t testing.TB) {
 
 // binary builds cmd/constellation once per test binary (with -race when the tests run
 // with it, so the nodes under fault are checked too).
-func binary(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "c7n-fault-bin-")
-		if buildErr != nil {
-			return
-		}
-		buildBin = filepath.Join(buildDir, "constellation")
-		args := []string{"build", "-o", buildBin}
-		if raceEnabled {
-			args = append(args, "-race")
-		}
-		out, err := exec.Command("go", append(args, "../../cmd/constellation")...).CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return buildBin
-}
-
-// cleanEnv is the environment without variables that would point commands elsewhere.
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "CONSTELLATION_") {
-			env = append(env, kv)
-		}
-	}
-	return env
-}
-
-// freePort returns a port free on 127.0.0.1 for both TCP and UDP (QUIC and TCP share it).
-func freePort(t testing.TB, taken map[int]bool) int {
-	t.Helper()
-	for i := 0; i < 100; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
-		l.Close()
-		if err == nil {
-			u.Close()
-			if !taken[port] {
-				taken[port] = true
-				return port
-			}
-		}
-	}
-	t.Fatal("no free TCP+UDP port on 127.0.0.1")
-	return 0
-}
+func binary(t testing.TB) string { return testutil.Binary(t, raceEnabled) }
 
 // cluster is a set of node processes of one test.
 type cluster struct {
@@ -167,7 +103,7 @@ func newCluster(t *testing.T, n int) *cluster {
 	for i := 1; i <= n; i++ {
 		name := fmt.Sprintf("n%d", i)
 		dir := filepath.Join(base, name)
-		c.nodes = append(c.nodes, &node{c: c, name: name, port: freePort(t, taken), dir: dir,
+		c.nodes = append(c.nodes, &node{c: c, name: name, port: testutil.FreePort(t, taken), dir: dir,
 			logPath: filepath.Join(base, name+".log"), client: api.NewClient(dir, "", "")})
 	}
 	// Cleanups run last-in first-out: firewall rules go first, then the sampler, then the
@@ -214,7 +150,7 @@ func (n *node) start() {
 		}
 	}
 	cmd := exec.Command(n.c.bin, args...)
-	cmd.Env = append(cleanEnv(), "CONSTELLATION_CLUSTER_KEY="+n.c.key)
+	cmd.Env = append(testutil.CleanEnv(), "CONSTELLATION_CLUSTER_KEY="+n.c.key)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()
@@ -407,7 +343,7 @@ func (c *cluster) cli(n *node, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, c.bin, append([]string{"--data-dir", n.dir}, args...)...)
-	cmd.Env = cleanEnv()
+	cmd.Env = testutil.CleanEnv()
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
