@@ -26,6 +26,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	"github.com/libp2p/go-libp2p/p2p/protocol/identify"
+	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 	"go.uber.org/fx"
@@ -79,6 +80,7 @@ type natState struct {
 	hps     *holepunch.Service
 	sub     event.Subscription
 	trigger chan struct{}
+	rttNow  chan struct{} // measure round-trip times now (a member was admitted)
 }
 
 type reservation struct {
@@ -92,6 +94,7 @@ func (n *natState) init() {
 	n.punched = map[string]time.Time{}
 	n.directSince = map[peer.ID]time.Time{}
 	n.trigger = make(chan struct{}, 1)
+	n.rttNow = make(chan struct{}, 1)
 }
 
 // natOptions are the libp2p options for NAT traversal: the circuit relay transport (its
@@ -165,7 +168,9 @@ func (h *Host) startNAT() error {
 			h.noteObserved(ev.(event.EvtPeerIdentificationCompleted))
 		}
 	})
+	ping.NewPingService(h.mh) // member-only: its handler is guarded
 	h.goRun(h.relayLoop)
+	h.goRun(h.rttLoop)
 	return nil
 }
 
@@ -281,10 +286,13 @@ func (h *Host) relayLoop() {
 	}
 }
 
+// triggerRelays reviews relays and measures round-trip times now (a member was admitted).
 func (h *Host) triggerRelays() {
-	select {
-	case h.nat.trigger <- struct{}{}:
-	default:
+	for _, ch := range []chan struct{}{h.nat.trigger, h.nat.rttNow} {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -741,3 +749,43 @@ func (c Config) relayResources() relay.Resources {
 func memberCtx(ctx context.Context) context.Context {
 	return network.WithAllowLimitedConn(ctx, "constellation member")
 }
+
+// rttInterval is how often each admitted member's round-trip time is measured.
+const rttInterval = 10 * time.Second
+
+// rttLoop measures the round-trip time to every admitted member over the connection in
+// use (libp2p ping, member-only), into the peerstore's moving average (RTT).
+func (h *Host) rttLoop() {
+	t := time.NewTicker(rttInterval)
+	defer t.Stop()
+	for {
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, 8)
+		for _, p := range h.Admitted() {
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				h.measureRTT(p)
+			}()
+		}
+		wg.Wait()
+		select {
+		case <-h.ctx.Done():
+			return
+		case <-t.C:
+		case <-h.nat.rttNow:
+		}
+	}
+}
+
+func (h *Host) measureRTT(p peer.ID) {
+	ctx, cancel := context.WithTimeout(h.ctx, 5*time.Second)
+	defer cancel()
+	if r, ok := <-ping.Ping(ctx, h.mh, p); ok && r.Error != nil {
+		h.log.Debug("rtt measurement failed", "peer", p, "err", r.Error)
+	}
+}
+
+// RTT is the moving average of the round-trip time to p (0: not measured yet).
+func (h *Host) RTT(p peer.ID) time.Duration { return h.h.Peerstore().LatencyEWMA(p) }

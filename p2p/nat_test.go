@@ -13,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/proto"
 	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
+	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/rads-lang/constellation/internal/testutil"
@@ -139,6 +140,9 @@ func TestRelayedMembers(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("packet over the relay not delivered")
 	}
+	testutil.WaitFor(t, 15*time.Second, "a measured its round-trip time to b", func() (bool, string) {
+		return a.RTT(b.ID()) > 0, ""
+	})
 	if st := p.NAT(); !st.RelayService {
 		t.Error("p does not report its relay service")
 	}
@@ -169,12 +173,14 @@ func TestRelayRefusesNonMembers(t *testing.T) {
 	if err := raw.Connect(ctx, peerInfo(b)); err != nil {
 		t.Fatal(err)
 	}
-	for _, pid := range []protocol.ID{proto.ProtoIDv2Stop, proto.ProtoIDv2Hop, holepunch.Protocol} {
+	for _, pid := range []protocol.ID{proto.ProtoIDv2Stop, proto.ProtoIDv2Hop, holepunch.Protocol, ping.ID} {
 		s, err := raw.NewStream(ctx, b.ID(), pid)
 		if err != nil {
 			continue // not negotiated: fine
 		}
-		s.Write([]byte{0x02, 0x08, 0x01})
+		probe := make([]byte, 32) // a ping's size; to the relay protocols a malformed CONNECT
+		copy(probe, []byte{0x02, 0x08, 0x01})
+		s.Write(probe)
 		s.SetReadDeadline(time.Now().Add(5 * time.Second))
 		if n, _ := s.Read(make([]byte, 64)); n > 0 {
 			t.Errorf("%s answered a non-member with %d bytes", pid, n)

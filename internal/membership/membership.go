@@ -52,6 +52,12 @@ type Record struct {
 	Left        bool              `cbor:"11,keyasint,omitempty"` // set on graceful leave
 	Heartbeat   int64             `cbor:"12,keyasint,omitempty"` // unix ms of the last record refresh
 	Version     string            `cbor:"13,keyasint,omitempty"`
+	// Reach and NAT are what the node detected for itself (p2p.NATStatus).
+	Reach string `cbor:"14,keyasint,omitempty"`
+	NAT   string `cbor:"15,keyasint,omitempty"`
+	// RTT is the node's measured round-trip time to other members in microseconds, by
+	// peer ID: the cluster's RTT table (topology awareness).
+	RTT map[string]uint32 `cbor:"16,keyasint,omitempty"`
 }
 
 // EncodeRecord encodes a membership record (the state codec).
@@ -107,7 +113,16 @@ type Config struct {
 	InstanceCount func() int
 	// Settling bounds the catch-up after start (Settled); zero values take the defaults.
 	Settling Settling
+	// NAT reports this node's reachability and NAT type for its record; may be nil.
+	NAT func() (reach, natType string)
+	// RTT reports this node's measured round-trip times to members; may be nil. The
+	// record keeps a published value until it moves by more than rttHysteresis, so
+	// jitter does not rewrite the record.
+	RTT func() map[peer.ID]time.Duration
 }
+
+// rttHysteresis is the relative change of a round-trip time that updates the record.
+const rttHysteresis = 0.3
 
 // Service is the membership of one node.
 type Service struct {
@@ -126,6 +141,8 @@ type Service struct {
 	status map[string]string
 	// names caches peer ID -> node name from records.
 	names map[string]string
+	// rtt is the RTT table last put in the own record (microseconds by peer ID).
+	rtt map[string]uint32
 
 	dialNow chan struct{} // capacity 1: a member was learned; dial it without waiting for the tick
 	ctx     context.Context
@@ -221,7 +238,14 @@ func (s *Service) ownRecord(left bool) Record {
 	if s.cfg.InstanceCount != nil {
 		n = s.cfg.InstanceCount()
 	}
+	var reach, natType string
+	if s.cfg.NAT != nil {
+		reach, natType = s.cfg.NAT()
+	}
 	return Record{
+		Reach:       reach,
+		NAT:         natType,
+		RTT:         s.rttTable(),
 		Name:        s.cfg.Name,
 		PeerID:      s.host.ID().String(),
 		Addrs:       recordAddrs(s.host.Addrs()),
@@ -236,6 +260,34 @@ func (s *Service) ownRecord(left bool) Record {
 		Heartbeat:   time.Now().UnixMilli(),
 		Version:     s.cfg.Version,
 	}
+}
+
+// rttTable is the RTT table for the own record: measured members only, each value kept
+// until the measurement moves by more than rttHysteresis.
+func (s *Service) rttTable() map[string]uint32 {
+	if s.cfg.RTT == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]uint32{}
+	for p, d := range s.cfg.RTT() {
+		if d <= 0 {
+			continue
+		}
+		us := uint32(min(d.Microseconds(), int64(^uint32(0))))
+		if old, ok := s.rtt[p.String()]; ok && old > 0 {
+			if r := float64(us) / float64(old); r > 1-rttHysteresis && r < 1+rttHysteresis {
+				us = old
+			}
+		}
+		out[p.String()] = max(us, 1)
+	}
+	s.rtt = out
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
 // sameRecord ignores the heartbeat so that an unchanged record is not rewritten.
@@ -532,7 +584,15 @@ func (s *Service) Nodes() []api.NodeInfo {
 		if labels == nil {
 			labels = map[string]string{}
 		}
+		var rtts map[string]float64
+		if len(rec.RTT) > 0 {
+			rtts = make(map[string]float64, len(rec.RTT))
+			for p, us := range rec.RTT {
+				rtts[p] = float64(us) / 1000
+			}
+		}
 		out = append(out, api.NodeInfo{
+			Reachability: rec.Reach, NATType: rec.NAT, RTTs: rtts,
 			Name: rec.Name, ID: x.id, Status: st, Addresses: addrs, Labels: labels,
 			Instances: rec.Instances, CPUTotal: rec.CPUCores, RAMTotalMB: rec.RAMMB, DiskTotalMB: rec.DiskMB,
 			LastSeen: seen.UTC().Truncate(time.Millisecond), Self: x.id == self, Incarnation: rec.Incarnation,
