@@ -150,6 +150,7 @@ func New(cfg Config, log *slog.Logger) (n *Node, err error) {
 		AntiEntropyInterval: cfg.AntiEntropyInterval,
 		DiscoveryInterval:   discoveryInterval,
 		OnPeerAdmitted:      func(p peer.ID) { n.members.OnPeerAdmitted(p) },
+		OnAddrsChanged:      func() { n.members.AddrsChanged() },
 		OnPeerGone:          func(peer.ID) {},
 		OnMessage:           n.onMessage,
 	})

@@ -70,6 +70,9 @@ type Config struct {
 	OnPeerGone          func(peer.ID)
 	OnAdmissionRejected func(p peer.ID, reason string)
 	OnMessage           func(Message)
+	// OnAddrsChanged is called (from the event goroutine) when Addrs may have changed: a
+	// relay reservation was made or lost, or members observed a new address for this node.
+	OnAddrsChanged func()
 
 	// GossipBatch is how long Publish collects deltas before one gossip message is sent
 	// (default 5ms). Lower means lower latency and more messages.

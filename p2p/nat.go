@@ -41,7 +41,7 @@ const (
 
 // Reachability values reported by NATStatus.
 const (
-	ReachPublic  = "public"  // a member dialled this node directly
+	ReachPublic  = "public"  // members see the node's own address, and one dialled it
 	ReachPrivate = "private" // members see another address than the node's own: behind NAT
 	ReachUnknown = "unknown" // not enough observations yet
 )
@@ -69,9 +69,10 @@ type natState struct {
 	observed map[peer.ID]map[string]ma.Multiaddr
 	// rsvp holds this node's reservations, per relay.
 	rsvp map[peer.ID]*reservation
-	// punched holds the IDs of direct connections opened while a relayed connection to
-	// the same peer existed (hole punching), and when.
-	punched map[string]time.Time
+	// punched holds the peers whose direct connections were opened while a relayed one
+	// existed (hole punching, or a direct dial that works once the NATs have mappings),
+	// and since when; forgotten when the peer's last connection closes.
+	punched map[peer.ID]time.Time
 	// directSince is when a direct connection to a peer that also has relayed ones appeared.
 	directSince map[peer.ID]time.Time
 
@@ -91,7 +92,7 @@ type reservation struct {
 func (n *natState) init() {
 	n.observed = map[peer.ID]map[string]ma.Multiaddr{}
 	n.rsvp = map[peer.ID]*reservation{}
-	n.punched = map[string]time.Time{}
+	n.punched = map[peer.ID]time.Time{}
 	n.directSince = map[peer.ID]time.Time{}
 	n.trigger = make(chan struct{}, 1)
 	n.rttNow = make(chan struct{}, 1)
@@ -152,7 +153,7 @@ func (h *Host) startNAT() error {
 		n.relay = r
 	}
 	if !h.cfg.DisableHolePunching && n.ids != nil {
-		s, err := holepunch.NewService(h.mh, n.ids, h.holePunchAddrs)
+		s, err := holepunch.NewService(h.mh, n.ids, h.holePunchAddrs, holepunch.WithTracer((*hpTracer)(h)))
 		if err != nil {
 			return fmt.Errorf("p2p: hole punching: %w", err)
 		}
@@ -187,6 +188,27 @@ func (h *Host) closeNAT() {
 	}
 }
 
+// hpTracer logs hole punching: attempts and failures at debug level, successes at info.
+type hpTracer Host
+
+func (t *hpTracer) Trace(e *holepunch.Event) {
+	h := (*Host)(t)
+	switch ev := e.Evt.(type) {
+	case *holepunch.EndHolePunchEvt:
+		if ev.Success {
+			h.log.Info("hole punched", "peer", e.Remote, "took", ev.EllapsedTime)
+		} else {
+			h.log.Debug("hole punch failed", "peer", e.Remote, "took", ev.EllapsedTime, "err", ev.Error)
+		}
+	case *holepunch.DirectDialEvt:
+		h.log.Debug("hole punching: direct dial", "peer", e.Remote, "ok", ev.Success, "err", ev.Error)
+	case *holepunch.StartHolePunchEvt:
+		h.log.Debug("hole punching", "peer", e.Remote, "addrs", ev.RemoteAddrs, "rtt", ev.RTT)
+	case *holepunch.ProtocolErrorEvt:
+		h.log.Debug("hole punching: protocol error", "peer", e.Remote, "err", ev.Error)
+	}
+}
+
 // noteObserved records the address a peer saw for us on a direct connection.
 func (h *Host) noteObserved(e event.EvtPeerIdentificationCompleted) {
 	if e.Conn == nil || e.ObservedAddr == nil || isRelayed(e.Conn.RemoteMultiaddr()) || !dialable(e.ObservedAddr) {
@@ -197,7 +219,12 @@ func (h *Host) noteObserved(e event.EvtPeerIdentificationCompleted) {
 	}
 	n := &h.nat
 	n.mu.Lock()
-	defer n.mu.Unlock()
+	known := false
+	for _, m := range n.observed {
+		for _, a := range m {
+			known = known || a.Equal(e.ObservedAddr)
+		}
+	}
 	m := n.observed[e.Peer]
 	if m == nil {
 		m = map[string]ma.Multiaddr{}
@@ -205,6 +232,17 @@ func (h *Host) noteObserved(e event.EvtPeerIdentificationCompleted) {
 	}
 	if len(m) < 8 {
 		m[e.Conn.ID()] = e.ObservedAddr
+	}
+	n.mu.Unlock()
+	if !known {
+		h.addrsChanged()
+	}
+}
+
+// addrsChanged tells the owner (OnAddrsChanged) that Addrs may have changed.
+func (h *Host) addrsChanged() {
+	if cb := h.cfg.OnAddrsChanged; cb != nil {
+		h.events.push(cb)
 	}
 }
 
@@ -307,16 +345,21 @@ func (h *Host) reviewRelays() {
 	now := time.Now()
 	n.mu.Lock()
 	var renew []peer.ID
+	dropped := false
 	for p, r := range n.rsvp {
 		switch {
 		case !h.IsAdmitted(p) || h.directConn(p) == nil || len(n.rsvp) > want || now.After(r.expires):
 			delete(n.rsvp, p)
+			dropped = true
 		case now.After(r.obtained.Add(r.expires.Sub(r.obtained) / 2)):
 			renew = append(renew, p)
 		}
 	}
 	have := len(n.rsvp)
 	n.mu.Unlock()
+	if dropped {
+		h.addrsChanged()
+	}
 	var cands []peer.ID
 	if have < want {
 		for _, p := range h.Admitted() {
@@ -345,18 +388,24 @@ func (h *Host) reviewRelays() {
 // relayCandidate: a member this node dialled directly (not by hole punching), so it
 // accepts connections from outside its network.
 func (h *Host) relayCandidate(p peer.ID) bool {
+	if h.holePunched(p) {
+		return false
+	}
 	for _, c := range h.h.Network().ConnsToPeer(p) {
-		if c.IsClosed() || isRelayed(c.RemoteMultiaddr()) || c.Stat().Direction != network.DirOutbound {
-			continue
-		}
-		h.nat.mu.Lock()
-		_, punched := h.nat.punched[c.ID()]
-		h.nat.mu.Unlock()
-		if !punched {
+		if !c.IsClosed() && !isRelayed(c.RemoteMultiaddr()) && c.Stat().Direction == network.DirOutbound {
 			return true
 		}
 	}
 	return false
+}
+
+// holePunched reports whether this node reached p through a relay before it had a
+// direct connection.
+func (h *Host) holePunched(p peer.ID) bool {
+	h.nat.mu.Lock()
+	defer h.nat.mu.Unlock()
+	_, ok := h.nat.punched[p]
+	return ok
 }
 
 // reserve makes or renews a reservation with relay p.
@@ -367,8 +416,12 @@ func (h *Host) reserve(p peer.ID) bool {
 	if err != nil {
 		h.log.Debug("relay reservation failed", "relay", p, "err", err)
 		h.nat.mu.Lock()
+		_, had := h.nat.rsvp[p]
 		delete(h.nat.rsvp, p)
 		h.nat.mu.Unlock()
+		if had {
+			h.addrsChanged()
+		}
 		return false
 	}
 	circuit, err := ma.NewMultiaddr("/p2p/" + p.String() + "/p2p-circuit")
@@ -400,6 +453,7 @@ func (h *Host) reserve(p peer.ID) bool {
 	h.nat.mu.Unlock()
 	if !renewed {
 		h.log.Info("relay reservation", "relay", p, "expires", rv.Expiration.Format(time.RFC3339), "addrs", addrs)
+		h.addrsChanged()
 	}
 	return true
 }
@@ -432,7 +486,9 @@ func (h *Host) notePath(c network.Conn) {
 	}
 	n := &h.nat
 	n.mu.Lock()
-	n.punched[c.ID()] = time.Now()
+	if _, ok := n.punched[p]; !ok {
+		n.punched[p] = time.Now()
+	}
 	if _, ok := n.directSince[p]; !ok {
 		n.directSince[p] = time.Now()
 	}
@@ -441,11 +497,14 @@ func (h *Host) notePath(c network.Conn) {
 	h.goRun(func() { h.dropPacketStreams(p) })
 }
 
-// forgetConn drops per-connection NAT state.
+// forgetConn drops per-connection NAT state, and the peer's when it was the last.
 func (h *Host) forgetConn(c network.Conn) {
 	n := &h.nat
+	last := !h.Connected(c.RemotePeer())
 	n.mu.Lock()
-	delete(n.punched, c.ID())
+	if last {
+		delete(n.punched, c.RemotePeer())
+	}
 	if m := n.observed[c.RemotePeer()]; m != nil {
 		delete(m, c.ID())
 		if len(m) == 0 {
@@ -523,12 +582,8 @@ func (h *Host) Path(p peer.ID) (PeerPath, bool) {
 		if v, err := ra.ValueForProtocol(ma.P_P2P); err == nil {
 			pp.Relay, _ = peer.Decode(v)
 		}
-	} else {
-		h.nat.mu.Lock()
-		if _, ok := h.nat.punched[best.ID()]; ok {
-			pp.Type = PathHolePunched
-		}
-		h.nat.mu.Unlock()
+	} else if h.holePunched(p) {
+		pp.Type = PathHolePunched
 	}
 	return pp, true
 }
@@ -561,22 +616,21 @@ func (h *Host) NAT() NATStatus {
 	return st
 }
 
-// Reachability: public when an admitted member holds a direct connection it dialled to
-// us (not hole punched); private when members observe an address that is not ours;
-// unknown otherwise.
+// Reachability: private when members observe an address that is not this node's own
+// (it is behind NAT, even if a port is forwarded to it); public when they observe its own
+// address and a member dialled it directly (not after a relayed connection); unknown
+// otherwise (no observation yet, or nobody has dialled it).
 func (h *Host) Reachability() string {
-	for _, c := range h.h.Network().Conns() {
-		if c.Stat().Direction != network.DirInbound || isRelayed(c.RemoteMultiaddr()) || !h.IsAdmitted(c.RemotePeer()) {
-			continue
-		}
-		h.nat.mu.Lock()
-		_, punched := h.nat.punched[c.ID()]
-		h.nat.mu.Unlock()
-		if !punched {
-			return ReachPublic
+	var obs []ma.Multiaddr // every observation, also of TCP connections from ephemeral ports
+	h.nat.mu.Lock()
+	for p, m := range h.nat.observed {
+		for _, a := range m {
+			if h.IsAdmitted(p) {
+				obs = append(obs, a)
+			}
 		}
 	}
-	obs := h.observedAddrs()
+	h.nat.mu.Unlock()
 	if len(obs) == 0 {
 		return ReachUnknown
 	}
@@ -584,6 +638,12 @@ func (h *Host) Reachability() string {
 	for _, o := range obs {
 		if ip, err := manet.ToIP(o); err == nil && !own[ip.String()] {
 			return ReachPrivate
+		}
+	}
+	for _, c := range h.h.Network().Conns() {
+		if c.Stat().Direction == network.DirInbound && !isRelayed(c.RemoteMultiaddr()) &&
+			h.IsAdmitted(c.RemotePeer()) && !h.holePunched(c.RemotePeer()) {
+			return ReachPublic
 		}
 	}
 	return ReachUnknown

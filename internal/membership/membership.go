@@ -144,10 +144,15 @@ type Service struct {
 	// rtt is the RTT table last put in the own record (microseconds by peer ID).
 	rtt map[string]uint32
 
-	dialNow chan struct{} // capacity 1: a member was learned; dial it without waiting for the tick
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	dialNow  chan struct{} // capacity 1: a member was learned; dial it without waiting for the tick
+	writeNow chan struct{} // capacity 1: this node's addresses changed; rewrite its record now
+	// dialing holds the members being dialled, with the addresses of that attempt.
+	dialing map[peer.ID]string
+	// addrsSeen holds each member's addresses from its last record (a change redials).
+	addrsSeen map[string]string
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
 }
 
 // New builds the service; nothing runs before Start.
@@ -159,6 +164,7 @@ func New(cfg Config, h Host, st *state.Store, bus *events.Bus, log *slog.Logger)
 		cfg: cfg, host: h, st: st, bus: bus, log: log, started: time.Now(),
 		incarn: uint64(time.Now().UnixMilli()),
 		status: map[string]string{}, names: map[string]string{}, dialNow: make(chan struct{}, 1),
+		writeNow: make(chan struct{}, 1), dialing: map[peer.ID]string{}, addrsSeen: map[string]string{},
 	}
 	s.settle = cfg.Settling
 	if s.settle.Window <= 0 {
@@ -314,6 +320,9 @@ func (s *Service) maintainLoop() {
 		case <-s.dialNow:
 			s.dialKnownMembers()
 			continue
+		case <-s.writeNow:
+			s.WriteOwn(false)
+			continue
 		case <-t.C:
 		}
 		if time.Since(lastHeartbeat) > recordRefresh {
@@ -353,20 +362,42 @@ func (s *Service) dialKnownMembers() {
 			}
 		}
 	})
-	// In parallel: one unreachable member must not delay the others by its timeout.
-	var wg sync.WaitGroup
+	// In parallel and without waiting: one unreachable member must not delay the others
+	// by its timeout, nor a member whose addresses changed (a relayed one arrived) wait
+	// for the attempt on its old ones.
 	for _, ai := range todo {
-		wg.Add(1)
+		key := fmt.Sprint(ai.Addrs)
+		s.mu.Lock()
+		if s.dialing[ai.ID] == key {
+			s.mu.Unlock()
+			continue
+		}
+		s.dialing[ai.ID] = key
+		s.mu.Unlock()
+		s.wg.Add(1)
 		go func() {
-			defer wg.Done()
+			defer s.wg.Done()
 			ctx, cancel := context.WithTimeout(s.ctx, 3*time.Second)
 			if err := s.host.Connect(ctx, ai); err != nil && s.ctx.Err() == nil {
 				s.log.Debug("member from state not reachable", "peer", ai.ID, "err", err)
 			}
 			cancel()
+			s.mu.Lock()
+			if s.dialing[ai.ID] == key {
+				delete(s.dialing, ai.ID)
+			}
+			s.mu.Unlock()
 		}()
 	}
-	wg.Wait()
+}
+
+// AddrsChanged makes the service rewrite this node's record now (its addresses changed:
+// a relay reservation, an address observed behind NAT).
+func (s *Service) AddrsChanged() {
+	select {
+	case s.writeNow <- struct{}{}:
+	default:
+	}
 }
 
 func parseAddrs(as []string) []ma.Multiaddr {
@@ -410,12 +441,15 @@ func (s *Service) trackMember(key string) {
 		}
 		return
 	}
+	addrs := fmt.Sprint(rec.Addrs)
 	s.mu.Lock()
 	_, known := s.names[key]
 	s.names[key] = rec.Name
+	moved := known && s.addrsSeen[key] != addrs
+	s.addrsSeen[key] = addrs
 	s.mu.Unlock()
-	if !known && !rec.Left {
-		select { // a new member: connect to it now (it learns our record on admission)
+	if (!known || moved) && !rec.Left {
+		select { // a new member, or new addresses (relayed): connect now (it learns our record on admission)
 		case s.dialNow <- struct{}{}:
 		default:
 		}

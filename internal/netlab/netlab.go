@@ -4,7 +4,7 @@
 // depth. Every address is taken from 198.18.0.0/15 (RFC 2544, for benchmarks), nothing is
 // created in the caller's namespace, and everything is removed at test cleanup, also when
 // the test fails; namespaces left by a test process that died are removed by the next
-// Lab. It needs root, ip (iproute2) and iptables.
+// Lab. It needs root, ip (iproute2), iptables and nsenter (util-linux).
 //
 //	lab := netlab.New(t)
 //	p := lab.Public("p")                          // 198.18.0.x on the public segment
@@ -98,9 +98,9 @@ type Router struct {
 // New builds the public segment. It fails the test without root, ip or iptables.
 func New(t testing.TB) *Lab {
 	t.Helper()
-	for _, tool := range []string{"ip", "iptables"} {
+	for _, tool := range []string{"ip", "iptables", "nsenter"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("netlab: %s not found (iproute2 and iptables are required): %v", tool, err)
+			t.Fatalf("netlab: %s not found (iproute2, iptables and util-linux are required): %v", tool, err)
 		}
 	}
 	sweepStale(t)
@@ -262,6 +262,11 @@ func (l *Lab) Router(name string, nat NAT, upstream *Router) *Router {
 		masq = append(masq, "--random-fully")
 	}
 	l.exec(ns, masq...)
+	// Like a home router's firewall, drop unsolicited packets to the router itself. Linux
+	// would otherwise answer them (ICMP port unreachable) and keep their conntrack entry,
+	// which makes MASQUERADE pick another port for a host's packets to that peer: hole
+	// punching would then fail for a reason real routers do not have.
+	l.exec(ns, "iptables", "-A", "INPUT", "-i", "wan0", "-m", "conntrack", "--ctstate", "NEW", "-j", "DROP")
 	if nat == UDPBlocked {
 		l.exec(ns, "iptables", "-A", "FORWARD", "-p", "udp", "-j", "DROP")
 	}
@@ -303,9 +308,11 @@ func (r *Router) ForwardPort(h *Host, port int) {
 	}
 }
 
-// Command is name args... run inside the host's namespace (through ip netns exec).
+// Command is name args... run inside the host's network namespace. It enters only the
+// network namespace (nsenter --net): unlike ip netns exec, which remounts /sys, the
+// command sees the host's cgroup and other mounts, as a node on a real host would.
 func (h *Host) Command(name string, args ...string) *exec.Cmd {
-	return exec.Command("ip", append([]string{"netns", "exec", h.NS, name}, args...)...)
+	return exec.Command("nsenter", append([]string{"--net=/run/netns/" + h.NS, "--", name}, args...)...)
 }
 
 // RequireRoot skips the test when not root, unless CONSTELLATION_TEST_REQUIRE_ROOT=1, in
