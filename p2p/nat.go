@@ -67,6 +67,8 @@ type natState struct {
 	// observed holds, per member, our addresses as it saw them on direct connections
 	// (identify's observed address), keyed by connection ID.
 	observed map[peer.ID]map[string]ma.Multiaddr
+	// listen holds each peer's own announced addresses (identify's listen addresses).
+	listen map[peer.ID][]ma.Multiaddr
 	// rsvp holds this node's reservations, per relay.
 	rsvp map[peer.ID]*reservation
 	// punched holds the peers whose direct connections were opened while a relayed one
@@ -91,6 +93,7 @@ type reservation struct {
 
 func (n *natState) init() {
 	n.observed = map[peer.ID]map[string]ma.Multiaddr{}
+	n.listen = map[peer.ID][]ma.Multiaddr{}
 	n.rsvp = map[peer.ID]*reservation{}
 	n.punched = map[peer.ID]time.Time{}
 	n.directSince = map[peer.ID]time.Time{}
@@ -211,6 +214,11 @@ func (t *hpTracer) Trace(e *holepunch.Event) {
 
 // noteObserved records the address a peer saw for us on a direct connection.
 func (h *Host) noteObserved(e event.EvtPeerIdentificationCompleted) {
+	if len(e.ListenAddrs) > 0 {
+		h.nat.mu.Lock()
+		h.nat.listen[e.Peer] = slices.Clone(e.ListenAddrs[:min(len(e.ListenAddrs), 32)])
+		h.nat.mu.Unlock()
+	}
 	if e.Conn == nil || e.ObservedAddr == nil || isRelayed(e.Conn.RemoteMultiaddr()) || !dialable(e.ObservedAddr) {
 		return
 	}
@@ -385,14 +393,38 @@ func (h *Host) reviewRelays() {
 	}
 }
 
-// relayCandidate: a member this node dialled directly (not by hole punching), so it
-// accepts connections from outside its network.
+// relayCandidate: a member this node reaches on one of the member's own announced
+// addresses (no NAT in front of it: it accepts connections from outside its network; a
+// member behind NAT is reached on its NAT's address) and, when this node is behind NAT,
+// one that sees this node's public address (it is outside this node's network, not a
+// neighbour on the same LAN).
 func (h *Host) relayCandidate(p peer.ID) bool {
 	if h.holePunched(p) {
 		return false
 	}
+	n := &h.nat
+	n.mu.Lock()
+	listen := n.listen[p]
+	var sees []ma.Multiaddr
+	for _, a := range n.observed[p] {
+		sees = append(sees, a)
+	}
+	n.mu.Unlock()
+	onListen := false
 	for _, c := range h.h.Network().ConnsToPeer(p) {
-		if !c.IsClosed() && !isRelayed(c.RemoteMultiaddr()) && c.Stat().Direction == network.DirOutbound {
+		if !c.IsClosed() && !isRelayed(c.RemoteMultiaddr()) && slices.ContainsFunc(listen, c.RemoteMultiaddr().Equal) {
+			onListen = true
+		}
+	}
+	if !onListen {
+		return false
+	}
+	if h.Reachability() != ReachPrivate {
+		return true
+	}
+	own := ownIPs()
+	for _, a := range sees {
+		if ip, err := manet.ToIP(a); err == nil && !own[ip.String()] {
 			return true
 		}
 	}
@@ -504,6 +536,7 @@ func (h *Host) forgetConn(c network.Conn) {
 	n.mu.Lock()
 	if last {
 		delete(n.punched, c.RemotePeer())
+		delete(n.listen, c.RemotePeer())
 	}
 	if m := n.observed[c.RemotePeer()]; m != nil {
 		delete(m, c.ID())

@@ -116,8 +116,11 @@ func runNATCase(t *testing.T, bin string, c natCase) {
 		n.proc = startPeerCmd(t, n.dir, h.Command(bin, args...))
 		return n
 	}
-	t0 := time.Now()
 	np := start(p, false)
+	// As users do: the public node runs before the others join it (a node that is still
+	// starting refuses connections, and a joiner backs off).
+	waitJSON(t, 10*time.Second, "p is up", func(r result) bool { return true }, "status", "--json", "--data-dir", np.dir)
+	t0 := time.Now() // times below are from the start of a and b
 	na, nb := start(ha, true), start(hb, true)
 	all := []*natNode{np, na, nb}
 	defer func() {
