@@ -82,12 +82,16 @@ type DeploymentInstance struct {
 
 // DeploymentStatus is one element of GET /v1/deployments (`constellation deployments --json`).
 type DeploymentStatus struct {
-	Name         string               `json:"name"`
-	Namespace    string               `json:"namespace"`
-	Instances    int                  `json:"instances"` // desired
-	Placed       int                  `json:"placed"`    // claims on live nodes
-	Running      int                  `json:"running"`
-	Pending      int                  `json:"pending"`
+	Name      string `json:"name"`
+	Namespace string `json:"namespace"`
+	Instances int    `json:"instances"` // desired
+	Placed    int    `json:"placed"`    // claims on live nodes
+	Running   int    `json:"running"`
+	Pending   int    `json:"pending"`
+	// Moves counts the make-before-break moves in progress: healthy claims that replace
+	// an instance whose claim is still there (a drain, or a failover from a lost node).
+	// The scheduler keeps running <= instances + moves at every moment.
+	Moves        int                  `json:"moves"`
 	Strategy     string               `json:"strategy"`
 	Priority     int                  `json:"priority"`
 	CPUPercent   float64              `json:"cpu_percent,omitempty"`

@@ -78,7 +78,13 @@ type CreateRequest struct {
 	Restart string `json:"restart,omitempty"`
 	UID     *int   `json:"uid,omitempty"`
 	GID     *int   `json:"gid,omitempty"`
-	Network string `json:"network,omitempty"` // host (default) or isolated
+	// Network is "bridge" (the node's default unless configured otherwise: an own
+	// address on the node bridge, NAT to the outside), "none" (loopback only) or
+	// "host" (the node's network, explicitly).
+	Network string `json:"network,omitempty"`
+	// Publish forwards node ports to the instance (bridge only), each
+	// "HOSTPORT:PORT[/tcp|/udp]" as in `docker run -p`.
+	Publish []string `json:"publish,omitempty"`
 	// Start starts the instance right away (default true); false only creates it.
 	Start *bool `json:"start,omitempty"`
 	// Reservation runs the instance on the capacity of a reservation (`create --reservation
@@ -90,6 +96,10 @@ type CreateRequest struct {
 	// Seccomp is the system call filter: "default" (Docker's allow-list), "unconfined" or
 	// the absolute path of an OCI seccomp profile on the node. Admin callers only.
 	Seccomp string `json:"seccomp,omitempty"`
+	// Grants are what the instance's token may do beyond its own instance (`create --grant
+	// G`): instances:read, instances:manage, instances:create, deployments:read,
+	// deployments:write, nodes:read, events:read, messages:send (docs/instances.md).
+	Grants []string `json:"grants,omitempty"`
 }
 
 // LimitsRequest is the body of POST /v1/instances/{name}/set-limits and (optional) of
@@ -199,6 +209,11 @@ type Instance struct {
 	Code    string            `json:"code,omitempty"`
 	Restart string            `json:"restart"` // never | on-failure[:N] | always
 	Network string            `json:"network,omitempty"`
+	Publish []string          `json:"publish,omitempty"` // HOSTPORT:PORT/PROTO
+	IP      string            `json:"ip,omitempty"`      // address on the node bridge
+	// Grants of the instance's token; CreatedBy is the instance that created it (if any).
+	Grants    []string `json:"grants,omitempty"`
+	CreatedBy string   `json:"created_by,omitempty"`
 
 	CreatedAt time.Time  `json:"created_at"`
 	StartedAt *time.Time `json:"started_at,omitempty"`

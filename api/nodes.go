@@ -61,6 +61,10 @@ type StatusInfo struct {
 	UptimeS    float64           `json:"uptime_s"`
 	DataDir    string            `json:"data_dir"`
 	StateKeys  int               `json:"state_keys"`
+	// APIAddr and APIFingerprint are the TCP API's address and the SHA-256 fingerprint of
+	// its TLS certificate, which clients pin (--api-fingerprint); empty without --api-listen.
+	APIAddr        string `json:"api_addr,omitempty"`
+	APIFingerprint string `json:"api_fingerprint,omitempty"`
 
 	// NAT traversal: this node's reachability (public, private, unknown), the NAT type it
 	// detected (none, cone, symmetric, unknown), its addresses as members observe them,

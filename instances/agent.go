@@ -105,20 +105,18 @@ func (m *Service) Reconcile() { m.reconcile() }
 // Runtime opens the sandbox runtime now (it opens on first use otherwise).
 func (m *Service) Runtime() (Runtime, error) { return m.runtime() }
 
-// InstanceAPI is the loopback API instances call (tests and diagnostics).
-func (m *Service) InstanceAPI() InstanceAPI { return InstanceAPI{m.inner} }
-
-// InstanceAPI describes the instances' API endpoint.
-type InstanceAPI struct{ a *instanceAPI }
-
-// URL is the API's base URL as instances see it.
-func (i InstanceAPI) URL() string { return i.a.url() }
-
-// Token is the bearer token of instance name.
-func (i InstanceAPI) Token(name string) string { return i.a.token(name) }
-
-// InstanceOf names the instance a token belongs to.
-func (i InstanceAPI) InstanceOf(tok string) (string, bool) { return i.a.instanceOf(tok) }
+// InstanceSocket is the host path of a local instance's API socket and the token it
+// takes (ok false: no such local instance). For tests and diagnostics.
+func (m *Service) InstanceSocket(name string) (path, token string, ok bool) {
+	m.mu.Lock()
+	md, ok := m.meta[name]
+	m.mu.Unlock()
+	path = m.inner.socketPath(name)
+	if !ok || path == "" {
+		return "", "", false
+	}
+	return path, m.inner.token(name, md.ID), true
+}
 
 // withDefaults fills the dimensions l leaves unset with the node's default limits.
 func (m *Service) withDefaults(l sandbox.Limits) sandbox.Limits {

@@ -115,6 +115,13 @@ func (m *Service) toSpec(req *api.CreateRequest) (sandbox.Spec, error) {
 		}
 		spec.RAMMB = int64(req.RAMGB * 1024)
 	}
+	for _, s := range req.Publish {
+		p, err := sandbox.ParsePublish(s)
+		if err != nil {
+			return spec, httpapi.BadRequest(`field "publish": %v`, err)
+		}
+		spec.Publish = append(spec.Publish, p)
+	}
 	spec.Limits = m.withDefaults(spec.Limits)
 	if err := m.checkMax(spec.Limits); err != nil {
 		return spec, err
@@ -138,9 +145,6 @@ func (m *Service) toSpec(req *api.CreateRequest) (sandbox.Spec, error) {
 		spec.Env[k] = v
 	}
 	spec.Env["CONSTELLATION_INSTANCE"] = req.Name
-	if m.inner != nil {
-		spec.Env["CONSTELLATION_API_TOKEN"] = m.inner.token(req.Name)
-	}
 	return spec, nil
 }
 
@@ -170,14 +174,10 @@ type ctxKey int
 
 const (
 	ctxForwarded ctxKey = iota // value: true
-	ctxInstance                // value: the calling instance's name
+	ctxInstance                // value: the calling instance (caller, authz.go)
 )
 
 func isForwarded(r *http.Request) bool { v, _ := r.Context().Value(ctxForwarded).(bool); return v }
-func callerInstance(r *http.Request) string {
-	v, _ := r.Context().Value(ctxInstance).(string)
-	return v
-}
 
 // resolveTarget finds where create should run: "" or this node's name/ID is local.
 func (m *Service) resolveTarget(nameOrID string) (peer.ID, string, bool, error) {
@@ -211,9 +211,17 @@ func (m *Service) handleCreate(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteErr(w, err)
 		return
 	}
-	if caller := callerInstance(r); caller != "" && (req.UID != nil || req.GID != nil) {
-		httpapi.WriteError(w, http.StatusForbidden, "forbidden", fmt.Sprintf(`instance %s may not set "uid" or "gid": instances create instances as the default unprivileged user`, caller))
+	grants, err := ParseGrants(req.Grants)
+	if err != nil {
+		httpapi.WriteErr(w, err)
 		return
+	}
+	req.Grants = grants
+	if c, ok := callerOf(r.Context()); ok {
+		if err := checkCreate(c, &req); err != nil {
+			httpapi.WriteErr(w, err)
+			return
+		}
 	}
 	if rec, ok := m.record(req.Name); ok {
 		httpapi.WriteErr(w, fmt.Errorf("%w: instance %q already exists on node %s; pick another name or remove it with 'constellation rm %s'", ErrExists, req.Name, rec.Node, req.Name))
@@ -252,12 +260,18 @@ func (m *Service) handleCreate(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteErr(w, err)
 		return
 	}
-	httpapi.WriteJSON(w, http.StatusCreated, rec.Info())
+	httpapi.WriteJSON(w, http.StatusCreated, infoFor(r.Context(), rec))
 }
 
-// create runs a create request on this node: admission, sandbox create, optional start.
+// Create runs a create request on this node: admission, sandbox create, the instance's
+// API socket and token, optional start. A ctx that carries an instance caller (a create
+// through an instance's API) records the instance as its creator.
 func (m *Service) Create(ctx context.Context, req *api.CreateRequest) (Record, error) {
 	spec, err := m.toSpec(req)
+	if err != nil {
+		return Record{}, err
+	}
+	grants, err := ParseGrants(req.Grants)
 	if err != nil {
 		return Record{}, err
 	}
@@ -272,7 +286,10 @@ func (m *Service) Create(ctx context.Context, req *api.CreateRequest) (Record, e
 	stamp := m.st.Clock().Now()
 	md := instanceMeta{ID: newInstanceID(), CreatedAt: time.Now().UTC().Truncate(time.Millisecond),
 		StampWall: stamp.Wall, StampLogical: stamp.Logical,
-		Script: req.Script, Env: req.Env, Code: req.Code, Namespace: ns}
+		Script: req.Script, Env: req.Env, Code: req.Code, Namespace: ns, Grants: grants}
+	if c, ok := callerOf(ctx); ok {
+		md.CreatedBy, md.CreatorID = c.name, c.id
+	}
 	m.opMu.Lock()
 	defer m.opMu.Unlock()
 	if _, err := rt.Get(req.Name); err == nil {
@@ -314,6 +331,13 @@ func (m *Service) Create(ctx context.Context, req *api.CreateRequest) (Record, e
 		return Record{}, err
 	}
 	tCreate = time.Now()
+	if err := m.inner.attach(rt, req.Name); err != nil {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		_ = rt.Destroy(dctx, req.Name, false)
+		cancel()
+		cleanup()
+		return Record{}, fmt.Errorf("node: instance %q API socket (removed again): %w", req.Name, err)
+	}
 	if req.Start == nil || *req.Start {
 		if _, err := rt.Start(req.Name); err != nil {
 			// Undo the create even during a shutdown (bounded): nothing half-made stays.
@@ -390,6 +414,7 @@ func (m *Service) handleOp(op string) http.HandlerFunc {
 				rt = nil
 			}
 		}
+		c, fromInstance := callerOf(r.Context())
 		if rt == nil {
 			rec, ok := m.record(name)
 			if h, hok := m.hint(name); !ok && hok && !isForwarded(r) {
@@ -410,14 +435,26 @@ func (m *Service) handleOp(op string) http.HandlerFunc {
 				if op == "show" {
 					// Any node can answer from the replicated record when the owner is away.
 					if st := m.nodeStatus(rec.NodeID); st != api.StatusAlive && st != api.StatusSuspect {
+						if fromInstance {
+							if err := authorizeOp(c, op, rec.target(), body); err != nil {
+								httpapi.WriteErr(w, err)
+								return
+							}
+						}
 						rec.NodeStatus = st
-						httpapi.WriteJSON(w, http.StatusOK, rec.Info())
+						httpapi.WriteJSON(w, http.StatusOK, infoFor(r.Context(), rec))
 						return
 					}
 				}
-				m.forward(w, r, body, id, rec.Node)
+				m.forward(w, r, body, id, rec.Node) // the instance's node decides for instance callers
 			}
 			return
+		}
+		if fromInstance {
+			if err := authorizeOp(c, op, m.localTarget(name), body); err != nil {
+				httpapi.WriteErr(w, err)
+				return
+			}
 		}
 		m.localOp(w, r, rt, op, name, body)
 	}
@@ -475,7 +512,7 @@ func (m *Service) localOp(w http.ResponseWriter, r *http.Request, rt Runtime, op
 			fail(err)
 			return
 		}
-		httpapi.WriteJSON(w, http.StatusOK, rec.Info())
+		httpapi.WriteJSON(w, http.StatusOK, infoFor(ctx, rec))
 	case "stats":
 		st, err := rt.Stats(name)
 		if err != nil {
@@ -503,7 +540,7 @@ func (m *Service) localOp(w http.ResponseWriter, r *http.Request, rt Runtime, op
 			_, err = rt.Start(name)
 		}
 		m.opMu.Unlock()
-		m.answer(w, rt, name, err)
+		m.answer(w, r, rt, name, err)
 	case "stop":
 		var req api.StopRequest
 		if err := httpapi.DecodeStrict(body, &req, true); err != nil {
@@ -518,7 +555,7 @@ func (m *Service) localOp(w http.ResponseWriter, r *http.Request, rt Runtime, op
 		if err == nil {
 			err = rt.StopSignal(ctx, name, sig, grace)
 		}
-		m.answer(w, rt, name, err)
+		m.answer(w, r, rt, name, err)
 	case "restart", "set-limits":
 		var req api.LimitsRequest
 		if err := httpapi.DecodeStrict(body, &req, true); err != nil {
@@ -574,7 +611,7 @@ func (m *Service) localOp(w http.ResponseWriter, r *http.Request, rt Runtime, op
 		if err == nil {
 			m.syncRecord(name)
 		}
-		m.answer(w, rt, name, err)
+		m.answer(w, r, rt, name, err)
 	case "wait":
 		if err := httpapi.DecodeStrict(body, &struct{}{}, true); err != nil {
 			fail(err)
@@ -712,7 +749,7 @@ func validTag(tag string) error {
 }
 
 // answer writes an operation's result: the instance's record, or the error.
-func (m *Service) answer(w http.ResponseWriter, rt Runtime, name string, err error) {
+func (m *Service) answer(w http.ResponseWriter, r *http.Request, rt Runtime, name string, err error) {
 	if err != nil {
 		httpapi.WriteErr(w, err)
 		return
@@ -723,7 +760,15 @@ func (m *Service) answer(w http.ResponseWriter, rt Runtime, name string, err err
 		httpapi.WriteErr(w, err)
 		return
 	}
-	httpapi.WriteJSON(w, http.StatusOK, rec.Info())
+	httpapi.WriteJSON(w, http.StatusOK, infoFor(r.Context(), rec))
+}
+
+// localTarget is what authorizeOp knows of a local instance (its meta).
+func (m *Service) localTarget(name string) target {
+	m.mu.Lock()
+	md := m.meta[name]
+	m.mu.Unlock()
+	return target{name: name, id: md.ID, createdBy: md.CreatedBy, creatorID: md.CreatorID}
 }
 
 // serveLogs streams an instance's output as text/plain. Query: follow=1, stream=stdout|

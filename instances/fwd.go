@@ -56,8 +56,13 @@ type fwdRequest struct {
 	Path   string `json:"path"`
 	Query  string `json:"query,omitempty"`
 	Body   []byte `json:"body,omitempty"`
-	// Instance is the calling instance when the request came from one (its limits apply).
-	Instance string `json:"instance,omitempty"`
+	// Instance, InstanceID and Grants are the calling instance when the request came from
+	// one: the receiving node applies the instance rules (authz.go) with them. The sending
+	// node authenticated the instance (its socket and token); members are trusted to say
+	// who calls, as they are trusted to forward at all.
+	Instance   string   `json:"instance,omitempty"`
+	InstanceID string   `json:"instance_id,omitempty"`
+	Grants     []string `json:"grants,omitempty"`
 }
 
 type fwdHead struct {
@@ -81,8 +86,19 @@ func decodeFwdRequest(b []byte) (fwdRequest, error) {
 	if req.Path != "/v1/instances" && !strings.HasPrefix(req.Path, "/v1/instances/") || strings.Contains(req.Path, "..") {
 		return req, fmt.Errorf("node: forwarded request: path %q is not an instance route", req.Path)
 	}
-	if len(req.Query) > 4096 || len(req.Instance) > 64 {
+	if len(req.Query) > 4096 || len(req.Instance) > 64 || len(req.InstanceID) > 64 {
 		return req, errors.New("node: forwarded request: query or instance too long")
+	}
+	if len(req.Grants) > maxGrants {
+		return req, fmt.Errorf("node: forwarded request: %d grants, at most %d", len(req.Grants), maxGrants)
+	}
+	for _, g := range req.Grants {
+		if len(g) > 64 {
+			return req, errors.New("node: forwarded request: grant name too long")
+		}
+	}
+	if req.Instance == "" && (req.InstanceID != "" || len(req.Grants) > 0) {
+		return req, errors.New("node: forwarded request: instance ID or grants without an instance")
 	}
 	return req, nil
 }
@@ -104,7 +120,10 @@ func (m *Service) forward(w http.ResponseWriter, r *http.Request, body []byte, t
 		return
 	}
 	defer s.Close()
-	req := fwdRequest{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Body: body, Instance: callerInstance(r)}
+	req := fwdRequest{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Body: body}
+	if c, ok := callerOf(r.Context()); ok {
+		req.Instance, req.InstanceID, req.Grants = c.name, c.id, c.grants
+	}
 	b, _ := json.Marshal(req)
 	if err := s.WriteFrame(b); err != nil {
 		unavailable(err)
@@ -173,7 +192,7 @@ func (m *Service) handleForward(sctx context.Context, s *p2p.Stream) error {
 	defer stop()
 	ctx = context.WithValue(ctx, ctxForwarded, true)
 	if req.Instance != "" {
-		ctx = context.WithValue(ctx, ctxInstance, req.Instance)
+		ctx = withCaller(ctx, caller{name: req.Instance, id: req.InstanceID, grants: req.Grants})
 	}
 	target := req.Path
 	if req.Query != "" {

@@ -95,6 +95,16 @@ type Record struct {
 	// Namespace groups instances; empty in records of nodes that predate namespaces
 	// (shown as api.DefaultNamespace).
 	Namespace string `cbor:"27,keyasint,omitempty"`
+	// Publish are the published ports (HOSTPORT:PORT/PROTO) and IP the address on the
+	// node bridge (network bridge).
+	Publish []string `cbor:"28,keyasint,omitempty"`
+	IP      string   `cbor:"29,keyasint,omitempty"`
+	// Grants are what the instance's token may do beyond its own instance (authz.go).
+	Grants []string `cbor:"30,keyasint,omitempty"`
+	// CreatedBy and CreatorID name the instance that created this one through its API
+	// (empty: an admin caller or a deployment); the creator manages its children.
+	CreatedBy string `cbor:"31,keyasint,omitempty"`
+	CreatorID string `cbor:"32,keyasint,omitempty"`
 }
 
 // ResourceRecord is a node's resource accounting (collection "resources"), written by the
@@ -168,7 +178,7 @@ type Service struct {
 	// alone (deployment instances: their claim decides, see scheduler.IsDeploymentInstance).
 	keepOnConflict func(name string) bool
 
-	inner  *instanceAPI   // the loopback listener for instances (inner.go)
+	inner  *instanceAPI   // the instances' API sockets (inner.go)
 	fwdMux *http.ServeMux // serves forwarded requests: the instance routes only
 	fwd    *p2p.Service   // the forwarding protocol (fwd.go)
 
@@ -191,6 +201,9 @@ type instanceMeta struct {
 	Code         string            `json:"code,omitempty"`
 	CodeOwned    bool              `json:"code_owned,omitempty"` // a script upload dir to remove on rm
 	Namespace    string            `json:"namespace,omitempty"`  // empty: created before namespaces (default)
+	Grants       []string          `json:"grants,omitempty"`     // the token's grants (authz.go)
+	CreatedBy    string            `json:"created_by,omitempty"` // the creating instance, if any
+	CreatorID    string            `json:"creator_id,omitempty"` // and its ID
 }
 
 // Config configures the instance service.
@@ -210,6 +223,8 @@ type Config struct {
 	MaxLimits     sandbox.Limits
 	// AllowHostRoot lets creates ask for host_root (no user namespace: uid 0 is host root).
 	AllowHostRoot bool
+	// Instance networking (sandbox.Config): default mode, bridge name and subnet.
+	DefaultNetwork, Bridge, BridgeSubnet string
 }
 
 // Host is what the instance service needs of the p2p host.
@@ -254,7 +269,14 @@ func New(ctx context.Context, cfg Config, h Host, st *state.Store, members Membe
 		}
 	}, Coll)
 	m.registerRoutes(srv.Handle)
-	m.registerRoutes(func(p string, h http.HandlerFunc) { m.fwdMux.HandleFunc(p, h) })
+	m.registerRoutes(func(p string, h http.HandlerFunc) {
+		m.fwdMux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) {
+			if m.guard(w, r, p) {
+				h(w, r)
+			}
+		})
+	})
+	srv.SetGuard(m.guard) // instance callers: every route of the node's API (authz.go)
 	return m
 }
 
@@ -305,6 +327,10 @@ type Runtime interface {
 	ListSnapshots(instance string) ([]sandbox.Snapshot, error)
 	DeleteSnapshot(instance, tag string) error
 	StopSignal(ctx context.Context, name string, sig syscall.Signal, grace time.Duration) error
+	// RunDir is the host directory the instance sees at /run/constellation; WriteRunFile
+	// writes a file there (owned by the instance's root, with perm).
+	RunDir(name string) (string, error)
+	WriteRunFile(name, file string, data []byte, perm os.FileMode) error
 	DiskQuotaMode() string
 	Close() error
 }
@@ -330,8 +356,14 @@ func (m *Service) Start() error {
 	}
 	m.inner = api
 	if ents, err := os.ReadDir(filepath.Join(m.stateDir, "instances")); err == nil && len(ents) > 0 {
-		if _, err := m.runtime(); err != nil {
+		if rt, err := m.runtime(); err != nil {
 			m.log.Error("cannot re-adopt instances", "err", err)
+		} else {
+			for _, in := range rt.List() {
+				if err := m.inner.attach(rt, in.Name); err != nil {
+					m.log.Error("instance API socket", "instance", in.Name, "err", err)
+				}
+			}
 		}
 	}
 	m.reconcile()
@@ -391,19 +423,22 @@ func (m *Service) runtime() (Runtime, error) {
 		return nil, fmt.Errorf("node: sandbox dir: %w", err)
 	}
 	roots := append([]string{m.codeDir}, m.cfg.CodeRoots...)
-	env := map[string]string{"CONSTELLATION_NODE": m.cfg.Name}
-	if m.inner != nil {
-		env["CONSTELLATION_API"] = m.inner.url()
-	}
+	env := instanceEnv()
+	env["CONSTELLATION_NODE"] = m.cfg.Name
 	rt, err := m.OpenRuntime(sandbox.Config{
-		StateDir:      m.stateDir,
-		CodeRoots:     roots,
-		CgroupParent:  cgroupParent(m.host.ID()),
-		DiskQuota:     m.cfg.DiskQuota,
-		AllowHostRoot: m.cfg.AllowHostRoot,
-		Env:           env,
-		OnEvent:       m.onEvent,
-		Logger:        m.log,
+		StateDir:       m.stateDir,
+		DefaultUID:     defaultUID,
+		DefaultGID:     defaultUID,
+		CodeRoots:      roots,
+		CgroupParent:   cgroupParent(m.host.ID()),
+		DiskQuota:      m.cfg.DiskQuota,
+		AllowHostRoot:  m.cfg.AllowHostRoot,
+		Env:            env,
+		DefaultNetwork: m.cfg.DefaultNetwork,
+		Bridge:         m.cfg.Bridge,
+		BridgeSubnet:   m.cfg.BridgeSubnet,
+		OnEvent:        m.onEvent,
+		Logger:         m.log,
 	})
 	if err != nil {
 		m.rtErr = fmt.Errorf("%w: %v", ErrUnavailable, err)
@@ -457,7 +492,8 @@ func newInstanceID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// ourEnv are the variables the node sets itself; they are not part of the user's spec.
+// ourEnv are the variables the node sets itself; they are not part of the user's spec
+// (CONSTELLATION_API_TOKEN: in the specs of instances created before the token file).
 var ourEnv = []string{"CONSTELLATION_INSTANCE", "CONSTELLATION_API_TOKEN"}
 
 func userEnv(env map[string]string) map[string]string {
@@ -479,6 +515,9 @@ func userEnv(env map[string]string) map[string]string {
 // onEvent receives the runtime's lifecycle events (one goroutine, in order).
 func (m *Service) onEvent(ev sandbox.Event) {
 	if ev.Type == sandbox.EventDestroyed {
+		if m.inner != nil {
+			m.inner.detach(ev.Instance)
+		}
 		m.removeRecord(ev.Instance)
 		return
 	}
@@ -536,7 +575,10 @@ func (m *Service) recordOf(in sandbox.Info, md instanceMeta) Record {
 		Command: in.Spec.Command, Script: md.Script, Args: in.Spec.Args, Env: md.Env,
 		Code: md.Code, Restart: restartString(in.Spec.Restart), Network: in.Spec.Network,
 		CreatedAt: md.CreatedAt, StampWall: md.StampWall, StampLogical: md.StampLogical,
-		Namespace: md.Namespace,
+		Namespace: md.Namespace, IP: in.IP, Grants: md.Grants, CreatedBy: md.CreatedBy, CreatorID: md.CreatorID,
+	}
+	for _, p := range in.Spec.Publish {
+		r.Publish = append(r.Publish, p.String())
 	}
 	if md.Script != "" && md.CodeOwned {
 		r.Code = "" // an uploaded script: its directory is an implementation detail
@@ -814,6 +856,7 @@ func (r Record) Info() api.Instance {
 		CPUCores: r.CPUCores, RAMMB: r.RAMMB, DiskMB: r.DiskMB, PIDs: r.PIDs, Command: r.Command,
 		Script: r.Script, Args: r.Args, Env: r.Env, Code: r.Code, Restart: r.Restart, Network: r.Network,
 		CreatedAt: r.CreatedAt, StartedAt: r.StartedAt, UpdatedAt: r.UpdatedAt, Namespace: r.namespace(),
+		Publish: r.Publish, IP: r.IP, Grants: r.Grants, CreatedBy: r.CreatedBy,
 	}
 }
 

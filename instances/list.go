@@ -112,6 +112,9 @@ func (m *Service) handleList(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	all := m.List()
+	if c, ok := callerOf(r.Context()); ok {
+		all = slices.DeleteFunc(all, func(x Record) bool { return !visibleTo(c, x) })
+	}
 	if lq.node != "" && !m.knownNode(lq.node, all) {
 		httpapi.WriteErr(w, httpapi.Errorf(http.StatusNotFound, "not_found", "no node %q in the cluster as node %s knows it; 'constellation nodes' lists them", lq.node, m.cfg.Name))
 		return
@@ -122,7 +125,7 @@ func (m *Service) handleList(w http.ResponseWriter, r *http.Request) {
 	}
 	infos := make([]api.Instance, len(rs))
 	for i, x := range rs {
-		infos[i] = x.Info()
+		infos[i] = infoFor(r.Context(), x)
 	}
 	httpapi.WriteJSON(w, http.StatusOK, infos)
 }

@@ -2,11 +2,20 @@ package instances
 
 import (
 	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"reflect"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/rads-lang/constellation/api"
+	"github.com/rads-lang/constellation/internal/httpapi"
 	"github.com/rads-lang/constellation/sandbox"
 )
 
@@ -109,6 +118,9 @@ func TestDecodeFwdRequest(t *testing.T) {
 		{"unknown field", `{"method":"GET","path":"/v1/instances","admin":true}`, false},
 		{"not json", `hello`, false},
 		{"long query", `{"method":"GET","path":"/v1/instances","query":"` + strings.Repeat("a", 5000) + `"}`, false},
+		{"caller", `{"method":"GET","path":"/v1/instances","instance":"a","instance_id":"1","grants":["instances:read"]}`, true},
+		{"grants without caller", `{"method":"GET","path":"/v1/instances","grants":["instances:read"]}`, false},
+		{"too many grants", `{"method":"GET","path":"/v1/instances","instance":"a","grants":[` + strings.Repeat(`"x",`, 16) + `"x"]}`, false},
 	} {
 		_, err := decodeFwdRequest([]byte(c.in))
 		if (err == nil) != c.ok {
@@ -133,16 +145,177 @@ func FuzzDecodeFwdRequest(f *testing.F) {
 	})
 }
 
+// TestInstanceTokens: a token is bound to the node's secret, the instance's name and its
+// ID (a new instance of the same name gets another token).
 func TestInstanceTokens(t *testing.T) {
 	a := &instanceAPI{secret: bytes.Repeat([]byte{7}, 32)}
-	tok := a.token("web.1")
-	if name, ok := a.instanceOf(tok); !ok || name != "web.1" {
-		t.Fatalf("instanceOf(token(web.1)) = %q, %v", name, ok)
+	tok := a.token("web.1", "id1")
+	if !strings.HasPrefix(tok, "ci1.web.1.") || len(tok) != len("ci1.web.1.")+32 {
+		t.Fatalf("token = %q; want ci1.web.1.<32 hex digits>", tok)
+	}
+	if again := a.token("web.1", "id1"); again != tok {
+		t.Fatalf("token not stable: %q then %q", tok, again)
 	}
 	other := &instanceAPI{secret: bytes.Repeat([]byte{8}, 32)}
-	for _, bad := range []string{"", "ci1.", "ci1.web.1", tok + "0", strings.Replace(tok, "web.1", "web.2", 1), other.token("web.1")} {
-		if name, ok := a.instanceOf(bad); ok {
-			t.Errorf("instanceOf(%q) accepted as %q", bad, name)
+	for what, x := range map[string]string{"another ID": a.token("web.1", "id2"), "another name": a.token("web.2", "id1"),
+		"name and ID run together": a.token("web.1i", "d1"), "another secret": other.token("web.1", "id1")} {
+		if x == tok {
+			t.Errorf("%s gives the same token %q", what, x)
+		}
+	}
+}
+
+// TestListenUnixLongPath: a socket path longer than bind allows is bound through
+// /proc/self/fd and answers at its real path's directory.
+func TestListenUnixLongPath(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the /proc/self/fd bind is Linux only")
+	}
+	dir := t.TempDir()
+	for len(dir) < 120 {
+		dir = filepath.Join(dir, "a-rather-long-directory-name")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, socketFile)
+	l, err := listenUnix(path)
+	if err != nil {
+		t.Fatalf("listenUnix(%d-byte path): %v", len(path), err)
+	}
+	defer l.Close()
+	if fi, err := os.Stat(path); err != nil || fi.Mode()&os.ModeSocket == 0 {
+		t.Fatalf("no socket at %s: %v", path, err)
+	}
+	go func() {
+		if c, err := l.Accept(); err == nil {
+			c.Write([]byte("ok"))
+			c.Close()
+		}
+	}()
+	d, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	c, err := net.Dial("unix", fmt.Sprintf("/proc/self/fd/%d/%s", d.Fd(), socketFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	b, _ := io.ReadAll(c)
+	if string(b) != "ok" {
+		t.Fatalf("read %q; want ok", b)
+	}
+	l.Close()
+	if _, err := os.Stat(path); err != nil {
+		t.Errorf("closing the listener removed the socket file (detach removes it): %v", err)
+	}
+}
+
+func TestParseGrants(t *testing.T) {
+	got, err := ParseGrants([]string{"nodes:read", "instances:read", "nodes:read"})
+	if err != nil || !slices.Equal(got, []string{"instances:read", "nodes:read"}) {
+		t.Fatalf("ParseGrants = %v, %v; want [instances:read nodes:read]", got, err)
+	}
+	if got, err := ParseGrants(nil); err != nil || got != nil {
+		t.Fatalf("ParseGrants(nil) = %v, %v", got, err)
+	}
+	for _, bad := range []string{"instances:*", "admin", "", "Instances:read"} {
+		if _, err := ParseGrants([]string{bad}); err == nil || !strings.Contains(err.Error(), "instances:create") {
+			t.Errorf("ParseGrants(%q) = %v; want an error listing the known grants", bad, err)
+		}
+	}
+}
+
+// TestAuthorizeOp: the per-target rules (self, child, other) for every operation.
+func TestAuthorizeOp(t *testing.T) {
+	self := target{name: "a", id: "1"}
+	child := target{name: "c", id: "3", createdBy: "a", creatorID: "1"}
+	oldChild := target{name: "c", id: "4", createdBy: "a", creatorID: "0"} // of an earlier "a"
+	other := target{name: "b", id: "2"}
+	none := caller{name: "a", id: "1"}
+	reader := caller{name: "a", id: "1", grants: []string{GrantInstancesRead}}
+	manager := caller{name: "a", id: "1", grants: []string{GrantInstancesManage}}
+	noID := caller{name: "a"} // a forwarded caller of a node that does not send IDs
+	limits := []byte(`{"ram_mb":64}`)
+	for _, c := range []struct {
+		c    caller
+		op   string
+		t    target
+		body []byte
+		ok   bool
+	}{
+		{none, "show", self, nil, true},
+		{none, "logs", self, nil, true},
+		{none, "stop", self, nil, true},
+		{none, "restart", self, nil, true},
+		{none, "restart", self, []byte(`{"grace_s":1}`), true},
+		{none, "restart", self, limits, false},
+		{none, "restart", self, []byte(`{bad`), false},
+		{none, "set-limits", self, limits, false},
+		{none, "snapshot", self, nil, true},
+		{none, "restore", self, nil, true},
+		{none, "rm", self, nil, false},
+		{none, "show", other, nil, false},
+		{none, "rm", child, nil, true},
+		{none, "set-limits", child, limits, true},
+		{none, "rm", oldChild, nil, false},
+		{reader, "show", other, nil, true},
+		{reader, "logs", other, nil, true},
+		{reader, "stop", other, nil, false},
+		{manager, "show", other, nil, true},
+		{manager, "stop", other, nil, true},
+		{manager, "restore", other, nil, true},
+		{manager, "rm", other, nil, true},
+		{manager, "restart", other, limits, false},
+		{manager, "set-limits", other, limits, false},
+		{manager, "rm", self, nil, false},
+		{noID, "show", self, nil, false},
+		{none, "unknown-op", other, nil, false},
+	} {
+		err := authorizeOp(c.c, c.op, c.t, c.body)
+		if (err == nil) != c.ok {
+			t.Errorf("authorizeOp(%v, %s, %s, %s) = %v; want ok=%v", c.c.grants, c.op, c.t.name, c.body, err, c.ok)
+		}
+		if err != nil {
+			if st, code, _ := httpapi.Status(err); st != 403 || code != "forbidden" {
+				t.Errorf("authorizeOp(%s %s) error class %d %s; want 403 forbidden", c.op, c.t.name, st, code)
+			}
+		}
+	}
+}
+
+// TestCheckCreate: children get no uid/gid, no reservation, at most the creator's grants.
+func TestCheckCreate(t *testing.T) {
+	c := caller{name: "a", id: "1", grants: []string{GrantInstancesCreate, GrantNodesRead}}
+	for _, x := range []struct {
+		req api.CreateRequest
+		ok  bool
+	}{
+		{api.CreateRequest{Name: "x"}, true},
+		{api.CreateRequest{Name: "x", Grants: []string{GrantNodesRead, GrantInstancesCreate}}, true},
+		{api.CreateRequest{Name: "x", Grants: []string{GrantInstancesRead}}, false},
+		{api.CreateRequest{Name: "x", UID: ptr(0)}, false},
+		{api.CreateRequest{Name: "x", GID: ptr(1000)}, false},
+		{api.CreateRequest{Name: "x", Reservation: "r1"}, false},
+	} {
+		if err := checkCreate(c, &x.req); (err == nil) != x.ok {
+			t.Errorf("checkCreate(%+v) = %v; want ok=%v", x.req, err, x.ok)
+		}
+	}
+}
+
+// TestChildFieldsClassified: every field of a create is either one an instance may set for
+// a child or one for admin callers; a new field fails here until it is classified (and is
+// refused to instances meanwhile).
+func TestChildFieldsClassified(t *testing.T) {
+	adminFields := []string{"uid", "gid", "reservation", "publish", "host_root", "seccomp"}
+	rt := reflect.TypeOf(api.CreateRequest{})
+	for i := 0; i < rt.NumField(); i++ {
+		name, _, _ := strings.Cut(rt.Field(i).Tag.Get("json"), ",")
+		if !slices.Contains(childFields, name) && !slices.Contains(adminFields, name) {
+			t.Errorf("create field %q is neither in childFields nor an admin field", name)
 		}
 	}
 }

@@ -2,8 +2,10 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -147,35 +149,67 @@ func TestAPIBadInput(t *testing.T) {
 	})
 }
 
-// TestAPITCPToken: the TCP API refuses requests without the right bearer token (401) and
-// serves them with it; the Client finds the generated token in the data dir.
+// TestAPITCPToken: the TCP API is TLS only; it refuses requests without the right bearer
+// token (401) and serves them with it; the Client finds the generated token and the
+// certificate's fingerprint in the data dir.
 func TestAPITCPToken(t *testing.T) {
 	cfg := nodeConfig(t, "tcp")
 	cfg.APIListen = "127.0.0.1:0"
 	n := startTestNode(t, cfg)
-	if n.APIAddr == "" {
-		t.Fatal("APIAddr empty with APIListen set")
+	if n.APIAddr == "" || n.APIFingerprint == "" {
+		t.Fatalf("APIAddr %q, APIFingerprint %q with APIListen set; want both", n.APIAddr, n.APIFingerprint)
 	}
-	tokFile := filepath.Join(cfg.DataDir, "api.token")
-	fi, err := os.Stat(tokFile)
-	if err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("token file: %v, mode %v; want 0600", err, fi)
+	for _, f := range []struct {
+		name string
+		mode os.FileMode
+	}{{"api.token", 0o600}, {httpapi.CertFile, 0o600}, {httpapi.KeyFile, 0o600}, {api.FingerprintFile, 0o644}} {
+		fi, err := os.Stat(filepath.Join(cfg.DataDir, f.name))
+		if err != nil || fi.Mode().Perm() != f.mode {
+			t.Fatalf("%s: %v, mode %v; want %v", f.name, err, fi, f.mode)
+		}
 	}
-	b, _ := os.ReadFile(tokFile)
+	b, _ := os.ReadFile(filepath.Join(cfg.DataDir, "api.token"))
 	token := strings.TrimSpace(string(b))
-	base := "http://" + n.APIAddr
-	cl := &http.Client{Timeout: 10 * time.Second}
+	if st := n.Status(); st.APIAddr != n.APIAddr || st.APIFingerprint != n.APIFingerprint {
+		t.Fatalf("Status api_addr %q api_fingerprint %q; want %q %q", st.APIAddr, st.APIFingerprint, n.APIAddr, n.APIFingerprint)
+	}
+	if !strings.Contains(n.log.String(), "api_fingerprint="+n.APIFingerprint) {
+		t.Fatalf("start log lacks api_fingerprint=%s:\n%s", n.APIFingerprint, n.log.String())
+	}
+	base := "https://" + n.APIAddr
+	cl := pinnedHTTPClient(t, n.APIFingerprint)
 	runAPICases(t, cl, base, "", []apiCase{{"no token", "GET", "/v1/status", "", 401, "bearer token"}})
 	runAPICases(t, cl, base, "wrong-"+token, []apiCase{{"wrong token", "GET", "/v1/status", "", 401, "bearer token"}})
 	runAPICases(t, cl, base, token, []apiCase{
 		{"right token", "GET", "/v1/status", "", 200, ""},
 		{"right token, bad body", "POST", "/v1/broadcast", `{}`, 400, `"type"`},
 	})
-	// The Client reads the token from the data dir, or takes it explicitly.
-	if _, err := api.NewClient(cfg.DataDir, n.APIAddr, "").Status(context.Background()); err != nil {
-		t.Fatalf("client with the token from the data dir: %v", err)
+	// Plain HTTP is not served: the TLS server answers it with a 400, never a route.
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get("http://" + n.APIAddr + "/v1/status")
+	if err == nil {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || strings.Contains(string(body), cfg.Node) {
+			t.Fatalf("plain HTTP to the TLS API: HTTP %d %s; want a 400 and no answer", resp.StatusCode, body)
+		}
 	}
-	_, err = api.NewClient(t.TempDir(), n.APIAddr, "nope").Status(context.Background())
+	// The Client reads the token and the pin from the data dir, or takes them explicitly.
+	if _, err := api.NewClient(cfg.DataDir, n.APIAddr, "").Status(context.Background()); err != nil {
+		t.Fatalf("client with the token and fingerprint from the data dir: %v", err)
+	}
+	c, err := api.NewClientConfig(api.ClientConfig{DataDir: t.TempDir(), API: "https://" + n.APIAddr, Token: token,
+		Fingerprint: strings.ToUpper(strings.TrimPrefix(n.APIFingerprint, "sha256:")), KnownNodes: filepath.Join(t.TempDir(), "kn")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Status(context.Background()); err != nil {
+		t.Fatalf("client with an explicit fingerprint (upper case, no prefix): %v", err)
+	}
+	c, err = api.NewClientConfig(api.ClientConfig{DataDir: t.TempDir(), API: n.APIAddr, Token: "nope", Fingerprint: n.APIFingerprint})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Status(context.Background())
 	var re *api.RemoteError
 	if !errors.As(err, &re) || re.Status != http.StatusUnauthorized {
 		t.Fatalf("client with a wrong token: %v; want a 401 RemoteError", err)
@@ -184,6 +218,66 @@ func TestAPITCPToken(t *testing.T) {
 	if fi, err := os.Stat(n.SocketPath()); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("socket mode: %v %v; want 0600", fi.Mode().Perm(), err)
 	}
+}
+
+// TestAPITLSRestartKeepsCertificate: a restarted node serves the same certificate (clients'
+// pins stay valid); a damaged certificate is replaced, with a new fingerprint in the file.
+func TestAPITLSRestartKeepsCertificate(t *testing.T) {
+	cfg := nodeConfig(t, "tls")
+	cfg.APIListen = "127.0.0.1:0"
+	n := startTestNode(t, cfg)
+	first := n.APIFingerprint
+	known := filepath.Join(t.TempDir(), "known_nodes")
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	n = startTestNode(t, cfg)
+	if n.APIFingerprint != first {
+		t.Fatalf("fingerprint after a restart %s; want the same %s", n.APIFingerprint, first)
+	}
+	c, err := api.NewClientConfig(api.ClientConfig{DataDir: t.TempDir(), API: n.APIAddr,
+		Token: n.api.Token(), Fingerprint: first, KnownNodes: known})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Status(context.Background()); err != nil {
+		t.Fatalf("client pinned to the first certificate after a restart: %v", err)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(cfg.DataDir, httpapi.CertFile), []byte("garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n = startTestNode(t, cfg)
+	fp, _ := os.ReadFile(filepath.Join(cfg.DataDir, api.FingerprintFile))
+	if n.APIFingerprint == first || strings.TrimSpace(string(fp)) != n.APIFingerprint {
+		t.Fatalf("after a damaged certificate: fingerprint %s (file %q); want a new one, also in the file", n.APIFingerprint, fp)
+	}
+	c, err = api.NewClientConfig(api.ClientConfig{DataDir: t.TempDir(), API: n.APIAddr,
+		Token: n.api.Token(), Fingerprint: first, KnownNodes: known})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Status(context.Background())
+	if pe := (*api.PinError)(nil); !errors.As(err, &pe) || pe.Got != n.APIFingerprint || pe.Want != first {
+		t.Fatalf("client pinned to the replaced certificate: %v; want a PinError naming both fingerprints", err)
+	}
+}
+
+// pinnedHTTPClient is an HTTPS client that accepts only the certificate with fingerprint fp.
+func pinnedHTTPClient(t *testing.T, fp string) *http.Client {
+	t.Helper()
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		MinVersion:         tls.VersionTLS13,
+		InsecureSkipVerify: true, // the pin below is the check
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if got := api.Fingerprint(cs.PeerCertificates[0].Raw); got != fp {
+				return fmt.Errorf("certificate %s; want %s", got, fp)
+			}
+			return nil
+		},
+	}}}
 }
 
 // TestClientNoNode: a client pointed at a data dir without a node says how to fix it.

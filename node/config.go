@@ -53,7 +53,9 @@ type Config struct {
 	// NoPortMap turns off UPnP/NAT-PMP port mapping on the router (on by default).
 	NoPortMap bool `yaml:"no_port_map"`
 	// APIListen optionally serves the local API on a TCP address (e.g. 127.0.0.1:7947) in
-	// addition to the Unix socket; requests then need APIToken as a bearer token.
+	// addition to the Unix socket, over TLS 1.3 with a self-signed certificate generated once
+	// in the data dir (api.crt, api.key; its fingerprint, which clients pin, in
+	// api.fingerprint); requests then need APIToken as a bearer token.
 	APIListen string `yaml:"api_listen"`
 	// APIToken is the bearer token for APIListen. When APIListen is set and no token is
 	// given, a random token is generated and written to <data-dir>/api.token (0600).
@@ -83,6 +85,12 @@ type Config struct {
 	// DiskQuota is how disk_mb is enforced: auto (default), xfs, ext4, poll or none (see
 	// the sandbox package).
 	DiskQuota string `yaml:"disk_quota"`
+	// Instance networking: the mode of a create without one (bridge, the default;
+	// none; host), and the node bridge's name (default c7n0) and IPv4 subnet (default
+	// 10.213.0.0/16; must not overlap the host's routes; one bridge per node).
+	DefaultNetwork string `yaml:"default_network"`
+	Bridge         string `yaml:"bridge"`
+	BridgeSubnet   string `yaml:"bridge_subnet"`
 	// Default limits of an instance whose create leaves a dimension unset: cpu_percent
 	// (default none: CPU is shared fairly; a default also reserves it in admission), ram_mb
 	// (default 512), pids (default 512), disk_mb (default none: a disk quota costs a loop

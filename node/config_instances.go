@@ -37,6 +37,15 @@ func (c *Config) instanceDefaults() {
 	if c.DiskQuota == "" {
 		c.DiskQuota = sandbox.DiskQuotaAuto
 	}
+	if c.DefaultNetwork == "" {
+		c.DefaultNetwork = sandbox.NetworkBridge
+	}
+	if c.Bridge == "" {
+		c.Bridge = sandbox.DefaultBridge
+	}
+	if c.BridgeSubnet == "" {
+		c.BridgeSubnet = sandbox.DefaultBridgeSubnet
+	}
 	if c.DefaultRAMMB == 0 {
 		c.DefaultRAMMB = DefaultInstanceRAMMB
 	}
@@ -100,6 +109,10 @@ func (c *Config) validateInstances() error {
 	default:
 		return &ConfigError{"disk_quota", c.DiskQuota, "one of auto, xfs, ext4, poll, none"}
 	}
+	sc := sandbox.Config{StateDir: "/", DefaultNetwork: c.DefaultNetwork, Bridge: c.Bridge, BridgeSubnet: c.BridgeSubnet}
+	if err := sc.ValidateNetwork(); err != nil {
+		return &ConfigError{"default_network/bridge/bridge_subnet", c.DefaultNetwork + " " + c.Bridge + " " + c.BridgeSubnet, err.Error()}
+	}
 	return nil
 }
 
@@ -118,6 +131,15 @@ func (c *Config) mergeInstances(over Config, set map[string]bool) {
 	}
 	if set["disk-quota"] {
 		c.DiskQuota = over.DiskQuota
+	}
+	if set["default-network"] {
+		c.DefaultNetwork = over.DefaultNetwork
+	}
+	if set["bridge"] {
+		c.Bridge = over.Bridge
+	}
+	if set["bridge-subnet"] {
+		c.BridgeSubnet = over.BridgeSubnet
 	}
 	for flag, apply := range map[string]func(){
 		"default-cpu-percent": func() { c.DefaultCPUPercent = over.DefaultCPUPercent },

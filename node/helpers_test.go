@@ -53,6 +53,8 @@ func nodeConfig(tb testing.TB, name string) Config {
 		NoMDNS:              true,
 		DataDir:             tb.TempDir(),
 		AntiEntropyInterval: 500 * time.Millisecond,
+		// Nodes of one test share the host: no bridge each (sandbox/ tests bridges).
+		DefaultNetwork: "host",
 	}
 }
 

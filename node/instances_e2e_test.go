@@ -61,7 +61,10 @@ func startProcNode(t testing.TB, bin, name, dataDir string, extra ...string) *pr
 	t.Helper()
 	p := &procNode{t: t, bin: bin, name: name, dataDir: dataDir,
 		args: append([]string{"peer", "--node", name, "--cluster", "inst-e2e", "--bind", "127.0.0.1:0",
-			"--no-mdns", "--data-dir", dataDir, "--log-level", "debug"}, extra...)}
+			"--no-mdns", "--data-dir", dataDir, "--log-level", "debug",
+			// Host network: these instances call the node's API on 127.0.0.1 (until it is
+			// a Unix socket bound into them); bridge networking is tested in sandbox/.
+			"--default-network", "host"}, extra...)}
 	p.start()
 	return p
 }
@@ -301,13 +304,34 @@ func TestInstancesEndToEnd(t *testing.T) {
 	}
 	waitLogs(a, "e2e-web", "hello from e2e-web on b")
 
-	// An instance reaches its node's API with its own token (the binary from the code root).
-	a.cliJSON(&web, "create", "--name", "e2e-api", "--node", "b", "--ram-mb", "64",
-		"--code", tools, "--", "./constellation", "list", "--json")
+	// An instance reaches its node's API through /run/constellation/api.sock with the token
+	// file (the binary from the code root); no token is in its environment.
+	a.cliJSON(&web, "create", "--name", "e2e-api", "--node", "b", "--ram-mb", "64", "--grant", "instances:read",
+		"--code", tools, "--", "sh", "-c", `set -e
+if [ -z "$CONSTELLATION_API_TOKEN" ] && ! tr '\0' '\n' < /proc/self/environ | grep -q ci1.; then echo no-token-in-env; fi
+echo "api=$CONSTELLATION_API token=$(stat -c '%a %u' /run/constellation/token) $(cut -c1-12 /run/constellation/token)"
+./constellation list --json`)
 	if _, err := a.cli("wait", "e2e-api", "--timeout", "20s"); err != nil {
 		t.Fatal(err)
 	}
 	waitLogs(a, "e2e-api", `"name": "e2e-web"`)
+	waitLogs(a, "e2e-api", "no-token-in-env\napi=unix:/run/constellation/api.sock token=400 65534 ci1.e2e-api.")
+	// Without grants it sees only itself and may not stop another instance.
+	if _, err := a.cli("create", "--name", "e2e-nogrant", "--node", "b", "--ram-mb", "64", "--code", tools, "--",
+		"sh", "-c", "./constellation list; ./constellation stop e2e-web; echo stop-exit=$?"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.cli("wait", "e2e-nogrant", "--timeout", "20s"); err != nil {
+		t.Fatal(err)
+	}
+	waitLogs(a, "e2e-nogrant", "stop-exit=1")
+	if out, _ := a.cli("logs", "e2e-nogrant"); strings.Contains(out, "e2e-web  ") || !strings.Contains(out, "e2e-nogrant") ||
+		!strings.Contains(out, "needs the grant instances:manage") {
+		t.Errorf("logs of e2e-nogrant = %q; want a list of itself only and a refused stop naming instances:manage", out)
+	}
+	if r := a.waitInstance("e2e-web", "listed", func(r api.Instance, ok bool) bool { return ok }); r.Status != api.InstanceRunning {
+		t.Errorf("e2e-web after a refused stop: %s; want running", r.Status)
+	}
 
 	// logs -f through forwarding: streams lines as they come, ends when the instance ends.
 	if _, err := a.cli("create", "--name", "e2e-tick", "--node", "b", "--ram-mb", "32", "--",
@@ -392,8 +416,10 @@ func TestInstancesEndToEnd(t *testing.T) {
 
 	// A node restart keeps its instance running and re-adopts it.
 	marker := fmt.Sprintf("e2ekeep%d", time.Now().UnixNano())
-	if _, err := a.cli("create", "--name", "e2e-keep", "--node", "b", "--ram-mb", "32", "--",
-		"sh", "-c", "sleep 1000; echo "+marker); err != nil {
+	// Its program calls the API every 0.2 s and prints when it succeeded: again once b
+	// re-adopted it (the socket is opened anew).
+	if _, err := a.cli("create", "--name", "e2e-keep", "--node", "b", "--ram-mb", "64", "--code", tools, "--",
+		"sh", "-c", "while :; do ./constellation show e2e-keep >/dev/null 2>&1 && echo api-up $(date +%s%N); sleep 0.2; done; echo "+marker); err != nil {
 		t.Fatal(err)
 	}
 	var before []int
@@ -412,6 +438,7 @@ func TestInstancesEndToEnd(t *testing.T) {
 		t.Errorf("while b is down, a lists e2e-keep as %+v; want its last status running", r)
 	}
 	b.start()
+	restarted := time.Now().UnixNano()
 	var ks api.InstanceStats
 	testutil.WaitForEvery(t, 20*time.Second, 100*time.Millisecond, "stats e2e-keep running after b restarted", func() (bool, string) {
 		s, err := a.cli("stats", "e2e-keep", "--json")
@@ -424,6 +451,17 @@ func TestInstancesEndToEnd(t *testing.T) {
 	if !b.log.contains("instance runtime ready") {
 		t.Errorf("restarted node b did not open its runtime:\n%s", b.log)
 	}
+	testutil.WaitForEvery(t, 10*time.Second, 100*time.Millisecond, "e2e-keep reaches the API again after b restarted", func() (bool, string) {
+		out, err := a.cli("logs", "e2e-keep")
+		for _, l := range strings.Split(out, "\n") {
+			if ns, ok := strings.CutPrefix(l, "api-up "); ok {
+				if v, _ := strconv.ParseInt(ns, 10, 64); v > restarted {
+					return true, ""
+				}
+			}
+		}
+		return false, fmt.Sprintf("no api-up after %d: %q (%v)", restarted, out[max(0, len(out)-300):], err)
+	})
 	// Stop it through the re-adopted runtime, from A.
 	if _, err := a.cli("stop", "e2e-keep", "--grace", "1s"); err != nil {
 		t.Fatal(err)
@@ -434,7 +472,7 @@ func TestInstancesEndToEnd(t *testing.T) {
 	})
 
 	// rm from A removes everything, everywhere.
-	if _, err := a.cli("rm", "--grace", "0s", "e2e-web", "e2e-api", "e2e-tick", "e2e-oom", "e2e-keep"); err != nil {
+	if _, err := a.cli("rm", "--grace", "0s", "e2e-web", "e2e-api", "e2e-nogrant", "e2e-tick", "e2e-oom", "e2e-keep"); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []*procNode{a, b} {

@@ -298,56 +298,6 @@ func TestInstanceEvents(t *testing.T) {
 	}
 }
 
-// TestInstanceAPIAuth: the loopback API for instances needs an instance token, knows the
-// calling instance, and refuses uid/gid in its creates.
-func TestInstanceAPIAuth(t *testing.T) {
-	n := startSchedCluster(t, 1, nil)[0]
-	api := n.instances.InstanceAPI()
-	call := func(method, path, token, body string) (int, string) {
-		req, _ := http.NewRequest(method, api.URL()+path, strings.NewReader(body))
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var buf bytes.Buffer
-		buf.ReadFrom(resp.Body)
-		return resp.StatusCode, buf.String()
-	}
-	tok := api.Token("caller")
-	for _, c := range []struct {
-		name, method, path, token, body string
-		status                          int
-		want                            string
-	}{
-		{"no token", "GET", "/v1/instances", "", "", 401, "instance token"},
-		{"node token shape", "GET", "/v1/instances", "0123456789abcdef", "", 401, "instance token"},
-		{"forged", "GET", "/v1/instances", "ci1.caller.00000000000000000000000000000000", "", 401, "instance token"},
-		{"list", "GET", "/v1/instances", tok, "", 200, "["},
-		{"uid", "POST", "/v1/instances", tok, `{"name":"x","command":["true"],"uid":0}`, 403, "may not set"},
-		{"create", "POST", "/v1/instances", tok, `{"name":"child","command":["true"]}`, 201, `"child"`},
-	} {
-		st, body := call(c.method, c.path, c.token, c.body)
-		if st != c.status || !strings.Contains(body, c.want) {
-			t.Errorf("%s: %s %s = %d %s; want %d containing %q", c.name, c.method, c.path, st, body, c.status, c.want)
-		}
-	}
-	// The instance's environment carries the API, a token for itself and the node's name.
-	in, err := n.rt(t).Get("child")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, ok := api.InstanceOf(in.Spec.Env["CONSTELLATION_API_TOKEN"]); !ok || got != "child" || in.Spec.Env["CONSTELLATION_INSTANCE"] != "child" {
-		t.Errorf("child's env %v: token names %q (%v)", in.Spec.Env, got, ok)
-	}
-	if env := n.rt(t).cfg.Env; env["CONSTELLATION_API"] != api.URL() || env["CONSTELLATION_NODE"] != n.cfg.Node {
-		t.Errorf("runtime env = %v; want CONSTELLATION_API %s and CONSTELLATION_NODE %s", env, api.URL(), n.cfg.Node)
-	}
-}
-
 // TestStaleRecordsRemoved: a record naming this node for an instance it does not run (state
 // lost, record back from a peer) is removed; records of instances it runs stay.
 func TestStaleRecordsRemoved(t *testing.T) {

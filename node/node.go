@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -62,6 +63,12 @@ type Node struct {
 
 	// APIAddr is the bound TCP API address when APIListen is set.
 	APIAddr string
+	// APIFingerprint is the TCP API's certificate fingerprint ("sha256:...") clients pin,
+	// when APIListen is set (also in <data-dir>/api.fingerprint).
+	APIFingerprint string
+	// apiTCP is APIAddr and APIFingerprint for Status, which API handlers may call while
+	// Start still runs.
+	apiTCP atomic.Pointer[[2]string]
 
 	// ctx is the node's one shutdown signal: cancelled first by Close, seen by every
 	// service, API handler and background operation.
@@ -194,6 +201,7 @@ func New(cfg Config, log *slog.Logger) (n *Node, err error) {
 		Name: cfg.Node, DataDir: cfg.DataDir, ReserveCPUPercent: cfg.ReserveCPUPercent,
 		ReserveRAMMB: cfg.ReserveRAMMB, ReserveDiskMB: cfg.ReserveDiskMB, CodeRoots: cfg.CodeRoots,
 		DiskQuota: cfg.DiskQuota, DefaultLimits: defLimits, MaxLimits: maxLimits, AllowHostRoot: cfg.AllowHostRoot,
+		DefaultNetwork: cfg.DefaultNetwork, Bridge: cfg.Bridge, BridgeSubnet: cfg.BridgeSubnet,
 	}, n.host, n.st, n.members, n.events, n.api, log)
 	n.sched = scheduler.New(n.ctx, scheduler.Config{Name: cfg.Node, DataDir: cfg.DataDir},
 		n.host, n.st, n.members, n.instances, n.api, log)
@@ -220,11 +228,17 @@ func (n *Node) Start(ctx context.Context) error {
 			}
 			n.api.SetToken(tok)
 		}
-		addr, err := n.api.ListenTCP(n.cfg.APIListen)
+		host, _, _ := net.SplitHostPort(n.cfg.APIListen) // checked by Validate
+		id, err := httpapi.LoadOrCreateTLS(n.cfg.DataDir, []string{host, n.cfg.Node}, n.log)
 		if err != nil {
 			return err
 		}
-		n.APIAddr = addr.String()
+		addr, err := n.api.ListenTCP(n.cfg.APIListen, id)
+		if err != nil {
+			return err
+		}
+		n.APIAddr, n.APIFingerprint = addr.String(), id.Fingerprint
+		n.apiTCP.Store(&[2]string{n.APIAddr, n.APIFingerprint})
 	}
 	// The own record goes into the document before the host joins anyone, so the first
 	// anti-entropy exchange (the bootstrap) already carries it to the peer we join.
@@ -242,8 +256,12 @@ func (n *Node) Start(ctx context.Context) error {
 	if err := n.sched.Start(); err != nil {
 		return err
 	}
-	n.log.Info("node started", "name", n.cfg.Node, "id", n.host.ID().String(), "cluster", n.cfg.Cluster,
-		"addrs", strings.Join(n.fullAddrs(), " "), "api", n.SocketPath())
+	attrs := []any{"name", n.cfg.Node, "id", n.host.ID().String(), "cluster", n.cfg.Cluster,
+		"addrs", strings.Join(n.fullAddrs(), " "), "api", n.SocketPath()}
+	if n.APIAddr != "" {
+		attrs = append(attrs, "api_tcp", n.APIAddr, "api_fingerprint", n.APIFingerprint)
+	}
+	n.log.Info("node started", attrs...)
 	return nil
 }
 
@@ -371,11 +389,15 @@ func (n *Node) Status() api.StatusInfo {
 	if labels == nil {
 		labels = map[string]string{}
 	}
+	var tcp [2]string
+	if p := n.apiTCP.Load(); p != nil {
+		tcp = *p
+	}
 	st := api.StatusInfo{
 		Name: n.cfg.Node, ID: n.host.ID().String(), Cluster: n.cfg.Cluster, Addresses: n.fullAddrs(),
 		Labels: labels, NodesAlive: alive, NodesTotal: len(nodes), Admitted: len(n.host.Admitted()),
 		Keyed: n.cfg.ClusterKey != "", Version: Version, UptimeS: time.Since(n.started).Seconds(),
-		DataDir: n.cfg.DataDir, StateKeys: keys,
+		DataDir: n.cfg.DataDir, StateKeys: keys, APIAddr: tcp[0], APIFingerprint: tcp[1],
 	}
 	nat := n.host.NAT()
 	st.Reachability, st.NATType, st.RelayService = nat.Reachability, nat.NATType, nat.RelayService

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -73,6 +75,10 @@ func (f *fakeRuntime) Create(spec sandbox.Spec) (sandbox.Info, error) {
 	if _, ok := f.insts[spec.Name]; ok {
 		f.mu.Unlock()
 		return sandbox.Info{}, fmt.Errorf("%w: %q", sandbox.ErrExists, spec.Name)
+	}
+	if err := os.MkdirAll(filepath.Join(f.cfg.StateDir, "run", spec.Name), 0o755); err != nil {
+		f.mu.Unlock()
+		return sandbox.Info{}, err
 	}
 	in := &sandbox.Info{Name: spec.Name, Spec: spec, State: sandbox.StateCreated}
 	f.insts[spec.Name] = in
@@ -157,6 +163,7 @@ func (f *fakeRuntime) Destroy(ctx context.Context, name string, keepData bool) e
 	}
 	if err == nil {
 		delete(f.insts, name)
+		os.RemoveAll(filepath.Join(f.cfg.StateDir, "run", name))
 	}
 	f.mu.Unlock()
 	if err == nil {
@@ -269,6 +276,24 @@ func (f *fakeRuntime) StopSignal(ctx context.Context, name string, sig syscall.S
 		return nil
 	}
 	return err
+}
+
+// RunDir is a directory per instance under the state directory, made at Create.
+func (f *fakeRuntime) RunDir(name string) (string, error) {
+	if _, err := f.Get(name); err != nil {
+		return "", err
+	}
+	return filepath.Join(f.cfg.StateDir, "run", name), nil
+}
+
+func (f *fakeRuntime) WriteRunFile(name, file string, data []byte, perm os.FileMode) error {
+	dir, err := f.RunDir(name)
+	if err != nil {
+		return err
+	}
+	p := filepath.Join(dir, file)
+	os.Remove(p)
+	return os.WriteFile(p, data, perm)
 }
 
 func (f *fakeRuntime) DiskQuotaMode() string { return "none" }

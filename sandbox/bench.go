@@ -30,6 +30,12 @@ type BenchConfig struct {
 	Limits Limits
 	// DiskMB, when > 0, also measures cold starts with a disk quota of this size.
 	DiskMB int64
+	// NoNetwork skips the cold starts with bridge networking; Bridge and BridgeSubnet
+	// are the benchmark's own bridge [c7nb<pid>, 198.19.255.0/24: the benchmarking
+	// range of RFC 2544]. The other measurements use the host network.
+	NoNetwork    bool
+	Bridge       string
+	BridgeSubnet string
 	// Logf reports progress [silent].
 	Logf func(format string, args ...any)
 }
@@ -41,11 +47,14 @@ type BenchResult struct {
 	ColdP99            time.Duration `json:"cold_p99"`
 	ColdDiskP50        time.Duration `json:"cold_disk_p50,omitempty"` // with disk_mb (DiskQuotaMode)
 	ColdDiskP99        time.Duration `json:"cold_disk_p99,omitempty"`
+	ColdNetP50         time.Duration `json:"cold_net_p50,omitempty"` // network bridge
+	ColdNetP99         time.Duration `json:"cold_net_p99,omitempty"`
 	DiskQuotaMode      string        `json:"disk_quota_mode"`
 	RuncStarts         int           `json:"runc_starts,omitempty"`
 	RuncP50            time.Duration `json:"runc_p50,omitempty"`
 	RuncP99            time.Duration `json:"runc_p99,omitempty"`
-	RuncRatio          float64       `json:"runc_ratio,omitempty"` // runc p50 / sandbox p50
+	RuncRatio          float64       `json:"runc_ratio,omitempty"`     // runc p50 / sandbox p50
+	RuncRatioNet       float64       `json:"runc_ratio_net,omitempty"` // runc p50 / bridge p50
 	Parallel           int           `json:"parallel"`
 	StartManyWall      time.Duration `json:"start_many_wall"`
 	Idle               int           `json:"idle"`

@@ -83,7 +83,15 @@ func Bench(ctx context.Context, bc BenchConfig) (BenchResult, error) {
 	defer rd.Close()
 	defer wr.Close()
 
+	if bc.Bridge == "" {
+		bc.Bridge = "c7nb" + strconv.Itoa(os.Getpid()%100000000)
+	}
+	if bc.BridgeSubnet == "" {
+		bc.BridgeSubnet = "198.19.255.0/24"
+	}
 	rt, err := New(Config{
+		Bridge:       bc.Bridge,
+		BridgeSubnet: bc.BridgeSubnet,
 		StateDir:     filepath.Join(dir, "state"),
 		CodeRoots:    []string{code},
 		CgroupParent: "constellation-bench-" + strconv.Itoa(os.Getpid()),
@@ -96,7 +104,7 @@ func Bench(ctx context.Context, bc BenchConfig) (BenchResult, error) {
 	defer rt.Teardown(context.Background())
 	res.DiskQuotaMode = rt.DiskQuotaMode()
 	spec := func(name string) Spec {
-		return Spec{Name: name, Code: code, Command: []string{"./" + probeArg0}, Limits: bc.Limits}
+		return Spec{Name: name, Code: code, Command: []string{"./" + probeArg0}, Limits: bc.Limits, Network: NetworkHost}
 	}
 	readByte := func() error {
 		rd.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -104,7 +112,7 @@ func Bench(ctx context.Context, bc BenchConfig) (BenchResult, error) {
 		_, err := io.ReadFull(rd, b[:])
 		return err
 	}
-	coldRun := func(n int, disk int64) ([]time.Duration, error) {
+	coldRun := func(n int, disk int64, network ...string) ([]time.Duration, error) {
 		var lat []time.Duration
 		for i := 0; i < n; i++ {
 			if err := ctx.Err(); err != nil {
@@ -113,6 +121,9 @@ func Bench(ctx context.Context, bc BenchConfig) (BenchResult, error) {
 			name := fmt.Sprintf("cold-%d", i)
 			s := spec(name)
 			s.DiskMB = disk
+			if len(network) > 0 {
+				s.Network = network[0]
+			}
 			t0 := time.Now()
 			if _, err := rt.Create(s); err != nil {
 				return nil, err
@@ -153,6 +164,17 @@ func Bench(ctx context.Context, bc BenchConfig) (BenchResult, error) {
 		res.ColdDiskP50, res.ColdDiskP99 = percentile(lat, 50), percentile(lat, 99)
 		logf("cold start with disk_mb=%d (%s): p50 %v p99 %v", bc.DiskMB, res.DiskQuotaMode, res.ColdDiskP50, res.ColdDiskP99)
 	}
+	if !bc.NoNetwork {
+		if _, err := coldRun(3, 0, NetworkBridge); err != nil { // the bridge and rules
+			return res, err
+		}
+		lat, err := coldRun(bc.Starts, 0, NetworkBridge)
+		if err != nil {
+			return res, err
+		}
+		res.ColdNetP50, res.ColdNetP99 = percentile(lat, 50), percentile(lat, 99)
+		logf("cold start with network bridge: p50 %v p99 %v", res.ColdNetP50, res.ColdNetP99)
+	}
 	if _, err := exec.LookPath("runc"); err == nil && !bc.NoRunc {
 		lat, err := benchRunc(ctx, dir, code, wr, readByte, bc)
 		if err != nil {
@@ -161,12 +183,15 @@ func Bench(ctx context.Context, bc BenchConfig) (BenchResult, error) {
 		res.RuncStarts = len(lat)
 		res.RuncP50, res.RuncP99 = percentile(lat, 50), percentile(lat, 99)
 		res.RuncRatio = float64(res.RuncP50) / float64(res.ColdP50)
+		if res.ColdNetP50 > 0 {
+			res.RuncRatioNet = float64(res.RuncP50) / float64(res.ColdNetP50)
+		}
 		logf("runc run: p50 %v p99 %v over %d; ratio %.1fx", res.RuncP50, res.RuncP99, res.RuncStarts, res.RuncRatio)
 	}
 
 	// Start many at once: sleeping instances, created and started concurrently.
 	sleeper := func(name string) Spec {
-		return Spec{Name: name, Command: []string{"sleep", "3600"}, Limits: bc.Limits}
+		return Spec{Name: name, Command: []string{"sleep", "3600"}, Limits: bc.Limits, Network: NetworkHost}
 	}
 	res.Parallel = bc.Parallel
 	t0 := time.Now()

@@ -31,6 +31,10 @@ func BenchmarkSandbox(b *testing.B) {
 		ms := func(d interface{ Seconds() float64 }) float64 { return d.Seconds() * 1000 }
 		b.ReportMetric(ms(res.ColdP50), "cold-p50-ms")
 		b.ReportMetric(ms(res.ColdP99), "cold-p99-ms")
+		if res.ColdNetP50 > 0 {
+			b.ReportMetric(ms(res.ColdNetP50), "cold-net-p50-ms")
+			b.ReportMetric(ms(res.ColdNetP99), "cold-net-p99-ms")
+		}
 		if res.ColdDiskP50 > 0 {
 			b.ReportMetric(ms(res.ColdDiskP50), "cold-disk-p50-ms")
 		}
@@ -38,6 +42,9 @@ func BenchmarkSandbox(b *testing.B) {
 			b.ReportMetric(ms(res.RuncP50), "runc-p50-ms")
 			b.ReportMetric(ms(res.RuncP99), "runc-p99-ms")
 			b.ReportMetric(res.RuncRatio, "runc/sandbox")
+			if res.RuncRatioNet > 0 {
+				b.ReportMetric(res.RuncRatioNet, "runc/sandbox-net")
+			}
 		}
 		b.ReportMetric(ms(res.StartManyWall), "start-100-ms")
 		if res.Idle > 0 {

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/netip"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -55,6 +57,20 @@ type Config struct {
 	// alternatives, time zone, services and protocols; nil takes the default, an empty
 	// slice gives none. Small files are copied at each start, directories bound.
 	EtcFiles []string
+	// DefaultNetwork is the network mode of a spec without one: NetworkBridge (the
+	// default), NetworkNone or NetworkHost.
+	DefaultNetwork string
+	// Bridge is the name of the node bridge bridge-mode instances are on (default
+	// "c7n0"; at most 15 characters, not starting with "c7v"). One runtime per bridge.
+	Bridge string
+	// BridgeSubnet is the bridge's IPv4 subnet (default 10.213.0.0/16): the bridge has
+	// its first address, instances get the others. It must not overlap a route of the
+	// host.
+	BridgeSubnet string
+	// DNS are the name servers of bridge-mode instances' resolv.conf. Empty: the
+	// host's, less loopback ones (which do not answer inside an instance), else those
+	// of systemd-resolved's upstream file, else 8.8.8.8 and 8.8.4.4 (as Docker does).
+	DNS []string
 	// Env is added to every instance's environment (e.g. CONSTELLATION_API).
 	Env map[string]string
 	// TmpMB is the size of each instance's private /tmp (tmpfs, charged to its memory);
@@ -87,6 +103,8 @@ type Config struct {
 	Rand func() float64   `json:"-"`
 }
 
+var bridgeNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
+
 // DefaultConfig returns a Config with every default filled in for stateDir.
 func DefaultConfig(stateDir string) Config {
 	c := Config{StateDir: stateDir}
@@ -101,6 +119,7 @@ func (c *Config) setDefaults() {
 	if c.DiskQuota == "" {
 		c.DiskQuota = DiskQuotaAuto
 	}
+	c.setNetworkDefaults()
 	if c.DataImageMB == 0 {
 		c.DataImageMB = 65536
 	}
@@ -169,6 +188,9 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("sandbox: config: unknown DiskQuota %q", c.DiskQuota)
 	}
+	if err := c.ValidateNetwork(); err != nil {
+		return err
+	}
 	if c.DataImageMB < 300 {
 		return errors.New("sandbox: config: DataImageMB must be at least 300 (XFS minimum)")
 	}
@@ -198,4 +220,39 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("sandbox: config: LogBurstBytes %d is below 4096 (a pipe read must fit)", c.LogBurstBytes)
 	}
 	return nil
+}
+
+// ValidateNetwork checks DefaultNetwork, Bridge, BridgeSubnet and DNS (empty ones take
+// their defaults).
+func (c Config) ValidateNetwork() error {
+	c.setNetworkDefaults()
+	switch c.DefaultNetwork {
+	case NetworkBridge, NetworkNone, NetworkHost:
+	default:
+		return fmt.Errorf("sandbox: config: DefaultNetwork %q: want %q, %q or %q", c.DefaultNetwork, NetworkBridge, NetworkNone, NetworkHost)
+	}
+	if !bridgeNameRE.MatchString(c.Bridge) || strings.HasPrefix(c.Bridge, "c7v") {
+		return fmt.Errorf("sandbox: config: Bridge %q: want 1-15 characters [A-Za-z0-9_.-] not starting with c7v (instance veths), e.g. %s", c.Bridge, DefaultBridge)
+	}
+	if _, err := parseBridgeSubnet(c.BridgeSubnet); err != nil {
+		return err
+	}
+	for _, d := range c.DNS {
+		if _, err := netip.ParseAddr(d); err != nil {
+			return fmt.Errorf("sandbox: config: DNS server %q is not an IP address", d)
+		}
+	}
+	return nil
+}
+
+func (c *Config) setNetworkDefaults() {
+	if c.DefaultNetwork == "" {
+		c.DefaultNetwork = NetworkBridge
+	}
+	if c.Bridge == "" {
+		c.Bridge = DefaultBridge
+	}
+	if c.BridgeSubnet == "" {
+		c.BridgeSubnet = DefaultBridgeSubnet
+	}
 }

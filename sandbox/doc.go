@@ -42,13 +42,30 @@
 //
 // # What an instance sees (Linux)
 //
-// New PID, mount, UTS, IPC and cgroup namespaces, its own user namespace, and optionally
-// a network namespace with only loopback: PID 1 is the instance init, the program is
+// New PID, mount, UTS, IPC and cgroup namespaces, its own user namespace, and a network
+// namespace per Spec.Network (below): PID 1 is the instance init, the program is
 // its child (PID 2) and sees only the instance's processes; /proc/self/cgroup shows "/". Its root is a small read-only tmpfs holding
 // read-only binds of the host's system directories (Config.SystemDirs: /bin /lib /usr
 // ...), /app (an overlay: lower = the shared read-only code directory, upper = the
 // instance's private data, which is the working directory and HOME), a private /tmp,
 // /etc, /dev and /proc, and /run/constellation.
+//
+// # Network (Linux)
+//
+// Spec.Network is NetworkBridge (Config.DefaultNetwork unless configured otherwise),
+// NetworkNone (a namespace with loopback only, unshared with the user namespace) or
+// NetworkHost (the host's namespace, only when asked for); Create stores the mode.
+// Bridge mode: a namespace made at Create by host root (so root inside cannot
+// reconfigure it), bound at <instance dir>/netns, with lo and eth0, one end of a veth
+// pair on the node bridge (Config.Bridge, made on first use), an address of
+// Config.BridgeSubnet (Info.IP, kept with the instance, released by Destroy) and a
+// default route via the bridge; egress is masqueraded. Spec.Publish forwards host ports
+// (DNAT from any local address, 127.0.0.1 included) and the runtime holds them bound so
+// no host process takes them; a conflict names the instance holding the port. All of it
+// is netlink (vishvananda/netlink, google/nftables: one table per bridge rebuilt
+// atomically, so a new runtime keeps the rules); see network_linux.go. Teardown removes
+// the bridge and the table. The launcher joins the namespace with setns before it
+// unshares the user namespace. Instances on a bridge reach each other.
 //
 // # The boundary (Linux)
 //
@@ -64,8 +81,9 @@
 // Namespace ownership: the mount, PID, UTS, IPC and cgroup namespaces are made by host
 // root before the user namespace exists, so they belong to the host's user namespace:
 // root inside has no capability over them (it cannot mount, unmount a mask, remount a
-// read-only bind, set the hostname or create device nodes). Only an isolated network
-// namespace belongs to the instance's user namespace.
+// read-only bind, set the hostname or create device nodes); so does a bridge-mode
+// network namespace. Only a "none" network namespace belongs to the instance's user
+// namespace.
 //
 // Capabilities: uid 0 inside keeps CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID,
 // SETUID and NET_BIND_SERVICE (8 of Docker's 14) as effective, permitted and bounding

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -84,8 +85,9 @@ func (h *hostEtc) get(name string, follow bool) (etcEntry, bool) {
 }
 
 // etcFor returns an instance's /etc: generated passwd, group, hosts, hostname,
-// nsswitch.conf, the host's resolv.conf, and the host entries of Config.EtcFiles.
-func (h *hostEtc) etcFor(spec *Spec, uid, gid int) []etcEntry {
+// nsswitch.conf, resolv.conf for its network mode (see resolvConf), and the host
+// entries of Config.EtcFiles. ip is its bridge address (network bridge).
+func (h *hostEtc) etcFor(spec *Spec, uid, gid int, mode, ip string, dns []string) []etcEntry {
 	var passwd, group strings.Builder
 	passwd.WriteString("root:x:0:0:root:/root:/bin/sh\n")
 	group.WriteString("root:x:0:\ntty:x:5:\n")
@@ -100,15 +102,24 @@ func (h *hostEtc) etcFor(spec *Spec, uid, gid int) []etcEntry {
 	out := []etcEntry{
 		{Name: "passwd", Content: []byte(passwd.String())},
 		{Name: "group", Content: []byte(group.String())},
-		{Name: "hosts", Content: fmt.Appendf(nil, "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t%s\n", spec.Name)},
+		{Name: "hosts", Content: hostsFile(spec.Name, mode, ip)},
 		{Name: "hostname", Content: []byte(spec.Name + "\n")},
 		{Name: "nsswitch.conf", Content: []byte("passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\nprotocols: files\nservices: files\nethers: files\nrpc: files\n")},
 	}
-	resolv := etcEntry{Name: "resolv.conf", Content: []byte{}}
+	var host []byte
 	if e, ok := h.get("resolv.conf", true); ok && !e.Bind {
-		resolv.Content = e.Content
+		host = e.Content
 	}
-	out = append(out, resolv)
+	var upstream func() []byte
+	if mode == NetworkBridge && len(dns) == 0 {
+		upstream = func() []byte {
+			if e, ok := h.get("../run/systemd/resolve/resolv.conf", true); ok && !e.Bind {
+				return e.Content
+			}
+			return nil
+		}
+	}
+	out = append(out, etcEntry{Name: "resolv.conf", Content: resolvConf(mode, host, dns, upstream)})
 	for _, n := range h.names {
 		if slices.Contains(generatedEtc, n) {
 			continue
@@ -213,4 +224,68 @@ func shiftOwner(dir string, toBase int, cfg *Config) error {
 		}
 		return nil
 	})
+}
+
+// hostsFile is an instance's /etc/hosts: localhost, and its name on its bridge address
+// (network bridge) or on 127.0.1.1.
+func hostsFile(name, mode, ip string) []byte {
+	self := "127.0.1.1"
+	if mode == NetworkBridge && ip != "" {
+		self = ip
+	}
+	return fmt.Appendf(nil, "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n%s\t%s\n", self, name)
+}
+
+// fallbackDNS are the name servers of a bridge-mode instance when neither the node's
+// configuration nor the host gives a usable one (Docker's choice).
+var fallbackDNS = []string{"8.8.8.8", "8.8.4.4"}
+
+// resolvConf is an instance's resolv.conf. Host network: the host's file. None: no
+// name server. Bridge: the host's file without loopback name servers (they do not
+// answer inside the instance's namespace), or with dns instead of its name servers
+// when given; with no name server left, those of upstream (systemd-resolved's file),
+// else fallbackDNS.
+func resolvConf(mode string, host []byte, dns []string, upstream func() []byte) []byte {
+	switch mode {
+	case NetworkHost:
+		return host
+	case NetworkNone:
+		return []byte("# network none: loopback only, no name servers\n")
+	}
+	keep, servers := filterResolv(host)
+	if len(dns) == 0 {
+		dns = servers
+	}
+	if len(dns) == 0 && upstream != nil {
+		_, dns = filterResolv(upstream())
+	}
+	if len(dns) == 0 {
+		dns = fallbackDNS
+	}
+	var b strings.Builder
+	for _, s := range dns {
+		fmt.Fprintf(&b, "nameserver %s\n", s)
+	}
+	for _, l := range keep {
+		b.WriteString(l + "\n")
+	}
+	return []byte(b.String())
+}
+
+// filterResolv splits a resolv.conf into its usable name servers (not loopback) and
+// its other lines (search, options; comments dropped).
+func filterResolv(b []byte) (other, servers []string) {
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		switch {
+		case len(f) == 0 || strings.HasPrefix(f[0], "#") || strings.HasPrefix(f[0], ";"):
+		case f[0] == "nameserver" && len(f) >= 2:
+			if a, err := netip.ParseAddr(f[1]); err == nil && !a.IsLoopback() {
+				servers = append(servers, f[1])
+			}
+		default:
+			other = append(other, strings.TrimSpace(l))
+		}
+	}
+	return other, servers
 }

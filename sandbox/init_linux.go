@@ -25,12 +25,14 @@ type initConfig struct {
 	Work       string   `json:"work"`
 	Hostname   string   `json:"hostname"`
 	Loopback   bool     `json:"loopback"` // new network namespace with lo up
-	UID        int      `json:"uid"`      // inside the user namespace (if any)
-	GID        int      `json:"gid"`
-	Path       string   `json:"path"` // executable, as seen inside the instance
-	Argv       []string `json:"argv"`
-	Env        []string `json:"env"`
-	TmpMB      int64    `json:"tmp_mb"`
+	// NetNS is a descriptor of the network namespace to join (bridge mode; -1: none).
+	NetNS int      `json:"net_ns"`
+	UID   int      `json:"uid"` // inside the user namespace (if any)
+	GID   int      `json:"gid"`
+	Path  string   `json:"path"` // executable, as seen inside the instance
+	Argv  []string `json:"argv"`
+	Env   []string `json:"env"`
+	TmpMB int64    `json:"tmp_mb"`
 	// UserNS: unshare a user namespace mapping 0..65535 to HostUID.. (uids and gids).
 	UserNS   bool       `json:"user_ns"`
 	HostUID  int        `json:"host_uid"`

@@ -427,7 +427,8 @@ func TestIsolatedNetwork(t *testing.T) {
 func TestReadoptionAcrossProcesses(t *testing.T) {
 	e := newTestRuntime(t, nil)
 	e.rt.Close() // the other process owns the state dir first
-	b, err := json.Marshal(Config{StateDir: e.cfg.StateDir, CodeRoots: e.cfg.CodeRoots, CgroupParent: e.cfg.CgroupParent, DataImageMB: e.cfg.DataImageMB})
+	b, err := json.Marshal(Config{StateDir: e.cfg.StateDir, CodeRoots: e.cfg.CodeRoots, CgroupParent: e.cfg.CgroupParent, DataImageMB: e.cfg.DataImageMB,
+		Bridge: e.cfg.Bridge, BridgeSubnet: e.cfg.BridgeSubnet})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,6 +50,16 @@ func launchRaw(c *initConfig, hostDirs map[string]string, v1Procs []string, cgro
 		return 0, 0, err
 	}
 	defer closeInit()
+	if c.NetNS >= 0 {
+		nfd, closeNet, err := fdAbove(c.NetNS, low)
+		if err != nil {
+			return 0, 0, err
+		}
+		defer closeNet()
+		cc := *c
+		cc.NetNS = nfd
+		c = &cc
+	}
 	var procFDs []int
 	for _, f := range v1Procs {
 		fd, err := unix.Open(f, unix.O_WRONLY|unix.O_CLOEXEC, 0)

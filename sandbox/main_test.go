@@ -85,11 +85,14 @@ func newTestRuntime(t testing.TB, mut func(*Config)) *testEnv {
 	state := t.TempDir()
 	codeRoot := t.TempDir()
 	os.Chmod(codeRoot, 0o755)
+	bridge, subnet := testBridge(t)
 	cfg := Config{
 		StateDir:     state,
 		CodeRoots:    []string{codeRoot},
 		CgroupParent: randName("constellation-test-"),
 		DataImageMB:  1024,
+		Bridge:       bridge,
+		BridgeSubnet: subnet,
 	}
 	if mut != nil {
 		mut(&cfg)

@@ -21,6 +21,7 @@ import (
 const (
 	goInitCfgFD = pid1NumFDs
 	goInitErrFD = pid1NumFDs + 1
+	goInitNetFD = pid1NumFDs + 2 // the bridge-mode network namespace, if any
 )
 
 // goPID1 starts the program and supervises it; it returns only when the program could

@@ -344,12 +344,16 @@ func programStatus(status *os.File, initSt exitStatus) exitStatus {
 
 // initFDs lists the Go init's files: the init's files, then its configuration and
 // error pipes.
-func initFDs(files []*os.File, cfg, errW *os.File) []uintptr {
-	fds := make([]uintptr, 0, len(files)+2)
+func initFDs(files []*os.File, cfg, errW *os.File, netNS int) []uintptr {
+	fds := make([]uintptr, 0, len(files)+3)
 	for _, f := range files {
 		fds = append(fds, f.Fd())
 	}
-	return append(fds, cfg.Fd(), errW.Fd())
+	fds = append(fds, cfg.Fd(), errW.Fd())
+	if netNS >= 0 {
+		fds = append(fds, uintptr(netNS)) // goInitNetFD
+	}
+	return fds
 }
 
 // procState is the state letter of /proc/PID/stat ('Z': zombie), 0 if gone.

@@ -168,6 +168,12 @@ func buildChild(c *initConfig, v1Procs []int, stdio []int, hostDirs map[string]s
 		p.add("setsid", unix.SYS_SETSID)
 	}
 	p.add("umask", unix.SYS_UMASK, 0)
+	if c.NetNS >= 0 {
+		// The bridge-mode namespace, made by host root: it belongs to the host's user
+		// namespace, so root inside cannot reconfigure it.
+		p.add("join network namespace", unix.SYS_SETNS, uintptr(c.NetNS), unix.CLONE_NEWNET)
+		p.add("close network namespace", unix.SYS_CLOSE, uintptr(c.NetNS))
+	}
 	zero := []byte("0")
 	p.keep = append(p.keep, zero)
 	for _, fd := range v1Procs { // cgroup.procs files opened by the parent

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,6 +40,7 @@ type linuxPlatform struct {
 	seccompErr     error
 	// initBin is the native instance init (nil: the Go init is used; pid1_linux.go).
 	initBin *initBinary
+	net     *bridgeNet // bridge networking (network_linux.go)
 }
 
 func newPlatform(cfg *Config) (platform, error) {
@@ -50,6 +52,9 @@ func newPlatform(cfg *Config) (platform, error) {
 		return nil, err
 	}
 	p := &linuxPlatform{cfg: cfg, cg: cg, raw: haveRawLaunch}
+	if p.net, err = newBridgeNet(cfg); err != nil {
+		return nil, err
+	}
 	p.hostDirs = hostSystemDirs(cfg.SystemDirs)
 	p.procMaskFiles = existing("/proc", procMaskedFiles)
 	p.procMaskDirs = existing("/proc", procMaskedDirs)
@@ -237,8 +242,15 @@ func (p *linuxPlatform) create(res *resources, spec *Spec) (err error) {
 		}
 		markDataOwner(res) // kept data is checked (and moved) at start
 	}
+	if res.IP != "" {
+		return p.net.add(res, spec)
+	}
 	return nil
 }
+
+func (p *linuxPlatform) bridgeSubnet() (netip.Prefix, bool)  { return p.net.subnet, true }
+func (p *linuxPlatform) adoptNet(res *resources, spec *Spec) { p.net.adopt(res, spec) }
+func (p *linuxPlatform) syncNet() error                      { return p.net.sync() }
 
 func (p *linuxPlatform) start(res *resources, spec *Spec, stdout *os.File) (process, runPipes, error) {
 	path, argv, err := resolveExec(spec, p.cfg.SystemDirs)
@@ -256,6 +268,14 @@ func (p *linuxPlatform) start(res *resources, spec *Spec, stdout *os.File) (proc
 	if err := fixDataOwner(res, p.cfg); err != nil {
 		return nil, runPipes{}, err
 	}
+	mode := effectiveNetwork(spec)
+	netNS := -1
+	if mode == NetworkBridge {
+		if netNS, err = p.net.netnsFD(res); err != nil {
+			return nil, runPipes{}, err
+		}
+		defer unix.Close(netNS)
+	}
 	ic := initConfig{
 		Root:          filepath.Join(res.Dir, "root"),
 		SystemDirs:    p.cfg.SystemDirs,
@@ -263,7 +283,8 @@ func (p *linuxPlatform) start(res *resources, spec *Spec, stdout *os.File) (proc
 		Upper:         res.upper(),
 		Work:          res.work(),
 		Hostname:      spec.Name,
-		Loopback:      spec.Network == NetworkIsolated,
+		Loopback:      mode == NetworkNone,
+		NetNS:         netNS,
 		UID:           uid,
 		GID:           gid,
 		Path:          path,
@@ -272,7 +293,7 @@ func (p *linuxPlatform) start(res *resources, spec *Spec, stdout *os.File) (proc
 		TmpMB:         p.cfg.TmpMB,
 		UserNS:        res.HostUID != 0,
 		HostUID:       res.HostUID,
-		Etc:           p.etc.etcFor(spec, uid, gid),
+		Etc:           p.etc.etcFor(spec, uid, gid, mode, res.IP, p.cfg.DNS),
 		RunDir:        res.runDir(),
 		DevNodes:      p.devNodes,
 		ProcMaskFiles: p.procMaskFiles,
@@ -327,7 +348,7 @@ func (p *linuxPlatform) start(res *resources, spec *Spec, stdout *os.File) (proc
 		}
 		pid, pidfd, err = launchRaw(&ic, p.hostDirs, v1Procs, cgroupFD, files.child[:])
 	} else {
-		pid, pidfd, err = launchInit(&ic, cg, cgroupFD, spec.Network == NetworkIsolated, files.child[:])
+		pid, pidfd, err = launchInit(&ic, cg, cgroupFD, files.child[:])
 	}
 	if err != nil {
 		return fail(fmt.Errorf("sandbox: start %q: %w", res.Name, err))
@@ -447,6 +468,9 @@ func (p *linuxPlatform) destroy(res *resources, keepData bool) error {
 	cg := p.cg.cgroup(res.Name)
 	cg.kill()
 	err := cg.destroy()
+	if res.IP != "" {
+		err = errors.Join(err, p.net.remove(res))
+	}
 	if res.Image != "" {
 		unmountData(res.DataDir)
 		if !keepData {
@@ -479,12 +503,15 @@ func (p *linuxPlatform) copyTree(src, dst string) error {
 	return nil
 }
 
-func (p *linuxPlatform) close() { p.initBin.close() }
+func (p *linuxPlatform) close() {
+	p.initBin.close()
+	p.net.close()
+}
 
 func (p *linuxPlatform) teardown() error {
-	var err error
+	err := p.net.teardown()
 	if p.xfs != nil {
-		err = p.xfs.unmount()
+		err = errors.Join(err, p.xfs.unmount())
 		os.Remove(p.xfs.img)
 	}
 	p.cg.removeParent()
@@ -493,7 +520,11 @@ func (p *linuxPlatform) teardown() error {
 
 // launchInit starts the instance through the re-executed Go init (Init): the fallback
 // where the raw launcher is not available.
-func launchInit(ic *initConfig, cg *cgroup, cgroupFD int, newNet bool, stdio []*os.File) (pid, pidfd int, err error) {
+func launchInit(ic *initConfig, cg *cgroup, cgroupFD int, stdio []*os.File) (pid, pidfd int, err error) {
+	hostNS := ic.NetNS
+	if hostNS >= 0 {
+		ic.NetNS = goInitNetFD // where the init finds it
+	}
 	cfgJSON, err := json.Marshal(ic)
 	if err != nil {
 		return 0, 0, err
@@ -515,7 +546,7 @@ func launchInit(ic *initConfig, cg *cgroup, cgroupFD int, newNet bool, stdio []*
 		Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS | syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC,
 		PidFD:      &pidfd,
 	}
-	if newNet {
+	if ic.Loopback {
 		sys.Cloneflags |= syscall.CLONE_NEWNET
 	}
 	if cgroupFD >= 0 {
@@ -525,7 +556,7 @@ func launchInit(ic *initConfig, cg *cgroup, cgroupFD int, newNet bool, stdio []*
 		Dir: "/",
 		// The init stays resident as PID 1 (pid1_go_linux.go): one P, a small heap.
 		Env:   []string{"GOGC=25", "GOMAXPROCS=1"},
-		Files: initFDs(stdio, cfgR, errW),
+		Files: initFDs(stdio, cfgR, errW, hostNS),
 		Sys:   sys,
 	}
 	pid, err = syscall.ForkExec("/proc/self/exe", []string{initArg0}, attr)

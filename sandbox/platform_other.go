@@ -5,6 +5,7 @@ package sandbox
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -58,8 +59,15 @@ func (p *otherPlatform) checkSpec(spec *Spec) error {
 	if spec.Seccomp != SeccompUnconfined {
 		return fieldErr("seccomp", ErrUnenforceable, "no seccomp on %s: set seccomp to %q", runtime.GOOS, SeccompUnconfined)
 	}
+	if effectiveNetwork(spec) != NetworkHost {
+		return fieldErr("network", ErrUnenforceable, "no network namespaces on %s: set network to %q", runtime.GOOS, NetworkHost)
+	}
 	return nil
 }
+
+func (p *otherPlatform) bridgeSubnet() (netip.Prefix, bool) { return netip.Prefix{}, false }
+func (p *otherPlatform) adoptNet(*resources, *Spec)         {}
+func (p *otherPlatform) syncNet() error                     { return nil }
 
 func (p *otherPlatform) create(res *resources, spec *Spec) error {
 	res.DataDir = filepath.Join(p.data, "instances", res.Name)

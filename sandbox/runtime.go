@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -52,6 +53,13 @@ type platform interface {
 	copyTree(src, dst string) error
 	// hasInit: runs start under an instance init holding their pipes.
 	hasInit() bool
+	// bridgeSubnet is the subnet bridge-mode instances get addresses from (false: no
+	// bridge networking on this platform).
+	bridgeSubnet() (netip.Prefix, bool)
+	// adoptNet records the network of an instance of an earlier runtime; syncNet then
+	// sets up the bridge (when an instance uses it) and rebuilds the rules.
+	adoptNet(res *resources, spec *Spec)
+	syncNet() error
 	// close releases what the runtime holds without touching running instances;
 	// teardown also unmounts the data filesystem and removes cgroup parents.
 	close()
@@ -100,6 +108,9 @@ type resources struct {
 	// UpperIno is the inode of the data layer's root when its owners were last checked
 	// (a restored or kept layer is a new directory and is checked again at start).
 	UpperIno uint64 `json:"upper_ino,omitempty"`
+	// IP is eth0's address of a bridge-mode instance (from Config.BridgeSubnet); its
+	// network namespace is bound at Dir/netns.
+	IP string `json:"ip,omitempty"`
 }
 
 func (r *resources) upper() string { return filepath.Join(r.DataDir, "upper") }
@@ -229,6 +240,9 @@ func (r *Runtime) load() error {
 		}
 		in := &instance{name: st.Spec.Name, st: st, changed: make(chan struct{})}
 		r.instances[in.name] = in
+		if st.Res.IP != "" {
+			r.plat.adoptNet(&in.st.Res, &in.st.Spec)
+		}
 		in.mu.Lock()
 		switch st.State {
 		case StateRunning:
@@ -252,6 +266,9 @@ func (r *Runtime) load() error {
 		}
 		in.mu.Unlock()
 	}
+	if err := r.plat.syncNet(); err != nil {
+		r.log.Error("sandbox: bridge network of re-adopted instances", "err", err)
+	}
 	return nil
 }
 
@@ -259,6 +276,12 @@ func (r *Runtime) load() error {
 // (state created). It does not start it. Data kept by an earlier Destroy(keepData) of
 // the same name is reused.
 func (r *Runtime) Create(spec Spec) (Info, error) {
+	if spec.Network == "" {
+		spec.Network = r.cfg.DefaultNetwork
+	}
+	if spec.Network == NetworkIsolated {
+		spec.Network = NetworkNone
+	}
 	if err := spec.Validate(r.plat.host()); err != nil {
 		return Info{}, err
 	}
@@ -301,6 +324,14 @@ func (r *Runtime) Create(spec Spec) (Info, error) {
 			return Info{}, err
 		}
 		in.st.Res.HostUID = u
+	}
+	if spec.Network == NetworkBridge {
+		ip, err := r.allocIPLocked(&spec)
+		if err != nil {
+			r.mu.Unlock()
+			return Info{}, err
+		}
+		in.st.Res.IP = ip
 	}
 	r.nextProj++
 	if spec.CPUCores > 0 {
@@ -345,6 +376,35 @@ func (r *Runtime) Create(spec Spec) (Info, error) {
 	}
 	r.emitLocked(in, Event{Type: EventCreated})
 	return in.infoLocked(), nil
+}
+
+// allocIPLocked checks spec's published host ports against the other instances and
+// picks the lowest free bridge address (r.mu held).
+func (r *Runtime) allocIPLocked(spec *Spec) (string, error) {
+	subnet, ok := r.plat.bridgeSubnet()
+	if !ok {
+		return "", fieldErr("network", ErrUnenforceable, "no bridge networking on %s: use network %q", runtime.GOOS, NetworkHost)
+	}
+	used := map[netip.Addr]bool{}
+	holder := map[string]string{}
+	for _, in := range r.instances {
+		if a, err := netip.ParseAddr(in.st.Res.IP); err == nil {
+			used[a] = true
+		}
+		for _, p := range in.st.Spec.Publish {
+			holder[p.hostKey()] = in.name
+		}
+	}
+	for _, p := range spec.Publish {
+		if h, ok := holder[p.hostKey()]; ok {
+			return "", fieldErr("publish", ErrExists, "host port %s is already published by instance %q", p.hostKey(), h)
+		}
+	}
+	a, ok := allocAddr(subnet, used)
+	if !ok {
+		return "", fieldErr("network", ErrUnenforceable, "every address of the bridge subnet %s is in use", subnet)
+	}
+	return a.String(), nil
 }
 
 // checkPaths verifies the code directory and the executable on the host.
@@ -937,6 +997,7 @@ func (in *instance) infoLocked() Info {
 		Restarts:  in.st.Restarts,
 		Cpuset:    in.st.Res.Cpuset,
 		HostUID:   in.st.Res.HostUID,
+		IP:        in.st.Res.IP,
 	}
 }
 

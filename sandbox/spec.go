@@ -46,9 +46,13 @@ type Spec struct {
 	// (unprivileged by default).
 	UID *int `json:"uid,omitempty"`
 	GID *int `json:"gid,omitempty"`
-	// Network is "host" (default: share the host network so instances serve on host
-	// ports) or "isolated" (a new network namespace with loopback only).
+	// Network is "bridge" (own network namespace with an address on the node's
+	// bridge, NAT for egress), "none" (loopback only) or "host" (the node's network).
+	// Empty: Config.DefaultNetwork (bridge); Create stores the mode it chose.
+	// "isolated" is the former name of "none".
 	Network string `json:"network,omitempty"`
+	// Publish forwards host ports to the instance (bridge mode only).
+	Publish []Publish `json:"publish,omitempty"`
 	// HostRoot runs the instance without a user namespace: its uids are host uids and
 	// uid 0 is the host's root (with the reduced capability set). Refused unless the
 	// node allows it (Config.AllowHostRoot, --allow-host-root). Default false: the
@@ -220,19 +224,8 @@ func (s *Spec) Validate(h Host) error {
 	case !strings.HasPrefix(s.Seccomp, "/") || strings.IndexByte(s.Seccomp, 0) >= 0:
 		return fieldErr("seccomp", ErrInvalidSpec, "must be %q, %q or the absolute path of an OCI seccomp profile (JSON)", SeccompDefault, SeccompUnconfined)
 	}
-	switch s.Network {
-	case "", NetworkHost, NetworkIsolated:
-	default:
-		return fieldErr("network", ErrInvalidSpec, "must be %q or %q", NetworkHost, NetworkIsolated)
-	}
-	return nil
+	return s.validateNetwork()
 }
-
-// Network modes.
-const (
-	NetworkHost     = "host"
-	NetworkIsolated = "isolated"
-)
 
 // Validate checks limits against the host: negative values, values the host cannot
 // provide, and memory too small to start anything are *FieldError values.

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"errors"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -78,7 +79,26 @@ func TestValidate(t *testing.T) {
 		{func(s *Spec) { s.Restart.Policy = "sometimes" }, "restart.policy"},
 		{func(s *Spec) { s.Restart.MaxAttempts = -1 }, "restart.max_attempts"},
 		{func(s *Spec) { u := -1; s.UID = &u }, "uid"},
-		{func(s *Spec) { s.Network = "bridge" }, "network"},
+		{func(s *Spec) { s.Network = "nat" }, "network"},
+		{func(s *Spec) { s.Network = NetworkBridge }, ""},
+		{func(s *Spec) { s.Network = NetworkNone }, ""},
+		{func(s *Spec) { s.Network = NetworkIsolated }, ""},
+		{func(s *Spec) { s.Network = NetworkHost }, ""},
+		{func(s *Spec) { s.Publish = []Publish{{HostPort: 8080, Port: 80}} }, ""},
+		{func(s *Spec) {
+			s.Network = NetworkBridge
+			s.Publish = []Publish{{HostPort: 53, Port: 53, Protocol: "udp"}}
+		}, ""},
+		{func(s *Spec) { s.Network = NetworkHost; s.Publish = []Publish{{HostPort: 8080, Port: 80}} }, "publish"},
+		{func(s *Spec) { s.Network = NetworkNone; s.Publish = []Publish{{HostPort: 8080, Port: 80}} }, "publish"},
+		{func(s *Spec) { s.Publish = []Publish{{HostPort: 0, Port: 80}} }, "publish"},
+		{func(s *Spec) { s.Publish = []Publish{{HostPort: 1, Port: 80, Protocol: "sctp"}} }, "publish"},
+		{func(s *Spec) {
+			s.Publish = []Publish{{HostPort: 1, Port: 80}, {HostPort: 1, Port: 81, Protocol: "tcp"}}
+		}, "publish"},
+		{func(s *Spec) {
+			s.Publish = []Publish{{HostPort: 1, Port: 80}, {HostPort: 1, Port: 81, Protocol: "udp"}}
+		}, ""},
 		{func(s *Spec) { u := 65535; s.UID = &u }, ""},
 		{func(s *Spec) { u := 65536; s.UID = &u }, "uid"},
 		{func(s *Spec) { g := 70000; s.GID = &g }, "gid"},
@@ -180,4 +200,59 @@ func FuzzDecodeSpec(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestParsePublish(t *testing.T) {
+	good := map[string]Publish{
+		"8080:80":     {HostPort: 8080, Port: 80, Protocol: "tcp"},
+		"8080:80/tcp": {HostPort: 8080, Port: 80, Protocol: "tcp"},
+		"5353:53/udp": {HostPort: 5353, Port: 53, Protocol: "udp"},
+		"65535:1/tcp": {HostPort: 65535, Port: 1, Protocol: "tcp"},
+	}
+	for in, want := range good {
+		got, err := ParsePublish(in)
+		if err != nil || got != want {
+			t.Errorf("ParsePublish(%q) = %+v, %v; want %+v", in, got, err, want)
+		}
+		if back, err := ParsePublish(got.String()); err != nil || back != got {
+			t.Errorf("String of %q = %q does not parse back: %+v %v", in, got.String(), back, err)
+		}
+	}
+	for _, in := range []string{"", "8080", "8080:", ":80", "0:80", "8080:0", "70000:80", "8080:80/sctp", "8080:80/", "a:b", "1.2.3.4:8080:80", "-1:80"} {
+		if p, err := ParsePublish(in); err == nil {
+			t.Errorf("ParsePublish(%q) = %+v; want an error", in, p)
+		} else if !strings.Contains(err.Error(), "HOSTPORT:PORT") {
+			t.Errorf("ParsePublish(%q) error %q does not say the syntax", in, err)
+		}
+	}
+}
+
+func TestAllocAddr(t *testing.T) {
+	p := netip.MustParsePrefix("198.18.7.0/29") // .0 net, .1 gateway, .7 broadcast
+	used := map[netip.Addr]bool{}
+	var got []string
+	for {
+		a, ok := allocAddr(p, used)
+		if !ok {
+			break
+		}
+		used[a] = true
+		got = append(got, a.String())
+	}
+	want := []string{"198.18.7.2", "198.18.7.3", "198.18.7.4", "198.18.7.5", "198.18.7.6"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("allocated %v; want %v", got, want)
+	}
+	delete(used, netip.MustParseAddr("198.18.7.4"))
+	if a, ok := allocAddr(p, used); !ok || a.String() != "198.18.7.4" {
+		t.Fatalf("after a release: %v %v; want 198.18.7.4", a, ok)
+	}
+	for _, bad := range []string{"10.0.0.0/30", "10.0.0.1/16", "fd00::/64", "10.0.0.0/7", "x"} {
+		if _, err := parseBridgeSubnet(bad); err == nil {
+			t.Errorf("parseBridgeSubnet(%q) accepted", bad)
+		}
+	}
+	if _, err := parseBridgeSubnet(DefaultBridgeSubnet); err != nil {
+		t.Errorf("default subnet: %v", err)
+	}
 }

@@ -87,6 +87,9 @@ type Info struct {
 	// HostUID is the host uid (and gid) that uid 0 inside the instance maps to; the
 	// instance's uids 0..65535 are HostUID..HostUID+65535 on the host. 0 for host_root.
 	HostUID int `json:"host_uid,omitempty"`
+	// IP is the instance's address on the node bridge (network bridge), reachable from
+	// the node and from the other instances on the bridge.
+	IP string `json:"ip,omitempty"`
 }
 
 // Stats are an instance's resource usage.

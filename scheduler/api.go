@@ -131,6 +131,9 @@ func (s *Scheduler) status(st *schedState, d DeploymentRecord) api.DeploymentSta
 		if rec, ok := st.insts[c.Instance]; ok && rec.NodeID == c.NodeID {
 			di.Status = rec.Status
 		}
+		if _, ok := st.claims[c.Replaces]; ok && c.Replaces != "" && healthy(state) {
+			out.Moves++
+		}
 		if healthy(state) {
 			out.Placed++
 			if state == claimRunning {

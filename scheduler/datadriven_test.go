@@ -216,7 +216,7 @@ func (h *harness) run(d *datadriven.TestData) (string, error) {
 		}
 		h.claims[name] = ClaimRecord{Instance: name, Deployment: kv["dep"], Namespace: dep.Namespace, Slot: int(num(kv, "slot", 0)),
 			Node: node, NodeID: id(node), ClaimID: cid, Owner: "?", At: num(kv, "at", 0), Priority: dep.Priority,
-			CPUMilli: res.CPUMilli, RAMMB: res.RAMMB, DiskMB: res.DiskMB, Replaces: kv["replaces"], Avoid: list(kv, "avoid")}
+			CPUMilli: res.CPUMilli, RAMMB: res.RAMMB, DiskMB: res.DiskMB, Replaces: kv["replaces"], Failover: kv["failover"] == "true", Avoid: list(kv, "avoid")}
 	case "instance":
 		h.insts[name] = instances.Record{Name: name, Node: kv["node"], NodeID: id(kv["node"]), Status: kv["status"]}
 	case "reject":

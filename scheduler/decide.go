@@ -306,19 +306,26 @@ func (s *decider) ownDeployment(st *schedState, cl *clusterView, d DeploymentRec
 	var todo []placeItem
 	reused := map[string]bool{}
 	for _, slot := range r.Missing {
-		if c, ok := lost[slot]; ok {
+		c, isLost := lost[slot]
+		if rc, ok := reuse[slot]; isLost && (!ok || !rc.Failover || rc.Replaces != c.Instance) {
 			todo = append(todo, placeItem{name: s.newName(st, d.Name), slot: slot, at: st.now.UnixMilli(), replaces: c.Instance, failover: true})
 			reused[c.Instance] = true // kept while its node is lost
 			continue
 		}
 		if c, ok := reuse[slot]; ok {
+			// A refused claim is placed again under its name (a refused failover
+			// replacement too, still replacing its lost instance), after the delay.
+			if isLost {
+				reused[c.Replaces] = true
+			}
 			if rj := rejs[c.Instance]; rj != nil && st.now.Before(time.UnixMilli(rj.At).Add(rejectionDelay(c, rj))) {
 				reused[c.Instance] = true // keep the claim; place it again once the delay passed
 				continue
 			}
 			avoid := append(slices.Clone(c.Avoid), c.Node)
 			slices.Sort(avoid)
-			todo = append(todo, placeItem{name: c.Instance, slot: slot, at: c.At, avoid: slices.Compact(avoid)})
+			todo = append(todo, placeItem{name: c.Instance, slot: slot, at: c.At, avoid: slices.Compact(avoid),
+				replaces: c.Replaces, failover: c.Failover})
 			reused[c.Instance] = true
 			continue
 		}
@@ -605,6 +612,13 @@ func (s *decider) decideAgent(st *schedState, v agentView) agentPlan {
 		if r, ok := st.rejs[c.Instance+"@"+st.selfID]; ok && r.ClaimID == c.ClaimID {
 			continue // refused already
 		}
+		if old, ok := st.claims[c.Replaces]; ok && c.Failover {
+			if state, _ := s.claimState(st, old); state == claimRunning {
+				// The lost instance this replaces runs again (a heal, a restart): the owner
+				// withdraws the replacement, so starting it would only be churn.
+				continue
+			}
+		}
 		if in, ok := v.local[c.Instance]; ok && slices.Equal(in.Spec.Command, d.Command) {
 			// The instance runs here already (the managed list was lost, or this node
 			// created it just before a crash): take it over instead of refusing the claim.
@@ -676,4 +690,19 @@ func (s *decider) supervise(st *schedState, c ClaimRecord, mi *managedInstance, 
 	mi.next = time.Time{}
 	plan.restart = append(plan.restart, c.Instance)
 	return true
+}
+
+// backWindow bounds how long a restarted node counts as back before the failure detector
+// says so (see backFromDead).
+const backWindow = 10 * time.Second
+
+// backFromDead reports whether a node the failure detector still judges dead has restarted
+// since it was last seen: its membership record (written at its start, gossiped at once)
+// says it is back before this node's detector re-admits it. Acting on the stale "dead"
+// would place replacements that its owner, which sees it back, removes at once (a restarted
+// owner's ping-pong). Only a restart within backWindow counts: a node that restarted and
+// died again stays dead.
+func backFromDead(x api.NodeInfo, now time.Time) bool {
+	return x.Status == api.StatusDead && !x.StartedAt.IsZero() && x.StartedAt.After(x.LastSeen) &&
+		now.Sub(x.StartedAt) < backWindow
 }

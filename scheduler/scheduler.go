@@ -240,6 +240,9 @@ func (s *Scheduler) snapshot() *schedState {
 		quotas: map[string]QuotaRecord{}, msgs: map[string]DeployStatusRecord{},
 	}
 	for _, x := range s.members.Nodes() {
+		if backFromDead(x, st.now) {
+			x.Status = api.StatusAlive
+		}
 		st.status[x.ID] = x.Status
 		switch x.Status {
 		case api.StatusLeft:

@@ -31,9 +31,10 @@ func newFakeNode(t *testing.T) (*fakeNode, string) {
 		{Name: "web", Instances: 3, Placed: 3, Running: 1},
 		{Name: "web", Instances: 3, Placed: 3, Running: 3},
 	}}
-	srv := httptest.NewServer(f)
+	srv := httptest.NewTLSServer(f) // a TCP API is TLS, its certificate pinned
 	t.Cleanup(srv.Close)
-	return f, strings.TrimPrefix(srv.URL, "http://")
+	t.Setenv("CONSTELLATION_API_FINGERPRINT", api.Fingerprint(srv.Certificate().Raw))
+	return f, strings.TrimPrefix(srv.URL, "https://")
 }
 
 // advance moves web to its next state.
@@ -128,9 +129,23 @@ func TestDeployWaitsWithBlockingReads(t *testing.T) {
 			gets = append(gets, r)
 		}
 	}
-	want := []string{"GET /v1/deployments/web", "GET /v1/deployments/web?index=1", "GET /v1/deployments/web?index=2"}
-	if strings.Join(gets, "\n") != strings.Join(want, "\n") {
-		t.Fatalf("deploy read the deployment with\n%s\nwant one blocking read per change:\n%s", strings.Join(gets, "\n"), strings.Join(want, "\n"))
+	// One blocking read per change: the first without an index, each next one passing a
+	// strictly higher index (a poll loop would repeat an index), and no more reads than the
+	// changes allow (3 states; one more read may come when the last answer raced the final
+	// change on a slow machine).
+	last := uint64(0)
+	for i, g := range gets {
+		idx := uint64(0)
+		if _, q, ok := strings.Cut(g, "?index="); ok {
+			idx, _ = strconv.ParseUint(q, 10, 64)
+		}
+		if (i == 0) != (idx == 0) || (i > 0 && idx <= last) {
+			t.Fatalf("deploy read the deployment with\n%s\nwant a first read without an index, then strictly increasing indexes (blocking reads, no polling)", strings.Join(gets, "\n"))
+		}
+		last = idx
+	}
+	if len(gets) < 2 || len(gets) > 4 {
+		t.Fatalf("deploy made %d reads for 3 states:\n%s", len(gets), strings.Join(gets, "\n"))
 	}
 }
 

@@ -69,10 +69,16 @@ func newBenchSandboxCmd() *cobra.Command {
 			ms := func(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/1e6) }
 			t := newTable(c.OutOrStdout(), "MEASURE", "RESULT")
 			t.row("probe program", kind)
-			t.row(fmt.Sprintf("cold start (create+start to first write), %d starts", r.Starts), "p50 "+ms(r.ColdP50)+", p99 "+ms(r.ColdP99))
+			t.row(fmt.Sprintf("cold start (create+start to first write), %d starts, host network", r.Starts), "p50 "+ms(r.ColdP50)+", p99 "+ms(r.ColdP99))
+			if r.ColdNetP50 > 0 {
+				t.row("cold start with network bridge (netns, veth, address)", "p50 "+ms(r.ColdNetP50)+", p99 "+ms(r.ColdNetP99))
+			}
 			if r.RuncStarts > 0 {
 				t.row(fmt.Sprintf("runc run, same probe and limits, %d starts", r.RuncStarts), "p50 "+ms(r.RuncP50)+", p99 "+ms(r.RuncP99))
 				t.row("runc p50 / sandbox p50", fmt.Sprintf("%.1fx", r.RuncRatio))
+				if r.RuncRatioNet > 0 {
+					t.row("runc p50 / sandbox p50 with network bridge", fmt.Sprintf("%.1fx", r.RuncRatioNet))
+				}
 			}
 			if r.ColdDiskP50 > 0 {
 				t.row("cold start with disk_mb ("+r.DiskQuotaMode+")", "p50 "+ms(r.ColdDiskP50)+", p99 "+ms(r.ColdDiskP99))

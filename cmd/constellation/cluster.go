@@ -42,6 +42,10 @@ func newStatusCmd(g *globals) *cobra.Command {
 			t.row("labels", orDash(node.FormatLabels(st.Labels)))
 			t.row("uptime", (time.Duration(st.UptimeS) * time.Second).String())
 			t.row("data dir", st.DataDir)
+			if st.APIAddr != "" {
+				t.row("api (tcp, tls)", st.APIAddr)
+				t.row("api fingerprint", st.APIFingerprint)
+			}
 			t.row("version", st.Version)
 			t.row("reachability", orDash(st.Reachability))
 			t.row("nat type", orDash(st.NATType))

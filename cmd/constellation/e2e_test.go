@@ -95,8 +95,14 @@ type result struct {
 // run executes the binary to completion.
 func run(t *testing.T, args ...string) result {
 	t.Helper()
+	return runEnv(t, nil, args...)
+}
+
+// runEnv is run with extra environment variables (KEY=VALUE).
+func runEnv(t *testing.T, env []string, args ...string) result {
+	t.Helper()
 	cmd := exec.Command(binary(t), args...)
-	cmd.Env = cleanEnv()
+	cmd.Env = append(cleanEnv(), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	done := make(chan error, 1)
@@ -264,21 +270,8 @@ func TestCLIEndToEnd(t *testing.T) {
 		t.Errorf("broadcast with bad --data: exit %d, stderr %q", r.code, r.stderr)
 	}
 
-	// The TCP API: the token is required.
-	api := fmt.Sprintf("127.0.0.1:%d", apiPort)
-	if r := run(t, "status", "--api", api, "--api-token", "wrong-token"); r.code == 0 || !strings.Contains(r.stderr, "bearer token") {
-		t.Errorf("status over TCP with a wrong token: exit %d, stderr %q; want a 401 about the token", r.code, r.stderr)
-	}
-	tok, err := os.ReadFile(filepath.Join(dirA, "api.token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r := run(t, "status", "--json", "--api", api, "--api-token", strings.TrimSpace(string(tok))); r.code != 0 || !strings.Contains(r.stdout, `"alpha"`) {
-		t.Errorf("status over TCP with the token: exit %d\n%s%s", r.code, r.stdout, r.stderr)
-	}
-	if r := run(t, "status", "--json", "--api", api, "--data-dir", dirA); r.code != 0 {
-		t.Errorf("status over TCP with the token from --data-dir: exit %d\n%s", r.code, r.stderr)
-	}
+	// The TCP API: TLS with a pinned certificate, and the token is required.
+	checkTCPAPI(t, a, dirA, fmt.Sprintf("127.0.0.1:%d", apiPort))
 
 	// A second node on a running node's data dir refuses to start.
 	if r := run(t, "peer", "--data-dir", dirA, "--no-mdns", "--bind", "127.0.0.1:0"); r.code == 0 || !strings.Contains(r.stderr, "in use") {
@@ -349,5 +342,89 @@ func TestCLIBadFlags(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// checkTCPAPI drives the TLS API of the peer a (data dir dirA, API on addr) as a user would:
+// pins from the flag, the data dir and known_nodes (--trust), refusals that send no token.
+func checkTCPAPI(t *testing.T, a *peerProc, dirA, addr string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dirA, "api.fingerprint"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp := strings.TrimSpace(string(b))
+	if !strings.HasPrefix(fp, "sha256:") || !strings.Contains(a.stderr.String(), fp) {
+		t.Errorf("fingerprint %q not printed by the peer:\n%s", fp, a.stderr.String())
+	}
+	tokb, err := os.ReadFile(filepath.Join(dirA, "api.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := strings.TrimSpace(string(tokb))
+	empty := t.TempDir() // a data dir without a node: no token, no fingerprint
+	env := []string{"CONSTELLATION_KNOWN_NODES=" + filepath.Join(t.TempDir(), "known_nodes")}
+
+	if r := runEnv(t, env, "status", "--api", addr, "--data-dir", empty, "--api-token", "wrong-token", "--api-fingerprint", fp); r.code == 0 || !strings.Contains(r.stderr, "bearer token") {
+		t.Errorf("status over TLS with a wrong token: exit %d, stderr %q; want a 401 about the token", r.code, r.stderr)
+	}
+	if r := runEnv(t, env, "status", "--json", "--api", addr, "--data-dir", empty, "--api-token", tok, "--api-fingerprint", fp); r.code != 0 || !strings.Contains(r.stdout, `"alpha"`) || !strings.Contains(r.stdout, `"api_fingerprint": "`+fp+`"`) {
+		t.Errorf("status over TLS with the token and the pin: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := runEnv(t, env, "status", "--api", addr, "--data-dir", dirA); r.code != 0 || !strings.Contains(r.stdout, fp) {
+		t.Errorf("status over TLS with token and pin from --data-dir: exit %d; want the fingerprint in the table\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := runEnv(t, env, "status", "--api", addr, "--data-dir", empty, "--api-token", tok, "--api-fingerprint", "sha256:12ab"); r.code == 0 || !strings.Contains(r.stderr, "64 hex digits") {
+		t.Errorf("status with a malformed --api-fingerprint: exit %d, stderr %q; want what a fingerprint looks like", r.code, r.stderr)
+	}
+	if r := runEnv(t, env, "status", "--api", "http://"+addr, "--data-dir", dirA); r.code == 0 || !strings.Contains(r.stderr, "plain HTTP") {
+		t.Errorf("status over http:// with the admin token: exit %d, stderr %q; want a refusal", r.code, r.stderr)
+	}
+	// Trust on first use: refused without --trust, recorded with it, then known.
+	if r := runEnv(t, env, "status", "--api", addr, "--data-dir", empty, "--api-token", tok); r.code == 0 || !strings.Contains(r.stderr, "no fingerprint is known") || !strings.Contains(r.stderr, fp) {
+		t.Errorf("status over TLS without a pin: exit %d, stderr %q; want a refusal naming the presented fingerprint", r.code, r.stderr)
+	}
+	if r := runEnv(t, env, "status", "--api", addr, "--data-dir", empty, "--api-token", tok, "--trust"); r.code != 0 || !strings.Contains(r.stderr, "trusting "+addr) {
+		t.Errorf("status --trust: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := runEnv(t, env, "status", "--api", addr, "--data-dir", empty, "--api-token", tok); r.code != 0 || strings.Contains(r.stderr, "trusting") {
+		t.Errorf("status after --trust recorded the pin: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	// An impostor on a port the CLI is pointed at (the node restarting, the port taken by
+	// someone else) gets no token: a plain listener only sees a TLS ClientHello.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	got := make(chan []byte, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			got <- nil
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		var buf bytes.Buffer
+		tmp := make([]byte, 4096)
+		for {
+			n, err := c.Read(tmp)
+			buf.Write(tmp[:n])
+			if err != nil || bytes.Contains(buf.Bytes(), []byte("\r\n\r\n")) {
+				break
+			}
+			if buf.Len() > 0 { // answer the ClientHello as a plain-HTTP server would
+				c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"))
+			}
+		}
+		got <- buf.Bytes()
+	}()
+	if r := runEnv(t, env, "status", "--api", l.Addr().String(), "--data-dir", dirA); r.code == 0 || !strings.Contains(r.stderr, "does not speak TLS") {
+		t.Errorf("status against a plain impostor: exit %d, stderr %q; want a refusal", r.code, r.stderr)
+	}
+	if b := <-got; bytes.Contains(b, []byte(tok)) || bytes.Contains(b, []byte("Authorization")) {
+		t.Errorf("the impostor received the token: %q", b)
 	}
 }

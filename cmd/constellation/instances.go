@@ -96,10 +96,17 @@ or --script FILE: a local file whose content is sent to the node (.rads scripts 
 rads interpreter). With --code DIR (a directory under the node's code roots), --script names
 a file inside DIR on the node instead.
 
-The node refuses a create that does not fit its free resources, with the numbers.`,
+The node refuses a create that does not fit its free resources, with the numbers.
+
+The instance reaches its node's API through /run/constellation/api.sock with the token in
+/run/constellation/token. By default that token may only read and manage the instance
+itself; --grant G gives more (see docs/instances.md): instances:read, instances:manage,
+instances:create, deployments:read, deployments:write, nodes:read, events:read,
+messages:send.`,
 		Example: `  constellation create --name web --cpu-percent 25 --ram-mb 512 --disk-mb 1024 --pids 128 \
       --env PORT=8080 -- python3 -m http.server 8080
-  constellation create --name worker --script worker.rads --node node-2 --restart on-failure:5`,
+  constellation create --name worker --script worker.rads --node node-2 --restart on-failure:5
+  constellation create --name supervisor --grant instances:create --grant instances:read -- ./supervise`,
 		RunE: func(c *cobra.Command, args []string) error {
 			if req.Name == "" {
 				return fmt.Errorf("--name is required, e.g. --name web")
@@ -131,6 +138,9 @@ The node refuses a create that does not fit its free resources, with the numbers
 			}
 			if _, err := instances.ParseRestart(req.Restart); err != nil {
 				return fmt.Errorf("--restart: %v", err)
+			}
+			if _, err := instances.ParseGrants(req.Grants); err != nil {
+				return fmt.Errorf("--grant: %v", err)
 			}
 			if c.Flags().Changed("uid") {
 				req.UID = &uid
@@ -196,13 +206,15 @@ The node refuses a create that does not fit its free resources, with the numbers
 	f.StringVar(&req.Code, "code", "", "code directory on the node, under its code roots (shared read-only, copy-on-write)")
 	f.StringVar(&req.Runtime, "runtime", "", "interpreter for --script (default rads for .rads files)")
 	f.StringVar(&req.Restart, "restart", "never", "restart policy: never, on-failure, on-failure:N, always")
-	f.StringVar(&req.Network, "network", "", "host (default: serve on the node's ports) or isolated (loopback only)")
+	f.StringVar(&req.Network, "network", "", "bridge (the node's default: own address on the node bridge, NAT to the outside), none (loopback only) or host (the node's network)")
+	f.StringArrayVarP(&req.Publish, "publish", "p", nil, "forward a node port to the instance, HOSTPORT:PORT[/tcp|/udp] as in docker run -p (repeatable; bridge network)")
 	f.BoolVar(&req.HostRoot, "host-root", false, "no user namespace: uid 0 inside is host root (the node must run with --allow-host-root)")
 	f.StringVar(&req.Seccomp, "seccomp", "", "system call filter: default, unconfined, or the path of an OCI seccomp profile (JSON) on the node")
 	f.IntVar(&uid, "uid", 0, "run as this uid (default nobody)")
 	f.IntVar(&gid, "gid", 0, "run as this gid (default nogroup)")
 	f.BoolVar(&noStart, "no-start", false, "create only; start later with 'constellation start NAME'")
 	f.StringVar(&req.Reservation, "reservation", "", "run on a reservation's capacity (an ID from 'constellation reserve'): on its node, with its resources unless given")
+	f.StringArrayVar(&req.Grants, "grant", nil, "let the instance's API token do more than manage itself (repeatable): "+strings.Join(instances.AllGrants, ", "))
 	f.BoolVar(&asJSON, "json", false, "print the instance as JSON (no progress line)")
 	return c
 }
@@ -235,6 +247,12 @@ func printInstance(w io.Writer, r api.Instance, asJSON bool) error {
 	}
 	if len(r.Env) > 0 {
 		t.row("env", node.FormatLabels(r.Env))
+	}
+	if len(r.Grants) > 0 {
+		t.row("grants", strings.Join(r.Grants, ", "))
+	}
+	if r.CreatedBy != "" {
+		t.row("created by", "instance "+r.CreatedBy)
 	}
 	t.row("created", r.CreatedAt.Local().Format(time.RFC3339))
 	if r.StartedAt != nil {

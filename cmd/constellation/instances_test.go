@@ -34,7 +34,7 @@ func TestInstanceCLIBadInput(t *testing.T) {
 		{[]string{"create", "--name", "web", "--restart", "sometimes", "--", "true"}, "on-failure:N"},
 		{[]string{"create", "--name", "web", "--ram-mb", "lots", "--", "true"}, "invalid argument"},
 		{[]string{"set-limits", "web"}, "at least one of"},
-		{[]string{"snapshot", "web"}, "exactly one of --save TAG or --restore TAG"},
+		{[]string{"snapshot", "web"}, "exactly one of --save TAG, --restore TAG, --list or --delete TAG"},
 		{[]string{"snapshot", "web", "--save", "a", "--restore", "b"}, "exactly one"},
 		{[]string{"logs", "web", "--stream", "both"}, "stdout, stderr or all"},
 		{[]string{"stats"}, "instance NAME"},

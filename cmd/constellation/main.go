@@ -37,12 +37,26 @@ func main() {
 
 // globals are the flags every client command accepts anywhere among its flags.
 type globals struct {
-	dataDir string
-	api     string
-	token   string
+	dataDir     string
+	api         string
+	token       string
+	fingerprint string
+	trust       bool
 }
 
-func (g *globals) client() *api.Client { return api.NewClient(g.dataDir, g.api, g.token) }
+// client is the API client the flags describe; a bad flag is returned by its first request.
+func (g *globals) client() *api.Client {
+	c, err := api.NewClientConfig(api.ClientConfig{
+		DataDir: g.dataDir, API: g.api, Token: g.token, Fingerprint: g.fingerprint, Trust: g.trust,
+		OnTrust: func(addr, fp, file string) {
+			fmt.Fprintf(os.Stderr, "constellation: trusting %s on first use: recorded its certificate %s in %s\n", addr, fp, file)
+		},
+	})
+	if err != nil {
+		return api.FailedClient(err)
+	}
+	return c
+}
 
 func newRoot() *cobra.Command {
 	g := &globals{}
@@ -56,7 +70,9 @@ Ask a node:       constellation status | nodes | events | send | broadcast
 Run instances:    constellation create | list | stats | logs | stop | rm | resources ...
 
 Client commands find their node with --data-dir DIR (its Unix socket) or --api HOST:PORT
-(or the CONSTELLATION_API environment variable). Read commands print a table, or JSON with --json.`,
+(or the CONSTELLATION_API environment variable). A TCP API is TLS: the client pins its
+certificate (--api-fingerprint, <data-dir>/api.fingerprint, or known_nodes with --trust) and
+sends the token only to a server that holds it. Read commands print a table, or JSON with --json.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       node.Version,
@@ -64,6 +80,8 @@ Client commands find their node with --data-dir DIR (its Unix socket) or --api H
 	root.PersistentFlags().StringVar(&g.dataDir, "data-dir", "", "the node's data directory (default $CONSTELLATION_DATA_DIR, /var/lib/constellation as root, else ~/.local/share/constellation)")
 	root.PersistentFlags().StringVar(&g.api, "api", "", "the node's API address HOST:PORT or unix:/path/api.sock (default $CONSTELLATION_API, else the socket in --data-dir)")
 	root.PersistentFlags().StringVar(&g.token, "api-token", "", "bearer token for a TCP --api (default $CONSTELLATION_API_TOKEN or <data-dir>/api.token)")
+	root.PersistentFlags().StringVar(&g.fingerprint, "api-fingerprint", "", "pin the TLS certificate of a TCP --api: sha256:<64 hex> as 'constellation status' shows it on the node (default $CONSTELLATION_API_FINGERPRINT, else <data-dir>/api.fingerprint and the known_nodes file)")
+	root.PersistentFlags().BoolVar(&g.trust, "trust", false, "trust a TCP --api with no known fingerprint on first use: record the one it presents in ~/.config/constellation/known_nodes ($CONSTELLATION_KNOWN_NODES); a changed one is still refused")
 	root.AddCommand(newPeerCmd(g), newStatusCmd(g), newNodesCmd(g), newSendCmd(g), newBroadcastCmd(g), newEventsCmd(g), newVersionCmd())
 	root.AddCommand(newKeygenCmd())
 	root.AddCommand(instanceCommands(g)...)

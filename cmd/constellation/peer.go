@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/rads-lang/constellation/node"
+	"github.com/rads-lang/constellation/sandbox"
 )
 
 func newPeerCmd(g *globals) *cobra.Command {
@@ -83,7 +84,7 @@ defaults. The cluster key can also come from CONSTELLATION_CLUSTER_KEY.`,
 	f.StringVar(&labels, "labels", "", "node labels k=v,k2=v2 (e.g. region=us-east,type=database)")
 	f.BoolVar(&flags.NoMDNS, "no-mdns", false, "turn off LAN discovery by mDNS")
 	f.BoolVar(&flags.NoPortMap, "no-port-map", false, "do not ask the router for a port mapping (UPnP, NAT-PMP)")
-	f.StringVar(&flags.APIListen, "api-listen", "", "also serve the local API on HOST:PORT (bearer token in <data-dir>/api.token)")
+	f.StringVar(&flags.APIListen, "api-listen", "", "also serve the local API on HOST:PORT over TLS (bearer token in <data-dir>/api.token, certificate fingerprint in <data-dir>/api.fingerprint)")
 	f.StringVar(&flags.LogLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&flags.Liveness, "liveness", "lan", "failure detector profile: lan (one network, detects in ~3s), wan (nodes behind slow links: round trips below 2.5s are not suspected, detects in ~15s) or local (one host); use the same on every node")
 	f.Float64Var(&flags.ReserveCPUPercent, "reserve-cpu-percent", 0, "CPU kept for the OS and the node, in cpu_percent units (100 = one core; default 10 per core up to 100; negative: none)")
@@ -100,6 +101,9 @@ defaults. The cluster key can also come from CONSTELLATION_CLUSTER_KEY.`,
 	f.Int64Var(&flags.MaxDiskMB, "max-disk-mb", 0, "most disk_mb an instance may ask on this node (0: no maximum)")
 	f.StringArrayVar(&flags.CodeRoots, "code-root", nil, "directory instances' --code may name, besides <data-dir>/code (repeatable)")
 	f.StringVar(&flags.DiskQuota, "disk-quota", "auto", "how disk_mb is enforced: auto, xfs, ext4, poll or none")
+	f.StringVar(&flags.DefaultNetwork, "default-network", sandbox.NetworkBridge, "network of an instance created without --network: bridge, none or host")
+	f.StringVar(&flags.Bridge, "bridge", sandbox.DefaultBridge, "name of the node bridge bridge-mode instances are on (one per node)")
+	f.StringVar(&flags.BridgeSubnet, "bridge-subnet", sandbox.DefaultBridgeSubnet, "IPv4 subnet of the node bridge (must not overlap the host's routes)")
 	// The token flag is global (client side); on peer it sets the server token.
 	return c
 }
@@ -121,7 +125,8 @@ func runPeer(cfg node.Config) error {
 	fmt.Fprintf(os.Stderr, "constellation node %s (%s) in cluster %q\n  listening: %s\n  api: %s\n",
 		st.Name, st.ID, st.Cluster, strings.Join(st.Addresses, "\n             "), n.SocketPath())
 	if n.APIAddr != "" {
-		fmt.Fprintf(os.Stderr, "  api (tcp): %s (token in %s/api.token)\n", n.APIAddr, cfg.DataDir)
+		fmt.Fprintf(os.Stderr, "  api (tcp, tls): %s (token in %s/api.token)\n  api fingerprint: %s (clients pin it: --api-fingerprint, or %s/api.fingerprint)\n",
+			n.APIAddr, cfg.DataDir, n.APIFingerprint, cfg.DataDir)
 	}
 	select {
 	case <-ctx.Done():

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/rads-lang/constellation/api"
 )
 
 // scripted is a local API answering from a table of "METHOD path" -> handler, recording
@@ -33,9 +35,10 @@ func (s *scripted) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func serve(t *testing.T, routes map[string]http.HandlerFunc) (*scripted, string) {
 	s := &scripted{routes: routes}
-	srv := httptest.NewServer(s)
+	srv := httptest.NewTLSServer(s) // a TCP API is TLS, its certificate pinned
 	t.Cleanup(srv.Close)
-	return s, strings.TrimPrefix(srv.URL, "http://")
+	t.Setenv("CONSTELLATION_API_FINGERPRINT", api.Fingerprint(srv.Certificate().Raw))
+	return s, strings.TrimPrefix(srv.URL, "https://")
 }
 
 // TestEventsCount: --count N prints exactly N events, even when more are already buffered.

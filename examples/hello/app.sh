@@ -1,9 +1,11 @@
 #!/bin/sh
-# A tiny instance program: greets, asks its node's API about the cluster (with the
-# instance's own token), then counts until stopped.
+# A tiny instance program: greets, asks its node's API about the cluster (through the
+# instance's socket with its own token; created with --grant nodes:read), then counts until
+# stopped.
 echo "hello from $CONSTELLATION_INSTANCE on node $CONSTELLATION_NODE (GREETING=$GREETING)"
-if command -v wget >/dev/null 2>&1; then
-	wget -qO- --header "Authorization: Bearer $CONSTELLATION_API_TOKEN" "$CONSTELLATION_API/v1/resources" |
+if command -v curl >/dev/null 2>&1; then
+	curl -s --unix-socket "${CONSTELLATION_API#unix:}" \
+		-H "Authorization: Bearer $(cat "$CONSTELLATION_API_TOKEN_FILE")" http://node/v1/resources |
 		grep -E '"(cpu_total|ram_available_gb)"' | head -2
 fi
 i=0

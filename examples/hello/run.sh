@@ -30,7 +30,7 @@ until $a nodes 2>/dev/null | grep -q '^b .*alive'; do sleep 0.2; done
 echo "== nodes"; $a nodes
 echo "== create on b, from a"
 $a create --name hello --node b --cpu-percent 25 --ram-mb 64 --pids 32 \
-	--env GREETING=hi --script "$here/app.sh"
+	--env GREETING=hi --grant nodes:read --script "$here/app.sh"
 sleep 2.5
 echo "== list (from a and from b)"; $a list; $b list
 echo "== stats"; $a stats hello

@@ -1,5 +1,6 @@
 // Package httpapi serves the node's local API: one mux, the Unix socket (mode 0600) and the
-// optional TCP listener with bearer-token auth, strict bounded JSON decoding, ONE table from
+// optional TCP listener (TLS 1.3 with a self-signed certificate clients pin, see
+// LoadOrCreateTLS) with bearer-token auth, strict bounded JSON decoding, ONE table from
 // errors to HTTP statuses and codes, and a Server-Sent Events helper. Features register
 // their routes and the classes of their errors; handlers answer with WriteJSON and WriteErr.
 //
@@ -11,10 +12,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -22,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rads-lang/constellation/api"
@@ -39,8 +43,11 @@ type Server struct {
 	mux     *http.ServeMux
 	baseCtx func() context.Context
 
+	guard atomic.Pointer[Guard] // nil: every request passes
+
 	mu        sync.Mutex // guards the following fields
 	token     string
+	routes    []string
 	servers   []*http.Server
 	listeners []net.Listener
 	wg        sync.WaitGroup
@@ -55,8 +62,34 @@ func New(log *slog.Logger, baseCtx func() context.Context) *Server {
 	return s
 }
 
-// Handle registers a route ("METHOD /path/{var}").
-func (s *Server) Handle(pattern string, h http.HandlerFunc) { s.mux.HandleFunc(pattern, h) }
+// Guard decides whether a request may reach the handler of the route it matched
+// (pattern, as registered; path values are set). It returns false after answering the
+// request itself (e.g. 403).
+type Guard func(w http.ResponseWriter, r *http.Request, pattern string) bool
+
+// Handle registers a route ("METHOD /path/{var}"). Requests pass the guard (SetGuard)
+// before h runs.
+func (s *Server) Handle(pattern string, h http.HandlerFunc) {
+	s.mu.Lock()
+	s.routes = append(s.routes, pattern)
+	s.mu.Unlock()
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		if g := s.guard.Load(); g != nil && !(*g)(w, r, pattern) {
+			return
+		}
+		h(w, r)
+	})
+}
+
+// SetGuard installs g in front of every route's handler (registered before or after).
+func (s *Server) SetGuard(g Guard) { s.guard.Store(&g) }
+
+// Routes lists the registered route patterns in registration order.
+func (s *Server) Routes() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.routes...)
+}
 
 // Handler is the mux (for serving forwarded requests and tests).
 func (s *Server) Handler() http.Handler { return s.mux }
@@ -118,19 +151,25 @@ func (s *Server) ListenUnix(path string) error {
 	return nil
 }
 
-// ListenTCP serves on a TCP address; every request needs the bearer token.
-func (s *Server) ListenTCP(addr string) (net.Addr, error) {
+// ListenTCP serves on a TCP address over TLS 1.3 with the given identity; every request
+// needs the bearer token. Nothing is served in plain text: a client that does not speak TLS
+// gets a TLS alert, and one that does can check the certificate before it sends the token.
+func (s *Server) ListenTCP(addr string, id TLSIdentity) (net.Addr, error) {
+	if len(id.Cert.Certificate) == 0 {
+		return nil, fmt.Errorf("API listen %s: no TLS certificate (LoadOrCreateTLS)", addr)
+	}
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("API listen %s: %w", addr, err)
 	}
-	s.Serve(l, s.requireToken(s.mux))
+	s.Serve(tls.NewListener(l, serverTLS(id)), s.requireToken(s.mux))
 	return l.Addr(), nil
 }
 
 // Serve serves h on l until Close (with the base context; no token check).
 func (s *Server) Serve(l net.Listener, h http.Handler) {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: log.New(serverLog{s.log}, "", 0)}
 	if s.baseCtx != nil {
 		ctx := s.baseCtx()
 		srv.BaseContext = func(net.Listener) context.Context { return ctx }
@@ -146,6 +185,21 @@ func (s *Server) Serve(l net.Listener, h http.Handler) {
 			s.log.Error("API server stopped", "addr", l.Addr().String(), "err", err)
 		}
 	}()
+}
+
+// serverLog routes net/http's own messages to the node's log. A failed TLS handshake (a
+// client that refused the pin, a port scanner, plain HTTP on the TLS port) is the peer's
+// doing and anyone can cause it, so it is a debug line, not a flood of errors.
+type serverLog struct{ log *slog.Logger }
+
+func (l serverLog) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	if strings.Contains(msg, "TLS handshake error") {
+		l.log.Debug("API connection refused", "err", strings.TrimPrefix(msg, "http: "))
+	} else {
+		l.log.Error("API server", "err", strings.TrimPrefix(msg, "http: "))
+	}
+	return len(p), nil
 }
 
 func (s *Server) requireToken(h http.Handler) http.Handler {

@@ -102,7 +102,7 @@ func (s *Store) Load(seed []byte, pub Publisher) (loaded int, err error) {
 		return 0, err
 	}
 	if fresh {
-		s.log.Debug("new replica epoch (first start or unclean stop)")
+		s.log.Debug("new state file")
 	}
 	rid := crdt.ReplicaIDFromBytes(append(append([]byte(nil), seed...), epoch...))
 	s.pub = pub

@@ -321,26 +321,24 @@ var (
 )
 
 // replicaEpoch is a random value the node's CRDT replica ID is derived from (hashed with the
-// peer ID). It is kept across clean restarts, so the replica's delta sequence continues; after
-// an unclean stop (crash, kill -9) a new epoch is drawn, because local deltas published just
-// before the crash may not have reached the disk, and reusing their sequence numbers for
-// different operations would make peers ignore the new ones. A lost state file gets a new
-// epoch the same way. The cost is one more version-vector entry per crash.
+// peer ID), drawn anew at every start. Reusing the replica ID of an earlier run is unsafe
+// whenever the file may be older than what peers saw from this node: after a crash (local
+// deltas published just before it may not have reached the disk), and after a restore from
+// a backup, even one taken after a clean stop (peers already hold later sequence numbers of
+// that replica and would ignore the new writes that reuse them: the fault tests saw the
+// state diverge for good). Nothing in the file can tell a restored backup from a clean
+// restart, so every run is a new replica. The cost is one version-vector entry per start.
+// fresh reports whether the file had no epoch yet (a new state).
 func (s *boltStore) replicaEpoch() (epoch []byte, fresh bool, err error) {
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		m := tx.Bucket(bucketMeta)
-		e := m.Get(keyEpoch)
-		clean := string(m.Get(keyClean)) == "1"
-		if len(e) == 16 && clean {
-			epoch = append([]byte(nil), e...)
-		} else {
-			epoch, fresh = make([]byte, 16), true
-			if _, err := rand.Read(epoch); err != nil {
-				return err
-			}
-			if err := m.Put(keyEpoch, epoch); err != nil {
-				return err
-			}
+		fresh = len(m.Get(keyEpoch)) == 0
+		epoch = make([]byte, 16)
+		if _, err := rand.Read(epoch); err != nil {
+			return err
+		}
+		if err := m.Put(keyEpoch, epoch); err != nil {
+			return err
 		}
 		return m.Put(keyClean, []byte("0"))
 	})

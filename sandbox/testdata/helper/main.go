@@ -8,6 +8,10 @@
 //	helper read PATH       print the file
 //	helper dial PATH       connect to a Unix socket and print what it sends
 //	helper spawn           start "helper sleep" children until refused, and keep trying
+//	helper serve tcp:P udp:Q  answer each TCP connection / UDP datagram with
+//	                       "hello from HOSTNAME to REMOTEADDR" (prints "serving" when ready)
+//	helper connect tcp|udp ADDR  print the answer of ADDR (a UDP datagram "x" first)
+//	helper ifaces          print "NAME ADDR/BITS..." per network interface
 //
 // Started as constellation-sandbox-probe it is sandbox.Bench's probe: one byte to stdout.
 package main
@@ -20,6 +24,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -67,6 +72,27 @@ func main() {
 			os.Exit(1)
 		}
 		io.Copy(os.Stdout, c)
+	case "serve":
+		serve(os.Args[2:])
+	case "connect":
+		if err := connect(os.Args[2], os.Args[3]); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	case "ifaces":
+		ifs, err := net.Interfaces()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		for _, i := range ifs {
+			fmt.Print(i.Name)
+			addrs, _ := i.Addrs()
+			for _, a := range addrs {
+				fmt.Print(" ", a)
+			}
+			fmt.Println()
+		}
 	case "spawn":
 		for {
 			if err := exec.Command(os.Args[0], "sleep").Start(); err != nil {
@@ -74,6 +100,71 @@ func main() {
 			}
 		}
 	}
+}
+
+func serve(what []string) {
+	host, _ := os.Hostname()
+	for _, w := range what {
+		proto, port, _ := strings.Cut(w, ":")
+		if proto == "udp" {
+			pc, err := net.ListenPacket("udp4", ":"+port)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(1)
+			}
+			go func() {
+				buf := make([]byte, 512)
+				for {
+					_, from, err := pc.ReadFrom(buf)
+					if err != nil {
+						return
+					}
+					pc.WriteTo([]byte("hello from "+host+" to "+from.String()+"\n"), from)
+				}
+			}()
+			continue
+		}
+		ln, err := net.Listen("tcp4", ":"+port)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Write([]byte("hello from " + host + " to " + c.RemoteAddr().String() + "\n"))
+				c.Close()
+			}
+		}()
+	}
+	fmt.Println("serving")
+	select {}
+}
+
+func connect(proto, addr string) error {
+	c, err := net.DialTimeout(proto+"4", addr, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if proto == "udp" {
+		if _, err := c.Write([]byte("x")); err != nil {
+			return err
+		}
+		buf := make([]byte, 512)
+		n, err := c.Read(buf)
+		if err != nil {
+			return err
+		}
+		os.Stdout.Write(buf[:n])
+		return nil
+	}
+	_, err = io.Copy(os.Stdout, c)
+	return err
 }
 
 var keep [][]byte
