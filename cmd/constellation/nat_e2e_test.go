@@ -217,6 +217,19 @@ func runNATCase(t *testing.T, bin string, c natCase) {
 			t.Errorf("%s does not run the member relay", x.n.name)
 		}
 	}
+	// The replicated RTT table: a's record carries its RTT to p and b, as every node sees it.
+	testutil.WaitForEvery(t, 15*time.Second, 200*time.Millisecond, "p sees a's RTTs to p and b", func() (bool, string) {
+		x, _ := np.view(t, "a")
+		_, toP := x.RTTs[mustView(t, np, "p").ID]
+		_, toB := x.RTTs[mustView(t, np, "b").ID]
+		return toP && toB, fmt.Sprintf("a's RTTs as p sees them: %v", x.RTTs)
+	})
+	if r := run(t, "nodes", "--rtt", "--data-dir", nb.dir); r.code != 0 || strings.Count(r.stdout, "\n") != 4 || !strings.Contains(r.stdout, "FROM") {
+		t.Errorf("nodes --rtt on b: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := run(t, "nodes", "--wide", "--data-dir", na.dir); r.code != 0 || !strings.Contains(r.stdout, "CONNECTION") || !strings.Contains(r.stdout, "REACHABILITY") {
+		t.Errorf("nodes --wide on a: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 	ab, _ = na.view(t, "b")
 	kind := ab.Connection
 	if toDirect > 0 {
@@ -225,6 +238,16 @@ func runNATCase(t *testing.T, bin string, c natCase) {
 	sa, sb := statusOf(t, na), statusOf(t, nb)
 	t.Logf("NAT %s: all alive after %.2fs; a-b %s over %s, rtt %.2fms; nat type a %s, b %s",
 		c.name, allAlive.Seconds(), kind, ab.Transport, ab.RTTMs, sa.NATType, sb.NATType)
+}
+
+// mustView is n's view of the node named other; it fails the test when missing.
+func mustView(t *testing.T, n *natNode, other string) api.NodeInfo {
+	t.Helper()
+	x, ok := n.view(t, other)
+	if !ok {
+		t.Fatalf("%s does not list %s", n.name, other)
+	}
+	return x
 }
 
 // statusOf runs `status --json` on n.
