@@ -79,8 +79,10 @@
 //   - Identify's observed addresses, from admitted members on direct connections, give
 //     the NAT's mapping of the QUIC listen port (announced in Addrs), Reachability and the
 //     NAT type (NAT()).
-//   - DCUtR upgrades a relayed connection to a direct one (QUIC); the relayed one is closed
-//     once idle. Path(p) tells direct, relayed or hole-punched, and the transport.
+//   - DCUtR upgrades a relayed connection to a direct one (QUIC, and TCP: dials leave from
+//     the listen port, SO_REUSEPORT, after tcpPortsFree checked nobody holds it); the
+//     relayed one is closed once idle. Path(p) tells direct, relayed or hole-punched, and
+//     the transport.
 //   - A member-only ping measures RTT(p) every 10 s.
 //   - Addresses: no link-local, loopback only when nothing else; AddAddrs drops what this
 //     node cannot use (usablePeerAddrs). NATPortMap unless NoPortMap.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -29,6 +30,7 @@ import (
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 	"go.uber.org/fx"
 )
 
@@ -189,6 +191,9 @@ func New(cfg Config) (*Host, error) {
 	hh.nat.init()
 	hh.dedup = newDedupe(cfg.MessageDedupeWindow, cfg.MessageDedupeMax)
 
+	if err := tcpPortsFree(cfg.Listen); err != nil {
+		return nil, err
+	}
 	cm, err := connmgr.NewConnManager(cfg.ConnLow, cfg.ConnHigh, connmgr.WithGracePeriod(time.Minute))
 	if err != nil {
 		return nil, fmt.Errorf("p2p: connmgr: %w", err)
@@ -203,9 +208,10 @@ func New(cfg Config) (*Host, error) {
 		libp2p.Identity(sk),
 		libp2p.ListenAddrs(cfg.Listen...),
 		libp2p.Transport(quic.NewTransport),
-		// Without SO_REUSEPORT a second node on the same TCP port fails to bind instead of
-		// silently sharing the port (the kernel would split connections between the two).
-		libp2p.Transport(tcp.NewTCPTransport, tcp.DisableReuseport()),
+		// SO_REUSEPORT: TCP dials leave from the listen port, so a NAT's mapping of it is
+		// what members observe and TCP hole punching can work. tcpPortsFree checked first
+		// that no other process (another node) holds the port, which reuse would hide.
+		libp2p.Transport(tcp.NewTCPTransport),
 		libp2p.DefaultSecurity,
 		libp2p.DefaultMuxers,
 		libp2p.ConnectionManager(cm),
@@ -546,4 +552,25 @@ func listenKey(a ma.Multiaddr) (transport, port string) {
 	}
 	p, _ := a.ValueForProtocol(ma.P_TCP)
 	return "tcp", p
+}
+
+// tcpPortsFree fails when a fixed TCP listen port is taken. The TCP transport binds with
+// SO_REUSEPORT, which would let a second node share the port silently (the kernel splitting
+// connections between them); a plain bind fails on a port held by anyone, reuse or not.
+func tcpPortsFree(listen []ma.Multiaddr) error {
+	for _, a := range listen {
+		if t, port := listenKey(a); t != "tcp" || port == "0" {
+			continue
+		}
+		na, err := manet.ToNetAddr(a)
+		if err != nil {
+			continue // not an IP address: libp2p reports it
+		}
+		l, err := net.Listen("tcp", na.String())
+		if err != nil {
+			return fmt.Errorf("%w: cannot listen on %v: the port is in use (another constellation node?); pick another with --bind HOST:PORT", ErrConfig, a)
+		}
+		l.Close()
+	}
+	return nil
 }

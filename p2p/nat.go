@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -294,6 +295,26 @@ func sameListenPort(local ma.Multiaddr, listen []ma.Multiaddr) bool {
 // observed and our own usable listen addresses (a peer on the same LAN needs those).
 func (h *Host) holePunchAddrs() []ma.Multiaddr {
 	out := h.observedAddrs()
+	// A NAT that kept our QUIC port most likely keeps our TCP port too: offer that
+	// mapping for TCP hole punching when no member has observed a TCP connection (a
+	// member behind a NAT that blocks UDP needs it).
+	tcpPort := ""
+	for _, l := range h.h.Network().ListenAddresses() {
+		if t, p := listenKey(l); t == "tcp" {
+			tcpPort = p
+		}
+	}
+	for _, o := range slices.Clone(out) {
+		t, port := listenKey(o)
+		ip, err := manet.ToIP(o)
+		if t != "quic" || port != tcpPort || err != nil {
+			continue
+		}
+		guess, err := manet.FromNetAddr(&net.TCPAddr{IP: ip, Port: atoiOr0(port)})
+		if err == nil && !slices.ContainsFunc(out, guess.Equal) {
+			out = append(out, guess)
+		}
+	}
 	for _, a := range h.h.Addrs() {
 		if !isRelayed(a) && advertisable(a, false) && !slices.ContainsFunc(out, a.Equal) {
 			out = append(out, a)
@@ -591,15 +612,22 @@ type PeerPath struct {
 	Relay     peer.ID
 }
 
-// Path reports the connection libp2p uses for p (direct preferred), ok false when there
-// is none.
+// Path reports the connection libp2p uses for new streams to p (as its swarm chooses:
+// unlimited before limited, direct before relayed, then the most streams), ok false when
+// there is none.
 func (h *Host) Path(p peer.ID) (PeerPath, bool) {
 	var best network.Conn
-	for _, c := range h.h.Network().ConnsToPeer(p) {
-		if c.IsClosed() {
-			continue
+	better := func(a, b network.Conn) bool {
+		if a.Stat().Limited != b.Stat().Limited {
+			return !a.Stat().Limited
 		}
-		if best == nil || (isRelayed(best.RemoteMultiaddr()) && !isRelayed(c.RemoteMultiaddr())) {
+		if ra, rb := isRelayed(a.RemoteMultiaddr()), isRelayed(b.RemoteMultiaddr()); ra != rb {
+			return !ra
+		}
+		return len(a.GetStreams()) > len(b.GetStreams())
+	}
+	for _, c := range h.h.Network().ConnsToPeer(p) {
+		if !c.IsClosed() && (best == nil || better(c, best)) {
 			best = c
 		}
 	}
@@ -882,3 +910,11 @@ func (h *Host) measureRTT(p peer.ID) {
 
 // RTT is the moving average of the round-trip time to p (0: not measured yet).
 func (h *Host) RTT(p peer.ID) time.Duration { return h.h.Peerstore().LatencyEWMA(p) }
+
+func atoiOr0(s string) int {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return 0
+	}
+	return n
+}

@@ -148,8 +148,10 @@ type Service struct {
 	writeNow chan struct{} // capacity 1: this node's addresses changed; rewrite its record now
 	// dialing holds the members being dialled, with the addresses of that attempt.
 	dialing map[peer.ID]string
-	// addrsSeen holds each member's addresses from its last record (a change redials).
+	// addrsSeen holds each member's addresses from its last record (a change redials),
+	// learned when they were first seen.
 	addrsSeen map[string]string
+	learned   map[string]time.Time
 	ctx       context.Context
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -164,7 +166,7 @@ func New(cfg Config, h Host, st *state.Store, bus *events.Bus, log *slog.Logger)
 		cfg: cfg, host: h, st: st, bus: bus, log: log, started: time.Now(),
 		incarn: uint64(time.Now().UnixMilli()),
 		status: map[string]string{}, names: map[string]string{}, dialNow: make(chan struct{}, 1),
-		writeNow: make(chan struct{}, 1), dialing: map[peer.ID]string{}, addrsSeen: map[string]string{},
+		writeNow: make(chan struct{}, 1), dialing: map[peer.ID]string{}, addrsSeen: map[string]string{}, learned: map[string]time.Time{},
 	}
 	s.settle = cfg.Settling
 	if s.settle.Window <= 0 {
@@ -342,6 +344,7 @@ func (s *Service) dialKnownMembers() {
 		admitted[p] = true
 	}
 	var todo []peer.AddrInfo
+	yielded := false
 	self := s.host.ID()
 	s.st.View(func(v *state.View) {
 		for _, k := range v.Keys(Coll) {
@@ -357,11 +360,30 @@ func (s *Service) dialKnownMembers() {
 			if err != nil || id == self || admitted[id] {
 				continue
 			}
+			// Of two members that learn of each other at once, the one with the smaller
+			// ID dials first and the other waits dialYield: two connections at once
+			// through a relay would make both sides start hole punching as the initiator,
+			// and the punch fails.
+			s.mu.Lock()
+			fresh := time.Since(s.learned[k]) < dialYield
+			s.mu.Unlock()
+			if fresh && self > id {
+				yielded = true
+				continue
+			}
 			if ai := (peer.AddrInfo{ID: id, Addrs: parseAddrs(rec.Addrs)}); len(ai.Addrs) > 0 {
 				todo = append(todo, ai)
 			}
 		}
 	})
+	if yielded { // come back when the other side had its turn
+		time.AfterFunc(dialYield, func() {
+			select {
+			case s.dialNow <- struct{}{}:
+			default:
+			}
+		})
+	}
 	// In parallel and without waiting: one unreachable member must not delay the others
 	// by its timeout, nor a member whose addresses changed (a relayed one arrived) wait
 	// for the attempt on its old ones.
@@ -390,6 +412,10 @@ func (s *Service) dialKnownMembers() {
 		}()
 	}
 }
+
+// dialYield is how long the member with the larger peer ID waits before dialling a member
+// it just learned (or whose addresses changed), so that the other dials first.
+const dialYield = time.Second
 
 // AddrsChanged makes the service rewrite this node's record now (its addresses changed:
 // a relay reservation, an address observed behind NAT).
@@ -447,6 +473,9 @@ func (s *Service) trackMember(key string) {
 	s.names[key] = rec.Name
 	moved := known && s.addrsSeen[key] != addrs
 	s.addrsSeen[key] = addrs
+	if !known || moved {
+		s.learned[key] = time.Now()
+	}
 	s.mu.Unlock()
 	if (!known || moved) && !rec.Left {
 		select { // a new member, or new addresses (relayed): connect now (it learns our record on admission)
