@@ -50,6 +50,8 @@ type Config struct {
 	DataDir string `yaml:"data_dir"`
 	// NoMDNS turns off zero-config LAN discovery by multicast DNS.
 	NoMDNS bool `yaml:"no_mdns"`
+	// NoPortMap turns off UPnP/NAT-PMP port mapping on the router (on by default).
+	NoPortMap bool `yaml:"no_port_map"`
 	// APIListen optionally serves the local API on a TCP address (e.g. 127.0.0.1:7947) in
 	// addition to the Unix socket, over TLS 1.3 with a self-signed certificate generated once
 	// in the data dir (api.crt, api.key; its fingerprint, which clients pin, in
@@ -297,7 +299,7 @@ func LoadConfigFile(path string) (Config, error) {
 		if errors.Is(err, io.EOF) { // empty file
 			return c, nil
 		}
-		return c, fmt.Errorf("node: config file %s: %w (keys: cluster, node, bind, advertise, join, cluster_key, labels, data_dir, no_mdns, api_listen, api_token, log_level, liveness, reserve_cpu_percent, reserve_ram_mb, reserve_disk_mb, code_roots, disk_quota, gossip_batch, anti_entropy_interval, snapshot_interval)", path, err)
+		return c, fmt.Errorf("node: config file %s: %w (keys: cluster, node, bind, advertise, join, cluster_key, labels, data_dir, no_mdns, no_port_map, api_listen, api_token, log_level, liveness, reserve_cpu_percent, reserve_ram_mb, reserve_disk_mb, code_roots, disk_quota, gossip_batch, anti_entropy_interval, snapshot_interval)", path, err)
 	}
 	return c, nil
 }
@@ -327,6 +329,9 @@ func (c *Config) Merge(over Config, set map[string]bool) {
 	}
 	if set["data-dir"] {
 		c.DataDir = over.DataDir
+	}
+	if set["no-port-map"] {
+		c.NoPortMap = over.NoPortMap
 	}
 	if set["no-mdns"] {
 		c.NoMDNS = over.NoMDNS

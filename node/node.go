@@ -150,12 +150,14 @@ func New(cfg Config, log *slog.Logger) (n *Node, err error) {
 		Advertise:           advertise,
 		Join:                join,
 		MDNS:                !cfg.NoMDNS,
+		NoPortMap:           cfg.NoPortMap,
 		IdentityFile:        filepath.Join(cfg.DataDir, "identity.key"),
 		Logger:              log,
 		GossipBatch:         cfg.GossipBatch,
 		AntiEntropyInterval: cfg.AntiEntropyInterval,
 		DiscoveryInterval:   discoveryInterval,
 		OnPeerAdmitted:      func(p peer.ID) { n.members.OnPeerAdmitted(p) },
+		OnAddrsChanged:      func() { n.members.AddrsChanged() },
 		OnPeerGone:          func(peer.ID) {},
 		OnMessage:           n.onMessage,
 	})
@@ -177,6 +179,19 @@ func New(cfg Config, log *slog.Logger) (n *Node, err error) {
 	n.members = membership.New(membership.Config{
 		Name: cfg.Node, Labels: cfg.Labels, DataDir: cfg.DataDir, Version: Version, Liveness: live,
 		InstanceCount: func() int { return n.instances.InstanceCount() },
+		NAT: func() (string, string) {
+			st := n.host.NAT()
+			return st.Reachability, st.NATType
+		},
+		RTT: func() map[peer.ID]time.Duration {
+			out := map[peer.ID]time.Duration{}
+			for _, p := range n.host.Admitted() {
+				if d := n.host.RTT(p); d > 0 {
+					out[p] = d
+				}
+			}
+			return out
+		},
 	}, n.host, n.st, n.events, log)
 	n.api = httpapi.New(log, func() context.Context { return n.ctx })
 	n.api.SetToken(cfg.APIToken)
@@ -333,8 +348,30 @@ func (n *Node) Nodes() []api.NodeInfo {
 	draining := n.sched.Draining()
 	for i := range ns {
 		ns[i].Draining = draining[ns[i].ID]
+		n.addPath(&ns[i])
 	}
 	return ns
+}
+
+// addPath fills in how this node reaches x: connection type, transport, the address in
+// use (else x's first announced one) and the round-trip time.
+func (n *Node) addPath(x *api.NodeInfo) {
+	if len(x.Addresses) > 0 {
+		x.Address = x.Addresses[0]
+	}
+	if x.Self {
+		return
+	}
+	id, err := peer.Decode(x.ID)
+	if err != nil {
+		return
+	}
+	if p, ok := n.host.Path(id); ok {
+		x.Connection, x.Transport, x.Address = p.Type, p.Transport, p.Addr
+	}
+	if d := n.host.RTT(id); d > 0 {
+		x.RTTMs = float64(d.Microseconds()) / 1000
+	}
 }
 
 // Status describes this node.
@@ -356,12 +393,27 @@ func (n *Node) Status() api.StatusInfo {
 	if p := n.apiTCP.Load(); p != nil {
 		tcp = *p
 	}
-	return api.StatusInfo{
+	st := api.StatusInfo{
 		Name: n.cfg.Node, ID: n.host.ID().String(), Cluster: n.cfg.Cluster, Addresses: n.fullAddrs(),
 		Labels: labels, NodesAlive: alive, NodesTotal: len(nodes), Admitted: len(n.host.Admitted()),
 		Keyed: n.cfg.ClusterKey != "", Version: Version, UptimeS: time.Since(n.started).Seconds(),
 		DataDir: n.cfg.DataDir, StateKeys: keys, APIAddr: tcp[0], APIFingerprint: tcp[1],
 	}
+	nat := n.host.NAT()
+	st.Reachability, st.NATType, st.RelayService = nat.Reachability, nat.NATType, nat.RelayService
+	st.ObservedAddrs = []string{}
+	for _, a := range nat.Observed {
+		st.ObservedAddrs = append(st.ObservedAddrs, a.String())
+	}
+	st.Relays = []api.RelayReservation{}
+	for _, r := range nat.Relays {
+		name, ok := n.members.NameOf(r.Relay.String())
+		if !ok {
+			name = r.Relay.String()
+		}
+		st.Relays = append(st.Relays, api.RelayReservation{Relay: name, ID: r.Relay.String(), Expires: r.Expires.UTC()})
+	}
+	return st
 }
 
 func (n *Node) fullAddrs() []string {

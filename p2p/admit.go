@@ -232,7 +232,7 @@ func (h *Host) initiateAdmission(ctx context.Context, p peer.ID) error {
 func (h *Host) runInitiator(ctx context.Context, p peer.ID) outcome {
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.AdmitTimeout)
 	defer cancel()
-	s, err := h.h.NewStream(ctx, p, h.protoAdmit)
+	s, err := h.h.NewStream(memberCtx(ctx), p, h.protoAdmit)
 	if err != nil {
 		if errors.Is(err, ctx.Err()) || h.isClosed() {
 			return failure(err)
@@ -470,6 +470,7 @@ func (h *Host) markAdmitted(p peer.ID, initiator bool) {
 	}
 	h.h.ConnManager().Protect(p, memberTag)
 	h.log.Info("peer admitted", "peer", p, "initiator", initiator)
+	h.triggerRelays()
 	h.mh.peerAdmitted(p)
 	if cb := h.cfg.OnPeerAdmitted; cb != nil {
 		h.events.push(func() { cb(p) })
@@ -521,7 +522,7 @@ func (h *Host) ensureAdmitted(ctx context.Context, p peer.ID) error {
 		return err
 	}
 	if !h.Connected(p) {
-		if err := h.h.Connect(ctx, peer.AddrInfo{ID: p}); err != nil {
+		if err := h.h.Connect(memberCtx(ctx), peer.AddrInfo{ID: p}); err != nil {
 			if err := h.blockedErr(p); err != nil {
 				return err
 			}
@@ -610,7 +611,7 @@ func (h *Host) onConnected(c network.Conn) {
 
 func (h *Host) onDisconnected(c network.Conn) {
 	p := c.RemotePeer()
-	if h.h.Network().Connectedness(p) == network.Connected {
+	if h.Connected(p) {
 		return
 	}
 	h.mu.Lock()
@@ -654,7 +655,17 @@ func (g *gater) allow(p peer.ID) bool {
 
 func (g *gater) InterceptPeerDial(p peer.ID) bool { return g.allow(p) }
 
-func (g *gater) InterceptAddrDial(peer.ID, ma.Multiaddr) bool { return true }
+func (g *gater) InterceptAddrDial(p peer.ID, a ma.Multiaddr) bool { return g.allowPath(p, a) }
+
+// allowPath refuses direct connections to peers the (test) NAT hook cuts: only relayed
+// connections reach them, as between two members behind symmetric NATs.
+func (g *gater) allowPath(p peer.ID, a ma.Multiaddr) bool {
+	h := g.host()
+	h.mu.Lock()
+	cut := h.noDirect
+	h.mu.Unlock()
+	return cut == nil || !cut(p) || isRelayed(a)
+}
 
 func (g *gater) InterceptAccept(network.ConnMultiaddrs) bool {
 	h := g.host()
@@ -663,8 +674,8 @@ func (g *gater) InterceptAccept(network.ConnMultiaddrs) bool {
 	return h.started && !h.closed
 }
 
-func (g *gater) InterceptSecured(_ network.Direction, p peer.ID, _ network.ConnMultiaddrs) bool {
-	return g.allow(p)
+func (g *gater) InterceptSecured(_ network.Direction, p peer.ID, cm network.ConnMultiaddrs) bool {
+	return g.allow(p) && g.allowPath(p, cm.RemoteMultiaddr())
 }
 
 func (g *gater) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) { return true, 0 }

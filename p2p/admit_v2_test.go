@@ -6,6 +6,9 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/proto"
+	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
+	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	"io"
 	"slices"
 	"strings"
@@ -285,14 +288,17 @@ func TestOldAdmissionVersionNamed(t *testing.T) {
 
 // TestOnlyMemberServicesRegistered lists every protocol the host answers: besides
 // admission and identify, each must be a cluster protocol (member-only through Guard or
-// the member host) - no relay, no ping, nothing a library enabled by default.
+// the member host) - nothing a library enabled by default answers non-members.
 func TestOnlyMemberServicesRegistered(t *testing.T) {
 	a := startHost(t, fastConfig(t), nil)
 	a.HandlePackets("p", func(peer.ID, []byte) {})
 	open := []protocol.ID{protoAdmit, protoAdmitV1, "/ipfs/id/1.0.0", "/ipfs/id/push/1.0.0"}
+	// Guarded (member-only) NAT traversal protocols: TestRelayRefusesNonMembers checks
+	// that a non-member gets nothing from them.
+	guarded := []protocol.ID{proto.ProtoIDv2Hop, proto.ProtoIDv2Stop, holepunch.Protocol, ping.ID}
 	for _, p := range a.h.Mux().Protocols() {
 		switch {
-		case slices.Contains(open, p):
+		case slices.Contains(open, p), slices.Contains(guarded, p):
 		case strings.HasPrefix(string(p), "/constellation/"+a.hash+"/"):
 		case strings.HasPrefix(string(p), "/meshsub/"), strings.HasPrefix(string(p), "/floodsub/"):
 		default:
@@ -300,7 +306,7 @@ func TestOnlyMemberServicesRegistered(t *testing.T) {
 		}
 	}
 	for _, p := range a.h.Mux().Protocols() {
-		if strings.Contains(string(p), "relay") || strings.Contains(string(p), "ping") {
+		if strings.Contains(string(p), "autonat") {
 			t.Errorf("service %s is on", p)
 		}
 	}

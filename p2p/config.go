@@ -70,6 +70,9 @@ type Config struct {
 	OnPeerGone          func(peer.ID)
 	OnAdmissionRejected func(p peer.ID, reason string)
 	OnMessage           func(Message)
+	// OnAddrsChanged is called (from the event goroutine) when Addrs may have changed: a
+	// relay reservation was made or lost, or members observed a new address for this node.
+	OnAddrsChanged func()
 
 	// GossipBatch is how long Publish collects deltas before one gossip message is sent
 	// (default 5ms). Lower means lower latency and more messages.
@@ -115,6 +118,28 @@ type Config struct {
 	// ConnLow/ConnHigh are the connection manager watermarks (default 64/256). Admitted
 	// members are protected and never trimmed.
 	ConnLow, ConnHigh int
+
+	// NAT traversal (see doc.go, "Across NATs").
+	//
+	// NoPortMap turns off UPnP/NAT-PMP port mapping on the router (on by default).
+	NoPortMap bool
+	// DisableRelayService stops this node from relaying connections between members
+	// (on by default; it relays for admitted members only).
+	DisableRelayService bool
+	// DisableHolePunching turns off DCUtR hole punching of relayed connections.
+	DisableHolePunching bool
+	// MaxRelays is how many members this node reserves a relay slot with while it is not
+	// publicly reachable (default 2; -1: none). Its relayed addresses are announced.
+	MaxRelays int
+	// Relay service limits: reservations held for members (default 128), relayed
+	// connections per member (default 64), buffer per relayed stream direction (default
+	// 64 KiB). RelayLimitData (bytes per direction) and RelayLimitDuration cut a relayed
+	// connection; 0 (the default) means no cut: only members use the relay.
+	RelayMaxReservations int
+	RelayMaxCircuits     int
+	RelayBufferSize      int
+	RelayLimitData       int64
+	RelayLimitDuration   time.Duration
 }
 
 // JoinAddr is one --join target: the addresses to dial and, when the address named
@@ -174,6 +199,10 @@ func (c Config) withDefaults() Config {
 	defi(&c.MessageDedupeMax, 100000)
 	defi(&c.ConnLow, 64)
 	defi(&c.ConnHigh, 256)
+	defi(&c.MaxRelays, 2)
+	defi(&c.RelayMaxReservations, 128)
+	defi(&c.RelayMaxCircuits, 64)
+	defi(&c.RelayBufferSize, 64<<10)
 	return c
 }
 
@@ -202,6 +231,14 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: MaxMessageBytes %d > %d (the memory one stream may reserve)", ErrConfig, c.MaxMessageBytes, MaxServiceFrame)
 	case c.ConnLow <= 0 || c.ConnHigh < c.ConnLow:
 		return fmt.Errorf("%w: connection watermarks %d/%d", ErrConfig, c.ConnLow, c.ConnHigh)
+	case c.MaxRelays < -1:
+		return fmt.Errorf("%w: MaxRelays %d: want -1 (no reservations) or more", ErrConfig, c.MaxRelays)
+	case c.RelayMaxReservations < 0 || c.RelayMaxCircuits < 0 || c.RelayBufferSize < 0:
+		return fmt.Errorf("%w: relay limits must be > 0 (reservations %d, circuits %d, buffer %d)", ErrConfig, c.RelayMaxReservations, c.RelayMaxCircuits, c.RelayBufferSize)
+	case c.RelayBufferSize > 1<<20:
+		return fmt.Errorf("%w: RelayBufferSize %d > 1 MiB", ErrConfig, c.RelayBufferSize)
+	case c.RelayLimitData < 0 || c.RelayLimitDuration < 0:
+		return fmt.Errorf("%w: RelayLimitData %d and RelayLimitDuration %v must be >= 0 (0: no limit)", ErrConfig, c.RelayLimitData, c.RelayLimitDuration)
 	case len(c.Listen) == 0:
 		return fmt.Errorf("%w: no listen address", ErrConfig)
 	}

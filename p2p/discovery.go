@@ -21,6 +21,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/sec"
 	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
 	drouting "github.com/libp2p/go-libp2p/p2p/discovery/routing"
+	ma "github.com/multiformats/go-multiaddr"
 )
 
 const (
@@ -69,21 +70,19 @@ func (h *Host) dialJoin(ctx context.Context, j JoinAddr, guess peer.ID) (peer.ID
 	if h.isClosed() {
 		return "", ErrClosed
 	}
-	probe := guess
-	if probe == "" {
-		var err error
-		if probe, err = throwawayID(); err != nil {
-			return "", err
+	var (
+		actual peer.ID
+		ok     bool
+		err    error
+	)
+	if guess != "" {
+		if err = h.h.Connect(ctx, peer.AddrInfo{ID: guess, Addrs: j.Addrs}); err == nil {
+			return guess, nil
 		}
-	}
-	err := h.h.Connect(ctx, peer.AddrInfo{ID: probe, Addrs: j.Addrs})
-	if err == nil {
-		return probe, nil
-	}
-	actual, ok := mismatchedID(err)
-	if probe != guess || guess == "" {
-		h.h.Peerstore().ClearAddrs(probe)
-		h.h.Peerstore().RemovePeer(probe)
+		actual, ok = mismatchedID(err)
+	} else {
+		actual, err = h.probeJoin(ctx, j)
+		ok = err == nil
 	}
 	if !ok {
 		return "", err
@@ -102,6 +101,50 @@ func (h *Host) dialJoin(ctx context.Context, j JoinAddr, guess peer.ID) (peer.ID
 		return actual, err
 	}
 	return actual, nil
+}
+
+// probeJoin learns the peer ID at a join address without an ID: it dials each address
+// (QUIC, TCP) in parallel under a throwaway ID, and the secure handshake's mismatch
+// names the real one. The first address that answers wins, so a blocked transport (UDP
+// filtered: QUIC waits for its handshake timeout) does not delay the others.
+func (h *Host) probeJoin(ctx context.Context, j JoinAddr) (peer.ID, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		id  peer.ID
+		err error
+	}
+	res := make(chan result, len(j.Addrs))
+	for _, a := range j.Addrs {
+		go func() {
+			probe, err := throwawayID()
+			if err != nil {
+				res <- result{err: err}
+				return
+			}
+			err = h.h.Connect(ctx, peer.AddrInfo{ID: probe, Addrs: []ma.Multiaddr{a}})
+			h.h.Peerstore().ClearAddrs(probe)
+			h.h.Peerstore().RemovePeer(probe)
+			if err == nil { // cannot happen: nobody holds a fresh random identity
+				res <- result{err: fmt.Errorf("p2p: join %s: the peer at %s claimed a random identity", j, a)}
+				return
+			}
+			if id, ok := mismatchedID(err); ok {
+				res <- result{id: id}
+				return
+			}
+			res <- result{err: err}
+		}()
+	}
+	var errs []error
+	for range j.Addrs {
+		r := <-res
+		if r.err == nil {
+			return r.id, nil
+		}
+		errs = append(errs, r.err)
+	}
+	return "", errors.Join(errs...)
 }
 
 // mismatchedID extracts the real peer ID from a dial that expected another one.

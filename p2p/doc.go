@@ -58,8 +58,34 @@
 //
 // Services that answer before admission: only identify (it reveals the listen addresses
 // and the protocol list, which include the cluster hash, not the name or key) and
-// admission itself. Circuit relay (the client's STOP handler and the HOP service) and
-// ping are off; a test lists every registered protocol and fails on anything else.
+// admission itself. Circuit relay (the HOP service and the client's STOP handler), hole
+// punching (DCUtR) and ping answer admitted members only; AutoNAT is off. A test lists
+// every registered protocol and fails on anything else, and another checks that a
+// non-member gets nothing from the relay, STOP, DCUtR and ping protocols.
+//
+// # Across NATs
+//
+// nat.go makes every member reach every member through NATs (docs/design.md has the
+// measurements):
+//
+//   - Every member relays for members (circuit relay v2): HOP through the member-only host
+//     and an ACL that needs both ends admitted; STOP guarded, so only a member relay can
+//     hand this node a connection. Member circuits are not cut; Config.Relay* sets the
+//     limits (RelayLimitData/RelayLimitDuration make the circuits "limited", which every
+//     cluster stream accepts: memberCtx).
+//   - A node that is not publicly reachable reserves slots on up to MaxRelays members it
+//     dialled directly and adds relayed addresses to Addrs (OnAddrsChanged tells the owner
+//     to republish them).
+//   - Identify's observed addresses, from admitted members on direct connections, give
+//     the NAT's mapping of the QUIC listen port (announced in Addrs), Reachability and the
+//     NAT type (NAT()).
+//   - DCUtR upgrades a relayed connection to a direct one (QUIC, and TCP: dials leave from
+//     the listen port, SO_REUSEPORT, after tcpPortsFree checked nobody holds it); the
+//     relayed one is closed once idle. Path(p) tells direct, relayed or hole-punched, and
+//     the transport.
+//   - A member-only ping measures RTT(p) every 10 s.
+//   - Addresses: no link-local, loopback only when nothing else; AddAddrs drops what this
+//     node cannot use (usablePeerAddrs). NATPortMap unless NoPortMap.
 //
 // # Protocols: Service and Listener
 //

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -29,6 +30,7 @@ import (
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 	"go.uber.org/fx"
 )
 
@@ -98,6 +100,9 @@ type Host struct {
 	rejected map[peer.ID]*rejection
 	// partitioned, when set (tests), gates connections to peers it returns true for.
 	partitioned func(peer.ID) bool
+	// noDirect, when set (tests), refuses direct (not relayed) connections to peers it
+	// returns true for.
+	noDirect func(peer.ID) bool
 	// syncing/syncAgain coalesce anti-entropy requests per peer.
 	syncing   map[peer.ID]bool
 	syncAgain map[peer.ID]bool
@@ -117,6 +122,8 @@ type Host struct {
 
 	pub   publisher
 	dedup *dedupe
+
+	nat natState // NAT traversal: relay, reservations, hole punching, observed addresses
 }
 
 type attempt struct {
@@ -181,8 +188,12 @@ func New(cfg Config) (*Host, error) {
 	hh.topicName = "/constellation/" + hh.hash + "/state"
 	hh.ctx, hh.cancel = context.WithCancel(context.Background())
 	hh.events.init()
+	hh.nat.init()
 	hh.dedup = newDedupe(cfg.MessageDedupeWindow, cfg.MessageDedupeMax)
 
+	if err := tcpPortsFree(cfg.Listen); err != nil {
+		return nil, err
+	}
 	cm, err := connmgr.NewConnManager(cfg.ConnLow, cfg.ConnHigh, connmgr.WithGracePeriod(time.Minute))
 	if err != nil {
 		return nil, fmt.Errorf("p2p: connmgr: %w", err)
@@ -197,37 +208,39 @@ func New(cfg Config) (*Host, error) {
 		libp2p.Identity(sk),
 		libp2p.ListenAddrs(cfg.Listen...),
 		libp2p.Transport(quic.NewTransport),
-		// Without SO_REUSEPORT a second node on the same TCP port fails to bind instead of
-		// silently sharing the port (the kernel would split connections between the two).
-		libp2p.Transport(tcp.NewTCPTransport, tcp.DisableReuseport()),
+		// SO_REUSEPORT: TCP dials leave from the listen port, so a NAT's mapping of it is
+		// what members observe and TCP hole punching can work. tcpPortsFree checked first
+		// that no other process (another node) holds the port, which reuse would hide.
+		libp2p.Transport(tcp.NewTCPTransport),
 		libp2p.DefaultSecurity,
 		libp2p.DefaultMuxers,
 		libp2p.ConnectionManager(cm),
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionGater((*gater)(hh)),
 		libp2p.BandwidthReporter(hh.bw),
-		// Services that would answer peers before admission are off: no circuit relay
-		// (neither the client's STOP handler nor the HOP service; constellation never
-		// dials relayed addresses) and no ping. Identify stays: it runs on every
-		// connection and reveals the listen addresses and protocol list (see doc.go).
-		libp2p.DisableRelay(),
+		// Services that would answer peers before admission are off: ping, and the circuit
+		// relay as libp2p configures it (natOptions adds the relay transport with its STOP
+		// handler guarded; Start the member-only relay service and hole punching).
+		// Identify stays: it runs on every connection and reveals the listen addresses and
+		// protocol list (see doc.go).
 		libp2p.Ping(false),
 		libp2p.DisableMetrics(),
 		libp2p.UserAgent("constellation"),
 		libp2p.WithFxOption(fx.NopLogger), // its start-up errors reach the caller as our error
 	}
-	if len(cfg.Advertise) > 0 {
-		adv := slices.Clone(cfg.Advertise)
-		opts = append(opts, libp2p.AddrsFactory(func(in []ma.Multiaddr) []ma.Multiaddr {
-			out := slices.Clone(adv)
-			for _, a := range in {
-				if !slices.ContainsFunc(out, a.Equal) {
-					out = append(out, a)
-				}
+	opts = append(opts, hh.natOptions()...)
+	// Advertised addresses first; never link-local, loopback only when there is nothing
+	// else (identify and the relay hand these to other hosts).
+	adv := slices.Clone(cfg.Advertise)
+	opts = append(opts, libp2p.AddrsFactory(func(in []ma.Multiaddr) []ma.Multiaddr {
+		out := slices.Clone(adv)
+		for _, a := range in {
+			if !slices.ContainsFunc(out, a.Equal) {
+				out = append(out, a)
 			}
-			return out
-		}))
-	}
+		}
+		return advertised(out)
+	}))
 	h, err := libp2p.New(opts...)
 	if err != nil {
 		rm.Close()
@@ -280,9 +293,18 @@ func (h *Host) Start(ctx context.Context, r Replica) error {
 		return err
 	}
 	h.h.Network().Notify(&network.NotifyBundle{
-		ConnectedF:    func(_ network.Network, c network.Conn) { h.onConnected(c) },
-		DisconnectedF: func(_ network.Network, c network.Conn) { h.onDisconnected(c) },
+		ConnectedF: func(_ network.Network, c network.Conn) {
+			h.notePath(c)
+			h.onConnected(c)
+		},
+		DisconnectedF: func(_ network.Network, c network.Conn) {
+			h.forgetConn(c)
+			h.onDisconnected(c)
+		},
 	})
+	if err := h.startNAT(); err != nil {
+		return err
+	}
 
 	if err := h.startPubsub(); err != nil {
 		return err
@@ -354,6 +376,7 @@ func (h *Host) Close() error {
 	if h.dht != nil {
 		h.dht.Close()
 	}
+	h.closeNAT()
 	err := h.h.Close()
 	h.events.close()
 	h.wg.Wait()
@@ -374,24 +397,35 @@ func (h *Host) ID() peer.ID { return h.h.ID() }
 // directly (e.g. bitswap); wrap their handlers with Guard.
 func (h *Host) Libp2p() host.Host { return h.mh }
 
-// Addrs returns this host's full multiaddrs (with /p2p/<id>); unspecified listen
-// addresses are expanded to the interface addresses.
+// Addrs returns this host's full multiaddrs (with /p2p/<id>) for other members: the
+// advertised and listen addresses (unspecified ones expanded to the interface addresses;
+// no link-local, loopback only when there is nothing else), the addresses members
+// observed for it behind a NAT, then its relayed addresses.
 func (h *Host) Addrs() []ma.Multiaddr {
 	id, err := ma.NewComponent("p2p", h.ID().String())
 	if err != nil {
 		return nil
 	}
+	all := h.h.Addrs()
+	for _, a := range slices.Concat(h.observedAddrs(), h.relayAddrs()) {
+		if !slices.ContainsFunc(all, a.Equal) {
+			all = append(all, a)
+		}
+	}
 	var out []ma.Multiaddr
-	for _, a := range h.h.Addrs() {
+	for _, a := range all {
 		out = append(out, a.AppendComponent(id))
 	}
-	// QUIC first, TCP as fallback: peers dial the addresses in this order. The sort is
-	// stable, so advertised addresses stay ahead of bound ones within each transport.
+	// QUIC first, TCP as fallback, relayed last: peers dial the addresses in this order.
+	// The sort is stable, so advertised addresses stay ahead of bound ones.
 	slices.SortStableFunc(out, func(a, b ma.Multiaddr) int { return quicRank(a) - quicRank(b) })
 	return out
 }
 
 func quicRank(a ma.Multiaddr) int {
+	if isRelayed(a) {
+		return 2
+	}
 	if _, err := a.ValueForProtocol(ma.P_QUIC_V1); err == nil {
 		return 0
 	}
@@ -422,12 +456,14 @@ func (h *Host) IsAdmitted(p peer.ID) bool {
 func (h *Host) PeerAddrs(p peer.ID) []ma.Multiaddr { return h.h.Peerstore().Addrs(p) }
 
 // AddAddrs records addresses for p (e.g. learned from its membership record) so that
-// later dials (Connect, SendPacket, anti-entropy) can reach it.
+// later dials (Connect, SendPacket, anti-entropy) can reach it. Addresses this node
+// cannot use are dropped (see usablePeerAddrs): link-local, loopback of a member that has
+// other addresses, private ranges when this node has none, circuits through itself.
 func (h *Host) AddAddrs(p peer.ID, addrs []ma.Multiaddr) {
 	if p == h.ID() || p == "" {
 		return
 	}
-	h.h.Peerstore().AddAddrs(p, addrs, peerstore.RecentlyConnectedAddrTTL)
+	h.h.Peerstore().AddAddrs(p, h.usablePeerAddrs(addrs), peerstore.RecentlyConnectedAddrTTL)
 }
 
 type counters struct {
@@ -468,7 +504,8 @@ func (h *Host) Bandwidth() (in, out int64) {
 
 // Connected reports whether there is a live connection to p.
 func (h *Host) Connected(p peer.ID) bool {
-	return h.h.Network().Connectedness(p) == network.Connected
+	c := h.h.Network().Connectedness(p)
+	return c == network.Connected || c == network.Limited
 }
 
 // randomAdmitted picks a random admitted peer, or "" when there is none.
@@ -515,4 +552,25 @@ func listenKey(a ma.Multiaddr) (transport, port string) {
 	}
 	p, _ := a.ValueForProtocol(ma.P_TCP)
 	return "tcp", p
+}
+
+// tcpPortsFree fails when a fixed TCP listen port is taken. The TCP transport binds with
+// SO_REUSEPORT, which would let a second node share the port silently (the kernel splitting
+// connections between them); a plain bind fails on a port held by anyone, reuse or not.
+func tcpPortsFree(listen []ma.Multiaddr) error {
+	for _, a := range listen {
+		if t, port := listenKey(a); t != "tcp" || port == "0" {
+			continue
+		}
+		na, err := manet.ToNetAddr(a)
+		if err != nil {
+			continue // not an IP address: libp2p reports it
+		}
+		l, err := net.Listen("tcp", na.String())
+		if err != nil {
+			return fmt.Errorf("%w: cannot listen on %v: the port is in use (another constellation node?); pick another with --bind HOST:PORT", ErrConfig, a)
+		}
+		l.Close()
+	}
+	return nil
 }

@@ -44,3 +44,27 @@ func TestListenPortInUse(t *testing.T) {
 		})
 	}
 }
+
+// The TCP transport binds with SO_REUSEPORT (TCP hole punching dials from the listen
+// port); a second node on the same port must still fail rather than share it.
+func TestSecondNodeSamePortRefused(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	cfg := fastConfig(t)
+	cfg.Listen, _ = ParseBind("/ip4/127.0.0.1/tcp/" + strconv.Itoa(port))
+	first := startHost(t, cfg, nil)
+	cfg2 := fastConfig(t)
+	cfg2.Listen = cfg.Listen
+	h, err := New(cfg2)
+	if err == nil {
+		h.Close()
+		t.Fatalf("a second node on TCP port %d (first: %s) started; want an error", port, first.ID())
+	}
+	if !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("second node: %v; want it to say the port is in use", err)
+	}
+}

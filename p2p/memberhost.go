@@ -130,5 +130,5 @@ func (m *memberHost) NewStream(ctx context.Context, p peer.ID, pids ...protocol.
 	if err := m.h.ensureAdmitted(ctx, p); err != nil {
 		return nil, err
 	}
-	return m.Host.NewStream(ctx, p, pids...)
+	return m.Host.NewStream(memberCtx(ctx), p, pids...)
 }

@@ -103,7 +103,7 @@ func (h *Host) SendPacket(ctx context.Context, to peer.ID, name string, b []byte
 	var err error
 	for try := 0; try < 2; try++ {
 		if ps.s == nil {
-			ps.s, err = h.h.NewStream(ctx, to, h.packetProto(name))
+			ps.s, err = h.h.NewStream(memberCtx(ctx), to, h.packetProto(name))
 			if err != nil {
 				ps.s = nil
 				return fmt.Errorf("p2p: packet stream to %s: %w", to, err)

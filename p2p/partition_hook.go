@@ -18,3 +18,12 @@ func (h *Host) SetPartition(cut func(peer.ID) bool) {
 		}
 	}
 }
+
+// SetNoDirect makes the host refuse direct connections (dialled or accepted) with the
+// peers cut returns true for, as if both sat behind symmetric NATs: only connections
+// through a relay reach them. nil lifts it. For tests of relayed paths in-process.
+func (h *Host) SetNoDirect(cut func(peer.ID) bool) {
+	h.mu.Lock()
+	h.noDirect = cut
+	h.mu.Unlock()
+}

@@ -302,7 +302,7 @@ func (h *Host) SyncWith(ctx context.Context, p peer.ID) error {
 	if err := h.ensureAdmitted(ctx, p); err != nil {
 		return err
 	}
-	s, err := h.h.NewStream(ctx, p, h.protoSync)
+	s, err := h.h.NewStream(memberCtx(ctx), p, h.protoSync)
 	if err != nil {
 		return fmt.Errorf("p2p: sync with %s: %w", p, err)
 	}

@@ -29,7 +29,7 @@ func memberPair(t *testing.T) (a, b *Host) {
 	return a, b
 }
 
-func newService(t *testing.T, h *Host, name string, cfg ServiceConfig, fn Handler) *Service {
+func newService(t testing.TB, h *Host, name string, cfg ServiceConfig, fn Handler) *Service {
 	t.Helper()
 	svc, err := h.NewService(name, cfg, fn)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strings"
@@ -46,6 +47,26 @@ func newStatusCmd(g *globals) *cobra.Command {
 				t.row("api fingerprint", st.APIFingerprint)
 			}
 			t.row("version", st.Version)
+			t.row("reachability", orDash(st.Reachability))
+			t.row("nat type", orDash(st.NATType))
+			t.row("relay service", map[bool]string{true: "on (members only)", false: "off"}[st.RelayService])
+			if len(st.Relays) == 0 {
+				t.row("relay reservations", "-")
+			}
+			for i, r := range st.Relays {
+				k := ""
+				if i == 0 {
+					k = "relay reservations"
+				}
+				t.row(k, fmt.Sprintf("%s (until %s)", r.Relay, r.Expires.Local().Format(time.TimeOnly)))
+			}
+			for i, a := range st.ObservedAddrs {
+				k := ""
+				if i == 0 {
+					k = "observed addresses"
+				}
+				t.row(k, a)
+			}
 			for i, a := range st.Addresses {
 				k := ""
 				if i == 0 {
@@ -69,8 +90,8 @@ func orDash(s string) string {
 
 func newNodesCmd(g *globals) *cobra.Command {
 	var (
-		asJSON bool
-		status string
+		asJSON, wide, rtt bool
+		status            string
 	)
 	c := &cobra.Command{
 		Use:   "nodes",
@@ -98,12 +119,16 @@ func newNodesCmd(g *globals) *cobra.Command {
 			if asJSON {
 				return printJSON(c.OutOrStdout(), ns)
 			}
-			t := newTable(c.OutOrStdout(), "NAME", "ID", "STATUS", "ADDRESS", "CPU", "RAM", "DISK", "INSTANCES", "LABELS", "LAST SEEN")
+			if rtt {
+				return printRTTTable(c.OutOrStdout(), ns)
+			}
+			cols := []string{"NAME", "ID", "STATUS", "ADDRESS", "CPU", "RAM", "DISK", "INSTANCES", "LABELS", "LAST SEEN"}
+			if wide {
+				cols = append(cols, "CONNECTION", "TRANSPORT", "RTT", "REACHABILITY", "NAT")
+			}
+			t := newTable(c.OutOrStdout(), cols...)
 			for _, n := range ns {
-				addr := "-"
-				if len(n.Addresses) > 0 {
-					addr = n.Addresses[0]
-				}
+				addr := orDash(n.Address)
 				name := n.Name
 				if n.Self {
 					name += " (self)"
@@ -112,13 +137,29 @@ func newNodesCmd(g *globals) *cobra.Command {
 				if n.Draining {
 					st += ", draining"
 				}
-				t.row(name, shortID(n.ID), st, addr, fmt.Sprint(n.CPUTotal), humanMB(n.RAMTotalMB), humanMB(n.DiskTotalMB),
-					fmt.Sprint(n.Instances), orDash(node.FormatLabels(n.Labels)), ago(n.LastSeen))
+				row := []string{name, shortID(n.ID), st, addr, fmt.Sprint(n.CPUTotal), humanMB(n.RAMTotalMB), humanMB(n.DiskTotalMB),
+					fmt.Sprint(n.Instances), orDash(node.FormatLabels(n.Labels)), ago(n.LastSeen)}
+				if wide {
+					conn, rtt := "-", "-"
+					switch {
+					case n.Self:
+						conn = "self"
+					case n.Connection != "":
+						conn = n.Connection
+					}
+					if n.RTTMs > 0 {
+						rtt = fmt.Sprintf("%.1fms", n.RTTMs)
+					}
+					row = append(row, conn, orDash(n.Transport), rtt, orDash(n.Reachability), orDash(n.NATType))
+				}
+				t.row(row...)
 			}
 			return t.flush()
 		},
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	c.Flags().BoolVar(&wide, "wide", false, "also show how this node reaches each node (connection direct, relayed or hole-punched; transport; round-trip time) and each node's reachability and NAT type")
+	c.Flags().BoolVar(&rtt, "rtt", false, "print the cluster's round-trip time table (ms, row node to column node, as each node measured it)")
 	c.Flags().StringVar(&status, "status", "", "only nodes with this status (alive, suspect, dead, left)")
 	return c
 }
@@ -303,3 +344,27 @@ func exactArgs(n int, what string) cobra.PositionalArgs {
 
 // errEnough stops an event stream once --count events were printed.
 var errEnough = errors.New("enough events")
+
+// printRTTTable prints the replicated RTT table: one row per node, one column per node,
+// the round-trip time the row node measured to the column node ("-": not measured).
+func printRTTTable(w io.Writer, ns []api.NodeInfo) error {
+	cols := []string{"FROM \\ TO"}
+	for _, n := range ns {
+		cols = append(cols, n.Name)
+	}
+	t := newTable(w, cols...)
+	for _, from := range ns {
+		row := []string{from.Name}
+		for _, to := range ns {
+			cell := "-"
+			if to.ID == from.ID {
+				cell = "·"
+			} else if ms, ok := from.RTTs[to.ID]; ok {
+				cell = fmt.Sprintf("%.1f", ms)
+			}
+			row = append(row, cell)
+		}
+		t.row(row...)
+	}
+	return t.flush()
+}

@@ -99,27 +99,7 @@ type peerProc struct {
 
 func startPeer(t *testing.T, dir string, args ...string) *peerProc {
 	t.Helper()
-	cmd := exec.Command(binary(t), append([]string{"peer", "--data-dir", dir, "--no-mdns"}, args...)...)
-	cmd.Env = testutil.CleanEnv()
-	p := &peerProc{cmd: cmd, stderr: &syncBuf{}, done: make(chan struct{}), dir: dir}
-	cmd.Stdout, cmd.Stderr = p.stderr, p.stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.waitErr = cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-			return
-		default:
-		}
-		cmd.Process.Kill()
-		<-p.done
-		if t.Failed() {
-			t.Logf("peer %s output:\n%s", dir, p.stderr.String())
-		}
-	})
-	return p
+	return startPeerCmd(t, dir, exec.Command(binary(t), append([]string{"peer", "--data-dir", dir, "--no-mdns"}, args...)...))
 }
 
 // waitJSON runs a --json command until check accepts its output or the timeout passes.

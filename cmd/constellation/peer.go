@@ -83,6 +83,7 @@ defaults. The cluster key can also come from CONSTELLATION_CLUSTER_KEY.`,
 	f.StringVar(&flags.ClusterKey, "cluster-key", "", "shared secret peers must prove to be admitted (default $CONSTELLATION_CLUSTER_KEY; empty: open cluster)")
 	f.StringVar(&labels, "labels", "", "node labels k=v,k2=v2 (e.g. region=us-east,type=database)")
 	f.BoolVar(&flags.NoMDNS, "no-mdns", false, "turn off LAN discovery by mDNS")
+	f.BoolVar(&flags.NoPortMap, "no-port-map", false, "do not ask the router for a port mapping (UPnP, NAT-PMP)")
 	f.StringVar(&flags.APIListen, "api-listen", "", "also serve the local API on HOST:PORT over TLS (bearer token in <data-dir>/api.token, certificate fingerprint in <data-dir>/api.fingerprint)")
 	f.StringVar(&flags.LogLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&flags.Liveness, "liveness", "lan", "failure detector profile: lan (one network, detects in ~3s), wan (nodes behind slow links: round trips below 2.5s are not suspected, detects in ~15s) or local (one host); use the same on every node")

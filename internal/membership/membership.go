@@ -52,6 +52,12 @@ type Record struct {
 	Left        bool              `cbor:"11,keyasint,omitempty"` // set on graceful leave
 	Heartbeat   int64             `cbor:"12,keyasint,omitempty"` // unix ms of the last record refresh
 	Version     string            `cbor:"13,keyasint,omitempty"`
+	// Reach and NAT are what the node detected for itself (p2p.NATStatus).
+	Reach string `cbor:"14,keyasint,omitempty"`
+	NAT   string `cbor:"15,keyasint,omitempty"`
+	// RTT is the node's measured round-trip time to other members in microseconds, by
+	// peer ID: the cluster's RTT table (topology awareness).
+	RTT map[string]uint32 `cbor:"16,keyasint,omitempty"`
 }
 
 // EncodeRecord encodes a membership record (the state codec).
@@ -107,7 +113,16 @@ type Config struct {
 	InstanceCount func() int
 	// Settling bounds the catch-up after start (Settled); zero values take the defaults.
 	Settling Settling
+	// NAT reports this node's reachability and NAT type for its record; may be nil.
+	NAT func() (reach, natType string)
+	// RTT reports this node's measured round-trip times to members; may be nil. The
+	// record keeps a published value until it moves by more than rttHysteresis, so
+	// jitter does not rewrite the record.
+	RTT func() map[peer.ID]time.Duration
 }
+
+// rttHysteresis is the relative change of a round-trip time that updates the record.
+const rttHysteresis = 0.3
 
 // Service is the membership of one node.
 type Service struct {
@@ -126,11 +141,20 @@ type Service struct {
 	status map[string]string
 	// names caches peer ID -> node name from records.
 	names map[string]string
+	// rtt is the RTT table last put in the own record (microseconds by peer ID).
+	rtt map[string]uint32
 
-	dialNow chan struct{} // capacity 1: a member was learned; dial it without waiting for the tick
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	dialNow  chan struct{} // capacity 1: a member was learned; dial it without waiting for the tick
+	writeNow chan struct{} // capacity 1: this node's addresses changed; rewrite its record now
+	// dialing holds the members being dialled, with the addresses of that attempt.
+	dialing map[peer.ID]string
+	// addrsSeen holds each member's addresses from its last record (a change redials),
+	// learned when they were first seen.
+	addrsSeen map[string]string
+	learned   map[string]time.Time
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
 }
 
 // New builds the service; nothing runs before Start.
@@ -142,6 +166,7 @@ func New(cfg Config, h Host, st *state.Store, bus *events.Bus, log *slog.Logger)
 		cfg: cfg, host: h, st: st, bus: bus, log: log, started: time.Now(),
 		incarn: uint64(time.Now().UnixMilli()),
 		status: map[string]string{}, names: map[string]string{}, dialNow: make(chan struct{}, 1),
+		writeNow: make(chan struct{}, 1), dialing: map[peer.ID]string{}, addrsSeen: map[string]string{}, learned: map[string]time.Time{},
 	}
 	s.settle = cfg.Settling
 	if s.settle.Window <= 0 {
@@ -221,7 +246,14 @@ func (s *Service) ownRecord(left bool) Record {
 	if s.cfg.InstanceCount != nil {
 		n = s.cfg.InstanceCount()
 	}
+	var reach, natType string
+	if s.cfg.NAT != nil {
+		reach, natType = s.cfg.NAT()
+	}
 	return Record{
+		Reach:       reach,
+		NAT:         natType,
+		RTT:         s.rttTable(),
 		Name:        s.cfg.Name,
 		PeerID:      s.host.ID().String(),
 		Addrs:       recordAddrs(s.host.Addrs()),
@@ -236,6 +268,34 @@ func (s *Service) ownRecord(left bool) Record {
 		Heartbeat:   time.Now().UnixMilli(),
 		Version:     s.cfg.Version,
 	}
+}
+
+// rttTable is the RTT table for the own record: measured members only, each value kept
+// until the measurement moves by more than rttHysteresis.
+func (s *Service) rttTable() map[string]uint32 {
+	if s.cfg.RTT == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]uint32{}
+	for p, d := range s.cfg.RTT() {
+		if d <= 0 {
+			continue
+		}
+		us := uint32(min(d.Microseconds(), int64(^uint32(0))))
+		if old, ok := s.rtt[p.String()]; ok && old > 0 {
+			if r := float64(us) / float64(old); r > 1-rttHysteresis && r < 1+rttHysteresis {
+				us = old
+			}
+		}
+		out[p.String()] = max(us, 1)
+	}
+	s.rtt = out
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
 // sameRecord ignores the heartbeat so that an unchanged record is not rewritten.
@@ -262,6 +322,9 @@ func (s *Service) maintainLoop() {
 		case <-s.dialNow:
 			s.dialKnownMembers()
 			continue
+		case <-s.writeNow:
+			s.WriteOwn(false)
+			continue
 		case <-t.C:
 		}
 		if time.Since(lastHeartbeat) > recordRefresh {
@@ -281,6 +344,7 @@ func (s *Service) dialKnownMembers() {
 		admitted[p] = true
 	}
 	var todo []peer.AddrInfo
+	yielded := false
 	self := s.host.ID()
 	s.st.View(func(v *state.View) {
 		for _, k := range v.Keys(Coll) {
@@ -296,25 +360,70 @@ func (s *Service) dialKnownMembers() {
 			if err != nil || id == self || admitted[id] {
 				continue
 			}
+			// Of two members that learn of each other at once, the one with the smaller
+			// ID dials first and the other waits dialYield: two connections at once
+			// through a relay would make both sides start hole punching as the initiator,
+			// and the punch fails.
+			s.mu.Lock()
+			fresh := time.Since(s.learned[k]) < dialYield
+			s.mu.Unlock()
+			if fresh && self > id {
+				yielded = true
+				continue
+			}
 			if ai := (peer.AddrInfo{ID: id, Addrs: parseAddrs(rec.Addrs)}); len(ai.Addrs) > 0 {
 				todo = append(todo, ai)
 			}
 		}
 	})
-	// In parallel: one unreachable member must not delay the others by its timeout.
-	var wg sync.WaitGroup
+	if yielded { // come back when the other side had its turn
+		time.AfterFunc(dialYield, func() {
+			select {
+			case s.dialNow <- struct{}{}:
+			default:
+			}
+		})
+	}
+	// In parallel and without waiting: one unreachable member must not delay the others
+	// by its timeout, nor a member whose addresses changed (a relayed one arrived) wait
+	// for the attempt on its old ones.
 	for _, ai := range todo {
-		wg.Add(1)
+		key := fmt.Sprint(ai.Addrs)
+		s.mu.Lock()
+		if s.dialing[ai.ID] == key {
+			s.mu.Unlock()
+			continue
+		}
+		s.dialing[ai.ID] = key
+		s.mu.Unlock()
+		s.wg.Add(1)
 		go func() {
-			defer wg.Done()
+			defer s.wg.Done()
 			ctx, cancel := context.WithTimeout(s.ctx, 3*time.Second)
 			if err := s.host.Connect(ctx, ai); err != nil && s.ctx.Err() == nil {
 				s.log.Debug("member from state not reachable", "peer", ai.ID, "err", err)
 			}
 			cancel()
+			s.mu.Lock()
+			if s.dialing[ai.ID] == key {
+				delete(s.dialing, ai.ID)
+			}
+			s.mu.Unlock()
 		}()
 	}
-	wg.Wait()
+}
+
+// dialYield is how long the member with the larger peer ID waits before dialling a member
+// it just learned (or whose addresses changed), so that the other dials first.
+const dialYield = time.Second
+
+// AddrsChanged makes the service rewrite this node's record now (its addresses changed:
+// a relay reservation, an address observed behind NAT).
+func (s *Service) AddrsChanged() {
+	select {
+	case s.writeNow <- struct{}{}:
+	default:
+	}
 }
 
 func parseAddrs(as []string) []ma.Multiaddr {
@@ -358,12 +467,18 @@ func (s *Service) trackMember(key string) {
 		}
 		return
 	}
+	addrs := fmt.Sprint(rec.Addrs)
 	s.mu.Lock()
 	_, known := s.names[key]
 	s.names[key] = rec.Name
+	moved := known && s.addrsSeen[key] != addrs
+	s.addrsSeen[key] = addrs
+	if !known || moved {
+		s.learned[key] = time.Now()
+	}
 	s.mu.Unlock()
-	if !known && !rec.Left {
-		select { // a new member: connect to it now (it learns our record on admission)
+	if (!known || moved) && !rec.Left {
+		select { // a new member, or new addresses (relayed): connect now (it learns our record on admission)
 		case s.dialNow <- struct{}{}:
 		default:
 		}
@@ -532,7 +647,15 @@ func (s *Service) Nodes() []api.NodeInfo {
 		if labels == nil {
 			labels = map[string]string{}
 		}
+		var rtts map[string]float64
+		if len(rec.RTT) > 0 {
+			rtts = make(map[string]float64, len(rec.RTT))
+			for p, us := range rec.RTT {
+				rtts[p] = float64(us) / 1000
+			}
+		}
 		out = append(out, api.NodeInfo{
+			Reachability: rec.Reach, NATType: rec.NAT, RTTs: rtts,
 			Name: rec.Name, ID: x.id, Status: st, Addresses: addrs, Labels: labels,
 			Instances: rec.Instances, CPUTotal: rec.CPUCores, RAMTotalMB: rec.RAMMB, DiskTotalMB: rec.DiskMB,
 			LastSeen: seen.UTC().Truncate(time.Millisecond), Self: x.id == self, Incarnation: rec.Incarnation,
