@@ -589,7 +589,13 @@ func TestSpreadByRegion20Nodes(t *testing.T) {
 	if schedRaceEnabled {
 		count = 8 // 20 nodes under the race detector on 2 cores cannot keep up with failure detection
 	}
-	ns := startSchedCluster(t, count, func(i int) map[string]string { return map[string]string{"region": regions[i%4]} })
+	// 20 nodes in one process on 2 shared cores: the LAN detector's 200 ms probe timeout
+	// suspects busy nodes and the view flaps; this test is about spread, not detection, so
+	// it uses the WAN profile (long timeouts; see p2p/liveness profiles).
+	ns := startSchedClusterCfg(t, count, func(i int, c *Config) {
+		c.Labels = map[string]string{"region": regions[i%4]}
+		c.Liveness = "wan"
+	})
 	deploy(t, ns[7], api.DeploymentSpec{Name: "edge", Instances: 8, CPUPercent: 1, RAMMB: 16, SpreadBy: "region"})
 	p := waitRunning(t, ns, ns[:2], "edge", 8, 30*time.Second)
 	perRegion := map[string]int{}
