@@ -1,6 +1,7 @@
 package state
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -62,6 +63,7 @@ type Store struct {
 
 	stop      chan struct{}
 	wg        sync.WaitGroup
+	seed      []byte // the node's peer ID, for replica IDs
 	started   bool
 	closeOnce sync.Once
 }
@@ -90,6 +92,7 @@ func Open(opts Options) (*Store, error) {
 	return &Store{
 		opts: opts, log: opts.Log, db: db,
 		persistCh: make(chan []byte, 4096), wake: make(chan struct{}, 1), stop: make(chan struct{}),
+
 		index: 1, collIndex: map[string]uint64{}, indexCh: make(chan struct{}),
 	}, nil
 }
@@ -102,9 +105,10 @@ func (s *Store) Load(seed []byte, pub Publisher) (loaded int, err error) {
 		return 0, err
 	}
 	if fresh {
-		s.log.Debug("new state file")
+		s.log.Debug("new replica epoch (first start, unclean stop or stale state)")
 	}
 	rid := crdt.ReplicaIDFromBytes(append(append([]byte(nil), seed...), epoch...))
+	s.seed = append([]byte(nil), seed...)
 	s.pub = pub
 	s.clock = crdt.NewClock(rid, s.opts.Now, 0)
 	s.doc = crdt.NewDocument(rid, s.clock)
@@ -169,10 +173,18 @@ func (s *Store) Close(clean bool) error {
 }
 
 // Clock is the node's hybrid logical clock (stamp creates and claims with it).
-func (s *Store) Clock() *crdt.Clock { return s.clock }
+func (s *Store) Clock() *crdt.Clock {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.clock
+}
 
 // ReplicaID is this node's replica in the document.
-func (s *Store) ReplicaID() crdt.ReplicaID { return s.doc.ID() }
+func (s *Store) ReplicaID() crdt.ReplicaID {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.doc.ID()
+}
 
 // ---- reading and writing ----
 
@@ -351,8 +363,13 @@ func (s *Store) MissingFor(peerVersion []byte) ([]byte, error) {
 		return nil, err
 	}
 	s.mu.Lock()
+	self := s.doc.ID()
+	stale := vv[self] > s.doc.Version()[self]
 	d := s.doc.DeltaFor(vv)
 	s.mu.Unlock()
+	if stale {
+		s.noteStale(vv[self])
+	}
 	if d == nil {
 		return nil, nil
 	}
@@ -495,4 +512,51 @@ func (s *Store) persistLoop() {
 			}
 		}
 	}
+}
+
+// noteStale handles a peer holding later deltas of this replica than this store: the
+// state file is older than what the cluster saw of this node (a restore from a backup
+// taken after a clean stop). New writes would reuse sequence numbers peers already have and
+// be ignored, so the store continues at once as a new replica: a new epoch, the current
+// state joined into a fresh document, persisted. What the old replica held under its ID
+// (quota rights) stays with it.
+func (s *Store) noteStale(peerSeq uint64) {
+	if err := s.rotate(peerSeq); err != nil {
+		s.log.Error("continue as a new replica after finding the state stale", "err", err)
+	}
+}
+
+func (s *Store) rotate(peerSeq uint64) error {
+	epoch := make([]byte, 16)
+	if _, err := rand.Read(epoch); err != nil {
+		return err
+	}
+	rid := crdt.ReplicaIDFromBytes(append(append([]byte(nil), s.seed...), epoch...))
+	s.mu.Lock()
+	old := s.doc.ID()
+	if s.doc.Version()[old] >= peerSeq { // rotated already, or caught up meanwhile
+		s.mu.Unlock()
+		return nil
+	}
+	clock := crdt.NewClock(rid, s.opts.Now, 0)
+	doc := crdt.NewDocument(rid, clock)
+	if _, err := doc.Join(s.doc.State()); err != nil {
+		var off *crdt.ClockOffsetError
+		if !errors.As(err, &off) {
+			s.mu.Unlock()
+			return err
+		}
+	}
+	s.doc, s.clock = doc, clock
+	b, err := crdt.EncodeDelta(doc.State())
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	s.log.Warn("this node's state was older than the cluster's view of it (restored from a backup?): continuing as a new replica",
+		"state_file", s.opts.Path, "peer_seq", peerSeq)
+	if err := s.db.setEpoch(epoch); err != nil {
+		return err
+	}
+	return s.db.snapshot(b)
 }

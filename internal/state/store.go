@@ -321,28 +321,38 @@ var (
 )
 
 // replicaEpoch is a random value the node's CRDT replica ID is derived from (hashed with the
-// peer ID), drawn anew at every start. Reusing the replica ID of an earlier run is unsafe
-// whenever the file may be older than what peers saw from this node: after a crash (local
-// deltas published just before it may not have reached the disk), and after a restore from
-// a backup, even one taken after a clean stop (peers already hold later sequence numbers of
-// that replica and would ignore the new writes that reuse them: the fault tests saw the
-// state diverge for good). Nothing in the file can tell a restored backup from a clean
-// restart, so every run is a new replica. The cost is one version-vector entry per start.
-// fresh reports whether the file had no epoch yet (a new state).
+// peer ID). It is kept across clean restarts, so the replica continues its delta sequence
+// and keeps what it holds under its ID (quota rights are bounded-counter rights of one
+// replica: a new ID would strand them). A new epoch is drawn after an unclean stop (local
+// deltas published just before a crash may not have reached the disk, and reusing their
+// sequence numbers would make peers ignore the new ones) and for a lost file. A file
+// restored from a backup taken after a clean stop resumes its replica until a peer shows it
+// holds later deltas of it; then the store continues as a new replica (Store.noteStale).
+// fresh reports whether a new epoch was drawn.
 func (s *boltStore) replicaEpoch() (epoch []byte, fresh bool, err error) {
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		m := tx.Bucket(bucketMeta)
-		fresh = len(m.Get(keyEpoch)) == 0
-		epoch = make([]byte, 16)
-		if _, err := rand.Read(epoch); err != nil {
-			return err
-		}
-		if err := m.Put(keyEpoch, epoch); err != nil {
-			return err
+		e := m.Get(keyEpoch)
+		clean := string(m.Get(keyClean)) == "1"
+		if len(e) == 16 && clean {
+			epoch = append([]byte(nil), e...)
+		} else {
+			epoch, fresh = make([]byte, 16), true
+			if _, err := rand.Read(epoch); err != nil {
+				return err
+			}
+			if err := m.Put(keyEpoch, epoch); err != nil {
+				return err
+			}
 		}
 		return m.Put(keyClean, []byte("0"))
 	})
 	return epoch, fresh, err
+}
+
+// setEpoch records the replica epoch the store continues with (after finding it stale).
+func (s *boltStore) setEpoch(epoch []byte) error {
+	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyEpoch, epoch) })
 }
 
 // markClean records a clean shutdown (after the final snapshot).
