@@ -888,7 +888,6 @@ func (h *Host) rttLoop() {
 			go func() {
 				defer func() { <-sem; wg.Done() }()
 				h.measureRTT(p)
-				h.retryDirect(p)
 			}()
 		}
 		wg.Wait()
@@ -898,23 +897,6 @@ func (h *Host) rttLoop() {
 		case <-t.C:
 		case <-h.nat.rttNow:
 		}
-	}
-}
-
-// retryDirect tries again to upgrade a member reached only through a relay to a direct
-// connection (a direct dial, then a coordinated hole punch). DCUtR runs once when the
-// relayed connection opens; a punch that lost its race (TCP simultaneous open is timing
-// sensitive) would otherwise leave the pair relayed for good. Of the two members, the
-// smaller peer ID retries, so the two do not punch at each other at once.
-func (h *Host) retryDirect(p peer.ID) {
-	if h.nat.hps == nil || h.ID() > p {
-		return
-	}
-	if pp, ok := h.Path(p); !ok || pp.Type != PathRelayed {
-		return
-	}
-	if err := h.nat.hps.DirectConnect(p); err != nil && h.ctx.Err() == nil {
-		h.log.Debug("direct connection retry", "peer", p, "err", err)
 	}
 }
 
