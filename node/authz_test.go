@@ -362,6 +362,12 @@ func TestInstanceTokenMatrix(t *testing.T) {
 			owner = n1
 		}
 		if _, ok := owner.instances.Info(name); !ok {
+			// The owner removed it; wait until n0 has seen the removal too, or the
+			// create through n0 is refused as a name still in use on n1.
+			testutil.WaitFor(t, 10*time.Second, "n0 forgets "+name, func() (bool, string) {
+				r, ok := n0.instances.Lookup(name)
+				return !ok, fmt.Sprintf("%+v", r)
+			})
 			req := &api.CreateRequest{Name: name, Command: []string{"true"}, Env: map[string]string{"SECRET": name}}
 			if strings.HasPrefix(name, "child-") {
 				if onN1 {
