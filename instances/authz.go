@@ -99,6 +99,13 @@ func callerOf(ctx context.Context) (caller, bool) {
 	return c, ok
 }
 
+// CallerInstance names the instance a request comes from (ok false: an admin caller).
+// Features whose routes accept instance callers stamp what they store with it.
+func CallerInstance(ctx context.Context) (name string, ok bool) {
+	c, ok := callerOf(ctx)
+	return c.name, ok
+}
+
 // access is how a route treats instance callers.
 type access int
 
@@ -160,6 +167,13 @@ var routeRules = map[string]rule{
 	"GET /v1/quotas":                    {access: adminOnly},
 	"PATCH /v1/quotas/{ns}":             {access: adminOnly},
 	"DELETE /v1/quotas/{ns}":            {access: adminOnly},
+	// monitoring: an instance submits its own log entries and spans (stamped with its
+	// name); searching the cluster's logs and traces is for admins.
+	"POST /v1/monitor/logs":          {access: anyInstance},
+	"POST /v1/monitor/spans":         {access: anyInstance},
+	"GET /v1/monitor/logs":           {access: adminOnly},
+	"GET /v1/monitor/traces":         {access: adminOnly},
+	"GET /v1/monitor/traces/{trace}": {access: adminOnly},
 }
 
 // forbidden is the 403 every refusal of an instance caller answers with.

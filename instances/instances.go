@@ -225,6 +225,9 @@ type Config struct {
 	AllowHostRoot bool
 	// Instance networking (sandbox.Config): default mode, bridge name and subnet.
 	DefaultNetwork, Bridge, BridgeSubnet string
+	// Output, when set, also receives the instances' output (sandbox.Config.Output): the
+	// node's log store.
+	Output sandbox.OutputSink
 }
 
 // Host is what the instance service needs of the p2p host.
@@ -438,6 +441,7 @@ func (m *Service) runtime() (Runtime, error) {
 		Bridge:         m.cfg.Bridge,
 		BridgeSubnet:   m.cfg.BridgeSubnet,
 		OnEvent:        m.onEvent,
+		Output:         m.cfg.Output,
 		Logger:         m.log,
 	})
 	if err != nil {

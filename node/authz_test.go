@@ -258,6 +258,11 @@ var tokenMatrix = map[string]string{
 	"GET /v1/quotas":                              "admin",
 	"PATCH /v1/quotas/{ns}":                       "admin",
 	"DELETE /v1/quotas/{ns}":                      "admin",
+	"POST /v1/monitor/logs":                       "any",
+	"POST /v1/monitor/spans":                      "any",
+	"GET /v1/monitor/logs":                        "admin",
+	"GET /v1/monitor/traces":                      "admin",
+	"GET /v1/monitor/traces/{trace}":              "admin",
 }
 
 // matrixRequest is the request a matrix case sends for a route on target (an instance

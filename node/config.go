@@ -120,6 +120,9 @@ type Config struct {
 	// SnapshotInterval is how often the state store compacts its delta log into a snapshot.
 	// Default 30s.
 	SnapshotInterval time.Duration `yaml:"snapshot_interval"`
+
+	// Logs and traces (see docs/logs-traces.md).
+	LogsTraces `yaml:",inline"`
 }
 
 // ConfigError names a configuration field that is wrong and says what would be right.
@@ -135,6 +138,7 @@ func (e *ConfigError) Error() string {
 
 // Defaults fills every zero field with its documented default.
 func (c *Config) Defaults() {
+	c.LogsTraces.defaults()
 	if c.Cluster == "" {
 		c.Cluster = "default"
 	}
@@ -176,6 +180,9 @@ var (
 
 // Validate checks every field and returns the first problem as a *ConfigError.
 func (c *Config) Validate() error {
+	if err := c.LogsTraces.validate(); err != nil {
+		return err
+	}
 	if !nameRE.MatchString(c.Cluster) {
 		return &ConfigError{"cluster", c.Cluster, "1-63 letters, digits, '.', '_' or '-', starting with a letter or digit"}
 	}
@@ -306,6 +313,7 @@ func LoadConfigFile(path string) (Config, error) {
 
 // Merge overlays the fields set in over (non-zero) onto c: used for flags over file.
 func (c *Config) Merge(over Config, set map[string]bool) {
+	c.LogsTraces.merge(over.LogsTraces, set)
 	if set["cluster"] {
 		c.Cluster = over.Cluster
 	}

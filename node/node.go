@@ -60,6 +60,8 @@ type Node struct {
 	instances *instances.Service
 	// sched places deployments, holds reservations and enforces quotas (package scheduler).
 	sched *scheduler.Scheduler
+	// lt is the log store, the span store and their services (logs_traces.go).
+	lt logsTraces
 
 	// APIAddr is the bound TCP API address when APIListen is set.
 	APIAddr string
@@ -117,6 +119,10 @@ func New(cfg Config, log *slog.Logger) (n *Node, err error) {
 	if n.lock, err = lockDataDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
+	if log, err = n.openLogStore(log); err != nil {
+		return nil, err
+	}
+	n.log = log
 	// A data dir without an identity is new: only there may the state file be empty.
 	_, idErr := os.Stat(filepath.Join(cfg.DataDir, "identity.key"))
 	if n.st, err = state.Open(state.Options{Path: filepath.Join(cfg.DataDir, "state.db"), Cluster: cfg.Cluster,
@@ -202,11 +208,15 @@ func New(cfg Config, log *slog.Logger) (n *Node, err error) {
 		ReserveRAMMB: cfg.ReserveRAMMB, ReserveDiskMB: cfg.ReserveDiskMB, CodeRoots: cfg.CodeRoots,
 		DiskQuota: cfg.DiskQuota, DefaultLimits: defLimits, MaxLimits: maxLimits, AllowHostRoot: cfg.AllowHostRoot,
 		DefaultNetwork: cfg.DefaultNetwork, Bridge: cfg.Bridge, BridgeSubnet: cfg.BridgeSubnet,
+		Output: n.lt.output,
 	}, n.host, n.st, n.members, n.events, n.api, log)
 	n.sched = scheduler.New(n.ctx, scheduler.Config{Name: cfg.Node, DataDir: cfg.DataDir},
 		n.host, n.st, n.members, n.instances, n.api, log)
 	n.instances.SetReservations(n.sched)
 	n.instances.SetKeepOnConflict(n.sched.IsDeploymentInstance)
+	if err := n.startLogsTraces(log); err != nil {
+		return nil, err
+	}
 	n.st.Watch(n.notifyChange) // tests' OnStateChange
 	return n, nil
 }
@@ -308,6 +318,7 @@ func (n *Node) shutdown(graceful bool) error {
 		if n.api != nil {
 			n.api.Close()
 		}
+		n.closeLogsTraces()
 		close(n.done)
 		n.wg.Wait()
 		n.clean = graceful
@@ -328,6 +339,7 @@ func (n *Node) releaseResources() error {
 	if n.st != nil {
 		errs = append(errs, n.st.Close(n.clean))
 	}
+	n.closeLogsTraces() // New failed after opening them (else already done)
 	n.lock.release()
 	return errors.Join(errs...)
 }

@@ -96,6 +96,9 @@ type Config struct {
 	// OnEvent receives lifecycle events in order, from one goroutine owned by the
 	// runtime. It must not block for long; it may call the Runtime.
 	OnEvent func(Event) `json:"-"`
+	// Output, when set, also receives the instances' output as it is written to the log
+	// files (after the rate limit), from the stream's pump goroutine: it must not block.
+	Output OutputSink `json:"-"`
 	// Logger for supervisor messages (default slog.Default()).
 	Logger *slog.Logger `json:"-"`
 	// Now and Rand are injectable for tests (defaults time.Now, rand.Float64).
@@ -255,4 +258,11 @@ func (c *Config) setNetworkDefaults() {
 	if c.BridgeSubnet == "" {
 		c.BridgeSubnet = DefaultBridgeSubnet
 	}
+}
+
+// OutputSink receives instances' output (Config.Output): b is what was written to the
+// stream's log file at once (usually whole lines; a long line may come in pieces). b is
+// only valid during the call.
+type OutputSink interface {
+	InstanceOutput(instance string, stream Stream, b []byte, at time.Time)
 }

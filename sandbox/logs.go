@@ -95,6 +95,8 @@ type logWriter struct {
 	files  int   // files kept, the current one included
 	lim    *rateLimiter
 	log    *slog.Logger
+	name   string     // the instance (for out)
+	out    OutputSink // Config.Output, or nil
 
 	f       *os.File
 	size    int64
@@ -129,6 +131,9 @@ func (w *logWriter) write(b []byte, now time.Time) {
 		w.marker()
 	}
 	w.writeRaw(keep)
+	if w.out != nil && len(keep) > 0 {
+		w.out.InstanceOutput(w.name, w.stream, keep, now)
+	}
 	if rest := b[len(keep):]; len(rest) > 0 {
 		w.drop(len(rest))
 		w.cut = rest[len(rest)-1] != '\n'
@@ -310,8 +315,9 @@ func (r *Runtime) startLogsLocked(in *instance, pipes runPipes) *runLogs {
 			continue
 		}
 		p := &logPump{
-			f:    s.f,
-			w:    &logWriter{dir: in.st.Res.Dir, stream: s.stream, max: r.cfg.LogMaxBytes, files: r.cfg.LogFiles, lim: in.limiter, log: r.log},
+			f: s.f,
+			w: &logWriter{dir: in.st.Res.Dir, stream: s.stream, max: r.cfg.LogMaxBytes, files: r.cfg.LogFiles, lim: in.limiter, log: r.log,
+				name: in.st.Spec.Name, out: r.cfg.Output},
 			now:  r.cfg.Now,
 			done: make(chan struct{}),
 		}

@@ -104,6 +104,7 @@ defaults. The cluster key can also come from CONSTELLATION_CLUSTER_KEY.`,
 	f.StringVar(&flags.DefaultNetwork, "default-network", sandbox.NetworkBridge, "network of an instance created without --network: bridge, none or host")
 	f.StringVar(&flags.Bridge, "bridge", sandbox.DefaultBridge, "name of the node bridge bridge-mode instances are on (one per node)")
 	f.StringVar(&flags.BridgeSubnet, "bridge-subnet", sandbox.DefaultBridgeSubnet, "IPv4 subnet of the node bridge (must not overlap the host's routes)")
+	addLogsTracesFlags(f, &flags)
 	// The token flag is global (client side); on peer it sets the server token.
 	return c
 }
