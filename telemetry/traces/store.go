@@ -104,7 +104,8 @@ type Store struct {
 	cfg Config
 
 	mu      sync.Mutex // guards the ring
-	ring    []Span
+	ring    []stored
+	names   interner
 	next    int
 	full    bool
 	dropped int64
@@ -121,7 +122,7 @@ func NewStore(cfg Config) *Store {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Store{cfg: cfg, ring: make([]Span, 0, min(cfg.MaxSpans, 4096))}
+	return &Store{cfg: cfg, ring: make([]stored, 0, min(cfg.MaxSpans, 4096))}
 }
 
 // Add stores spans (after Validate), evicting the oldest beyond MaxSpans.
@@ -140,11 +141,12 @@ func (s *Store) Add(spans ...Span) error {
 		if sp.Status == "" {
 			sp.Status = "unset"
 		}
+		c := s.names.compact(&sp)
 		if len(s.ring) < s.cfg.MaxSpans {
-			s.ring = append(s.ring, sp)
+			s.ring = append(s.ring, c)
 			continue
 		}
-		s.ring[s.next] = sp
+		s.ring[s.next] = c
 		s.next = (s.next + 1) % s.cfg.MaxSpans
 		s.full = true
 		s.dropped++
@@ -239,21 +241,21 @@ type Query struct {
 	Limit       int // newest Limit spans (default 1000)
 }
 
-func (q *Query) match(sp *Span) bool {
+func (q *Query) match(sp *stored, ids [][16]byte) bool {
 	switch {
-	case q.Service != "" && !strings.EqualFold(sp.Service, q.Service):
+	case q.Service != "" && !strings.EqualFold(sp.service, q.Service):
 		return false
-	case q.Operation != "" && !strings.EqualFold(sp.Name, q.Operation):
+	case q.Operation != "" && !strings.EqualFold(sp.name, q.Operation):
 		return false
-	case q.MinDuration > 0 && sp.Duration() < q.MinDuration:
+	case q.MinDuration > 0 && sp.duration() < q.MinDuration:
 		return false
-	case q.Status != "" && sp.Status != q.Status:
+	case q.Status != "" && sp.status != q.Status:
 		return false
-	case !q.From.IsZero() && sp.End.Before(q.From):
+	case !q.From.IsZero() && sp.end < q.From.UnixNano():
 		return false
-	case !q.To.IsZero() && sp.Start.After(q.To):
+	case !q.To.IsZero() && sp.start > q.To.UnixNano():
 		return false
-	case len(q.TraceIDs) > 0 && !slices.Contains(q.TraceIDs, sp.TraceID):
+	case len(q.TraceIDs) > 0 && !slices.Contains(ids, sp.trace):
 		return false
 	}
 	return true
@@ -264,11 +266,21 @@ func (s *Store) Find(q Query) []Span {
 	if q.Limit <= 0 {
 		q.Limit = 1000
 	}
+	var ids [][16]byte
+	for _, id := range q.TraceIDs {
+		var b [16]byte
+		if n, err := hex.Decode(b[:], []byte(id)); err == nil && n == 16 {
+			ids = append(ids, b)
+		}
+	}
+	if len(q.TraceIDs) > 0 && len(ids) == 0 {
+		return nil
+	}
 	s.mu.Lock()
 	var out []Span
 	for i := range s.ring {
-		if q.match(&s.ring[i]) {
-			out = append(out, s.ring[i])
+		if q.match(&s.ring[i], ids) {
+			out = append(out, s.ring[i].expand())
 		}
 	}
 	s.mu.Unlock()
