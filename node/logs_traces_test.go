@@ -15,6 +15,8 @@ import (
 
 	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/internal/testutil"
+	"github.com/rads-lang/constellation/telemetry/logs"
+	"github.com/rads-lang/constellation/telemetry/traces"
 )
 
 // A line written on one node is found by a search on another within seconds; the
@@ -164,4 +166,58 @@ func TestTraceTwoHopsFoundByDuration(t *testing.T) {
 			t.Fatalf("bad span %+v: %v", bad, err)
 		}
 	}
+}
+
+// An instance submits log entries and spans through its own API socket: they carry its
+// name (whatever the body claims), and searching stays an admin's.
+func TestInstanceSubmitsLogsAndSpans(t *testing.T) {
+	ns := startSchedCluster(t, 1, nil)
+	n0 := ns[0]
+	ctx := t.Context()
+	if _, err := n0.instances.Create(ctx, &api.CreateRequest{Name: "shop", Command: []string{"true"}, Namespace: "retail"}); err != nil {
+		t.Fatal(err)
+	}
+	c := newInstClient(t, n0, "shop")
+	st, out := c.call("POST", "/v1/monitor/logs", `{"level":"info","message":"User logged in","fields":{"user_id":123,"vip":true,"name":"Ann"},"instance":"someone-else"}`)
+	if st != 200 || !strings.Contains(out, `"accepted": 1`) {
+		t.Fatalf("submit: %d %s", st, out)
+	}
+	st, out = c.call("POST", "/v1/monitor/spans", `{"spans":[{"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7","name":"GET /","start":"2026-01-01T00:00:00Z","duration_ms":1500}]}`)
+	if st != 200 {
+		t.Fatalf("spans: %d %s", st, out)
+	}
+	if st, _ := c.call("GET", "/v1/monitor/logs?q=logged", ""); st != 403 {
+		t.Fatalf("an instance searched the logs: %d", st)
+	}
+	// Bad bodies name what is wrong.
+	for body, want := range map[string]string{
+		`{"message":""}`:                              "no entry",
+		`{"level":"loud","message":"x"}`:              `invalid \"level\"`,
+		`{"message":"x","fields":{"a b":1}}`:          "field key",
+		`{"entries":[{"message":"x"}],"message":"y"}`: "not both",
+	} {
+		if st, out := c.call("POST", "/v1/monitor/logs", body); st != 400 || !strings.Contains(out, want) {
+			t.Errorf("%s: %d %s; want 400 naming %q", body, st, out, want)
+		}
+	}
+	r, err := n0.LogStore().Search(ctx, logsRequest(t, "user_id=123 AND vip=true AND name:ann"))
+	if err != nil || len(r.Entries) != 1 {
+		t.Fatalf("search: %v %+v", err, r)
+	}
+	if e := r.Entries[0]; e.Instance != "shop" || e.Namespace != "retail" || e.Stream != "api" || e.Node != "n0" {
+		t.Fatalf("entry %+v: want it stamped with the calling instance", e)
+	}
+	spans := n0.SpanStore().Find(traces.Query{MinDuration: time.Second})
+	if len(spans) != 1 || spans[0].Instance != "shop" || spans[0].Service != "shop" {
+		t.Fatalf("spans %+v", spans)
+	}
+}
+
+func logsRequest(t *testing.T, q string) logs.Request {
+	t.Helper()
+	query, err := logs.Parse(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return logs.Request{Query: query, Limit: 10}
 }
