@@ -129,3 +129,21 @@ func FuzzFrame(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSegmentFiles: arbitrary index headers and segment bodies never panic the reader.
+func FuzzSegmentFiles(f *testing.F) {
+	var b bloom
+	b.b = make([]byte, 64)
+	e := Entry{Time: time.Unix(5, 0), Message: "m"}
+	f.Add((&summary{minT: 1, maxT: 2, count: 1, raw: 10}).marshal(&b), appendFrame(nil, &e))
+	f.Fuzz(func(t *testing.T, idx, raw []byte) {
+		if s, ok := unmarshalSummaryHeader(idx); ok && (s.minT > s.maxT || s.bloomLen < 64) {
+			t.Fatalf("accepted a bad header %+v", s)
+		}
+		col := &collector{limit: 3, heap: &entryHeap{}, from: 0, to: 1<<63 - 1}
+		_ = scanFrames(raw, newMatcher(MustParse("m OR x*")), col)
+		if len(*col.heap) > 3 {
+			t.Fatal("collector over its limit")
+		}
+	})
+}
