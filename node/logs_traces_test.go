@@ -221,3 +221,38 @@ func logsRequest(t *testing.T, q string) logs.Request {
 	}
 	return logs.Request{Query: query, Limit: 10}
 }
+
+// A follow started before a node joins sees that node's lines once it is alive.
+func TestLogFollowPicksUpJoiningNode(t *testing.T) {
+	n0 := startTestNode(t, nodeConfig(t, "n0"))
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	got := make(chan api.LogEntry, 1)
+	c0 := api.NewClient(n0.cfg.DataDir, "", "")
+	go c0.FollowLogs(ctx, api.LogSearch{Query: "latecomer"}, func(e api.LogEntry) error {
+		select {
+		case got <- e:
+		default:
+		}
+		return nil
+	}, nil)
+	cfg := nodeConfig(t, "n1")
+	cfg.Join = []string{joinAddr(t, n0.Node)}
+	n1 := startTestNode(t, cfg)
+	c1 := api.NewClient(n1.cfg.DataDir, "", "")
+	tick := time.NewTicker(300 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case e := <-got:
+			if e.Node != "n1" {
+				t.Fatalf("followed %+v", e)
+			}
+			return
+		case <-tick.C:
+			c1.SubmitLogs(ctx, api.LogSubmit{Message: "latecomer here"})
+		case <-ctx.Done():
+			t.Fatal("the follow never saw the node that joined")
+		}
+	}
+}

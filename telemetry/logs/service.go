@@ -379,43 +379,64 @@ func (s *Service) searchRemote(ctx context.Context, r remote, req Request) ([]En
 	}
 }
 
+// followRescan is how often Follow looks for members to follow: alive ones it does not
+// follow yet (joined, or back after a failure).
+const followRescan = 2 * time.Second
+
 // Follow streams the entries matching q written from now on, on this node and (unless
-// local) on every member alive now, to fn (called from one goroutine at a time), until
-// ctx ends. warn gets the members that cannot be followed or stop answering.
+// local) on every alive member, to fn (called from one goroutine at a time), until ctx
+// ends. Members that join or come back are followed within followRescan. warn gets the
+// members that cannot be followed or stop answering.
 func (s *Service) Follow(ctx context.Context, q *Query, local bool, fn func(Entry) error, warn func(string)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	out := make(chan Entry, 1024)
-	warns := make(chan string, 16)
+	type ended struct {
+		r   remote
+		err error
+	}
+	ends := make(chan ended, 16)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	if !local {
-		req := Request{Query: q}
+	following := map[peer.ID]bool{}
+	req := Request{Query: q}
+	rescan := func() {
+		if local {
+			return
+		}
 		for _, r := range s.remotes() {
+			if following[r.id] {
+				continue
+			}
+			following[r.id] = true
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				err := s.followRemote(ctx, r, req, out)
-				if err != nil && ctx.Err() == nil {
-					select {
-					case warns <- fmt.Sprintf("node %s: follow stopped: %v", r.name, err):
-					default:
-					}
+				select {
+				case ends <- ended{r, err}:
+				case <-ctx.Done():
 				}
 			}()
 		}
 	}
 	ch, stop := s.store.Follow(q, 4096)
 	defer stop()
+	rescan()
+	tick := time.NewTicker(followRescan)
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-s.ctx.Done():
 			return nil
-		case w := <-warns:
-			if warn != nil {
-				warn(w)
+		case <-tick.C:
+			rescan()
+		case e := <-ends:
+			delete(following, e.r.id) // followed again at a rescan while it is alive
+			if e.err != nil && warn != nil && ctx.Err() == nil {
+				warn(fmt.Sprintf("node %s: follow stopped: %v", e.r.name, e.err))
 			}
 		case e, ok := <-ch:
 			if !ok {

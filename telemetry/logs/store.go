@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -566,15 +567,28 @@ func (s *Store) Search(ctx context.Context, req Request) (Result, error) {
 		return Result{}, errors.New("logs: store closed")
 	}
 	s.w.Flush()
-	var active []byte
+	// The active file is opened under the lock (a seal may remove it right after) and
+	// read up to the size flushed now (appends go on meanwhile).
+	var af *os.File
+	var asize int64
 	var err error
 	if s.count > 0 && s.minT <= to && s.maxT >= from && req.Query.mayMatch(s.filter.has) {
-		active, err = os.ReadFile(s.path(s.seq, ".log"))
+		af, err = os.Open(s.path(s.seq, ".log"))
+		asize = s.size
 	}
 	segs := slices.Clone(s.sealed)
 	s.mu.Unlock()
 	if err != nil {
 		return Result{}, fmt.Errorf("logs: read active segment: %w", err)
+	}
+	var active []byte
+	if af != nil {
+		active = make([]byte, asize)
+		_, err = af.ReadAt(active, 0)
+		af.Close()
+		if err != nil {
+			return Result{}, fmt.Errorf("logs: read active segment: %w", err)
+		}
 	}
 	var res Result
 	top := &entryHeap{}
@@ -673,6 +687,9 @@ var rawBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 func (s *Store) scanSegment(g segment, q *Query, col *collector) (skipped bool, warning string) {
 	name := fmt.Sprintf("seg-%016x", g.seq)
 	idx, err := os.ReadFile(s.path(g.seq, ".idx"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return true, "" // removed by retention since the search started
+	}
 	if err != nil {
 		return true, s.warnBad(g.seq, fmt.Sprintf("segment %s: index unreadable, skipped: %v", name, err))
 	}
@@ -684,6 +701,9 @@ func (s *Store) scanSegment(g segment, q *Query, col *collector) (skipped bool, 
 		return true, ""
 	}
 	f, err := os.Open(s.path(g.seq, ".zst"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return true, ""
+	}
 	if err != nil {
 		return true, s.warnBad(g.seq, fmt.Sprintf("segment %s: unreadable, skipped: %v", name, err))
 	}

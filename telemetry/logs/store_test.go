@@ -234,3 +234,35 @@ func (w *syncWriter) Write(p []byte) (int, error) {
 	defer w.mu.Unlock()
 	return w.w.Write(p)
 }
+
+// Searches while appends seal and retention removes segments: no error, no false
+// corruption warning.
+func TestSearchDuringAppends(t *testing.T) {
+	s := openTest(t, Config{SegmentBytes: 8 << 10, MaxBytes: 64 << 10})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 5000 {
+			if err := s.Append(Entry{Message: fmt.Sprintf("entry %d of the concurrent writer", i), Level: "info"}); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	n := 0
+	for {
+		select {
+		case <-done:
+			if n == 0 {
+				t.Fatal("no search ran")
+			}
+			return
+		default:
+		}
+		r, err := s.Search(context.Background(), Request{Query: MustParse("concurrent"), Limit: 50})
+		if err != nil || len(r.Warnings) > 0 {
+			t.Fatalf("search during appends: %v %q", err, r.Warnings)
+		}
+		n++
+	}
+}
