@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/internal/httpapi"
@@ -55,6 +56,8 @@ type ServiceConfig struct {
 	// Timeout bounds a remote node's answer to a search (default 10s).
 	Timeout time.Duration
 	Now     func() time.Time
+	// Metrics receives the constellation_logs_* collectors (nil: a private registry).
+	Metrics prometheus.Registerer
 }
 
 // Service serves the node's log store to the cluster and the local API.
@@ -66,6 +69,7 @@ type Service struct {
 	log     *slog.Logger
 	ctx     context.Context
 	wg      sync.WaitGroup
+	m       *metrics
 }
 
 var classifyOnce sync.Once
@@ -91,6 +95,9 @@ func NewService(ctx context.Context, cfg ServiceConfig, store *Store, host Host,
 	}
 	classifyOnce.Do(classify)
 	s := &Service{cfg: cfg, store: store, members: members, log: log, ctx: ctx}
+	if err := s.registerMetrics(cfg.Metrics); err != nil {
+		return nil, err
+	}
 	var err error
 	s.svc, err = host.NewService(Protocol, p2p.ServiceConfig{MaxFrame: maxWireFrame, ReadTimeout: cfg.Timeout}, s.serve)
 	if err != nil {
@@ -182,6 +189,7 @@ func (s *Service) serve(ctx context.Context, st *p2p.Stream) error {
 	if req.To != 0 {
 		sreq.To = time.Unix(0, req.To)
 	}
+	s.m.searches.WithLabelValues("remote").Inc()
 	res, err := s.store.Search(ctx, sreq)
 	if err != nil {
 		return st.WriteMsg(wireResp{Err: err.Error(), Done: true})
@@ -281,6 +289,12 @@ func (s *Service) Search(ctx context.Context, req Request, local bool) (SearchRe
 		req.Query = MustParse("")
 	}
 	req.Limit = min(max(req.Limit, 1), MaxLimit)
+	scope := "cluster"
+	if local {
+		scope = "local"
+	}
+	s.m.searches.WithLabelValues(scope).Inc()
+	defer prometheus.NewTimer(s.m.searchDur).ObserveDuration()
 	type answer struct {
 		name     string
 		entries  []Entry
@@ -631,6 +645,7 @@ func (s *Service) handleSubmit(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteErr(w, err)
 		return
 	}
+	s.m.submitted.Add(float64(len(es)))
 	httpapi.WriteJSON(w, http.StatusOK, api.LogSubmitResult{Accepted: len(es)})
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/internal/httpapi"
@@ -48,6 +49,8 @@ type ServiceConfig struct {
 	CallerInstance func(ctx context.Context) (string, bool)
 	Timeout        time.Duration // a member's answer (default 10s)
 	Now            func() time.Time
+	// Metrics receives the constellation_traces_* collectors (nil: a private registry).
+	Metrics prometheus.Registerer
 }
 
 // Service serves the node's span store to the cluster and the local API.
@@ -68,6 +71,9 @@ func NewService(cfg ServiceConfig, store *Store, host Host, members Members, srv
 		cfg.Now = time.Now
 	}
 	s := &Service{cfg: cfg, store: store, members: members, log: log}
+	if err := s.registerMetrics(cfg.Metrics); err != nil {
+		return nil, err
+	}
 	var err error
 	if s.svc, err = host.NewService(Protocol, p2p.ServiceConfig{MaxFrame: maxWireFrame, ReadTimeout: cfg.Timeout}, s.serve); err != nil {
 		return nil, err
