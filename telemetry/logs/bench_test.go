@@ -1,7 +1,9 @@
 package logs
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -133,5 +135,34 @@ func BenchmarkIngest(b *testing.B) {
 		}
 		n++
 	}
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "entries/s")
+}
+
+// BenchmarkIngestReferenceJSONFile is the same-run reference for BenchmarkIngest: the
+// same entries as JSON lines appended to a plain buffered file (no frames, filter,
+// compression or lock).
+func BenchmarkIngestReferenceJSONFile(b *testing.B) {
+	f, err := os.Create(b.TempDir() + "/ref.log")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	w := bufio.NewWriterSize(f, 256<<10)
+	enc := json.NewEncoder(w)
+	r := rand.New(rand.NewPCG(1, 2))
+	t := time.Now()
+	es := make([]Entry, 4096)
+	for i := range es {
+		es[i] = genEntry(r, t, i)
+	}
+	b.ResetTimer()
+	n := 0
+	for b.Loop() {
+		if err := enc.Encode(&es[n%len(es)]); err != nil {
+			b.Fatal(err)
+		}
+		n++
+	}
+	w.Flush()
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "entries/s")
 }

@@ -116,14 +116,25 @@ func appendStr(b []byte, s string) []byte {
 
 // appendFrame appends e's frame to b.
 func appendFrame(b []byte, e *Entry) []byte {
+	var payload []byte
+	var keys []string
+	return appendFrameScratch(b, e, &payload, &keys)
+}
+
+// appendFrame is appendFrame with the store's scratch buffers.
+func (s *Store) appendFrame(b []byte, e *Entry) []byte {
+	return appendFrameScratch(b, e, &s.payload, &s.keys)
+}
+
+func appendFrameScratch(b []byte, e *Entry, scratch *[]byte, keysBuf *[]string) []byte {
 	var p [binary.MaxVarintLen64]byte
-	payload := make([]byte, 0, 64+len(e.Message))
+	payload := (*scratch)[:0]
 	payload = binary.AppendVarint(payload, e.Time.UnixNano())
-	for _, s := range []string{e.Node, e.Instance, e.Deployment, e.Namespace, e.Stream, e.Level, e.Message} {
+	for _, s := range [...]string{e.Node, e.Instance, e.Deployment, e.Namespace, e.Stream, e.Level, e.Message} {
 		payload = appendStr(payload, s)
 	}
 	payload = binary.AppendUvarint(payload, uint64(len(e.Fields)))
-	keys := make([]string, 0, len(e.Fields))
+	keys := (*keysBuf)[:0]
 	for k := range e.Fields {
 		keys = append(keys, k)
 	}
@@ -131,6 +142,7 @@ func appendFrame(b []byte, e *Entry) []byte {
 	for _, k := range keys {
 		payload = appendStr(appendStr(payload, k), e.Fields[k])
 	}
+	*scratch, *keysBuf = payload, keys
 	n := binary.PutUvarint(p[:], uint64(len(payload)))
 	b = append(b, p[:n]...)
 	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(payload, crcTable))

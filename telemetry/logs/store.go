@@ -92,7 +92,9 @@ type Store struct {
 	started time.Time // when the active segment got its first entry
 	filter  *bloom
 	scratch []byte
-	terms   [][]byte
+	payload []byte // appendFrame's scratch
+	keys    []string
+	low     []byte // the filter's scratch
 	subs    map[*sub]struct{}
 	closed  bool
 	badSeen map[uint64]bool // segments already warned about
@@ -227,7 +229,7 @@ func (s *Store) Append(es ...Entry) error {
 		if err := e.Validate(); err != nil {
 			return fmt.Errorf("logs: %w", err)
 		}
-		s.scratch = appendFrame(s.scratch[:0], e)
+		s.scratch = s.appendFrame(s.scratch[:0], e)
 		if _, err := s.w.Write(s.scratch); err != nil {
 			return fmt.Errorf("logs: write: %w", err)
 		}
@@ -252,38 +254,60 @@ func (s *Store) Append(es ...Entry) error {
 
 // index adds e's terms to the active filter.
 func (s *Store) index(e *Entry) {
-	var low []byte
-	add := func(text string) {
-		s.terms = tokenize(s.terms[:0], []byte(text))
-		for _, t := range s.terms {
-			low = lowerInto(low, t)
-			s.filter.add(low)
-		}
-	}
-	add(e.Message)
-	ft := func(k, v string) {
-		low = fieldTerm(low, k, []byte(v))
-		for i := 1; i < len(low); i++ {
-			if c := low[i]; c-'A' < 26 {
-				low[i] = c + 32
-			}
-		}
-		s.filter.add(low)
-	}
+	s.addWords(e.Message)
 	ns := e.Namespace
 	if ns == "" {
 		ns = "default"
 	}
-	ft("level", e.Level)
-	ft("instance", e.Instance)
-	ft("node", e.Node)
-	ft("deployment", e.Deployment)
-	ft("namespace", ns)
-	ft("stream", e.Stream)
+	s.addField("level", e.Level)
+	s.addField("instance", e.Instance)
+	s.addField("node", e.Node)
+	s.addField("deployment", e.Deployment)
+	s.addField("namespace", ns)
+	s.addField("stream", e.Stream)
 	for k, v := range e.Fields {
-		add(v)
-		ft(strings.ToLower(k), v)
+		s.addWords(v)
+		s.addField(k, v)
 	}
+}
+
+// addWords adds the lowered words of text to the active filter (no allocation).
+func (s *Store) addWords(text string) {
+	low := s.low[:0]
+	for i := 0; i < len(text); {
+		for i < len(text) && !isWordByte(text[i]) {
+			i++
+		}
+		low = low[:0]
+		for i < len(text) && isWordByte(text[i]) {
+			c := text[i]
+			if c-'A' < 26 {
+				c += 32
+			}
+			low = append(low, c)
+			i++
+		}
+		if len(low) > 0 {
+			s.filter.add(low)
+		}
+	}
+	s.low = low
+}
+
+// addField adds "\x00field=value" (lowered) to the active filter.
+func (s *Store) addField(field, val string) {
+	low := append(s.low[:0], 0)
+	for _, part := range [...]string{field, "=", val} {
+		for i := 0; i < len(part); i++ {
+			c := part[i]
+			if c-'A' < 26 {
+				c += 32
+			}
+			low = append(low, c)
+		}
+	}
+	s.filter.add(low)
+	s.low = low
 }
 
 // sealActive compresses the active segment and starts a new one. Called with mu held.
