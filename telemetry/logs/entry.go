@@ -158,7 +158,11 @@ type view struct {
 
 // nextFrame splits the first frame off b: the payload and the rest. io: need more data
 // (n < 0 says how many bytes a frame needs at least), or ErrCorrupt.
-func nextFrame(b []byte) (payload []byte, size int, err error) {
+func nextFrame(b []byte) (payload []byte, size int, err error) { return splitFrame(b, true) }
+
+// splitFrame is nextFrame; verify false skips the checksum (sealed segments: zstd checks
+// its content checksum when decompressing).
+func splitFrame(b []byte, verify bool) (payload []byte, size int, err error) {
 	l, n := binary.Uvarint(b)
 	if n == 0 {
 		return nil, 0, nil // need more
@@ -171,7 +175,7 @@ func nextFrame(b []byte) (payload []byte, size int, err error) {
 		return nil, 0, nil
 	}
 	payload = b[n+4 : total]
-	if crc32.Checksum(payload, crcTable) != binary.LittleEndian.Uint32(b[n:]) {
+	if verify && crc32.Checksum(payload, crcTable) != binary.LittleEndian.Uint32(b[n:]) {
 		return nil, 0, fmt.Errorf("%w: checksum mismatch", ErrCorrupt)
 	}
 	return payload, total, nil

@@ -2,7 +2,6 @@ package logs
 
 import (
 	"bufio"
-	"bytes"
 	"container/heap"
 	"context"
 	"errors"
@@ -700,12 +699,10 @@ func SortNewestFirst(es []Entry) {
 	})
 }
 
-var decoders = sync.Pool{New: func() any {
-	d, _ := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(1<<30))
-	return d
-}}
+// decoder decompresses sealed segments (DecodeAll is safe for concurrent use).
+var decoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(1<<30))
 
-var rawBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+var rawBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 // scanSegment searches one sealed segment: its filter first, then its frames.
 func (s *Store) scanSegment(g segment, q *Query, col *collector) (skipped bool, warning string) {
@@ -724,30 +721,32 @@ func (s *Store) scanSegment(g segment, q *Query, col *collector) (skipped bool, 
 	if !q.mayMatch(func(t []byte) bool { return bloomHas(len(body), t, func(o int) byte { return body[o] }) }) {
 		return true, ""
 	}
-	f, err := os.Open(s.path(g.seq, ".zst"))
+	comp, err := os.ReadFile(s.path(g.seq, ".zst"))
 	if errors.Is(err, fs.ErrNotExist) {
 		return true, ""
 	}
 	if err != nil {
 		return true, s.warnBad(g.seq, fmt.Sprintf("segment %s: unreadable, skipped: %v", name, err))
 	}
-	defer f.Close()
-	dec := decoders.Get().(*zstd.Decoder)
-	defer decoders.Put(dec)
-	if err := dec.Reset(bufio.NewReaderSize(f, 256<<10)); err != nil {
-		return true, s.warnBad(g.seq, fmt.Sprintf("segment %s: corrupt, skipped: %v", name, err))
+	if g.sum.raw > 1<<30 {
+		return true, s.warnBad(g.seq, fmt.Sprintf("segment %s: index says %d bytes, more than a segment holds; skipped", name, g.sum.raw))
 	}
-	buf := rawBufs.Get().(*bytes.Buffer)
-	defer rawBufs.Put(buf)
-	buf.Reset()
-	buf.Grow(int(min(g.sum.raw, 1<<30)) + bytes.MinRead)
-	if _, err := buf.ReadFrom(io.LimitReader(dec, g.sum.raw+1)); err != nil {
+	bp := rawBufs.Get().(*[]byte)
+	defer rawBufs.Put(bp)
+	if int64(cap(*bp)) < g.sum.raw {
+		*bp = make([]byte, 0, g.sum.raw)
+	}
+	// One call, into a buffer of the size the index gives (the content checksum is
+	// verified; more output than that is an error).
+	raw, err := decoder.DecodeAll(comp, (*bp)[:0])
+	if err != nil {
 		return true, s.warnBad(g.seq, fmt.Sprintf("segment %s: corrupt (decompression: %v), skipped", name, err))
 	}
-	if int64(buf.Len()) != g.sum.raw {
-		return true, s.warnBad(g.seq, fmt.Sprintf("segment %s: corrupt (%d bytes, the index says %d), skipped", name, buf.Len(), g.sum.raw))
+	*bp = raw[:0]
+	if int64(len(raw)) != g.sum.raw {
+		return true, s.warnBad(g.seq, fmt.Sprintf("segment %s: corrupt (%d bytes, the index says %d), skipped", name, len(raw), g.sum.raw))
 	}
-	if err := scanFrames(buf.Bytes(), newMatcher(q), col); err != nil {
+	if err := scanFramesOpt(raw, newMatcher(q), col, false); err != nil {
 		return false, s.warnBad(g.seq, fmt.Sprintf("segment %s: %v; the rest of it skipped", name, err))
 	}
 	return false, ""
@@ -767,10 +766,14 @@ func (s *Store) warnBad(seq uint64, msg string) string {
 
 // scanFrames offers every matching frame of raw to col.
 func scanFrames(raw []byte, m *matcher, col *collector) error {
+	return scanFramesOpt(raw, m, col, true)
+}
+
+func scanFramesOpt(raw []byte, m *matcher, col *collector, verify bool) error {
 	var v view
 	off := 0
 	for off < len(raw) {
-		p, n, err := nextFrame(raw[off:])
+		p, n, err := splitFrame(raw[off:], verify)
 		if err != nil {
 			return fmt.Errorf("%w at offset %d", err, off)
 		}
