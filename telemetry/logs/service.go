@@ -68,7 +68,6 @@ type Service struct {
 	svc     *p2p.Service
 	log     *slog.Logger
 	ctx     context.Context
-	wg      sync.WaitGroup
 	m       *metrics
 }
 
@@ -113,10 +112,10 @@ func NewService(ctx context.Context, cfg ServiceConfig, store *Store, host Host,
 // Store is the node's store.
 func (s *Service) Store() *Store { return s.store }
 
-// Close stops serving (the store is closed by its owner) and waits for the follows.
+// Close stops serving (the store is closed by its owner) and waits for the handlers of
+// members' searches and follows. Local follows end with the node's ctx.
 func (s *Service) Close() {
 	s.svc.Close()
-	s.wg.Wait()
 }
 
 // ---- wire ----

@@ -124,6 +124,20 @@ type wireSpan struct {
 type wireAnswer struct {
 	Spans []wireSpan `cbor:"1,keyasint,omitempty"`
 	Err   string     `cbor:"2,keyasint,omitempty"`
+	// Truncated: more spans matched than fit in one answer (the newest are sent).
+	Truncated bool `cbor:"3,keyasint,omitempty"`
+}
+
+// answerBytes bounds the spans of one answer (the frame limit is maxWireFrame).
+const answerBytes = maxWireFrame * 3 / 4
+
+func spanSize(w *wireSpan) int {
+	n := 96 + len(w.TraceID) + len(w.SpanID) + len(w.ParentID) + len(w.Service) + len(w.Name) + len(w.Kind) +
+		len(w.Status) + len(w.StatusMsg) + len(w.Node) + len(w.Instance)
+	for k, v := range w.Attrs {
+		n += len(k) + len(v) + 8
+	}
+	return n
 }
 
 func (q Query) wire() wireQuery {
@@ -176,8 +190,14 @@ func (s *Service) serve(ctx context.Context, st *p2p.Stream) error {
 		return st.WriteMsg(wireAnswer{Err: err.Error()})
 	}
 	var ans wireAnswer
+	size := 0
 	for _, sp := range s.store.Find(q) {
-		ans.Spans = append(ans.Spans, toWire(sp))
+		w := toWire(sp)
+		if size += spanSize(&w); size > answerBytes {
+			ans.Truncated = true
+			break
+		}
+		ans.Spans = append(ans.Spans, w)
 	}
 	return st.WriteMsg(ans)
 }
@@ -195,9 +215,10 @@ type FindResult struct {
 func (s *Service) Find(ctx context.Context, q Query, local bool) FindResult {
 	q.Limit = min(max(q.Limit, 1), MaxSpansAnswer)
 	type answer struct {
-		name  string
-		spans []Span
-		err   error
+		name      string
+		spans     []Span
+		truncated bool
+		err       error
 	}
 	var answers []answer
 	var mu sync.Mutex
@@ -214,9 +235,9 @@ func (s *Service) Find(ctx context.Context, q Query, local bool) FindResult {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				spans, err := s.findRemote(ctx, id, q)
+				spans, trunc, err := s.findRemote(ctx, id, q)
 				mu.Lock()
-				answers = append(answers, answer{n.Name, spans, err})
+				answers = append(answers, answer{n.Name, spans, trunc, err})
 				mu.Unlock()
 			}()
 		}
@@ -232,33 +253,36 @@ func (s *Service) Find(ctx context.Context, q Query, local bool) FindResult {
 		}
 		out.Nodes = append(out.Nodes, a.name)
 		out.Spans = append(out.Spans, a.spans...)
+		if a.truncated {
+			out.Warnings = append(out.Warnings, fmt.Sprintf("node %s: more spans matched than one answer holds; narrow the query", a.name))
+		}
 	}
 	SortNewestFirst(out.Spans)
 	return out
 }
 
-func (s *Service) findRemote(ctx context.Context, id peer.ID, q Query) ([]Span, error) {
+func (s *Service) findRemote(ctx context.Context, id peer.ID, q Query) ([]Span, bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
 	var ans wireAnswer
 	if err := s.svc.CallMsg(ctx, id, q.wire(), &ans); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if ans.Err != "" {
-		return nil, errors.New(ans.Err)
+		return nil, false, errors.New(ans.Err)
 	}
 	if len(ans.Spans) > q.Limit {
-		return nil, fmt.Errorf("answered %d spans, more than the %d asked", len(ans.Spans), q.Limit)
+		return nil, false, fmt.Errorf("answered %d spans, more than the %d asked", len(ans.Spans), q.Limit)
 	}
 	out := make([]Span, 0, len(ans.Spans))
 	for _, w := range ans.Spans {
 		sp, err := fromWire(w)
 		if err != nil {
-			return nil, fmt.Errorf("bad span: %w", err)
+			return nil, false, fmt.Errorf("bad span: %w", err)
 		}
 		out = append(out, sp)
 	}
-	return out, nil
+	return out, ans.Truncated, nil
 }
 
 // Traces lists the newest traces (at most limit) having a span that matches q: matching
