@@ -29,3 +29,17 @@ constellation_logs_entries_total 2
 		t.Fatal(err)
 	}
 }
+
+// A member's answer is validated like API input: an oversized message or a bad field key
+// is refused.
+func TestFromWireRefusesBadEntries(t *testing.T) {
+	if _, err := fromWire(wireEntry{T: 1, Message: strings.Repeat("x", MaxMessageBytes+1)}); err == nil {
+		t.Fatal("oversized message accepted")
+	}
+	if _, err := fromWire(wireEntry{T: 1, Message: "x", Fields: map[string]string{"bad key": "v"}}); err == nil {
+		t.Fatal("bad field key accepted")
+	}
+	if e, err := fromWire(toWire(Entry{Message: "ok", Fields: map[string]string{"k": "v"}})); err != nil || e.Fields["k"] != "v" {
+		t.Fatalf("round trip: %+v %v", e, err)
+	}
+}

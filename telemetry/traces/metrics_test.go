@@ -34,3 +34,21 @@ constellation_traces_spans_evicted_total 1
 		t.Fatal(err)
 	}
 }
+
+// A member's answer is validated like API input.
+func TestFromWireRefusesBadSpans(t *testing.T) {
+	good := toWire(span(1, time.Unix(100, 0), time.Second))
+	if _, err := fromWire(good); err != nil {
+		t.Fatal(err)
+	}
+	bad := good
+	bad.End = bad.Start - 1
+	if _, err := fromWire(bad); err == nil {
+		t.Fatal("end before start accepted")
+	}
+	bad = good
+	bad.TraceID = "nothex"
+	if _, err := fromWire(bad); err == nil {
+		t.Fatal("bad trace ID accepted")
+	}
+}
