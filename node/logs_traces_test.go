@@ -94,8 +94,16 @@ wait:
 	}
 	cancel()
 
-	// A node that does not answer is a warning. Kill n1; n0 still sees it alive
-	// for a moment or not at all: either way the search answers.
+	// A member that does not answer (its log protocol gone, the node still alive) is a
+	// warning naming it; the others' entries still come.
+	ns[1].lt.logs.Close()
+	res, err = c0.SearchLogs(ctx, api.LogSearch{Query: "declined"})
+	if err != nil || len(res.Entries) != 1 || slices.Contains(res.Nodes, "n1") || len(res.Warnings) != 1 ||
+		!strings.Contains(res.Warnings[0], "node n1 did not answer") {
+		t.Fatalf("search with a silent member: %v %+v", err, res)
+	}
+	// Kill n1; n0 still sees it alive for a moment or not at all: either way the search
+	// answers.
 	ns[1].Kill()
 	res, err = c0.SearchLogs(ctx, api.LogSearch{Query: "declined"})
 	if err != nil || len(res.Entries) != 1 || slices.Contains(res.Nodes, "n1") {
