@@ -27,9 +27,10 @@ type Balancer struct {
 	events []Event
 
 	// scratch, reused under mu
-	cand []int
-	st   []*epState
-	alt  []int
+	cand    []int
+	st      []*epState // state of each candidate of the latest Pick
+	lastIDs []string   // their IDs
+	alt     []int
 
 	wg     sync.WaitGroup // hedge and abandoned attempts still running (Do)
 	closed atomic.Bool
@@ -192,6 +193,9 @@ func (b *Balancer) state(id string, now time.Time) *epState {
 const staleAfter = 10 * time.Minute
 
 func (b *Balancer) sweep(now time.Time) {
+	for _, st := range b.st[:len(b.lastIDs)] {
+		st.lastSeen = now // the cached candidates are in use
+	}
 	for id, st := range b.eps {
 		if st.inflight == 0 && now.Sub(st.lastSeen) > staleAfter {
 			delete(b.eps, id)

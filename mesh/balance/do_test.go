@@ -293,7 +293,7 @@ func TestDoBudgetCapsOutage(t *testing.T) {
 		eps := endpoints(3)
 		var attempts, requests, exhausted atomic.Int64
 		var wg sync.WaitGroup
-		const clients, per = 50, 400 // 50 clients, one call every 50 ms each: 1000 calls/s for 20 s
+		const clients, per = 50, 250 // 50 clients, one call every 50 ms each: 1000 calls/s for 12.5 s
 		for c := 0; c < clients; c++ {
 			wg.Add(1)
 			go func() {

@@ -109,12 +109,12 @@ func (b *Balancer) pickLocked(req *Request, cands []Endpoint, now time.Time) (in
 	if b.picks%1024 == 0 || len(b.eps) > 4*len(cands)+64 {
 		b.sweep(now)
 	}
-	b.cand, b.st = b.cand[:0], b.st[:0]
+	b.cand = b.cand[:0]
+	b.states(cands, now)
 	ejectedOnly := 0
 	for i := range cands {
 		ep := &cands[i]
-		st := b.state(ep.ID, now)
-		b.st = append(b.st, st)
+		st := b.st[i]
 		if ep.Down != "" {
 			continue
 		}
@@ -166,6 +166,30 @@ func (b *Balancer) pickLocked(req *Request, cands []Endpoint, now time.Time) (in
 	}
 	i := b.choose(req, cands, now)
 	return i, b.st[i], nil
+}
+
+// states fills b.st with the state of each candidate. The candidates are
+// usually the same list as in the previous Pick: then the states are reused
+// without map lookups.
+func (b *Balancer) states(cands []Endpoint, now time.Time) {
+	if len(cands) == len(b.lastIDs) {
+		same := true
+		for i := range cands {
+			if cands[i].ID != b.lastIDs[i] {
+				same = false
+				break
+			}
+		}
+		if same {
+			b.st = b.st[:len(cands)]
+			return
+		}
+	}
+	b.st, b.lastIDs = b.st[:0], b.lastIDs[:0]
+	for i := range cands {
+		b.st = append(b.st, b.state(cands[i].ID, now))
+		b.lastIDs = append(b.lastIDs, cands[i].ID)
+	}
 }
 
 // tier ranks an endpoint's locality relative to the caller: 3 same node, 2
