@@ -282,14 +282,18 @@ func (b *Balancer) Do(ctx context.Context, call CallInfo, candidates []Endpoint,
 	}
 	b.budget.request(start)
 	b.mu.Unlock()
+	_, realClock := clock.(systemClock)
+	if d, ok := ctx.Deadline(); ok && realClock && d.Sub(start) < timeout {
+		timeout = max(d.Sub(start), 0) // the caller's own deadline is shorter
+	}
 	rep.Timeout = timeout
 	if err := ctx.Err(); err != nil {
-		return Result{}, rep, &CallError{Kind: err, Report: rep}
+		return Result{}, rep, &CallError{Kind: ctxKind(err), Report: rep, Last: err}
 	}
 
 	callCtx, cancelCall := context.WithCancelCause(ctx)
 	defer cancelCall(errAbandoned)
-	if _, real := clock.(systemClock); real {
+	if realClock {
 		var cancel context.CancelFunc
 		callCtx, cancel = context.WithDeadlineCause(callCtx, start.Add(timeout), ErrDeadline)
 		defer cancel()
@@ -381,9 +385,9 @@ func (b *Balancer) Do(ctx context.Context, call CallInfo, candidates []Endpoint,
 			}
 			stopHedge()
 			retryable := ar.o == ConnectError || (idem && (ar.o == Timeout || ar.o == ServerError || ar.o == Failure))
-			if ar.o == Canceled && ctx.Err() != nil {
+			if ctx.Err() != nil {
 				finish()
-				return Result{}, rep, &CallError{Kind: ctx.Err(), Report: rep, Last: ar.err}
+				return Result{}, rep, &CallError{Kind: ctxKind(ctx.Err()), Report: rep, Last: ar.err}
 			}
 			giveUp := func(noEp *NoEndpointError) (Result, Report, error) {
 				finish()
@@ -415,7 +419,7 @@ func (b *Balancer) Do(ctx context.Context, call CallInfo, candidates []Endpoint,
 				case <-ctx.Done():
 					t.Stop()
 					finish()
-					return Result{}, rep, &CallError{Kind: ctx.Err(), Report: rep, Last: ar.err}
+					return Result{}, rep, &CallError{Kind: ctxKind(ctx.Err()), Report: rep, Last: ar.err}
 				}
 			}
 			if err := launch(false, true); err != nil {
@@ -444,14 +448,27 @@ func (b *Balancer) Do(ctx context.Context, call CallInfo, candidates []Endpoint,
 			finish()
 			return Result{}, rep, &CallError{Kind: ErrDeadline, Report: rep}
 		case <-ctx.Done():
-			abandonInflight(Canceled, ctx.Err())
+			o := Canceled
+			if ctxKind(ctx.Err()) == ErrDeadline {
+				o = Timeout
+			}
+			abandonInflight(o, ctx.Err())
 			if kept != nil {
 				kept.res.release()
 			}
 			finish()
-			return Result{}, rep, &CallError{Kind: ctx.Err(), Report: rep}
+			return Result{}, rep, &CallError{Kind: ctxKind(ctx.Err()), Report: rep, Last: ctx.Err()}
 		}
 	}
+}
+
+// ctxKind maps the caller's ctx error to a CallError kind: a passed deadline
+// is ErrDeadline (504) like the call's own.
+func ctxKind(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return ErrDeadline
+	}
+	return err
 }
 
 func (b *Balancer) runAttempt(r *run, idx int, ctx context.Context, cancel context.CancelCauseFunc, ep Endpoint, tk Ticket,

@@ -327,3 +327,29 @@ func TestDoBudgetCapsOutage(t *testing.T) {
 		}
 	})
 }
+
+// The caller's ctx deadline, when shorter, is the call's deadline: a 504
+// naming the attempts, not a cancellation.
+func TestDoCallerDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newSys(t, Config{})
+		defer b.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		_, rep, err := b.Do(ctx, CallInfo{Method: "GET", Timeout: 5 * time.Second, NoHedge: true}, endpoints(2), func(ctx context.Context, ep Endpoint) (Result, error) {
+			<-ctx.Done()
+			return Result{}, ctx.Err()
+		})
+		if !errors.Is(err, ErrDeadline) || time.Since(start) != 300*time.Millisecond || rep.Timeout != 300*time.Millisecond {
+			t.Fatalf("err %v after %v (timeout %v)", err, time.Since(start), rep.Timeout)
+		}
+		if !strings.HasPrefix(err.Error(), "deadline 300ms exceeded after 1 attempt: ep0@node0 timeout") {
+			t.Fatalf("message %q", err)
+		}
+		b.Close()
+		if s := b.Status("ep0")[0]; s.ConsecutiveFailures != 1 {
+			t.Fatalf("the timed-out attempt was not counted against ep0: %+v", s)
+		}
+	})
+}
