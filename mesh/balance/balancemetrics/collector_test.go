@@ -19,7 +19,7 @@ func TestCollector(t *testing.T) {
 	eps := []balance.Endpoint{{ID: "a"}, {ID: "b"}}
 	_, tk, _ := b.Pick(balance.Request{Exclude: []string{"b"}}, eps)
 	tk.Done(time.Millisecond, balance.ConnectError) // opens a's breaker
-	_, held, _ := b.Pick(balance.Request{}, eps)     // b, in flight
+	_, held, _ := b.Pick(balance.Request{}, eps)    // b, in flight
 	defer held.Done(time.Millisecond, balance.OK)
 
 	reg := prometheus.NewRegistry()
