@@ -136,7 +136,9 @@ func (b *Balancer) Config() Config {
 // abandoned at the deadline) to return. Do and Pick fail with ErrClosed
 // afterwards.
 func (b *Balancer) Close() {
-	b.closed.Store(true)
+	b.mu.Lock()
+	b.closed.Store(true) // under mu: no wg.Add can follow
+	b.mu.Unlock()
 	b.wg.Wait()
 }
 
@@ -209,20 +211,28 @@ func (b *Balancer) emit(e Event) {
 	}
 }
 
-// flush hands queued events to OnEvent; call without the lock held.
-func (b *Balancer) flush(evs []Event) {
-	for _, e := range evs {
-		b.cfg.OnEvent(e)
+// pending is a batch of events taken under the lock, with the callback in
+// force then, handed over once the lock is released.
+type pending struct {
+	evs []Event
+	fn  func(Event)
+}
+
+func (p pending) flush() {
+	for _, e := range p.evs {
+		p.fn(e)
 	}
 }
 
-func (b *Balancer) takeEvents() []Event {
+// takeEvents empties the event queue; call with the lock held and flush the
+// result after releasing it.
+func (b *Balancer) takeEvents() pending {
 	if len(b.events) == 0 {
-		return nil
+		return pending{}
 	}
-	evs := b.events
+	p := pending{evs: b.events, fn: b.cfg.OnEvent}
 	b.events = nil
-	return evs
+	return p
 }
 
 func (b *Balancer) done(t *ticket, latency time.Duration, o Outcome) {
@@ -250,7 +260,7 @@ func (b *Balancer) done(t *ticket, latency time.Duration, o Outcome) {
 	}
 	evs := b.takeEvents()
 	b.mu.Unlock()
-	b.flush(evs)
+	evs.flush()
 }
 
 func (b *Balancer) ejectedCount(now time.Time) int {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -329,9 +330,21 @@ func (b *Balancer) Do(ctx context.Context, call CallInfo, candidates []Endpoint,
 	}
 
 	launch := func(hedge, retry bool) error {
-		ep, tk, err := b.Pick(Request{Key: call.Key, Region: call.Region, Zone: call.Zone, Exclude: exclude}, candidates)
+		ep, tk, err := b.pick(Request{Key: call.Key, Region: call.Region, Zone: call.Zone, Exclude: exclude}, candidates, true)
 		if err != nil {
 			return err
+		}
+		if hedge {
+			// A hedge only helps on another endpoint, and the budget pays for it.
+			refused := slices.Contains(exclude, ep.ID)
+			if !refused && !b.TryRetry() {
+				refused, rep.BudgetExhausted = true, true
+			}
+			if refused {
+				tk.Done(0, Canceled)
+				b.wg.Done()
+				return ErrNoEndpoint
+			}
 		}
 		exclude = append(exclude, ep.ID)
 		idx := len(rep.Attempts)
@@ -339,7 +352,6 @@ func (b *Balancer) Do(ctx context.Context, call CallInfo, candidates []Endpoint,
 		actx, acancel := context.WithCancelCause(callCtx)
 		cancels = append(cancels, acancel)
 		inflight++
-		b.wg.Add(1)
 		go b.runAttempt(r, idx, actx, acancel, ep, tk, attempt, call.PerTryTimeout, clock)
 		if !hedge && inflight == 1 && rep.HedgeDelay > 0 && len(rep.Attempts) < maxAttempts {
 			stopHedge()
@@ -434,11 +446,7 @@ func (b *Balancer) Do(ctx context.Context, call CallInfo, candidates []Endpoint,
 		case <-hedgeC:
 			hedgeTimer, hedgeC = nil, nil
 			if inflight == 1 && len(rep.Attempts) < maxAttempts {
-				if b.TryRetry() {
-					_ = launch(true, false) // no other usable endpoint: no hedge
-				} else {
-					rep.BudgetExhausted = true
-				}
+				_ = launch(true, false) // no other usable endpoint or no budget: no hedge
 			}
 		case <-deadline.C():
 			abandonInflight(Timeout, ErrDeadline)

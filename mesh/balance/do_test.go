@@ -353,3 +353,59 @@ func TestDoCallerDeadline(t *testing.T) {
 		}
 	})
 }
+
+// Many concurrent calls with random outcomes, hedges and retries, while the
+// configuration changes and the state is read: run with -race. At the end
+// nothing is in flight.
+func TestDoConcurrent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var events atomic.Int64
+		b := newSys(t, Config{Policy: P2CEWMA, Hedge: HedgeConfig{MinSamples: 5}, OnEvent: func(Event) { events.Add(1) }})
+		eps := endpoints(5)
+		var wg sync.WaitGroup
+		for g := 0; g < 8; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < 100; i++ {
+					_, _, _ = b.Do(context.Background(), CallInfo{Method: []string{"GET", "POST"}[i%2], Timeout: 200 * time.Millisecond}, eps,
+						func(ctx context.Context, ep Endpoint) (Result, error) {
+							n := len(ep.ID) + i + g
+							if err := sleepOrCancel(ctx, time.Duration(n%7)*10*time.Millisecond); err != nil {
+								return Result{}, err
+							}
+							switch n % 5 {
+							case 0:
+								return Result{}, NotReached(errRefused)
+							case 1:
+								return Result{Status: 503}, nil
+							}
+							return Result{Status: 200}, nil
+						})
+				}
+			}()
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				_ = b.Status()
+				_ = b.Stats()
+				if err := b.Reconfigure(Config{Policy: Policies[i%len(Policies)], OnEvent: func(Event) { events.Add(1) }}); err != nil {
+					t.Error(err)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}()
+		wg.Wait()
+		b.Close()
+		for _, s := range b.Status() {
+			if s.InFlight != 0 {
+				t.Fatalf("%s: %d in flight after Close", s.ID, s.InFlight)
+			}
+		}
+		if events.Load() == 0 {
+			t.Fatal("no breaker or ejection event in a run full of failures")
+		}
+	})
+}

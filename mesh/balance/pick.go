@@ -79,24 +79,34 @@ func (e *NoEndpointError) Is(target error) bool { return target == ErrNoEndpoint
 // remain, ejection is ignored (Envoy's panic mode). The returned Ticket must
 // be completed with Done when the request ends.
 func (b *Balancer) Pick(req Request, candidates []Endpoint) (Endpoint, Ticket, error) {
+	return b.pick(req, candidates, false)
+}
+
+// pick is Pick; with track (Do), it also registers the attempt goroutine
+// about to start in b.wg, under the lock so that Close cannot miss it.
+func (b *Balancer) pick(req Request, candidates []Endpoint, track bool) (Endpoint, Ticket, error) {
+	b.mu.Lock()
 	if b.closed.Load() {
+		b.mu.Unlock()
 		return Endpoint{}, Ticket{}, ErrClosed
 	}
-	b.mu.Lock()
 	now := b.clock.Now()
 	i, st, err := b.pickLocked(&req, candidates, now)
 	if err != nil {
 		evs := b.takeEvents()
 		b.mu.Unlock()
-		b.flush(evs)
+		evs.flush()
 		return Endpoint{}, Ticket{}, err
 	}
 	t := &ticket{b: b, st: st}
 	t.gen, t.probe = st.br.admit(&b.cfg.Breaker)
 	st.inflight++
+	if track {
+		b.wg.Add(1)
+	}
 	evs := b.takeEvents()
 	b.mu.Unlock()
-	b.flush(evs)
+	evs.flush()
 	return candidates[i], Ticket{t}, nil
 }
 
