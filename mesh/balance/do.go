@@ -292,15 +292,38 @@ func (b *Balancer) Do(ctx context.Context, call CallInfo, candidates []Endpoint,
 		return Result{}, rep, &CallError{Kind: ctxKind(err), Report: rep, Last: err}
 	}
 
-	callCtx, cancelCall := context.WithCancelCause(ctx)
-	defer cancelCall(errAbandoned)
+	// callCtx is the parent of every attempt's ctx. With the system clock it
+	// carries the deadline itself (attempts see it in ctx.Deadline); with
+	// another clock a timer of that clock signals it on deadlineC.
+	var (
+		callCtx    context.Context
+		cancelCall func()
+		deadlineC  <-chan time.Time
+	)
 	if realClock {
 		var cancel context.CancelFunc
-		callCtx, cancel = context.WithDeadlineCause(callCtx, start.Add(timeout), ErrDeadline)
-		defer cancel()
+		callCtx, cancel = context.WithDeadlineCause(ctx, start.Add(timeout), ErrDeadline)
+		cancelCall = cancel
+	} else {
+		c, cancel := context.WithCancelCause(ctx)
+		callCtx, cancelCall = c, func() { cancel(errAbandoned) }
+		t := clock.NewTimer(timeout)
+		defer t.Stop()
+		deadlineC = t.C()
 	}
-	deadline := clock.NewTimer(timeout)
-	defer deadline.Stop()
+	defer cancelCall()
+	callDone := callCtx.Done()
+	// endKind says why callCtx ended: ErrDeadline (the call's or the
+	// caller's deadline) or the caller's cancellation.
+	endKind := func() error {
+		if errors.Is(context.Cause(callCtx), ErrDeadline) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return ErrDeadline
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		return context.Canceled
+	}
 
 	r := &run{ch: make(chan attemptResult, maxAttempts)}
 	defer r.abandon()
@@ -397,9 +420,9 @@ func (b *Balancer) Do(ctx context.Context, call CallInfo, candidates []Endpoint,
 			}
 			stopHedge()
 			retryable := ar.o == ConnectError || (idem && (ar.o == Timeout || ar.o == ServerError || ar.o == Failure))
-			if ctx.Err() != nil {
+			if callCtx.Err() != nil {
 				finish()
-				return Result{}, rep, &CallError{Kind: ctxKind(ctx.Err()), Report: rep, Last: ar.err}
+				return Result{}, rep, &CallError{Kind: endKind(), Report: rep, Last: ar.err}
 			}
 			giveUp := func(noEp *NoEndpointError) (Result, Report, error) {
 				finish()
@@ -425,13 +448,13 @@ func (b *Balancer) Do(ctx context.Context, call CallInfo, candidates []Endpoint,
 				t := clock.NewTimer(wait)
 				select {
 				case <-t.C():
-				case <-deadline.C():
+				case <-deadlineC:
 					finish()
 					return Result{}, rep, &CallError{Kind: ErrDeadline, Report: rep, Last: ar.err}
-				case <-ctx.Done():
+				case <-callDone:
 					t.Stop()
 					finish()
-					return Result{}, rep, &CallError{Kind: ctxKind(ctx.Err()), Report: rep, Last: ar.err}
+					return Result{}, rep, &CallError{Kind: endKind(), Report: rep, Last: ar.err}
 				}
 			}
 			if err := launch(false, true); err != nil {
@@ -448,24 +471,24 @@ func (b *Balancer) Do(ctx context.Context, call CallInfo, candidates []Endpoint,
 			if inflight == 1 && len(rep.Attempts) < maxAttempts {
 				_ = launch(true, false) // no other usable endpoint or no budget: no hedge
 			}
-		case <-deadline.C():
+		case <-deadlineC:
 			abandonInflight(Timeout, ErrDeadline)
 			if kept != nil {
 				kept.res.release()
 			}
 			finish()
 			return Result{}, rep, &CallError{Kind: ErrDeadline, Report: rep}
-		case <-ctx.Done():
-			o := Canceled
-			if ctxKind(ctx.Err()) == ErrDeadline {
+		case <-callDone:
+			kind, o := endKind(), Canceled
+			if kind == ErrDeadline {
 				o = Timeout
 			}
-			abandonInflight(o, ctx.Err())
+			abandonInflight(o, kind)
 			if kept != nil {
 				kept.res.release()
 			}
 			finish()
-			return Result{}, rep, &CallError{Kind: ctxKind(ctx.Err()), Report: rep, Last: ctx.Err()}
+			return Result{}, rep, &CallError{Kind: kind, Report: rep, Last: ctx.Err()}
 		}
 	}
 }

@@ -409,3 +409,59 @@ func TestDoConcurrent(t *testing.T) {
 		}
 	})
 }
+
+// With an injected clock (not the system clock), the deadline, backoff and
+// hedge timers are that clock's: nothing moves until the test advances it.
+func TestDoInjectedClock(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		clk := newFakeClock()
+		b := newSys(t, Config{Clock: clk, Breaker: BreakerConfig{Disabled: true}, Outlier: OutlierConfig{Disabled: true}})
+		type out struct {
+			rep Report
+			err error
+		}
+		call := func(attempt func(context.Context, Endpoint) (Result, error)) chan out {
+			ch := make(chan out, 1)
+			go func() {
+				_, rep, err := b.Do(context.Background(), CallInfo{Method: "GET", Timeout: 5 * time.Second, MaxAttempts: 3, NoHedge: true}, endpoints(3), attempt)
+				ch <- out{rep, err}
+			}()
+			return ch
+		}
+		// Refused everywhere: three attempts separated by backoffs of the
+		// injected clock.
+		ch := call(func(ctx context.Context, ep Endpoint) (Result, error) { return Result{}, NotReached(errRefused) })
+		var o out
+		for done := false; !done; {
+			synctest.Wait()
+			select {
+			case o = <-ch:
+				done = true
+			default:
+				clk.Advance(5 * time.Millisecond)
+			}
+		}
+		if !errors.Is(o.err, ErrExhausted) || len(o.rep.Attempts) != 3 || o.rep.Elapsed <= 0 || o.rep.Elapsed > 75*time.Millisecond {
+			t.Fatalf("err %v, %d attempts in %v", o.err, len(o.rep.Attempts), o.rep.Elapsed)
+		}
+		// A hanging endpoint: the deadline fires when the clock passes 5 s.
+		ch = call(func(ctx context.Context, ep Endpoint) (Result, error) {
+			<-ctx.Done()
+			return Result{}, ctx.Err()
+		})
+		synctest.Wait()
+		clk.Advance(4999 * time.Millisecond)
+		synctest.Wait()
+		select {
+		case o = <-ch:
+			t.Fatalf("returned before the deadline: %v", o.err)
+		default:
+		}
+		clk.Advance(time.Millisecond)
+		o = <-ch
+		if !errors.Is(o.err, ErrDeadline) || o.rep.Elapsed != 5*time.Second || o.rep.Attempts[0].Outcome != Timeout {
+			t.Fatalf("err %v after %v: %s", o.err, o.rep.Elapsed, o.rep)
+		}
+		b.Close()
+	})
+}
