@@ -31,6 +31,7 @@ type Balancer struct {
 	st      []*epState // state of each candidate of the latest Pick
 	lastIDs []string   // their IDs
 	alt     []int
+	tiers   []int8
 
 	wg     sync.WaitGroup // hedge and abandoned attempts still running (Do)
 	closed atomic.Bool

@@ -82,3 +82,33 @@ func BenchmarkPickParallel(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkOutageAmplification replays a total outage at 1000 requests/s for
+// 60 s of virtual time, each request allowed 3 attempts, and reports the
+// attempts per request with the default budget and, as the reference, with a
+// budget too large to bind (ratio 10, 1000/s).
+func BenchmarkOutageAmplification(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		bc   BudgetConfig
+	}{{"budget=default", BudgetConfig{}}, {"budget=unbounded", BudgetConfig{Ratio: 10, MinPerSecond: 1000}}} {
+		b.Run(c.name, func(b *testing.B) {
+			var ratio float64
+			for i := 0; i < b.N; i++ {
+				bal, clk := newTest(b, Config{Budget: c.bc})
+				requests, attempts := 0, 0
+				for ms := 0; ms < 60000; ms++ {
+					clk.Advance(time.Millisecond)
+					bal.RecordRequest()
+					requests++
+					attempts++
+					for a := 1; a < 3 && bal.TryRetry(); a++ {
+						attempts++
+					}
+				}
+				ratio = float64(attempts) / float64(requests)
+			}
+			b.ReportMetric(ratio, "attempts/request")
+		})
+	}
+}

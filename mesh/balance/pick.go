@@ -218,15 +218,18 @@ func tier(req *Request, ep *Endpoint) int {
 
 func (b *Balancer) filterLocality(req *Request, cands []Endpoint) {
 	best := 0
+	b.tiers = b.tiers[:0]
 	for _, i := range b.cand {
-		best = max(best, tier(req, &cands[i]))
+		t := tier(req, &cands[i])
+		b.tiers = append(b.tiers, int8(t))
+		best = max(best, t)
 	}
 	if best == 0 {
 		return
 	}
 	n := 0
-	for _, i := range b.cand {
-		if tier(req, &cands[i]) == best {
+	for k, i := range b.cand {
+		if int(b.tiers[k]) == best {
 			b.cand[n] = i
 			n++
 		}
