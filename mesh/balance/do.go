@@ -254,9 +254,10 @@ func (b *Balancer) backoff(n int) time.Duration {
 //
 // Retryable: a ConnectError always (the endpoint never saw the request);
 // Timeout, ServerError and Failure only for idempotent calls. A response
-// that is not retried (4xx, or a 5xx when no retry is possible) is returned
-// with a nil error; the error is a *CallError when no attempt produced a
-// response, when the deadline passed or when no endpoint was usable.
+// that is not retried (4xx, or a 5xx when no retry is possible: attempts,
+// budget or deadline exhausted) is returned with a nil error; the error is a
+// *CallError when no attempt produced a response, when the deadline passed
+// or when no endpoint was usable.
 //
 // attempt must honour ctx: it is cancelled when the deadline passes, when
 // another attempt won, or at the per-try timeout. Attempts still running when
@@ -393,7 +394,37 @@ func (b *Balancer) Do(ctx context.Context, call CallInfo, candidates []Endpoint,
 		}
 		return Result{}, rep, ce
 	}
-	var kept *attemptResult // a failed response kept while another attempt runs
+	var kept *attemptResult // the latest 5xx response, returned if nothing better comes
+	// fail ends the call with an error, releasing a kept response.
+	fail := func(kind, last error, noEp *NoEndpointError) (Result, Report, error) {
+		if kept != nil {
+			kept.res.release()
+			kept = nil
+		}
+		finish()
+		return Result{}, rep, &CallError{Kind: kind, Report: rep, Last: last, NoEndpoint: noEp}
+	}
+	// answer ends the call with the kept response when there is one (an
+	// answer of the service beats a gateway error), else fails with kind.
+	answer := func(kind, last error, noEp *NoEndpointError) (Result, Report, error) {
+		if kept != nil {
+			finish()
+			return kept.res, rep, nil
+		}
+		return fail(kind, last, noEp)
+	}
+	// ended handles callCtx's end: the deadline or the caller's cancellation.
+	ended := func(last error) (Result, Report, error) {
+		kind, o := endKind(), Canceled
+		if kind == ErrDeadline {
+			o = Timeout
+		}
+		abandonInflight(o, kind)
+		if kind == ErrDeadline {
+			return answer(kind, last, nil)
+		}
+		return fail(kind, last, nil)
+	}
 	for {
 		select {
 		case ar := <-r.ch:
@@ -419,48 +450,38 @@ func (b *Balancer) Do(ctx context.Context, call CallInfo, candidates []Endpoint,
 				continue
 			}
 			stopHedge()
-			retryable := ar.o == ConnectError || (idem && (ar.o == Timeout || ar.o == ServerError || ar.o == Failure))
 			if callCtx.Err() != nil {
-				finish()
-				return Result{}, rep, &CallError{Kind: endKind(), Report: rep, Last: ar.err}
+				return ended(ar.err)
 			}
-			giveUp := func(noEp *NoEndpointError) (Result, Report, error) {
-				finish()
-				if kept != nil {
-					return kept.res, rep, nil
-				}
-				return Result{}, rep, &CallError{Kind: ErrExhausted, Report: rep, Last: ar.err, NoEndpoint: noEp}
-			}
+			retryable := ar.o == ConnectError || (idem && (ar.o == Timeout || ar.o == ServerError || ar.o == Failure))
 			if !retryable || len(rep.Attempts) >= maxAttempts {
-				return giveUp(nil)
+				return answer(ErrExhausted, ar.err, nil)
 			}
 			retries++
 			wait := b.backoff(retries)
 			if clock.Now().Add(wait).Sub(start) >= timeout {
-				finish()
-				return Result{}, rep, &CallError{Kind: ErrDeadline, Report: rep, Last: ar.err}
+				return answer(ErrDeadline, ar.err, nil)
 			}
 			if !b.TryRetry() {
 				rep.BudgetExhausted = true
-				return giveUp(nil)
+				return answer(ErrExhausted, ar.err, nil)
 			}
 			if wait > 0 {
 				t := clock.NewTimer(wait)
 				select {
 				case <-t.C():
 				case <-deadlineC:
-					finish()
-					return Result{}, rep, &CallError{Kind: ErrDeadline, Report: rep, Last: ar.err}
+					t.Stop()
+					return answer(ErrDeadline, ar.err, nil)
 				case <-callDone:
 					t.Stop()
-					finish()
-					return Result{}, rep, &CallError{Kind: endKind(), Report: rep, Last: ar.err}
+					return ended(ar.err)
 				}
 			}
 			if err := launch(false, true); err != nil {
 				var ne *NoEndpointError
 				errors.As(err, &ne)
-				return giveUp(ne)
+				return answer(ErrExhausted, ar.err, ne)
 			}
 			if kept != nil {
 				kept.res.release()
@@ -473,22 +494,9 @@ func (b *Balancer) Do(ctx context.Context, call CallInfo, candidates []Endpoint,
 			}
 		case <-deadlineC:
 			abandonInflight(Timeout, ErrDeadline)
-			if kept != nil {
-				kept.res.release()
-			}
-			finish()
-			return Result{}, rep, &CallError{Kind: ErrDeadline, Report: rep}
+			return answer(ErrDeadline, nil, nil)
 		case <-callDone:
-			kind, o := endKind(), Canceled
-			if kind == ErrDeadline {
-				o = Timeout
-			}
-			abandonInflight(o, kind)
-			if kept != nil {
-				kept.res.release()
-			}
-			finish()
-			return Result{}, rep, &CallError{Kind: kind, Report: rep, Last: ctx.Err()}
+			return ended(ctx.Err())
 		}
 	}
 }

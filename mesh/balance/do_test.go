@@ -465,3 +465,30 @@ func TestDoInjectedClock(t *testing.T) {
 		b.Close()
 	})
 }
+
+// A 5xx answer held while backing off is returned when the deadline leaves no
+// room for a retry, and released when the caller goes away.
+func TestDoKeptAnswerAtDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newSys(t, Config{Retry: RetryConfig{BaseBackoff: time.Second, MaxBackoff: time.Second}, Breaker: BreakerConfig{Disabled: true}})
+		defer b.Close()
+		var released atomic.Int32
+		attempt := func(ctx context.Context, ep Endpoint) (Result, error) {
+			if err := sleepOrCancel(ctx, 950*time.Millisecond); err != nil {
+				return Result{}, err
+			}
+			return Result{Status: 503, Release: func() { released.Add(1) }}, nil
+		}
+		res, rep, err := b.Do(context.Background(), CallInfo{Method: "GET", Timeout: time.Second, NoHedge: true}, endpoints(2), attempt)
+		if err != nil || res.Status != 503 || len(rep.Attempts) != 1 || released.Load() != 0 {
+			t.Fatalf("status %d err %v released %d: %s", res.Status, err, released.Load(), rep)
+		}
+		// The caller cancels during the backoff: the held 503 is released.
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(960*time.Millisecond, cancel)
+		_, rep, err = b.Do(ctx, CallInfo{Method: "GET", Timeout: 10 * time.Second, NoHedge: true}, endpoints(2), attempt)
+		if !errors.Is(err, context.Canceled) || released.Load() != 1 {
+			t.Fatalf("err %v, released %d (%s)", err, released.Load(), rep)
+		}
+	})
+}
