@@ -55,7 +55,7 @@ func TestRandomUniform(t *testing.T) {
 		b, _ := newTest(t, Config{Policy: Random, Rand: seeded(seed)})
 		eps := endpoints(10)
 		counts := map[string]int{}
-		const total = 50000
+		const total = 20000
 		for i := 0; i < total; i++ {
 			counts[pickDone(t, b, Request{}, eps, time.Millisecond, OK).ID]++
 		}
