@@ -14,17 +14,19 @@ import (
 // ejections, plus the service's retry budget and latency quantile. It is safe
 // for concurrent use. Create one per service with New.
 type Balancer struct {
-	mu     sync.Mutex
-	cfg    Config
-	clock  Clock
-	rng    *rand.Rand
-	eps    map[string]*epState
-	known  int // candidates in the latest Pick (for the ejection cap)
-	rr     uint64
-	picks  uint64
-	budget budget
-	lat    quantile
-	events []Event
+	mu    sync.Mutex
+	cfg   Config
+	clock Clock
+	rng   *rand.Rand
+	eps   map[string]*epState
+	known int // candidates in the latest Pick (for the ejection cap)
+	// lastSweep is when states of endpoints no longer seen were last dropped.
+	lastSweep time.Time
+	rr        uint64
+	picks     uint64
+	budget    budget
+	lat       quantile
+	events    []Event
 
 	// scratch, reused under mu
 	cand    []int

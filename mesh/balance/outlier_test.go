@@ -107,3 +107,27 @@ func TestEjectionPanicMode(t *testing.T) {
 		t.Fatalf("panic mode should still pick: %v", err)
 	}
 }
+
+// The state of endpoints that stopped appearing is dropped after staleAfter,
+// except while requests to them are in flight.
+func TestStaleStateDropped(t *testing.T) {
+	b, clk := newTest(t, Config{})
+	old := endpoints(50)
+	_, held, _ := b.Pick(Request{}, old[:1])
+	for i := 0; i < 100; i++ {
+		pickDone(t, b, Request{}, old, time.Millisecond, OK)
+	}
+	cur := []Endpoint{{ID: "new"}}
+	for i := 0; i < 15; i++ {
+		clk.Advance(time.Minute)
+		pickDone(t, b, Request{}, cur, time.Millisecond, OK)
+	}
+	ids := map[string]bool{}
+	for _, s := range b.Status() {
+		ids[s.ID] = true
+	}
+	if len(ids) != 2 || !ids["new"] || !ids["ep0"] {
+		t.Fatalf("states kept: %v; want the current endpoint and the one with a request in flight", ids)
+	}
+	held.Done(time.Millisecond, OK)
+}

@@ -116,8 +116,9 @@ func (b *Balancer) pickLocked(req *Request, cands []Endpoint, now time.Time) (in
 	}
 	b.known = len(cands)
 	b.picks++
-	if b.picks%1024 == 0 || len(b.eps) > 4*len(cands)+64 {
+	if now.Sub(b.lastSweep) >= time.Minute {
 		b.sweep(now)
+		b.lastSweep = now
 	}
 	b.cand = b.cand[:0]
 	b.states(cands, now)
