@@ -160,6 +160,18 @@ var routeRules = map[string]rule{
 	"GET /v1/quotas":                    {access: adminOnly},
 	"PATCH /v1/quotas/{ns}":             {access: adminOnly},
 	"DELETE /v1/quotas/{ns}":            {access: adminOnly},
+	// security (tokens, roles, audit): admin callers and API tokens only
+	"POST /v1/acl/tokens":         {access: adminOnly},
+	"GET /v1/acl/tokens":          {access: adminOnly},
+	"GET /v1/acl/tokens/{id}":     {access: adminOnly},
+	"DELETE /v1/acl/tokens/{id}":  {access: adminOnly},
+	"GET /v1/acl/whoami":          {access: anyInstance},
+	"POST /v1/acl/roles":          {access: adminOnly},
+	"GET /v1/acl/roles":           {access: adminOnly},
+	"GET /v1/acl/roles/{name}":    {access: adminOnly},
+	"DELETE /v1/acl/roles/{name}": {access: adminOnly},
+	"GET /v1/audit":               {access: adminOnly},
+	"GET /v1/audit/verify":        {access: adminOnly},
 }
 
 // forbidden is the 403 every refusal of an instance caller answers with.
@@ -359,4 +371,11 @@ func visibleTo(c caller, r Record) bool {
 // target is the record's identity for authorizeOp.
 func (r Record) target() target {
 	return target{name: r.Name, id: r.ID, createdBy: r.CreatedBy, creatorID: r.CreatorID}
+}
+
+// CallerOf names the instance a request comes from (its own socket, or a forwarded
+// request naming it); ok false for every other caller.
+func CallerOf(ctx context.Context) (name, id string, ok bool) {
+	c, ok := callerOf(ctx)
+	return c.name, c.id, ok
 }

@@ -174,6 +174,9 @@ type Service struct {
 
 	// OpenRuntime opens the runtime: sandbox.New, or a fake in tests (set before Start).
 	OpenRuntime func(sandbox.Config) (Runtime, error)
+	// OnForwarded, when set, sees every mutating request another node forwarded here once
+	// it is answered (the audit log; set before Start).
+	OnForwarded func(Forwarded)
 	// keepOnConflict, when set, tells checkConflict to leave a name claimed by two nodes
 	// alone (deployment instances: their claim decides, see scheduler.IsDeploymentInstance).
 	keepOnConflict func(name string) bool

@@ -31,6 +31,7 @@ import (
 	"github.com/rads-lang/constellation/p2p"
 	"github.com/rads-lang/constellation/p2p/liveness"
 	"github.com/rads-lang/constellation/scheduler"
+	"github.com/rads-lang/constellation/security"
 )
 
 // Version is the constellation release this binary implements.
@@ -60,6 +61,9 @@ type Node struct {
 	instances *instances.Service
 	// sched places deployments, holds reservations and enforces quotas (package scheduler).
 	sched *scheduler.Scheduler
+	// security holds tokens and roles, checks every request's permission and keeps the
+	// audit log (package security).
+	security *security.Service
 
 	// APIAddr is the bound TCP API address when APIListen is set.
 	APIAddr string
@@ -207,6 +211,10 @@ func New(cfg Config, log *slog.Logger) (n *Node, err error) {
 		n.host, n.st, n.members, n.instances, n.api, log)
 	n.instances.SetReservations(n.sched)
 	n.instances.SetKeepOnConflict(n.sched.IsDeploymentInstance)
+	if n.security, err = n.newSecurity(); err != nil {
+		return nil, err
+	}
+	n.instances.OnForwarded = n.auditForwarded
 	n.st.Watch(n.notifyChange) // tests' OnStateChange
 	return n, nil
 }
@@ -254,6 +262,9 @@ func (n *Node) Start(ctx context.Context) error {
 		return err
 	}
 	if err := n.sched.Start(); err != nil {
+		return err
+	}
+	if err := n.security.Start(); err != nil {
 		return err
 	}
 	attrs := []any{"name", n.cfg.Node, "id", n.host.ID().String(), "cluster", n.cfg.Cluster,
@@ -307,6 +318,9 @@ func (n *Node) shutdown(graceful bool) error {
 		}
 		if n.api != nil {
 			n.api.Close()
+		}
+		if n.security != nil {
+			n.security.Close()
 		}
 		close(n.done)
 		n.wg.Wait()

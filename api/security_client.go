@@ -1,0 +1,71 @@
+package api
+
+import (
+	"context"
+	"net/url"
+)
+
+// CreateToken is POST /v1/acl/tokens.
+func (c *Client) CreateToken(ctx context.Context, req TokenCreateRequest) (TokenCreated, error) {
+	var r TokenCreated
+	err := c.Post(ctx, "/v1/acl/tokens", req, &r)
+	return r, err
+}
+
+// Tokens is GET /v1/acl/tokens.
+func (c *Client) Tokens(ctx context.Context) ([]TokenInfo, error) {
+	var r []TokenInfo
+	err := c.Get(ctx, "/v1/acl/tokens", &r)
+	return r, err
+}
+
+// RevokeToken is DELETE /v1/acl/tokens/{id} (an ID or a unique name).
+func (c *Client) RevokeToken(ctx context.Context, idOrName string) (TokenInfo, error) {
+	var r TokenInfo
+	err := c.Delete(ctx, "/v1/acl/tokens/"+url.PathEscape(idOrName), &r)
+	return r, err
+}
+
+// WhoAmI is GET /v1/acl/whoami.
+func (c *Client) WhoAmI(ctx context.Context) (WhoAmI, error) {
+	var r WhoAmI
+	err := c.Get(ctx, "/v1/acl/whoami", &r)
+	return r, err
+}
+
+// CreateRole is POST /v1/acl/roles.
+func (c *Client) CreateRole(ctx context.Context, req RoleRequest) (RoleInfo, error) {
+	var r RoleInfo
+	err := c.Post(ctx, "/v1/acl/roles", req, &r)
+	return r, err
+}
+
+// Roles is GET /v1/acl/roles.
+func (c *Client) Roles(ctx context.Context) ([]RoleInfo, error) {
+	var r []RoleInfo
+	err := c.Get(ctx, "/v1/acl/roles", &r)
+	return r, err
+}
+
+// RemoveRole is DELETE /v1/acl/roles/{name}.
+func (c *Client) RemoveRole(ctx context.Context, name string) error {
+	return c.Delete(ctx, "/v1/acl/roles/"+url.PathEscape(name), nil)
+}
+
+// Audit is GET /v1/audit with the query q (since, who, route, limit).
+func (c *Client) Audit(ctx context.Context, q url.Values) (AuditResult, error) {
+	var r AuditResult
+	p := "/v1/audit"
+	if len(q) > 0 {
+		p += "?" + q.Encode()
+	}
+	err := c.Get(ctx, p, &r)
+	return r, err
+}
+
+// AuditVerify is GET /v1/audit/verify (every node's chain).
+func (c *Client) AuditVerify(ctx context.Context) ([]AuditVerify, error) {
+	var r []AuditVerify
+	err := c.Get(ctx, "/v1/audit/verify", &r)
+	return r, err
+}

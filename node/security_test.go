@@ -1,0 +1,311 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rads-lang/constellation/api"
+	"github.com/rads-lang/constellation/internal/testutil"
+	"github.com/rads-lang/constellation/security"
+)
+
+// TestEveryRouteHasAPermission walks every route the node registers: each must have its
+// line in security.RoutePerms (a route another branch adds fails here until declared), and
+// the table names no route the node does not register.
+func TestEveryRouteHasAPermission(t *testing.T) {
+	n := startTestNode(t, nodeConfig(t, "routes"))
+	routes := n.api.Routes()
+	for _, p := range routes {
+		if _, ok := security.RoutePerms[p]; !ok {
+			t.Errorf("route %q has no permission in security.RoutePerms: add its resource:verb line", p)
+		}
+	}
+	for p := range security.RoutePerms {
+		if !slices.Contains(routes, p) {
+			t.Errorf("security.RoutePerms names %q, which the node does not register", p)
+		}
+	}
+}
+
+// roleMatrix says, route by route, which callers may call it: A admin, O operator,
+// V viewer, N operator bound to namespace team-a, C the custom role "deployer"
+// (deployments:write, instances:read, nodes:read; write implies read). Everyone else gets 403 naming the permission.
+var roleMatrix = map[string]string{
+	"GET /v1/status":                              "AOVNC",
+	"GET /v1/nodes":                               "AOVNC",
+	"GET /v1/resources":                           "AOVNC",
+	"GET /v1/events":                              "AOV",
+	"POST /v1/send":                               "A",
+	"POST /v1/broadcast":                          "A",
+	"POST /v1/instances":                          "AON",
+	"GET /v1/instances":                           "AOVNC",
+	"GET /v1/instances/{name}":                    "AOVNC",
+	"DELETE /v1/instances/{name}":                 "AON",
+	"GET /v1/instances/{name}/stats":              "AOVNC",
+	"GET /v1/instances/{name}/logs":               "AOVNC",
+	"POST /v1/instances/{name}/start":             "AON",
+	"POST /v1/instances/{name}/stop":              "AON",
+	"POST /v1/instances/{name}/restart":           "AON",
+	"POST /v1/instances/{name}/set-limits":        "AON",
+	"POST /v1/instances/{name}/wait":              "AOVNC",
+	"POST /v1/instances/{name}/snapshot":          "AON",
+	"POST /v1/instances/{name}/restore":           "AON",
+	"GET /v1/instances/{name}/snapshots":          "AOVNC",
+	"DELETE /v1/instances/{name}/snapshots/{tag}": "AON",
+	"POST /v1/deployments":                        "AONC",
+	"GET /v1/deployments":                         "AOVC",
+	"GET /v1/deployments/{name}":                  "AOVNC",
+	"POST /v1/deployments/{name}/scale":           "AONC",
+	"DELETE /v1/deployments/{name}":               "AONC",
+	"POST /v1/nodes/{node}/drain":                 "A",
+	"POST /v1/drain":                              "A",
+	"POST /v1/reservations":                       "A",
+	"GET /v1/reservations":                        "AOV",
+	"DELETE /v1/reservations/{id}":                "A",
+	"PUT /v1/quotas/{ns}":                         "A",
+	"GET /v1/quotas/{ns}":                         "AOV",
+	"GET /v1/quotas":                              "AOV",
+	"PATCH /v1/quotas/{ns}":                       "A",
+	"DELETE /v1/quotas/{ns}":                      "A",
+	"POST /v1/acl/tokens":                         "A",
+	"GET /v1/acl/tokens":                          "A",
+	"GET /v1/acl/tokens/{id}":                     "A",
+	"DELETE /v1/acl/tokens/{id}":                  "A",
+	"GET /v1/acl/whoami":                          "AOVNC",
+	"POST /v1/acl/roles":                          "A",
+	"GET /v1/acl/roles":                           "A",
+	"GET /v1/acl/roles/{name}":                    "A",
+	"DELETE /v1/acl/roles/{name}":                 "A",
+	"GET /v1/audit":                               "A",
+	"GET /v1/audit/verify":                        "A",
+}
+
+// tcpCaller calls a node's TCP API with a bearer token.
+type tcpCaller struct {
+	t    *testing.T
+	cl   *http.Client
+	base string
+}
+
+func newTCPCaller(t *testing.T, n *Node) *tcpCaller {
+	return &tcpCaller{t: t, cl: pinnedHTTPClient(t, n.APIFingerprint), base: "https://" + n.APIAddr}
+}
+
+func (c *tcpCaller) call(tok, method, path, body string) (int, string) {
+	c.t.Helper()
+	return httpCall(c.t, c.cl, tok, method, c.base+path, body)
+}
+
+// httpCall sends one request with a bearer token (none when tok is "") and returns the
+// status and body (none for an event stream).
+func httpCall(t testing.TB, cl *http.Client, tok, method, url, body string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := cl.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		return resp.StatusCode, ""
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, string(b)
+}
+
+func mustToken(t *testing.T, n *Node, name, role, ns string) string {
+	t.Helper()
+	_, sec, err := n.security.CreateToken(api.TokenCreateRequest{Name: name, Role: role, Namespace: ns}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sec
+}
+
+// TestRoleMatrix calls every route over TCP with a token of each built-in role, a
+// namespace-bound operator and a custom role, and checks each is allowed (reaches the
+// handler: anything but 401/403) or refused with 403 naming the permission, as roleMatrix
+// says.
+func TestRoleMatrix(t *testing.T) {
+	n := startSchedClusterCfg(t, 1, func(i int, c *Config) { c.APIListen = "127.0.0.1:0" })[0]
+	routes := n.api.Routes()
+	for _, p := range routes {
+		if _, ok := roleMatrix[p]; !ok {
+			t.Errorf("route %q has no entry in roleMatrix", p)
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	if _, err := n.security.CreateRole(api.RoleRequest{Name: "deployer", Rules: []string{"deployments:write", "instances:read", "nodes:read"}}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	callers := []struct {
+		letter string
+		tok    string
+	}{
+		{"V", mustToken(t, n.Node, "v", "viewer", "")},
+		{"C", mustToken(t, n.Node, "c", "deployer", "")},
+		{"N", mustToken(t, n.Node, "nsop", "operator", "team-a")},
+		{"O", mustToken(t, n.Node, "o", "operator", "")},
+		{"A", mustToken(t, n.Node, "a", "admin", "")},
+	}
+	sort.Strings(routes)
+	c := newTCPCaller(t, n.Node)
+	seq := 0
+	for _, cl := range callers {
+		for _, pattern := range routes {
+			seq++
+			method, path, body := matrixRequest(pattern, "no-such-instance", seq)
+			if pattern == "POST /v1/acl/tokens" {
+				body = fmt.Sprintf(`{"name":"made-%d","role":"viewer"}`, seq)
+			}
+			if pattern == "POST /v1/acl/roles" {
+				body = `{"name":"made","rules":["instances:read"]}`
+			}
+			want := strings.Contains(roleMatrix[pattern], cl.letter)
+			st, out := c.call(cl.tok, method, path, body)
+			perm := string(security.RoutePerms[pattern])
+			switch {
+			case st == http.StatusUnauthorized:
+				t.Errorf("%s %s %s = 401 %s", cl.letter, method, path, out)
+			case want && st == http.StatusForbidden:
+				t.Errorf("%s %s %s = 403 %s; want allowed", cl.letter, method, path, out)
+			case !want && (st != http.StatusForbidden || !strings.Contains(out, `"forbidden"`)):
+				t.Errorf("%s %s %s = %d %s; want 403", cl.letter, method, path, st, out)
+			case !want && cl.letter != "N" && !strings.Contains(out, perm):
+				t.Errorf("%s %s %s = 403 %s; want the permission %s named", cl.letter, method, path, out, perm)
+			}
+		}
+	}
+}
+
+// TestTokenLifecycle: a token works over TCP, is refused with the reason once revoked or
+// expired, bad roles and rules are 400s, and the namespace binding holds on records.
+func TestTokenLifecycle(t *testing.T) {
+	n := startSchedClusterCfg(t, 1, func(i int, c *Config) { c.APIListen = "127.0.0.1:0" })[0]
+	c := newTCPCaller(t, n.Node)
+	boot, _ := os.ReadFile(filepath.Join(n.cfg.DataDir, "api.token"))
+	admin := strings.TrimSpace(string(boot))
+	for _, tc := range []struct{ body, want string }{
+		{`{"name":"x","role":"root"}`, `unknown role \"root\"`},
+		{`{"name":"bad name!","role":"viewer"}`, `invalid field \"name\"`},
+		{`{"name":"x","role":"viewer","ttl":"soon"}`, `invalid field \"ttl\"`},
+		{`{"name":"x","role":"viewer","namespace":"Team_A"}`, `invalid field \"namespace\"`},
+	} {
+		if st, out := c.call(admin, "POST", "/v1/acl/tokens", tc.body); st != 400 || !strings.Contains(out, tc.want) {
+			t.Errorf("create %s = %d %s; want 400 %s", tc.body, st, out, tc.want)
+		}
+	}
+	for _, tc := range []struct{ body, want string }{
+		{`{"name":"r","rules":["instances:delete"]}`, `unknown verb \"delete\"`},
+		{`{"name":"r","rules":["widgets:read"]}`, `unknown resource \"widgets\"`},
+		{`{"name":"admin","rules":["instances:read"]}`, `built in`},
+	} {
+		if st, out := c.call(admin, "POST", "/v1/acl/roles", tc.body); st != 400 || !strings.Contains(out, tc.want) {
+			t.Errorf("role %s = %d %s; want 400 %s", tc.body, st, out, tc.want)
+		}
+	}
+	st, out := c.call(admin, "POST", "/v1/acl/tokens", `{"name":"ci","role":"operator"}`)
+	if st != 201 || !strings.Contains(out, `"secret": "cst_`) {
+		t.Fatalf("create = %d %s", st, out)
+	}
+	sec := out[strings.Index(out, "cst_"):]
+	sec = sec[:strings.IndexByte(sec, '"')]
+	if st, out := c.call(sec, "GET", "/v1/acl/whoami", ""); st != 200 || !strings.Contains(out, `"name": "ci"`) {
+		t.Fatalf("whoami = %d %s", st, out)
+	}
+	if st, _ := c.call(sec[:len(sec)-1]+"0", "GET", "/v1/status", ""); st != 401 {
+		t.Errorf("a wrong secret = %d; want 401", st)
+	}
+	// The list never holds the secret nor its hash.
+	if _, out := c.call(admin, "GET", "/v1/acl/tokens", ""); strings.Contains(out, sec[len(sec)-64:]) || strings.Contains(out, "hash") {
+		t.Errorf("token list shows the secret: %s", out)
+	}
+	if st, out := c.call(admin, "DELETE", "/v1/acl/tokens/ci", ""); st != 200 || !strings.Contains(out, `"revoked"`) {
+		t.Fatalf("revoke = %d %s", st, out)
+	}
+	if st, out := c.call(sec, "GET", "/v1/status", ""); st != 401 || !strings.Contains(out, "token revoked") {
+		t.Errorf("revoked token = %d %s; want 401 token revoked", st, out)
+	}
+	// Expiry.
+	_, exp, err := n.security.CreateToken(api.TokenCreateRequest{Name: "short", Role: "viewer", TTL: "1ms"}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	if st, out := c.call(exp, "GET", "/v1/status", ""); st != 401 || !strings.Contains(out, "token expired") {
+		t.Errorf("expired token = %d %s; want 401 token expired", st, out)
+	}
+	// Namespace binding: an operator of team-a creates in team-a, not in default, and
+	// does not touch default's instances.
+	nsTok := mustToken(t, n.Node, "team", "operator", "team-a")
+	if st, out := c.call(nsTok, "POST", "/v1/instances", `{"name":"mine","command":["true"],"start":false}`); st != 201 || !strings.Contains(out, `"namespace": "team-a"`) {
+		t.Errorf("bound create = %d %s; want 201 in team-a", st, out)
+	}
+	if st, out := c.call(nsTok, "POST", "/v1/instances", `{"name":"theirs","namespace":"default","command":["true"],"start":false}`); st != 403 || !strings.Contains(out, "namespace default") {
+		t.Errorf("bound create in default = %d %s; want 403", st, out)
+	}
+	if _, err := n.instances.Create(t.Context(), &api.CreateRequest{Name: "other", Command: []string{"true"}}); err != nil {
+		t.Fatal(err)
+	}
+	if st, out := c.call(nsTok, "GET", "/v1/instances/other", ""); st != 403 || !strings.Contains(out, "in namespace default") {
+		t.Errorf("bound show of default's instance = %d %s; want 403", st, out)
+	}
+	if st, out := c.call(nsTok, "GET", "/v1/instances", ""); st != 200 || strings.Contains(out, `"other"`) || !strings.Contains(out, `"mine"`) {
+		t.Errorf("bound list = %d %s; want only team-a's", st, out)
+	}
+}
+
+// TestRevocationEndsStream: a token's open event stream ends when the token is revoked on
+// another node.
+func TestRevocationEndsStream(t *testing.T) {
+	ns := startSchedClusterCfg(t, 2, func(i int, c *Config) { c.APIListen = "127.0.0.1:0" })
+	sec := mustToken(t, ns[0].Node, "watcher", "viewer", "")
+	testutil.WaitFor(t, 10*time.Second, "n1 knows the token", func() (bool, string) {
+		_, _, err := ns[1].security.Authenticate(sec)
+		return err == nil, fmt.Sprint(err)
+	})
+	c := newTCPCaller(t, ns[1].Node)
+	req, _ := http.NewRequestWithContext(t.Context(), "GET", c.base+"/v1/events", nil)
+	req.Header.Set("Authorization", "Bearer "+sec)
+	resp, err := c.cl.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("events: %v %v", resp, err)
+	}
+	defer resp.Body.Close()
+	ended := make(chan error, 1)
+	go func() { _, err := io.Copy(io.Discard, resp.Body); ended <- err }()
+	if _, err := ns[0].security.RevokeToken("watcher", "test"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream is still open 10 s after the revocation")
+	}
+	if st, out := c.call(sec, "GET", "/v1/status", ""); st != 401 || !strings.Contains(out, "revoked") {
+		t.Errorf("after revocation on n0, n1 answers %d %s; want 401 revoked", st, out)
+	}
+}
