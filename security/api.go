@@ -133,14 +133,17 @@ func (s *Service) Record(e api.AuditEntry) error {
 // ---- cluster-wide audit queries ----
 
 const (
-	auditProtocol = "audit/1.0.0"
+	// securityProtocol carries audit queries and verifications, and revocations pushed to
+	// every live member at once (the gossip may take an anti-entropy round to reach some).
+	securityProtocol = "security/1.0.0"
 	// maxAuditFrame bounds an answer (maxAuditResults entries of ~1 KiB with margin).
 	maxAuditFrame = 4 << 20
 )
 
 type auditRequest struct {
-	Op    string     `cbor:"1,keyasint"` // "query" or "verify"
+	Op    string     `cbor:"1,keyasint"` // "query", "verify" or "delta"
 	Query auditQuery `cbor:"2,keyasint"`
+	Delta []byte     `cbor:"3,keyasint,omitempty"` // op delta: a state delta (a revocation)
 }
 
 type auditAnswer struct {
@@ -153,7 +156,7 @@ func (s *Service) startAuditProto() error {
 	if s.host == nil {
 		return nil
 	}
-	svc, err := s.host.NewService(auditProtocol, p2p.ServiceConfig{MaxFrame: maxAuditFrame, ReadTimeout: 10 * time.Second}, s.handleAuditProto)
+	svc, err := s.host.NewService(securityProtocol, p2p.ServiceConfig{MaxFrame: maxAuditFrame, ReadTimeout: 10 * time.Second}, s.handleAuditProto)
 	if err != nil {
 		return err
 	}
@@ -165,6 +168,14 @@ func (s *Service) handleAuditProto(ctx context.Context, st *p2p.Stream) error {
 	var req auditRequest
 	if err := st.ReadMsg(&req); err != nil {
 		return err
+	}
+	if req.Op == "delta" {
+		// The same trust as the gossip that carries every delta: admitted members only.
+		a := auditAnswer{}
+		if err := s.st.Apply(st.Peer(), req.Delta); err != nil {
+			a.Error = err.Error()
+		}
+		return st.WriteMsg(a)
 	}
 	return st.WriteMsg(s.answer(req))
 }
@@ -181,6 +192,33 @@ func (s *Service) answer(req auditRequest) auditAnswer {
 		return auditAnswer{Verify: s.audit.verify()}
 	}
 	return auditAnswer{Error: fmt.Sprintf("unknown audit operation %q", req.Op)}
+}
+
+// pushDelta sends a state delta to every live member directly (in the background; Close
+// waits), so a revocation does not wait for gossip or anti-entropy.
+func (s *Service) pushDelta(delta []byte) {
+	if len(delta) == 0 || s.proto == nil || s.members == nil {
+		return
+	}
+	for _, n := range s.members.Nodes() {
+		if n.Self || n.Status != api.StatusAlive {
+			continue
+		}
+		p, err := peer.Decode(n.ID)
+		if err != nil {
+			continue
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+			defer cancel()
+			var a auditAnswer
+			if err := s.proto.CallMsg(ctx, p, auditRequest{Op: "delta", Delta: delta}, &a); err != nil {
+				s.log.Debug("revocation push failed (gossip still carries it)", "node", n.Name, "err", err)
+			}
+		}()
+	}
 }
 
 // fanOut asks every live member (this node locally) and returns the answers by node name.

@@ -61,6 +61,7 @@ type Service struct {
 	log     *slog.Logger
 	audit   *auditLog
 	proto   *p2p.Service
+	wg      sync.WaitGroup // revocation pushes
 
 	mu      sync.RWMutex // guards tokens, roles and streams
 	tokens  map[string]*TokenRecord
@@ -113,6 +114,7 @@ func (s *Service) Close() {
 	if s.proto != nil {
 		s.proto.Close()
 	}
+	s.wg.Wait()
 	s.audit.close()
 }
 
@@ -479,7 +481,17 @@ func (s *Service) RevokeToken(idOrName, by string) (TokenRecord, error) {
 		return t, nil
 	}
 	t.Revoked, t.RevokedBy = s.cfg.Now().UnixNano(), by
-	return t, s.put(CollTokens, t.ID, &t)
+	b, err := state.Encode(&t)
+	if err != nil {
+		return t, err
+	}
+	delta, err := s.st.UpdateEncoded(func(tx *state.Tx) error { return tx.Put(CollTokens, t.ID, b) })
+	if err != nil {
+		return t, err
+	}
+	s.reload(CollTokens, t.ID)
+	s.pushDelta(delta)
+	return t, nil
 }
 
 // CreateRole creates or replaces a custom role.

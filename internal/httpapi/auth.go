@@ -20,8 +20,14 @@ func (s *Server) SetAuthenticator(a Authenticator) { s.authn.Store(&a) }
 // pattern, the status written (200 when the handler wrote none) and when it started.
 type Observer func(r *http.Request, pattern string, status int, start time.Time)
 
-// SetObserver installs o (the audit log).
-func (s *Server) SetObserver(o Observer) { s.obs.Store(&o) }
+// SetObserver installs o (the audit log); nil removes it.
+func (s *Server) SetObserver(o Observer) {
+	if o == nil {
+		s.obs.Store(nil)
+		return
+	}
+	s.obs.Store(&o)
+}
 
 type ctxKey int
 
