@@ -1,0 +1,106 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rads-lang/constellation/internal/testutil"
+)
+
+// TestCLITokens drives tokens and the audit log through the binary: an operator token
+// created on the socket works over TCP, is refused what its role lacks (403 naming the
+// permission), is refused once revoked (401 with the reason); the audit log names the
+// token for its mutating calls, verifies, and detects an edited line.
+func TestCLITokens(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	dir := t.TempDir()
+	port, apiPort := testutil.FreePort(t, nil), testutil.FreePort(t, nil)
+	startPeer(t, dir, "--node", "alpha", "--cluster", "sec", "--bind", fmt.Sprintf("127.0.0.1:%d", port),
+		"--api-listen", fmt.Sprintf("127.0.0.1:%d", apiPort))
+	waitJSON(t, 30*time.Second, "alpha answers", func(r result) bool { return strings.Contains(r.stdout, `"alpha"`) }, "status", "--json", "--data-dir", dir)
+	fpb, err := os.ReadFile(filepath.Join(dir, "api.fingerprint"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp := strings.TrimSpace(string(fpb))
+	addr := fmt.Sprintf("127.0.0.1:%d", apiPort)
+	empty := t.TempDir()
+	tcp := func(tok string, args ...string) result {
+		return run(t, append([]string{"--api", addr, "--data-dir", empty, "--api-token", tok, "--api-fingerprint", fp}, args...)...)
+	}
+
+	if r := run(t, "token", "create", "--name", "ci", "--role", "root", "--data-dir", dir); r.code == 0 || !strings.Contains(r.stderr, `unknown role "root"`) {
+		t.Errorf("token create with an unknown role: exit %d %s", r.code, r.stderr)
+	}
+	if r := run(t, "role", "create", "x", "--rule", "instances:delete", "--data-dir", dir); r.code == 0 || !strings.Contains(r.stderr, `unknown verb "delete"`) {
+		t.Errorf("role with an unknown verb: exit %d %s", r.code, r.stderr)
+	}
+	r := run(t, "token", "create", "--name", "ci", "--role", "operator", "--ttl", "1h", "--json", "--data-dir", dir)
+	var created struct{ ID, Secret string }
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &created) != nil || !strings.HasPrefix(created.Secret, "cst_") {
+		t.Fatalf("token create: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	sec := created.Secret
+	if r := tcp(sec, "whoami"); r.code != 0 || !strings.Contains(r.stdout, "token ci, role operator") {
+		t.Errorf("whoami with the token: exit %d %s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := tcp(sec, "create", "--name", "job", "--no-start", "--network", "none", "--", "true"); r.code != 0 {
+		t.Errorf("create with the operator token: exit %d %s%s", r.code, r.stdout, r.stderr)
+	}
+	t.Cleanup(func() { run(t, "rm", "--grace", "0s", "job", "--data-dir", dir) }) // before the data dir goes
+	if r := tcp(sec, "token", "create", "--name", "more", "--role", "admin"); r.code == 0 || !strings.Contains(r.stderr, "tokens:write") {
+		t.Errorf("token create with the operator token: exit %d %s; want 403 naming tokens:write", r.code, r.stderr)
+	}
+	if r := run(t, "token", "list", "--data-dir", dir); r.code != 0 || !strings.Contains(r.stdout, created.ID) || strings.Contains(r.stdout, sec[len(sec)-64:]) {
+		t.Errorf("token list: exit %d\n%s", r.code, r.stdout)
+	}
+	if r := run(t, "token", "revoke", "ci", "--data-dir", dir); r.code != 0 {
+		t.Errorf("revoke: exit %d %s", r.code, r.stderr)
+	}
+	if r := tcp(sec, "status"); r.code == 0 || !strings.Contains(r.stderr, "token revoked") {
+		t.Errorf("status with the revoked token: exit %d %s; want 401 token revoked", r.code, r.stderr)
+	}
+
+	r = run(t, "audit", "--who", "ci", "--json", "--data-dir", dir)
+	var res struct {
+		Entries []struct {
+			Caller    string
+			Route     string
+			RequestID string `json:"request_id"`
+			Status    int
+		}
+	}
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &res) != nil || len(res.Entries) < 2 {
+		t.Fatalf("audit --who ci: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if e := res.Entries[0]; e.Route != "POST /v1/instances" || e.Status != 201 || e.RequestID == "" {
+		t.Errorf("first audit entry of ci: %+v; want the create, 201, with a request ID", e)
+	}
+	if !strings.Contains(r.stdout, `"status": 403`) {
+		t.Errorf("the refused token create is not in the audit log:\n%s", r.stdout)
+	}
+	if strings.Contains(r.stdout, sec[len(sec)-64:]) {
+		t.Error("the audit log holds the token's secret")
+	}
+	if r := run(t, "audit", "verify", "--data-dir", dir); r.code != 0 || !strings.Contains(r.stdout, "alpha: ok") {
+		t.Errorf("audit verify: exit %d %s%s", r.code, r.stdout, r.stderr)
+	}
+	logf := filepath.Join(dir, "audit", "audit.log")
+	b, err := os.ReadFile(logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(logf, []byte(strings.Replace(string(b), `"status":201`, `"status":200`, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := run(t, "audit", "verify", "--data-dir", dir); r.code != 1 || !strings.Contains(r.stdout, "FAILED") || !strings.Contains(r.stdout, "changed") {
+		t.Errorf("audit verify of an edited log: exit %d %s%s; want exit 1 naming the changed entry", r.code, r.stdout, r.stderr)
+	}
+}
