@@ -88,3 +88,41 @@ type AuditResult struct {
 	Entries []AuditEntry      `json:"entries"`
 	Errors  map[string]string `json:"errors,omitempty"` // node -> why it did not answer
 }
+
+// SecretSetRequest is PUT /v1/secrets/{ns}/{name}: a new version of the secret.
+type SecretSetRequest struct {
+	Value string `json:"value"`
+}
+
+// SecretInfo describes a secret: never its value.
+type SecretInfo struct {
+	Namespace string              `json:"namespace"`
+	Name      string              `json:"name"`
+	Version   int                 `json:"version"` // the latest
+	Updated   time.Time           `json:"updated"`
+	UpdatedBy string              `json:"updated_by,omitempty"`
+	Versions  []SecretVersionInfo `json:"versions"`
+}
+
+// SecretVersionInfo is one kept version of a secret.
+type SecretVersionInfo struct {
+	Version   int       `json:"version"`
+	Created   time.Time `json:"created"`
+	CreatedBy string    `json:"created_by,omitempty"`
+}
+
+// SecretValue is POST /v1/secrets/{ns}/{name}/reveal (admin only).
+type SecretValue struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	Version   int    `json:"version"`
+	Value     string `json:"value"`
+}
+
+// RotateKeyResult is POST /v1/secrets/rotate-key.
+type RotateKeyResult struct {
+	KeyGeneration string `json:"key_generation"`
+	Generations   int    `json:"generations"`
+	Secrets       int    `json:"secrets"`
+	Versions      int    `json:"versions"` // re-encrypted
+}

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"net/url"
+	"strconv"
 )
 
 // CreateToken is POST /v1/acl/tokens.
@@ -67,5 +68,53 @@ func (c *Client) Audit(ctx context.Context, q url.Values) (AuditResult, error) {
 func (c *Client) AuditVerify(ctx context.Context) ([]AuditVerify, error) {
 	var r []AuditVerify
 	err := c.Get(ctx, "/v1/audit/verify", &r)
+	return r, err
+}
+
+func secretPath(ns, name string) string {
+	if ns == "" {
+		ns = DefaultNamespace
+	}
+	return "/v1/secrets/" + url.PathEscape(ns) + "/" + url.PathEscape(name)
+}
+
+// SetSecret is PUT /v1/secrets/{ns}/{name}.
+func (c *Client) SetSecret(ctx context.Context, ns, name, value string) (SecretInfo, error) {
+	var r SecretInfo
+	err := c.do(ctx, "PUT", secretPath(ns, name), SecretSetRequest{Value: value}, &r)
+	return r, err
+}
+
+// Secrets is GET /v1/secrets (ns "": every namespace).
+func (c *Client) Secrets(ctx context.Context, ns string) ([]SecretInfo, error) {
+	var r []SecretInfo
+	p := "/v1/secrets"
+	if ns != "" {
+		p += "?namespace=" + url.QueryEscape(ns)
+	}
+	err := c.Get(ctx, p, &r)
+	return r, err
+}
+
+// RemoveSecret is DELETE /v1/secrets/{ns}/{name}.
+func (c *Client) RemoveSecret(ctx context.Context, ns, name string) error {
+	return c.Delete(ctx, secretPath(ns, name), nil)
+}
+
+// RevealSecret is POST /v1/secrets/{ns}/{name}/reveal (version 0: the latest).
+func (c *Client) RevealSecret(ctx context.Context, ns, name string, version int) (SecretValue, error) {
+	var r SecretValue
+	p := secretPath(ns, name) + "/reveal"
+	if version > 0 {
+		p += "?version=" + strconv.Itoa(version)
+	}
+	err := c.Post(ctx, p, nil, &r)
+	return r, err
+}
+
+// RotateSecretKey is POST /v1/secrets/rotate-key.
+func (c *Client) RotateSecretKey(ctx context.Context) (RotateKeyResult, error) {
+	var r RotateKeyResult
+	err := c.Post(ctx, "/v1/secrets/rotate-key", nil, &r)
 	return r, err
 }

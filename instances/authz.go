@@ -172,6 +172,13 @@ var routeRules = map[string]rule{
 	"DELETE /v1/acl/roles/{name}": {access: adminOnly},
 	"GET /v1/audit":               {access: adminOnly},
 	"GET /v1/audit/verify":        {access: adminOnly},
+	// secrets: an instance gets its own at start (env), never through the API
+	"GET /v1/secrets":                     {access: adminOnly},
+	"PUT /v1/secrets/{ns}/{name}":         {access: adminOnly},
+	"GET /v1/secrets/{ns}/{name}":         {access: adminOnly},
+	"DELETE /v1/secrets/{ns}/{name}":      {access: adminOnly},
+	"POST /v1/secrets/{ns}/{name}/reveal": {access: adminOnly},
+	"POST /v1/secrets/rotate-key":         {access: adminOnly},
 }
 
 // forbidden is the 403 every refusal of an instance caller answers with.

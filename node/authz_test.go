@@ -246,6 +246,12 @@ var tokenMatrix = map[string]string{
 	"DELETE /v1/acl/roles/{name}":                 "admin",
 	"GET /v1/audit":                               "admin",
 	"GET /v1/audit/verify":                        "admin",
+	"GET /v1/secrets":                             "admin",
+	"PUT /v1/secrets/{ns}/{name}":                 "admin",
+	"GET /v1/secrets/{ns}/{name}":                 "admin",
+	"DELETE /v1/secrets/{ns}/{name}":              "admin",
+	"POST /v1/secrets/{ns}/{name}/reveal":         "admin",
+	"POST /v1/secrets/rotate-key":                 "admin",
 }
 
 // matrixRequest is the request a matrix case sends for a route on target (an instance
@@ -256,6 +262,9 @@ func matrixRequest(pattern, target string, seq int) (method, path, body string) 
 	path = strings.NewReplacer("{node}", "n1", "{id}", "no-such-reservation", "{ns}", "default", "{tag}", "t1").Replace(path)
 	if strings.HasPrefix(path, "/v1/deployments/") {
 		path = strings.Replace(path, "{name}", "no-such-deployment", 1)
+	}
+	if strings.HasPrefix(path, "/v1/secrets/") {
+		path = strings.Replace(path, "{name}", "no_such_secret", 1)
 	}
 	if strings.HasPrefix(path, "/v1/acl/roles/") {
 		path = strings.Replace(path, "{name}", "no-such-role", 1)

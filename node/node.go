@@ -215,6 +215,7 @@ func New(cfg Config, log *slog.Logger) (n *Node, err error) {
 		return nil, err
 	}
 	n.instances.OnForwarded = n.auditForwarded
+	n.instances.SetSecrets(n.security)
 	n.st.Watch(n.notifyChange) // tests' OnStateChange
 	return n, nil
 }

@@ -13,7 +13,7 @@ import (
 // whose records it asks the namespaces of.
 func (n *Node) newSecurity() (*security.Service, error) {
 	return security.New(n.ctx, security.Config{
-		Name: n.cfg.Node, DataDir: n.cfg.DataDir, AuditRetention: n.cfg.AuditRetention,
+		Name: n.cfg.Node, DataDir: n.cfg.DataDir, AuditRetention: n.cfg.AuditRetention, ClusterKey: n.cfg.ClusterKey,
 		InstanceCaller: func(ctx context.Context) (string, string, bool) { return instances.CallerOf(ctx) },
 		NamespaceOf:    n.namespaceOf,
 	}, n.host, n.members, n.st, n.api, n.log)

@@ -87,6 +87,12 @@ var roleMatrix = map[string]string{
 	"DELETE /v1/acl/roles/{name}":                 "A",
 	"GET /v1/audit":                               "A",
 	"GET /v1/audit/verify":                        "A",
+	"GET /v1/secrets":                             "AOVN",
+	"PUT /v1/secrets/{ns}/{name}":                 "A",
+	"GET /v1/secrets/{ns}/{name}":                 "AOV",
+	"DELETE /v1/secrets/{ns}/{name}":              "A",
+	"POST /v1/secrets/{ns}/{name}/reveal":         "A",
+	"POST /v1/secrets/rotate-key":                 "A",
 }
 
 // tcpCaller calls a node's TCP API with a bearer token.

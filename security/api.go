@@ -17,7 +17,8 @@ import (
 )
 
 func init() {
-	httpapi.Classify(http.StatusNotFound, "not_found", ErrNotFound)
+	httpapi.Classify(http.StatusNotFound, "not_found", ErrNotFound, ErrSecretNotFound)
+	httpapi.Classify(http.StatusConflict, "secret_key", ErrSecretKey)
 }
 
 func (s *Service) registerRoutes(srv *httpapi.Server) {
@@ -92,6 +93,7 @@ func (s *Service) registerRoutes(srv *httpapi.Server) {
 		}
 		httpapi.WriteJSON(w, http.StatusOK, map[string]string{"name": r.PathValue("name"), "status": "removed"})
 	})
+	s.registerSecretRoutes(srv)
 	srv.Handle("GET /v1/audit", s.handleAudit)
 	srv.Handle("GET /v1/audit/verify", s.handleVerify)
 }

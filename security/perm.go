@@ -24,7 +24,12 @@ var Verbs = []string{VerbRead, VerbWrite}
 var Resources = []string{
 	"instances", "deployments", "files", "services", "secrets", "namespaces", "quotas",
 	"reservations", "nodes", "events", "messages", "tokens", "roles", "audit", "telemetry",
+	"secret-values",
 }
+
+// adminResources are left out of "*:verb" rules: only "*:*" (admin) or a rule naming them
+// grants them. secret-values: reading a secret's value and rotating the key.
+var adminResources = []string{"secret-values"}
 
 // NamespacedResources are the resources whose records belong to a namespace: a token bound
 // to a namespace acts on them only inside it.
@@ -79,17 +84,23 @@ var RoutePerms = map[string]Perm{
 	"PATCH /v1/quotas/{ns}":             "quotas:write",
 	"DELETE /v1/quotas/{ns}":            "quotas:write",
 	// security
-	"POST /v1/acl/tokens":         "tokens:write",
-	"GET /v1/acl/tokens":          "tokens:read",
-	"GET /v1/acl/tokens/{id}":     "tokens:read",
-	"DELETE /v1/acl/tokens/{id}":  "tokens:write",
-	"GET /v1/acl/whoami":          Public,
-	"POST /v1/acl/roles":          "roles:write",
-	"GET /v1/acl/roles":           "roles:read",
-	"GET /v1/acl/roles/{name}":    "roles:read",
-	"DELETE /v1/acl/roles/{name}": "roles:write",
-	"GET /v1/audit":               "audit:read",
-	"GET /v1/audit/verify":        "audit:read",
+	"POST /v1/acl/tokens":                 "tokens:write",
+	"GET /v1/acl/tokens":                  "tokens:read",
+	"GET /v1/acl/tokens/{id}":             "tokens:read",
+	"DELETE /v1/acl/tokens/{id}":          "tokens:write",
+	"GET /v1/acl/whoami":                  Public,
+	"POST /v1/acl/roles":                  "roles:write",
+	"GET /v1/acl/roles":                   "roles:read",
+	"GET /v1/acl/roles/{name}":            "roles:read",
+	"DELETE /v1/acl/roles/{name}":         "roles:write",
+	"GET /v1/audit":                       "audit:read",
+	"GET /v1/audit/verify":                "audit:read",
+	"GET /v1/secrets":                     "secrets:read",
+	"PUT /v1/secrets/{ns}/{name}":         "secrets:write",
+	"GET /v1/secrets/{ns}/{name}":         "secrets:read",
+	"DELETE /v1/secrets/{ns}/{name}":      "secrets:write",
+	"POST /v1/secrets/{ns}/{name}/reveal": "secret-values:read",
+	"POST /v1/secrets/rotate-key":         "secret-values:write",
 }
 
 // Rule is a parsed "resource:verb" rule ("*" wildcards either side).
@@ -164,6 +175,9 @@ func Compile(rules []Rule) *Policy {
 			p.allowAll = true
 		case r.Resource == "*":
 			for _, res := range Resources {
+				if slices.Contains(adminResources, res) {
+					continue
+				}
 				p.perms[Perm(res+":"+r.Verb)] = true
 				if r.Verb == VerbWrite {
 					p.perms[Perm(res+":"+VerbRead)] = true

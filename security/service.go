@@ -36,6 +36,9 @@ type Config struct {
 	// NamespaceOf finds the namespace of a named record of a namespaced resource
 	// ("instances", "deployments", ...); ok false when it does not exist (yet).
 	NamespaceOf func(resource, name string) (ns string, ok bool)
+	// ClusterKey is the cluster's shared secret: secrets' data keys derive from it (no
+	// key: secrets are refused).
+	ClusterKey string
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
 }
@@ -321,6 +324,12 @@ func (s *Service) checkNamespace(id Identity, r *http.Request, pattern string, p
 		}
 		return forbidden("token %s is bound to namespace %s: it may not call the cluster-wide route %s (%s)", id.Name, id.Namespace, pattern, perm)
 	}
+	if ns := r.PathValue("ns"); ns != "" {
+		if ns != id.Namespace {
+			return forbidden("token %s is bound to namespace %s: it may not use namespace %s", id.Name, id.Namespace, ns)
+		}
+		return nil
+	}
 	if name := r.PathValue("name"); name != "" {
 		ns, ok := "", false
 		if s.cfg.NamespaceOf != nil {
@@ -338,7 +347,7 @@ func (s *Service) checkNamespace(id Identity, r *http.Request, pattern string, p
 		q := r.URL.Query()
 		switch ns := q.Get("namespace"); ns {
 		case "":
-			if res != "instances" {
+			if res != "instances" && res != "secrets" {
 				return forbidden("token %s is bound to namespace %s: listing %s across namespaces is refused; ask with ?namespace=%s", id.Name, id.Namespace, res, id.Namespace)
 			}
 			q.Set("namespace", id.Namespace)

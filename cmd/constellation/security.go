@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -14,7 +16,7 @@ import (
 
 // securityCommands are token, role, whoami and audit (docs/security.md).
 func securityCommands(g *globals) []*cobra.Command {
-	return []*cobra.Command{newTokenCmd(g), newRoleCmd(g), newWhoAmICmd(g), newAuditCmd(g)}
+	return []*cobra.Command{newTokenCmd(g), newRoleCmd(g), newWhoAmICmd(g), newAuditCmd(g), newSecretsCmd(g)}
 }
 
 func newTokenCmd(g *globals) *cobra.Command {
@@ -286,5 +288,122 @@ func newAuditCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	})
+	return c
+}
+
+func newSecretsCmd(g *globals) *cobra.Command {
+	var ns string
+	c := &cobra.Command{
+		Use:   "secrets",
+		Short: "Store secrets encrypted in the cluster and give them to instances (create --secret NAME)",
+		Long: `Secrets are encrypted (XChaCha20-Poly1305, a data key derived from the cluster key) before
+they enter the replicated state; only the node that runs an instance decrypts the instance's
+secrets, at each start, into its environment. list shows names, versions, who and when, never
+values; get (admin only) prints a value. The cluster needs a cluster key (--cluster-key).`,
+	}
+	c.PersistentFlags().StringVar(&ns, "namespace", "", "the secret's namespace (default \"default\")")
+	var fromFile string
+	set := &cobra.Command{
+		Use:   "set NAME [VALUE | --from-file FILE | -]",
+		Short: "Store a new version of a secret (VALUE, a file, or - for standard input)",
+		Example: `  constellation secrets set db_password --from-file ./pw.txt
+  printf %s "$PW" | constellation secrets set db_password -`,
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(c *cobra.Command, args []string) error {
+			var value []byte
+			switch {
+			case fromFile != "" && len(args) == 2:
+				return fmt.Errorf("give the value either as an argument or with --from-file, not both")
+			case fromFile != "":
+				b, err := os.ReadFile(fromFile)
+				if err != nil {
+					return fmt.Errorf("--from-file: %w", err)
+				}
+				value = b
+			case len(args) == 2 && args[1] == "-":
+				b, err := io.ReadAll(io.LimitReader(c.InOrStdin(), 1<<20))
+				if err != nil {
+					return fmt.Errorf("reading the value from standard input: %w", err)
+				}
+				value = b
+			case len(args) == 2:
+				value = []byte(args[1])
+			default:
+				return fmt.Errorf("give the value: secrets set %s VALUE, --from-file FILE, or - to read standard input", args[0])
+			}
+			in, err := g.client().SetSecret(c.Context(), ns, args[0], string(value))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.OutOrStdout(), "secret %s/%s version %d stored\n", in.Namespace, in.Name, in.Version)
+			return nil
+		},
+	}
+	set.Flags().StringVar(&fromFile, "from-file", "", "read the value from this file")
+	var asJSON bool
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List secrets: names, versions, who and when (never values)",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			ss, err := g.client().Secrets(c.Context(), ns)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(c.OutOrStdout(), ss)
+			}
+			t := newTable(c.OutOrStdout(), "NAMESPACE", "NAME", "VERSION", "VERSIONS_KEPT", "UPDATED", "BY")
+			for _, s := range ss {
+				t.row(s.Namespace, s.Name, strconv.Itoa(s.Version), strconv.Itoa(len(s.Versions)), ago(s.Updated), s.UpdatedBy)
+			}
+			return t.flush()
+		},
+	}
+	list.Flags().BoolVar(&asJSON, "json", false, "print a JSON array")
+	rm := &cobra.Command{
+		Use:   "rm NAME",
+		Short: "Remove a secret and its versions",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			if err := g.client().RemoveSecret(c.Context(), ns, args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.OutOrStdout(), "secret %s removed\n", args[0])
+			return nil
+		},
+	}
+	var version int
+	get := &cobra.Command{
+		Use:   "get NAME [--version N]",
+		Short: "Print a secret's value (admin only)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			v, err := g.client().RevealSecret(c.Context(), ns, args[0], version)
+			if err != nil {
+				return err
+			}
+			fmt.Fprint(c.OutOrStdout(), v.Value)
+			if !strings.HasSuffix(v.Value, "\n") && isTerminal(os.Stdout) {
+				fmt.Fprintln(c.OutOrStdout())
+			}
+			return nil
+		},
+	}
+	get.Flags().IntVar(&version, "version", 0, "this version (default the latest)")
+	rotate := &cobra.Command{
+		Use:   "rotate-key",
+		Short: "Re-encrypt every secret with a new key generation",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			r, err := g.client().RotateSecretKey(c.Context())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.OutOrStdout(), "key generation %s (%d in all): %d versions of %d secrets re-encrypted\n", r.KeyGeneration, r.Generations, r.Versions, r.Secrets)
+			return nil
+		},
+	}
+	c.AddCommand(set, list, rm, get, rotate)
 	return c
 }

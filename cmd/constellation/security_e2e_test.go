@@ -1,6 +1,9 @@
 package main
 
 import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -9,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/internal/testutil"
 )
 
@@ -102,5 +106,93 @@ func TestCLITokens(t *testing.T) {
 	}
 	if r := run(t, "audit", "verify", "--data-dir", dir); r.code != 1 || !strings.Contains(r.stdout, "FAILED") || !strings.Contains(r.stdout, "changed") {
 		t.Errorf("audit verify of an edited log: exit %d %s%s; want exit 1 naming the changed entry", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestCLISecrets stores a secret, gives it to an instance (real sandbox: root), checks the
+// instance sees it, and greps every output for the value: list and show (tables and
+// --json), secrets list, events, logs, the audit log, error texts and the node's debug log.
+func TestCLISecrets(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	if os.Geteuid() != 0 && os.Getenv("CONSTELLATION_TEST_REQUIRE_ROOT") == "" {
+		t.Skip("instances need root")
+	}
+	dir := t.TempDir()
+	port := testutil.FreePort(t, nil)
+	p := startPeer(t, dir, "--node", "alpha", "--cluster", "sec", "--cluster-key", "test-cluster-key",
+		"--bind", fmt.Sprintf("127.0.0.1:%d", port), "--log-level", "debug")
+	waitJSON(t, 30*time.Second, "alpha answers", func(r result) bool { return strings.Contains(r.stdout, `"alpha"`) }, "status", "--json", "--data-dir", dir)
+	value := fmt.Sprintf("s3cr3t-%d", time.Now().UnixNano())
+	sum := sha256.Sum256([]byte(value))
+	d := []string{"--data-dir", dir}
+	var outputs []string
+	runD := func(args ...string) result {
+		t.Helper()
+		r := run(t, append(append([]string{}, d...), args...)...)
+		outputs = append(outputs, r.stdout, r.stderr)
+		return r
+	}
+	if r := runD("secrets", "set", "1bad", "x"); r.code == 0 || !strings.Contains(r.stderr, "identifier") {
+		t.Errorf("bad secret name: exit %d %s", r.code, r.stderr)
+	}
+	if r := runD("secrets", "set", "db_password", value); r.code != 0 || !strings.Contains(r.stdout, "version 1") {
+		t.Fatalf("secrets set: exit %d %s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := runD("create", "--name", "nosecret", "--secret", "missing", "--network", "none", "--", "true"); r.code == 0 || !strings.Contains(r.stderr, `secret "missing" does not exist`) {
+		t.Errorf("create with an unknown secret: exit %d %s", r.code, r.stderr)
+	}
+	if r := runD("show", "nosecret"); r.code == 0 {
+		t.Error("a create refused for its secret left an instance")
+	}
+	t.Cleanup(func() { run(t, "rm", "--grace", "0s", "app", "--data-dir", dir) })
+	if r := runD("create", "--name", "app", "--secret", "db_password", "--network", "none", "--",
+		"sh", "-c", `printf %s "$db_password" | sha256sum; sleep 1000`); r.code != 0 {
+		t.Fatalf("create --secret: exit %d %s%s", r.code, r.stdout, r.stderr)
+	}
+	want := hex.EncodeToString(sum[:])
+	testutil.WaitFor(t, 20*time.Second, "the instance prints the secret's hash", func() (bool, string) {
+		r := run(t, "logs", "app", "--data-dir", dir)
+		return strings.Contains(r.stdout, want), r.stdout + r.stderr
+	})
+	// get is the one output that holds the value: not collected.
+	if r := run(t, "secrets", "get", "db_password", "--data-dir", dir); r.code != 0 || r.stdout != value {
+		t.Errorf("secrets get = %q (exit %d); want the value", r.stdout, r.code)
+	}
+	if r := runD("secrets", "rotate-key"); r.code != 0 || !strings.Contains(r.stdout, "1 versions of 1 secrets") {
+		t.Errorf("rotate-key: exit %d %s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := run(t, "secrets", "get", "db_password", "--version", "1", "--data-dir", dir); r.code != 0 || r.stdout != value {
+		t.Errorf("secrets get --version 1 after rotation = %q (exit %d)", r.stdout, r.code)
+	}
+	// The instance gets the value decrypted with the new key generation at its next start.
+	if r := runD("restart", "app"); r.code != 0 {
+		t.Errorf("restart: exit %d %s", r.code, r.stderr)
+	}
+	for _, args := range [][]string{{"list"}, {"list", "--json"}, {"show", "app"}, {"show", "app", "--json"}, {"logs", "app"},
+		{"secrets", "list"}, {"secrets", "list", "--json"}, {"audit", "--json"}, {"secrets", "get", "db_password", "--namespace", "other"}} {
+		runD(args...)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var evs strings.Builder
+	_ = api.NewClient(dir, "", "").Events(ctx, nil, true, 0, func(e api.Event) error {
+		b, _ := json.Marshal(e)
+		evs.Write(b)
+		return nil
+	})
+	outputs = append(outputs, evs.String(), p.stderr.String())
+	for _, f := range []string{"audit/audit.log", "state.db"} {
+		b, _ := os.ReadFile(filepath.Join(dir, f))
+		outputs = append(outputs, string(b))
+	}
+	for i, o := range outputs {
+		if strings.Contains(o, value) {
+			t.Errorf("output %d holds the secret's value:\n%s", i, o)
+		}
+	}
+	if !strings.Contains(evs.String(), `"app"`) {
+		t.Errorf("the event stream has no event of app (the grep saw nothing): %.500s", evs.String())
 	}
 }
