@@ -229,9 +229,13 @@ func checkDeployPriority(c caller, r *http.Request) error {
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	var spec struct {
 		Priority *api.Priority `json:"priority"`
+		Secrets  []string      `json:"secrets"`
 	}
 	if json.Unmarshal(body, &spec) == nil && spec.Priority != nil && int(*spec.Priority) > sched.PriorityNormal {
 		return forbidden("instance %s may not deploy with priority %d: above normal (%d) is for admin callers only", c.name, *spec.Priority, sched.PriorityNormal)
+	}
+	if len(spec.Secrets) > 0 {
+		return forbidden("instance %s may not deploy with secrets: giving secrets to instances is for admin callers and API tokens only", c.name)
 	}
 	return nil
 }

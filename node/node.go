@@ -216,6 +216,7 @@ func New(cfg Config, log *slog.Logger) (n *Node, err error) {
 	}
 	n.instances.OnForwarded = n.auditForwarded
 	n.instances.SetSecrets(n.security)
+	n.sched.SetSecrets(n.security)
 	n.st.Watch(n.notifyChange) // tests' OnStateChange
 	return n, nil
 }

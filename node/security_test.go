@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rads-lang/constellation/api"
+	"github.com/rads-lang/constellation/internal/state"
 	"github.com/rads-lang/constellation/internal/testutil"
 	"github.com/rads-lang/constellation/security"
 )
@@ -313,5 +314,56 @@ func TestRevocationEndsStream(t *testing.T) {
 	}
 	if st, out := c.call(sec, "GET", "/v1/status", ""); st != 401 || !strings.Contains(out, "revoked") {
 		t.Errorf("after revocation on n0, n1 answers %d %s; want 401 revoked", st, out)
+	}
+}
+
+// TestSecretsRecordsAndDeployments: secrets are refused without a cluster key; with one,
+// creates and deployments naming a missing secret are refused with nothing made, the
+// records carry the names and no value, and the replicated record holds no plaintext.
+func TestSecretsRecordsAndDeployments(t *testing.T) {
+	plain := startSchedCluster(t, 1, nil)[0]
+	if _, err := plain.security.SetSecret("", "pw", []byte("x"), "test"); err == nil || !strings.Contains(err.Error(), "cluster key") {
+		t.Errorf("a secret without a cluster key: %v", err)
+	}
+	n := startSchedClusterCfg(t, 1, func(i int, c *Config) { c.ClusterKey = "k" })[0]
+	ctx := t.Context()
+	value := "value-" + fmt.Sprint(time.Now().UnixNano())
+	if _, err := n.security.SetSecret("team-a", "db_password", []byte(value), "test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.instances.Create(ctx, &api.CreateRequest{Name: "x", Command: []string{"true"}, Secrets: []string{"db_password"}}); err == nil || !strings.Contains(err.Error(), "does not exist in namespace default") {
+		t.Errorf("create with a secret of another namespace: %v", err)
+	}
+	if _, ok := n.instances.Lookup("x"); ok {
+		t.Error("the refused create left an instance")
+	}
+	rec, err := n.instances.Create(ctx, &api.CreateRequest{Name: "y", Namespace: "team-a", Command: []string{"true"}, Secrets: []string{"db_password"}})
+	if err != nil || !slices.Equal(rec.Secrets, []string{"db_password"}) {
+		t.Fatalf("create with the secret: %+v %v", rec, err)
+	}
+	if _, _, err := n.sched.Deploy(api.DeploymentSpec{Name: "web", Instances: 1, Command: []string{"true"}, Namespace: "team-a", Secrets: []string{"nope"}}); err == nil || !strings.Contains(err.Error(), `secret "nope"`) {
+		t.Errorf("deploy with a missing secret: %v", err)
+	}
+	if _, _, err := n.sched.Deploy(api.DeploymentSpec{Name: "web", Instances: 1, Command: []string{"true"}, Namespace: "team-a", Secrets: []string{"db_password"}}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 20*time.Second, "web-0 runs with the secret's name", func() (bool, string) {
+		r, ok := n.instances.Lookup("web-0")
+		return ok && slices.Equal(r.Secrets, []string{"db_password"}), fmt.Sprintf("%+v", r)
+	})
+	for _, coll := range []string{security.CollSecrets, "instances", "deployments"} {
+		var all []byte
+		var keys []string
+		n.st.View(func(v *state.View) { keys = v.Keys(coll) })
+		for _, k := range keys {
+			b, _ := n.GetState(coll, k)
+			all = append(all, b...)
+		}
+		if strings.Contains(string(all), value) {
+			t.Errorf("collection %s holds the plaintext", coll)
+		}
+	}
+	if v, _, err := n.security.Reveal("team-a", "db_password", 0); err != nil || string(v) != value {
+		t.Errorf("reveal = %q, %v", v, err)
 	}
 }

@@ -47,6 +47,15 @@ func init() {
 	httpapi.Classify(http.StatusConflict, "quota", ErrQuotaExceeded, sched.ErrQuota)
 }
 
+// SecretChecker is what the scheduler needs of the secrets store: that a deployment's
+// secrets exist in its namespace (package security).
+type SecretChecker interface {
+	CheckSecrets(ns string, names []string) error
+}
+
+// SetSecrets connects the secrets store (before Start).
+func (s *Scheduler) SetSecrets(c SecretChecker) { s.secrets = c }
+
 // Deploy creates or updates a deployment (POST /v1/deployments).
 func (s *Scheduler) Deploy(spec api.DeploymentSpec) (DeploymentRecord, bool, error) {
 	if err := normalizeSpec(&spec); err != nil {
@@ -54,6 +63,14 @@ func (s *Scheduler) Deploy(spec api.DeploymentSpec) (DeploymentRecord, bool, err
 	}
 	if err := s.feasible(specOf(spec)); err != nil {
 		return DeploymentRecord{}, false, err
+	}
+	if len(spec.Secrets) > 0 {
+		if s.secrets == nil {
+			return DeploymentRecord{}, false, httpapi.BadRequest(`field "secrets": this node has no secrets store`)
+		}
+		if err := s.secrets.CheckSecrets(spec.Namespace, spec.Secrets); err != nil {
+			return DeploymentRecord{}, false, err
+		}
 	}
 	now := s.now()
 	rec := DeploymentRecord{Spec: specOf(spec), Generation: now.UnixNano(), CreatedAt: now.UnixMilli(),
