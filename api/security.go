@@ -126,3 +126,25 @@ type RotateKeyResult struct {
 	Secrets       int    `json:"secrets"`
 	Versions      int    `json:"versions"` // re-encrypted
 }
+
+// NamespaceRequest is POST /v1/namespaces.
+type NamespaceRequest struct {
+	Name  string    `json:"name"`
+	Quota QuotaSpec `json:"quota,omitempty"`
+	// AutoDeleteAfter deletes the namespace and everything in it this long after its
+	// creation (a Go duration such as "24h"; "" never).
+	AutoDeleteAfter string `json:"auto_delete_after,omitempty"`
+}
+
+// NamespaceInfo describes a namespace.
+type NamespaceInfo struct {
+	Name            string     `json:"name"`
+	Status          string     `json:"status"` // active or deleted
+	Created         time.Time  `json:"created"`
+	CreatedBy       string     `json:"created_by,omitempty"`
+	AutoDeleteAfter string     `json:"auto_delete_after,omitempty"`
+	Expires         *time.Time `json:"expires,omitempty"`
+	Deleted         *time.Time `json:"deleted,omitempty"`
+	DeletedBy       string     `json:"deleted_by,omitempty"`
+	Quota           *QuotaInfo `json:"quota,omitempty"`
+}

@@ -118,3 +118,31 @@ func (c *Client) RotateSecretKey(ctx context.Context) (RotateKeyResult, error) {
 	err := c.Post(ctx, "/v1/secrets/rotate-key", nil, &r)
 	return r, err
 }
+
+// CreateNamespace is POST /v1/namespaces.
+func (c *Client) CreateNamespace(ctx context.Context, req NamespaceRequest) (NamespaceInfo, error) {
+	var r NamespaceInfo
+	err := c.Post(ctx, "/v1/namespaces", req, &r)
+	return r, err
+}
+
+// Namespaces is GET /v1/namespaces.
+func (c *Client) Namespaces(ctx context.Context) ([]NamespaceInfo, error) {
+	var r []NamespaceInfo
+	err := c.Get(ctx, "/v1/namespaces", &r)
+	return r, err
+}
+
+// Namespace is GET /v1/namespaces/{ns}.
+func (c *Client) Namespace(ctx context.Context, name string) (NamespaceInfo, error) {
+	var r NamespaceInfo
+	err := c.Get(ctx, "/v1/namespaces/"+url.PathEscape(name), &r)
+	return r, err
+}
+
+// DeleteNamespace is DELETE /v1/namespaces/{ns}.
+func (c *Client) DeleteNamespace(ctx context.Context, name string) (NamespaceInfo, error) {
+	var r NamespaceInfo
+	err := c.Delete(ctx, "/v1/namespaces/"+url.PathEscape(name), &r)
+	return r, err
+}

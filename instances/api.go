@@ -288,6 +288,11 @@ func (m *Service) Create(ctx context.Context, req *api.CreateRequest) (Record, e
 	md := instanceMeta{ID: newInstanceID(), CreatedAt: time.Now().UTC().Truncate(time.Millisecond),
 		StampWall: stamp.Wall, StampLogical: stamp.Logical,
 		Script: req.Script, Env: req.Env, Code: req.Code, Namespace: ns, Grants: grants}
+	if m.secrets != nil {
+		if err := m.secrets.CheckNamespace(ns); err != nil {
+			return Record{}, err
+		}
+	}
 	if len(req.Secrets) > 0 {
 		if m.secrets == nil {
 			return Record{}, httpapi.BadRequest(`field "secrets": this node has no secrets store`)

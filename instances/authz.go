@@ -179,6 +179,10 @@ var routeRules = map[string]rule{
 	"DELETE /v1/secrets/{ns}/{name}":      {access: adminOnly},
 	"POST /v1/secrets/{ns}/{name}/reveal": {access: adminOnly},
 	"POST /v1/secrets/rotate-key":         {access: adminOnly},
+	"POST /v1/namespaces":                 {access: adminOnly},
+	"GET /v1/namespaces":                  {access: adminOnly},
+	"GET /v1/namespaces/{ns}":             {access: adminOnly},
+	"DELETE /v1/namespaces/{ns}":          {access: adminOnly},
 }
 
 // forbidden is the 403 every refusal of an instance caller answers with.

@@ -297,6 +297,8 @@ type Secrets interface {
 	CheckSecrets(ns string, names []string) error
 	// SecretEnv decrypts the latest values of names in ns.
 	SecretEnv(ns string, names []string) (map[string]string, error)
+	// CheckNamespace refuses a deleted namespace (creates in it fail, nothing made).
+	CheckNamespace(ns string) error
 }
 
 // SetSecrets connects the secrets store (before Start).

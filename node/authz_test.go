@@ -252,6 +252,10 @@ var tokenMatrix = map[string]string{
 	"DELETE /v1/secrets/{ns}/{name}":              "admin",
 	"POST /v1/secrets/{ns}/{name}/reveal":         "admin",
 	"POST /v1/secrets/rotate-key":                 "admin",
+	"POST /v1/namespaces":                         "admin",
+	"GET /v1/namespaces":                          "admin",
+	"GET /v1/namespaces/{ns}":                     "admin",
+	"DELETE /v1/namespaces/{ns}":                  "admin",
 }
 
 // matrixRequest is the request a matrix case sends for a route on target (an instance

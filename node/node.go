@@ -217,6 +217,7 @@ func New(cfg Config, log *slog.Logger) (n *Node, err error) {
 	n.instances.OnForwarded = n.auditForwarded
 	n.instances.SetSecrets(n.security)
 	n.sched.SetSecrets(n.security)
+	n.security.SetWorkloads(workloads{n})
 	n.st.Watch(n.notifyChange) // tests' OnStateChange
 	return n, nil
 }
@@ -311,6 +312,9 @@ func (n *Node) shutdown(graceful bool) error {
 		// once (open event streams and `logs -f` end now, not after a timeout).
 		if n.cancel != nil {
 			n.cancel()
+		}
+		if n.security != nil && n.running {
+			n.security.Stop()
 		}
 		if n.sched != nil && n.running {
 			n.sched.Close()

@@ -2,9 +2,13 @@ package node
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"time"
 
 	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/instances"
+	"github.com/rads-lang/constellation/scheduler"
 	"github.com/rads-lang/constellation/security"
 )
 
@@ -58,6 +62,50 @@ func (n *Node) namespaceOf(resource, name string) (string, bool) {
 		return d.Namespace, true
 	}
 	return "", false
+}
+
+// workloads is what namespaces need of the instance service and the scheduler.
+type workloads struct{ n *Node }
+
+func (w workloads) SetQuota(ns string, q api.QuotaSpec) error {
+	_, err := w.n.sched.SetQuota(ns, q)
+	return err
+}
+
+func (w workloads) Quota(ns string) (api.QuotaInfo, bool) { return w.n.sched.Quota(ns) }
+func (w workloads) RemoveQuota(ns string)                 { w.n.sched.RemoveQuota(ns) }
+
+// RemoveNamespace removes the namespace's deployments (all: it is deleted) and this node's
+// own instances of the namespace created before `before`.
+func (w workloads) RemoveNamespace(ctx context.Context, ns string, before time.Time, all bool) (int, error) {
+	removed := 0
+	var errs []error
+	if all {
+		for _, d := range w.n.sched.Deployments() {
+			if d.Namespace == ns {
+				if err := w.n.sched.Undeploy(d.Name); err != nil && !errors.Is(err, scheduler.ErrDeploymentNotFound) {
+					errs = append(errs, err)
+				} else if err == nil {
+					removed++
+				}
+			}
+		}
+	}
+	for _, r := range w.n.instances.Local() {
+		rns := r.Namespace
+		if rns == "" {
+			rns = api.DefaultNamespace
+		}
+		if rns != ns || !r.CreatedAt.Before(before) {
+			continue
+		}
+		if err := w.n.instances.Remove(ctx, r.Name, 0); err != nil {
+			errs = append(errs, fmt.Errorf("instance %s: %w", r.Name, err))
+			continue
+		}
+		removed++
+	}
+	return removed, errors.Join(errs...)
 }
 
 // Security is the node's security service (tokens, roles, audit log).

@@ -14,8 +14,10 @@ import (
 	"time"
 
 	"github.com/rads-lang/constellation/api"
+	"github.com/rads-lang/constellation/instances"
 	"github.com/rads-lang/constellation/internal/state"
 	"github.com/rads-lang/constellation/internal/testutil"
+	"github.com/rads-lang/constellation/sandbox"
 	"github.com/rads-lang/constellation/security"
 )
 
@@ -94,6 +96,10 @@ var roleMatrix = map[string]string{
 	"DELETE /v1/secrets/{ns}/{name}":              "A",
 	"POST /v1/secrets/{ns}/{name}/reveal":         "A",
 	"POST /v1/secrets/rotate-key":                 "A",
+	"POST /v1/namespaces":                         "A",
+	"GET /v1/namespaces":                          "AOV",
+	"GET /v1/namespaces/{ns}":                     "AOV",
+	"DELETE /v1/namespaces/{ns}":                  "A",
 }
 
 // tcpCaller calls a node's TCP API with a bearer token.
@@ -243,7 +249,8 @@ func TestTokenLifecycle(t *testing.T) {
 	if st, out := c.call(sec, "GET", "/v1/acl/whoami", ""); st != 200 || !strings.Contains(out, `"name": "ci"`) {
 		t.Fatalf("whoami = %d %s", st, out)
 	}
-	if st, _ := c.call(sec[:len(sec)-1]+"0", "GET", "/v1/status", ""); st != 401 {
+	wrong := sec[:len(sec)-1] + map[bool]string{true: "1", false: "0"}[sec[len(sec)-1] == '0']
+	if st, _ := c.call(wrong, "GET", "/v1/status", ""); st != 401 {
 		t.Errorf("a wrong secret = %d; want 401", st)
 	}
 	// The list never holds the secret nor its hash.
@@ -366,4 +373,90 @@ func TestSecretsRecordsAndDeployments(t *testing.T) {
 	if v, _, err := n.security.Reveal("team-a", "db_password", 0); err != nil || string(v) != value {
 		t.Errorf("reveal = %q, %v", v, err)
 	}
+}
+
+// TestNamespaceExpiryNodeDown: a namespace with instances on 3 nodes, a secret, a bound
+// token and a quota expires while n2 is down: n0 and n1 remove their instances, the
+// secret, the token and the quota at once; n2 removes its instance when it comes back
+// (its instance of another namespace stays); creates in the deleted namespace are refused
+// with nothing made.
+func TestNamespaceExpiryNodeDown(t *testing.T) {
+	ns := startSchedClusterCfg(t, 3, func(i int, c *Config) { c.ClusterKey = "k" })
+	n0, n2 := ns[0], ns[2]
+	ctx := t.Context()
+	if _, err := n0.security.CreateNamespace(api.NamespaceRequest{Name: "alice", AutoDeleteAfter: "3s",
+		Quota: api.QuotaSpec{MaxCPUCores: 8, MaxRAMGB: 16, MaxInstances: 10}}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n0.security.SetSecret("alice", "pw", []byte("x"), "test"); err != nil {
+		t.Fatal(err)
+	}
+	tok := mustToken(t, n0.Node, "alice-ci", "operator", "alice")
+	for i, n := range ns {
+		if _, err := n.instances.Create(ctx, &api.CreateRequest{Name: fmt.Sprintf("a%d", i), Namespace: "alice", Command: []string{"true"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := n2.instances.Create(ctx, &api.CreateRequest{Name: "keep", Command: []string{"true"}}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 10*time.Second, "n0 sees every instance", func() (bool, string) {
+		for _, x := range []string{"a0", "a1", "a2", "keep"} {
+			if _, ok := n0.instances.Lookup(x); !ok {
+				return false, x
+			}
+		}
+		return true, ""
+	})
+	// n2 goes down (its runtime keeps its instances, as a real node's would).
+	fr := n2.fake()
+	cfg2 := n2.cfg
+	if err := n2.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 15*time.Second, "alice expires and n0, n1 clean up", func() (bool, string) {
+		info := n0.security.Namespaces()
+		_, a0 := n0.instances.Lookup("a0")
+		_, a1 := ns[1].instances.Lookup("a1")
+		_, q := n0.sched.Quota("alice")
+		secs := n0.security.Secrets("alice")
+		_, _, tokErr := ns[1].security.Authenticate(tok)
+		done := len(info) == 1 && info[0].Status == "deleted" && !a0 && !a1 && !q && len(secs) == 0 && tokErr != nil
+		return done, fmt.Sprintf("ns %+v a0 %v a1 %v quota %v secrets %d token %v", info, a0, a1, q, len(secs), tokErr)
+	})
+	if _, err := n0.instances.Create(ctx, &api.CreateRequest{Name: "late", Namespace: "alice", Command: []string{"true"}}); err == nil || !strings.Contains(err.Error(), "namespace alice was deleted") {
+		t.Errorf("create in the deleted namespace: %v", err)
+	}
+	if _, ok := n0.instances.Lookup("late"); ok {
+		t.Error("the refused create left an instance")
+	}
+	if _, _, err := n0.sched.Deploy(api.DeploymentSpec{Name: "late", Instances: 1, Command: []string{"true"}, Namespace: "alice"}); err == nil {
+		t.Error("a deployment in the deleted namespace was accepted")
+	}
+	// n2 comes back with its runtime: it removes a2 and keeps keep.
+	tn, err := newTestNode(t, cfg2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn.instances.OpenRuntime = func(c sandbox.Config) (instances.Runtime, error) {
+		fr.mu.Lock()
+		fr.cfg, fr.closed = c, false
+		fr.mu.Unlock()
+		return fr, nil
+	}
+	if err := tn.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// A real runtime is re-adopted at Start from its state dir; the fake keeps none there.
+	if _, err := tn.instances.Runtime(); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 15*time.Second, "n2 removes its instance of alice", func() (bool, string) {
+		names := map[string]bool{}
+		for _, in := range fr.List() {
+			names[in.Name] = true
+		}
+		_, seen := n0.instances.Lookup("a2")
+		return !names["a2"] && names["keep"] && !seen, fmt.Sprintf("n2 runs %v; n0 sees a2: %v", names, seen)
+	})
 }

@@ -51,6 +51,8 @@ func init() {
 // secrets exist in its namespace (package security).
 type SecretChecker interface {
 	CheckSecrets(ns string, names []string) error
+	// CheckNamespace refuses a deleted namespace.
+	CheckNamespace(ns string) error
 }
 
 // SetSecrets connects the secrets store (before Start).
@@ -63,6 +65,11 @@ func (s *Scheduler) Deploy(spec api.DeploymentSpec) (DeploymentRecord, bool, err
 	}
 	if err := s.feasible(specOf(spec)); err != nil {
 		return DeploymentRecord{}, false, err
+	}
+	if s.secrets != nil {
+		if err := s.secrets.CheckNamespace(spec.Namespace); err != nil {
+			return DeploymentRecord{}, false, err
+		}
 	}
 	if len(spec.Secrets) > 0 {
 		if s.secrets == nil {
@@ -505,6 +512,17 @@ func (s *Scheduler) DeploymentStatus(name string) (api.DeploymentStatus, error) 
 		return api.DeploymentStatus{}, err
 	}
 	return s.status(s.snapshot(), d), nil
+}
+
+// RemoveQuota removes a namespace's quota (a deleted namespace); false when it had none.
+func (s *Scheduler) RemoveQuota(ns string) bool {
+	if _, ok := s.snapshot().quotas[ns]; !ok {
+		return false
+	}
+	var wr schedWrites
+	wr.del(CollQuotas, ns)
+	s.apply(&wr)
+	return true
 }
 
 // SetQuota sets a namespace's quota (PUT /v1/quotas/{ns}).

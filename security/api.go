@@ -17,7 +17,7 @@ import (
 )
 
 func init() {
-	httpapi.Classify(http.StatusNotFound, "not_found", ErrNotFound, ErrSecretNotFound)
+	httpapi.Classify(http.StatusNotFound, "not_found", ErrNotFound, ErrSecretNotFound, ErrNamespaceNotFound)
 	httpapi.Classify(http.StatusConflict, "secret_key", ErrSecretKey)
 }
 
@@ -94,6 +94,7 @@ func (s *Service) registerRoutes(srv *httpapi.Server) {
 		httpapi.WriteJSON(w, http.StatusOK, map[string]string{"name": r.PathValue("name"), "status": "removed"})
 	})
 	s.registerSecretRoutes(srv)
+	s.registerNamespaceRoutes(srv)
 	srv.Handle("GET /v1/audit", s.handleAudit)
 	srv.Handle("GET /v1/audit/verify", s.handleVerify)
 }

@@ -101,6 +101,10 @@ var RoutePerms = map[string]Perm{
 	"DELETE /v1/secrets/{ns}/{name}":      "secrets:write",
 	"POST /v1/secrets/{ns}/{name}/reveal": "secret-values:read",
 	"POST /v1/secrets/rotate-key":         "secret-values:write",
+	"POST /v1/namespaces":                 "namespaces:write",
+	"GET /v1/namespaces":                  "namespaces:read",
+	"GET /v1/namespaces/{ns}":             "namespaces:read",
+	"DELETE /v1/namespaces/{ns}":          "namespaces:write",
 }
 
 // Rule is a parsed "resource:verb" rule ("*" wildcards either side).

@@ -186,6 +186,9 @@ func (s *Service) SetSecret(ns, name string, value []byte, by string) (api.Secre
 	if s.cfg.ClusterKey == "" {
 		return api.SecretInfo{}, httpapi.Errorf(http.StatusConflict, "no_cluster_key", "%v: start the cluster's nodes with --cluster-key (see 'constellation keygen'); without one the replicated state is readable by anyone who joins", ErrNoClusterKey)
 	}
+	if err := s.CheckNamespace(ns); err != nil {
+		return api.SecretInfo{}, err
+	}
 	now := s.cfg.Now()
 	var rec SecretRecord
 	err = s.st.Update(func(tx *state.Tx) error {

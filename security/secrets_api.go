@@ -76,3 +76,50 @@ func (s *Service) registerSecretRoutes(srv *httpapi.Server) {
 		httpapi.WriteJSON(w, http.StatusOK, res)
 	})
 }
+
+func (s *Service) registerNamespaceRoutes(srv *httpapi.Server) {
+	srv.Handle("POST /v1/namespaces", func(w http.ResponseWriter, r *http.Request) {
+		var req api.NamespaceRequest
+		if !httpapi.Decode(w, r, &req) {
+			return
+		}
+		in, err := s.CreateNamespace(req, s.Caller(r.Context()).label())
+		if err != nil {
+			httpapi.WriteErr(w, err)
+			return
+		}
+		httpapi.WriteJSON(w, http.StatusCreated, s.withQuota(in))
+	})
+	srv.Handle("GET /v1/namespaces", func(w http.ResponseWriter, r *http.Request) {
+		out := s.Namespaces()
+		for i := range out {
+			out[i] = s.withQuota(out[i])
+		}
+		httpapi.WriteJSON(w, http.StatusOK, out)
+	})
+	srv.Handle("GET /v1/namespaces/{ns}", func(w http.ResponseWriter, r *http.Request) {
+		rec, ok := s.namespace(r.PathValue("ns"))
+		if !ok {
+			httpapi.WriteErr(w, httpapi.Errorf(http.StatusNotFound, "not_found", "no namespace %q ('constellation namespace list')", r.PathValue("ns")))
+			return
+		}
+		httpapi.WriteJSON(w, http.StatusOK, s.withQuota(nsInfo(rec)))
+	})
+	srv.Handle("DELETE /v1/namespaces/{ns}", func(w http.ResponseWriter, r *http.Request) {
+		in, err := s.DeleteNamespace(r.PathValue("ns"), s.Caller(r.Context()).label())
+		if err != nil {
+			httpapi.WriteErr(w, err)
+			return
+		}
+		httpapi.WriteJSON(w, http.StatusOK, in)
+	})
+}
+
+func (s *Service) withQuota(in api.NamespaceInfo) api.NamespaceInfo {
+	if s.work != nil && in.Status == "active" {
+		if q, ok := s.work.Quota(in.Name); ok {
+			in.Quota = &q
+		}
+	}
+	return in
+}

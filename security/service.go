@@ -64,7 +64,10 @@ type Service struct {
 	log     *slog.Logger
 	audit   *auditLog
 	proto   *p2p.Service
-	wg      sync.WaitGroup // revocation pushes
+	wg      sync.WaitGroup // revocation pushes and the namespace loop
+	work    Workloads
+	nsWake  chan struct{}
+	stopped sync.Once
 
 	mu      sync.RWMutex // guards tokens, roles and streams
 	tokens  map[string]*TokenRecord
@@ -81,7 +84,8 @@ func New(ctx context.Context, cfg Config, h Host, members Members, st *state.Sto
 		cfg.AuditRetention = 30 * 24 * time.Hour
 	}
 	s := &Service{cfg: cfg, ctx: ctx, st: st, host: h, members: members, log: log.With("component", "security"),
-		tokens: map[string]*TokenRecord{}, roles: map[string]*Policy{}, streams: map[string]map[*int]context.CancelFunc{}}
+		tokens: map[string]*TokenRecord{}, roles: map[string]*Policy{}, streams: map[string]map[*int]context.CancelFunc{},
+		nsWake: make(chan struct{}, 1)}
 	a, err := openAudit(cfg.DataDir, cfg.Name, cfg.AuditRetention, cfg.Now)
 	if err != nil {
 		return nil, err
@@ -92,6 +96,7 @@ func New(ctx context.Context, cfg Config, h Host, members Members, st *state.Sto
 			s.reload(c.Collection, c.Key)
 		}
 	}, CollTokens, CollRoles)
+	st.Watch(func([]crdt.Change) { s.kick() }, CollNamespaces)
 	s.registerRoutes(srv)
 	srv.SetAuthenticator(s.authenticate)
 	srv.SetGuard(s.guard)
@@ -109,15 +114,28 @@ func (s *Service) Start() error {
 	for _, k := range rl {
 		s.reload(CollRoles, k)
 	}
-	return s.startAuditProto()
+	if err := s.startAuditProto(); err != nil {
+		return err
+	}
+	s.wg.Add(1)
+	go s.namespaceLoop()
+	return nil
+}
+
+// Stop ends the namespace loop, the protocol and the revocation pushes (the node's
+// context is cancelled first); the audit log stays open for requests still answering.
+func (s *Service) Stop() {
+	s.stopped.Do(func() {
+		if s.proto != nil {
+			s.proto.Close()
+		}
+		s.wg.Wait()
+	})
 }
 
 // Close stops the audit protocol and closes the log.
 func (s *Service) Close() {
-	if s.proto != nil {
-		s.proto.Close()
-	}
-	s.wg.Wait()
+	s.Stop()
 	s.audit.close()
 }
 
@@ -397,6 +415,9 @@ func (s *Service) CreateToken(req api.TokenCreateRequest, by string) (*TokenReco
 	}
 	if req.Namespace != "" && !api.ValidNamespace(req.Namespace) {
 		return nil, "", httpapi.BadRequest(`invalid field "namespace" %q: %s`, req.Namespace, api.NamespaceRule)
+	}
+	if err := s.CheckNamespace(req.Namespace); err != nil {
+		return nil, "", err
 	}
 	now := s.cfg.Now()
 	t := &TokenRecord{Name: req.Name, Role: req.Role, Namespace: req.Namespace, Created: now.UnixNano(), CreatedBy: by}

@@ -16,7 +16,7 @@ import (
 
 // securityCommands are token, role, whoami and audit (docs/security.md).
 func securityCommands(g *globals) []*cobra.Command {
-	return []*cobra.Command{newTokenCmd(g), newRoleCmd(g), newWhoAmICmd(g), newAuditCmd(g), newSecretsCmd(g)}
+	return []*cobra.Command{newTokenCmd(g), newRoleCmd(g), newWhoAmICmd(g), newAuditCmd(g), newSecretsCmd(g), newNamespaceCmd(g)}
 }
 
 func newTokenCmd(g *globals) *cobra.Command {

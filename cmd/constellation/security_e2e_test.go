@@ -72,6 +72,24 @@ func TestCLITokens(t *testing.T) {
 		t.Errorf("status with the revoked token: exit %d %s; want 401 token revoked", r.code, r.stderr)
 	}
 
+	// Namespaces: create with a quota and an expiry, list, refuse a duplicate, delete,
+	// refuse creates in the deleted namespace.
+	if r := run(t, "namespace", "create", "team-x", "--max-cpu-cores", "2", "--max-instances", "3", "--auto-delete-after", "1h", "--data-dir", dir); r.code != 0 || !strings.Contains(r.stdout, "expires") {
+		t.Errorf("namespace create: exit %d %s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := run(t, "namespace", "list", "--data-dir", dir); r.code != 0 || !strings.Contains(r.stdout, "team-x") || !strings.Contains(r.stdout, "active") {
+		t.Errorf("namespace list: exit %d %s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := run(t, "namespace", "create", "team-x", "--data-dir", dir); r.code == 0 || !strings.Contains(r.stderr, "already exists") {
+		t.Errorf("namespace create twice: exit %d %s", r.code, r.stderr)
+	}
+	if r := run(t, "namespace", "delete", "team-x", "--data-dir", dir); r.code != 0 {
+		t.Errorf("namespace delete: exit %d %s", r.code, r.stderr)
+	}
+	if r := run(t, "--data-dir", dir, "create", "--name", "late", "--namespace", "team-x", "--no-start", "--network", "none", "--", "true"); r.code == 0 || !strings.Contains(r.stderr, "namespace team-x was deleted") {
+		t.Errorf("create in a deleted namespace: exit %d %s", r.code, r.stderr)
+	}
+
 	r = run(t, "audit", "--who", "ci", "--json", "--data-dir", dir)
 	var res struct {
 		Entries []struct {
