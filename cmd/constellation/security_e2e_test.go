@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -138,9 +139,9 @@ func TestCLISecrets(t *testing.T) {
 		t.Skip("instances need root")
 	}
 	dir := t.TempDir()
-	port := testutil.FreePort(t, nil)
+	port, apiPort := testutil.FreePort(t, nil), testutil.FreePort(t, nil)
 	p := startPeer(t, dir, "--node", "alpha", "--cluster", "sec", "--cluster-key", "test-cluster-key",
-		"--bind", fmt.Sprintf("127.0.0.1:%d", port), "--log-level", "debug")
+		"--bind", fmt.Sprintf("127.0.0.1:%d", port), "--log-level", "debug", "--api-listen", fmt.Sprintf("127.0.0.1:%d", apiPort))
 	waitJSON(t, 30*time.Second, "alpha answers", func(r result) bool { return strings.Contains(r.stdout, `"alpha"`) }, "status", "--json", "--data-dir", dir)
 	value := fmt.Sprintf("s3cr3t-%d", time.Now().UnixNano())
 	sum := sha256.Sum256([]byte(value))
@@ -181,6 +182,7 @@ func TestCLISecrets(t *testing.T) {
 	if r := runD("secrets", "rotate-key"); r.code != 0 || !strings.Contains(r.stdout, "1 versions of 1 secrets") {
 		t.Errorf("rotate-key: exit %d %s%s", r.code, r.stdout, r.stderr)
 	}
+	checkRevokeEndsLogs(t, dir, fmt.Sprintf("127.0.0.1:%d", apiPort))
 	if r := run(t, "secrets", "get", "db_password", "--version", "1", "--data-dir", dir); r.code != 0 || r.stdout != value {
 		t.Errorf("secrets get --version 1 after rotation = %q (exit %d)", r.stdout, r.code)
 	}
@@ -212,5 +214,46 @@ func TestCLISecrets(t *testing.T) {
 	}
 	if !strings.Contains(evs.String(), `"app"`) {
 		t.Errorf("the event stream has no event of app (the grep saw nothing): %.500s", evs.String())
+	}
+}
+
+// checkRevokeEndsLogs: a viewer token follows app's logs over TCP (logs -f); revoking the
+// token ends the stream and the command.
+func checkRevokeEndsLogs(t *testing.T, dir, addr string) {
+	t.Helper()
+	r := run(t, "token", "create", "--name", "tail", "--role", "viewer", "--json", "--data-dir", dir)
+	var tok struct{ Secret string }
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &tok) != nil {
+		t.Fatalf("token create: exit %d %s%s", r.code, r.stdout, r.stderr)
+	}
+	fp, _ := os.ReadFile(filepath.Join(dir, "api.fingerprint"))
+	cmd := exec.Command(binary(t), "--api", addr, "--data-dir", t.TempDir(), "--api-token", tok.Secret,
+		"--api-fingerprint", strings.TrimSpace(string(fp)), "logs", "-f", "app")
+	cmd.Env = testutil.CleanEnv()
+	var out syncBuf
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	testutil.WaitFor(t, 10*time.Second, "logs -f shows the hash line", func() (bool, string) {
+		s := out.String()
+		return strings.Contains(s, " -"), s
+	})
+	select {
+	case err := <-done:
+		t.Fatalf("logs -f ended before the revocation: %v %s", err, out.String())
+	default:
+	}
+	if r := run(t, "token", "revoke", "tail", "--data-dir", dir); r.code != 0 {
+		t.Fatalf("revoke: %s", r.stderr)
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Errorf("logs -f still runs 10 s after its token was revoked: %s", out.String())
 	}
 }
