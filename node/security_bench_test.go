@@ -99,3 +99,24 @@ func BenchmarkCreateAudit(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkTokenRequest: GET /v1/status over the TCP API with the bootstrap token (no
+// lookup, no guard) and with an API token (lookup, SHA-256, role and table check): the
+// difference is what the permission check costs a request.
+func BenchmarkTokenRequest(b *testing.B) {
+	n := startSchedClusterCfg(b, 1, func(i int, c *Config) { c.APIListen = "127.0.0.1:0" })[0]
+	_, sec, err := n.security.CreateToken(api.TokenCreateRequest{Name: "bench", Role: "viewer"}, "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	cl := pinnedHTTPClient(b, n.APIFingerprint)
+	for _, tc := range []struct{ name, tok string }{{"bootstrap", n.api.Token()}, {"token", sec}} {
+		b.Run("auth="+tc.name, func(b *testing.B) {
+			for b.Loop() {
+				if st, out := httpCall(b, cl, tc.tok, "GET", "https://"+n.APIAddr+"/v1/status", ""); st != 200 {
+					b.Fatalf("%d %s", st, out)
+				}
+			}
+		})
+	}
+}
