@@ -460,3 +460,47 @@ func TestNamespaceExpiryNodeDown(t *testing.T) {
 		return !names["a2"] && names["keep"] && !seen, fmt.Sprintf("n2 runs %v; n0 sees a2: %v", names, seen)
 	})
 }
+
+// TestAuditCallers: the audit log names each kind of caller of a mutating call: the
+// node's socket, an instance through its own socket, and a call forwarded to the node
+// that runs the target (recorded on both nodes with the same request ID); the
+// cluster-wide query merges both nodes' entries.
+func TestAuditCallers(t *testing.T) {
+	ns := startSchedCluster(t, 2, nil)
+	n0, n1 := ns[0], ns[1]
+	ctx := t.Context()
+	if _, err := n0.instances.Create(ctx, &api.CreateRequest{Name: "parent", Command: []string{"true"}, Grants: []string{"instances:create"}}); err != nil {
+		t.Fatal(err)
+	}
+	ic := newInstClient(t, n0, "parent")
+	if st, out := ic.call("POST", "/v1/instances", `{"name":"kid","command":["true"],"start":false}`); st != 201 {
+		t.Fatalf("create through the instance: %d %s", st, out)
+	}
+	cl := api.NewClient(n0.cfg.DataDir, "", "")
+	if _, err := cl.CreateInstance(ctx, api.CreateRequest{Name: "far", Node: "n1", Command: []string{"true"}}); err != nil {
+		t.Fatal(err)
+	}
+	var res api.AuditResult
+	testutil.WaitFor(t, 10*time.Second, "both nodes' entries", func() (bool, string) {
+		var err error
+		res, err = api.NewClient(n1.cfg.DataDir, "", "").Audit(ctx, nil)
+		return err == nil && len(res.Entries) >= 3, fmt.Sprintf("%+v %v", res, err)
+	})
+	var kid, far, fwd *api.AuditEntry
+	for i, e := range res.Entries {
+		switch {
+		case e.Node == "n0" && e.Target == "/v1/instances" && e.Kind == "instance":
+			kid = &res.Entries[i]
+		case e.Node == "n0" && e.Kind == "socket" && e.Route == "POST /v1/instances":
+			far = &res.Entries[i]
+		case e.Node == "n1" && e.Kind == "forwarded":
+			fwd = &res.Entries[i]
+		}
+	}
+	if kid == nil || kid.Caller != "parent" || kid.Status != 201 {
+		t.Errorf("the instance's create: %+v in %+v", kid, res.Entries)
+	}
+	if far == nil || fwd == nil || far.RequestID == "" || far.RequestID != fwd.RequestID || fwd.Caller != "node n0" || fwd.Status != 201 {
+		t.Errorf("the forwarded create: origin %+v, target %+v", far, fwd)
+	}
+}
