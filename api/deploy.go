@@ -57,6 +57,9 @@ type DeploymentSpec struct {
 	Args          []string          `json:"args,omitempty"`
 	Env           map[string]string `json:"env,omitempty"`
 	Code          string            `json:"code,omitempty"`
+	// Secrets of the deployment's namespace each instance gets as environment variables
+	// (as create's "secrets"; docs/security.md).
+	Secrets []string `json:"secrets,omitempty"`
 	// Placement: strategy spread (default), binpack or random; constraints on node
 	// attributes (node.region=us-east, node.name!=n3, node.type in (a,b)); affinity and
 	// anti-affinity terms on the labels of instances on a node (service=cache[;weight=N][;hard]);

@@ -100,6 +100,10 @@ type CreateRequest struct {
 	// G`): instances:read, instances:manage, instances:create, deployments:read,
 	// deployments:write, nodes:read, events:read, messages:send (docs/instances.md).
 	Grants []string `json:"grants,omitempty"`
+	// Secrets names secrets of the instance's namespace (`constellation secrets set`)
+	// given to it as environment variables of the same names, decrypted by the node that
+	// runs it at each start; the values are in no record, list or answer.
+	Secrets []string `json:"secrets,omitempty"`
 }
 
 // LimitsRequest is the body of POST /v1/instances/{name}/set-limits and (optional) of
@@ -212,7 +216,9 @@ type Instance struct {
 	Publish []string          `json:"publish,omitempty"` // HOSTPORT:PORT/PROTO
 	IP      string            `json:"ip,omitempty"`      // address on the node bridge
 	// Grants of the instance's token; CreatedBy is the instance that created it (if any).
-	Grants    []string `json:"grants,omitempty"`
+	Grants []string `json:"grants,omitempty"`
+	// Secrets are the names of the secrets the instance gets (never their values).
+	Secrets   []string `json:"secrets,omitempty"`
 	CreatedBy string   `json:"created_by,omitempty"`
 
 	CreatedAt time.Time  `json:"created_at"`

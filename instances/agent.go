@@ -174,3 +174,19 @@ var signalNames = map[string]syscall.Signal{
 	"USR1": syscall.SIGUSR1, "USR2": syscall.SIGUSR2, "TERM": syscall.SIGTERM, "ALRM": syscall.SIGALRM,
 	"CONT": syscall.SIGCONT, "STOP": syscall.SIGSTOP, "WINCH": syscall.SIGWINCH, "PIPE": syscall.SIGPIPE,
 }
+
+// Local lists the instances this node's runtime holds (none when it is not open), from the
+// runtime and the node's meta: what the node runs, whatever the replicated records say.
+func (m *Service) Local() []Record {
+	rt := m.local()
+	if rt == nil {
+		return nil
+	}
+	var out []Record
+	for _, in := range rt.List() {
+		if r, err := m.localRecord(rt, in.Name); err == nil {
+			out = append(out, r)
+		}
+	}
+	return out
+}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -287,6 +288,28 @@ func (m *Service) Create(ctx context.Context, req *api.CreateRequest) (Record, e
 	md := instanceMeta{ID: newInstanceID(), CreatedAt: time.Now().UTC().Truncate(time.Millisecond),
 		StampWall: stamp.Wall, StampLogical: stamp.Logical,
 		Script: req.Script, Env: req.Env, Code: req.Code, Namespace: ns, Grants: grants}
+	if m.secrets != nil {
+		if err := m.secrets.CheckNamespace(ns); err != nil {
+			return Record{}, err
+		}
+	}
+	if len(req.Secrets) > 0 {
+		if m.secrets == nil {
+			return Record{}, httpapi.BadRequest(`field "secrets": this node has no secrets store`)
+		}
+		if err := m.secrets.CheckSecrets(ns, req.Secrets); err != nil {
+			return Record{}, err
+		}
+		for _, s := range req.Secrets {
+			if _, dup := spec.Env[s]; dup {
+				return Record{}, httpapi.BadRequest(`secret %q is also in "env": give the variable one way`, s)
+			}
+			if !slices.Contains(md.Secrets, s) {
+				md.Secrets = append(md.Secrets, s)
+			}
+		}
+		slices.Sort(md.Secrets)
+	}
 	if c, ok := callerOf(ctx); ok {
 		md.CreatedBy, md.CreatorID = c.name, c.id
 	}

@@ -174,6 +174,29 @@ var routeRules = map[string]rule{
 	"GET /v1/monitor/logs":           {access: adminOnly},
 	"GET /v1/monitor/traces":         {access: adminOnly},
 	"GET /v1/monitor/traces/{trace}": {access: adminOnly},
+	// security (tokens, roles, audit): admin callers and API tokens only
+	"POST /v1/acl/tokens":         {access: adminOnly},
+	"GET /v1/acl/tokens":          {access: adminOnly},
+	"GET /v1/acl/tokens/{id}":     {access: adminOnly},
+	"DELETE /v1/acl/tokens/{id}":  {access: adminOnly},
+	"GET /v1/acl/whoami":          {access: anyInstance},
+	"POST /v1/acl/roles":          {access: adminOnly},
+	"GET /v1/acl/roles":           {access: adminOnly},
+	"GET /v1/acl/roles/{name}":    {access: adminOnly},
+	"DELETE /v1/acl/roles/{name}": {access: adminOnly},
+	"GET /v1/audit":               {access: adminOnly},
+	"GET /v1/audit/verify":        {access: adminOnly},
+	// secrets: an instance gets its own at start (env), never through the API
+	"GET /v1/secrets":                     {access: adminOnly},
+	"PUT /v1/secrets/{ns}/{name}":         {access: adminOnly},
+	"GET /v1/secrets/{ns}/{name}":         {access: adminOnly},
+	"DELETE /v1/secrets/{ns}/{name}":      {access: adminOnly},
+	"POST /v1/secrets/{ns}/{name}/reveal": {access: adminOnly},
+	"POST /v1/secrets/rotate-key":         {access: adminOnly},
+	"POST /v1/namespaces":                 {access: adminOnly},
+	"GET /v1/namespaces":                  {access: adminOnly},
+	"GET /v1/namespaces/{ns}":             {access: adminOnly},
+	"DELETE /v1/namespaces/{ns}":          {access: adminOnly},
 }
 
 // forbidden is the 403 every refusal of an instance caller answers with.
@@ -224,9 +247,13 @@ func checkDeployPriority(c caller, r *http.Request) error {
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	var spec struct {
 		Priority *api.Priority `json:"priority"`
+		Secrets  []string      `json:"secrets"`
 	}
 	if json.Unmarshal(body, &spec) == nil && spec.Priority != nil && int(*spec.Priority) > sched.PriorityNormal {
 		return forbidden("instance %s may not deploy with priority %d: above normal (%d) is for admin callers only", c.name, *spec.Priority, sched.PriorityNormal)
+	}
+	if len(spec.Secrets) > 0 {
+		return forbidden("instance %s may not deploy with secrets: giving secrets to instances is for admin callers and API tokens only", c.name)
 	}
 	return nil
 }
@@ -373,4 +400,11 @@ func visibleTo(c caller, r Record) bool {
 // target is the record's identity for authorizeOp.
 func (r Record) target() target {
 	return target{name: r.Name, id: r.ID, createdBy: r.CreatedBy, creatorID: r.CreatorID}
+}
+
+// CallerOf names the instance a request comes from (its own socket, or a forwarded
+// request naming it); ok false for every other caller.
+func CallerOf(ctx context.Context) (name, id string, ok bool) {
+	c, ok := callerOf(ctx)
+	return c.name, c.id, ok
 }

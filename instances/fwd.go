@@ -63,6 +63,8 @@ type fwdRequest struct {
 	Instance   string   `json:"instance,omitempty"`
 	InstanceID string   `json:"instance_id,omitempty"`
 	Grants     []string `json:"grants,omitempty"`
+	// RequestID is the caller's request ID (the audit logs of both nodes carry it).
+	RequestID string `json:"request_id,omitempty"`
 }
 
 type fwdHead struct {
@@ -86,7 +88,7 @@ func decodeFwdRequest(b []byte) (fwdRequest, error) {
 	if req.Path != "/v1/instances" && !strings.HasPrefix(req.Path, "/v1/instances/") || strings.Contains(req.Path, "..") {
 		return req, fmt.Errorf("node: forwarded request: path %q is not an instance route", req.Path)
 	}
-	if len(req.Query) > 4096 || len(req.Instance) > 64 || len(req.InstanceID) > 64 {
+	if len(req.Query) > 4096 || len(req.Instance) > 64 || len(req.InstanceID) > 64 || len(req.RequestID) > 64 {
 		return req, errors.New("node: forwarded request: query or instance too long")
 	}
 	if len(req.Grants) > maxGrants {
@@ -120,7 +122,7 @@ func (m *Service) forward(w http.ResponseWriter, r *http.Request, body []byte, t
 		return
 	}
 	defer s.Close()
-	req := fwdRequest{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Body: body}
+	req := fwdRequest{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Body: body, RequestID: httpapi.RequestID(r.Context())}
 	if c, ok := callerOf(r.Context()); ok {
 		req.Instance, req.InstanceID, req.Grants = c.name, c.id, c.grants
 	}
@@ -203,9 +205,17 @@ func (m *Service) handleForward(sctx context.Context, s *p2p.Stream) error {
 		return err
 	}
 	hr.RemoteAddr = "libp2p:" + s.Peer().String()
+	if req.RequestID != "" {
+		hr.Header.Set("X-Request-Id", req.RequestID)
+	}
 	fw := &frameWriter{s: s, header: http.Header{}}
 	m.fwdMux.ServeHTTP(fw, hr)
-	return fw.finish()
+	err = fw.finish()
+	if m.OnForwarded != nil && req.Method != http.MethodGet {
+		m.OnForwarded(Forwarded{From: s.Peer(), Method: req.Method, Path: req.Path, Instance: req.Instance,
+			InstanceID: req.InstanceID, RequestID: req.RequestID, Status: fw.status})
+	}
+	return err
 }
 
 // frameWriter is the http.ResponseWriter of a forwarded request: it writes the head frame
@@ -259,6 +269,16 @@ func (f *frameWriter) finish() error {
 		f.WriteHeader(http.StatusOK)
 	}
 	return f.err
+}
+
+// Forwarded describes a mutating request another node forwarded here, once answered
+// (Service.OnForwarded: the audit log).
+type Forwarded struct {
+	From                 peer.ID
+	Method, Path         string
+	Instance, InstanceID string // the calling instance, if any
+	RequestID            string
+	Status               int
 }
 
 // fwdHint is where a forwarded create went (see Service.hints).

@@ -105,6 +105,8 @@ type Record struct {
 	// (empty: an admin caller or a deployment); the creator manages its children.
 	CreatedBy string `cbor:"31,keyasint,omitempty"`
 	CreatorID string `cbor:"32,keyasint,omitempty"`
+	// Secrets are the names of the secrets the instance gets as env vars (never values).
+	Secrets []string `cbor:"33,keyasint,omitempty"`
 }
 
 // ResourceRecord is a node's resource accounting (collection "resources"), written by the
@@ -174,6 +176,14 @@ type Service struct {
 
 	// OpenRuntime opens the runtime: sandbox.New, or a fake in tests (set before Start).
 	OpenRuntime func(sandbox.Config) (Runtime, error)
+	// secrets gives instances their secrets (SetSecrets).
+	secrets Secrets
+	// secretNames holds the meta of instances with secrets by name, for startEnv: the
+	// runtime calls it holding its own lock, so it must not take mu (lock order).
+	secretNames sync.Map
+	// OnForwarded, when set, sees every mutating request another node forwarded here once
+	// it is answered (the audit log; set before Start).
+	OnForwarded func(Forwarded)
 	// keepOnConflict, when set, tells checkConflict to leave a name claimed by two nodes
 	// alone (deployment instances: their claim decides, see scheduler.IsDeploymentInstance).
 	keepOnConflict func(name string) bool
@@ -204,6 +214,7 @@ type instanceMeta struct {
 	Grants       []string          `json:"grants,omitempty"`     // the token's grants (authz.go)
 	CreatedBy    string            `json:"created_by,omitempty"` // the creating instance, if any
 	CreatorID    string            `json:"creator_id,omitempty"` // and its ID
+	Secrets      []string          `json:"secrets,omitempty"`    // secret names (env at each start)
 }
 
 // Config configures the instance service.
@@ -281,6 +292,33 @@ func New(ctx context.Context, cfg Config, h Host, st *state.Store, members Membe
 	})
 	srv.SetGuard(m.guard) // instance callers: every route of the node's API (authz.go)
 	return m
+}
+
+// Secrets is what the instance service needs of the secrets store (package security).
+type Secrets interface {
+	// CheckSecrets reports whether every name is an existing secret of namespace ns.
+	CheckSecrets(ns string, names []string) error
+	// SecretEnv decrypts the latest values of names in ns.
+	SecretEnv(ns string, names []string) (map[string]string, error)
+	// CheckNamespace refuses a deleted namespace (creates in it fail, nothing made).
+	CheckNamespace(ns string) error
+}
+
+// SetSecrets connects the secrets store (before Start).
+func (m *Service) SetSecrets(s Secrets) { m.secrets = s }
+
+// startEnv is the runtime's StartEnv: an instance's secrets, decrypted at each start on
+// this node only (never written to its spec, meta or record).
+func (m *Service) startEnv(name string) (map[string]string, error) {
+	v, ok := m.secretNames.Load(name)
+	if !ok {
+		return nil, nil
+	}
+	md := v.(instanceMeta)
+	if m.secrets == nil {
+		return nil, errors.New("node: the instance has secrets but no secrets store is connected")
+	}
+	return m.secrets.SecretEnv(md.Namespace, md.Secrets)
 }
 
 // SetReservations connects the scheduler's reservations (before Start).
@@ -437,6 +475,7 @@ func (m *Service) runtime() (Runtime, error) {
 		DiskQuota:      m.cfg.DiskQuota,
 		AllowHostRoot:  m.cfg.AllowHostRoot,
 		Env:            env,
+		StartEnv:       m.startEnv,
 		DefaultNetwork: m.cfg.DefaultNetwork,
 		Bridge:         m.cfg.Bridge,
 		BridgeSubnet:   m.cfg.BridgeSubnet,
@@ -476,7 +515,16 @@ func (m *Service) loadMetaLocked() {
 			md = instanceMeta{ID: newInstanceID(), CreatedAt: time.Now().UTC(), Env: userEnv(in.Spec.Env)}
 		}
 		m.meta[in.Name] = md
+		m.noteSecrets(in.Name, md)
 	}
+}
+
+func (m *Service) noteSecrets(name string, md instanceMeta) {
+	if len(md.Secrets) == 0 {
+		m.secretNames.Delete(name)
+		return
+	}
+	m.secretNames.Store(name, md)
 }
 
 func (m *Service) saveMeta(name string, md instanceMeta) error {
@@ -487,6 +535,7 @@ func (m *Service) saveMeta(name string, md instanceMeta) error {
 	m.mu.Lock()
 	m.meta[name] = md
 	m.mu.Unlock()
+	m.noteSecrets(name, md)
 	return nil
 }
 
@@ -580,6 +629,7 @@ func (m *Service) recordOf(in sandbox.Info, md instanceMeta) Record {
 		Code: md.Code, Restart: restartString(in.Spec.Restart), Network: in.Spec.Network,
 		CreatedAt: md.CreatedAt, StampWall: md.StampWall, StampLogical: md.StampLogical,
 		Namespace: md.Namespace, IP: in.IP, Grants: md.Grants, CreatedBy: md.CreatedBy, CreatorID: md.CreatorID,
+		Secrets: md.Secrets,
 	}
 	for _, p := range in.Spec.Publish {
 		r.Publish = append(r.Publish, p.String())
@@ -860,7 +910,7 @@ func (r Record) Info() api.Instance {
 		CPUCores: r.CPUCores, RAMMB: r.RAMMB, DiskMB: r.DiskMB, PIDs: r.PIDs, Command: r.Command,
 		Script: r.Script, Args: r.Args, Env: r.Env, Code: r.Code, Restart: r.Restart, Network: r.Network,
 		CreatedAt: r.CreatedAt, StartedAt: r.StartedAt, UpdatedAt: r.UpdatedAt, Namespace: r.namespace(),
-		Publish: r.Publish, IP: r.IP, Grants: r.Grants, CreatedBy: r.CreatedBy,
+		Publish: r.Publish, IP: r.IP, Grants: r.Grants, CreatedBy: r.CreatedBy, Secrets: r.Secrets,
 	}
 }
 

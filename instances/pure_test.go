@@ -310,7 +310,7 @@ func TestCheckCreate(t *testing.T) {
 // a child or one for admin callers; a new field fails here until it is classified (and is
 // refused to instances meanwhile).
 func TestChildFieldsClassified(t *testing.T) {
-	adminFields := []string{"uid", "gid", "reservation", "publish", "host_root", "seccomp"}
+	adminFields := []string{"uid", "gid", "reservation", "publish", "host_root", "seccomp", "secrets"}
 	rt := reflect.TypeOf(api.CreateRequest{})
 	for i := 0; i < rt.NumField(); i++ {
 		name, _, _ := strings.Cut(rt.Field(i).Tag.Get("json"), ",")

@@ -266,7 +266,7 @@ func TestAPITLSRestartKeepsCertificate(t *testing.T) {
 }
 
 // pinnedHTTPClient is an HTTPS client that accepts only the certificate with fingerprint fp.
-func pinnedHTTPClient(t *testing.T, fp string) *http.Client {
+func pinnedHTTPClient(t testing.TB, fp string) *http.Client {
 	t.Helper()
 	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
 		MinVersion:         tls.VersionTLS13,

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -52,29 +51,7 @@ func unixClient(t testing.TB, path, tok string) *instClient {
 // event stream, only the status: the stream is closed once the head arrived).
 func (c *instClient) callTok(tok, method, target, body string) (int, string) {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://instance"+target, rd)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	if tok != "" {
-		req.Header.Set("Authorization", "Bearer "+tok)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		c.t.Fatalf("%s %s: %v", method, target, err)
-	}
-	defer resp.Body.Close()
-	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
-		return resp.StatusCode, ""
-	}
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	return resp.StatusCode, string(b)
+	return httpCall(c.t, c.http, tok, method, "http://instance"+target, body)
 }
 
 func (c *instClient) call(method, target, body string) (int, string) {
@@ -263,6 +240,27 @@ var tokenMatrix = map[string]string{
 	"GET /v1/monitor/logs":                        "admin",
 	"GET /v1/monitor/traces":                      "admin",
 	"GET /v1/monitor/traces/{trace}":              "admin",
+	"POST /v1/acl/tokens":                         "admin",
+	"GET /v1/acl/tokens":                          "admin",
+	"GET /v1/acl/tokens/{id}":                     "admin",
+	"DELETE /v1/acl/tokens/{id}":                  "admin",
+	"GET /v1/acl/whoami":                          "any",
+	"POST /v1/acl/roles":                          "admin",
+	"GET /v1/acl/roles":                           "admin",
+	"GET /v1/acl/roles/{name}":                    "admin",
+	"DELETE /v1/acl/roles/{name}":                 "admin",
+	"GET /v1/audit":                               "admin",
+	"GET /v1/audit/verify":                        "admin",
+	"GET /v1/secrets":                             "admin",
+	"PUT /v1/secrets/{ns}/{name}":                 "admin",
+	"GET /v1/secrets/{ns}/{name}":                 "admin",
+	"DELETE /v1/secrets/{ns}/{name}":              "admin",
+	"POST /v1/secrets/{ns}/{name}/reveal":         "admin",
+	"POST /v1/secrets/rotate-key":                 "admin",
+	"POST /v1/namespaces":                         "admin",
+	"GET /v1/namespaces":                          "admin",
+	"GET /v1/namespaces/{ns}":                     "admin",
+	"DELETE /v1/namespaces/{ns}":                  "admin",
 }
 
 // matrixRequest is the request a matrix case sends for a route on target (an instance
@@ -273,6 +271,12 @@ func matrixRequest(pattern, target string, seq int) (method, path, body string) 
 	path = strings.NewReplacer("{node}", "n1", "{id}", "no-such-reservation", "{ns}", "default", "{tag}", "t1").Replace(path)
 	if strings.HasPrefix(path, "/v1/deployments/") {
 		path = strings.Replace(path, "{name}", "no-such-deployment", 1)
+	}
+	if strings.HasPrefix(path, "/v1/secrets/") {
+		path = strings.Replace(path, "{name}", "no_such_secret", 1)
+	}
+	if strings.HasPrefix(path, "/v1/acl/roles/") {
+		path = strings.Replace(path, "{name}", "no-such-role", 1)
 	}
 	path = strings.Replace(path, "{name}", target, 1)
 	switch {

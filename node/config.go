@@ -60,6 +60,9 @@ type Config struct {
 	// APIToken is the bearer token for APIListen. When APIListen is set and no token is
 	// given, a random token is generated and written to <data-dir>/api.token (0600).
 	APIToken string `yaml:"api_token"`
+	// AuditRetention drops audit log entries older than this (default 30 days; package
+	// security).
+	AuditRetention time.Duration `yaml:"audit_retention"`
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string `yaml:"log_level"`
 	// Liveness is the failure detector's profile (liveness.Profile): lan (default; a dead

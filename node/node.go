@@ -31,6 +31,7 @@ import (
 	"github.com/rads-lang/constellation/p2p"
 	"github.com/rads-lang/constellation/p2p/liveness"
 	"github.com/rads-lang/constellation/scheduler"
+	"github.com/rads-lang/constellation/security"
 )
 
 // Version is the constellation release this binary implements.
@@ -62,6 +63,9 @@ type Node struct {
 	sched *scheduler.Scheduler
 	// lt is the log store, the span store and their services (logs_traces.go).
 	lt logsTraces
+	// security holds tokens and roles, checks every request's permission and keeps the
+	// audit log (package security).
+	security *security.Service
 
 	// APIAddr is the bound TCP API address when APIListen is set.
 	APIAddr string
@@ -217,6 +221,13 @@ func New(cfg Config, log *slog.Logger) (n *Node, err error) {
 	if err := n.startLogsTraces(log); err != nil {
 		return nil, err
 	}
+	if n.security, err = n.newSecurity(); err != nil {
+		return nil, err
+	}
+	n.instances.OnForwarded = n.auditForwarded
+	n.instances.SetSecrets(n.security)
+	n.sched.SetSecrets(n.security)
+	n.security.SetWorkloads(workloads{n})
 	n.st.Watch(n.notifyChange) // tests' OnStateChange
 	return n, nil
 }
@@ -266,6 +277,9 @@ func (n *Node) Start(ctx context.Context) error {
 	if err := n.sched.Start(); err != nil {
 		return err
 	}
+	if err := n.security.Start(); err != nil {
+		return err
+	}
 	attrs := []any{"name", n.cfg.Node, "id", n.host.ID().String(), "cluster", n.cfg.Cluster,
 		"addrs", strings.Join(n.fullAddrs(), " "), "api", n.SocketPath()}
 	if n.APIAddr != "" {
@@ -309,6 +323,9 @@ func (n *Node) shutdown(graceful bool) error {
 		if n.cancel != nil {
 			n.cancel()
 		}
+		if n.security != nil && n.running {
+			n.security.Stop()
+		}
 		if n.sched != nil && n.running {
 			n.sched.Close()
 		}
@@ -317,6 +334,9 @@ func (n *Node) shutdown(graceful bool) error {
 		}
 		if n.api != nil {
 			n.api.Close()
+		}
+		if n.security != nil {
+			n.security.Close()
 		}
 		n.closeLogsTraces()
 		close(n.done)

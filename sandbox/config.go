@@ -73,6 +73,9 @@ type Config struct {
 	DNS []string
 	// Env is added to every instance's environment (e.g. CONSTELLATION_API).
 	Env map[string]string
+	// StartEnv, when set, is asked at each start of an instance for variables added to
+	// its environment that are never stored (its secrets); an error fails the start.
+	StartEnv func(name string) (map[string]string, error)
 	// TmpMB is the size of each instance's private /tmp (tmpfs, charged to its memory);
 	// default 64.
 	TmpMB int64

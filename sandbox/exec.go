@@ -97,6 +97,30 @@ func underAny(p string, dirs []string) bool {
 	return false
 }
 
+// startEnv is instanceEnv with the config's StartEnv variables last (they win).
+func startEnv(s *Spec, cfg *Config) ([]string, error) {
+	if cfg.StartEnv == nil {
+		return instanceEnv(s, cfg.Env), nil
+	}
+	extra, err := cfg.StartEnv(s.Name)
+	if err != nil {
+		return nil, fmt.Errorf("instance %s: environment: %w", s.Name, err)
+	}
+	if len(extra) == 0 {
+		return instanceEnv(s, cfg.Env), nil
+	}
+	merged := map[string]string{}
+	for k, v := range s.Env {
+		merged[k] = v
+	}
+	for k, v := range extra {
+		merged[k] = v
+	}
+	withExtra := *s
+	withExtra.Env = merged
+	return instanceEnv(&withExtra, cfg.Env), nil
+}
+
 // instanceEnv builds the sorted environment: defaults, then cfg, then spec.
 func instanceEnv(s *Spec, cfgEnv map[string]string) []string {
 	m := map[string]string{"PATH": systemPath, "HOME": appDir, "HOSTNAME": s.Name, "CONSTELLATION_INSTANCE": s.Name}

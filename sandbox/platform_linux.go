@@ -260,6 +260,10 @@ func (p *linuxPlatform) start(res *resources, spec *Spec, stdout *os.File) (proc
 	if err := p.checkSpec(spec); err != nil {
 		return nil, runPipes{}, err
 	}
+	env, err := startEnv(spec, p.cfg)
+	if err != nil {
+		return nil, runPipes{}, err
+	}
 	uid, gid := specIDs(p.cfg, spec)
 	filter, filterFlags, err := p.seccompFor(res, spec)
 	if err != nil {
@@ -289,7 +293,7 @@ func (p *linuxPlatform) start(res *resources, spec *Spec, stdout *os.File) (proc
 		GID:           gid,
 		Path:          path,
 		Argv:          argv,
-		Env:           instanceEnv(spec, p.cfg.Env),
+		Env:           env,
 		TmpMB:         p.cfg.TmpMB,
 		UserNS:        res.HostUID != 0,
 		HostUID:       res.HostUID,

@@ -92,7 +92,11 @@ func (p *otherPlatform) start(res *resources, spec *Spec, stdout *os.File) (proc
 			argv[i] = filepath.Join(spec.Code, rel)
 		}
 	}
-	env := append(instanceEnv(spec, p.cfg.Env), "CONSTELLATION_CODE="+spec.Code)
+	env, err := startEnv(spec, p.cfg)
+	if err != nil {
+		return nil, runPipes{}, err
+	}
+	env = append(env, "CONSTELLATION_CODE="+spec.Code)
 	devnull, err := os.Open(os.DevNull)
 	if err != nil {
 		return nil, runPipes{}, err

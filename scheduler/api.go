@@ -47,6 +47,17 @@ func init() {
 	httpapi.Classify(http.StatusConflict, "quota", ErrQuotaExceeded, sched.ErrQuota)
 }
 
+// SecretChecker is what the scheduler needs of the secrets store: that a deployment's
+// secrets exist in its namespace (package security).
+type SecretChecker interface {
+	CheckSecrets(ns string, names []string) error
+	// CheckNamespace refuses a deleted namespace.
+	CheckNamespace(ns string) error
+}
+
+// SetSecrets connects the secrets store (before Start).
+func (s *Scheduler) SetSecrets(c SecretChecker) { s.secrets = c }
+
 // Deploy creates or updates a deployment (POST /v1/deployments).
 func (s *Scheduler) Deploy(spec api.DeploymentSpec) (DeploymentRecord, bool, error) {
 	if err := normalizeSpec(&spec); err != nil {
@@ -54,6 +65,19 @@ func (s *Scheduler) Deploy(spec api.DeploymentSpec) (DeploymentRecord, bool, err
 	}
 	if err := s.feasible(specOf(spec)); err != nil {
 		return DeploymentRecord{}, false, err
+	}
+	if s.secrets != nil {
+		if err := s.secrets.CheckNamespace(spec.Namespace); err != nil {
+			return DeploymentRecord{}, false, err
+		}
+	}
+	if len(spec.Secrets) > 0 {
+		if s.secrets == nil {
+			return DeploymentRecord{}, false, httpapi.BadRequest(`field "secrets": this node has no secrets store`)
+		}
+		if err := s.secrets.CheckSecrets(spec.Namespace, spec.Secrets); err != nil {
+			return DeploymentRecord{}, false, err
+		}
 	}
 	now := s.now()
 	rec := DeploymentRecord{Spec: specOf(spec), Generation: now.UnixNano(), CreatedAt: now.UnixMilli(),
@@ -488,6 +512,17 @@ func (s *Scheduler) DeploymentStatus(name string) (api.DeploymentStatus, error) 
 		return api.DeploymentStatus{}, err
 	}
 	return s.status(s.snapshot(), d), nil
+}
+
+// RemoveQuota removes a namespace's quota (a deleted namespace); false when it had none.
+func (s *Scheduler) RemoveQuota(ns string) bool {
+	if _, ok := s.snapshot().quotas[ns]; !ok {
+		return false
+	}
+	var wr schedWrites
+	wr.del(CollQuotas, ns)
+	s.apply(&wr)
+	return true
 }
 
 // SetQuota sets a namespace's quota (PUT /v1/quotas/{ns}).

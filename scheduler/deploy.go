@@ -77,6 +77,7 @@ type Spec struct {
 	Labels        map[string]string `cbor:"19,keyasint,omitempty"`
 	Namespace     string            `cbor:"20,keyasint,omitempty"`
 	Priority      int               `cbor:"21,keyasint,omitempty"`
+	Secrets       []string          `cbor:"22,keyasint,omitempty"` // names, never values
 }
 
 // specOf is the replicated form of a normalized API spec.
@@ -85,7 +86,7 @@ func specOf(a api.DeploymentSpec) Spec {
 		DiskMB: a.DiskMB, PIDs: a.PIDs, Command: a.Command, Script: a.Script, ScriptContent: a.ScriptContent,
 		Args: a.Args, Env: a.Env, Code: a.Code, Strategy: a.Strategy, Constraints: a.Constraints, Affinity: a.Affinity,
 		AntiAffinity: a.AntiAffinity, SpreadBy: a.SpreadBy, Labels: a.Labels, Namespace: a.Namespace,
-		Priority: specPriority(&a)}
+		Priority: specPriority(&a), Secrets: a.Secrets}
 }
 
 // DeploymentRecord is a deployment's replicated intent (collection "deployments").

@@ -51,7 +51,8 @@ type Scheduler struct {
 	st      *state.Store
 	members Members
 	inst    Instances
-	svc     *p2p.Service // the scheduling protocol (proto.go)
+	secrets SecretChecker // nil: deployments with secrets are refused
+	svc     *p2p.Service  // the scheduling protocol (proto.go)
 	log     *slog.Logger
 	now     func() time.Time
 	decider
@@ -552,7 +553,7 @@ func (s *Scheduler) admit(st *schedState, c ClaimRecord, d DeploymentRecord) *Re
 	req := api.CreateRequest{
 		Name: c.Instance, Namespace: d.Namespace, Command: d.Command, Script: d.Script, ScriptContent: d.ScriptContent,
 		Args: d.Args, Env: d.Env, Code: d.Code, CPUPercent: d.CPUPercent, CPUCores: d.CPUCores,
-		RAMMB: d.RAMMB, DiskMB: d.DiskMB, PIDs: d.PIDs, Restart: sandbox.RestartNever,
+		RAMMB: d.RAMMB, DiskMB: d.DiskMB, PIDs: d.PIDs, Restart: sandbox.RestartNever, Secrets: d.Secrets,
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
 	defer cancel()

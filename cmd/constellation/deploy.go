@@ -155,6 +155,7 @@ stay or stop, without changing anything; it fails when an instance would be left
 	f.StringVar(&spec.Script, "script", "", "script to run: a local file (uploaded), or a file in --code DIR")
 	f.StringVar(&spec.Code, "code", "", "code directory on the nodes, under their code roots")
 	f.StringArrayVar(&env, "env", nil, "environment variable KEY=VALUE (repeatable)")
+	f.StringArrayVar(&spec.Secrets, "secret", nil, "give each instance this secret of the namespace as an environment variable (repeatable; docs/security.md)")
 	f.StringVar(&spec.Strategy, "strategy", "spread", "spread, binpack or random")
 	f.StringArrayVar(&spec.Constraints, "constraint", nil, "node constraint, e.g. node.region=us-east, node.name!=n3, 'node.type in (a,b)' (repeatable)")
 	f.StringArrayVar(&spec.Affinity, "affinity", nil, "prefer nodes running instances with this label, e.g. service=cache[;weight=80][;hard] (repeatable)")

@@ -214,6 +214,7 @@ messages:send.`,
 	f.IntVar(&gid, "gid", 0, "run as this gid (default nogroup)")
 	f.BoolVar(&noStart, "no-start", false, "create only; start later with 'constellation start NAME'")
 	f.StringVar(&req.Reservation, "reservation", "", "run on a reservation's capacity (an ID from 'constellation reserve'): on its node, with its resources unless given")
+	f.StringArrayVar(&req.Secrets, "secret", nil, "give the instance this secret of its namespace as an environment variable of the same name (repeatable; 'constellation secrets set')")
 	f.StringArrayVar(&req.Grants, "grant", nil, "let the instance's API token do more than manage itself (repeatable): "+strings.Join(instances.AllGrants, ", "))
 	f.BoolVar(&asJSON, "json", false, "print the instance as JSON (no progress line)")
 	return c
@@ -250,6 +251,9 @@ func printInstance(w io.Writer, r api.Instance, asJSON bool) error {
 	}
 	if len(r.Grants) > 0 {
 		t.row("grants", strings.Join(r.Grants, ", "))
+	}
+	if len(r.Secrets) > 0 {
+		t.row("secrets", strings.Join(r.Secrets, ", "))
 	}
 	if r.CreatedBy != "" {
 		t.row("created by", "instance "+r.CreatedBy)

@@ -87,6 +87,7 @@ sends the token only to a server that holds it. Read commands print a table, or 
 	root.AddCommand(instanceCommands(g)...)
 	root.AddCommand(deployCommands(g)...)
 	addLogsTracesCommands(root, g)
+	root.AddCommand(securityCommands(g)...)
 	bench := newBenchCmd()
 	bench.AddCommand(newBenchInstancesCmd(), newBenchSandboxCmd())
 	root.AddCommand(bench)

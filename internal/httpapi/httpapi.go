@@ -43,7 +43,9 @@ type Server struct {
 	mux     *http.ServeMux
 	baseCtx func() context.Context
 
-	guard atomic.Pointer[Guard] // nil: every request passes
+	guard atomic.Pointer[[]Guard] // nil: every request passes
+	authn atomic.Pointer[Authenticator]
+	obs   atomic.Pointer[Observer]
 
 	mu        sync.Mutex // guards the following fields
 	token     string
@@ -74,15 +76,31 @@ func (s *Server) Handle(pattern string, h http.HandlerFunc) {
 	s.routes = append(s.routes, pattern)
 	s.mu.Unlock()
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		if g := s.guard.Load(); g != nil && !(*g)(w, r, pattern) {
-			return
+		w, r, done := s.begin(w, r, pattern)
+		defer done()
+		if gs := s.guard.Load(); gs != nil {
+			for _, g := range *gs {
+				if !g(w, r, pattern) {
+					return
+				}
+			}
 		}
 		h(w, r)
 	})
 }
 
-// SetGuard installs g in front of every route's handler (registered before or after).
-func (s *Server) SetGuard(g Guard) { s.guard.Store(&g) }
+// SetGuard adds g in front of every route's handler (registered before or after); guards
+// run in the order they were added, the first refusal ends the request.
+func (s *Server) SetGuard(g Guard) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var gs []Guard
+	if old := s.guard.Load(); old != nil {
+		gs = append(gs, *old...)
+	}
+	gs = append(gs, g)
+	s.guard.Store(&gs)
+}
 
 // Routes lists the registered route patterns in registration order.
 func (s *Server) Routes() []string {
@@ -206,12 +224,23 @@ func (s *Server) requireToken(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tok := s.Token()
 		got := []byte(r.Header.Get("Authorization"))
-		if tok == "" || subtle.ConstantTimeCompare(got, []byte("Bearer "+tok)) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="constellation"`)
-			WriteError(w, http.StatusUnauthorized, "unauthorized", "missing or wrong bearer token: send 'Authorization: Bearer <token>' (the token is in <data-dir>/api.token)")
+		if tok != "" && subtle.ConstantTimeCompare(got, []byte("Bearer "+tok)) == 1 {
+			h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxBootstrap, true)))
 			return
 		}
-		h.ServeHTTP(w, r)
+		if a := s.authn.Load(); a != nil && bytes.HasPrefix(got, []byte("Bearer ")) {
+			r2, done, err := (*a)(r, string(got[len("Bearer "):]))
+			if err != nil {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="constellation"`)
+				WriteErr(w, err)
+				return
+			}
+			defer done()
+			h.ServeHTTP(w, r2)
+			return
+		}
+		w.Header().Set("WWW-Authenticate", `Bearer realm="constellation"`)
+		WriteError(w, http.StatusUnauthorized, "unauthorized", "missing or wrong bearer token: send 'Authorization: Bearer <token>' (the node's token is in <data-dir>/api.token; 'constellation token create' makes others)")
 	})
 }
 
