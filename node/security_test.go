@@ -43,6 +43,11 @@ func TestEveryRouteHasAPermission(t *testing.T) {
 // V viewer, N operator bound to namespace team-a, C the custom role "deployer"
 // (deployments:write, instances:read, nodes:read; write implies read). Everyone else gets 403 naming the permission.
 var roleMatrix = map[string]string{
+	"GET /v1/monitor/logs":                        "AOV",
+	"POST /v1/monitor/logs":                       "AO",
+	"GET /v1/monitor/traces":                      "AOV",
+	"GET /v1/monitor/traces/{trace}":              "AOV",
+	"POST /v1/monitor/spans":                      "AO",
 	"GET /v1/status":                              "AOVNC",
 	"GET /v1/nodes":                               "AOVNC",
 	"GET /v1/resources":                           "AOVNC",

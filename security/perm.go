@@ -105,6 +105,12 @@ var RoutePerms = map[string]Perm{
 	"GET /v1/namespaces":                  "namespaces:read",
 	"GET /v1/namespaces/{ns}":             "namespaces:read",
 	"DELETE /v1/namespaces/{ns}":          "namespaces:write",
+	// telemetry: logs and traces
+	"GET /v1/monitor/logs":           "telemetry:read",
+	"POST /v1/monitor/logs":          "telemetry:write",
+	"GET /v1/monitor/traces":         "telemetry:read",
+	"GET /v1/monitor/traces/{trace}": "telemetry:read",
+	"POST /v1/monitor/spans":         "telemetry:write",
 }
 
 // Rule is a parsed "resource:verb" rule ("*" wildcards either side).
@@ -155,9 +161,9 @@ var BuiltinRoles = map[string][]string{
 	// admin: everything, tokens, roles and the audit log included.
 	RoleAdmin: {"*:*"},
 	// operator: runs workloads (instances, deployments, files, services) and reads what it
-	// needs to place them; no tokens, roles, audit, quotas or drains.
-	RoleOperator: {"instances:*", "deployments:*", "files:*", "services:*", "nodes:read", "events:read",
-		"quotas:read", "reservations:read", "namespaces:read", "secrets:read"},
+	// needs to place them, and monitoring (telemetry); no tokens, roles, audit, quotas or drains.
+	RoleOperator: {"instances:*", "deployments:*", "files:*", "services:*", "telemetry:*", "nodes:read",
+		"events:read", "quotas:read", "reservations:read", "namespaces:read", "secrets:read"},
 	// viewer: reads workloads and the cluster; changes nothing; no tokens, roles or audit.
 	RoleViewer: {"instances:read", "deployments:read", "files:read", "services:read", "nodes:read", "events:read",
 		"quotas:read", "reservations:read", "namespaces:read", "secrets:read", "telemetry:read"},
