@@ -225,6 +225,8 @@ type Config struct {
 	AllowHostRoot bool
 	// Instance networking (sandbox.Config): default mode, bridge name and subnet.
 	DefaultNetwork, Bridge, BridgeSubnet string
+	// Env is added to every instance's environment (the mesh's CONSTELLATION_MESH).
+	Env map[string]string
 }
 
 // Host is what the instance service needs of the p2p host.
@@ -425,6 +427,9 @@ func (m *Service) runtime() (Runtime, error) {
 	roots := append([]string{m.codeDir}, m.cfg.CodeRoots...)
 	env := instanceEnv()
 	env["CONSTELLATION_NODE"] = m.cfg.Name
+	for k, v := range m.cfg.Env {
+		env[k] = v
+	}
 	rt, err := m.OpenRuntime(sandbox.Config{
 		StateDir:       m.stateDir,
 		DefaultUID:     defaultUID,

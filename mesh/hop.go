@@ -53,9 +53,9 @@ const (
 
 // hopReq is a parsed hop request.
 type hopReq struct {
-	endpoint           string
-	callerNS, caller   string
-	targetNS, service  string
+	endpoint          string
+	callerNS, caller  string
+	targetNS, service string
 }
 
 // parseHop checks the mesh headers of a request received from another node.

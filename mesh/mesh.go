@@ -246,6 +246,7 @@ func (m *Service) Close() {
 	if m.hop != nil {
 		m.hop.close()
 	}
+	m.calls.close()
 	m.pool.close()
 	m.spans.close()
 	m.wg.Wait()
@@ -417,7 +418,12 @@ func (m *Service) Register(req api.MeshRegisterRequest) (api.MeshEndpoint, error
 // instanceHost is the address this node dials for an instance's ports.
 func instanceHost(in InstanceInfo) (string, string) {
 	switch in.Network {
-	case "host", "":
+	case "host":
+		return "127.0.0.1", ""
+	case "":
+		if in.IP != "" {
+			return in.IP, ""
+		}
 		return "127.0.0.1", ""
 	case "bridge":
 		if in.IP == "" {

@@ -42,43 +42,43 @@ func init() {
 // EndpointRecord is an endpoint's replicated record (collection mesh_endpoints), written
 // only by the node hosting it. A new field takes the next number.
 type EndpointRecord struct {
-	Service     string   `cbor:"1,keyasint,omitempty"`
-	Namespace   string   `cbor:"2,keyasint,omitempty"`
-	Version     string   `cbor:"3,keyasint,omitempty"`
-	Protocol    string   `cbor:"4,keyasint,omitempty"`
-	Port        int      `cbor:"5,keyasint,omitempty"`
-	Host        string   `cbor:"6,keyasint,omitempty"` // address the hosting node dials (127.0.0.1 or the instance's IP)
-	HealthCheck string   `cbor:"7,keyasint,omitempty"`
-	Tags        []string `cbor:"8,keyasint,omitempty"`
-	Instance    string   `cbor:"9,keyasint,omitempty"`
-	Node        string   `cbor:"10,keyasint,omitempty"`
-	NodeID      string   `cbor:"11,keyasint,omitempty"`
-	Healthy     bool     `cbor:"12,keyasint,omitempty"`
-	Reason      string   `cbor:"13,keyasint,omitempty"` // why unhealthy (or "" when healthy)
-	CheckedAt   int64    `cbor:"14,keyasint,omitempty"` // unix ms of the last health change
-	TLS         bool     `cbor:"15,keyasint,omitempty"`
-	Deployment  string   `cbor:"16,keyasint,omitempty"` // registered by a deployment
+	Service     string            `cbor:"1,keyasint,omitempty"`
+	Namespace   string            `cbor:"2,keyasint,omitempty"`
+	Version     string            `cbor:"3,keyasint,omitempty"`
+	Protocol    string            `cbor:"4,keyasint,omitempty"`
+	Port        int               `cbor:"5,keyasint,omitempty"`
+	Host        string            `cbor:"6,keyasint,omitempty"` // address the hosting node dials (127.0.0.1 or the instance's IP)
+	HealthCheck string            `cbor:"7,keyasint,omitempty"`
+	Tags        []string          `cbor:"8,keyasint,omitempty"`
+	Instance    string            `cbor:"9,keyasint,omitempty"`
+	Node        string            `cbor:"10,keyasint,omitempty"`
+	NodeID      string            `cbor:"11,keyasint,omitempty"`
+	Healthy     bool              `cbor:"12,keyasint,omitempty"`
+	Reason      string            `cbor:"13,keyasint,omitempty"` // why unhealthy (or "" when healthy)
+	CheckedAt   int64             `cbor:"14,keyasint,omitempty"` // unix ms of the last health change
+	TLS         bool              `cbor:"15,keyasint,omitempty"`
+	Deployment  string            `cbor:"16,keyasint,omitempty"` // registered by a deployment
 	Labels      map[string]string `cbor:"17,keyasint,omitempty"` // the hosting node's labels (zone, region)
 }
 
 // ServiceRecord is a service's configuration (collection mesh_services).
 type ServiceRecord struct {
-	Name                string `cbor:"1,keyasint,omitempty"`
-	Namespace           string `cbor:"2,keyasint,omitempty"`
-	LoadBalancer        string `cbor:"3,keyasint,omitempty"`
-	HealthIntervalS     int    `cbor:"4,keyasint,omitempty"`
-	HealthTimeoutMs     int    `cbor:"5,keyasint,omitempty"`
-	UnhealthyThreshold  int    `cbor:"6,keyasint,omitempty"`
-	HealthyThreshold    int    `cbor:"7,keyasint,omitempty"`
-	TimeoutMs           int    `cbor:"8,keyasint,omitempty"`
-	Retries             int    `cbor:"9,keyasint,omitempty"`
-	RetriesSet          bool   `cbor:"10,keyasint,omitempty"`
-	NoHedge             bool   `cbor:"11,keyasint,omitempty"`
-	FailureThreshold    int    `cbor:"12,keyasint,omitempty"`
-	BreakerTimeoutS     int    `cbor:"13,keyasint,omitempty"`
-	HalfOpenRequests    int    `cbor:"14,keyasint,omitempty"`
-	UpdatedAt           int64  `cbor:"15,keyasint,omitempty"`
-	UpdatedBy           string `cbor:"16,keyasint,omitempty"`
+	Name               string `cbor:"1,keyasint,omitempty"`
+	Namespace          string `cbor:"2,keyasint,omitempty"`
+	LoadBalancer       string `cbor:"3,keyasint,omitempty"`
+	HealthIntervalS    int    `cbor:"4,keyasint,omitempty"`
+	HealthTimeoutMs    int    `cbor:"5,keyasint,omitempty"`
+	UnhealthyThreshold int    `cbor:"6,keyasint,omitempty"`
+	HealthyThreshold   int    `cbor:"7,keyasint,omitempty"`
+	TimeoutMs          int    `cbor:"8,keyasint,omitempty"`
+	Retries            int    `cbor:"9,keyasint,omitempty"`
+	RetriesSet         bool   `cbor:"10,keyasint,omitempty"`
+	NoHedge            bool   `cbor:"11,keyasint,omitempty"`
+	FailureThreshold   int    `cbor:"12,keyasint,omitempty"`
+	BreakerTimeoutS    int    `cbor:"13,keyasint,omitempty"`
+	HalfOpenRequests   int    `cbor:"14,keyasint,omitempty"`
+	UpdatedAt          int64  `cbor:"15,keyasint,omitempty"`
+	UpdatedBy          string `cbor:"16,keyasint,omitempty"`
 }
 
 // IntentionRecord allows or denies calls from one service to another (collection
@@ -296,4 +296,14 @@ func serviceRef(field, s string) (string, error) {
 		}
 	}
 	return ns + "/" + name, nil
+}
+
+func init() {
+	httpapi.ClassifyFunc(502, "bad_gateway", func(err error) (string, bool) {
+		var e *badGatewayError
+		if errors.As(err, &e) {
+			return e.Error(), true
+		}
+		return "", false
+	})
 }

@@ -57,6 +57,9 @@ type Config struct {
 	// in the data dir (api.crt, api.key; its fingerprint, which clients pin, in
 	// api.fingerprint); requests then need APIToken as a bearer token.
 	APIListen string `yaml:"api_listen"`
+	// MeshListen is the service mesh's loopback entry point for instances
+	// (CONSTELLATION_MESH; default 127.0.0.1:0, a free port; "off" disables it).
+	MeshListen string `yaml:"mesh_listen"`
 	// APIToken is the bearer token for APIListen. When APIListen is set and no token is
 	// given, a random token is generated and written to <data-dir>/api.token (0600).
 	APIToken string `yaml:"api_token"`
@@ -341,6 +344,9 @@ func (c *Config) Merge(over Config, set map[string]bool) {
 	}
 	if set["api-token"] {
 		c.APIToken = over.APIToken
+	}
+	if set["mesh-listen"] {
+		c.MeshListen = over.MeshListen
 	}
 	if set["log-level"] {
 		c.LogLevel = over.LogLevel

@@ -249,18 +249,18 @@ func newMeshIntentionsCmd(g *globals) *cobra.Command {
 
 func newMeshCallCmd(g *globals) *cobra.Command {
 	var (
-		req        api.MeshCallRequest
-		retries    int
-		headers    []string
-		asJSON     bool
-		verbose    bool
-		bodyFile   string
+		req      api.MeshCallRequest
+		retries  int
+		headers  []string
+		asJSON   bool
+		verbose  bool
+		bodyFile string
 	)
 	c := &cobra.Command{
-		Use:   "call NAME [--method M] [--path P] [--data BODY]",
-		Short: "Call a service by name through the mesh and print the answer",
+		Use:     "call NAME [--method M] [--path P] [--data BODY]",
+		Short:   "Call a service by name through the mesh and print the answer",
 		Example: `  constellation mesh call user-service --method GET --path /users/123 --timeout-ms 5000 --retries 3`,
-		Args: cobra.ExactArgs(1),
+		Args:    cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			req.Service = args[0]
 			if c.Flags().Changed("retries") {
