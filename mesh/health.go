@@ -98,18 +98,29 @@ func (c *checker) run(ctx context.Context) {
 	}
 	t := time.NewTimer(0)
 	defer t.Stop()
+	var last time.Time
 	for {
+		kicked := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		case <-c.kick:
+			kicked = true
 		}
 		e, ok := c.m.idx.Load().byKey[c.key]
 		if !ok {
 			return
 		}
 		cfg, _ := c.m.serviceConfig(e.Rec.Namespace, e.Rec.Service)
+		// Wake at least every second so that a shorter interval configured meanwhile
+		// applies at once.
+		interval := time.Duration(cfg.HealthIntervalS) * time.Second
+		if !kicked && !last.IsZero() && time.Since(last) < interval {
+			t.Reset(min(time.Second, interval-time.Since(last)))
+			continue
+		}
+		last = time.Now()
 		okNow, why := c.m.checkOnce(ctx, e, time.Duration(cfg.HealthTimeoutMs)*time.Millisecond)
 		if ctx.Err() != nil {
 			return
@@ -122,7 +133,7 @@ func (c *checker) run(ctx context.Context) {
 			}
 			c.m.setHealth(c.key, h.healthy, reason)
 		}
-		t.Reset(time.Duration(cfg.HealthIntervalS) * time.Second)
+		t.Reset(min(time.Second, interval))
 	}
 }
 

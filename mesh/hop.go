@@ -26,6 +26,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/internal/fsutil"
 	"github.com/rads-lang/constellation/p2p"
 )
@@ -73,14 +74,14 @@ func parseHop(h http.Header, self string) (hopReq, error) {
 	if len(parts) != 4 || parts[0] != self {
 		return r, fmt.Errorf("%w: endpoint %q is not hosted by this node", ErrBadRequest, ep[0])
 	}
-	if _, err := normNamespace(parts[1]); err != nil || validName("service", parts[2]) != nil || parts[3] == "" {
+	if !api.ValidNamespace(parts[1]) || validName("service", parts[2]) != nil || parts[3] == "" || len(parts[3]) > 80 {
 		return r, fmt.Errorf("%w: endpoint %q is malformed", ErrBadRequest, ep[0])
 	}
 	ns, name, ok := strings.Cut(ca[0], "/")
 	if !ok {
 		return r, fmt.Errorf("%w: caller %q: want NAMESPACE/NAME", ErrBadRequest, ca[0])
 	}
-	if _, err := normNamespace(ns); err != nil || ns == "" {
+	if !api.ValidNamespace(ns) {
 		return r, fmt.Errorf("%w: caller %q: bad namespace", ErrBadRequest, ca[0])
 	}
 	if name != "" && validName("caller", name) != nil {

@@ -126,3 +126,6 @@ func spanView(sc trace.SpanContext) api.MeshSpan {
 	otelProp.Inject(trace.ContextWithSpanContext(context.Background(), sc), propagation.HeaderCarrier(h))
 	return api.MeshSpan{TraceID: sc.TraceID().String(), SpanID: sc.SpanID().String(), Traceparent: h.Get("Traceparent")}
 }
+
+// StartSpan starts, annotates or ends an instance's span (POST /v1/mesh/spans).
+func (m *Service) StartSpan(req api.MeshSpanRequest) (api.MeshSpan, error) { return m.spans.handle(req) }

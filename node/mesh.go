@@ -7,7 +7,8 @@ import (
 // newMesh builds the service mesh with adapters to the instance service and the scheduler
 // (both built after it: the mesh's address goes into every instance's environment).
 func (n *Node) newMesh() (*mesh.Service, error) {
-	return mesh.New(n.ctx, mesh.Config{Name: n.cfg.Node, Labels: n.cfg.Labels, DataDir: n.cfg.DataDir, ListenAddr: n.cfg.MeshListen},
+	return mesh.New(n.ctx, mesh.Config{Name: n.cfg.Node, Labels: n.cfg.Labels, DataDir: n.cfg.DataDir, ListenAddr: n.cfg.MeshListen,
+		TracerProvider: n.cfg.MeshTracerProvider},
 		n.host, n.st, n.members, meshInstances{n}, meshDeployments{n}, n.events, n.api, n.log)
 }
 
