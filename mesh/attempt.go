@@ -3,11 +3,13 @@ package mesh
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
 
+	"github.com/libp2p/go-libp2p/core/network"
 	"go.opentelemetry.io/otel/propagation"
 )
 
@@ -115,7 +117,11 @@ func (m *Service) send(ctx context.Context, cs *callSpec, e Endpoint) (*http.Res
 // notReached reports whether a transport error means the request never left this node
 // (the hop stream or the connection could not be opened).
 func notReached(err error) bool {
+	var se *network.StreamError
+	if errors.As(err, &se) && (se.ErrorCode == network.StreamResourceLimitExceeded || se.ErrorCode == network.StreamProtocolNegotiationFailed) {
+		return true // the far node refused the stream before reading the request
+	}
 	s := err.Error()
 	return strings.Contains(s, "dial") || strings.Contains(s, "connection refused") || strings.Contains(s, "open stream") ||
-		strings.Contains(s, "no addresses") || strings.Contains(s, "protocols not supported")
+		strings.Contains(s, "no addresses") || strings.Contains(s, "code: 0x1002") || strings.Contains(s, "protocols not supported")
 }

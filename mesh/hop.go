@@ -237,8 +237,7 @@ func (m *Service) forwardLocal(w http.ResponseWriter, r *http.Request, e Endpoin
 			pr.Out.Host = pr.In.Host
 			pr.Out.Header.Del(hdrEndpoint)
 		},
-		Transport:     m.pool.localTransport(e),
-		FlushInterval: -1,
+		Transport: m.pool.localTransport(e),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			hopFail(w, http.StatusBadGateway, fmt.Sprintf("endpoint %s (%s): %v", e.ID(), e.Addr(), shortErr(err)))
 		},
@@ -327,6 +326,12 @@ type pool struct {
 
 type peerTransports struct{ h1, h2 *http.Transport }
 
+// maxStreamsPerPeer bounds the HTTP/1.1 hop streams open to one node (busy and idle): the
+// libp2p resource manager admits 64 inbound streams of one protocol from one peer on a
+// small machine, so more concurrent requests wait for a stream instead of being reset.
+// Upgraded (WebSocket) and CONNECT streams are not pooled and not counted here.
+const maxStreamsPerPeer = 48
+
 func newPool(m *Service) *pool {
 	p := &pool{m: m, peers: map[peer.ID]*peerTransports{}}
 	p.local = &http.Transport{MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second, DisableCompression: true,
@@ -369,8 +374,8 @@ func (p *pool) remote(id peer.ID, h2 bool) *http.Transport {
 		var h2p http.Protocols
 		h2p.SetUnencryptedHTTP2(true)
 		pt = &peerTransports{
-			h1: &http.Transport{DialContext: dial, MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second, DisableCompression: true,
-				ResponseHeaderTimeout: 0},
+			h1: &http.Transport{DialContext: dial, MaxConnsPerHost: maxStreamsPerPeer, MaxIdleConnsPerHost: maxStreamsPerPeer,
+				IdleConnTimeout: 90 * time.Second, DisableCompression: true},
 			h2: &http.Transport{DialContext: dial, Protocols: &h2p, IdleConnTimeout: 90 * time.Second, DisableCompression: true},
 		}
 		p.peers[id] = pt

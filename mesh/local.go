@@ -103,8 +103,7 @@ func (ll *localListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			pr.Out.URL.Scheme, pr.Out.URL.Host = "http", name+".mesh"
 			pr.Out.Host = r.Host
 		},
-		Transport:     callTransport{m: m, spec: spec},
-		FlushInterval: -1,
+		Transport: callTransport{m: m, spec: spec},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			st, code, msg := httpapi.Status(err)
 			w.Header().Set("X-Mesh-Error-Code", code)

@@ -128,4 +128,6 @@ func spanView(sc trace.SpanContext) api.MeshSpan {
 }
 
 // StartSpan starts, annotates or ends an instance's span (POST /v1/mesh/spans).
-func (m *Service) StartSpan(req api.MeshSpanRequest) (api.MeshSpan, error) { return m.spans.handle(req) }
+func (m *Service) StartSpan(req api.MeshSpanRequest) (api.MeshSpan, error) {
+	return m.spans.handle(req)
+}
