@@ -569,3 +569,53 @@ func TestMeshDeadlineAndValidation(t *testing.T) {
 	_ = math.Abs
 	_ = mesh.CollEndpoints
 }
+
+// TestMeshDeploymentRegistersInstances deploys with --service: every instance is registered
+// by the node running it, an instance that exits is unhealthy at once, and the endpoints go
+// with the deployment.
+func TestMeshDeploymentRegistersInstances(t *testing.T) {
+	ns := startSchedClusterCfg(t, 3, func(_ int, c *Config) { c.ClusterKey = "mesh-test-key" })
+	_, port := echoServer(t, "inst") // stands for the instances' port (they share the host network)
+	if _, _, err := ns[0].sched.Deploy(api.DeploymentSpec{Name: "web", Instances: 3, CPUPercent: 1, RAMMB: 16,
+		Command: []string{"sleep", "1000"}, Service: "web-svc", ServicePort: port, HealthCheck: "/health"}); err != nil {
+		t.Fatal(err)
+	}
+	waitHealthy(t, ns[0].testNode, "", "web-svc", 3)
+	eps, _ := ns[0].Mesh().Endpoints("", "web-svc")
+	nodes := map[string]bool{}
+	for _, e := range eps {
+		nodes[e.Node] = true
+		if !strings.HasPrefix(e.Instance, "web-") {
+			t.Errorf("endpoint %+v is not a deployment instance", e)
+		}
+	}
+	if len(nodes) != 3 {
+		t.Errorf("endpoints on %v; want the 3 nodes running the instances", nodes)
+	}
+	// An instance that exits: its endpoint is unhealthy at once (no threshold wait).
+	var victim api.MeshEndpoint
+	for _, e := range eps {
+		if e.Node == "n1" {
+			victim = e
+		}
+	}
+	if err := ns[1].fake().Exit(victim.Instance, 1); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "exited instance unhealthy on n0", func() bool {
+		eps, _ := ns[0].Mesh().Endpoints("", "web-svc")
+		for _, e := range eps {
+			if e.Instance == victim.Instance {
+				return e.Health == "unhealthy" && strings.Contains(e.Reason, victim.Instance)
+			}
+		}
+		return false
+	})
+	if err := ns[0].sched.Undeploy("web"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "endpoints removed with the deployment", func() bool {
+		_, _, ok := ns[0].Mesh().Resolve("", "web-svc")
+		return !ok
+	})
+}
