@@ -90,6 +90,9 @@ func parseHop(h http.Header, self string) (hopReq, error) {
 	return hopReq{endpoint: ep[0], callerNS: ns, caller: name, targetNS: parts[1], service: parts[2]}, nil
 }
 
+// peerKey holds the calling member's peer ID in a hop connection's context.
+type peerKey struct{}
+
 // hopServer serves the hop protocol.
 type hopServer struct {
 	m   *Service
@@ -109,7 +112,13 @@ func startHop(m *Service) (*hopServer, error) {
 	protos.SetUnencryptedHTTP2(true)
 	h.srv = &http.Server{Handler: http.HandlerFunc(h.serve), Protocols: &protos, ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10, ErrorLog: nil,
-		BaseContext: func(net.Listener) context.Context { return m.ctx }}
+		BaseContext: func(net.Listener) context.Context { return m.ctx },
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if a, ok := c.RemoteAddr().(p2p.Addr); ok {
+				return context.WithValue(ctx, peerKey{}, a.Peer)
+			}
+			return ctx
+		}}
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
@@ -140,8 +149,8 @@ func (h *hopServer) serve(w http.ResponseWriter, r *http.Request) {
 		hopFail(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	from, err := peer.Decode(r.RemoteAddr)
-	if err != nil {
+	from, ok := r.Context().Value(peerKey{}).(peer.ID)
+	if !ok {
 		hopFail(w, http.StatusForbidden, "caller is not a member")
 		return
 	}
@@ -238,6 +247,7 @@ func (m *Service) forwardLocal(w http.ResponseWriter, r *http.Request, e Endpoin
 			pr.Out.Header.Del(hdrEndpoint)
 		},
 		Transport: m.pool.localTransport(e),
+		BufferPool: proxyBuffers,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			hopFail(w, http.StatusBadGateway, fmt.Sprintf("endpoint %s (%s): %v", e.ID(), e.Addr(), shortErr(err)))
 		},
@@ -540,3 +550,12 @@ func (m *Service) loadTLS() {
 }
 
 var errHop = errors.New("mesh: hop failed")
+
+// bufPool lends the proxies their copy buffers (httputil.ReverseProxy allocates 32 KiB
+// per response without one: most of the mesh's garbage under load).
+type bufPool struct{ p sync.Pool }
+
+var proxyBuffers = &bufPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+
+func (b *bufPool) Get() []byte  { return *(b.p.Get().(*[]byte)) }
+func (b *bufPool) Put(x []byte) { b.p.Put(&x) }

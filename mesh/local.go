@@ -104,6 +104,7 @@ func (ll *localListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			pr.Out.Host = r.Host
 		},
 		Transport: callTransport{m: m, spec: spec},
+		BufferPool: proxyBuffers,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			st, code, msg := httpapi.Status(err)
 			w.Header().Set("X-Mesh-Error-Code", code)

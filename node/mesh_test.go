@@ -143,9 +143,12 @@ func TestMeshBalancersSpreadAcrossNodes(t *testing.T) {
 		if lb == "round_robin" {
 			limit = 0.5 // exact alternation, give or take one
 		}
-		if lb == "least_conn" || lb == "p2c_ewma" {
+		if lb == "p2c_ewma" {
+			continue // prefers the faster endpoint by design: every call must just succeed
+		}
+		if lb == "least_conn" {
 			if got["a"] == 0 || got["b"] == 0 {
-				t.Errorf("%s: %v: one endpoint got nothing", lb, got)
+				t.Errorf("%s: %v: one endpoint got nothing (sequential calls tie on zero in flight)", lb, got)
 			}
 			continue
 		}
