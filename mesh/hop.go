@@ -246,7 +246,7 @@ func (m *Service) forwardLocal(w http.ResponseWriter, r *http.Request, e Endpoin
 			pr.Out.Host = pr.In.Host
 			pr.Out.Header.Del(hdrEndpoint)
 		},
-		Transport: m.pool.localTransport(e),
+		Transport:  m.pool.localTransport(e),
 		BufferPool: proxyBuffers,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			hopFail(w, http.StatusBadGateway, fmt.Sprintf("endpoint %s (%s): %v", e.ID(), e.Addr(), shortErr(err)))

@@ -103,7 +103,7 @@ func (ll *localListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			pr.Out.URL.Scheme, pr.Out.URL.Host = "http", name+".mesh"
 			pr.Out.Host = r.Host
 		},
-		Transport: callTransport{m: m, spec: spec},
+		Transport:  callTransport{m: m, spec: spec},
 		BufferPool: proxyBuffers,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			st, code, msg := httpapi.Status(err)
