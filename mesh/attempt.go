@@ -76,6 +76,7 @@ func (m *Service) send(ctx context.Context, cs *callSpec, e Endpoint) (*http.Res
 		out.ContentLength = 0
 	}
 	otelProp.Inject(ctx, propagation.HeaderCarrier(out.Header))
+	out.Header.Set(hdrCaller, cs.callerNS+"/"+cs.caller) // verified: the endpoint may rely on it
 	var rt http.RoundTripper
 	if e.Peer == m.self {
 		if ok, why := m.Allowed(cs.callerNS, cs.caller, e.Rec.Namespace, e.Rec.Service); !ok {
@@ -89,7 +90,6 @@ func (m *Service) send(ctx context.Context, cs *callSpec, e Endpoint) (*http.Res
 		rt = m.pool.localTransport(e)
 	} else {
 		out.Header.Set(hdrEndpoint, e.Key)
-		out.Header.Set(hdrCaller, cs.callerNS+"/"+cs.caller)
 		rt = m.pool.remote(e.Peer, cs.h2 || e.Rec.Protocol == "grpc")
 	}
 	resp, err := rt.RoundTrip(out)

@@ -272,6 +272,12 @@ func (m *Service) followInstances() {
 }
 
 func (m *Service) instanceChanged(name, status string) {
+	switch status {
+	case "removed":
+		m.detachSocket(name)
+	case api.InstanceRunning:
+		m.attachSocket(name)
+	}
 	ix := m.idx.Load()
 	var gone []string
 	for k, e := range ix.byKey {
@@ -318,6 +324,9 @@ func (m *Service) syncDeployments() {
 	}
 	for _, in := range m.localInstances() {
 		m.registerDeployment(in)
+		if i, ok := m.insts.LookupInstance(in); ok && i.Status == api.InstanceRunning {
+			m.attachSocket(in)
+		}
 	}
 }
 

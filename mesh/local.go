@@ -81,22 +81,27 @@ func meshTarget(r *http.Request) (ns, name, rest string, ok bool) {
 }
 
 func (ll *localListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	m := ll.m
+	ll.m.serveEntry(w, r, "default", "")
+}
+
+// serveEntry serves one request of an entry point made by caller (NAMESPACE, NAME; NAME
+// empty: no service identity). A name without namespace resolves in the caller's.
+func (m *Service) serveEntry(w http.ResponseWriter, r *http.Request, callerNS, caller string) {
 	ns, name, rest, ok := meshTarget(r)
 	if !ok {
 		http.Error(w, "mesh: name a service: Host: NAME.mesh, or a path /NAME/...", http.StatusBadRequest)
 		return
 	}
 	if ns == "" {
-		ns = "default"
+		ns = callerNS
 	}
 	if r.Method == http.MethodConnect {
-		ll.tunnel(w, r, ns, name)
+		m.tunnel(w, r, ns, name, callerNS, caller)
 		return
 	}
 	r.URL.Path = rest
 	r.URL.RawPath = ""
-	spec := &callSpec{ns: ns, service: name, callerNS: "default", in: r, idempotent: idempotentMethod(r.Method),
+	spec := &callSpec{ns: ns, service: name, callerNS: callerNS, caller: caller, in: r, idempotent: idempotentMethod(r.Method),
 		key: clientKey(r), h2: r.ProtoMajor == 2}
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -124,10 +129,9 @@ func clientKey(r *http.Request) string {
 }
 
 // tunnel answers CONNECT NAME.mesh:PORT with a raw TCP connection to an endpoint.
-func (ll *localListener) tunnel(w http.ResponseWriter, r *http.Request, ns, name string) {
-	m := ll.m
+func (m *Service) tunnel(w http.ResponseWriter, r *http.Request, ns, name, callerNS, caller string) {
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
-	c, e, err := m.calls.dialService(ctx, ns, name, "default", "", clientKey(r))
+	c, e, err := m.calls.dialService(ctx, ns, name, callerNS, caller, clientKey(r))
 	cancel()
 	if err != nil {
 		st, _, msg := httpapi.Status(err)

@@ -145,6 +145,7 @@ type Service struct {
 	pool    *pool
 	local   *localListener
 	calls   *caller
+	isocks  instSockets
 
 	wg   sync.WaitGroup
 	stop chan struct{}
@@ -172,7 +173,7 @@ func New(ctx context.Context, cfg Config, h Host, st *state.Store, members Membe
 	}
 	m := &Service{cfg: cfg, ctx: ctx, host: h, st: st, members: members, insts: insts, deps: deps, bus: bus,
 		log: log.With("svc", "mesh"), self: h.ID(), now: cfg.Now, tracer: tp.Tracer("github.com/rads-lang/constellation/mesh"),
-		checks: map[string]*checker{}, stop: make(chan struct{})}
+		checks: map[string]*checker{}, stop: make(chan struct{}), isocks: instSockets{socks: map[string]*instSocket{}}}
 	var err error
 	if m.metrics, err = newMetrics(reg, cfg.Now); err != nil {
 		return nil, err
@@ -204,10 +205,14 @@ func (m *Service) LocalAddr() string {
 
 // Env is what the mesh adds to every instance's environment.
 func (m *Service) Env() map[string]string {
-	if m.local == nil {
-		return nil
+	env := map[string]string{}
+	if _, ok := m.insts.(RunSockets); ok {
+		env["CONSTELLATION_MESH_SOCKET"] = socketInside
 	}
-	return map[string]string{"CONSTELLATION_MESH": m.local.addr}
+	if m.local != nil {
+		env["CONSTELLATION_MESH"] = m.local.addr
+	}
+	return env
 }
 
 // Start serves the hop protocol and the local entry point and starts health checking.
@@ -243,6 +248,7 @@ func (m *Service) Close() {
 	if m.local != nil {
 		m.local.close()
 	}
+	m.closeSockets()
 	if m.hop != nil {
 		m.hop.close()
 	}

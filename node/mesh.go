@@ -1,6 +1,8 @@
 package node
 
 import (
+	"net"
+
 	"github.com/rads-lang/constellation/mesh"
 )
 
@@ -51,4 +53,9 @@ func (a meshDeployments) ServiceOf(instance string) (mesh.DeploymentService, boo
 	}
 	dep, svc, ns, proto, hc, port, ok := a.n.sched.MeshService(instance)
 	return mesh.DeploymentService{Deployment: dep, Service: svc, Namespace: ns, Protocol: proto, HealthCheck: hc, Port: port}, ok
+}
+
+// ListenRunSocket opens the mesh's socket in a local instance's run directory.
+func (a meshInstances) ListenRunSocket(name, file string) (net.Listener, string, error) {
+	return a.n.instances.ListenRunSocket(name, file)
 }

@@ -595,6 +595,31 @@ func TestMeshDeploymentRegistersInstances(t *testing.T) {
 	if len(nodes) != 3 {
 		t.Errorf("endpoints on %v; want the 3 nodes running the instances", nodes)
 	}
+	// An instance calls through its own socket (CONSTELLATION_MESH_SOCKET) with its identity.
+	var caller api.MeshEndpoint
+	for _, e := range eps {
+		if e.Node == "n2" {
+			caller = e
+		}
+	}
+	var sock string
+	waitFor(t, 10*time.Second, "the instance's mesh socket", func() bool {
+		sock = ns[2].Mesh().InstanceSocket(caller.Instance)
+		return sock != ""
+	})
+	uc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", sock)
+	}}}
+	resp, err := uc.Get("http://web-svc.mesh/hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(b), "caller=default/web-svc") {
+		t.Errorf("call through the instance socket: %d %q; want the caller default/web-svc", resp.StatusCode, b)
+	}
 	// An instance that exits: its endpoint is unhealthy at once (no threshold wait).
 	var victim api.MeshEndpoint
 	for _, e := range eps {
