@@ -14,22 +14,26 @@ import (
 // ejections, plus the service's retry budget and latency quantile. It is safe
 // for concurrent use. Create one per service with New.
 type Balancer struct {
-	mu     sync.Mutex
-	cfg    Config
-	clock  Clock
-	rng    *rand.Rand
-	eps    map[string]*epState
-	known  int // candidates in the latest Pick (for the ejection cap)
-	rr     uint64
-	picks  uint64
-	budget budget
-	lat    quantile
-	events []Event
+	mu    sync.Mutex
+	cfg   Config
+	clock Clock
+	rng   *rand.Rand
+	eps   map[string]*epState
+	known int // candidates in the latest Pick (for the ejection cap)
+	// lastSweep is when states of endpoints no longer seen were last dropped.
+	lastSweep time.Time
+	rr        uint64
+	picks     uint64
+	budget    budget
+	lat       quantile
+	events    []Event
 
 	// scratch, reused under mu
-	cand []int
-	st   []*epState
-	alt  []int
+	cand    []int
+	st      []*epState // state of each candidate of the latest Pick
+	lastIDs []string   // their IDs
+	alt     []int
+	tiers   []int8
 
 	wg     sync.WaitGroup // hedge and abandoned attempts still running (Do)
 	closed atomic.Bool
@@ -135,7 +139,9 @@ func (b *Balancer) Config() Config {
 // abandoned at the deadline) to return. Do and Pick fail with ErrClosed
 // afterwards.
 func (b *Balancer) Close() {
-	b.closed.Store(true)
+	b.mu.Lock()
+	b.closed.Store(true) // under mu: no wg.Add can follow
+	b.mu.Unlock()
 	b.wg.Wait()
 }
 
@@ -192,6 +198,9 @@ func (b *Balancer) state(id string, now time.Time) *epState {
 const staleAfter = 10 * time.Minute
 
 func (b *Balancer) sweep(now time.Time) {
+	for _, st := range b.st[:len(b.lastIDs)] {
+		st.lastSeen = now // the cached candidates are in use
+	}
 	for id, st := range b.eps {
 		if st.inflight == 0 && now.Sub(st.lastSeen) > staleAfter {
 			delete(b.eps, id)
@@ -205,20 +214,28 @@ func (b *Balancer) emit(e Event) {
 	}
 }
 
-// flush hands queued events to OnEvent; call without the lock held.
-func (b *Balancer) flush(evs []Event) {
-	for _, e := range evs {
-		b.cfg.OnEvent(e)
+// pending is a batch of events taken under the lock, with the callback in
+// force then, handed over once the lock is released.
+type pending struct {
+	evs []Event
+	fn  func(Event)
+}
+
+func (p pending) flush() {
+	for _, e := range p.evs {
+		p.fn(e)
 	}
 }
 
-func (b *Balancer) takeEvents() []Event {
+// takeEvents empties the event queue; call with the lock held and flush the
+// result after releasing it.
+func (b *Balancer) takeEvents() pending {
 	if len(b.events) == 0 {
-		return nil
+		return pending{}
 	}
-	evs := b.events
+	p := pending{evs: b.events, fn: b.cfg.OnEvent}
 	b.events = nil
-	return evs
+	return p
 }
 
 func (b *Balancer) done(t *ticket, latency time.Duration, o Outcome) {
@@ -246,7 +263,7 @@ func (b *Balancer) done(t *ticket, latency time.Duration, o Outcome) {
 	}
 	evs := b.takeEvents()
 	b.mu.Unlock()
-	b.flush(evs)
+	evs.flush()
 }
 
 func (b *Balancer) ejectedCount(now time.Time) int {

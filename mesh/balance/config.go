@@ -186,8 +186,8 @@ func (c Config) withDefaults() Config {
 			*d = v
 		}
 	}
-	if c.Policy == "" {
-		c.Policy = RoundRobin
+	if p, err := ParsePolicy(string(c.Policy)); err == nil {
+		c.Policy = p // "" is round_robin; "Least-Conn" is least_conn
 	}
 	if c.Clock == nil {
 		c.Clock = SystemClock()
@@ -232,13 +232,8 @@ func (c Config) Validate() error {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, a...))
 	}
-	if c.Policy != "" {
-		if _, err := ParsePolicy(string(c.Policy)); err != nil || Policy(strings.ToLower(string(c.Policy))) != c.Policy {
-			if err != nil {
-				return err
-			}
-			return bad("Policy %q must be written %q", c.Policy, strings.ToLower(string(c.Policy)))
-		}
+	if _, err := ParsePolicy(string(c.Policy)); err != nil {
+		return err
 	}
 	c = c.withDefaults()
 	switch {

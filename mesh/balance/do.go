@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -253,9 +254,10 @@ func (b *Balancer) backoff(n int) time.Duration {
 //
 // Retryable: a ConnectError always (the endpoint never saw the request);
 // Timeout, ServerError and Failure only for idempotent calls. A response
-// that is not retried (4xx, or a 5xx when no retry is possible) is returned
-// with a nil error; the error is a *CallError when no attempt produced a
-// response, when the deadline passed or when no endpoint was usable.
+// that is not retried (4xx, or a 5xx when no retry is possible: attempts,
+// budget or deadline exhausted) is returned with a nil error; the error is a
+// *CallError when no attempt produced a response, when the deadline passed
+// or when no endpoint was usable.
 //
 // attempt must honour ctx: it is cancelled when the deadline passes, when
 // another attempt won, or at the per-try timeout. Attempts still running when
@@ -282,20 +284,47 @@ func (b *Balancer) Do(ctx context.Context, call CallInfo, candidates []Endpoint,
 	}
 	b.budget.request(start)
 	b.mu.Unlock()
+	_, realClock := clock.(systemClock)
+	if d, ok := ctx.Deadline(); ok && realClock && d.Sub(start) < timeout {
+		timeout = max(d.Sub(start), 0) // the caller's own deadline is shorter
+	}
 	rep.Timeout = timeout
 	if err := ctx.Err(); err != nil {
-		return Result{}, rep, &CallError{Kind: err, Report: rep}
+		return Result{}, rep, &CallError{Kind: ctxKind(err), Report: rep, Last: err}
 	}
 
-	callCtx, cancelCall := context.WithCancelCause(ctx)
-	defer cancelCall(errAbandoned)
-	if _, real := clock.(systemClock); real {
+	// callCtx is the parent of every attempt's ctx. With the system clock it
+	// carries the deadline itself (attempts see it in ctx.Deadline); with
+	// another clock a timer of that clock signals it on deadlineC.
+	var (
+		callCtx    context.Context
+		cancelCall func()
+		deadlineC  <-chan time.Time
+	)
+	if realClock {
 		var cancel context.CancelFunc
-		callCtx, cancel = context.WithDeadlineCause(callCtx, start.Add(timeout), ErrDeadline)
-		defer cancel()
+		callCtx, cancel = context.WithDeadlineCause(ctx, start.Add(timeout), ErrDeadline)
+		cancelCall = cancel
+	} else {
+		c, cancel := context.WithCancelCause(ctx)
+		callCtx, cancelCall = c, func() { cancel(errAbandoned) }
+		t := clock.NewTimer(timeout)
+		defer t.Stop()
+		deadlineC = t.C()
 	}
-	deadline := clock.NewTimer(timeout)
-	defer deadline.Stop()
+	defer cancelCall()
+	callDone := callCtx.Done()
+	// endKind says why callCtx ended: ErrDeadline (the call's or the
+	// caller's deadline) or the caller's cancellation.
+	endKind := func() error {
+		if errors.Is(context.Cause(callCtx), ErrDeadline) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return ErrDeadline
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		return context.Canceled
+	}
 
 	r := &run{ch: make(chan attemptResult, maxAttempts)}
 	defer r.abandon()
@@ -325,9 +354,21 @@ func (b *Balancer) Do(ctx context.Context, call CallInfo, candidates []Endpoint,
 	}
 
 	launch := func(hedge, retry bool) error {
-		ep, tk, err := b.Pick(Request{Key: call.Key, Region: call.Region, Zone: call.Zone, Exclude: exclude}, candidates)
+		ep, tk, err := b.pick(Request{Key: call.Key, Region: call.Region, Zone: call.Zone, Exclude: exclude}, candidates, true)
 		if err != nil {
 			return err
+		}
+		if hedge {
+			// A hedge only helps on another endpoint, and the budget pays for it.
+			refused := slices.Contains(exclude, ep.ID)
+			if !refused && !b.TryRetry() {
+				refused, rep.BudgetExhausted = true, true
+			}
+			if refused {
+				tk.Done(0, Canceled)
+				b.wg.Done()
+				return ErrNoEndpoint
+			}
 		}
 		exclude = append(exclude, ep.ID)
 		idx := len(rep.Attempts)
@@ -335,7 +376,6 @@ func (b *Balancer) Do(ctx context.Context, call CallInfo, candidates []Endpoint,
 		actx, acancel := context.WithCancelCause(callCtx)
 		cancels = append(cancels, acancel)
 		inflight++
-		b.wg.Add(1)
 		go b.runAttempt(r, idx, actx, acancel, ep, tk, attempt, call.PerTryTimeout, clock)
 		if !hedge && inflight == 1 && rep.HedgeDelay > 0 && len(rep.Attempts) < maxAttempts {
 			stopHedge()
@@ -354,7 +394,37 @@ func (b *Balancer) Do(ctx context.Context, call CallInfo, candidates []Endpoint,
 		}
 		return Result{}, rep, ce
 	}
-	var kept *attemptResult // a failed response kept while another attempt runs
+	var kept *attemptResult // the latest 5xx response, returned if nothing better comes
+	// fail ends the call with an error, releasing a kept response.
+	fail := func(kind, last error, noEp *NoEndpointError) (Result, Report, error) {
+		if kept != nil {
+			kept.res.release()
+			kept = nil
+		}
+		finish()
+		return Result{}, rep, &CallError{Kind: kind, Report: rep, Last: last, NoEndpoint: noEp}
+	}
+	// answer ends the call with the kept response when there is one (an
+	// answer of the service beats a gateway error), else fails with kind.
+	answer := func(kind, last error, noEp *NoEndpointError) (Result, Report, error) {
+		if kept != nil {
+			finish()
+			return kept.res, rep, nil
+		}
+		return fail(kind, last, noEp)
+	}
+	// ended handles callCtx's end: the deadline or the caller's cancellation.
+	ended := func(last error) (Result, Report, error) {
+		kind, o := endKind(), Canceled
+		if kind == ErrDeadline {
+			o = Timeout
+		}
+		abandonInflight(o, kind)
+		if kind == ErrDeadline {
+			return answer(kind, last, nil)
+		}
+		return fail(kind, last, nil)
+	}
 	for {
 		select {
 		case ar := <-r.ch:
@@ -380,48 +450,38 @@ func (b *Balancer) Do(ctx context.Context, call CallInfo, candidates []Endpoint,
 				continue
 			}
 			stopHedge()
+			if callCtx.Err() != nil {
+				return ended(ar.err)
+			}
 			retryable := ar.o == ConnectError || (idem && (ar.o == Timeout || ar.o == ServerError || ar.o == Failure))
-			if ar.o == Canceled && ctx.Err() != nil {
-				finish()
-				return Result{}, rep, &CallError{Kind: ctx.Err(), Report: rep, Last: ar.err}
-			}
-			giveUp := func(noEp *NoEndpointError) (Result, Report, error) {
-				finish()
-				if kept != nil {
-					return kept.res, rep, nil
-				}
-				return Result{}, rep, &CallError{Kind: ErrExhausted, Report: rep, Last: ar.err, NoEndpoint: noEp}
-			}
 			if !retryable || len(rep.Attempts) >= maxAttempts {
-				return giveUp(nil)
+				return answer(ErrExhausted, ar.err, nil)
 			}
 			retries++
 			wait := b.backoff(retries)
 			if clock.Now().Add(wait).Sub(start) >= timeout {
-				finish()
-				return Result{}, rep, &CallError{Kind: ErrDeadline, Report: rep, Last: ar.err}
+				return answer(ErrDeadline, ar.err, nil)
 			}
 			if !b.TryRetry() {
 				rep.BudgetExhausted = true
-				return giveUp(nil)
+				return answer(ErrExhausted, ar.err, nil)
 			}
 			if wait > 0 {
 				t := clock.NewTimer(wait)
 				select {
 				case <-t.C():
-				case <-deadline.C():
-					finish()
-					return Result{}, rep, &CallError{Kind: ErrDeadline, Report: rep, Last: ar.err}
-				case <-ctx.Done():
+				case <-deadlineC:
 					t.Stop()
-					finish()
-					return Result{}, rep, &CallError{Kind: ctx.Err(), Report: rep, Last: ar.err}
+					return answer(ErrDeadline, ar.err, nil)
+				case <-callDone:
+					t.Stop()
+					return ended(ar.err)
 				}
 			}
 			if err := launch(false, true); err != nil {
 				var ne *NoEndpointError
 				errors.As(err, &ne)
-				return giveUp(ne)
+				return answer(ErrExhausted, ar.err, ne)
 			}
 			if kept != nil {
 				kept.res.release()
@@ -430,28 +490,24 @@ func (b *Balancer) Do(ctx context.Context, call CallInfo, candidates []Endpoint,
 		case <-hedgeC:
 			hedgeTimer, hedgeC = nil, nil
 			if inflight == 1 && len(rep.Attempts) < maxAttempts {
-				if b.TryRetry() {
-					_ = launch(true, false) // no other usable endpoint: no hedge
-				} else {
-					rep.BudgetExhausted = true
-				}
+				_ = launch(true, false) // no other usable endpoint or no budget: no hedge
 			}
-		case <-deadline.C():
+		case <-deadlineC:
 			abandonInflight(Timeout, ErrDeadline)
-			if kept != nil {
-				kept.res.release()
-			}
-			finish()
-			return Result{}, rep, &CallError{Kind: ErrDeadline, Report: rep}
-		case <-ctx.Done():
-			abandonInflight(Canceled, ctx.Err())
-			if kept != nil {
-				kept.res.release()
-			}
-			finish()
-			return Result{}, rep, &CallError{Kind: ctx.Err(), Report: rep}
+			return answer(ErrDeadline, nil, nil)
+		case <-callDone:
+			return ended(ctx.Err())
 		}
 	}
+}
+
+// ctxKind maps the caller's ctx error to a CallError kind: a passed deadline
+// is ErrDeadline (504) like the call's own.
+func ctxKind(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return ErrDeadline
+	}
+	return err
 }
 
 func (b *Balancer) runAttempt(r *run, idx int, ctx context.Context, cancel context.CancelCauseFunc, ep Endpoint, tk Ticket,

@@ -48,6 +48,9 @@
 // (Request.Zone, within the same region when both carry one), then same
 // region, then all. A tier is left as soon as it has no usable endpoint
 // (down, open breaker, ejected), so failover to the next tier is immediate.
+// Locality is strict: a single healthy local endpoint takes all of this
+// node's calls however loaded it is (its breaker and ejection still protect
+// it from failures); set DisableLocality to spread calls over the cluster.
 //
 // # Policies (Config.Policy, default round_robin)
 //
@@ -60,7 +63,10 @@
 //     (the client IP or any session key) over endpoint IDs, weighted as
 //     w/-ln(u). The same key maps to the same endpoint on every node; adding
 //     or removing an endpoint only moves the keys that belong to it (about
-//     1/n of them). An empty key falls back to random.
+//     1/n of them). An empty key falls back to random. With locality on,
+//     the hash runs over the caller's best tier, so callers on different
+//     nodes or zones agree only when their tiers hold the same endpoints
+//     (set DisableLocality for cluster-wide stickiness).
 //   - p2c_ewma: power of two choices (two distinct random endpoints) on
 //     latency*(in-flight+1)/weight, where latency is a peak-sensitive EWMA
 //     (Finagle's PeakEwma, Linkerd's balancer): a slower sample replaces the

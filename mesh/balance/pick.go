@@ -79,24 +79,34 @@ func (e *NoEndpointError) Is(target error) bool { return target == ErrNoEndpoint
 // remain, ejection is ignored (Envoy's panic mode). The returned Ticket must
 // be completed with Done when the request ends.
 func (b *Balancer) Pick(req Request, candidates []Endpoint) (Endpoint, Ticket, error) {
+	return b.pick(req, candidates, false)
+}
+
+// pick is Pick; with track (Do), it also registers the attempt goroutine
+// about to start in b.wg, under the lock so that Close cannot miss it.
+func (b *Balancer) pick(req Request, candidates []Endpoint, track bool) (Endpoint, Ticket, error) {
+	b.mu.Lock()
 	if b.closed.Load() {
+		b.mu.Unlock()
 		return Endpoint{}, Ticket{}, ErrClosed
 	}
-	b.mu.Lock()
 	now := b.clock.Now()
 	i, st, err := b.pickLocked(&req, candidates, now)
 	if err != nil {
 		evs := b.takeEvents()
 		b.mu.Unlock()
-		b.flush(evs)
+		evs.flush()
 		return Endpoint{}, Ticket{}, err
 	}
 	t := &ticket{b: b, st: st}
 	t.gen, t.probe = st.br.admit(&b.cfg.Breaker)
 	st.inflight++
+	if track {
+		b.wg.Add(1)
+	}
 	evs := b.takeEvents()
 	b.mu.Unlock()
-	b.flush(evs)
+	evs.flush()
 	return candidates[i], Ticket{t}, nil
 }
 
@@ -106,15 +116,16 @@ func (b *Balancer) pickLocked(req *Request, cands []Endpoint, now time.Time) (in
 	}
 	b.known = len(cands)
 	b.picks++
-	if b.picks%1024 == 0 || len(b.eps) > 4*len(cands)+64 {
+	if now.Sub(b.lastSweep) >= time.Minute {
 		b.sweep(now)
+		b.lastSweep = now
 	}
-	b.cand, b.st = b.cand[:0], b.st[:0]
+	b.cand = b.cand[:0]
+	b.states(cands, now)
 	ejectedOnly := 0
 	for i := range cands {
 		ep := &cands[i]
-		st := b.state(ep.ID, now)
-		b.st = append(b.st, st)
+		st := b.st[i]
 		if ep.Down != "" {
 			continue
 		}
@@ -168,6 +179,30 @@ func (b *Balancer) pickLocked(req *Request, cands []Endpoint, now time.Time) (in
 	return i, b.st[i], nil
 }
 
+// states fills b.st with the state of each candidate. The candidates are
+// usually the same list as in the previous Pick: then the states are reused
+// without map lookups.
+func (b *Balancer) states(cands []Endpoint, now time.Time) {
+	if len(cands) == len(b.lastIDs) {
+		same := true
+		for i := range cands {
+			if cands[i].ID != b.lastIDs[i] {
+				same = false
+				break
+			}
+		}
+		if same {
+			b.st = b.st[:len(cands)]
+			return
+		}
+	}
+	b.st, b.lastIDs = b.st[:0], b.lastIDs[:0]
+	for i := range cands {
+		b.st = append(b.st, b.state(cands[i].ID, now))
+		b.lastIDs = append(b.lastIDs, cands[i].ID)
+	}
+}
+
 // tier ranks an endpoint's locality relative to the caller: 3 same node, 2
 // same zone (and region, when both are labelled), 1 same region, 0 other.
 func tier(req *Request, ep *Endpoint) int {
@@ -184,15 +219,18 @@ func tier(req *Request, ep *Endpoint) int {
 
 func (b *Balancer) filterLocality(req *Request, cands []Endpoint) {
 	best := 0
+	b.tiers = b.tiers[:0]
 	for _, i := range b.cand {
-		best = max(best, tier(req, &cands[i]))
+		t := tier(req, &cands[i])
+		b.tiers = append(b.tiers, int8(t))
+		best = max(best, t)
 	}
 	if best == 0 {
 		return
 	}
 	n := 0
-	for _, i := range b.cand {
-		if tier(req, &cands[i]) == best {
+	for k, i := range b.cand {
+		if int(b.tiers[k]) == best {
 			b.cand[n] = i
 			n++
 		}
