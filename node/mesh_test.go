@@ -647,3 +647,53 @@ func TestMeshDeploymentRegistersInstances(t *testing.T) {
 		return !ok
 	})
 }
+
+// TestMeshHedgingCutsSlowEndpoint: once the service's p95 is known, an idempotent call stuck
+// on a slow endpoint is hedged on the other, and the hedge answers.
+func TestMeshHedgingCutsSlowEndpoint(t *testing.T) {
+	ns := meshCluster(t, nil)
+	var slow atomic.Bool
+	mk := func(name string, slowed bool) int {
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if slowed && slow.Load() && r.URL.Path != "/health" {
+				select {
+				case <-time.After(3 * time.Second):
+				case <-r.Context().Done():
+					return
+				}
+			}
+			io.WriteString(w, name)
+		}))
+		t.Cleanup(s.Close)
+		return s.Listener.Addr().(*net.TCPAddr).Port
+	}
+	register(t, ns[1], api.MeshRegisterRequest{Name: "search", Port: mk("fast", false), HealthCheck: "/health"})
+	register(t, ns[2], api.MeshRegisterRequest{Name: "search", Port: mk("slow", true), HealthCheck: "/health"})
+	waitHealthy(t, ns[0], "", "search", 2)
+	m := ns[0].Mesh()
+	req := httptest.NewRequest("POST", "/v1/mesh/call", nil)
+	for i := 0; i < 60; i++ { // the latency history hedging needs (p95)
+		if _, err := m.Call(req, api.MeshCallRequest{Service: "search"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slow.Store(true)
+	hedged := 0
+	for i := 0; i < 10; i++ {
+		res, err := m.Call(req, api.MeshCallRequest{Service: "search", TimeoutMs: 2000})
+		if err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+		if res.Body != "fast" {
+			t.Fatalf("call %d answered by %q after %v", i, res.Body, res.Attempts)
+		}
+		for _, a := range res.Attempts {
+			if a.Hedge {
+				hedged++
+			}
+		}
+	}
+	if hedged == 0 {
+		t.Error("no call was hedged although half went to the slow endpoint first")
+	}
+}
