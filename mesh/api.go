@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -261,4 +260,3 @@ func validHeader(k string) bool {
 	}) < 0
 }
 
-var _ = strconv.Itoa

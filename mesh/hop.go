@@ -6,9 +6,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -111,7 +111,7 @@ func startHop(m *Service) (*hopServer, error) {
 	protos.SetHTTP1(true)
 	protos.SetUnencryptedHTTP2(true)
 	h.srv = &http.Server{Handler: http.HandlerFunc(h.serve), Protocols: &protos, ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10, ErrorLog: nil,
+		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(m.log.Handler(), slog.LevelDebug),
 		BaseContext: func(net.Listener) context.Context { return m.ctx },
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			if a, ok := c.RemoteAddr().(p2p.Addr); ok {
@@ -549,7 +549,6 @@ func (m *Service) loadTLS() {
 	m.tlsConf.Store(st)
 }
 
-var errHop = errors.New("mesh: hop failed")
 
 // bufPool lends the proxies their copy buffers (httputil.ReverseProxy allocates 32 KiB
 // per response without one: most of the mesh's garbage under load).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -43,7 +44,8 @@ func listenLocal(m *Service, addr string) (*localListener, error) {
 	protos.SetHTTP1(true)
 	protos.SetUnencryptedHTTP2(true)
 	ll.srv = &http.Server{Handler: ll, Protocols: &protos, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-		MaxHeaderBytes: 64 << 10, BaseContext: func(net.Listener) context.Context { return m.ctx }}
+		MaxHeaderBytes: 64 << 10, BaseContext: func(net.Listener) context.Context { return m.ctx },
+		ErrorLog: slog.NewLogLogger(m.log.Handler(), slog.LevelDebug)}
 	return ll, nil
 }
 
