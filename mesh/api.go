@@ -259,4 +259,3 @@ func validHeader(k string) bool {
 		return !(r == '-' || r >= '0' && r <= '9' || r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z')
 	}) < 0
 }
-

@@ -332,15 +332,15 @@ func (t callTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 // dialService opens a raw TCP connection to an endpoint of a service (CONNECT).
-func (c *caller) dialService(ctx context.Context, ns, name, callerNS, callerName, key string) (net.Conn, Endpoint, error) {
+func (c *caller) dialService(ctx context.Context, ns, name, callerNS, callerName, key string) (net.Conn, error) {
 	m := c.m
 	eps, cfg, ok := m.Resolve(ns, name)
 	if !ok {
-		return nil, Endpoint{}, unknownService(m, ns, name)
+		return nil, unknownService(m, ns, name)
 	}
 	b, err := c.balancer(ns+"/"+name, cfg)
 	if err != nil {
-		return nil, Endpoint{}, err
+		return nil, err
 	}
 	byKey := map[string]Endpoint{}
 	for _, e := range eps {
@@ -358,10 +358,10 @@ func (c *caller) dialService(ctx context.Context, ns, name, callerNS, callerName
 		return balance.Result{Value: conn, Release: func() { conn.Close() }}, nil
 	})
 	if err != nil {
-		return nil, Endpoint{}, callError(cs, err)
+		return nil, callError(cs, err)
 	}
 	if e, ok := res.Value.(error); ok {
-		return nil, Endpoint{}, e
+		return nil, e
 	}
-	return res.Value.(net.Conn), Endpoint{}, nil
+	return res.Value.(net.Conn), nil
 }

@@ -110,7 +110,7 @@ func startHop(m *Service) (*hopServer, error) {
 	var protos http.Protocols
 	protos.SetHTTP1(true)
 	protos.SetUnencryptedHTTP2(true)
-	h.srv = &http.Server{Handler: http.HandlerFunc(h.serve), Protocols: &protos, ReadHeaderTimeout: 10 * time.Second,
+	h.srv = &http.Server{Handler: m.served.wrap(http.HandlerFunc(h.serve)), Protocols: &protos, ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(m.log.Handler(), slog.LevelDebug),
 		BaseContext: func(net.Listener) context.Context { return m.ctx },
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
@@ -265,18 +265,23 @@ func (m *Service) tunnelLocal(w http.ResponseWriter, r *http.Request, e Endpoint
 		hopFail(w, http.StatusBadGateway, fmt.Sprintf("endpoint %s: %v", e.ID(), shortErr(err)))
 		return
 	}
+	m.serveTunnel(w, r, c)
+}
+
+// serveTunnel answers a CONNECT whose far end c is open: 200, then bytes both ways until
+// both directions end or the node shuts down. c is closed on return.
+func (m *Service) serveTunnel(w http.ResponseWriter, r *http.Request, c net.Conn) {
 	defer c.Close()
 	if r.ProtoMajor == 2 { // h2 CONNECT: the request body and response body are the tunnel
 		w.WriteHeader(http.StatusOK)
 		http.NewResponseController(w).Flush()
-		splice(c, struct {
+		m.splice(c, struct {
 			io.Reader
 			io.Writer
-		}{r.Body, flushWriter{w}})
+		}{r.Body, flushWriter{w}}, r.Body)
 		return
 	}
-	rc := http.NewResponseController(w)
-	conn, brw, err := rc.Hijack()
+	conn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		hopFail(w, http.StatusInternalServerError, "hijack: "+err.Error())
 		return
@@ -290,10 +295,10 @@ func (m *Service) tunnelLocal(w http.ResponseWriter, r *http.Request, e Endpoint
 	if brw != nil && brw.Reader.Buffered() > 0 {
 		src = io.MultiReader(io.LimitReader(brw.Reader, int64(brw.Reader.Buffered())), conn)
 	}
-	splice(c, struct {
+	m.splice(c, struct {
 		io.Reader
 		io.Writer
-	}{src, conn})
+	}{src, conn}, conn)
 }
 
 type flushWriter struct{ w http.ResponseWriter }
@@ -304,8 +309,14 @@ func (f flushWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
-// splice copies both ways until both directions end.
-func splice(a net.Conn, b io.ReadWriter) {
+// splice copies both ways until both directions end; the node's shutdown closes a and
+// bc (b's closer) so that a tunnel never outlives it.
+func (m *Service) splice(a net.Conn, b io.ReadWriter, bc io.Closer) {
+	stop := context.AfterFunc(m.ctx, func() {
+		a.Close()
+		bc.Close()
+	})
+	defer stop()
 	done := make(chan struct{})
 	go func() {
 		io.Copy(a, b)
@@ -548,7 +559,6 @@ func (m *Service) loadTLS() {
 	}
 	m.tlsConf.Store(st)
 }
-
 
 // bufPool lends the proxies their copy buffers (httputil.ReverseProxy allocates 32 KiB
 // per response without one: most of the mesh's garbage under load).

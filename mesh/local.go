@@ -3,7 +3,6 @@ package mesh
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -43,7 +42,7 @@ func listenLocal(m *Service, addr string) (*localListener, error) {
 	var protos http.Protocols
 	protos.SetHTTP1(true)
 	protos.SetUnencryptedHTTP2(true)
-	ll.srv = &http.Server{Handler: ll, Protocols: &protos, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+	ll.srv = &http.Server{Handler: m.served.wrap(ll), Protocols: &protos, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		MaxHeaderBytes: 64 << 10, BaseContext: func(net.Listener) context.Context { return m.ctx },
 		ErrorLog: slog.NewLogLogger(m.log.Handler(), slog.LevelDebug)}
 	return ll, nil
@@ -133,39 +132,12 @@ func clientKey(r *http.Request) string {
 // tunnel answers CONNECT NAME.mesh:PORT with a raw TCP connection to an endpoint.
 func (m *Service) tunnel(w http.ResponseWriter, r *http.Request, ns, name, callerNS, caller string) {
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
-	c, e, err := m.calls.dialService(ctx, ns, name, callerNS, caller, clientKey(r))
+	c, err := m.calls.dialService(ctx, ns, name, callerNS, caller, clientKey(r))
 	cancel()
 	if err != nil {
 		st, _, msg := httpapi.Status(err)
 		http.Error(w, msg, st)
 		return
 	}
-	defer c.Close()
-	_ = e
-	if r.ProtoMajor == 2 {
-		w.WriteHeader(http.StatusOK)
-		http.NewResponseController(w).Flush()
-		splice(c, struct {
-			io.Reader
-			io.Writer
-		}{r.Body, flushWriter{w}})
-		return
-	}
-	conn, brw, err := http.NewResponseController(w).Hijack()
-	if err != nil {
-		return
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Time{})
-	if _, err := io.WriteString(conn, "HTTP/1.1 200 Connection Established\r\n\r\n"); err != nil {
-		return
-	}
-	var src io.Reader = conn
-	if brw != nil && brw.Reader.Buffered() > 0 {
-		src = io.MultiReader(io.LimitReader(brw.Reader, int64(brw.Reader.Buffered())), conn)
-	}
-	splice(c, struct {
-		io.Reader
-		io.Writer
-	}{src, conn})
+	m.serveTunnel(w, r, c)
 }

@@ -146,6 +146,7 @@ type Service struct {
 	local   *localListener
 	calls   *caller
 	isocks  instSockets
+	served  handlerGroup // handlers of the three servers (entry, sockets, hop)
 
 	wg   sync.WaitGroup
 	stop chan struct{}
@@ -252,10 +253,42 @@ func (m *Service) Close() {
 	if m.hop != nil {
 		m.hop.close()
 	}
+	m.served.closeWait()
 	m.calls.close()
 	m.pool.close()
 	m.spans.close()
 	m.wg.Wait()
+}
+
+// handlerGroup counts running handlers so that Close waits for them (hijacked tunnels and
+// upgrades included, which http.Server no longer tracks); the node's context, cancelled
+// before Close, ends them.
+type handlerGroup struct {
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup
+}
+
+func (g *handlerGroup) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		g.mu.Lock()
+		if g.closed {
+			g.mu.Unlock()
+			http.Error(w, "mesh: the node is shutting down", http.StatusServiceUnavailable)
+			return
+		}
+		g.wg.Add(1)
+		g.mu.Unlock()
+		defer g.wg.Done()
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (g *handlerGroup) closeWait() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+	g.wg.Wait()
 }
 
 // ---- the index ----

@@ -61,10 +61,10 @@ func (m *Service) attachSocket(name string) {
 	protos.SetUnencryptedHTTP2(true)
 	s.srv = &http.Server{Protocols: &protos, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 		BaseContext: func(net.Listener) context.Context { return m.ctx },
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		Handler: m.served.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			ns, caller := m.instanceIdentity(name)
 			m.serveEntry(w, r, ns, caller)
-		})}
+		}))}
 	m.isocks.mu.Lock()
 	if m.isocks.closed || m.isocks.socks[name] != nil {
 		m.isocks.mu.Unlock()
