@@ -6,6 +6,7 @@ package main
 // three, in the same run), and the time to resolve a service name.
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,8 +17,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -105,6 +108,46 @@ answering --body-bytes), then with one Go load generator (keep-alive connections
 // meshBenchTarget is one way to reach the endpoint.
 type meshBenchTarget struct {
 	name, url, host string
+	pid             int // a proxy process whose CPU (with its children's) counts too
+}
+
+// cpuSeconds is the CPU time used so far by this process and, with pid, by that process
+// and its live children (nginx's workers), from /proc.
+func cpuSeconds(pid int) float64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	t := float64(ru.Utime.Sec+ru.Stime.Sec) + float64(ru.Utime.Usec+ru.Stime.Usec)/1e6
+	if pid == 0 {
+		return t
+	}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ... utime(14) stime(15): fields after the last ')'.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		if p != pid && ppid != pid {
+			continue
+		}
+		ut, _ := strconv.ParseFloat(f[11], 64)
+		st, _ := strconv.ParseFloat(f[12], 64)
+		t += (ut + st) / 100 // clock ticks (USER_HZ 100)
+	}
+	return t
 }
 
 func runBenchMesh(ctx context.Context, o *benchMeshOptions, logf func(string, ...any)) ([]benchResult, error) {
@@ -150,8 +193,8 @@ func runBenchMesh(ctx context.Context, o *benchMeshOptions, logf func(string, ..
 	if _, err := a.Mesh().Configure("", "bench", api.MeshServiceConfig{Retries: &zero, Hedge: &no}); err != nil {
 		return nil, err
 	}
-	direct := meshBenchTarget{"direct", "http://" + bl.Addr().String() + "/", ""}
-	viaMesh := meshBenchTarget{"mesh", "http://" + a.Mesh().LocalAddr() + "/", "bench.mesh"}
+	direct := meshBenchTarget{"direct", "http://" + bl.Addr().String() + "/", "", 0}
+	viaMesh := meshBenchTarget{"mesh", "http://" + a.Mesh().LocalAddr() + "/", "bench.mesh", 0}
 	var res []benchResult
 
 	// Latency at a fixed rate.
@@ -187,7 +230,7 @@ func runBenchMesh(ctx context.Context, o *benchMeshOptions, logf func(string, ..
 			logf("nginx: %v (skipped)", err)
 		} else {
 			defer ng.stop()
-			targets = append(targets, meshBenchTarget{"nginx", "http://" + ng.addr + "/", ""})
+			targets = append(targets, meshBenchTarget{"nginx", "http://" + ng.addr + "/", "", ng.cmd.Process.Pid})
 		}
 	} else {
 		logf("no nginx binary: the nginx reference is skipped (apt-get install nginx-light)")
@@ -195,12 +238,18 @@ func runBenchMesh(ctx context.Context, o *benchMeshOptions, logf func(string, ..
 	rps := map[string]float64{}
 	for _, t := range targets {
 		logf("requests/s %s: %d workers for %v", t.name, o.conc, o.rpsDur)
+		cpu0 := cpuSeconds(t.pid)
 		n, errs := closedLoop(ctx, t, o.conc, o.rpsDur)
+		cpu := cpuSeconds(t.pid) - cpu0
 		if errs > 0 {
 			logf("requests/s %s: %d errors", t.name, errs)
 		}
 		rps[t.name] = float64(n) / o.rpsDur.Seconds()
 		res = append(res, benchResult{Name: "requests/s " + t.name, Value: float64(int(rps[t.name])), Unit: "req/s", Note: fmt.Sprintf("%d workers", o.conc)})
+		if n > 0 {
+			res = append(res, benchResult{Name: "cpu per request " + t.name, Value: float64(int(cpu/float64(n)*1e7)) / 10, Unit: "us",
+				Note: "load generator, endpoint, nodes (and nginx) together"})
+		}
 	}
 	if rps["nginx"] > 0 {
 		res = append(res, benchResult{Name: "requests/s mesh / nginx", Value: float64(int(100*rps["mesh"]/rps["nginx"])) / 100, Unit: "ratio", Goal: ">= 0.5"})
