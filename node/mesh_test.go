@@ -3,13 +3,22 @@ package node
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
-	"math"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,7 +31,6 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/rads-lang/constellation/api"
-	"github.com/rads-lang/constellation/mesh"
 	"github.com/rads-lang/constellation/mesh/balance"
 )
 
@@ -570,8 +578,6 @@ func TestMeshDeadlineAndValidation(t *testing.T) {
 	if st, body := post("/v1/mesh/services/slow/config", api.MeshServiceConfig{LoadBalancer: "fastest"}); st != 400 || !strings.Contains(body, "load_balancer") {
 		t.Errorf("configure: %d %s", st, body)
 	}
-	_ = math.Abs
-	_ = mesh.CollEndpoints
 }
 
 // TestMeshDeploymentRegistersInstances deploys with --service: every instance is registered
@@ -697,4 +703,69 @@ func TestMeshHedgingCutsSlowEndpoint(t *testing.T) {
 	if hedged == 0 {
 		t.Error("no call was hedged although half went to the slow endpoint first")
 	}
+}
+
+// TestMeshMTLSLastHop: an endpoint that demands a client certificate is reached with the
+// node's enable-mtls certificate, its own verified against the CA.
+func TestMeshMTLSLastHop(t *testing.T) {
+	ns := meshCluster(t, nil)
+	dir := t.TempDir()
+	ca, caKey := testCert(t, nil, nil, "mesh-ca", true)
+	srvCert, srvKey := testCert(t, ca, caKey, "127.0.0.1", false)
+	cliCert, cliKey := testCert(t, ca, caKey, "n1", false)
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	s := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello %s", r.TLS.PeerCertificates[0].Subject.CommonName)
+	}))
+	s.TLS = &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool,
+		Certificates: []tls.Certificate{{Certificate: [][]byte{srvCert.Raw}, PrivateKey: srvKey}}}
+	s.StartTLS()
+	defer s.Close()
+	writePEM := func(name, typ string, der []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	keyDER, _ := x509.MarshalECPrivateKey(cliKey)
+	certPath, keyPath, caPath := writePEM("c.crt", "CERTIFICATE", cliCert.Raw), writePEM("c.key", "EC PRIVATE KEY", keyDER), writePEM("ca.crt", "CERTIFICATE", ca.Raw)
+	if err := ns[1].Mesh().EnableMTLS(certPath, keyPath, "/nonexistent"); err == nil {
+		t.Error("enable-mtls accepted a missing CA file")
+	}
+	if err := ns[1].Mesh().EnableMTLS(certPath, keyPath, caPath); err != nil {
+		t.Fatal(err)
+	}
+	register(t, ns[1], api.MeshRegisterRequest{Name: "vault", Port: s.Listener.Addr().(*net.TCPAddr).Port, HealthCheck: "/health", TLS: true})
+	waitHealthy(t, ns[0], "", "vault", 1)
+	res, err := ns[0].Mesh().Call(httptest.NewRequest("POST", "/v1/mesh/call", nil), api.MeshCallRequest{Service: "vault"})
+	if err != nil || res.Status != 200 || res.Body != "hello n1" {
+		t.Fatalf("call over mTLS: %+v %v", res, err)
+	}
+}
+
+// testCert makes an ECDSA certificate for name signed by parent (self-signed when nil).
+func testCert(t *testing.T, parent *x509.Certificate, parentKey *ecdsa.PrivateKey, name string, isCA bool) (*x509.Certificate, *ecdsa.PrivateKey) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: isCA, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
+	if ip := net.ParseIP(name); ip != nil {
+		tpl.IPAddresses = []net.IP{ip}
+	}
+	signer, signKey := tpl, key
+	if parent != nil {
+		signer, signKey = parent, parentKey
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tpl, signer, &key.PublicKey, signKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := x509.ParseCertificate(der)
+	return c, key
 }
