@@ -123,7 +123,8 @@ type OutlierConfig struct {
 	MaxEjectionTime time.Duration
 	// MaxEjectionPercent caps the ejected share of a service's endpoints
 	// (of the candidates of the latest Pick); at least one endpoint can be
-	// ejected when there are two or more. Default 10 (Envoy's default).
+	// ejected when there are two or more. Default 10 (Envoy's default); 0
+	// means the default, Disabled turns ejection off.
 	MaxEjectionPercent int
 }
 
@@ -131,10 +132,11 @@ type OutlierConfig struct {
 // the sliding Window, retries and hedges may not exceed
 // MinPerSecond*Window + Ratio*requests.
 type BudgetConfig struct {
-	// Ratio is the share of requests that may be retried. Default 0.2.
+	// Ratio is the share of requests that may be retried. Default 0.2 (0
+	// means the default; a tiny value such as 1e-9 leaves only MinPerSecond).
 	Ratio float64
 	// MinPerSecond is the retry rate always allowed, so that a service with
-	// little traffic can still retry. Default 10.
+	// little traffic can still retry. Default 10 (0 means the default).
 	MinPerSecond float64
 	// Window is the sliding window. Default 10 s.
 	Window time.Duration

@@ -212,6 +212,7 @@ func TestP2CEWMAAvoidsSlowEndpoint(t *testing.T) {
 			counts[ep.ID]++
 		}
 	}
+	t.Logf("p2c_ewma shares after warm-up (ep3 is 40x slower): %v", counts)
 	if share := float64(counts["ep3"]) / 3000; share > 0.02 {
 		t.Fatalf("slow endpoint got %.3f of the traffic: %v", share, counts)
 	}

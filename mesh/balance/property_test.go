@@ -23,13 +23,25 @@ func TestPropertyPickAvoidsBrokenEndpoints(t *testing.T) {
 			Breaker: BreakerConfig{FailureThreshold: rapid.IntRange(1, 4).Draw(rt, "threshold"), Timeout: 5 * time.Second, HalfOpenRequests: rapid.IntRange(1, 3).Draw(rt, "probes")},
 			Outlier: OutlierConfig{Consecutive: rapid.IntRange(1, 4).Draw(rt, "consecutive"), BaseEjectionTime: 3 * time.Second, MaxEjectionPercent: rapid.IntRange(1, 100).Draw(rt, "pct")},
 		}
+		// Breaker transitions follow closed -> open -> half_open -> closed|open.
+		allowed := map[[2]BreakerState]bool{{Closed, Open}: true, {Open, HalfOpen}: true, {HalfOpen, Closed}: true, {HalfOpen, Open}: true}
+		last := map[string]BreakerState{}
+		cfg.OnEvent = func(e Event) {
+			if e.Kind != BreakerChanged {
+				return
+			}
+			if !allowed[[2]BreakerState{e.From, e.To}] || last[e.Endpoint] != e.From {
+				rt.Fatalf("%s: transition %v -> %v after %v", e.Endpoint, e.From, e.To, last[e.Endpoint])
+			}
+			last[e.Endpoint] = e.To
+		}
 		b, clk := newTest(t, cfg)
 		eps := make([]Endpoint, n)
 		for i := range eps {
 			eps[i] = Endpoint{ID: fmt.Sprintf("e%d", i), Node: "n", Region: rapid.SampledFrom([]string{"", "r1", "r2"}).Draw(rt, "region"), Weight: rapid.IntRange(0, 3).Draw(rt, "w")}
 		}
 		var held []Ticket
-		steps := rapid.IntRange(1, 200).Draw(rt, "steps")
+		steps := rapid.IntRange(20, 300).Draw(rt, "steps")
 		for s := 0; s < steps; s++ {
 			switch rapid.IntRange(0, 5).Draw(rt, "op") {
 			case 0:
@@ -124,7 +136,7 @@ func TestPropertyBudgetInvariant(t *testing.T) {
 			return n
 		}
 		granted := 0
-		for s := rapid.IntRange(1, 400).Draw(rt, "steps"); s > 0; s-- {
+		for s := rapid.IntRange(20, 400).Draw(rt, "steps"); s > 0; s-- {
 			now = now.Add(time.Duration(rapid.IntRange(0, 300).Draw(rt, "dt")) * time.Millisecond)
 			cur := now.UnixNano() / slot
 			if rapid.Bool().Draw(rt, "isRequest") {
