@@ -32,8 +32,8 @@ func (a meshInstances) LookupInstance(name string) (mesh.InstanceInfo, bool) {
 
 // LocalInstances names the instances this node runs.
 func (a meshInstances) LocalInstances() []string {
-	if a.n.instances == nil {
-		return nil
+	if a.n.instances == nil || a.n.instances.InstanceCount() == 0 {
+		return nil // the common idle case costs no scan of the cluster's instances
 	}
 	self := a.n.host.ID().String()
 	var out []string
