@@ -101,11 +101,7 @@ type hopServer struct {
 	wg  sync.WaitGroup
 }
 
-func startHop(m *Service) (*hopServer, error) {
-	l, err := m.host.Listen(hopProtocol)
-	if err != nil {
-		return nil, err
-	}
+func startHop(m *Service, l *p2p.Listener) *hopServer {
 	h := &hopServer{m: m, l: l}
 	var protos http.Protocols
 	protos.SetHTTP1(true)
@@ -124,7 +120,7 @@ func startHop(m *Service) (*hopServer, error) {
 		defer h.wg.Done()
 		_ = h.srv.Serve(l)
 	}()
-	return h, nil
+	return h
 }
 
 func (h *hopServer) close() {

@@ -142,6 +142,7 @@ type Service struct {
 	metrics *metrics
 	spans   *spanTable
 	hop     *hopServer
+	hopL    *p2p.Listener // registered in New: the protocol is in the node's first identify
 	pool    *pool
 	local   *localListener
 	calls   *caller
@@ -184,9 +185,13 @@ func New(ctx context.Context, cfg Config, h Host, st *state.Store, members Membe
 	m.calls = newCaller(m)
 	m.loadTLS()
 	m.rebuild()
+	if m.hopL, err = h.Listen(hopProtocol); err != nil {
+		return nil, err
+	}
 	st.Watch(func([]crdt.Change) { m.rebuild() }, CollEndpoints, CollServices, CollIntentions)
 	if cfg.ListenAddr != "off" {
 		if m.local, err = listenLocal(m, cfg.ListenAddr); err != nil {
+			m.hopL.Close()
 			return nil, err
 		}
 	}
@@ -218,10 +223,9 @@ func (m *Service) Env() map[string]string {
 
 // Start serves the hop protocol and the local entry point and starts health checking.
 func (m *Service) Start() error {
-	var err error
-	if m.hop, err = startHop(m); err != nil {
-		return err
-	}
+	m.mu.Lock()
+	m.hop = startHop(m, m.hopL)
+	m.mu.Unlock()
 	if m.local != nil {
 		m.local.serve()
 	}
@@ -252,6 +256,8 @@ func (m *Service) Close() {
 	m.closeSockets()
 	if m.hop != nil {
 		m.hop.close()
+	} else if m.hopL != nil {
+		m.hopL.Close()
 	}
 	m.served.closeWait()
 	m.calls.close()
