@@ -72,6 +72,12 @@ type DeploymentSpec struct {
 	Labels       map[string]string `json:"labels,omitempty"` // default service=<name>
 	Namespace    string            `json:"namespace,omitempty"`
 	Priority     *Priority         `json:"priority,omitempty"` // default normal (50)
+	// Service registers every instance in the service mesh under this name, serving
+	// ServicePort (protocol http, tcp or grpc; health_check an HTTP path).
+	Service         string `json:"service,omitempty"`
+	ServicePort     int    `json:"port,omitempty"`
+	ServiceProtocol string `json:"protocol,omitempty"`
+	HealthCheck     string `json:"health_check,omitempty"`
 }
 
 // DeploymentInstance is one instance line of a DeploymentStatus.

@@ -197,6 +197,20 @@ var routeRules = map[string]rule{
 	"GET /v1/namespaces":                  {access: adminOnly},
 	"GET /v1/namespaces/{ns}":             {access: adminOnly},
 	"DELETE /v1/namespaces/{ns}":          {access: adminOnly},
+	// service mesh: instances call services through their own mesh socket (which carries
+	// their identity), so calling through the API and changing the registry stay an
+	// admin's; reading it is like reading the nodes; every instance may trace.
+	"GET /v1/mesh/services":                {access: needsGrant, grant: GrantNodesRead},
+	"GET /v1/mesh/services/{name}":         {access: needsGrant, grant: GrantNodesRead},
+	"GET /v1/mesh/intentions":              {access: needsGrant, grant: GrantNodesRead},
+	"GET /v1/mesh/metrics/{name}":          {access: needsGrant, grant: GrantNodesRead},
+	"POST /v1/mesh/spans":                  {access: anyInstance},
+	"POST /v1/mesh/services":               {access: adminOnly},
+	"POST /v1/mesh/deregister":             {access: adminOnly},
+	"POST /v1/mesh/services/{name}/config": {access: adminOnly},
+	"POST /v1/mesh/intentions":             {access: adminOnly},
+	"POST /v1/mesh/mtls":                   {access: adminOnly},
+	"POST /v1/mesh/call":                   {access: adminOnly},
 }
 
 // forbidden is the 403 every refusal of an instance caller answers with.

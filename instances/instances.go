@@ -239,6 +239,8 @@ type Config struct {
 	// Output, when set, also receives the instances' output (sandbox.Config.Output): the
 	// node's log store.
 	Output sandbox.OutputSink
+	// Env is added to every instance's environment (the mesh's CONSTELLATION_MESH).
+	Env map[string]string
 }
 
 // Host is what the instance service needs of the p2p host.
@@ -466,6 +468,9 @@ func (m *Service) runtime() (Runtime, error) {
 	roots := append([]string{m.codeDir}, m.cfg.CodeRoots...)
 	env := instanceEnv()
 	env["CONSTELLATION_NODE"] = m.cfg.Name
+	for k, v := range m.cfg.Env {
+		env[k] = v
+	}
 	rt, err := m.OpenRuntime(sandbox.Config{
 		StateDir:       m.stateDir,
 		DefaultUID:     defaultUID,

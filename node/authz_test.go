@@ -261,6 +261,17 @@ var tokenMatrix = map[string]string{
 	"GET /v1/namespaces":                          "admin",
 	"GET /v1/namespaces/{ns}":                     "admin",
 	"DELETE /v1/namespaces/{ns}":                  "admin",
+	"GET /v1/mesh/services":                       "nodes:read",
+	"GET /v1/mesh/services/{name}":                "nodes:read",
+	"GET /v1/mesh/intentions":                     "nodes:read",
+	"GET /v1/mesh/metrics/{name}":                 "nodes:read",
+	"POST /v1/mesh/spans":                         "any",
+	"POST /v1/mesh/services":                      "admin",
+	"POST /v1/mesh/deregister":                    "admin",
+	"POST /v1/mesh/services/{name}/config":        "admin",
+	"POST /v1/mesh/intentions":                    "admin",
+	"POST /v1/mesh/mtls":                          "admin",
+	"POST /v1/mesh/call":                          "admin",
 }
 
 // matrixRequest is the request a matrix case sends for a route on target (an instance
@@ -277,6 +288,9 @@ func matrixRequest(pattern, target string, seq int) (method, path, body string) 
 	}
 	if strings.HasPrefix(path, "/v1/acl/roles/") {
 		path = strings.Replace(path, "{name}", "no-such-role", 1)
+	}
+	if strings.HasPrefix(path, "/v1/mesh/") {
+		path = strings.Replace(path, "{name}", "no-such-service", 1)
 	}
 	path = strings.Replace(path, "{name}", target, 1)
 	switch {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"go.opentelemetry.io/otel/trace"
 	"io"
 	"net"
 	"os"
@@ -57,6 +58,12 @@ type Config struct {
 	// in the data dir (api.crt, api.key; its fingerprint, which clients pin, in
 	// api.fingerprint); requests then need APIToken as a bearer token.
 	APIListen string `yaml:"api_listen"`
+	// MeshListen is the service mesh's loopback entry point for instances
+	// (CONSTELLATION_MESH; default 127.0.0.1:0, a free port; "off" disables it).
+	MeshListen string `yaml:"mesh_listen"`
+	// MeshTracerProvider makes the mesh's spans (nil: none until telemetry provides the
+	// node's provider; tests set an in-memory one).
+	MeshTracerProvider trace.TracerProvider `yaml:"-"`
 	// APIToken is the bearer token for APIListen. When APIListen is set and no token is
 	// given, a random token is generated and written to <data-dir>/api.token (0600).
 	APIToken string `yaml:"api_token"`
@@ -352,6 +359,9 @@ func (c *Config) Merge(over Config, set map[string]bool) {
 	}
 	if set["api-token"] {
 		c.APIToken = over.APIToken
+	}
+	if set["mesh-listen"] {
+		c.MeshListen = over.MeshListen
 	}
 	if set["log-level"] {
 		c.LogLevel = over.LogLevel

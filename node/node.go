@@ -28,6 +28,7 @@ import (
 	"github.com/rads-lang/constellation/internal/httpapi"
 	"github.com/rads-lang/constellation/internal/membership"
 	"github.com/rads-lang/constellation/internal/state"
+	"github.com/rads-lang/constellation/mesh"
 	"github.com/rads-lang/constellation/p2p"
 	"github.com/rads-lang/constellation/p2p/liveness"
 	"github.com/rads-lang/constellation/scheduler"
@@ -66,6 +67,8 @@ type Node struct {
 	// security holds tokens and roles, checks every request's permission and keeps the
 	// audit log (package security).
 	security *security.Service
+	// mesh is the service mesh (package mesh).
+	mesh *mesh.Service
 
 	// APIAddr is the bound TCP API address when APIListen is set.
 	APIAddr string
@@ -206,12 +209,15 @@ func New(cfg Config, log *slog.Logger) (n *Node, err error) {
 	n.api = httpapi.New(log, func() context.Context { return n.ctx })
 	n.api.SetToken(cfg.APIToken)
 	n.registerRoutes(n.api)
+	if n.mesh, err = n.newMesh(); err != nil {
+		return nil, err
+	}
 	defLimits, maxLimits := cfg.instanceLimits()
 	n.instances = instances.New(n.ctx, instances.Config{
 		Name: cfg.Node, DataDir: cfg.DataDir, ReserveCPUPercent: cfg.ReserveCPUPercent,
 		ReserveRAMMB: cfg.ReserveRAMMB, ReserveDiskMB: cfg.ReserveDiskMB, CodeRoots: cfg.CodeRoots,
 		DiskQuota: cfg.DiskQuota, DefaultLimits: defLimits, MaxLimits: maxLimits, AllowHostRoot: cfg.AllowHostRoot,
-		DefaultNetwork: cfg.DefaultNetwork, Bridge: cfg.Bridge, BridgeSubnet: cfg.BridgeSubnet,
+		DefaultNetwork: cfg.DefaultNetwork, Bridge: cfg.Bridge, BridgeSubnet: cfg.BridgeSubnet, Env: n.mesh.Env(),
 		Output: n.lt.output,
 	}, n.host, n.st, n.members, n.events, n.api, log)
 	n.sched = scheduler.New(n.ctx, scheduler.Config{Name: cfg.Node, DataDir: cfg.DataDir},
@@ -280,6 +286,9 @@ func (n *Node) Start(ctx context.Context) error {
 	if err := n.security.Start(); err != nil {
 		return err
 	}
+	if err := n.mesh.Start(); err != nil {
+		return err
+	}
 	attrs := []any{"name", n.cfg.Node, "id", n.host.ID().String(), "cluster", n.cfg.Cluster,
 		"addrs", strings.Join(n.fullAddrs(), " "), "api", n.SocketPath()}
 	if n.APIAddr != "" {
@@ -323,6 +332,9 @@ func (n *Node) shutdown(graceful bool) error {
 		if n.cancel != nil {
 			n.cancel()
 		}
+		if n.mesh != nil {
+			n.mesh.Close()
+		}
 		if n.security != nil && n.running {
 			n.security.Stop()
 		}
@@ -349,6 +361,9 @@ func (n *Node) shutdown(graceful bool) error {
 
 func (n *Node) releaseResources() error {
 	n.cancel()
+	if n.mesh != nil {
+		n.mesh.Close()
+	}
 	var errs []error
 	if n.members != nil {
 		errs = append(errs, n.members.Close())

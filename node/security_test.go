@@ -43,6 +43,17 @@ func TestEveryRouteHasAPermission(t *testing.T) {
 // V viewer, N operator bound to namespace team-a, C the custom role "deployer"
 // (deployments:write, instances:read, nodes:read; write implies read). Everyone else gets 403 naming the permission.
 var roleMatrix = map[string]string{
+	"GET /v1/mesh/services":                       "AOV",
+	"GET /v1/mesh/services/{name}":                "AOVN",
+	"GET /v1/mesh/intentions":                     "AOV",
+	"GET /v1/mesh/metrics/{name}":                 "AOVN",
+	"POST /v1/mesh/spans":                         "AO",
+	"POST /v1/mesh/services":                      "AON",
+	"POST /v1/mesh/deregister":                    "AON",
+	"POST /v1/mesh/services/{name}/config":        "AON",
+	"POST /v1/mesh/intentions":                    "AON",
+	"POST /v1/mesh/mtls":                          "A",
+	"POST /v1/mesh/call":                          "AON",
 	"GET /v1/monitor/logs":                        "AOV",
 	"POST /v1/monitor/logs":                       "AO",
 	"GET /v1/monitor/traces":                      "AOV",

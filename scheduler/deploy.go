@@ -78,6 +78,11 @@ type Spec struct {
 	Namespace     string            `cbor:"20,keyasint,omitempty"`
 	Priority      int               `cbor:"21,keyasint,omitempty"`
 	Secrets       []string          `cbor:"22,keyasint,omitempty"` // names, never values
+	// Service registers every instance in the mesh under this name, on ServicePort.
+	Service         string `cbor:"23,keyasint,omitempty"`
+	ServicePort     int    `cbor:"24,keyasint,omitempty"`
+	ServiceProtocol string `cbor:"25,keyasint,omitempty"`
+	HealthCheck     string `cbor:"26,keyasint,omitempty"`
 }
 
 // specOf is the replicated form of a normalized API spec.
@@ -86,7 +91,8 @@ func specOf(a api.DeploymentSpec) Spec {
 		DiskMB: a.DiskMB, PIDs: a.PIDs, Command: a.Command, Script: a.Script, ScriptContent: a.ScriptContent,
 		Args: a.Args, Env: a.Env, Code: a.Code, Strategy: a.Strategy, Constraints: a.Constraints, Affinity: a.Affinity,
 		AntiAffinity: a.AntiAffinity, SpreadBy: a.SpreadBy, Labels: a.Labels, Namespace: a.Namespace,
-		Priority: specPriority(&a), Secrets: a.Secrets}
+		Priority: specPriority(&a), Secrets: a.Secrets, Service: a.Service, ServicePort: a.ServicePort,
+		ServiceProtocol: a.ServiceProtocol, HealthCheck: a.HealthCheck}
 }
 
 // DeploymentRecord is a deployment's replicated intent (collection "deployments").
@@ -175,6 +181,9 @@ func specPriority(s *api.DeploymentSpec) int {
 
 // normalize checks a deployment spec and fills defaults; errors name the field.
 func normalizeSpec(s *api.DeploymentSpec) error {
+	if err := normalizeService(s); err != nil {
+		return err
+	}
 	if !deployNameRE.MatchString(s.Name) {
 		return httpapi.BadRequest(`invalid field "name" %q: 1-48 lowercase letters, digits or '-', starting and ending with a letter or digit (instances are named <name>-<index>)`, s.Name)
 	}

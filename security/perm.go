@@ -111,6 +111,18 @@ var RoutePerms = map[string]Perm{
 	"GET /v1/monitor/traces":         "telemetry:read",
 	"GET /v1/monitor/traces/{trace}": "telemetry:read",
 	"POST /v1/monitor/spans":         "telemetry:write",
+	// service mesh
+	"GET /v1/mesh/services":                "services:read",
+	"GET /v1/mesh/services/{name}":         "services:read",
+	"GET /v1/mesh/intentions":              "services:read",
+	"GET /v1/mesh/metrics/{name}":          "services:read",
+	"POST /v1/mesh/spans":                  "telemetry:write",
+	"POST /v1/mesh/services":               "services:write",
+	"POST /v1/mesh/deregister":             "services:write",
+	"POST /v1/mesh/services/{name}/config": "services:write",
+	"POST /v1/mesh/intentions":             "services:write",
+	"POST /v1/mesh/mtls":                   "nodes:write", // the node's certificates for the last hop
+	"POST /v1/mesh/call":                   "services:write",
 }
 
 // Rule is a parsed "resource:verb" rule ("*" wildcards either side).

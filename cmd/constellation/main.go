@@ -88,8 +88,9 @@ sends the token only to a server that holds it. Read commands print a table, or 
 	root.AddCommand(deployCommands(g)...)
 	addLogsTracesCommands(root, g)
 	root.AddCommand(securityCommands(g)...)
+	root.AddCommand(newMeshCmd(g))
 	bench := newBenchCmd()
-	bench.AddCommand(newBenchInstancesCmd(), newBenchSandboxCmd())
+	bench.AddCommand(newBenchInstancesCmd(), newBenchSandboxCmd(), newBenchMeshCmd())
 	root.AddCommand(bench)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return fmt.Errorf("%v\nRun '%s --help' for the accepted flags", err, c.CommandPath())

@@ -85,6 +85,7 @@ defaults. The cluster key can also come from CONSTELLATION_CLUSTER_KEY.`,
 	f.BoolVar(&flags.NoMDNS, "no-mdns", false, "turn off LAN discovery by mDNS")
 	f.BoolVar(&flags.NoPortMap, "no-port-map", false, "do not ask the router for a port mapping (UPnP, NAT-PMP)")
 	f.StringVar(&flags.APIListen, "api-listen", "", "also serve the local API on HOST:PORT over TLS (bearer token in <data-dir>/api.token, certificate fingerprint in <data-dir>/api.fingerprint)")
+	f.StringVar(&flags.MeshListen, "mesh-listen", "", "the service mesh's loopback entry point for instances, 127.0.0.1:PORT (default a free port; off: none)")
 	f.StringVar(&flags.LogLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&flags.Liveness, "liveness", "lan", "failure detector profile: lan (one network, detects in ~3s), wan (nodes behind slow links: round trips below 2.5s are not suspected, detects in ~15s) or local (one host); use the same on every node")
 	f.Float64Var(&flags.ReserveCPUPercent, "reserve-cpu-percent", 0, "CPU kept for the OS and the node, in cpu_percent units (100 = one core; default 10 per core up to 100; negative: none)")
