@@ -16,6 +16,7 @@ import (
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+	mh "github.com/multiformats/go-multihash"
 
 	"github.com/rads-lang/constellation/internal/testutil"
 	"github.com/rads-lang/constellation/p2p"
@@ -184,4 +185,12 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Lock()
 	c.t = c.t.Add(d)
 	c.mu.Unlock()
+}
+
+func mustSum(b []byte) mh.Multihash {
+	h, err := mh.Sum(b, mh.SHA2_256, -1)
+	if err != nil {
+		panic(err)
+	}
+	return h
 }

@@ -15,6 +15,7 @@ type metrics struct {
 	addedBytes     prometheus.Counter
 	servedBytes    prometheus.Counter
 	holderFailures prometheus.Counter
+	importedBlocks prometheus.Counter
 	fetchedBlocks  *prometheus.CounterVec
 	fetchedBytes   *prometheus.CounterVec
 }
@@ -37,6 +38,8 @@ func newMetrics(reg prometheus.Registerer, s *Store) (*metrics, error) {
 			Help: "Block bytes sent to members over the bulk protocol."}),
 		holderFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "constellation_dfs_holder_failures_total",
 			Help: "Bulk requests to a holder that failed (the rest went to other holders)."}),
+		importedBlocks: prometheus.NewCounter(prometheus.CounterOpts{Name: "constellation_dfs_imported_blocks_total",
+			Help: "Blocks read from imported CAR files."}),
 		fetchedBlocks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "constellation_dfs_fetched_blocks_total",
 			Help: "Blocks fetched from other nodes, by path (bulk, bitswap)."}, []string{"path"}),
 		fetchedBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "constellation_dfs_fetched_bytes_total",
@@ -45,7 +48,7 @@ func newMetrics(reg prometheus.Registerer, s *Store) (*metrics, error) {
 	gauge := func(name, help string, f func(Usage) int64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return float64(f(s.Usage())) })
 	}
-	cs := []prometheus.Collector{m.corrupt, m.badBlocks, m.stored, m.evicted, m.gcFreed, m.addedBytes, m.servedBytes, m.holderFailures, m.fetchedBlocks, m.fetchedBytes,
+	cs := []prometheus.Collector{m.corrupt, m.badBlocks, m.stored, m.evicted, m.gcFreed, m.addedBytes, m.servedBytes, m.holderFailures, m.importedBlocks, m.fetchedBlocks, m.fetchedBytes,
 		gauge("constellation_dfs_pinned_bytes", "Bytes of blocks reached by pinned roots.", func(u Usage) int64 { return u.PinnedBytes }),
 		gauge("constellation_dfs_cache_bytes", "Bytes of cached (unpinned, unleased) blocks.", func(u Usage) int64 { return u.CacheBytes }),
 		gauge("constellation_dfs_used_bytes", "Bytes of all blocks in the store.", func(u Usage) int64 { return u.UsedBytes }),

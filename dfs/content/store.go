@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -45,6 +46,10 @@ type Store struct {
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	gwOnce sync.Once
+	gw     http.Handler
+	gwErr  error
 
 	mu        sync.Mutex // guards everything below
 	closed    bool
