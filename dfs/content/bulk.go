@@ -173,8 +173,13 @@ func (s *Store) fetchMissing(ctx context.Context, want []cid.Cid, holders []peer
 	if len(want) == 0 {
 		return nil
 	}
-	mine, theirs, release := s.claim(want)
-	defer release()
+	mine, theirs, cs := s.claim(want)
+	defer cs.release()
+	given := onBlock
+	onBlock = func(b blocks.Block) error { // stored: whoever waits for it may go on
+		cs.done(key(b.Cid()))
+		return given(b)
+	}
 	rest := mine
 	var errs []error
 	if len(rest) > 0 && s.bulk != nil && len(holders) > 0 {
@@ -215,33 +220,53 @@ func (s *Store) fetchMissing(ctx context.Context, want []cid.Cid, holders []peer
 
 // claim registers the blocks of want this fetch will get (mine) and returns those
 // another fetch is getting (theirs) with their done channels.
-func (s *Store) claim(want []cid.Cid) (mine []cid.Cid, theirs map[cid.Cid]chan struct{}, release func()) {
+func (s *Store) claim(want []cid.Cid) (mine []cid.Cid, theirs map[cid.Cid]chan struct{}, cs *claimSet) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	theirs = map[cid.Cid]chan struct{}{}
-	var keys []string
-	seen := map[string]bool{}
+	cs = &claimSet{s: s, keys: map[string]bool{}}
 	for _, c := range want {
 		k := key(c)
-		if seen[k] {
+		if cs.keys[k] {
 			continue
 		}
-		seen[k] = true
 		if ch, ok := s.inflight[k]; ok {
 			theirs[c] = ch
 			continue
 		}
 		s.inflight[k] = make(chan struct{})
-		keys = append(keys, k)
+		cs.keys[k] = true
 		mine = append(mine, c)
 	}
-	return mine, theirs, func() {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		for _, k := range keys {
-			close(s.inflight[k])
-			delete(s.inflight, k)
-		}
+	return mine, theirs, cs
+}
+
+// claimSet is the blocks one fetch is getting.
+type claimSet struct {
+	s    *Store
+	keys map[string]bool
+}
+
+// done wakes those waiting for k (stored, or given up).
+func (cs *claimSet) done(k string) {
+	cs.s.mu.Lock()
+	defer cs.s.mu.Unlock()
+	cs.doneLocked(k)
+}
+
+func (cs *claimSet) doneLocked(k string) {
+	if cs.keys[k] {
+		close(cs.s.inflight[k])
+		delete(cs.s.inflight, k)
+		delete(cs.keys, k)
+	}
+}
+
+func (cs *claimSet) release() {
+	cs.s.mu.Lock()
+	defer cs.s.mu.Unlock()
+	for k := range cs.keys {
+		cs.doneLocked(k)
 	}
 }
 

@@ -112,7 +112,11 @@ func (s *Store) ImportCAR(ctx context.Context, r io.Reader, maxBytes int64) (roo
 			}
 		}
 	}
-	if err := flush(); err != nil {
+	err = flush()
+	if err == nil {
+		err = s.syncDisk()
+	}
+	if err != nil {
 		s.abandon(ctx, all)
 		return nil, err
 	}

@@ -91,6 +91,9 @@ func (s *Store) Add(ctx context.Context, r io.Reader, opt AddOptions) (Added, er
 	if err == nil {
 		err = buf.Commit()
 	}
+	if err == nil {
+		err = s.syncDisk()
+	}
 	if err != nil {
 		s.abandon(ctx, l)
 		if errors.Is(err, ErrDiskFull) {
@@ -374,6 +377,9 @@ func (s *Store) Pin(ctx context.Context, root cid.Cid, holders []peer.ID) error 
 			return s.pinDiskFull(ctx, root, l, err)
 		}
 		return s.notFound(root, holders, err)
+	}
+	if err := s.syncDisk(); err != nil {
+		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -2,6 +2,7 @@ package content
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -90,4 +91,20 @@ func putUvarint(buf []byte, x uint64) int {
 	}
 	buf[i] = byte(x)
 	return i + 1
+}
+
+// TestMembersFilter: the store's own Members check, independent of admission: a
+// connected, admitted peer that Members refuses gets no block over bulk or bitswap.
+func TestMembersFilter(t *testing.T) {
+	hs := startHosts(t, 2, quicOnly)
+	a := newStore(t, hs[0], func(c *Config) { c.Members = MembersFunc(func(peer.ID) bool { return false }) })
+	b := newStore(t, hs[1], func(c *Config) { c.FetchTimeout = 2 * time.Second })
+	added := add(t, a, randBytes(42, 300<<10), "")
+	err := b.Pin(ctxT(t), added.Root, []peer.ID{hs[0].ID()})
+	if !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Pin from a holder whose Members refuses us: %v; want ErrNotFound", err)
+	}
+	if has, _ := b.Has(ctxT(t), added.Root); has {
+		t.Fatal("B got the file")
+	}
 }
