@@ -51,13 +51,22 @@ func mbps(n int, d time.Duration) float64 { return float64(n) / 1e6 / d.Seconds(
 // BenchmarkTransfer: 256 MiB put on A (Add), then get on B (Open and read, the blocks
 // fetched from A over the bulk protocol), between two in-process member hosts over
 // loopback; a plain TCP copy of the same bytes in the same run is the reference.
+// A variant with 1 MiB chunks shows the cost of one file per block in flatfs.
 // Metrics: put_MB/s, get_MB/s, pin_MB/s (B pins the file: fetch + fsync, no read),
 // tcp_MB/s and get/tcp.
 func BenchmarkTransfer(b *testing.B) {
 	size := 256 << 20
 	data := randBytes(70, size)
-	for _, tr := range []transport{quicOnly, tcpOnly} {
-		b.Run(string(tr), func(b *testing.B) {
+	for _, v := range []struct {
+		tr      transport
+		chunker string
+	}{{quicOnly, ""}, {tcpOnly, ""}, {tcpOnly, "size-1048576"}} {
+		name := string(v.tr)
+		if v.chunker != "" {
+			name += "/" + v.chunker
+		}
+		tr := v.tr
+		b.Run(name, func(b *testing.B) {
 			hs := startHosts(b, 2, tr)
 			var put, get, pin, ref []float64
 			for i := 0; i < b.N; i++ {
@@ -65,7 +74,7 @@ func BenchmarkTransfer(b *testing.B) {
 				bb := newStore(b, hs[1], nil)
 				ctx := context.Background()
 				t0 := time.Now()
-				added, err := a.Add(ctx, bytes.NewReader(data), AddOptions{})
+				added, err := a.Add(ctx, bytes.NewReader(data), AddOptions{Chunker: v.chunker})
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -5,8 +5,9 @@
 //
 // # Storage
 //
-// A Store keeps blocks in a flatfs block store in Config.Dir (one file per block,
-// written with fsync). Add chunks a file (fixed 256 KiB chunks by default, or
+// A Store keeps blocks in a flatfs block store in Config.Dir (one file per block); Add,
+// Pin and ImportCAR return only once their blocks are durable (one syncfs of the store's
+// file system, not one fsync per block). Add chunks a file (fixed 256 KiB chunks by default, or
 // content-defined "buzhash" chunks) into a UnixFS balanced DAG with CIDv1 and raw
 // leaves, so identical content has the same CID and is stored once, and any IPFS
 // implementation computes the same root. Every block read from disk is checked against
@@ -15,8 +16,8 @@
 //
 // Every block present is either protected or cached:
 //
-//   - pinned: reached by a pinned root. Pin fetches the whole DAG, writes it with fsync
-//     and records the pin in Dir/pins.json; pins are counted per root.
+//   - pinned: reached by a pinned root. Pin fetches the whole DAG, syncs it and records
+//     the pin in Dir/pins.json; pins are counted per root.
 //   - leased: written by an Add that was neither released nor pinned yet (a write
 //     lease, ended by Release, Pin or Config.LeaseTTL), or fetched by a Pin in progress.
 //     GC and the LRU never delete a leased block, so a write's blocks survive until the
