@@ -1,0 +1,130 @@
+package content
+
+import (
+	"bytes"
+	"io"
+	"testing"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// TestNewWithRealHosts: content.New takes the real *p2p.Host; B pins and reads what A
+// added, over the bulk protocol.
+func TestNewWithRealHosts(t *testing.T) {
+	hs := startHosts(t, 2, both)
+	a := newStore(t, hs[0], nil)
+	b := newStore(t, hs[1], nil)
+	data := randBytes(30, 5<<20+7)
+	added := add(t, a, data, "")
+	if err := b.Pin(ctxT(t), added.Root, []peer.ID{hs[0].ID()}); err != nil {
+		t.Fatalf("Pin on B from A: %v", err)
+	}
+	st, err := b.Stat(ctxT(t), added.Root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Complete || st.Pins != 1 || st.LocalBlocks != added.Blocks || st.Size != int64(len(data)) {
+		t.Errorf("B's stat after pin %+v; want complete, pinned, %d blocks", st, added.Blocks)
+	}
+	if got := testutil.ToFloat64(b.m.fetchedBlocks.WithLabelValues("bulk")); int(got) != added.Blocks {
+		t.Errorf("B fetched %v blocks over bulk; want %d", got, added.Blocks)
+	}
+	if got := readAll(t, b, added.Root); !bytes.Equal(got, data) {
+		t.Fatal("B read different bytes")
+	}
+	if u := b.Usage(); u.PinnedBytes < int64(len(data)) || u.CacheBytes != 0 {
+		t.Errorf("B usage %+v; want the file pinned, nothing cached", u)
+	}
+}
+
+// TestOpenFetchesIntoCache: a read on a non-holder fetches from the holder, and the
+// blocks are cached (not pinned).
+func TestOpenFetchesIntoCache(t *testing.T) {
+	hs := startHosts(t, 2, quicOnly)
+	a := newStore(t, hs[0], nil)
+	b := newStore(t, hs[1], nil)
+	data := randBytes(31, 2<<20)
+	added := add(t, a, data, "")
+	if got := readAll(t, b, added.Root, hs[0].ID()); !bytes.Equal(got, data) {
+		t.Fatal("B read different bytes")
+	}
+	st, _ := b.Stat(ctxT(t), added.Root)
+	if !st.Complete || !st.Cached || st.Pins != 0 {
+		t.Errorf("B stat %+v; want complete and cached", st)
+	}
+	if u := b.Usage(); u.CacheBytes < int64(len(data)) || u.PinnedBytes != 0 {
+		t.Errorf("B usage %+v; want the file cached", u)
+	}
+}
+
+// TestHolderFailover: the first holders have nothing or are unreachable; the blocks
+// come from the one that has them.
+func TestHolderFailover(t *testing.T) {
+	hs := startHosts(t, 3, quicOnly)
+	a := newStore(t, hs[0], nil)
+	b := newStore(t, hs[1], nil)
+	newStore(t, hs[2], nil) // C: a member without the file
+	data := randBytes(32, 3<<20)
+	added := add(t, a, data, "")
+	k, _, _ := crypto.GenerateEd25519Key(nil)
+	ghost, _ := peer.IDFromPrivateKey(k)
+	if err := b.Pin(ctxT(t), added.Root, []peer.ID{ghost, hs[2].ID(), hs[0].ID()}); err != nil {
+		t.Fatalf("Pin with a dead and an empty holder first: %v", err)
+	}
+	if got := readAll(t, b, added.Root); !bytes.Equal(got, data) {
+		t.Fatal("B read different bytes")
+	}
+}
+
+// TestCorruptRefetchedFromHolder: a block corrupted on B's disk is detected on read,
+// counted, deleted and fetched again from A; the read succeeds.
+func TestCorruptRefetchedFromHolder(t *testing.T) {
+	hs := startHosts(t, 2, quicOnly)
+	a := newStore(t, hs[0], nil)
+	b := newStore(t, hs[1], nil)
+	data := randBytes(33, 1<<20)
+	added := add(t, a, data, "")
+	if err := b.Pin(ctxT(t), added.Root, []peer.ID{hs[0].ID()}); err != nil {
+		t.Fatal(err)
+	}
+	links, _ := b.links(ctxT(t), added.Root)
+	corruptBlock(t, b, links[1])
+	if got := readAll(t, b, added.Root, hs[0].ID()); !bytes.Equal(got, data) {
+		t.Fatal("read after corruption differs")
+	}
+	if got := testutil.ToFloat64(b.m.corrupt); got != 1 {
+		t.Errorf("corrupt_blocks_total %v; want 1", got)
+	}
+	if has, _ := b.Has(ctxT(t), added.Root); !has {
+		t.Error("the corrupt block was not fetched again")
+	}
+	if st, _ := b.Stat(ctxT(t), added.Root); st.Pins != 1 || st.Cached {
+		t.Errorf("the re-fetched block left the pin: %+v", st)
+	}
+	if u := b.Usage(); u.CacheBytes != 0 {
+		t.Errorf("the re-fetched block of a pinned file went to the cache: %+v", u)
+	}
+}
+
+// TestBitswapFallback: with no holder given, the block comes over the cluster's bitswap.
+func TestBitswapFallback(t *testing.T) {
+	hs := startHosts(t, 2, quicOnly)
+	a := newStore(t, hs[0], nil)
+	b := newStore(t, hs[1], nil)
+	data := randBytes(34, 700<<10)
+	added := add(t, a, data, "")
+	f, err := b.Open(ctxT(t), added.Root, nil)
+	if err != nil {
+		t.Fatalf("Open over bitswap: %v", err)
+	}
+	got, err := io.ReadAll(f)
+	f.Close()
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read over bitswap: %v", err)
+	}
+	if n := testutil.ToFloat64(b.m.fetchedBlocks.WithLabelValues("bulk")); n != 0 {
+		t.Errorf("%v blocks over bulk without holders", n)
+	}
+}
