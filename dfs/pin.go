@@ -249,7 +249,9 @@ func (s *Service) Repair() (pinned int) {
 		}
 		n := 0
 		var from []peer.ID
+		holds := map[string]bool{}
 		for _, h := range pins[root] {
+			holds[h] = true
 			if good(h) {
 				n++
 			}
@@ -262,7 +264,15 @@ func (s *Service) Repair() (pinned int) {
 		if n >= r.rf || len(from) == 0 {
 			continue
 		}
-		if !containsStr(Place(root, s.candidates(r.size), r.rf), self) {
+		// the missing copies go to the best-placed nodes that do not hold it yet: every
+		// node computes the same choice and only the chosen ones act
+		var cands []Candidate
+		for _, c := range s.candidates(r.size) {
+			if !holds[c.ID] {
+				cands = append(cands, c)
+			}
+		}
+		if !containsStr(Place(root, cands, r.rf-n), self) {
 			continue
 		}
 		c, err := cid.Decode(root)

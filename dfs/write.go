@@ -44,23 +44,37 @@ func (s *Service) Put(ctx context.Context, path string, r io.Reader, o PutOption
 	if o.Ack < 0 {
 		return api.FSEntry{}, fmt.Errorf("%w: ack %d must be >= 1", ErrBadRequest, o.Ack)
 	}
-	var tree TreeRecord
-	s.st.View(func(v *state.View) { tree = s.treeOf(v, path) })
-	rf := tree.Replication
-	if o.Replication > 0 {
-		rf = o.Replication
-	}
-	ack := tree.Ack
-	if o.Ack > 0 {
-		ack = o.Ack
-	}
-	if ack > rf {
-		return api.FSEntry{}, fmt.Errorf("%w: ack %d is more than the replication factor %d", ErrBadRequest, ack, rf)
+	rf, ack, err := s.writeSettings(path, o)
+	if err != nil {
+		return api.FSEntry{}, err
 	}
 	root, size, err := s.content.Add(ctx, r, o.Chunker)
 	if err != nil {
 		return api.FSEntry{}, fmt.Errorf("dfs: storing %s: %w", path, err)
 	}
+	return s.putRoot(ctx, path, root, size, rf, ack, o.Mode)
+}
+
+// writeSettings are the replication factor and ack count of a write of path.
+func (s *Service) writeSettings(path string, o PutOptions) (rf, ack int, err error) {
+	var tree TreeRecord
+	s.st.View(func(v *state.View) { tree = s.treeOf(v, path) })
+	rf = tree.Replication
+	if o.Replication > 0 {
+		rf = o.Replication
+	}
+	ack = tree.Ack
+	if o.Ack > 0 {
+		ack = o.Ack
+	}
+	if ack > rf {
+		return 0, 0, fmt.Errorf("%w: ack %d is more than the replication factor %d", ErrBadRequest, ack, rf)
+	}
+	return rf, ack, nil
+}
+
+// putRoot replicates a root stored here and writes its entry.
+func (s *Service) putRoot(ctx context.Context, path string, root cid.Cid, size int64, rf, ack int, mode uint32) (api.FSEntry, error) {
 	key := root.String()
 	s.hold(key, 1)
 	defer s.hold(key, -1)
@@ -69,7 +83,6 @@ func (s *Service) Put(ctx context.Context, path string, r io.Reader, o PutOption
 		s.met.writeFailures.Inc()
 		return api.FSEntry{}, fmt.Errorf("dfs: put %s: %w", path, err)
 	}
-	mode := o.Mode
 	if mode == 0 {
 		mode = 0o644
 	}

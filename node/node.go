@@ -60,6 +60,8 @@ type Node struct {
 	instances *instances.Service
 	// sched places deployments, holds reservations and enforces quotas (package scheduler).
 	sched *scheduler.Scheduler
+	// dfs is the distributed file system (node/dfs.go).
+	dfs nodeDFS
 
 	// APIAddr is the bound TCP API address when APIListen is set.
 	APIAddr string
@@ -207,6 +209,9 @@ func New(cfg Config, log *slog.Logger) (n *Node, err error) {
 		n.host, n.st, n.members, n.instances, n.api, log)
 	n.instances.SetReservations(n.sched)
 	n.instances.SetKeepOnConflict(n.sched.IsDeploymentInstance)
+	if err := n.buildDFS(log); err != nil {
+		return nil, err
+	}
 	n.st.Watch(n.notifyChange) // tests' OnStateChange
 	return n, nil
 }
@@ -256,6 +261,7 @@ func (n *Node) Start(ctx context.Context) error {
 	if err := n.sched.Start(); err != nil {
 		return err
 	}
+	n.dfs.svc.Start()
 	attrs := []any{"name", n.cfg.Node, "id", n.host.ID().String(), "cluster", n.cfg.Cluster,
 		"addrs", strings.Join(n.fullAddrs(), " "), "api", n.SocketPath()}
 	if n.APIAddr != "" {
@@ -299,6 +305,7 @@ func (n *Node) shutdown(graceful bool) error {
 		if n.cancel != nil {
 			n.cancel()
 		}
+		n.closeDFS() // built last, closed first
 		if n.sched != nil && n.running {
 			n.sched.Close()
 		}
