@@ -51,8 +51,8 @@ func (s *Service) Register(r Router, gateway http.Handler) {
 		httpapi.WriteJSON(w, http.StatusOK, s.Snapshots())
 	})
 	r.Handle("POST /v1/fs/snapshots", s.handleSnapshot)
-	r.Handle("DELETE /v1/fs/snapshots/{name}", func(w http.ResponseWriter, r *http.Request) {
-		if err := s.DeleteSnapshot(r.PathValue("name")); err != nil {
+	r.Handle("DELETE /v1/fs/snapshots/{snapshot}", func(w http.ResponseWriter, r *http.Request) {
+		if err := s.DeleteSnapshot(r.PathValue("snapshot")); err != nil {
 			httpapi.WriteErr(w, err)
 			return
 		}
@@ -66,7 +66,6 @@ func (s *Service) Register(r Router, gateway http.Handler) {
 	}
 	if gateway != nil {
 		r.Handle("GET /ipfs/{rest...}", gateway.ServeHTTP)
-		r.Handle("HEAD /ipfs/{rest...}", gateway.ServeHTTP)
 	}
 }
 
