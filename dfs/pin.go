@@ -152,6 +152,11 @@ func (s *Service) capacity() int64 {
 	if s.cfg.CapacityBytes > 0 {
 		return s.cfg.CapacityBytes
 	}
+	if s.cfg.Ledger != nil {
+		if b := s.cfg.Ledger.DFSRoomBytes(); b > 0 {
+			return b
+		}
+	}
 	for _, n := range s.members.Nodes() {
 		if n.Self && n.DiskTotalMB > 0 {
 			return int64(n.DiskTotalMB) << 20

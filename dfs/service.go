@@ -60,6 +60,13 @@ type Members interface {
 	Nodes() []api.NodeInfo
 }
 
+// Ledger is the node's disk accounting as the DFS needs it.
+type Ledger interface {
+	// DFSRoomBytes is the most the block store may hold in all: what it holds plus the
+	// disk instances and reservations leave free (0: unknown).
+	DFSRoomBytes() int64
+}
+
 // Peers asks another member to pin a root (the pin protocol, pinproto.go).
 type Peers interface {
 	Pin(ctx context.Context, to peer.ID, req PinRequest) error
@@ -74,6 +81,9 @@ type Config struct {
 	// CapacityBytes is the room of the block store charged to the node's disk (default:
 	// the node's disk total from membership; 0 and unknown: 10 GiB).
 	CapacityBytes int64
+	// Ledger, when set, bounds the block store by the node's disk ledger (when
+	// CapacityBytes is 0).
+	Ledger Ledger
 	// Grace is how long a dead holder still counts as a copy (default 30 s).
 	Grace time.Duration
 	// RepairInterval is the period of the replication runner (default 5 s).

@@ -7,6 +7,9 @@ import (
 
 	"github.com/rads-lang/constellation/dfs"
 	"github.com/rads-lang/constellation/dfs/content"
+	"github.com/rads-lang/constellation/instances"
+	"github.com/rads-lang/constellation/internal/state"
+	"github.com/rads-lang/constellation/scheduler"
 )
 
 // nodeDFS is the DFS part of the node: the content store, the namespace service and its
@@ -15,6 +18,8 @@ type nodeDFS struct {
 	content *content.Store
 	svc     *dfs.Service
 	pins    *dfs.PinProtocol
+	// capacityMB is the configured block store size (0: the disk's free space).
+	capacityMB int64
 }
 
 // buildDFS builds the content store (<data-dir>/dfs) and the namespace service and
@@ -43,7 +48,7 @@ func (n *Node) buildDFS(log *slog.Logger) error {
 		}
 	}
 	svc, err := dfs.New(n.ctx, dfs.Config{Self: n.host.ID(), NodeName: n.cfg.Node, Zone: zone,
-		CapacityBytes: c.CapacityMB << 20, Grace: c.Grace}, dfs.StoreContent{S: store}, n.members, nil, n.st, log)
+		CapacityBytes: c.CapacityMB << 20, Grace: c.Grace, Ledger: dfsRoom{n}}, dfs.StoreContent{S: store}, n.members, nil, n.st, log)
 	if err != nil {
 		store.Close()
 		return err
@@ -55,7 +60,7 @@ func (n *Node) buildDFS(log *slog.Logger) error {
 	}
 	svc.SetPeers(pins)
 	svc.Register(n.api, store.Gateway())
-	n.dfs = nodeDFS{content: store, svc: svc, pins: pins}
+	n.dfs = nodeDFS{content: store, svc: svc, pins: pins, capacityMB: c.CapacityMB}
 	return nil
 }
 
@@ -72,4 +77,51 @@ func (n *Node) closeDFS() {
 			n.log.Warn("dfs content store close", "err", err)
 		}
 	}
+}
+
+// dfsLedger is the scheduler's reservations as the instance service sees them, plus the
+// disk the DFS block store holds: instance admission (and, through the node's resource
+// record, other nodes' placements) never counts on disk the DFS uses.
+type dfsLedger struct {
+	*scheduler.Scheduler
+	d *nodeDFS
+}
+
+// Reserved adds the DFS's share to what reservations hold.
+func (l dfsLedger) Reserved() (cpuPercent float64, ramMB, diskMB int64) {
+	cpu, ram, disk := l.Scheduler.Reserved()
+	return cpu, ram, disk + l.d.chargeMB()
+}
+
+// chargeMB is the disk the DFS holds: its configured share, else what is pinned or
+// leased in its block store (the cache is evictable and not charged).
+func (d *nodeDFS) chargeMB() int64 {
+	if d.capacityMB > 0 {
+		return d.capacityMB
+	}
+	if d.content == nil {
+		return 0
+	}
+	u := d.content.Usage()
+	return (u.PinnedBytes + u.LeasedBytes + 1<<20 - 1) >> 20
+}
+
+// dfsRoom tells the DFS how much of the disk it may hold in all: what it holds plus the
+// disk capacity instances and reservations leave (the node's own resource record).
+type dfsRoom struct{ n *Node }
+
+func (r dfsRoom) DFSRoomBytes() int64 {
+	var rec instances.ResourceRecord
+	ok := false
+	r.n.st.View(func(v *state.View) {
+		if b, _, found := v.GetLWW(instances.CollResources, r.n.host.ID().String()); found {
+			ok = state.Decode(b, &rec) == nil
+		}
+	})
+	if !ok || rec.DiskCapacityMB == 0 {
+		return 0 // unknown: the DFS uses its configured capacity or the disk's free space
+	}
+	_, _, resv := r.n.sched.Reserved()
+	room := rec.DiskCapacityMB - rec.DiskAllocatedMB - resv
+	return max(0, room)<<20 + r.n.dfs.chargeMB()<<20
 }

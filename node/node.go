@@ -207,7 +207,7 @@ func New(cfg Config, log *slog.Logger) (n *Node, err error) {
 	}, n.host, n.st, n.members, n.events, n.api, log)
 	n.sched = scheduler.New(n.ctx, scheduler.Config{Name: cfg.Node, DataDir: cfg.DataDir},
 		n.host, n.st, n.members, n.instances, n.api, log)
-	n.instances.SetReservations(n.sched)
+	n.instances.SetReservations(dfsLedger{n.sched, &n.dfs}) // the DFS block store is charged as reserved disk
 	n.instances.SetKeepOnConflict(n.sched.IsDeploymentInstance)
 	if err := n.buildDFS(log); err != nil {
 		return nil, err
