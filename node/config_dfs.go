@@ -16,6 +16,8 @@ type DFSConfig struct {
 	// Grace is how long a dead holder still counts as a copy before another node copies
 	// its files. Default 30s.
 	Grace time.Duration `yaml:"grace"`
+	// RepairInterval is the period of the replication runner. Default 5s.
+	RepairInterval time.Duration `yaml:"repair_interval"`
 	// ZoneLabel names the label whose value is this node's failure domain (copies are
 	// spread over domains first). Default "zone", then "region".
 	ZoneLabel string `yaml:"zone_label"`
@@ -25,6 +27,8 @@ func (c *DFSConfig) validate() error {
 	switch {
 	case c.CapacityMB < 0:
 		return fmt.Errorf("node: dfs.capacity_mb %d is negative; give MB > 0, or 0 for the disk's free space", c.CapacityMB)
+	case c.RepairInterval < 0:
+		return fmt.Errorf("node: dfs.repair_interval %s is negative; give a duration such as 5s", c.RepairInterval)
 	case c.Grace < 0:
 		return fmt.Errorf("node: dfs.grace %s is negative; give a duration such as 30s", c.Grace)
 	}
