@@ -239,10 +239,41 @@ func (n *tnet) settle(t *testing.T) {
 			}
 		}
 		if same {
+			for _, nd := range all { // and every node's watcher followed (async after Apply)
+				if !nd.svc.indexFresh() {
+					same = false
+				}
+			}
+		}
+		if same {
 			return
 		}
 	}
 	t.Fatal("state did not converge")
+}
+
+// indexFresh reports whether the index shows what the state holds.
+func (s *Service) indexFresh() bool {
+	fresh := true
+	s.st.View(func(v *state.View) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, k := range v.Keys(CollEntries) {
+			p, w, _ := splitEntryKey(k)
+			st := s.idx[p]
+			if st == nil || !containsStr(st.writers, w) {
+				fresh = false
+				return
+			}
+		}
+		for p, st := range s.idx {
+			if fmt.Sprint(s.resolveLocked(v, p, st.writers)) != fmt.Sprint(st.vis) {
+				fresh = false
+				return
+			}
+		}
+	})
+	return fresh
 }
 
 func (n *tnet) setCut(a, b string, cut bool) {

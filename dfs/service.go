@@ -199,7 +199,10 @@ func (s *Service) SetPeers(p Peers) { s.peers = p }
 
 // Start indexes the namespace, follows remote changes and runs the replication runner.
 func (s *Service) Start() {
+	s.st.Watch(s.onRemote, CollEntries) // first: no remote change falls between scan and watch
 	s.st.View(func(v *state.View) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
 		for _, k := range v.Keys(CollEntries) {
 			if p, w, ok := splitEntryKey(k); ok {
 				st := s.idx[p]
@@ -207,14 +210,15 @@ func (s *Service) Start() {
 					st = &pathState{}
 					s.idx[p] = st
 				}
-				st.writers = append(st.writers, w)
+				if !containsStr(st.writers, w) {
+					st.writers = append(st.writers, w)
+				}
 			}
 		}
 		for p, st := range s.idx {
 			st.vis = s.resolveLocked(v, p, st.writers)
 		}
 	})
-	s.st.Watch(s.onRemote, CollEntries)
 	s.writeCapacity()
 	s.wg.Add(1)
 	go s.runner()
