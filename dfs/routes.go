@@ -36,30 +36,37 @@ type Router interface {
 func (s *Service) Register(r Router, gateway http.Handler) {
 	r.Handle("PUT /v1/fs/files", s.handlePut)
 	r.Handle("GET /v1/fs/files", s.handleGet)
-	r.Handle("DELETE /v1/fs/files", s.handleRemove)
-	r.Handle("GET /v1/fs/stat", s.handleStat)
-	r.Handle("GET /v1/fs/list", s.handleList)
-	r.Handle("POST /v1/fs/move", s.handleMove)
-	r.Handle("GET /v1/fs/trees", func(w http.ResponseWriter, r *http.Request) {
-		httpapi.WriteJSON(w, http.StatusOK, nonNil(s.Trees()))
-	})
-	r.Handle("POST /v1/fs/trees", s.handleInit)
-	r.Handle("GET /v1/fs/versions", s.handleVersions)
-	r.Handle("POST /v1/fs/revert", s.handleRevert)
+	r.Handle("DELETE /v1/fs/files", queryRoute(func(r *http.Request) (any, error) {
+		n, err := s.Remove(pathOf(r), queryBool(r, "recursive"))
+		return api.FSCount{Count: n}, err
+	}))
+	r.Handle("GET /v1/fs/stat", queryRoute(func(r *http.Request) (any, error) { return s.Stat(r.Context(), pathOf(r)) }))
+	r.Handle("GET /v1/fs/list", queryRoute(func(r *http.Request) (any, error) {
+		return s.List(prefixOf(r), queryBool(r, "recursive"))
+	}))
+	r.Handle("GET /v1/fs/versions", queryRoute(func(r *http.Request) (any, error) { return s.Versions(pathOf(r)) }))
+	r.Handle("GET /v1/fs/du", queryRoute(func(r *http.Request) (any, error) { return s.Du(prefixOf(r), queryBool(r, "by_node")) }))
+	r.Handle("GET /v1/fs/trees", queryRoute(func(*http.Request) (any, error) { return nonNil(s.Trees()), nil }))
+	r.Handle("GET /v1/fs/snapshots", queryRoute(func(*http.Request) (any, error) { return s.Snapshots(), nil }))
+	r.Handle("DELETE /v1/fs/snapshots/{snapshot}", queryRoute(func(r *http.Request) (any, error) {
+		return api.FSCount{Count: 1}, s.DeleteSnapshot(r.PathValue("snapshot"))
+	}))
+	r.Handle("POST /v1/fs/move", jsonRoute(http.StatusOK, func(q api.FSMoveRequest) (api.FSCount, error) {
+		n, err := s.Move(q.From, q.To)
+		return api.FSCount{Count: n}, err
+	}))
+	r.Handle("POST /v1/fs/trees", jsonRoute(http.StatusOK, s.Init))
+	r.Handle("POST /v1/fs/revert", jsonRoute(http.StatusOK, func(q api.FSRevertRequest) (api.FSEntry, error) {
+		return s.Revert(q.Path, q.Version)
+	}))
+	r.Handle("POST /v1/fs/snapshots", jsonRoute(http.StatusCreated, func(q api.FSSnapshotRequest) (api.FSSnapshot, error) {
+		return s.Snapshot(q.Prefix, q.Name)
+	}))
+	r.Handle("POST /v1/fs/restore", jsonRoute(http.StatusOK, func(q api.FSRestoreRequest) (api.FSCount, error) {
+		n, err := s.Restore(q.Name, q.Prefix)
+		return api.FSCount{Count: n}, err
+	}))
 	r.Handle("GET /v1/fs/watch", s.handleWatch)
-	r.Handle("GET /v1/fs/snapshots", func(w http.ResponseWriter, r *http.Request) {
-		httpapi.WriteJSON(w, http.StatusOK, s.Snapshots())
-	})
-	r.Handle("POST /v1/fs/snapshots", s.handleSnapshot)
-	r.Handle("DELETE /v1/fs/snapshots/{snapshot}", func(w http.ResponseWriter, r *http.Request) {
-		if err := s.DeleteSnapshot(r.PathValue("snapshot")); err != nil {
-			httpapi.WriteErr(w, err)
-			return
-		}
-		httpapi.WriteJSON(w, http.StatusOK, api.FSCount{Count: 1})
-	})
-	r.Handle("POST /v1/fs/restore", s.handleRestore)
-	r.Handle("GET /v1/fs/du", s.handleDu)
 	if _, ok := s.content.(CARs); ok {
 		r.Handle("GET /v1/fs/export", s.handleExport)
 		r.Handle("PUT /v1/fs/import", s.handleImport)
@@ -79,6 +86,42 @@ func nonNil[T any](xs []T) []T {
 // pathOf is the ?path= of a request, as given (checked by the service: a relative or
 // dotted path is refused, never resolved).
 func pathOf(r *http.Request) string { return r.URL.Query().Get("path") }
+
+// prefixOf is the ?prefix= of a request ("/" when absent).
+func prefixOf(r *http.Request) string {
+	if p := r.URL.Query().Get("prefix"); p != "" {
+		return p
+	}
+	return "/"
+}
+
+// queryRoute answers fn's value as JSON (200), or its error.
+func queryRoute(fn func(r *http.Request) (any, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		v, err := fn(r)
+		if err != nil {
+			httpapi.WriteErr(w, err)
+			return
+		}
+		httpapi.WriteJSON(w, http.StatusOK, v)
+	}
+}
+
+// jsonRoute decodes a JSON body (strict, bounded), calls fn and answers its result.
+func jsonRoute[Req, Resp any](status int, fn func(Req) (Resp, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var q Req
+		if !httpapi.Decode(w, r, &q) {
+			return
+		}
+		v, err := fn(q)
+		if err != nil {
+			httpapi.WriteErr(w, err)
+			return
+		}
+		httpapi.WriteJSON(w, status, v)
+	}
+}
 
 func queryInt(r *http.Request, name string) (int, error) {
 	v := r.URL.Query().Get(name)
@@ -143,130 +186,9 @@ func (s *Service) handleGet(w http.ResponseWriter, r *http.Request) {
 	http.ServeContent(w, r, "", e.MTime, f)
 }
 
-func (s *Service) handleRemove(w http.ResponseWriter, r *http.Request) {
-	n, err := s.Remove(pathOf(r), queryBool(r, "recursive"))
-	if err != nil {
-		httpapi.WriteErr(w, err)
-		return
-	}
-	httpapi.WriteJSON(w, http.StatusOK, api.FSCount{Count: n})
-}
-
-func (s *Service) handleStat(w http.ResponseWriter, r *http.Request) {
-	st, err := s.Stat(r.Context(), pathOf(r))
-	if err != nil {
-		httpapi.WriteErr(w, err)
-		return
-	}
-	httpapi.WriteJSON(w, http.StatusOK, st)
-}
-
-func (s *Service) handleList(w http.ResponseWriter, r *http.Request) {
-	prefix := r.URL.Query().Get("prefix")
-	if prefix == "" {
-		prefix = "/"
-	}
-	es, err := s.List(prefix, queryBool(r, "recursive"))
-	if err != nil {
-		httpapi.WriteErr(w, err)
-		return
-	}
-	httpapi.WriteJSON(w, http.StatusOK, es)
-}
-
-func (s *Service) handleMove(w http.ResponseWriter, r *http.Request) {
-	var req api.FSMoveRequest
-	if !httpapi.Decode(w, r, &req) {
-		return
-	}
-	n, err := s.Move(req.From, req.To)
-	if err != nil {
-		httpapi.WriteErr(w, err)
-		return
-	}
-	httpapi.WriteJSON(w, http.StatusOK, api.FSCount{Count: n})
-}
-
-func (s *Service) handleInit(w http.ResponseWriter, r *http.Request) {
-	var req api.FSTree
-	if !httpapi.Decode(w, r, &req) {
-		return
-	}
-	t, err := s.Init(req)
-	if err != nil {
-		httpapi.WriteErr(w, err)
-		return
-	}
-	httpapi.WriteJSON(w, http.StatusOK, t)
-}
-
-func (s *Service) handleVersions(w http.ResponseWriter, r *http.Request) {
-	vs, err := s.Versions(pathOf(r))
-	if err != nil {
-		httpapi.WriteErr(w, err)
-		return
-	}
-	httpapi.WriteJSON(w, http.StatusOK, vs)
-}
-
-func (s *Service) handleRevert(w http.ResponseWriter, r *http.Request) {
-	var req api.FSRevertRequest
-	if !httpapi.Decode(w, r, &req) {
-		return
-	}
-	e, err := s.Revert(req.Path, req.Version)
-	if err != nil {
-		httpapi.WriteErr(w, err)
-		return
-	}
-	httpapi.WriteJSON(w, http.StatusOK, e)
-}
-
-func (s *Service) handleSnapshot(w http.ResponseWriter, r *http.Request) {
-	var req api.FSSnapshotRequest
-	if !httpapi.Decode(w, r, &req) {
-		return
-	}
-	sn, err := s.Snapshot(req.Prefix, req.Name)
-	if err != nil {
-		httpapi.WriteErr(w, err)
-		return
-	}
-	httpapi.WriteJSON(w, http.StatusCreated, sn)
-}
-
-func (s *Service) handleRestore(w http.ResponseWriter, r *http.Request) {
-	var req api.FSRestoreRequest
-	if !httpapi.Decode(w, r, &req) {
-		return
-	}
-	n, err := s.Restore(req.Name, req.Prefix)
-	if err != nil {
-		httpapi.WriteErr(w, err)
-		return
-	}
-	httpapi.WriteJSON(w, http.StatusOK, api.FSCount{Count: n})
-}
-
-func (s *Service) handleDu(w http.ResponseWriter, r *http.Request) {
-	prefix := r.URL.Query().Get("prefix")
-	if prefix == "" {
-		prefix = "/"
-	}
-	du, err := s.Du(prefix, queryBool(r, "by_node"))
-	if err != nil {
-		httpapi.WriteErr(w, err)
-		return
-	}
-	httpapi.WriteJSON(w, http.StatusOK, du)
-}
-
 // handleWatch streams the changes under ?prefix= as SSE events named by their type.
 func (s *Service) handleWatch(w http.ResponseWriter, r *http.Request) {
-	prefix := r.URL.Query().Get("prefix")
-	if prefix == "" {
-		prefix = "/"
-	}
+	prefix := prefixOf(r)
 	ch, lagged, cancel, err := s.Watch(prefix)
 	if err != nil {
 		httpapi.WriteErr(w, err)
