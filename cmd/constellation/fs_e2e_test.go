@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -91,12 +92,55 @@ func TestFSEndToEnd(t *testing.T) {
 		t.Errorf("a failed put left an entry: %s", r.stdout)
 	}
 
+	// CAR export on beta, import on alpha under another name: the same CID
+	car := filepath.Join(t.TempDir(), "in.car")
+	r = run(t, "fs", "export", "/cluster/data/in.bin", "--data-dir", dirB)
+	if r.code != 0 || os.WriteFile(car, []byte(r.stdout), 0o600) != nil {
+		t.Fatalf("export: %d %s", r.code, r.stderr)
+	}
+	var imp api.FSEntry
+	r = run(t, "fs", "import", car, "/cluster/copy.bin", "--json", "--data-dir", dirA)
+	if json.Unmarshal([]byte(r.stdout), &imp) != nil || imp.CID != e.CID || imp.Size != e.Size {
+		t.Fatalf("import: %+v (want CID %s) %s", imp, e.CID, r.stderr)
+	}
+	// a watcher on beta sees a change made on alpha
+	w := startPeerCmd(t, dirB, exec.Command(binary(t), "fs", "watch", "/cluster", "--json", "--data-dir", dirB))
+	time.Sleep(300 * time.Millisecond)
+	if r := run(t, "fs", "mv", "/cluster/copy.bin", "/cluster/moved.bin", "--data-dir", dirA); r.code != 0 {
+		t.Fatalf("mv: %s", r.stderr)
+	}
+	testutil.WaitFor(t, 10*time.Second, "the watcher on beta sees the move", func() (bool, string) {
+		out := w.stderr.String() // the process's stdout and stderr
+		return strings.Contains(out, `"type": "created"`) && strings.Contains(out, "/cluster/moved.bin") &&
+			strings.Contains(out, `"type": "deleted"`), out
+	})
+	// snapshot, delete, restore
+	if r := run(t, "fs", "snapshot", "/cluster", "--save", "before-rm", "--data-dir", dirA); r.code != 0 {
+		t.Fatalf("snapshot: %s", r.stderr)
+	}
+	if r := run(t, "fs", "rm", "-r", "/cluster/moved.bin", "--data-dir", dirA); r.code != 0 {
+		t.Fatalf("rm: %s", r.stderr)
+	}
+	waitJSON(t, 10*time.Second, "beta lists the snapshot", func(r result) bool {
+		return strings.Contains(r.stdout, "before-rm")
+	}, "fs", "snapshots", "--data-dir", dirB)
+	if r := run(t, "fs", "restore", "before-rm", "/restored", "--data-dir", dirB); r.code != 0 || !strings.Contains(r.stdout, "restored 2 file(s)") {
+		t.Fatalf("restore: %s %s", r.stdout, r.stderr)
+	}
+	if r := run(t, "fs", "cat", "/restored/moved.bin", "--data-dir", dirB); r.code != 0 || r.stdout != string(data) {
+		t.Fatalf("restored file: exit %d, %d bytes", r.code, len(r.stdout))
+	}
+	var du api.FSDu
+	if r := run(t, "fs", "du", "/restored", "--by-node", "--json", "--data-dir", dirA); json.Unmarshal([]byte(r.stdout), &du) != nil || du.Files != 2 || len(du.ByNode) != 2 {
+		t.Errorf("du --by-node: %s %s", r.stdout, r.stderr)
+	}
+
 	if r := run(t, "fs", "rm", "/cluster/data/in.bin", "--data-dir", dirB); r.code != 0 {
 		t.Fatalf("rm on beta: %s", r.stderr)
 	}
 	waitJSON(t, 10*time.Second, "alpha sees the removal", func(r result) bool {
 		return strings.TrimSpace(r.stdout) == "[]"
-	}, "fs", "ls", "-R", "/", "--json", "--data-dir", dirA)
+	}, "fs", "ls", "-R", "/cluster", "--json", "--data-dir", dirA)
 	if r := run(t, "fs", "versions", "/cluster/data/in.bin", "--data-dir", dirA); r.code != 0 || !strings.Contains(r.stdout, "deleted") {
 		t.Errorf("versions of the removed file: %s %s", r.stdout, r.stderr)
 	}
