@@ -125,3 +125,7 @@ func (r dfsRoom) DFSRoomBytes() int64 {
 	room := rec.DiskCapacityMB - rec.DiskAllocatedMB - resv
 	return max(0, room)<<20 + r.n.dfs.chargeMB()<<20
 }
+
+// DFS is the node's file system service (for benchmarks and tests; users go through the
+// /v1/fs API).
+func (n *Node) DFS() *dfs.Service { return n.dfs.svc }

@@ -88,7 +88,7 @@ sends the token only to a server that holds it. Read commands print a table, or 
 	root.AddCommand(deployCommands(g)...)
 	root.AddCommand(newFSCmd(g))
 	bench := newBenchCmd()
-	bench.AddCommand(newBenchInstancesCmd(), newBenchSandboxCmd())
+	bench.AddCommand(newBenchInstancesCmd(), newBenchSandboxCmd(), newBenchFSCmd())
 	root.AddCommand(bench)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return fmt.Errorf("%v\nRun '%s --help' for the accepted flags", err, c.CommandPath())
