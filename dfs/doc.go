@@ -22,10 +22,11 @@
 //
 // Usage, as node wires it:
 //
-//	svc, _ := dfs.New(ctx, dfs.Config{Self: id, NodeName: name}, content, members, nil, st, log)
+//	store, _ := content.New(ctx, content.Config{Dir: dir}, host)
+//	svc, _ := dfs.New(ctx, dfs.Config{Self: id, NodeName: name}, dfs.StoreContent{S: store}, members, nil, st, log)
 //	pins, _ := dfs.NewPinProtocol(host, svc)
 //	svc.SetPeers(pins)
-//	svc.Register(srv) // the /v1/fs routes
+//	svc.Register(srv, store.Gateway()) // the /v1/fs routes and GET /ipfs/{cid}
 //	svc.Start()
 //	defer svc.Close()
 //
