@@ -3,7 +3,9 @@ package content
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -186,4 +188,28 @@ func TestPinAnnouncedInDHT(t *testing.T) {
 		}
 		return false, "A not found as a provider"
 	})
+}
+
+// TestPinDiskFull: a holder without room refuses the pin, naming itself and the bytes
+// missing; nothing is pinned and nothing of the attempt stays protected.
+func TestPinDiskFull(t *testing.T) {
+	hs := startHosts(t, 2, quicOnly)
+	a := newStore(t, hs[0], nil)
+	b := newStore(t, hs[1], func(c *Config) { c.Capacity = 1 << 20 })
+	added := add(t, a, randBytes(37, 3<<20), "")
+	err := b.Pin(ctxT(t), added.Root, []peer.ID{hs[0].ID()})
+	var de *diskFullError
+	if !errors.As(err, &de) || !errors.Is(err, ErrDiskFull) {
+		t.Fatalf("Pin of 3 MiB into 1 MiB: %v; want ErrDiskFull", err)
+	}
+	if de.Node != hs[1].ID().String() || de.Missing < 1<<20 || !strings.Contains(err.Error(), hs[1].ID().String()) {
+		t.Errorf("disk full error %q (%+v); want node %s and about 2 MiB missing", err, de, hs[1].ID())
+	}
+	t.Logf("the error: %v", err)
+	if len(b.Pins()) != 0 {
+		t.Errorf("pins after a failed pin: %v", b.Pins())
+	}
+	if u := b.Usage(); u.PinnedBytes != 0 || u.LeasedBytes != 0 {
+		t.Errorf("a failed pin left protected blocks: %+v", u)
+	}
 }
