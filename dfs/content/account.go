@@ -70,6 +70,7 @@ func (s *Store) added(fresh []blocks.Block, reserved int64) {
 		s.unprotectLocked(k)
 	}
 	s.m.stored.Add(float64(len(fresh)))
+	s.m.storedN.Add(int64(len(fresh)))
 	s.evictLocked(s.ctx)
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/routing"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rads-lang/constellation/p2p"
@@ -27,6 +28,13 @@ type Network interface {
 	NewService(name string, cfg p2p.ServiceConfig, handler p2p.Handler) (*p2p.Service, error)
 	// IsAdmitted reports whether p passed admission on its current connection.
 	IsAdmitted(p peer.ID) bool
+}
+
+// ContentRouter is an optional capability of a Network (*p2p.Host has it): the
+// cluster's private DHT. With it, Pin announces the roots this node holds, and bitswap
+// looks up providers there for what no known holder had (the last fallback).
+type ContentRouter interface {
+	ContentRouting() routing.ContentRouting
 }
 
 // Members decides who may receive blocks from this node (bitswap's request filter and

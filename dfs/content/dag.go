@@ -381,6 +381,18 @@ func (s *Store) Pin(ctx context.Context, root cid.Cid, holders []peer.ID) error 
 	if err := s.syncDisk(); err != nil {
 		return err
 	}
+	first, err := s.recordPin(root, l)
+	if err != nil {
+		return err
+	}
+	if first {
+		s.announce(root)
+	}
+	return nil
+}
+
+// recordPin counts a pin of root whose blocks lease l holds; first: root was not pinned.
+func (s *Store) recordPin(root cid.Cid, l *lease) (first bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := s.pins[key(root)]
@@ -411,9 +423,9 @@ func (s *Store) Pin(ctx context.Context, root cid.Cid, holders []peer.ID) error 
 		}
 	}
 	if err := s.savePinsLocked(); err != nil {
-		return fmt.Errorf("dfs content: save pins: %w", err)
+		return false, fmt.Errorf("dfs content: save pins: %w", err)
 	}
-	return nil
+	return r.N == 1, nil
 }
 
 // pinDiskFull rewrites a write's disk-full error as the pin's: the bytes of the file
@@ -625,4 +637,32 @@ func (s *Store) GC(ctx context.Context, keep func(cid.Cid) bool) (freed int64, e
 	}
 	s.m.gcFreed.Add(float64(freed))
 	return freed, nil
+}
+
+// Repair reads every local block of root's DAG (checking each against its CID: corrupt
+// blocks are deleted and counted) and fetches what is missing from holders, so that a
+// pinned file is whole again (the re-replication runner and scrubbing call it). It
+// returns how many blocks were fetched.
+func (s *Store) Repair(ctx context.Context, root cid.Cid, holders []peer.ID) (fetched int, err error) {
+	if err := s.checkOpen(); err != nil {
+		return 0, err
+	}
+	err = s.walkLocal(ctx, root, func(c cid.Cid) {
+		if c.Type() == cid.Raw { // dag-pb blocks were read (and checked) by the walk
+			s.bs.Get(ctx, c)
+		}
+	})
+	if err != nil {
+		return 0, err
+	}
+	before := s.m.storedCount()
+	l := s.newLease(root, false)
+	defer s.dropLease(l)
+	if err := s.fetchDAG(ctx, root, holders, l); err != nil {
+		return 0, s.notFound(root, holders, err)
+	}
+	if err := s.syncDisk(); err != nil {
+		return 0, err
+	}
+	return int(s.m.storedCount() - before), nil
 }

@@ -52,7 +52,7 @@ func listenAddrs(tr transport) []ma.Multiaddr {
 
 // startHosts starts n real p2p hosts of one cluster on loopback, all admitted to each
 // other (as node does), closed at cleanup.
-func startHosts(tb testing.TB, n int, tr transport) []*p2p.Host {
+func startHosts(tb testing.TB, n int, tr transport, mods ...func(*p2p.Config)) []*p2p.Host {
 	tb.Helper()
 	var hs []*p2p.Host
 	for range n {
@@ -66,6 +66,9 @@ func startHosts(tb testing.TB, n int, tr transport) []*p2p.Host {
 		}
 		for _, prev := range hs {
 			cfg.Join = append(cfg.Join, joinAddr(tb, prev))
+		}
+		for _, m := range mods {
+			m(&cfg)
 		}
 		h, err := p2p.New(cfg)
 		if err != nil {

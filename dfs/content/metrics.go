@@ -2,11 +2,13 @@ package content
 
 import (
 	"fmt"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 type metrics struct {
+	storedN        atomic.Int64 // blocks written (what stored counts)
 	corrupt        prometheus.Counter
 	badBlocks      prometheus.Counter
 	stored         prometheus.Counter
@@ -60,3 +62,5 @@ func newMetrics(reg prometheus.Registerer, s *Store) (*metrics, error) {
 	}
 	return m, nil
 }
+
+func (m *metrics) storedCount() int64 { return m.storedN.Load() }

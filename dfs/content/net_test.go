@@ -2,12 +2,19 @@ package content
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"io"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	testutil2 "github.com/rads-lang/constellation/internal/testutil"
+	"github.com/rads-lang/constellation/p2p"
 )
 
 // TestNewWithRealHosts: content.New takes the real *p2p.Host; B pins and reads what A
@@ -126,5 +133,83 @@ func TestBitswapFallback(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(b.m.fetchedBlocks.WithLabelValues("bulk")); n != 0 {
 		t.Errorf("%v blocks over bulk without holders", n)
+	}
+}
+
+// TestRepair: corrupt blocks of a pinned file are found by Repair and fetched again; the
+// pin keeps them.
+func TestRepair(t *testing.T) {
+	hs := startHosts(t, 2, quicOnly)
+	a := newStore(t, hs[0], nil)
+	b := newStore(t, hs[1], nil)
+	data := randBytes(35, 2<<20)
+	added := add(t, a, data, "")
+	if err := b.Pin(ctxT(t), added.Root, []peer.ID{hs[0].ID()}); err != nil {
+		t.Fatal(err)
+	}
+	links, _ := b.links(ctxT(t), added.Root)
+	corruptBlock(t, b, links[0])
+	corruptBlock(t, b, links[5])
+	n, err := b.Repair(ctxT(t), added.Root, []peer.ID{hs[0].ID()})
+	if err != nil || n != 2 {
+		t.Fatalf("Repair: %d blocks, %v; want 2", n, err)
+	}
+	if got := testutil.ToFloat64(b.m.corrupt); got != 2 {
+		t.Errorf("corrupt_blocks_total %v; want 2", got)
+	}
+	if u := b.Usage(); u.CacheBytes != 0 || u.PinnedBytes < int64(len(data)) {
+		t.Errorf("after repair %+v; want everything pinned", u)
+	}
+	if got := readAll(t, b, added.Root); !bytes.Equal(got, data) {
+		t.Fatal("repaired file differs")
+	}
+}
+
+// TestPinAnnouncedInDHT: a pin is announced in the private DHT, where a member that
+// does not know the holders finds it (what bitswap's fallback looks up).
+func TestPinAnnouncedInDHT(t *testing.T) {
+	hs := startHosts(t, 3, quicOnly, func(c *p2p.Config) { c.DisableDHT = false })
+	a := newStore(t, hs[0], nil)
+	added := add(t, a, randBytes(36, 100<<10), "")
+	if err := a.Pin(ctxT(t), added.Root, nil); err != nil {
+		t.Fatal(err)
+	}
+	cr := hs[2].ContentRouting()
+	if cr == nil {
+		t.Fatal("no content routing on a host with the DHT")
+	}
+	testutil2.WaitFor(t, 20*time.Second, "provider record", func() (bool, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		for p := range cr.FindProvidersAsync(ctx, added.Root, 1) {
+			if p.ID == hs[0].ID() {
+				return true, ""
+			}
+		}
+		return false, "A not found as a provider"
+	})
+}
+
+// TestPinDiskFull: a holder without room refuses the pin, naming itself and the bytes
+// missing; nothing is pinned and nothing of the attempt stays protected.
+func TestPinDiskFull(t *testing.T) {
+	hs := startHosts(t, 2, quicOnly)
+	a := newStore(t, hs[0], nil)
+	b := newStore(t, hs[1], func(c *Config) { c.Capacity = 1 << 20 })
+	added := add(t, a, randBytes(37, 3<<20), "")
+	err := b.Pin(ctxT(t), added.Root, []peer.ID{hs[0].ID()})
+	var de *diskFullError
+	if !errors.As(err, &de) || !errors.Is(err, ErrDiskFull) {
+		t.Fatalf("Pin of 3 MiB into 1 MiB: %v; want ErrDiskFull", err)
+	}
+	if de.Node != hs[1].ID().String() || de.Missing < 1<<20 || !strings.Contains(err.Error(), hs[1].ID().String()) {
+		t.Errorf("disk full error %q (%+v); want node %s and about 2 MiB missing", err, de, hs[1].ID())
+	}
+	t.Logf("the error: %v", err)
+	if len(b.Pins()) != 0 {
+		t.Errorf("pins after a failed pin: %v", b.Pins())
+	}
+	if u := b.Usage(); u.PinnedBytes != 0 || u.LeasedBytes != 0 {
+		t.Errorf("a failed pin left protected blocks: %+v", u)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/ipfs/go-cid"
 	flatfs "github.com/ipfs/go-ds-flatfs"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/routing"
 	"golang.org/x/sys/unix"
 
 	"github.com/rads-lang/constellation/p2p"
@@ -38,11 +39,12 @@ type Store struct {
 	members Members
 	m       *metrics
 
-	ds    *flatfs.Datastore
-	bs    *bstore
-	bsw   *bitswap.Bitswap // nil without a network or with DisableBitswap
-	bulk  *p2p.Service     // nil without a network
-	local blockservice.BlockService
+	ds     *flatfs.Datastore
+	bs     *bstore
+	bsw    *bitswap.Bitswap       // nil without a network or with DisableBitswap
+	bulk   *p2p.Service           // nil without a network
+	router routing.ContentRouting // the private DHT, nil without one
+	local  blockservice.BlockService
 
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
@@ -138,8 +140,11 @@ func New(ctx context.Context, cfg Config, net Network) (*Store, error) {
 	}
 	var ex exchange.Interface
 	if net != nil {
+		if cr, ok := net.(ContentRouter); ok {
+			s.router = cr.ContentRouting()
+		}
 		if !cfg.DisableBitswap {
-			s.bsw = newBitswap(s.ctx, s, net)
+			s.bsw = newBitswap(s.ctx, s, net, s.router)
 			ex = s.bsw
 		}
 		if s.bulk, err = net.NewService(bulkProtocol, bulkServiceConfig(cfg), s.serveBulk); err != nil {

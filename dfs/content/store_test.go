@@ -254,6 +254,7 @@ func TestDiskFull(t *testing.T) {
 	if de.Need != int64(len(data)) || de.Missing < 2<<20 || de.Missing > int64(len(data)) || !strings.Contains(err.Error(), "bytes missing") {
 		t.Errorf("disk full error %q (%+v); want the file's %d bytes needed and about 2 MiB missing", err, de, len(data))
 	}
+	t.Logf("the error: %v", err)
 	if u := s.Usage(); u.Blocks != 0 || u.LeasedBytes != 0 {
 		t.Errorf("a failed add left %+v", u)
 	}
