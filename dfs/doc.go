@@ -1,7 +1,34 @@
-// Package dfs is constellation's distributed file system: files chunked into UnixFS DAGs
-// (boxo), stored in each node's block store, exchanged with bitswap among admitted peers only,
-// announced in the cluster's private DHT, with the namespace (path -> CID, size, mtime,
-// writer, history) held as a CRDT collection and strongly consistent locks in a small Raft
-// group. See docs/design.md ("Distributed file system"). The package is scheduled by the DFS
-// issue and holds no code yet.
+// Package dfs is the namespace of constellation's distributed file system and everything
+// users see of it: paths, trees and their settings, writes acknowledged by holders,
+// versions, watch, snapshots, the replication runner and the /v1/fs API. The content
+// (UnixFS DAGs in a block store, bitswap and the bulk transfer between members) is the
+// content layer's (dfs/content); this package reaches it through the Content interface.
+//
+// The namespace is the collection fs_entries of the replicated document. Each node writes
+// only its own entry of a path (key path + NUL + its peer ID): the version it wrote, the
+// HLC time of the write, the other writers' entries it saw (Seen) and the path's kept
+// history. What a path shows is computed by Resolve from every writer's entry, the same
+// on every node: an entry seen by a later write is superseded; of the concurrent heads the
+// latest HLC wins, and with the keep_both policy the others stay visible as
+// NAME.conflict-<node>-<time>. Deletions are entries too (tombstones with history).
+//
+// A write (Put) goes: content.Add locally; holders chosen by Place (weighted rendezvous
+// hashing over the alive members' free room, spread over zones); each holder asked to pin
+// over the pin protocol (it fetches from the writer and fsyncs) and records its pin in
+// fs_pins; once AckCount holders confirmed, the entry is written. A failed write writes no
+// entry. The runner (Repair) restores R good copies when a holder stays dead longer than
+// the grace or leaves, each node pinning only for itself when the rendezvous hash names
+// it, and drops its own pins nothing references after GCDelay.
+//
+// Usage, as node wires it:
+//
+//	store, _ := content.New(ctx, content.Config{Dir: dir}, host)
+//	svc, _ := dfs.New(ctx, dfs.Config{Self: id, NodeName: name}, dfs.StoreContent{S: store}, members, nil, st, log)
+//	pins, _ := dfs.NewPinProtocol(host, svc)
+//	svc.SetPeers(pins)
+//	svc.Register(srv, store.Gateway()) // the /v1/fs routes and GET /ipfs/{cid}
+//	svc.Start()
+//	defer svc.Close()
+//
+// See docs/dfs.md.
 package dfs

@@ -272,6 +272,26 @@ var tokenMatrix = map[string]string{
 	"POST /v1/mesh/intentions":                    "admin",
 	"POST /v1/mesh/mtls":                          "admin",
 	"POST /v1/mesh/call":                          "admin",
+	// the DFS: refused to instance tokens until fs grants exist (the security branch)
+	"PUT /v1/fs/files":                   "admin",
+	"GET /v1/fs/files":                   "admin",
+	"DELETE /v1/fs/files":                "admin",
+	"GET /v1/fs/stat":                    "admin",
+	"GET /v1/fs/list":                    "admin",
+	"POST /v1/fs/move":                   "admin",
+	"GET /v1/fs/trees":                   "admin",
+	"POST /v1/fs/trees":                  "admin",
+	"GET /v1/fs/versions":                "admin",
+	"POST /v1/fs/revert":                 "admin",
+	"GET /v1/fs/watch":                   "admin",
+	"GET /v1/fs/snapshots":               "admin",
+	"POST /v1/fs/snapshots":              "admin",
+	"DELETE /v1/fs/snapshots/{snapshot}": "admin",
+	"POST /v1/fs/restore":                "admin",
+	"GET /v1/fs/du":                      "admin",
+	"GET /v1/fs/export":                  "admin",
+	"PUT /v1/fs/import":                  "admin",
+	"GET /ipfs/{rest...}":                "admin",
 }
 
 // matrixRequest is the request a matrix case sends for a route on target (an instance

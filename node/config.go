@@ -49,6 +49,8 @@ type Config struct {
 	// Default: $CONSTELLATION_DATA_DIR, else /var/lib/constellation for root, else
 	// $XDG_DATA_HOME/constellation (~/.local/share/constellation).
 	DataDir string `yaml:"data_dir"`
+	// DFS configures the distributed file system (config_dfs.go).
+	DFS DFSConfig `yaml:"dfs"`
 	// NoMDNS turns off zero-config LAN discovery by multicast DNS.
 	NoMDNS bool `yaml:"no_mdns"`
 	// NoPortMap turns off UPnP/NAT-PMP port mapping on the router (on by default).
@@ -324,6 +326,7 @@ func LoadConfigFile(path string) (Config, error) {
 // Merge overlays the fields set in over (non-zero) onto c: used for flags over file.
 func (c *Config) Merge(over Config, set map[string]bool) {
 	c.LogsTraces.merge(over.LogsTraces, set)
+	c.mergeDFS(over, set)
 	if set["cluster"] {
 		c.Cluster = over.Cluster
 	}

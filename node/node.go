@@ -69,6 +69,8 @@ type Node struct {
 	security *security.Service
 	// mesh is the service mesh (package mesh).
 	mesh *mesh.Service
+	// dfs is the distributed file system (node/dfs.go).
+	dfs nodeDFS
 
 	// APIAddr is the bound TCP API address when APIListen is set.
 	APIAddr string
@@ -222,7 +224,7 @@ func New(cfg Config, log *slog.Logger) (n *Node, err error) {
 	}, n.host, n.st, n.members, n.events, n.api, log)
 	n.sched = scheduler.New(n.ctx, scheduler.Config{Name: cfg.Node, DataDir: cfg.DataDir},
 		n.host, n.st, n.members, n.instances, n.api, log)
-	n.instances.SetReservations(n.sched)
+	n.instances.SetReservations(dfsLedger{n.sched, &n.dfs}) // the DFS block store is charged as reserved disk
 	n.instances.SetKeepOnConflict(n.sched.IsDeploymentInstance)
 	if err := n.startLogsTraces(log); err != nil {
 		return nil, err
@@ -234,6 +236,9 @@ func New(cfg Config, log *slog.Logger) (n *Node, err error) {
 	n.instances.SetSecrets(n.security)
 	n.sched.SetSecrets(n.security)
 	n.security.SetWorkloads(workloads{n})
+	if err := n.buildDFS(log); err != nil {
+		return nil, err
+	}
 	n.st.Watch(n.notifyChange) // tests' OnStateChange
 	return n, nil
 }
@@ -289,6 +294,7 @@ func (n *Node) Start(ctx context.Context) error {
 	if err := n.mesh.Start(); err != nil {
 		return err
 	}
+	n.dfs.svc.Start()
 	attrs := []any{"name", n.cfg.Node, "id", n.host.ID().String(), "cluster", n.cfg.Cluster,
 		"addrs", strings.Join(n.fullAddrs(), " "), "api", n.SocketPath()}
 	if n.APIAddr != "" {
@@ -332,6 +338,7 @@ func (n *Node) shutdown(graceful bool) error {
 		if n.cancel != nil {
 			n.cancel()
 		}
+		n.closeDFS() // built last, closed first
 		if n.mesh != nil {
 			n.mesh.Close()
 		}

@@ -33,7 +33,9 @@ var adminResources = []string{"secret-values"}
 
 // NamespacedResources are the resources whose records belong to a namespace: a token bound
 // to a namespace acts on them only inside it.
-var NamespacedResources = []string{"instances", "deployments", "files", "services", "secrets"}
+// Files are not namespaced yet (DFS paths carry no namespace): a namespace-bound token is
+// refused the DFS routes rather than let out of its namespace.
+var NamespacedResources = []string{"instances", "deployments", "services", "secrets"}
 
 // Public marks a route every authenticated caller may use (none today; kept for routes
 // such as a health check).
@@ -111,6 +113,26 @@ var RoutePerms = map[string]Perm{
 	"GET /v1/monitor/traces":         "telemetry:read",
 	"GET /v1/monitor/traces/{trace}": "telemetry:read",
 	"POST /v1/monitor/spans":         "telemetry:write",
+	// distributed file system
+	"PUT /v1/fs/files":                   "files:write",
+	"GET /v1/fs/files":                   "files:read",
+	"DELETE /v1/fs/files":                "files:write",
+	"GET /v1/fs/stat":                    "files:read",
+	"GET /v1/fs/list":                    "files:read",
+	"POST /v1/fs/move":                   "files:write",
+	"GET /v1/fs/trees":                   "files:read",
+	"POST /v1/fs/trees":                  "files:write",
+	"GET /v1/fs/versions":                "files:read",
+	"POST /v1/fs/revert":                 "files:write",
+	"GET /v1/fs/watch":                   "files:read",
+	"GET /v1/fs/snapshots":               "files:read",
+	"POST /v1/fs/snapshots":              "files:write",
+	"DELETE /v1/fs/snapshots/{snapshot}": "files:write",
+	"POST /v1/fs/restore":                "files:write",
+	"GET /v1/fs/du":                      "files:read",
+	"GET /v1/fs/export":                  "files:read",
+	"PUT /v1/fs/import":                  "files:write",
+	"GET /ipfs/{rest...}":                "files:read",
 	// service mesh
 	"GET /v1/mesh/services":                "services:read",
 	"GET /v1/mesh/services/{name}":         "services:read",

@@ -106,6 +106,9 @@ defaults. The cluster key can also come from CONSTELLATION_CLUSTER_KEY.`,
 	f.StringVar(&flags.Bridge, "bridge", sandbox.DefaultBridge, "name of the node bridge bridge-mode instances are on (one per node)")
 	f.StringVar(&flags.BridgeSubnet, "bridge-subnet", sandbox.DefaultBridgeSubnet, "IPv4 subnet of the node bridge (must not overlap the host's routes)")
 	addLogsTracesFlags(f, &flags)
+	f.Int64Var(&flags.DFS.CacheMB, "dfs-cache-mb", 0, "DFS: MiB of blocks kept of files this node does not hold, an LRU (default 1024; negative: none)")
+	f.Int64Var(&flags.DFS.CapacityMB, "dfs-capacity-mb", 0, "DFS: MiB the block store may use (default: the disk's free space)")
+	f.DurationVar(&flags.DFS.Grace, "dfs-grace", 0, "DFS: how long a dead holder still counts as a copy before others copy its files (default 30s)")
 	// The token flag is global (client side); on peer it sets the server token.
 	return c
 }

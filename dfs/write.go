@@ -1,0 +1,561 @@
+package dfs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/rads-lang/constellation/api"
+	"github.com/rads-lang/constellation/internal/state"
+)
+
+// PutOptions tune one write.
+type PutOptions struct {
+	Replication int    // copies wanted (0: the tree's)
+	Ack         int    // holders that must confirm (0: the tree's, else a majority)
+	Chunker     string // "" (fixed 256 KiB) or e.g. "buzhash"
+	Mode        uint32 // permission bits (0: 0644)
+}
+
+// MaxReplication bounds a replication factor.
+const MaxReplication = 16
+
+// Put stores r's bytes under path: the content is chunked into the local block store,
+// pinned by the holders the rendezvous hash chooses (each fetching from this node), and
+// the namespace entry is written only once the ack count of holders confirmed the pin
+// fsynced. A failed write leaves no entry; its error names the nodes and bytes missing.
+func (s *Service) Put(ctx context.Context, path string, r io.Reader, o PutOptions) (api.FSEntry, error) {
+	if err := CheckPath(path); err != nil {
+		return api.FSEntry{}, err
+	}
+	if _, ok := conflictBase(path); ok {
+		return api.FSEntry{}, &PathError{path, "names containing " + conflictMark + " are the conflict copies' own; choose another name"}
+	}
+	if o.Replication < 0 || o.Replication > MaxReplication {
+		return api.FSEntry{}, fmt.Errorf("%w: replication %d outside 1..%d", ErrBadRequest, o.Replication, MaxReplication)
+	}
+	if o.Ack < 0 {
+		return api.FSEntry{}, fmt.Errorf("%w: ack %d must be >= 1", ErrBadRequest, o.Ack)
+	}
+	rf, ack, err := s.writeSettings(path, o)
+	if err != nil {
+		return api.FSEntry{}, err
+	}
+	root, size, err := s.content.Add(ctx, r, o.Chunker)
+	if err != nil {
+		return api.FSEntry{}, fmt.Errorf("dfs: storing %s: %w", path, err)
+	}
+	return s.putRoot(ctx, path, root, size, rf, ack, o.Mode)
+}
+
+// writeSettings are the replication factor and ack count of a write of path.
+func (s *Service) writeSettings(path string, o PutOptions) (rf, ack int, err error) {
+	var tree TreeRecord
+	s.st.View(func(v *state.View) { tree = s.treeOf(v, path) })
+	rf = tree.Replication
+	if o.Replication > 0 {
+		rf = o.Replication
+	}
+	ack = tree.Ack
+	if o.Ack > 0 {
+		ack = o.Ack
+	}
+	if ack > rf {
+		return 0, 0, fmt.Errorf("%w: ack %d is more than the replication factor %d", ErrBadRequest, ack, rf)
+	}
+	return rf, ack, nil
+}
+
+// putRoot replicates a root stored here and writes its entry.
+func (s *Service) putRoot(ctx context.Context, path string, root cid.Cid, size int64, rf, ack int, mode uint32) (api.FSEntry, error) {
+	key := root.String()
+	s.hold(key, 1)
+	defer s.hold(key, -1)
+	holders, acked, err := s.replicate(ctx, root, size, rf, ack)
+	if err != nil {
+		s.met.writeFailures.Inc()
+		return api.FSEntry{}, fmt.Errorf("dfs: put %s: %w", path, err)
+	}
+	if mode == 0 {
+		mode = 0o644
+	}
+	now := s.cfg.Now()
+	rec, err := s.commit(path, func(es []EntryRecord, tree TreeRecord) (*EntryRecord, error) {
+		r := s.newRecord(path, es, tree, Version{CID: key, Size: size, Mode: mode, MTime: now.UnixNano(), Replication: rf, Holders: holders})
+		return &r, nil
+	})
+	if err != nil {
+		return api.FSEntry{}, err
+	}
+	s.met.writes.Inc()
+	s.met.writeBytes.Add(float64(size))
+	e := s.entryAPI(visName{path: path, cur: rec.Cur})
+	for _, a := range acked {
+		e.Acked = append(e.Acked, s.nameOf(a))
+	}
+	return e, nil
+}
+
+// hold counts a write in progress on root (never collected while > 0).
+func (s *Service) hold(root string, d int) {
+	s.mu.Lock()
+	s.inflight[root] += d
+	if s.inflight[root] <= 0 {
+		delete(s.inflight, root)
+	}
+	s.mu.Unlock()
+}
+
+// replicate has root pinned by the chosen holders and waits for ack of them.
+func (s *Service) replicate(ctx context.Context, root cid.Cid, size int64, rf, ack int) (holders, acked []string, err error) {
+	cands := s.candidates(size)
+	holders = Place(root.String(), cands, rf)
+	need := AckCount(rf, ack)
+	if len(holders) < need {
+		return nil, nil, fmt.Errorf("%w: %d bytes with replication %d need %d holders to confirm; only %d node(s) have %d bytes free (%s)",
+			ErrNoRoom, size, rf, need, len(holders), size, describeCands(cands))
+	}
+	type result struct {
+		id  string
+		err error
+	}
+	res := make(chan result, len(holders))
+	for _, h := range holders {
+		s.wg.Add(1)
+		go func() { // owned by the service: finishes a holder's pin even after the ack
+			defer s.wg.Done()
+			pctx, cancel := context.WithTimeout(s.ctx, s.cfg.WriteTimeout)
+			defer cancel()
+			var err error
+			if h == s.self {
+				err = s.pinLocal(pctx, root, size, nil)
+			} else if s.peers == nil {
+				err = errors.New("no pin protocol")
+			} else if id, derr := peer.Decode(h); derr != nil {
+				err = derr
+			} else {
+				err = s.peers.Pin(pctx, id, PinRequest{Root: root.String(), Size: size, From: []string{s.self}})
+			}
+			res <- result{h, err}
+		}()
+	}
+	var fails []string
+	for range holders {
+		select {
+		case r := <-res:
+			if r.err != nil {
+				fails = append(fails, fmt.Sprintf("node %s: %v", s.nameOf(r.id), r.err))
+				continue
+			}
+			acked = append(acked, r.id)
+			if len(acked) >= need {
+				s.afterWrite(root, holders)
+				return holders, acked, nil
+			}
+		case <-ctx.Done():
+			return nil, nil, fmt.Errorf("%w: %v after %d of %d confirmations", ErrWriteFailed, ctx.Err(), len(acked), need)
+		}
+	}
+	s.afterWrite(root, holders)
+	return nil, nil, fmt.Errorf("%w: %d of %d holders confirmed %d bytes, %d needed: %s",
+		ErrWriteFailed, len(acked), len(holders), size, need, strings.Join(fails, "; "))
+}
+
+// afterWrite leaves this node's copy as cache when it is not a holder.
+func (s *Service) afterWrite(root cid.Cid, holders []string) {
+	if !containsStr(holders, s.self) {
+		if err := s.content.Unpin(root); err != nil {
+			s.log.Debug("unpin after write", "root", root, "err", err)
+		}
+	}
+}
+
+func describeCands(cs []Candidate) string {
+	if len(cs) == 0 {
+		return "no node with the DFS alive"
+	}
+	var b []string
+	for _, c := range cs {
+		b = append(b, fmt.Sprintf("%s %d free", shortID(c.ID), c.FreeBytes))
+	}
+	return strings.Join(b, ", ")
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[len(id)-12:]
+	}
+	return id
+}
+
+// candidates are the alive members with the DFS whose block store has size bytes free.
+func (s *Service) candidates(size int64) []Candidate {
+	alive := map[string]bool{}
+	for _, n := range s.members.Nodes() {
+		if n.Status == api.StatusAlive || n.Self {
+			alive[n.ID] = true
+		}
+	}
+	var out []Candidate
+	s.st.View(func(v *state.View) {
+		for _, id := range v.Keys(CollCapacity) {
+			if !alive[id] {
+				continue
+			}
+			b, _, ok := v.GetLWW(CollCapacity, id)
+			if !ok {
+				continue
+			}
+			var c CapacityRecord
+			if state.Decode(b, &c) != nil {
+				continue
+			}
+			free := c.CapacityBytes - c.UsedBytes
+			if free < size || free <= 0 {
+				continue
+			}
+			out = append(out, Candidate{ID: id, Zone: c.Zone, FreeBytes: free})
+		}
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// stamp is a new HLC time after every entry in es.
+func (s *Service) stamp(es []EntryRecord) Stamp {
+	t := stampOf(s.clock.Now())
+	for _, e := range es {
+		if t.Compare(e.Cur.HLC) <= 0 {
+			t = Stamp{Wall: e.Cur.HLC.Wall, Logical: e.Cur.HLC.Logical + 1, Replica: t.Replica}
+		}
+	}
+	return t
+}
+
+// newRecord is this node's entry of path after a write of v that saw es.
+func (s *Service) newRecord(path string, es []EntryRecord, tree TreeRecord, v Version) EntryRecord {
+	self := s.self
+	w, _ := Resolve(es, tree.Conflict)
+	v.Writer, v.WriterID, v.Number, v.HLC = s.cfg.NodeName, self, nextNumber(es), s.stamp(es)
+	rec := EntryRecord{Path: path, Cur: v, Seen: seenAll(es, self)}
+	if w >= 0 {
+		for _, h := range append([]Version{es[w].Cur}, es[w].History...) {
+			if !h.Deleted && len(rec.History) < tree.Versions-1 {
+				rec.History = append(rec.History, h)
+			}
+		}
+	}
+	return rec
+}
+
+// commit writes this node's entry of one path.
+func (s *Service) commit(path string, mk func(es []EntryRecord, tree TreeRecord) (*EntryRecord, error)) (EntryRecord, error) {
+	var out EntryRecord
+	_, err := s.commitMany([]string{path}, func(p string, es []EntryRecord, tree TreeRecord) (*EntryRecord, error) {
+		r, err := mk(es, tree)
+		if r != nil {
+			out = *r
+		}
+		return r, err
+	})
+	return out, err
+}
+
+// commitMany writes this node's entries of several paths in one delta (all or none):
+// mk returns the new record of a path, or nil to leave it.
+func (s *Service) commitMany(paths []string, mk func(path string, es []EntryRecord, tree TreeRecord) (*EntryRecord, error)) (int, error) {
+	self := s.self
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	var done []string
+	err := s.st.Update(func(tx *state.Tx) error {
+		type put struct {
+			key string
+			b   []byte
+		}
+		var puts []put
+		for _, p := range paths {
+			s.mu.Lock()
+			var writers []string
+			if st := s.idx[p]; st != nil {
+				writers = append(writers, st.writers...)
+			}
+			s.mu.Unlock()
+			es := readEntries(&tx.View, p, writers)
+			rec, err := mk(p, es, s.treeOf(&tx.View, p))
+			if err != nil {
+				return err
+			}
+			if rec == nil {
+				continue
+			}
+			b, err := state.Encode(rec)
+			if err != nil {
+				return err
+			}
+			puts = append(puts, put{entryKey(p, self), b})
+			done = append(done, p)
+		}
+		for _, x := range puts { // nothing is written when any path failed
+			if err := tx.Put(CollEntries, x.key, x.b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	for _, p := range done {
+		st := s.idx[p]
+		if st == nil {
+			st = &pathState{}
+			s.idx[p] = st
+		}
+		if !containsStr(st.writers, self) {
+			st.writers = append(st.writers, self)
+		}
+	}
+	s.mu.Unlock()
+	s.reindex(done...)
+	return len(done), nil
+}
+
+// Remove deletes a file (a tombstone with the path's history), a conflict copy, or with
+// recursive every file under a prefix. It returns the number of names removed.
+func (s *Service) Remove(name string, recursive bool) (int, error) {
+	if err := checkCommon(name); err != nil {
+		return 0, err
+	}
+	if base, ok := conflictBase(name); ok {
+		return s.removeConflict(name, base)
+	}
+	prefix, _ := CleanPrefix(name)
+	var paths []string
+	s.mu.Lock()
+	for _, x := range s.filesLocked(prefix) {
+		if x.conflict {
+			continue
+		}
+		if x.path == prefix || recursive {
+			paths = append(paths, x.path)
+		}
+	}
+	isDir := len(paths) == 0 && len(s.filesLocked(prefix)) > 0
+	s.mu.Unlock()
+	if isDir {
+		return 0, fmt.Errorf("%w: %s is a directory; remove it with -r (recursive)", ErrBadRequest, name)
+	}
+	if len(paths) == 0 {
+		return 0, fmt.Errorf("%w: %s", ErrNotFound, name)
+	}
+	now := s.cfg.Now()
+	return s.commitMany(paths, func(p string, es []EntryRecord, tree TreeRecord) (*EntryRecord, error) {
+		w, vis := Resolve(es, tree.Conflict)
+		if w < 0 || len(vis) == 0 || es[w].Cur.Deleted {
+			return nil, nil // removed meanwhile
+		}
+		r := s.newRecord(p, es, tree, Version{Deleted: true, MTime: now.UnixNano()})
+		return &r, nil
+	})
+}
+
+// removeConflict takes a keep_both loser out of view: this node's entry of the path is
+// rewritten to the winner's content having seen every head.
+func (s *Service) removeConflict(name, base string) (int, error) {
+	n, err := s.commitMany([]string{base}, func(p string, es []EntryRecord, tree TreeRecord) (*EntryRecord, error) {
+		w, vis := Resolve(es, tree.Conflict)
+		found := false
+		for _, x := range vis {
+			found = found || (x.Conflict && x.Path == name)
+		}
+		if !found {
+			return nil, fmt.Errorf("%w: %s", ErrNotFound, name)
+		}
+		win := es[w]
+		r := s.newRecord(p, es, tree, win.Cur)
+		r.Cur.Number = win.Cur.Number // the same version, now without rival
+		return &r, nil
+	})
+	return n, err
+}
+
+// Move renames a file, or every file under a directory prefix, in one delta: the new
+// names get the content as new versions, the old names are deleted.
+func (s *Service) Move(from, to string) (int, error) {
+	src, err := CleanPrefix(from)
+	if err != nil {
+		return 0, err
+	}
+	dst, err := CleanPrefix(to)
+	if err != nil {
+		return 0, err
+	}
+	if dst == src || underPrefix(dst, src) {
+		return 0, fmt.Errorf("%w: cannot move %s into itself (%s)", ErrBadRequest, src, dst)
+	}
+	moves := map[string]Version{}
+	s.mu.Lock()
+	for _, x := range s.filesLocked(src) {
+		if x.conflict {
+			continue
+		}
+		if x.path == src {
+			moves[dst] = x.cur
+		} else {
+			moves[dst+strings.TrimPrefix(x.path, src)] = x.cur
+		}
+		moves[x.path] = Version{Deleted: true}
+	}
+	s.mu.Unlock()
+	if len(moves) == 0 {
+		return 0, fmt.Errorf("%w: %s", ErrNotFound, from)
+	}
+	paths := make([]string, 0, len(moves))
+	for p := range moves {
+		if err := CheckPath(p); err != nil {
+			return 0, err
+		}
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	now := s.cfg.Now().UnixNano()
+	n, err := s.commitMany(paths, func(p string, es []EntryRecord, tree TreeRecord) (*EntryRecord, error) {
+		v := moves[p]
+		v.MTime = now
+		if v.Deleted {
+			v = Version{Deleted: true, MTime: now}
+		}
+		r := s.newRecord(p, es, tree, Version{CID: v.CID, Size: v.Size, Mode: v.Mode, MTime: v.MTime,
+			Deleted: v.Deleted, Replication: v.Replication, Holders: v.Holders})
+		return &r, nil
+	})
+	return n / 2, err
+}
+
+// Revert makes version n of path its current content again (a new version).
+func (s *Service) Revert(path string, n uint64) (api.FSEntry, error) {
+	if err := CheckPath(path); err != nil {
+		return api.FSEntry{}, err
+	}
+	now := s.cfg.Now().UnixNano()
+	rec, err := s.commit(path, func(es []EntryRecord, tree TreeRecord) (*EntryRecord, error) {
+		w, _ := Resolve(es, tree.Conflict)
+		if w < 0 {
+			return nil, fmt.Errorf("%w: %s", ErrNotFound, path)
+		}
+		v, ok := findVersion(es[w], n)
+		if !ok || v.Deleted {
+			return nil, fmt.Errorf("%w: %s has no version %d (see fs versions %s)", ErrNotFound, path, n, path)
+		}
+		r := s.newRecord(path, es, tree, Version{CID: v.CID, Size: v.Size, Mode: v.Mode, MTime: now,
+			Replication: v.Replication, Holders: v.Holders})
+		return &r, nil
+	})
+	if err != nil {
+		return api.FSEntry{}, err
+	}
+	return s.entryAPI(visName{path: path, cur: rec.Cur}), nil
+}
+
+func findVersion(e EntryRecord, n uint64) (Version, bool) {
+	if n == 0 || e.Cur.Number == n {
+		return e.Cur, true
+	}
+	for _, h := range e.History {
+		if h.Number == n {
+			return h, true
+		}
+	}
+	return Version{}, false
+}
+
+// Init sets a tree's settings (fs init).
+func (s *Service) Init(t api.FSTree) (api.FSTree, error) {
+	prefix, err := CleanPrefix(t.Prefix)
+	if err != nil {
+		return t, err
+	}
+	switch {
+	case t.Consistency == "":
+		t.Consistency = "eventual"
+	case t.Consistency == "strong":
+		return t, fmt.Errorf("%w: consistency strong needs the DFS locks (the Raft issue, \"DFS locks and strong consistency\"); use --consistency eventual", ErrUnsupported)
+	case t.Consistency != "eventual":
+		return t, fmt.Errorf("%w: consistency %q; use eventual", ErrBadRequest, t.Consistency)
+	}
+	if t.Conflict == "" {
+		t.Conflict = LastWriteWins
+	}
+	if t.Conflict != LastWriteWins && t.Conflict != KeepBoth {
+		return t, fmt.Errorf("%w: conflict %q; use last_write_wins or keep_both", ErrBadRequest, t.Conflict)
+	}
+	if t.Replication == 0 {
+		t.Replication = s.cfg.DefaultReplication
+	}
+	if t.Replication < 1 || t.Replication > MaxReplication {
+		return t, fmt.Errorf("%w: replication %d outside 1..%d", ErrBadRequest, t.Replication, MaxReplication)
+	}
+	if t.Versions == 0 {
+		t.Versions = s.cfg.DefaultVersions
+	}
+	if t.Versions < 1 || t.Versions > 100 {
+		return t, fmt.Errorf("%w: versions %d outside 1..100", ErrBadRequest, t.Versions)
+	}
+	if t.Ack < 0 || t.Ack > t.Replication {
+		return t, fmt.Errorf("%w: ack %d outside 0..replication (%d); 0 means a majority", ErrBadRequest, t.Ack, t.Replication)
+	}
+	if t.CacheMB < 0 {
+		return t, fmt.Errorf("%w: cache-mb %d must be >= 0", ErrBadRequest, t.CacheMB)
+	}
+	t.Prefix = prefix
+	rec := TreeRecord{Prefix: prefix, Replication: t.Replication, Consistency: t.Consistency,
+		CacheMB: t.CacheMB, Versions: t.Versions, Conflict: t.Conflict, Ack: t.Ack}
+	b, err := state.Encode(rec)
+	if err != nil {
+		return t, err
+	}
+	err = s.st.Update(func(tx *state.Tx) error { return tx.Put(CollTrees, prefix, b) })
+	if err != nil {
+		return t, err
+	}
+	// the conflict policy changes what paths show
+	s.mu.Lock()
+	var paths []string
+	for p := range s.idx {
+		if p == prefix || underPrefix(p, prefix) {
+			paths = append(paths, p)
+		}
+	}
+	s.mu.Unlock()
+	s.reindex(paths...)
+	return t, nil
+}
+
+// Trees lists the trees' settings.
+func (s *Service) Trees() []api.FSTree {
+	var out []api.FSTree
+	s.st.View(func(v *state.View) {
+		for _, k := range v.Keys(CollTrees) {
+			b, _, ok := v.GetLWW(CollTrees, k)
+			if !ok {
+				continue
+			}
+			if t, err := decodeTree(b); err == nil {
+				out = append(out, api.FSTree{Prefix: t.Prefix, Replication: t.Replication, Consistency: t.Consistency,
+					CacheMB: t.CacheMB, Versions: t.Versions, Conflict: t.Conflict, Ack: t.Ack})
+			}
+		}
+	})
+	return out
+}
+
+var _ = time.Second
