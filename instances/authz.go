@@ -160,6 +160,22 @@ var routeRules = map[string]rule{
 	"GET /v1/quotas":                    {access: adminOnly},
 	"PATCH /v1/quotas/{ns}":             {access: adminOnly},
 	"DELETE /v1/quotas/{ns}":            {access: adminOnly},
+	// monitoring (package telemetry)
+	"GET /metrics":                    {access: needsGrant, grant: GrantNodesRead},
+	"GET /api/v1/query":               {access: needsGrant, grant: GrantNodesRead},
+	"POST /api/v1/query":              {access: needsGrant, grant: GrantNodesRead},
+	"GET /api/v1/query_range":         {access: needsGrant, grant: GrantNodesRead},
+	"POST /api/v1/query_range":        {access: needsGrant, grant: GrantNodesRead},
+	"GET /api/v1/series":              {access: needsGrant, grant: GrantNodesRead},
+	"POST /api/v1/series":             {access: needsGrant, grant: GrantNodesRead},
+	"GET /api/v1/labels":              {access: needsGrant, grant: GrantNodesRead},
+	"POST /api/v1/labels":             {access: needsGrant, grant: GrantNodesRead},
+	"GET /api/v1/label/{name}/values": {access: needsGrant, grant: GrantNodesRead},
+	"GET /api/v1/status/buildinfo":    {access: needsGrant, grant: GrantNodesRead},
+	"POST /v1/monitor/query":          {access: needsGrant, grant: GrantNodesRead},
+	"GET /v1/monitor/dashboard":       {access: needsGrant, grant: GrantNodesRead},
+	"POST /v1/monitor/metrics":        {access: anyInstance},
+	"GET /v1/debug/pprof/{node}":      {access: adminOnly},
 }
 
 // forbidden is the 403 every refusal of an instance caller answers with.

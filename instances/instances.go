@@ -178,7 +178,10 @@ type Service struct {
 	// alone (deployment instances: their claim decides, see scheduler.IsDeploymentInstance).
 	keepOnConflict func(name string) bool
 
-	inner  *instanceAPI   // the instances' API sockets (inner.go)
+	inner *instanceAPI // the instances' API sockets (inner.go)
+
+	oomMu  sync.Mutex     // guards ooms (metrics.go)
+	ooms   map[string]int // runs ended by the OOM killer per instance, since the node started
 	fwdMux *http.ServeMux // serves forwarded requests: the instance routes only
 	fwd    *p2p.Service   // the forwarding protocol (fwd.go)
 
@@ -514,6 +517,7 @@ func userEnv(env map[string]string) map[string]string {
 
 // onEvent receives the runtime's lifecycle events (one goroutine, in order).
 func (m *Service) onEvent(ev sandbox.Event) {
+	m.countOOM(ev)
 	if ev.Type == sandbox.EventDestroyed {
 		if m.inner != nil {
 			m.inner.detach(ev.Instance)

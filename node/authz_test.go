@@ -258,6 +258,21 @@ var tokenMatrix = map[string]string{
 	"GET /v1/quotas":                              "admin",
 	"PATCH /v1/quotas/{ns}":                       "admin",
 	"DELETE /v1/quotas/{ns}":                      "admin",
+	"GET /metrics":                                "nodes:read",
+	"GET /api/v1/query":                           "nodes:read",
+	"POST /api/v1/query":                          "nodes:read",
+	"GET /api/v1/query_range":                     "nodes:read",
+	"POST /api/v1/query_range":                    "nodes:read",
+	"GET /api/v1/series":                          "nodes:read",
+	"POST /api/v1/series":                         "nodes:read",
+	"GET /api/v1/labels":                          "nodes:read",
+	"POST /api/v1/labels":                         "nodes:read",
+	"GET /api/v1/label/{name}/values":             "nodes:read",
+	"GET /api/v1/status/buildinfo":                "nodes:read",
+	"POST /v1/monitor/query":                      "nodes:read",
+	"GET /v1/monitor/dashboard":                   "nodes:read",
+	"POST /v1/monitor/metrics":                    "any",
+	"GET /v1/debug/pprof/{node}":                  "admin",
 }
 
 // matrixRequest is the request a matrix case sends for a route on target (an instance

@@ -31,6 +31,8 @@ import (
 	"github.com/rads-lang/constellation/p2p"
 	"github.com/rads-lang/constellation/p2p/liveness"
 	"github.com/rads-lang/constellation/scheduler"
+	"github.com/rads-lang/constellation/telemetry"
+	"github.com/rads-lang/constellation/telemetry/metrics"
 )
 
 // Version is the constellation release this binary implements.
@@ -60,6 +62,10 @@ type Node struct {
 	instances *instances.Service
 	// sched places deployments, holds reservations and enforces quotas (package scheduler).
 	sched *scheduler.Scheduler
+	// registry is the node's one Prometheus registry; tel serves it at GET /metrics, keeps
+	// its samples and answers cluster-wide PromQL (package telemetry).
+	registry *metrics.Registry
+	tel      *telemetry.Service
 
 	// APIAddr is the bound TCP API address when APIListen is set.
 	APIAddr string
@@ -207,6 +213,10 @@ func New(cfg Config, log *slog.Logger) (n *Node, err error) {
 		n.host, n.st, n.members, n.instances, n.api, log)
 	n.instances.SetReservations(n.sched)
 	n.instances.SetKeepOnConflict(n.sched.IsDeploymentInstance)
+	n.registry = metrics.NewRegistry(cfg.Node)
+	if n.tel, err = n.newTelemetry(); err != nil {
+		return nil, err
+	}
 	n.st.Watch(n.notifyChange) // tests' OnStateChange
 	return n, nil
 }
@@ -254,6 +264,9 @@ func (n *Node) Start(ctx context.Context) error {
 		return err
 	}
 	if err := n.sched.Start(); err != nil {
+		return err
+	}
+	if err := n.tel.Start(); err != nil {
 		return err
 	}
 	attrs := []any{"name", n.cfg.Node, "id", n.host.ID().String(), "cluster", n.cfg.Cluster,
@@ -304,6 +317,9 @@ func (n *Node) shutdown(graceful bool) error {
 		}
 		if n.instances != nil {
 			n.instances.Close()
+		}
+		if n.tel != nil {
+			n.tel.Close()
 		}
 		if n.api != nil {
 			n.api.Close()

@@ -21,6 +21,8 @@ func newPeerCmd(g *globals) *cobra.Command {
 		flags      node.Config
 		labels     string
 		configFile string
+		// --metrics-retention and --metrics-interval take Prometheus durations (30d).
+		metricsRetention, metricsInterval string
 	)
 	c := &cobra.Command{
 		Use:     "peer",
@@ -63,6 +65,9 @@ defaults. The cluster key can also come from CONSTELLATION_CLUSTER_KEY.`,
 				}
 				flags.Labels = m
 			}
+			if err := parseMonitorFlags(&flags, metricsRetention, metricsInterval); err != nil {
+				return err
+			}
 			flags.DataDir, flags.APIToken = g.dataDir, g.token
 			set["data-dir"], set["api-token"] = g.dataDir != "", g.token != ""
 			cfg.Merge(flags, set)
@@ -104,6 +109,7 @@ defaults. The cluster key can also come from CONSTELLATION_CLUSTER_KEY.`,
 	f.StringVar(&flags.DefaultNetwork, "default-network", sandbox.NetworkBridge, "network of an instance created without --network: bridge, none or host")
 	f.StringVar(&flags.Bridge, "bridge", sandbox.DefaultBridge, "name of the node bridge bridge-mode instances are on (one per node)")
 	f.StringVar(&flags.BridgeSubnet, "bridge-subnet", sandbox.DefaultBridgeSubnet, "IPv4 subnet of the node bridge (must not overlap the host's routes)")
+	addMonitorFlags(f, &flags, &metricsRetention, &metricsInterval)
 	// The token flag is global (client side); on peer it sets the server token.
 	return c
 }

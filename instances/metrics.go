@@ -1,0 +1,80 @@
+package instances
+
+import (
+	"context"
+
+	"github.com/rads-lang/constellation/sandbox"
+)
+
+// Usage is one local instance's state and cumulative resource use, for telemetry.
+type Usage struct {
+	Name, Namespace string
+	Running         bool
+	CPUSeconds      float64
+	RAMBytes        float64
+	DiskBytes       float64
+	PIDs            int64
+	Restarts        int
+	OOMKills        int
+	LastExit        *sandbox.Exit
+}
+
+// Usage reads every local instance's stats (nothing when the runtime never opened).
+func (m *Service) Usage() []Usage {
+	rt := m.local()
+	if rt == nil {
+		return nil
+	}
+	var out []Usage
+	for _, in := range rt.List() {
+		u := Usage{Name: in.Name, Running: in.State == sandbox.StateRunning, Restarts: in.Restarts, LastExit: in.LastExit}
+		if r, ok := m.record(in.Name); ok {
+			u.Namespace = r.namespace()
+		}
+		if st, err := rt.Stats(in.Name); err == nil {
+			u.CPUSeconds, u.RAMBytes, u.DiskBytes, u.PIDs = st.CPUSeconds, st.RAMMB*(1<<20), st.DiskMB*(1<<20), st.PIDs
+			u.Restarts = st.Restarts
+		}
+		m.oomMu.Lock()
+		u.OOMKills = m.ooms[in.Name]
+		m.oomMu.Unlock()
+		out = append(out, u)
+	}
+	return out
+}
+
+// LocalNamespace reports whether instance name runs on this node, and its namespace.
+func (m *Service) LocalNamespace(name string) (string, bool) {
+	rt := m.local()
+	if rt == nil {
+		return "", false
+	}
+	if _, err := rt.Get(name); err != nil {
+		return "", false
+	}
+	r, ok := m.record(name)
+	if !ok {
+		return "default", true
+	}
+	return r.namespace(), true
+}
+
+// CallerInstance names the instance a request comes from (its API socket, or a forwarded
+// request naming it); ok is false for an admin.
+func CallerInstance(ctx context.Context) (string, bool) {
+	c, ok := callerOf(ctx)
+	return c.name, ok
+}
+
+// countOOM counts runs ended by the OOM killer (onEvent).
+func (m *Service) countOOM(ev sandbox.Event) {
+	if ev.Exit == nil || ev.Exit.Reason != sandbox.ReasonOOMKilled {
+		return
+	}
+	m.oomMu.Lock()
+	if m.ooms == nil {
+		m.ooms = map[string]int{}
+	}
+	m.ooms[ev.Instance]++
+	m.oomMu.Unlock()
+}
