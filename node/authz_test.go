@@ -284,6 +284,9 @@ func matrixRequest(pattern, target string, seq int) (method, path, body string) 
 	if strings.HasPrefix(path, "/v1/deployments/") {
 		path = strings.Replace(path, "{name}", "no-such-deployment", 1)
 	}
+	if strings.HasPrefix(path, "/api/v1/label/") {
+		path = strings.Replace(path, "{name}", "node", 1)
+	}
 	path = strings.Replace(path, "{name}", target, 1)
 	switch {
 	case pattern == "POST /v1/instances":

@@ -95,6 +95,9 @@ func validate(s *Sample) (string, []string, error) {
 		return "", nil, bad("value of %q must be a finite number", s.Name)
 	}
 	name := s.Name
+	if s.Kind == "" {
+		s.Kind = KindGauge
+	}
 	switch s.Kind {
 	case KindGauge, KindHistogram:
 	case KindCounter:
@@ -173,8 +176,8 @@ func (c *Custom) Push(instance, ns string, samples []Sample) error {
 				if instance == "" {
 					who = "the node"
 				}
-				return fmt.Errorf("%w: %s has %d custom series, the limit; a new name or tag combination is refused (reuse tag values, or drop a high-cardinality tag such as a user or request ID)",
-					ErrTooManySeries, who, len(have))
+				return fmt.Errorf("%w: %s has %d custom series and this push would add more: the limit is %d series per instance; nothing of the push was recorded (reuse tag values, or drop a high-cardinality tag such as a user or request ID)",
+					ErrTooManySeries, who, len(have), limit)
 			}
 		}
 	}
