@@ -250,3 +250,25 @@ func formatFloat(f float64) string {
 	}
 	return fmt.Sprint(f)
 }
+
+// Compact writes the head's complete ranges into blocks (the store also does this on
+// its own every minute).
+func (s *Store) Compact() error { return s.db.Compact(context.Background()) }
+
+// BlockBytes is the size of the persisted blocks (compressed chunks and index).
+func (s *Store) BlockBytes() int64 {
+	var n int64
+	for _, b := range s.db.Blocks() {
+		n += b.Size()
+	}
+	return n
+}
+
+// BlockSamples counts the samples in the persisted blocks.
+func (s *Store) BlockSamples() uint64 {
+	var n uint64
+	for _, b := range s.db.Blocks() {
+		n += b.Meta().Stats.NumSamples
+	}
+	return n
+}
