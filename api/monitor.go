@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"time"
 )
 
 // MetricSample is one custom metric value pushed by an instance (POST /v1/monitor/metrics).
@@ -131,10 +132,28 @@ type Dashboard struct {
 	Warnings       []string      `json:"warnings,omitempty"`
 }
 
-// HealthCheck is a named check's last result.
+// HealthCheckSpec is POST /v1/monitor/checks (the seed's monitor.health_check(name, ...)):
+// a named check of kind http (GET Target, 2xx/3xx passes), tcp (Target HOST:PORT opens)
+// or exec (Target run with sh -c on the node's host exits 0), for a node (default: the
+// node asked) or an instance (probed by the node that runs it; http and tcp only).
+type HealthCheckSpec struct {
+	Name     string `json:"name"`
+	Node     string `json:"node,omitempty"`
+	Instance string `json:"instance,omitempty"`
+	Kind     string `json:"kind"`
+	Target   string `json:"target"`
+	Interval string `json:"interval,omitempty"` // default 30s
+	Timeout  string `json:"timeout,omitempty"`  // default 5s
+}
+
+// HealthCheck is a named check and its last result (Status "pending" before the first).
 type HealthCheck struct {
-	Name   string `json:"name"`
-	Node   string `json:"node"`
-	Status string `json:"status"` // passing or failing
-	Output string `json:"output,omitempty"`
+	Name     string    `json:"name"`
+	Node     string    `json:"node"` // the node that probes it
+	Instance string    `json:"instance,omitempty"`
+	Kind     string    `json:"kind,omitempty"`
+	Target   string    `json:"target,omitempty"`
+	Status   string    `json:"status"` // passing, failing or pending
+	Output   string    `json:"output,omitempty"`
+	Since    time.Time `json:"since,omitzero"` // when the status last changed
 }

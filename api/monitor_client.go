@@ -32,6 +32,25 @@ func (c *Client) Dashboard(ctx context.Context) (Dashboard, error) {
 	return r, err
 }
 
+// AddHealthCheck is POST /v1/monitor/checks.
+func (c *Client) AddHealthCheck(ctx context.Context, spec HealthCheckSpec) (HealthCheck, error) {
+	var r HealthCheck
+	err := c.Post(ctx, "/v1/monitor/checks", spec, &r)
+	return r, err
+}
+
+// HealthChecks is GET /v1/monitor/checks.
+func (c *Client) HealthChecks(ctx context.Context) ([]HealthCheck, error) {
+	var r []HealthCheck
+	err := c.Get(ctx, "/v1/monitor/checks", &r)
+	return r, err
+}
+
+// RemoveHealthCheck is DELETE /v1/monitor/checks/{name}.
+func (c *Client) RemoveHealthCheck(ctx context.Context, name string) error {
+	return c.Delete(ctx, "/v1/monitor/checks/"+url.PathEscape(name), nil)
+}
+
 // Pprof is GET /v1/debug/pprof/{node}: the named node's profile (gzipped protobuf),
 // copied to w. Admin only.
 func (c *Client) Pprof(ctx context.Context, node, profile string, seconds int, w io.Writer) (int64, error) {

@@ -273,6 +273,9 @@ var tokenMatrix = map[string]string{
 	"GET /v1/monitor/dashboard":                   "nodes:read",
 	"POST /v1/monitor/metrics":                    "any",
 	"GET /v1/debug/pprof/{node}":                  "admin",
+	"POST /v1/monitor/checks":                     "admin",
+	"GET /v1/monitor/checks":                      "nodes:read",
+	"DELETE /v1/monitor/checks/{name}":            "admin",
 }
 
 // matrixRequest is the request a matrix case sends for a route on target (an instance
@@ -286,6 +289,9 @@ func matrixRequest(pattern, target string, seq int) (method, path, body string) 
 	}
 	if strings.HasPrefix(path, "/api/v1/label/") {
 		path = strings.Replace(path, "{name}", "node", 1)
+	}
+	if strings.HasPrefix(path, "/v1/monitor/checks/") {
+		path = strings.Replace(path, "{name}", "no-such-check", 1)
 	}
 	path = strings.Replace(path, "{name}", target, 1)
 	switch {

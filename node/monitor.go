@@ -5,6 +5,7 @@ import (
 	"github.com/rads-lang/constellation/internal/state"
 	"github.com/rads-lang/constellation/scheduler"
 	"github.com/rads-lang/constellation/telemetry"
+	"github.com/rads-lang/constellation/telemetry/health"
 	"github.com/rads-lang/constellation/telemetry/metrics"
 )
 
@@ -16,7 +17,7 @@ func (n *Node) newTelemetry() (*telemetry.Service, error) {
 	return telemetry.New(n.ctx, telemetry.Config{
 		Name: cfg.Node, DataDir: cfg.DataDir, Retention: cfg.MetricsRetention, MaxBytes: cfg.MetricsMaxBytes,
 		Interval: cfg.MetricsInterval, MetricsListen: cfg.MetricsListen, Registry: n.registry,
-		Instances: instanceSource{n.instances}, P2P: p2pSource{n}, State: stateSource{n.st},
+		Instances: instanceSource{n.instances}, P2P: p2pSource{n}, StateKeys: stateSource{n.st}, State: n.st,
 		LocalInstance: n.instances.LocalNamespace,
 		Caller:        instances.CallerInstance,
 	}, n.host, n.members, n.api, n.log)
@@ -55,7 +56,7 @@ type stateSource struct{ st *state.Store }
 
 // stateCollections are the collections whose sizes are reported.
 var stateCollections = []string{CollNodes, instances.Coll, instances.CollResources, scheduler.CollDeployments, scheduler.CollClaims,
-	scheduler.CollRejections, scheduler.CollReservations, scheduler.CollQuotas, scheduler.CollDrains}
+	scheduler.CollRejections, scheduler.CollReservations, scheduler.CollQuotas, scheduler.CollDrains, health.CollChecks, health.CollResults}
 
 func (s stateSource) StateKeys() map[string]int {
 	out := map[string]int{}

@@ -16,7 +16,8 @@ import (
 //	critical  at most half of the cluster's nodes are alive, or the cluster's average
 //	          memory use is at least CriticalPercent
 //	degraded  any node is not alive (suspect, dead), or the average CPU or memory use is
-//	          at least DegradedPercent, or one node's memory use is at least CriticalPercent
+//	          at least DegradedPercent, or one node's memory use is at least CriticalPercent,
+//	          or a named health check fails
 //	healthy   otherwise
 //
 // Nodes that left gracefully do not count.
@@ -82,6 +83,12 @@ func (s *Service) Dashboard(ctx context.Context) api.Dashboard {
 	}
 	if cpu >= DegradedPercent {
 		degrade(fmt.Sprintf("cluster CPU use %.0f%% >= %d%%", cpu, DegradedPercent))
+	}
+	d.Checks = s.HealthChecks()
+	for _, c := range d.Checks {
+		if c.Status == "failing" {
+			degrade(fmt.Sprintf("health check %s failing on %s: %s", c.Name, c.Node, c.Output))
+		}
 	}
 	return d
 }

@@ -20,21 +20,24 @@ import (
 // Routes lists every route the service registers, with whether it reads or mutates
 // (for the permission table).
 var Routes = map[string]string{
-	"GET /metrics":                    "read",
-	"GET /api/v1/query":               "read",
-	"POST /api/v1/query":              "read",
-	"GET /api/v1/query_range":         "read",
-	"POST /api/v1/query_range":        "read",
-	"GET /api/v1/series":              "read",
-	"POST /api/v1/series":             "read",
-	"GET /api/v1/labels":              "read",
-	"POST /api/v1/labels":             "read",
-	"GET /api/v1/label/{name}/values": "read",
-	"GET /api/v1/status/buildinfo":    "read",
-	"POST /v1/monitor/query":          "read",
-	"GET /v1/monitor/dashboard":       "read",
-	"POST /v1/monitor/metrics":        "mutate",
-	"GET /v1/debug/pprof/{node}":      "read (admin only)",
+	"GET /metrics":                     "read",
+	"GET /api/v1/query":                "read",
+	"POST /api/v1/query":               "read",
+	"GET /api/v1/query_range":          "read",
+	"POST /api/v1/query_range":         "read",
+	"GET /api/v1/series":               "read",
+	"POST /api/v1/series":              "read",
+	"GET /api/v1/labels":               "read",
+	"POST /api/v1/labels":              "read",
+	"GET /api/v1/label/{name}/values":  "read",
+	"GET /api/v1/status/buildinfo":     "read",
+	"POST /v1/monitor/query":           "read",
+	"GET /v1/monitor/dashboard":        "read",
+	"POST /v1/monitor/metrics":         "mutate",
+	"POST /v1/monitor/checks":          "mutate (admin only)",
+	"GET /v1/monitor/checks":           "read",
+	"DELETE /v1/monitor/checks/{name}": "mutate (admin only)",
+	"GET /v1/debug/pprof/{node}":       "read (admin only)",
 }
 
 const maxFormBytes = 1 << 20
@@ -56,6 +59,9 @@ func (s *Service) registerRoutes(srv *httpapi.Server) {
 	srv.Handle("GET /v1/monitor/dashboard", s.handleDashboard)
 	srv.Handle("POST /v1/monitor/metrics", s.handlePush)
 	srv.Handle("GET /v1/debug/pprof/{node}", s.handlePprof)
+	srv.Handle("POST /v1/monitor/checks", s.handleAddCheck)
+	srv.Handle("GET /v1/monitor/checks", s.handleListChecks)
+	srv.Handle("DELETE /v1/monitor/checks/{name}", s.handleRemoveCheck)
 }
 
 // ---- Prometheus-compatible API ----

@@ -19,7 +19,9 @@ import (
 
 	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/internal/httpapi"
+	"github.com/rads-lang/constellation/internal/state"
 	"github.com/rads-lang/constellation/p2p"
+	"github.com/rads-lang/constellation/telemetry/health"
 	"github.com/rads-lang/constellation/telemetry/metrics"
 	"github.com/rads-lang/constellation/telemetry/tsdb"
 )
@@ -54,11 +56,15 @@ type Config struct {
 	// Instances, P2P and State are read at each scrape (nil: not reported).
 	Instances metrics.InstanceSource
 	P2P       metrics.P2PSource
-	State     metrics.StateSource
+	StateKeys metrics.StateSource
 	// LocalInstance says whether an instance runs on this node, and its namespace.
 	LocalInstance func(name string) (namespace string, ok bool)
 	// Caller says which instance a request comes from (ok false: an admin).
 	Caller func(ctx context.Context) (instance string, ok bool)
+	// State holds the health checks and their results (nil: no health checks).
+	State *state.Store
+	// CheckEvery is how often the health runner looks for due checks (default 2s).
+	CheckEvery time.Duration
 }
 
 // Members is what the service needs of membership.
@@ -135,7 +141,7 @@ func New(ctx context.Context, cfg Config, host Host, members Members, srv *httpa
 	if cfg.LocalInstance != nil {
 		s.custom.Alive = func(name string) bool { _, ok := cfg.LocalInstance(name); return ok }
 	}
-	cs := []prometheus.Collector{metrics.NewNodeCollector(cfg.DataDir), metrics.NewClusterCollector(cfg.P2P, cfg.State), s.custom}
+	cs := []prometheus.Collector{metrics.NewNodeCollector(cfg.DataDir), metrics.NewClusterCollector(cfg.P2P, cfg.StateKeys), s.custom, checkCollector{s}}
 	if cfg.Instances != nil {
 		cs = append(cs, metrics.NewInstanceCollector(cfg.Instances))
 	}
@@ -191,6 +197,22 @@ func (s *Service) Start() error {
 		go func() {
 			defer s.wg.Done()
 			s.store.Run(s.ctx, s.cfg.Interval, s.reg.Gatherer())
+		}()
+	}
+	if s.cfg.State != nil {
+		every := s.cfg.CheckEvery
+		if every <= 0 {
+			every = 2 * time.Second
+		}
+		local := func(string) bool { return false }
+		if s.cfg.LocalInstance != nil {
+			local = func(name string) bool { _, ok := s.cfg.LocalInstance(name); return ok }
+		}
+		r := &health.Runner{St: s.cfg.State, Self: s.cfg.Name, Local: local, Log: s.log, Now: time.Now}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			r.Run(s.ctx, every)
 		}()
 	}
 	return nil

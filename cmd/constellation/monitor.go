@@ -18,7 +18,7 @@ import (
 // monitorCommands are `constellation monitor ...` and `constellation debug pprof`.
 func monitorCommands(g *globals) []*cobra.Command {
 	mon := &cobra.Command{Use: "monitor", Short: "Cluster metrics: PromQL queries, the dashboard, custom metrics"}
-	mon.AddCommand(newMonitorQueryCmd(g), newMonitorDashboardCmd(g), newMonitorPushCmd(g))
+	mon.AddCommand(newMonitorQueryCmd(g), newMonitorDashboardCmd(g), newMonitorPushCmd(g), newMonitorCheckCmd(g))
 	dbg := &cobra.Command{Use: "debug", Short: "Debugging tools (profiles of any node)"}
 	dbg.AddCommand(newPprofCmd(g))
 	return []*cobra.Command{mon, dbg}
@@ -145,6 +145,9 @@ func newMonitorDashboardCmd(g *globals) *cobra.Command {
 			for _, r := range d.Reasons {
 				t.row("reason", r)
 			}
+			for _, h := range d.Checks {
+				t.row("check "+h.Name, h.Status+" on "+orDash(h.Node))
+			}
 			if err := t.flush(); err != nil {
 				return err
 			}
@@ -231,4 +234,71 @@ func newPprofCmd(g *globals) *cobra.Command {
 	c.Flags().IntVar(&seconds, "seconds", 10, "duration of a cpu or mutex profile (1-300)")
 	c.Flags().StringVarP(&out, "output", "o", "", "write the profile to FILE instead of stdout")
 	return c
+}
+
+func newMonitorCheckCmd(g *globals) *cobra.Command {
+	chk := &cobra.Command{Use: "check", Short: "Named health checks (http, tcp, exec) of nodes and instances"}
+	var spec api.HealthCheckSpec
+	add := &cobra.Command{
+		Use:   "add NAME",
+		Short: "Add (or replace) a health check",
+		Long: `Add a named health check (the seed's monitor.health_check(name, ...)):
+  constellation monitor check add web --kind http --target http://10.213.0.5:8080/health --instance web-1
+  constellation monitor check add db --kind tcp --target 127.0.0.1:5432 --node n2
+  constellation monitor check add disk --kind exec --target 'test $(df --output=pcent / | tail -1 | tr -dc 0-9) -lt 90'
+A node check runs on --node (default the node asked); an instance check on the node that
+runs the instance. Failing checks make the dashboard's health degraded.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			spec.Name = args[0]
+			h, err := g.client().AddHealthCheck(c.Context(), spec)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.OutOrStdout(), "health check %s (%s %s) on %s\n", h.Name, h.Kind, h.Target, orDash(h.Node+h.Instance))
+			return nil
+		},
+	}
+	f := add.Flags()
+	f.StringVar(&spec.Kind, "kind", "", "http (GET, 2xx/3xx passes), tcp (HOST:PORT opens) or exec (sh -c on the node's host exits 0)")
+	f.StringVar(&spec.Target, "target", "", "URL, HOST:PORT or shell command")
+	f.StringVar(&spec.Node, "node", "", "the node the check runs on (default the node asked)")
+	f.StringVar(&spec.Instance, "instance", "", "the instance the check belongs to (runs where the instance runs; http and tcp)")
+	f.StringVar(&spec.Interval, "interval", "", "how often (default 30s)")
+	f.StringVar(&spec.Timeout, "timeout", "", "how long one probe may take (default 5s)")
+	var asJSON bool
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List the cluster's health checks and their status",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			hs, err := g.client().HealthChecks(c.Context())
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(c.OutOrStdout(), hs)
+			}
+			t := newTable(c.OutOrStdout(), "NAME", "STATUS", "NODE", "INSTANCE", "KIND", "TARGET", "SINCE", "OUTPUT")
+			for _, h := range hs {
+				since := "-"
+				if !h.Since.IsZero() {
+					since = ago(h.Since)
+				}
+				t.row(h.Name, h.Status, orDash(h.Node), orDash(h.Instance), h.Kind, h.Target, since, orDash(h.Output))
+			}
+			return t.flush()
+		},
+	}
+	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	rm := &cobra.Command{
+		Use:   "rm NAME",
+		Short: "Remove a health check",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			return g.client().RemoveHealthCheck(c.Context(), args[0])
+		},
+	}
+	chk.AddCommand(add, list, rm)
+	return chk
 }
