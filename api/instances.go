@@ -100,6 +100,9 @@ type CreateRequest struct {
 	// G`): instances:read, instances:manage, instances:create, deployments:read,
 	// deployments:write, nodes:read, events:read, messages:send (docs/instances.md).
 	Grants []string `json:"grants,omitempty"`
+	// MetricsPort, when set, is a port where the instance serves Prometheus metrics at
+	// /metrics; its node scrapes it at every sampling interval (docs/monitor.md).
+	MetricsPort int `json:"metrics_port,omitempty"`
 }
 
 // LimitsRequest is the body of POST /v1/instances/{name}/set-limits and (optional) of
@@ -214,6 +217,8 @@ type Instance struct {
 	// Grants of the instance's token; CreatedBy is the instance that created it (if any).
 	Grants    []string `json:"grants,omitempty"`
 	CreatedBy string   `json:"created_by,omitempty"`
+	// MetricsPort is where the instance serves /metrics for its node to scrape (0: none).
+	MetricsPort int `json:"metrics_port,omitempty"`
 
 	CreatedAt time.Time  `json:"created_at"`
 	StartedAt *time.Time `json:"started_at,omitempty"`

@@ -105,6 +105,8 @@ type Record struct {
 	// (empty: an admin caller or a deployment); the creator manages its children.
 	CreatedBy string `cbor:"31,keyasint,omitempty"`
 	CreatorID string `cbor:"32,keyasint,omitempty"`
+	// MetricsPort is where the instance serves Prometheus metrics (0: none).
+	MetricsPort int `cbor:"33,keyasint,omitempty"`
 }
 
 // ResourceRecord is a node's resource accounting (collection "resources"), written by the
@@ -207,6 +209,7 @@ type instanceMeta struct {
 	Grants       []string          `json:"grants,omitempty"`     // the token's grants (authz.go)
 	CreatedBy    string            `json:"created_by,omitempty"` // the creating instance, if any
 	CreatorID    string            `json:"creator_id,omitempty"` // and its ID
+	MetricsPort  int               `json:"metrics_port,omitempty"`
 }
 
 // Config configures the instance service.
@@ -580,6 +583,7 @@ func (m *Service) recordOf(in sandbox.Info, md instanceMeta) Record {
 		Code: md.Code, Restart: restartString(in.Spec.Restart), Network: in.Spec.Network,
 		CreatedAt: md.CreatedAt, StampWall: md.StampWall, StampLogical: md.StampLogical,
 		Namespace: md.Namespace, IP: in.IP, Grants: md.Grants, CreatedBy: md.CreatedBy, CreatorID: md.CreatorID,
+		MetricsPort: md.MetricsPort,
 	}
 	for _, p := range in.Spec.Publish {
 		r.Publish = append(r.Publish, p.String())
@@ -860,7 +864,7 @@ func (r Record) Info() api.Instance {
 		CPUCores: r.CPUCores, RAMMB: r.RAMMB, DiskMB: r.DiskMB, PIDs: r.PIDs, Command: r.Command,
 		Script: r.Script, Args: r.Args, Env: r.Env, Code: r.Code, Restart: r.Restart, Network: r.Network,
 		CreatedAt: r.CreatedAt, StartedAt: r.StartedAt, UpdatedAt: r.UpdatedAt, Namespace: r.namespace(),
-		Publish: r.Publish, IP: r.IP, Grants: r.Grants, CreatedBy: r.CreatedBy,
+		Publish: r.Publish, IP: r.IP, Grants: r.Grants, CreatedBy: r.CreatedBy, MetricsPort: r.MetricsPort,
 	}
 }
 

@@ -2,6 +2,8 @@ package instances
 
 import (
 	"context"
+	"net"
+	"strconv"
 
 	"github.com/rads-lang/constellation/sandbox"
 )
@@ -17,6 +19,9 @@ type Usage struct {
 	Restarts        int
 	OOMKills        int
 	LastExit        *sandbox.Exit
+	// MetricsAddr is HOST:PORT where the running instance serves /metrics (create
+	// --metrics-port), reachable from the node; empty when it declares none.
+	MetricsAddr string
 }
 
 // Usage reads every local instance's stats (nothing when the runtime never opened).
@@ -30,6 +35,13 @@ func (m *Service) Usage() []Usage {
 		u := Usage{Name: in.Name, Running: in.State == sandbox.StateRunning, Restarts: in.Restarts, LastExit: in.LastExit}
 		if r, ok := m.record(in.Name); ok {
 			u.Namespace = r.namespace()
+			if r.MetricsPort > 0 && u.Running {
+				host := in.IP
+				if host == "" || in.Spec.Network == sandbox.NetworkHost {
+					host = "127.0.0.1"
+				}
+				u.MetricsAddr = net.JoinHostPort(host, strconv.Itoa(r.MetricsPort))
+			}
 		}
 		if st, err := rt.Stats(in.Name); err == nil {
 			u.CPUSeconds, u.RAMBytes, u.DiskBytes, u.PIDs = st.CPUSeconds, st.RAMMB*(1<<20), st.DiskMB*(1<<20), st.PIDs

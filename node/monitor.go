@@ -17,7 +17,7 @@ func (n *Node) newTelemetry() (*telemetry.Service, error) {
 	return telemetry.New(n.ctx, telemetry.Config{
 		Name: cfg.Node, DataDir: cfg.DataDir, Retention: cfg.MetricsRetention, MaxBytes: cfg.MetricsMaxBytes,
 		Interval: cfg.MetricsInterval, MetricsListen: cfg.MetricsListen, Registry: n.registry,
-		Instances: instanceSource{n.instances}, P2P: p2pSource{n}, StateKeys: stateSource{n.st}, State: n.st,
+		Instances: instanceSource{n.instances}, Scrape: instanceSource{n.instances}, P2P: p2pSource{n}, StateKeys: stateSource{n.st}, State: n.st,
 		LocalInstance: n.instances.LocalNamespace,
 		Caller:        instances.CallerInstance,
 	}, n.host, n.members, n.api, n.log)
@@ -39,6 +39,16 @@ func (i instanceSource) InstanceSamples() []metrics.InstanceSample {
 			x.ExitCode, x.HasExit = u.LastExit.Code, true
 		}
 		out = append(out, x)
+	}
+	return out
+}
+
+func (i instanceSource) ScrapeTargets() []metrics.ScrapeTarget {
+	var out []metrics.ScrapeTarget
+	for _, u := range i.s.Usage() {
+		if u.MetricsAddr != "" {
+			out = append(out, metrics.ScrapeTarget{Instance: u.Name, Namespace: u.Namespace, Addr: u.MetricsAddr})
+		}
 	}
 	return out
 }

@@ -3,7 +3,10 @@ package node
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -100,4 +103,44 @@ func get(t *testing.T, cl interface {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return &httpResp{resp.StatusCode, b}
+}
+
+// TestMonitorScrapesInstance: an instance created with metrics_port has its own /metrics
+// scraped into the store at each sample, with its instance label; bad ports are refused.
+func TestMonitorScrapesInstance(t *testing.T) {
+	ns := startSchedCluster(t, 1, nil)
+	n := ns[0]
+	exporter := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "# TYPE app_requests_total counter\napp_requests_total{route=\"/a\"} 7\n")
+	}))
+	defer exporter.Close()
+	_, portS, _ := net.SplitHostPort(strings.TrimPrefix(exporter.URL, "http://"))
+	port, _ := strconv.Atoi(portS)
+	ctx := t.Context()
+	if _, err := n.instances.Create(ctx, &api.CreateRequest{Name: "exporter", Command: []string{"true"}, Network: "host", MetricsPort: port}); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []api.CreateRequest{
+		{Name: "bad1", Command: []string{"true"}, MetricsPort: 70000},
+		{Name: "bad2", Command: []string{"true"}, Network: "none", MetricsPort: 9100},
+	} {
+		if _, err := n.instances.Create(ctx, &bad); err == nil || !strings.Contains(err.Error(), "metrics_port") {
+			t.Errorf("%s: %v, want an error naming metrics_port", bad.Name, err)
+		}
+	}
+	t0 := time.Now().Add(10 * time.Minute).Truncate(time.Second)
+	if err := n.Telemetry().SampleNow(t0); err != nil && !strings.Contains(err.Error(), "instance") {
+		t.Fatal(err)
+	}
+	res, err := n.Telemetry().Instant(ctx, `app_requests_total{instance="exporter"}`, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Series) != 1 || res.Series[0].Value.V != 7 || res.Series[0].Metric["route"] != "/a" || res.Series[0].Metric["node"] != "n0" {
+		t.Fatalf("scraped series: %+v", res.Series)
+	}
+	r := get(t, unixHTTP(n.Node), "http://unix/metrics")
+	if !strings.Contains(string(r.body), `constellation_instance_scrape_up{instance="exporter",namespace="default",node="n0"} 1`) {
+		t.Fatalf("/metrics lacks the scrape status")
+	}
 }

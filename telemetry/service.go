@@ -61,6 +61,8 @@ type Config struct {
 	LocalInstance func(name string) (namespace string, ok bool)
 	// Caller says which instance a request comes from (ok false: an admin).
 	Caller func(ctx context.Context) (instance string, ok bool)
+	// Scrape lists the local instances that serve their own /metrics (nil: none).
+	Scrape metrics.ScrapeSource
 	// State holds the health checks and their results (nil: no health checks).
 	State *state.Store
 	// CheckEvery is how often the health runner looks for due checks (default 2s).
@@ -88,6 +90,7 @@ type Service struct {
 	members Members
 	reg     *metrics.Registry
 	custom  *metrics.Custom
+	scraper *metrics.Scraper // nil without Config.Scrape
 	store   *tsdb.Store // nil with NoStore
 	engine  *promql.Engine
 
@@ -145,6 +148,11 @@ func New(ctx context.Context, cfg Config, host Host, members Members, srv *httpa
 	if cfg.Instances != nil {
 		cs = append(cs, metrics.NewInstanceCollector(cfg.Instances))
 	}
+	if cfg.Scrape != nil {
+		s.scraper = metrics.NewScraper(cfg.Scrape)
+		s.scraper.MaxSeries = cfg.MaxCustomSeries
+		cs = append(cs, s.scraper)
+	}
 	for _, c := range cs {
 		if err := s.reg.Register(c); err != nil {
 			return nil, fmt.Errorf("telemetry: register: %w", err)
@@ -196,7 +204,7 @@ func (s *Service) Start() error {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			s.store.Run(s.ctx, s.cfg.Interval, s.reg.Gatherer())
+			s.store.Run(s.ctx, s.cfg.Interval, s.gatherers()...)
 		}()
 	}
 	if s.cfg.State != nil {
@@ -265,7 +273,16 @@ func (s *Service) SampleNow(at time.Time) error {
 	if s.store == nil {
 		return ErrNoStore
 	}
-	return s.store.Sample(s.ctx, at, s.reg.Gatherer())
+	return s.store.Sample(s.ctx, at, s.gatherers()...)
+}
+
+// gatherers are what the sampler reads: the registry and the instances' own /metrics.
+func (s *Service) gatherers() []prometheus.Gatherer {
+	gs := []prometheus.Gatherer{s.reg.Gatherer()}
+	if s.scraper != nil {
+		gs = append(gs, s.scraper)
+	}
+	return gs
 }
 
 func (s *Service) metricsHandler() http.Handler {
