@@ -91,7 +91,7 @@ type Service struct {
 	reg     *metrics.Registry
 	custom  *metrics.Custom
 	scraper *metrics.Scraper // nil without Config.Scrape
-	store   *tsdb.Store // nil with NoStore
+	store   *tsdb.Store      // nil with NoStore
 	engine  *promql.Engine
 
 	querySvc, pprofSvc *p2p.Service
