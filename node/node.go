@@ -148,6 +148,7 @@ func New(cfg Config, log *slog.Logger) (n *Node, err error) {
 		}
 		join = append(join, ja)
 	}
+	n.registry = metrics.NewRegistry(cfg.Node)
 	n.host, err = p2p.New(p2p.Config{
 		Cluster:             cfg.Cluster,
 		ClusterKey:          cfg.ClusterKey,
@@ -166,6 +167,7 @@ func New(cfg Config, log *slog.Logger) (n *Node, err error) {
 		OnAddrsChanged:      func() { n.members.AddrsChanged() },
 		OnPeerGone:          func(peer.ID) {},
 		OnMessage:           n.onMessage,
+		Metrics:             n.registry,
 	})
 	if err != nil {
 		return nil, err
@@ -213,7 +215,6 @@ func New(cfg Config, log *slog.Logger) (n *Node, err error) {
 		n.host, n.st, n.members, n.instances, n.api, log)
 	n.instances.SetReservations(n.sched)
 	n.instances.SetKeepOnConflict(n.sched.IsDeploymentInstance)
-	n.registry = metrics.NewRegistry(cfg.Node)
 	if n.tel, err = n.newTelemetry(); err != nil {
 		return nil, err
 	}
