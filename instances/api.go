@@ -357,6 +357,7 @@ func (m *Service) Create(ctx context.Context, req *api.CreateRequest) (Record, e
 		}
 	}
 	tStart := time.Now()
+	m.metrics.observeCreate(tAdmit.Sub(t0), tCreate.Sub(tAdmit), tStart.Sub(tCreate), req.Start == nil || *req.Start)
 	m.syncRecord(req.Name)
 	m.log.Debug("instance created", "instance", req.Name, "admit", tAdmit.Sub(t0), "create", tCreate.Sub(tAdmit),
 		"start", tStart.Sub(tCreate), "record", time.Since(tStart))

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/crdt"
@@ -182,10 +183,11 @@ type Service struct {
 
 	inner *instanceAPI // the instances' API sockets (inner.go)
 
-	oomMu  sync.Mutex     // guards ooms (metrics.go)
-	ooms   map[string]int // runs ended by the OOM killer per instance, since the node started
-	fwdMux *http.ServeMux // serves forwarded requests: the instance routes only
-	fwd    *p2p.Service   // the forwarding protocol (fwd.go)
+	metrics *serviceMetrics // metrics.go
+	oomMu   sync.Mutex      // guards ooms (metrics.go)
+	ooms    map[string]int  // runs ended by the OOM killer per instance, since the node started
+	fwdMux  *http.ServeMux  // serves forwarded requests: the instance routes only
+	fwd     *p2p.Service    // the forwarding protocol (fwd.go)
 
 	events  instanceEvents // status changes published as "instance" events
 	changed chan string    // instance names changed by replication (for conflictLoop)
@@ -231,6 +233,8 @@ type Config struct {
 	AllowHostRoot bool
 	// Instance networking (sandbox.Config): default mode, bridge name and subnet.
 	DefaultNetwork, Bridge, BridgeSubnet string
+	// Metrics receives the service's collectors (metrics.go; nil: a private registry).
+	Metrics prometheus.Registerer
 }
 
 // Host is what the instance service needs of the p2p host.
@@ -269,6 +273,7 @@ func New(ctx context.Context, cfg Config, h Host, st *state.Store, members Membe
 		changed: make(chan string, 1024), stop: make(chan struct{}),
 		OpenRuntime: openSandbox,
 	}
+	m.metrics = newServiceMetrics(cfg.Metrics)
 	st.Watch(func(cs []crdt.Change) {
 		for _, c := range cs {
 			m.onChange(c)

@@ -62,6 +62,7 @@ func TestMonitorInstancePush(t *testing.T) {
 		`api_requests_total{instance="app",namespace="default",node="n0",route="/login"} 2`,
 		`constellation_instance_up{deployment="",instance="app",namespace="default",node="n0"}`,
 		`constellation_instances{node="n0"} 2`,
+		`constellation_sandbox_start_seconds_count{node="n0",phase="create"} 2`,
 	} {
 		if !strings.Contains(string(exp), want) {
 			t.Errorf("/metrics lacks %s", want)

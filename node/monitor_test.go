@@ -107,7 +107,7 @@ func TestMonitorClusterQuery(t *testing.T) {
 	var vals []string
 	_ = json.Unmarshal(pr.Data, &vals)
 	if code != 200 || !slices.Equal(vals, []string{"n0", "n1", "n2"}) {
-		t.Fatalf("label values: %d %v", code, vals)
+		t.Fatalf("label values: %d %v (warnings %q)", code, vals, pr.Warnings)
 	}
 
 	// Bad PromQL: 400 naming the position.

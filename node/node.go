@@ -209,9 +209,9 @@ func New(cfg Config, log *slog.Logger) (n *Node, err error) {
 		Name: cfg.Node, DataDir: cfg.DataDir, ReserveCPUPercent: cfg.ReserveCPUPercent,
 		ReserveRAMMB: cfg.ReserveRAMMB, ReserveDiskMB: cfg.ReserveDiskMB, CodeRoots: cfg.CodeRoots,
 		DiskQuota: cfg.DiskQuota, DefaultLimits: defLimits, MaxLimits: maxLimits, AllowHostRoot: cfg.AllowHostRoot,
-		DefaultNetwork: cfg.DefaultNetwork, Bridge: cfg.Bridge, BridgeSubnet: cfg.BridgeSubnet,
+		DefaultNetwork: cfg.DefaultNetwork, Bridge: cfg.Bridge, BridgeSubnet: cfg.BridgeSubnet, Metrics: n.registry,
 	}, n.host, n.st, n.members, n.events, n.api, log)
-	n.sched = scheduler.New(n.ctx, scheduler.Config{Name: cfg.Node, DataDir: cfg.DataDir},
+	n.sched = scheduler.New(n.ctx, scheduler.Config{Name: cfg.Node, DataDir: cfg.DataDir, Metrics: n.registry},
 		n.host, n.st, n.members, n.instances, n.api, log)
 	n.instances.SetReservations(n.sched)
 	n.instances.SetKeepOnConflict(n.sched.IsDeploymentInstance)

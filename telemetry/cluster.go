@@ -63,7 +63,8 @@ func (c *clusterQueryable) Querier(mint, maxt int64) (storage.Querier, error) {
 	var sec []storage.Querier
 	self := c.s.host.ID()
 	for _, n := range c.s.members.Nodes() {
-		if n.Self || n.Status != api.StatusAlive {
+		// Suspect nodes are asked too: a slow node may still answer (else: a warning).
+		if n.Self || (n.Status != api.StatusAlive && n.Status != api.StatusSuspect) {
 			continue
 		}
 		id, err := peer.Decode(n.ID)

@@ -47,8 +47,9 @@ type Store struct {
 
 	appended atomic.Uint64 // samples appended since open
 
-	mu   sync.Mutex               // guards last (the sampler's previous series)
-	last map[string]labels.Labels // series of the previous sample, for stale markers
+	sampleMu sync.Mutex               // serialises Sample
+	mu       sync.Mutex               // guards last (the sampler's previous series)
+	last     map[string]labels.Labels // series of the previous sample, for stale markers
 }
 
 // Open opens (or creates) the store in opts.Dir.
@@ -135,6 +136,9 @@ func (s *Store) Sample(ctx context.Context, at time.Time, gs ...prometheus.Gathe
 		fams = append(fams, f...)
 	}
 	t := at.UnixMilli()
+	// One sample at a time: its stale markers compare with the previous sample's series.
+	s.sampleMu.Lock()
+	defer s.sampleMu.Unlock()
 	app := s.db.Appender(ctx)
 	now := make(map[string]labels.Labels, len(s.last))
 	n := 0
