@@ -1,6 +1,8 @@
 package node
 
 import (
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/rads-lang/constellation/instances"
 	"github.com/rads-lang/constellation/internal/state"
 	"github.com/rads-lang/constellation/scheduler"
@@ -76,4 +78,25 @@ func (s stateSource) StateKeys() map[string]int {
 		}
 	})
 	return out
+}
+
+// deltaSizes observes the size of every local delta the state store publishes.
+type deltaSizes struct {
+	pub  state.Publisher
+	hist prometheus.Histogram
+}
+
+func newDeltaSizes(pub state.Publisher, reg prometheus.Registerer) *deltaSizes {
+	d := &deltaSizes{pub: pub, hist: prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "constellation_state_delta_bytes",
+		Help:    "Size of the local state changes this node published (one delta per update).",
+		Buckets: prometheus.ExponentialBuckets(64, 4, 8), // 64 B to 1 MiB
+	})}
+	reg.MustRegister(d.hist)
+	return d
+}
+
+func (d *deltaSizes) Publish(delta []byte) {
+	d.hist.Observe(float64(len(delta)))
+	d.pub.Publish(delta)
 }

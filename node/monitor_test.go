@@ -189,7 +189,7 @@ func TestMonitorMetricsPromtool(t *testing.T) {
 		`constellation_node_cpus{node="p0"}`, `constellation_node_memory_total_bytes{node="p0"}`,
 		`constellation_node_disk_total_bytes{node="p0"}`, `constellation_node_load1{node="p0"}`,
 		`constellation_node_network_receive_bytes_total{node="p0"}`, `constellation_p2p_admitted_peers{node="p0"}`,
-		`constellation_state_keys{collection="nodes",node="p0"} 1`, `constellation_instances{node="p0"} 0`,
+		`constellation_state_keys{collection="nodes",node="p0"} 1`, `constellation_state_delta_bytes_count{node="p0"}`, `constellation_instances{node="p0"} 0`,
 		`go_goroutines{node="p0"}`, `process_resident_memory_bytes{node="p0"}`, `libp2p_rcmgr_limit{node="p0",resource="memory",scope="system"}`,
 		`active_users{instance="",namespace="",node="p0"} 1234`, `api_requests_total{instance="",namespace="",node="p0",route="/x"} 3`,
 		`request_duration_seconds_count{instance="",namespace="",node="p0"} 1`,

@@ -173,7 +173,7 @@ func New(cfg Config, log *slog.Logger) (n *Node, err error) {
 		return nil, err
 	}
 
-	loaded, err := n.st.Load([]byte(n.host.ID()), n.host)
+	loaded, err := n.st.Load([]byte(n.host.ID()), newDeltaSizes(n.host, n.registry))
 	if err != nil {
 		return nil, err
 	}
