@@ -321,7 +321,8 @@ func changesLimits(body []byte) bool {
 // childFields are the create fields an instance may set for a child; any other (uid, gid,
 // reservation, and every field added later until it is listed here) is for admin callers.
 var childFields = []string{"name", "namespace", "node", "command", "script", "script_content", "runtime", "args",
-	"env", "code", "cpu_percent", "cpu_cores", "ram_mb", "ram_gb", "disk_mb", "pids", "restart", "network", "start", "grants"}
+	"env", "code", "cpu_percent", "cpu_cores", "ram_mb", "ram_gb", "disk_mb", "pids", "restart", "network", "start", "grants",
+	"metrics_port"}
 
 // checkCreate applies the child rules to a create from instance c: only childFields (no
 // uid/gid: the default unprivileged user; no reservation), grants at most the caller's own.
