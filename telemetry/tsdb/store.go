@@ -67,6 +67,12 @@ func Open(opts Options) (*Store, error) {
 	o.RetentionDuration = opts.Retention.Milliseconds()
 	o.MaxBytes = opts.MaxBytes
 	o.WALCompression = compression.Snappy
+	// Sized for one node's few thousand series rather than a Prometheus server's millions:
+	// Prometheus' defaults (16384 series stripes, a 4 MiB head-chunk write buffer, 128 MiB
+	// WAL segments) cost about 10 MB of RSS per store before the first sample.
+	o.StripeSize = 1 << 10
+	o.HeadChunksWriteBufferSize = 256 << 10
+	o.WALSegmentSize = 16 << 20
 	// Blocks no longer than a tenth of the retention, so a short retention still drops data.
 	if r := o.RetentionDuration / 10; r < o.MaxBlockDuration {
 		o.MaxBlockDuration = max(r, o.MinBlockDuration)
