@@ -104,6 +104,9 @@ type CreateRequest struct {
 	// given to it as environment variables of the same names, decrypted by the node that
 	// runs it at each start; the values are in no record, list or answer.
 	Secrets []string `json:"secrets,omitempty"`
+	// MetricsPort, when set, is a port where the instance serves Prometheus metrics at
+	// /metrics; its node scrapes it at every sampling interval (docs/monitor.md).
+	MetricsPort int `json:"metrics_port,omitempty"`
 }
 
 // LimitsRequest is the body of POST /v1/instances/{name}/set-limits and (optional) of
@@ -220,6 +223,8 @@ type Instance struct {
 	// Secrets are the names of the secrets the instance gets (never their values).
 	Secrets   []string `json:"secrets,omitempty"`
 	CreatedBy string   `json:"created_by,omitempty"`
+	// MetricsPort is where the instance serves /metrics for its node to scrape (0: none).
+	MetricsPort int `json:"metrics_port,omitempty"`
 
 	CreatedAt time.Time  `json:"created_at"`
 	StartedAt *time.Time `json:"started_at,omitempty"`

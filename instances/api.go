@@ -287,7 +287,7 @@ func (m *Service) Create(ctx context.Context, req *api.CreateRequest) (Record, e
 	stamp := m.st.Clock().Now()
 	md := instanceMeta{ID: newInstanceID(), CreatedAt: time.Now().UTC().Truncate(time.Millisecond),
 		StampWall: stamp.Wall, StampLogical: stamp.Logical,
-		Script: req.Script, Env: req.Env, Code: req.Code, Namespace: ns, Grants: grants}
+		Script: req.Script, Env: req.Env, Code: req.Code, Namespace: ns, Grants: grants, MetricsPort: req.MetricsPort}
 	if m.secrets != nil {
 		if err := m.secrets.CheckNamespace(ns); err != nil {
 			return Record{}, err
@@ -309,6 +309,14 @@ func (m *Service) Create(ctx context.Context, req *api.CreateRequest) (Record, e
 			}
 		}
 		slices.Sort(md.Secrets)
+	}
+	if req.MetricsPort != 0 {
+		if req.MetricsPort < 1 || req.MetricsPort > 65535 {
+			return Record{}, httpapi.BadRequest(`invalid field "metrics_port": %d is not a port (1-65535)`, req.MetricsPort)
+		}
+		if spec.Network == sandbox.NetworkNone {
+			return Record{}, httpapi.BadRequest(`field "metrics_port" needs a network the node can reach: bridge or host, not none`)
+		}
 	}
 	if c, ok := callerOf(ctx); ok {
 		md.CreatedBy, md.CreatorID = c.name, c.id
@@ -372,6 +380,7 @@ func (m *Service) Create(ctx context.Context, req *api.CreateRequest) (Record, e
 		}
 	}
 	tStart := time.Now()
+	m.metrics.observeCreate(tAdmit.Sub(t0), tCreate.Sub(tAdmit), tStart.Sub(tCreate), req.Start == nil || *req.Start)
 	m.syncRecord(req.Name)
 	m.log.Debug("instance created", "instance", req.Name, "admit", tAdmit.Sub(t0), "create", tCreate.Sub(tAdmit),
 		"start", tStart.Sub(tCreate), "record", time.Since(tStart))

@@ -211,6 +211,25 @@ var routeRules = map[string]rule{
 	"POST /v1/mesh/intentions":             {access: adminOnly},
 	"POST /v1/mesh/mtls":                   {access: adminOnly},
 	"POST /v1/mesh/call":                   {access: adminOnly},
+	// monitoring (package telemetry)
+	"GET /metrics":                     {access: needsGrant, grant: GrantNodesRead},
+	"GET /api/v1/query":                {access: needsGrant, grant: GrantNodesRead},
+	"POST /api/v1/query":               {access: needsGrant, grant: GrantNodesRead},
+	"GET /api/v1/query_range":          {access: needsGrant, grant: GrantNodesRead},
+	"POST /api/v1/query_range":         {access: needsGrant, grant: GrantNodesRead},
+	"GET /api/v1/series":               {access: needsGrant, grant: GrantNodesRead},
+	"POST /api/v1/series":              {access: needsGrant, grant: GrantNodesRead},
+	"GET /api/v1/labels":               {access: needsGrant, grant: GrantNodesRead},
+	"POST /api/v1/labels":              {access: needsGrant, grant: GrantNodesRead},
+	"GET /api/v1/label/{name}/values":  {access: needsGrant, grant: GrantNodesRead},
+	"GET /api/v1/status/buildinfo":     {access: needsGrant, grant: GrantNodesRead},
+	"POST /v1/monitor/query":           {access: needsGrant, grant: GrantNodesRead},
+	"GET /v1/monitor/dashboard":        {access: needsGrant, grant: GrantNodesRead},
+	"POST /v1/monitor/metrics":         {access: anyInstance},
+	"GET /v1/debug/pprof/{node}":       {access: adminOnly},
+	"POST /v1/monitor/checks":          {access: adminOnly},
+	"GET /v1/monitor/checks":           {access: needsGrant, grant: GrantNodesRead},
+	"DELETE /v1/monitor/checks/{name}": {access: adminOnly},
 }
 
 // forbidden is the 403 every refusal of an instance caller answers with.
@@ -357,7 +376,8 @@ func changesLimits(body []byte) bool {
 // childFields are the create fields an instance may set for a child; any other (uid, gid,
 // reservation, and every field added later until it is listed here) is for admin callers.
 var childFields = []string{"name", "namespace", "node", "command", "script", "script_content", "runtime", "args",
-	"env", "code", "cpu_percent", "cpu_cores", "ram_mb", "ram_gb", "disk_mb", "pids", "restart", "network", "start", "grants"}
+	"env", "code", "cpu_percent", "cpu_cores", "ram_mb", "ram_gb", "disk_mb", "pids", "restart", "network", "start", "grants",
+	"metrics_port"}
 
 // checkCreate applies the child rules to a create from instance c: only childFields (no
 // uid/gid: the default unprivileged user; no reservation), grants at most the caller's own.

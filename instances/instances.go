@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/crdt"
@@ -107,6 +108,8 @@ type Record struct {
 	CreatorID string `cbor:"32,keyasint,omitempty"`
 	// Secrets are the names of the secrets the instance gets as env vars (never values).
 	Secrets []string `cbor:"33,keyasint,omitempty"`
+	// MetricsPort is where the instance serves Prometheus metrics (0: none).
+	MetricsPort int `cbor:"34,keyasint,omitempty"`
 }
 
 // ResourceRecord is a node's resource accounting (collection "resources"), written by the
@@ -188,9 +191,13 @@ type Service struct {
 	// alone (deployment instances: their claim decides, see scheduler.IsDeploymentInstance).
 	keepOnConflict func(name string) bool
 
-	inner  *instanceAPI   // the instances' API sockets (inner.go)
-	fwdMux *http.ServeMux // serves forwarded requests: the instance routes only
-	fwd    *p2p.Service   // the forwarding protocol (fwd.go)
+	inner *instanceAPI // the instances' API sockets (inner.go)
+
+	metrics *serviceMetrics // metrics.go
+	oomMu   sync.Mutex      // guards ooms (metrics.go)
+	ooms    map[string]int  // runs ended by the OOM killer per instance, since the node started
+	fwdMux  *http.ServeMux  // serves forwarded requests: the instance routes only
+	fwd     *p2p.Service    // the forwarding protocol (fwd.go)
 
 	events  instanceEvents // status changes published as "instance" events
 	changed chan string    // instance names changed by replication (for conflictLoop)
@@ -215,6 +222,7 @@ type instanceMeta struct {
 	CreatedBy    string            `json:"created_by,omitempty"` // the creating instance, if any
 	CreatorID    string            `json:"creator_id,omitempty"` // and its ID
 	Secrets      []string          `json:"secrets,omitempty"`    // secret names (env at each start)
+	MetricsPort  int               `json:"metrics_port,omitempty"`
 }
 
 // Config configures the instance service.
@@ -241,6 +249,8 @@ type Config struct {
 	Output sandbox.OutputSink
 	// Env is added to every instance's environment (the mesh's CONSTELLATION_MESH).
 	Env map[string]string
+	// Metrics receives the service's collectors (metrics.go; nil: a private registry).
+	Metrics prometheus.Registerer
 }
 
 // Host is what the instance service needs of the p2p host.
@@ -279,6 +289,7 @@ func New(ctx context.Context, cfg Config, h Host, st *state.Store, members Membe
 		changed: make(chan string, 1024), stop: make(chan struct{}),
 		OpenRuntime: openSandbox,
 	}
+	m.metrics = newServiceMetrics(cfg.Metrics)
 	st.Watch(func(cs []crdt.Change) {
 		for _, c := range cs {
 			m.onChange(c)
@@ -572,6 +583,7 @@ func userEnv(env map[string]string) map[string]string {
 
 // onEvent receives the runtime's lifecycle events (one goroutine, in order).
 func (m *Service) onEvent(ev sandbox.Event) {
+	m.countOOM(ev)
 	if ev.Type == sandbox.EventDestroyed {
 		if m.inner != nil {
 			m.inner.detach(ev.Instance)
@@ -634,7 +646,8 @@ func (m *Service) recordOf(in sandbox.Info, md instanceMeta) Record {
 		Code: md.Code, Restart: restartString(in.Spec.Restart), Network: in.Spec.Network,
 		CreatedAt: md.CreatedAt, StampWall: md.StampWall, StampLogical: md.StampLogical,
 		Namespace: md.Namespace, IP: in.IP, Grants: md.Grants, CreatedBy: md.CreatedBy, CreatorID: md.CreatorID,
-		Secrets: md.Secrets,
+		Secrets:     md.Secrets,
+		MetricsPort: md.MetricsPort,
 	}
 	for _, p := range in.Spec.Publish {
 		r.Publish = append(r.Publish, p.String())
@@ -916,6 +929,7 @@ func (r Record) Info() api.Instance {
 		Script: r.Script, Args: r.Args, Env: r.Env, Code: r.Code, Restart: r.Restart, Network: r.Network,
 		CreatedAt: r.CreatedAt, StartedAt: r.StartedAt, UpdatedAt: r.UpdatedAt, Namespace: r.namespace(),
 		Publish: r.Publish, IP: r.IP, Grants: r.Grants, CreatedBy: r.CreatedBy, Secrets: r.Secrets,
+		MetricsPort: r.MetricsPort,
 	}
 }
 

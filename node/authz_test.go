@@ -292,6 +292,24 @@ var tokenMatrix = map[string]string{
 	"GET /v1/fs/export":                  "admin",
 	"PUT /v1/fs/import":                  "admin",
 	"GET /ipfs/{rest...}":                "admin",
+	"GET /metrics":                       "nodes:read",
+	"GET /api/v1/query":                  "nodes:read",
+	"POST /api/v1/query":                 "nodes:read",
+	"GET /api/v1/query_range":            "nodes:read",
+	"POST /api/v1/query_range":           "nodes:read",
+	"GET /api/v1/series":                 "nodes:read",
+	"POST /api/v1/series":                "nodes:read",
+	"GET /api/v1/labels":                 "nodes:read",
+	"POST /api/v1/labels":                "nodes:read",
+	"GET /api/v1/label/{name}/values":    "nodes:read",
+	"GET /api/v1/status/buildinfo":       "nodes:read",
+	"POST /v1/monitor/query":             "nodes:read",
+	"GET /v1/monitor/dashboard":          "nodes:read",
+	"POST /v1/monitor/metrics":           "any",
+	"GET /v1/debug/pprof/{node}":         "admin",
+	"POST /v1/monitor/checks":            "admin",
+	"GET /v1/monitor/checks":             "nodes:read",
+	"DELETE /v1/monitor/checks/{name}":   "admin",
 }
 
 // matrixRequest is the request a matrix case sends for a route on target (an instance
@@ -311,6 +329,12 @@ func matrixRequest(pattern, target string, seq int) (method, path, body string) 
 	}
 	if strings.HasPrefix(path, "/v1/mesh/") {
 		path = strings.Replace(path, "{name}", "no-such-service", 1)
+	}
+	if strings.HasPrefix(path, "/api/v1/label/") {
+		path = strings.Replace(path, "{name}", "node", 1)
+	}
+	if strings.HasPrefix(path, "/v1/monitor/checks/") {
+		path = strings.Replace(path, "{name}", "no-such-check", 1)
 	}
 	path = strings.Replace(path, "{name}", target, 1)
 	switch {

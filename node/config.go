@@ -121,6 +121,18 @@ type Config struct {
 	MaxPIDs       int64   `yaml:"max_pids"`
 	MaxDiskMB     int64   `yaml:"max_disk_mb"`
 
+	// Monitoring (see docs/monitor.md; config_monitor.go has the defaults).
+
+	// MetricsListen optionally serves GET /metrics WITHOUT authentication on HOST:PORT,
+	// for Prometheus scrapers on a private network (the API serves it with the token).
+	MetricsListen string `yaml:"metrics_listen"`
+	// MetricsRetention is how long the node keeps its samples (default 30 days).
+	MetricsRetention time.Duration `yaml:"metrics_retention"`
+	// MetricsMaxBytes bounds the metrics store on disk (0: only the retention bounds it).
+	MetricsMaxBytes int64 `yaml:"metrics_max_bytes"`
+	// MetricsInterval is how often the node samples its metrics (default 10s).
+	MetricsInterval time.Duration `yaml:"metrics_interval"`
+
 	// Tuning, rarely changed. Zero means the default.
 
 	// GossipBatch is how long local state changes are batched before they are published.
@@ -183,6 +195,7 @@ func (c *Config) Defaults() {
 		c.SnapshotInterval = 30 * time.Second
 	}
 	c.instanceDefaults()
+	c.monitorDefaults()
 }
 
 var (
@@ -239,6 +252,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SnapshotInterval < time.Second {
 		return &ConfigError{"snapshot_interval", c.SnapshotInterval.String(), "at least 1s"}
+	}
+	if err := c.validateMonitor(); err != nil {
+		return err
 	}
 	return c.validateInstances()
 }
@@ -373,4 +389,5 @@ func (c *Config) Merge(over Config, set map[string]bool) {
 		c.Liveness = over.Liveness
 	}
 	c.mergeInstances(over, set)
+	c.mergeMonitor(over, set)
 }

@@ -33,6 +33,8 @@ import (
 	"github.com/rads-lang/constellation/p2p/liveness"
 	"github.com/rads-lang/constellation/scheduler"
 	"github.com/rads-lang/constellation/security"
+	"github.com/rads-lang/constellation/telemetry"
+	"github.com/rads-lang/constellation/telemetry/metrics"
 )
 
 // Version is the constellation release this binary implements.
@@ -71,6 +73,10 @@ type Node struct {
 	mesh *mesh.Service
 	// dfs is the distributed file system (node/dfs.go).
 	dfs nodeDFS
+	// registry is the node's one Prometheus registry; tel serves it at GET /metrics, keeps
+	// its samples and answers cluster-wide PromQL (package telemetry).
+	registry *metrics.Registry
+	tel      *telemetry.Service
 
 	// APIAddr is the bound TCP API address when APIListen is set.
 	APIAddr string
@@ -157,6 +163,7 @@ func New(cfg Config, log *slog.Logger) (n *Node, err error) {
 		}
 		join = append(join, ja)
 	}
+	n.registry = metrics.NewRegistry(cfg.Node)
 	n.host, err = p2p.New(p2p.Config{
 		Cluster:             cfg.Cluster,
 		ClusterKey:          cfg.ClusterKey,
@@ -175,12 +182,13 @@ func New(cfg Config, log *slog.Logger) (n *Node, err error) {
 		OnAddrsChanged:      func() { n.members.AddrsChanged() },
 		OnPeerGone:          func(peer.ID) {},
 		OnMessage:           n.onMessage,
+		Metrics:             n.registry,
 	})
 	if err != nil {
 		return nil, err
 	}
 
-	loaded, err := n.st.Load([]byte(n.host.ID()), n.host)
+	loaded, err := n.st.Load([]byte(n.host.ID()), newDeltaSizes(n.host, n.registry))
 	if err != nil {
 		return nil, err
 	}
@@ -220,9 +228,9 @@ func New(cfg Config, log *slog.Logger) (n *Node, err error) {
 		ReserveRAMMB: cfg.ReserveRAMMB, ReserveDiskMB: cfg.ReserveDiskMB, CodeRoots: cfg.CodeRoots,
 		DiskQuota: cfg.DiskQuota, DefaultLimits: defLimits, MaxLimits: maxLimits, AllowHostRoot: cfg.AllowHostRoot,
 		DefaultNetwork: cfg.DefaultNetwork, Bridge: cfg.Bridge, BridgeSubnet: cfg.BridgeSubnet, Env: n.mesh.Env(),
-		Output: n.lt.output,
+		Output: n.lt.output, Metrics: n.registry,
 	}, n.host, n.st, n.members, n.events, n.api, log)
-	n.sched = scheduler.New(n.ctx, scheduler.Config{Name: cfg.Node, DataDir: cfg.DataDir},
+	n.sched = scheduler.New(n.ctx, scheduler.Config{Name: cfg.Node, DataDir: cfg.DataDir, Metrics: n.registry},
 		n.host, n.st, n.members, n.instances, n.api, log)
 	n.instances.SetReservations(dfsLedger{n.sched, &n.dfs}) // the DFS block store is charged as reserved disk
 	n.instances.SetKeepOnConflict(n.sched.IsDeploymentInstance)
@@ -237,6 +245,9 @@ func New(cfg Config, log *slog.Logger) (n *Node, err error) {
 	n.sched.SetSecrets(n.security)
 	n.security.SetWorkloads(workloads{n})
 	if err := n.buildDFS(log); err != nil {
+		return nil, err
+	}
+	if n.tel, err = n.newTelemetry(); err != nil {
 		return nil, err
 	}
 	n.st.Watch(n.notifyChange) // tests' OnStateChange
@@ -295,6 +306,9 @@ func (n *Node) Start(ctx context.Context) error {
 		return err
 	}
 	n.dfs.svc.Start()
+	if err := n.tel.Start(); err != nil {
+		return err
+	}
 	attrs := []any{"name", n.cfg.Node, "id", n.host.ID().String(), "cluster", n.cfg.Cluster,
 		"addrs", strings.Join(n.fullAddrs(), " "), "api", n.SocketPath()}
 	if n.APIAddr != "" {
@@ -350,6 +364,9 @@ func (n *Node) shutdown(graceful bool) error {
 		}
 		if n.instances != nil {
 			n.instances.Close()
+		}
+		if n.tel != nil {
+			n.tel.Close()
 		}
 		if n.api != nil {
 			n.api.Close()

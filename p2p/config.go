@@ -11,6 +11,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // DefaultPort is the port used for QUIC (udp) and TCP when an address names none.
@@ -70,6 +71,10 @@ type Config struct {
 	OnPeerGone          func(peer.ID)
 	OnAdmissionRejected func(p peer.ID, reason string)
 	OnMessage           func(Message)
+	// Metrics, when set, receives the resource manager's metrics (connections, streams,
+	// memory and file descriptors per scope, blocked resources, limits:
+	// libp2p_rcmgr_*); nil turns them off.
+	Metrics prometheus.Registerer
 	// OnAddrsChanged is called (from the event goroutine) when Addrs may have changed: a
 	// relay reservation was made or lost, or members observed a new address for this node.
 	OnAddrsChanged func()

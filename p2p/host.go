@@ -4,6 +4,7 @@ import (
 	"context"
 	crand "crypto/rand"
 	"crypto/sha256"
+
 	"encoding/hex"
 	"fmt"
 	"log/slog"
@@ -200,7 +201,16 @@ func New(cfg Config) (*Host, error) {
 	}
 	limits := rcmgr.DefaultLimits
 	libp2p.SetDefaultServiceLimits(&limits)
-	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.AutoScale()))
+	var rmOpts []rcmgr.Option
+	if cfg.Metrics != nil {
+		rcmgr.MustRegisterWith(cfg.Metrics)
+		str, err := rcmgr.NewStatsTraceReporter()
+		if err != nil {
+			return nil, fmt.Errorf("p2p: resource manager metrics: %w", err)
+		}
+		rmOpts = append(rmOpts, rcmgr.WithTraceReporter(str))
+	}
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.AutoScale()), rmOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("p2p: resource manager: %w", err)
 	}
@@ -224,6 +234,9 @@ func New(cfg Config) (*Host, error) {
 		// Identify stays: it runs on every connection and reveals the listen addresses and
 		// protocol list (see doc.go).
 		libp2p.Ping(false),
+		// go-libp2p's host metrics stay off: its eventbus and identify metrics break the
+		// Prometheus naming rules (promtool check metrics fails on them). The resource
+		// manager's scopes and limits go to cfg.Metrics (above).
 		libp2p.DisableMetrics(),
 		libp2p.UserAgent("constellation"),
 		libp2p.WithFxOption(fx.NopLogger), // its start-up errors reach the caller as our error

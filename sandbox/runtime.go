@@ -889,11 +889,12 @@ func (r *Runtime) Stats(name string) (Stats, error) {
 	u := r.plat.usage(&in.st.Res)
 	now := r.cfg.Now()
 	s := Stats{
-		RAMMB:    float64(u.memB) / (1 << 20),
-		DiskMB:   float64(u.diskB) / (1 << 20),
-		PIDs:     u.pids,
-		Restarts: in.st.Restarts,
-		Limits:   in.st.Spec.Limits,
+		RAMMB:      float64(u.memB) / (1 << 20),
+		CPUSeconds: float64(u.cpuNs) / 1e9,
+		DiskMB:     float64(u.diskB) / (1 << 20),
+		PIDs:       u.pids,
+		Restarts:   in.st.Restarts,
+		Limits:     in.st.Spec.Limits,
 	}
 	if in.limiter != nil {
 		s.LogDroppedBytes = in.limiter.dropped.Load()

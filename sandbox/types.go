@@ -96,7 +96,9 @@ type Info struct {
 type Stats struct {
 	// CPUPercent is CPU time used over the interval since the previous Stats call for
 	// this instance (or since start), as a percentage of one core.
-	CPUPercent float64       `json:"cpu_percent"`
+	CPUPercent float64 `json:"cpu_percent"`
+	// CPUSeconds is the CPU time the instance's cgroup used since it was created.
+	CPUSeconds float64       `json:"cpu_seconds"`
 	RAMMB      float64       `json:"ram_mb"`  // memory in use, without reclaimable page cache
 	DiskMB     float64       `json:"disk_mb"` // size of the data layer
 	PIDs       int64         `json:"pids"`

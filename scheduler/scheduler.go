@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/crdt"
 	"github.com/rads-lang/constellation/instances"
@@ -46,6 +47,7 @@ import (
 // The loop runs on every replicated change of its collections (kick) and on a ticker.
 type Scheduler struct {
 	cfg     Config
+	metrics *schedMetrics   // metrics.go
 	ctx     context.Context // the node's shutdown signal
 	host    Host
 	st      *state.Store
@@ -86,6 +88,8 @@ type Scheduler struct {
 type Config struct {
 	Name    string // this node's name
 	DataDir string
+	// Metrics receives the scheduler's collectors (metrics.go; nil: a private registry).
+	Metrics prometheus.Registerer
 }
 
 // Host is what the scheduler needs of the p2p host.
@@ -136,6 +140,7 @@ func New(ctx context.Context, cfg Config, h Host, st *state.Store, members Membe
 			newClaimID:   randomClaimID,
 			rng:          mrand.New(mrand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:]))),
 		},
+		metrics:    newSchedMetrics(cfg.Metrics),
 		leftGrace:  defaultLeftGrace,
 		interval:   500 * time.Millisecond, // timers (backoff, expiry, claim timeouts); changes kick a pass at once
 		grace:      5 * time.Second,
@@ -320,10 +325,12 @@ func (s *Scheduler) pass() {
 	if !s.members.Settled() {
 		return // catching up: a stale view would re-place healthy instances
 	}
+	start := time.Now()
 	st := s.snapshot()
 	s.apply(s.decideOwner(st))
 	s.agentPass(st)
 	s.expireReservations(st)
+	s.metrics.pass(time.Since(start))
 }
 
 // idle reports that there is nothing to schedule anywhere in the cluster: no deployment,
@@ -384,6 +391,7 @@ func (s *Scheduler) apply(w *schedWrites) {
 	if len(w.puts) == 0 && len(w.dels) == 0 {
 		return
 	}
+	s.metrics.writes(w)
 	_ = s.st.Update(func(tx *state.Tx) error {
 		for _, coll := range sortedKeys(w.puts) {
 			kv := w.puts[coll]

@@ -86,6 +86,7 @@ sends the token only to a server that holds it. Read commands print a table, or 
 	root.AddCommand(newKeygenCmd())
 	root.AddCommand(instanceCommands(g)...)
 	root.AddCommand(deployCommands(g)...)
+	root.AddCommand(monitorCommands(g)...)
 	addLogsTracesCommands(root, g)
 	root.AddCommand(securityCommands(g)...)
 	root.AddCommand(newMeshCmd(g))

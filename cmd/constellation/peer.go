@@ -21,6 +21,8 @@ func newPeerCmd(g *globals) *cobra.Command {
 		flags      node.Config
 		labels     string
 		configFile string
+		// --metrics-retention and --metrics-interval take Prometheus durations (30d).
+		metricsRetention, metricsInterval string
 	)
 	c := &cobra.Command{
 		Use:     "peer",
@@ -62,6 +64,9 @@ defaults. The cluster key can also come from CONSTELLATION_CLUSTER_KEY.`,
 					return err
 				}
 				flags.Labels = m
+			}
+			if err := parseMonitorFlags(&flags, metricsRetention, metricsInterval); err != nil {
+				return err
 			}
 			flags.DataDir, flags.APIToken = g.dataDir, g.token
 			set["data-dir"], set["api-token"] = g.dataDir != "", g.token != ""
@@ -109,6 +114,7 @@ defaults. The cluster key can also come from CONSTELLATION_CLUSTER_KEY.`,
 	f.Int64Var(&flags.DFS.CacheMB, "dfs-cache-mb", 0, "DFS: MiB of blocks kept of files this node does not hold, an LRU (default 1024; negative: none)")
 	f.Int64Var(&flags.DFS.CapacityMB, "dfs-capacity-mb", 0, "DFS: MiB the block store may use (default: the disk's free space)")
 	f.DurationVar(&flags.DFS.Grace, "dfs-grace", 0, "DFS: how long a dead holder still counts as a copy before others copy its files (default 30s)")
+	addMonitorFlags(f, &flags, &metricsRetention, &metricsInterval)
 	// The token flag is global (client side); on peer it sets the server token.
 	return c
 }
