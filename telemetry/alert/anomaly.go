@@ -116,7 +116,8 @@ func (p AnomalyParams) bucket(t time.Time) int {
 	if ph < 0 {
 		ph += season
 	}
-	return int(ph * int64(p.Buckets) / season)
+	b := int(float64(ph) / float64(season) * float64(p.Buckets))
+	return min(max(b, 0), p.Buckets-1)
 }
 
 func median(xs []float64) float64 {
@@ -134,6 +135,9 @@ func median(xs []float64) float64 {
 // Judge scores cur against history (points before it, any order). It is pure.
 func (p AnomalyParams) Judge(history []Point, cur Point) Verdict {
 	var v Verdict
+	if p.Season <= 0 || p.Buckets < 1 || p.Buckets > 10000 || p.MinSamples < 1 { // a remote record is untrusted
+		return v
+	}
 	slots := make([][]float64, p.Buckets)
 	n := 0
 	for _, h := range history {

@@ -3,6 +3,7 @@ package alert
 import (
 	"context"
 	"errors"
+	"slices"
 	"sort"
 	"time"
 
@@ -152,13 +153,13 @@ func (s *Service) History(channel string) []api.ChannelAttempt {
 			continue
 		}
 		seen[h.Node] = true
-		for _, a := range h.Attempts {
+		for _, a := range slices.Backward(h.Attempts) {
 			out = append(out, attemptInfo(channel, h.Node, a))
 		}
 	}
 	s.mu.Lock()
 	if !seen[s.cfg.Name] { // attempts on a channel that did not exist are only kept here
-		for _, a := range s.history[channel] {
+		for _, a := range slices.Backward(s.history[channel]) {
 			out = append(out, attemptInfo(channel, s.cfg.Name, a))
 		}
 	}

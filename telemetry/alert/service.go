@@ -317,6 +317,9 @@ func (s *Service) samples(ctx context.Context, r RuleRecord, now time.Time) ([]S
 	}
 	if r.Kind == api.RuleAnomaly && r.Anomaly != nil {
 		p := *r.Anomaly
+		if p.Step <= 0 || p.Window <= 0 || p.Window/p.Step > maxAnomalyPoints {
+			return nil, fmt.Errorf("anomaly window %s / step %s out of bounds", p.Window, p.Step)
+		}
 		mat, err := s.q.Range(ctx, r.Expr, now.Add(-p.Window), now, p.Step)
 		if err != nil {
 			return nil, err
