@@ -86,6 +86,7 @@ sends the token only to a server that holds it. Read commands print a table, or 
 	root.AddCommand(newKeygenCmd())
 	root.AddCommand(instanceCommands(g)...)
 	root.AddCommand(deployCommands(g)...)
+	root.AddCommand(newMonitorCmd(g))
 	bench := newBenchCmd()
 	bench.AddCommand(newBenchInstancesCmd(), newBenchSandboxCmd())
 	root.AddCommand(bench)

@@ -2,7 +2,6 @@ package alert
 
 import (
 	"math"
-	"slices"
 	"strconv"
 	"time"
 
@@ -120,16 +119,52 @@ func (p AnomalyParams) bucket(t time.Time) int {
 	return min(max(b, 0), p.Buckets-1)
 }
 
+// median of xs (reordered in place), by quickselect.
 func median(xs []float64) float64 {
 	n := len(xs)
 	if n == 0 {
 		return math.NaN()
 	}
-	slices.Sort(xs)
+	hi := selectK(xs, n/2)
 	if n%2 == 1 {
-		return xs[n/2]
+		return hi
 	}
-	return (xs[n/2-1] + xs[n/2]) / 2
+	lo := xs[0] // after selectK, xs[:n/2] hold the n/2 smallest values
+	for _, x := range xs[1 : n/2] {
+		lo = max(lo, x)
+	}
+	return (lo + hi) / 2
+}
+
+// selectK reorders xs so that xs[k] is the k-th smallest, smaller ones before it.
+func selectK(xs []float64, k int) float64 {
+	lo, hi := 0, len(xs)-1
+	for lo < hi {
+		p := xs[lo+(hi-lo)/2]
+		i, j := lo, hi
+		for i <= j {
+			for xs[i] < p {
+				i++
+			}
+			for xs[j] > p {
+				j--
+			}
+			if i <= j {
+				xs[i], xs[j] = xs[j], xs[i]
+				i++
+				j--
+			}
+		}
+		switch {
+		case k <= j:
+			hi = j
+		case k >= i:
+			lo = i
+		default:
+			return xs[k]
+		}
+	}
+	return xs[k]
 }
 
 // Judge scores cur against history (points before it, any order). It is pure.
@@ -155,7 +190,7 @@ func (p AnomalyParams) Judge(history []Point, cur Point) Verdict {
 	base := make([]float64, p.Buckets)
 	for i, s := range slots {
 		if len(s) > 0 {
-			base[i] = median(slices.Clone(s))
+			base[i] = median(s)
 		}
 	}
 	res := make([]float64, 0, n)
