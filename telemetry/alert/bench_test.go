@@ -1,6 +1,7 @@
 package alert
 
 import (
+	"net/http"
 	"testing"
 	"time"
 
@@ -47,4 +48,22 @@ func BenchmarkEvalToNotify(b *testing.B) {
 		total += time.Since(start)
 	}
 	b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), "ms/notification")
+}
+
+// BenchmarkWebhookPost is the reference for BenchmarkEvalToNotify: the same webhook
+// payload posted to the same kind of receiver, with no evaluation, state or queue.
+func BenchmarkWebhookPost(b *testing.B) {
+	hk := newHook(b)
+	rc := ChannelRecord{Name: "ops", Type: "webhook", URL: hk.srv.URL}
+	m := message{Node: "n1", Rule: "HighCPU", Status: api.AlertFiring, Alert: AlertRecord{Fingerprint: "f",
+		Labels: map[string]string{"alertname": "HighCPU", "instance": "web-1"}, Annotations: map[string]string{"message": "CPU 95 on web-1"}, Value: 95}}
+	cl := &http.Client{Timeout: 10 * time.Second}
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		if err := deliver(b.Context(), cl, rc, m); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(time.Since(start).Microseconds())/1000/float64(b.N), "ms/notification")
 }
