@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/prometheus/model/labels"
+
 	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/internal/httpapi"
 )
@@ -178,5 +180,49 @@ func TestAPI(t *testing.T) {
 	}
 	if code, body = call("POST", "/v1/monitor/rules", `{"name":"x","expr":"up","bogus":1}`); code != 400 || !strings.Contains(body, "bogus") {
 		t.Fatalf("unknown field: %d %s", code, body)
+	}
+}
+
+// TestPagerDutyTestAndRemoval: `channel test` on PagerDuty triggers and resolves the same
+// dedup key; removing a rule whose alert fired sends its resolution once.
+func TestPagerDutyTestAndRemoval(t *testing.T) {
+	db := newTestDB(t)
+	t0 := time.Now().Truncate(time.Minute)
+	db.fill(t, labels.FromStrings("__name__", "up", "instance", "db-1"), t0.Add(-time.Minute), t0.Add(time.Minute), 15*time.Second,
+		func(time.Time) float64 { return 0 })
+	c := newCluster(t, 1)
+	s := newTestNodes(t, c, newMembers("n1"), newClock(t0), db.q, "n1")[0].svc
+	pd := newHook(t)
+	if _, err := s.AddChannel(api.ChannelSpec{Name: "page", Type: "pagerduty", URL: pd.srv.URL + "/v2/enqueue", RoutingKey: "rk"}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.TestChannel(context.Background(), "page")
+	if err != nil || !res.OK || res.Attempts != 2 {
+		t.Fatalf("test: %+v %v", res, err)
+	}
+	got := pd.messages()
+	if len(got) != 2 || got[0]["event_action"] != "trigger" || got[1]["event_action"] != "resolve" || got[0]["dedup_key"] != got[1]["dedup_key"] {
+		t.Fatalf("test events %v", got)
+	}
+	if _, err := s.AddRule(api.AlertRuleSpec{Name: "Down", Expr: "up == 0", Severity: "critical", Channels: []string{"page"}}); err != nil {
+		t.Fatal(err)
+	}
+	s.Tick()
+	waitFor(t, "the trigger", 5*time.Second, func() bool { return len(pd.messages()) == 3 })
+	if err := s.RemoveRule("Down"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the resolution", 5*time.Second, func() bool { return len(pd.messages()) == 4 })
+	got = pd.messages()
+	if got[2]["event_action"] != "trigger" || got[3]["event_action"] != "resolve" || got[2]["dedup_key"] != got[3]["dedup_key"] {
+		t.Fatalf("rule events %v", got[2:])
+	}
+	s.Tick()
+	time.Sleep(30 * time.Millisecond)
+	if n := len(pd.messages()); n != 4 {
+		t.Fatalf("%d events after the removal, want 4", n)
+	}
+	if err := s.RemoveRule("Down"); err != ErrRuleNotFound {
+		t.Fatalf("second removal: %v", err)
 	}
 }

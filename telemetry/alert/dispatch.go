@@ -187,6 +187,13 @@ func (s *Service) TestChannel(ctx context.Context, name string) (api.ChannelTest
 	rt := s.cfg.Retry
 	rt.Attempts = min(rt.Attempts, 3)
 	n, err := s.send(ctx, name, msg, rt, 15*time.Second)
+	if rc, _ := readOne[ChannelRecord](s.st, CollChannels, name); err == nil && rc.Type == api.ChannelPagerDuty {
+		// close the test incident the trigger opened (same dedup key)
+		msg.Status, msg.Alert.State, msg.Alert.ResolvedAt = api.AlertResolved, api.AlertResolved, s.now()
+		var m int
+		m, err = s.send(ctx, name, msg, rt, 15*time.Second)
+		n += m
+	}
 	r := api.ChannelTestResult{Channel: name, OK: err == nil, Attempts: n}
 	if err != nil {
 		r.Error = err.Error()

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"sort"
+	"time"
 
 	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/internal/httpapi"
@@ -120,19 +121,45 @@ func (s *Service) removeKeys(missing error, coll, key string, also func(tx *stat
 }
 
 func (s *Service) handleRemoveRule(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	err := s.removeKeys(ErrRuleNotFound, CollRules, name, func(tx *state.Tx) error {
-		if tx.Has(CollState, name) {
+	if err := s.RemoveRule(r.PathValue("name")); err != nil {
+		httpapi.WriteErr(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// RemoveRule removes a rule and its alerts. Its firing alerts that were notified get their
+// resolution, sent once by this node (the one that removed the rule).
+func (s *Service) RemoveRule(name string) error {
+	var rule RuleRecord
+	var st StateRecord
+	err := s.st.Update(func(tx *state.Tx) error {
+		b, _, ok := tx.GetLWW(CollRules, name)
+		if !ok {
+			return ErrRuleNotFound
+		}
+		_ = state.Decode(b, &rule)
+		if err := tx.Remove(CollRules, name); err != nil {
+			return err
+		}
+		if b, _, ok := tx.GetLWW(CollState, name); ok {
+			_ = state.Decode(b, &st)
 			return tx.Remove(CollState, name)
 		}
 		return nil
 	})
 	if err != nil {
-		httpapi.WriteErr(w, err)
-		return
+		return err
+	}
+	now := s.now()
+	for _, a := range st.Alerts {
+		if a.State == api.AlertFiring && !a.NotifiedAt.IsZero() {
+			a.State, a.ResolvedAt, a.ResolvedSent = api.AlertResolved, now, true
+			s.notify(Notification{Rule: name, Channels: rule.Channels, Status: api.AlertResolved, Alert: a}, time.Time{})
+		}
 	}
 	s.kick()
-	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
 // Alerts lists the alerts of every rule: pending and firing, resolved ones too when all.
