@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/rads-lang/constellation/api"
+	"github.com/rads-lang/constellation/internal/state"
 )
 
 func mustRule(t *testing.T, spec api.AlertRuleSpec) RuleRecord {
@@ -296,5 +298,33 @@ func TestPayloads(t *testing.T) {
 	if am["version"] != "4" || am["status"] != "resolved" || al["endsAt"] != "1970-01-01T00:06:40Z" || al["startsAt"] != "1970-01-01T00:01:40Z" ||
 		al["labels"].(map[string]any)["alertname"] != "HighCPU" || am["receiver"] != "pd" {
 		t.Fatalf("alertmanager %v", am)
+	}
+}
+
+// TestFitRecord: a state too large to replicate keeps the firing alerts that fit and
+// drops the notifications of the others.
+func TestFitRecord(t *testing.T) {
+	big := strings.Repeat("x", 3000)
+	var st StateRecord
+	var notes []Notification
+	for i := range 200 {
+		a := AlertRecord{Fingerprint: fmt.Sprintf("%04d", i), State: api.AlertPending, Annotations: map[string]string{"message": big}}
+		if i%2 == 0 {
+			a.State = api.AlertFiring
+			notes = append(notes, Notification{Alert: a})
+		}
+		st.Alerts = append(st.Alerts, a)
+	}
+	out, kept := fitRecord(st, notes)
+	if _, err := state.Encode(out); err != nil || len(out.Alerts) == 0 || len(out.Alerts) >= 200 || out.LastError == "" {
+		t.Fatalf("kept %d alerts (%v), error %q", len(out.Alerts), err, out.LastError)
+	}
+	for _, a := range out.Alerts {
+		if a.State != api.AlertFiring {
+			t.Fatalf("kept a pending alert while firing ones were dropped")
+		}
+	}
+	if len(kept) != len(out.Alerts) {
+		t.Fatalf("%d notifications for %d kept alerts", len(kept), len(out.Alerts))
 	}
 }

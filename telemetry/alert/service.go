@@ -20,6 +20,9 @@ import (
 	"github.com/rads-lang/constellation/sched"
 )
 
+// evalParallel bounds the rules evaluated at once.
+const evalParallel = 4
+
 // Members is what alerting needs of membership (membership.Service).
 type Members interface {
 	Nodes() []api.NodeInfo
@@ -304,9 +307,19 @@ func (s *Service) Tick() {
 	}
 	s.mu.Unlock()
 	sort.Slice(due, func(i, j int) bool { return due[i].Name < due[j].Name })
+	// Rules are independent: up to evalParallel evaluate at once (a slow query does not
+	// hold back the others); Tick returns when all are done.
+	sem := make(chan struct{}, evalParallel)
+	var wg sync.WaitGroup
 	for _, r := range due {
-		s.evaluate(r, now, sil)
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			s.evaluate(r, now, sil)
+		}()
 	}
+	wg.Wait()
 	s.gcSilences(now, alive, sil)
 }
 
@@ -383,6 +396,7 @@ func (s *Service) evaluate(r RuleRecord, now time.Time, sil []SilenceRecord) {
 			return expandTemplate(ctx, text, l, v, now, qf)
 		}})
 	next.Owner = s.cfg.Name
+	next, notes = fitRecord(next, notes)
 	s.mu.Lock()
 	last := s.written[r.Name]
 	s.mu.Unlock()
@@ -416,6 +430,39 @@ func (s *Service) evaluate(r RuleRecord, now time.Time, sil []SilenceRecord) {
 	for _, n := range notes {
 		s.notify(n, t0)
 	}
+}
+
+// fitRecord trims a state record that would not replicate (over state.MaxRecordBytes:
+// many alerts with long annotations) to the alerts that fit, firing ones first, and drops
+// the notifications of the alerts left out (they were not recorded, so a later evaluation
+// sends them if they then fit).
+func fitRecord(next StateRecord, notes []Notification) (StateRecord, []Notification) {
+	if _, err := state.Encode(next); err == nil {
+		return next, notes
+	}
+	all := next.Alerts
+	sort.SliceStable(all, func(i, j int) bool { return all[i].State == api.AlertFiring && all[j].State != api.AlertFiring })
+	n := len(all)
+	for n > 0 {
+		n /= 2
+		next.Alerts = all[:n]
+		if _, err := state.Encode(next); err == nil {
+			break
+		}
+	}
+	next.LastError = fmt.Sprintf("the rule's %d alerts do not fit a replicated record: kept %d (shorten its annotations or narrow its expression)", len(all), n)
+	kept := map[string]bool{}
+	for _, a := range next.Alerts {
+		kept[a.Fingerprint] = true
+	}
+	sort.Slice(next.Alerts, func(i, j int) bool { return next.Alerts[i].Fingerprint < next.Alerts[j].Fingerprint })
+	var out []Notification
+	for _, n := range notes {
+		if kept[n.Alert.Fingerprint] {
+			out = append(out, n)
+		}
+	}
+	return next, out
 }
 
 // changed reports a change worth replicating: any alert's state, notification, silence or
