@@ -284,6 +284,7 @@ func (s *Service) Tick() {
 			delete(s.owned, name) // handed over or removed: the next owner reads the replicated state
 			delete(s.lastEval, name)
 			delete(s.written, name)
+			s.m.firing.DeleteLabelValues(name)
 		}
 	}
 	var due []RuleRecord
