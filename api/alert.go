@@ -64,7 +64,7 @@ type AlertRuleInfo struct {
 	UpdatedBy string    `json:"updated_by,omitempty"`
 	// Owner is the node that evaluates the rule now (rendezvous owner among alive nodes).
 	Owner       string    `json:"owner,omitempty"`
-	EvaluatedAt time.Time `json:"evaluated_at,omitempty"`
+	EvaluatedAt time.Time `json:"evaluated_at,omitzero"`
 	LastError   string    `json:"last_error,omitempty"`
 	Pending     int       `json:"pending"`
 	Firing      int       `json:"firing"`
@@ -80,9 +80,9 @@ type AlertInfo struct {
 	Annotations map[string]string `json:"annotations,omitempty"`
 	Value       float64           `json:"value"`
 	ActiveAt    time.Time         `json:"active_at"`
-	FiredAt     time.Time         `json:"fired_at,omitempty"`
-	ResolvedAt  time.Time         `json:"resolved_at,omitempty"`
-	NotifiedAt  time.Time         `json:"notified_at,omitempty"`
+	FiredAt     time.Time         `json:"fired_at,omitzero"`
+	ResolvedAt  time.Time         `json:"resolved_at,omitzero"`
+	NotifiedAt  time.Time         `json:"notified_at,omitzero"`
 	Silenced    bool              `json:"silenced,omitempty"`
 	Owner       string            `json:"owner,omitempty"`
 }
@@ -94,7 +94,7 @@ type SilenceSpec struct {
 	Matchers []string `json:"matchers"`
 	// Duration from now ("2h"), or EndsAt.
 	Duration string    `json:"duration,omitempty"`
-	EndsAt   time.Time `json:"ends_at,omitempty"`
+	EndsAt   time.Time `json:"ends_at,omitzero"`
 	Comment  string    `json:"comment,omitempty"`
 }
 
