@@ -34,6 +34,7 @@ import (
 	"github.com/rads-lang/constellation/scheduler"
 	"github.com/rads-lang/constellation/security"
 	"github.com/rads-lang/constellation/telemetry"
+	"github.com/rads-lang/constellation/telemetry/alert"
 	"github.com/rads-lang/constellation/telemetry/metrics"
 )
 
@@ -77,6 +78,7 @@ type Node struct {
 	// its samples and answers cluster-wide PromQL (package telemetry).
 	registry *metrics.Registry
 	tel      *telemetry.Service
+	alerts   *alert.Service
 
 	// APIAddr is the bound TCP API address when APIListen is set.
 	APIAddr string
@@ -250,6 +252,8 @@ func New(cfg Config, log *slog.Logger) (n *Node, err error) {
 	if n.tel, err = n.newTelemetry(); err != nil {
 		return nil, err
 	}
+	n.alerts = alert.New(n.ctx, alert.Config{Name: cfg.Node, Metrics: n.registry}, n.st, n.members,
+		alert.EngineQuerier{Engine: n.tel.Engine(), Queryable: n.tel.Queryable()}, n.api, log)
 	n.st.Watch(n.notifyChange) // tests' OnStateChange
 	return n, nil
 }
@@ -309,6 +313,9 @@ func (n *Node) Start(ctx context.Context) error {
 	if err := n.tel.Start(); err != nil {
 		return err
 	}
+	if err := n.alerts.Start(); err != nil {
+		return err
+	}
 	attrs := []any{"name", n.cfg.Node, "id", n.host.ID().String(), "cluster", n.cfg.Cluster,
 		"addrs", strings.Join(n.fullAddrs(), " "), "api", n.SocketPath()}
 	if n.APIAddr != "" {
@@ -364,6 +371,9 @@ func (n *Node) shutdown(graceful bool) error {
 		}
 		if n.instances != nil {
 			n.instances.Close()
+		}
+		if n.alerts != nil {
+			n.alerts.Close()
 		}
 		if n.tel != nil {
 			n.tel.Close()

@@ -19,6 +19,7 @@ import (
 func monitorCommands(g *globals) []*cobra.Command {
 	mon := &cobra.Command{Use: "monitor", Short: "Cluster metrics: PromQL queries, the dashboard, custom metrics"}
 	mon.AddCommand(newMonitorQueryCmd(g), newMonitorDashboardCmd(g), newMonitorPushCmd(g), newMonitorCheckCmd(g))
+	addAlertCommands(g, mon)
 	dbg := &cobra.Command{Use: "debug", Short: "Debugging tools (profiles of any node)"}
 	dbg.AddCommand(newPprofCmd(g))
 	return []*cobra.Command{mon, dbg}
