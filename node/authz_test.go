@@ -235,6 +235,19 @@ var tokenMatrix = map[string]string{
 	"GET /v1/quotas":                              "admin",
 	"PATCH /v1/quotas/{ns}":                       "admin",
 	"DELETE /v1/quotas/{ns}":                      "admin",
+	"GET /v1/monitor/rules":                       "admin",
+	"POST /v1/monitor/rules":                      "admin",
+	"GET /v1/monitor/rules/{name}":                "admin",
+	"DELETE /v1/monitor/rules/{name}":             "admin",
+	"GET /v1/monitor/alerts":                      "admin",
+	"GET /v1/monitor/silences":                    "admin",
+	"POST /v1/monitor/silences":                   "admin",
+	"DELETE /v1/monitor/silences/{id}":            "admin",
+	"GET /v1/monitor/channels":                    "admin",
+	"POST /v1/monitor/channels":                   "admin",
+	"DELETE /v1/monitor/channels/{name}":          "admin",
+	"POST /v1/monitor/channels/{name}/test":       "admin",
+	"GET /v1/monitor/channels/{name}/history":     "admin",
 	"POST /v1/monitor/logs":                       "any",
 	"POST /v1/monitor/spans":                      "any",
 	"GET /v1/monitor/logs":                        "admin",
@@ -333,6 +346,10 @@ func matrixRequest(pattern, target string, seq int) (method, path, body string) 
 	if strings.HasPrefix(path, "/api/v1/label/") {
 		path = strings.Replace(path, "{name}", "node", 1)
 	}
+	if strings.HasPrefix(path, "/v1/monitor/rules/") || strings.HasPrefix(path, "/v1/monitor/channels/") {
+		path = strings.Replace(path, "{name}", "no-such-alert", 1)
+	}
+	path = strings.Replace(path, "{id}", "no-such-id", 1)
 	if strings.HasPrefix(path, "/v1/monitor/checks/") {
 		path = strings.Replace(path, "{name}", "no-such-check", 1)
 	}
