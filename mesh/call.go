@@ -54,6 +54,22 @@ func balanceConfig(r ServiceRecord) balance.Config {
 	}
 }
 
+// each yields every service's balancer (NAMESPACE/NAME) for the metrics collector; it
+// copies the map first so a scrape never holds the lock while collecting.
+func (c *caller) each(yield func(string, *balance.Balancer) bool) {
+	c.mu.Lock()
+	list := make(map[string]*balance.Balancer, len(c.bs))
+	for k, sb := range c.bs {
+		list[k] = sb.b
+	}
+	c.mu.Unlock()
+	for k, b := range list {
+		if !yield(k, b) {
+			return
+		}
+	}
+}
+
 // balancer returns the service's balancer, (re)configured from its record.
 func (c *caller) balancer(key string, cfg ServiceRecord) (*balance.Balancer, error) {
 	c.mu.Lock()

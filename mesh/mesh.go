@@ -23,6 +23,7 @@ import (
 	"github.com/rads-lang/constellation/internal/events"
 	"github.com/rads-lang/constellation/internal/httpapi"
 	"github.com/rads-lang/constellation/internal/state"
+	"github.com/rads-lang/constellation/mesh/balance/balancemetrics"
 	"github.com/rads-lang/constellation/p2p"
 )
 
@@ -183,6 +184,11 @@ func New(ctx context.Context, cfg Config, h Host, st *state.Store, members Membe
 	m.spans = newSpanTable(m.tracer, cfg.Now)
 	m.pool = newPool(m)
 	m.calls = newCaller(m)
+	// Breaker states, ejections, in-flight calls, latency estimates and retry budgets of
+	// every service's balancer, read at scrape time.
+	if err := reg.Register(balancemetrics.New(m.calls.each)); err != nil {
+		return nil, err
+	}
 	m.loadTLS()
 	m.rebuild()
 	if m.hopL, err = h.Listen(hopProtocol); err != nil {

@@ -63,8 +63,8 @@ type Config struct {
 	// MeshListen is the service mesh's loopback entry point for instances
 	// (CONSTELLATION_MESH; default 127.0.0.1:0, a free port; "off" disables it).
 	MeshListen string `yaml:"mesh_listen"`
-	// MeshTracerProvider makes the mesh's spans (nil: none until telemetry provides the
-	// node's provider; tests set an in-memory one).
+	// MeshTracerProvider makes the mesh's spans (nil: the node's TracerProvider, over its
+	// span store; tests set an in-memory one).
 	MeshTracerProvider trace.TracerProvider `yaml:"-"`
 	// APIToken is the bearer token for APIListen. When APIListen is set and no token is
 	// given, a random token is generated and written to <data-dir>/api.token (0600).

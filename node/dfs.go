@@ -35,7 +35,7 @@ func (n *Node) buildDFS(log *slog.Logger) error {
 	}
 	store, err := content.New(n.ctx, content.Config{
 		Dir: filepath.Join(n.cfg.DataDir, "dfs"), CacheBytes: cacheBytes, Capacity: c.CapacityMB << 20,
-		ClusterID: n.cfg.Cluster, Log: log.With("svc", "dfs-content"),
+		ClusterID: n.cfg.Cluster, Log: log.With("svc", "dfs-content"), Metrics: n.registry,
 	}, n.host)
 	if err != nil {
 		return fmt.Errorf("node: dfs content store: %w", err)
@@ -48,7 +48,8 @@ func (n *Node) buildDFS(log *slog.Logger) error {
 		}
 	}
 	svc, err := dfs.New(n.ctx, dfs.Config{Self: n.host.ID(), NodeName: n.cfg.Node, Zone: zone,
-		CapacityBytes: c.CapacityMB << 20, Grace: c.Grace, RepairInterval: c.RepairInterval, Ledger: dfsRoom{n}}, dfs.StoreContent{S: store}, n.members, nil, n.st, log)
+		CapacityBytes: c.CapacityMB << 20, Grace: c.Grace, RepairInterval: c.RepairInterval, Ledger: dfsRoom{n},
+		Metrics: n.registry}, dfs.StoreContent{S: store}, n.members, nil, n.st, log)
 	if err != nil {
 		store.Close()
 		return err

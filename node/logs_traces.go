@@ -122,11 +122,12 @@ func (n *Node) openLogStore(log *slog.Logger) (*slog.Logger, error) {
 func (n *Node) startLogsTraces(log *slog.Logger) error {
 	var err error
 	n.lt.logs, err = logs.NewService(n.ctx, logs.ServiceConfig{Node: n.cfg.Node, CallerInstance: instances.CallerInstance,
-		Meta: n.instanceMeta}, n.lt.store, n.host, n.members, n.api, log)
+		Meta: n.instanceMeta, Metrics: n.registry}, n.lt.store, n.host, n.members, n.api, log)
 	if err != nil {
 		return err
 	}
-	n.lt.traces, err = traces.NewService(traces.ServiceConfig{Node: n.cfg.Node, CallerInstance: instances.CallerInstance},
+	n.lt.traces, err = traces.NewService(traces.ServiceConfig{Node: n.cfg.Node, CallerInstance: instances.CallerInstance,
+		Metrics: n.registry},
 		n.lt.spans, n.host, n.members, n.api, log)
 	return err
 }

@@ -3,6 +3,8 @@ package node
 import (
 	"net"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/rads-lang/constellation/mesh"
 )
 
@@ -10,8 +12,17 @@ import (
 // (both built after it: the mesh's address goes into every instance's environment).
 func (n *Node) newMesh() (*mesh.Service, error) {
 	return mesh.New(n.ctx, mesh.Config{Name: n.cfg.Node, Labels: n.cfg.Labels, DataDir: n.cfg.DataDir, ListenAddr: n.cfg.MeshListen,
-		TracerProvider: n.cfg.MeshTracerProvider},
+		TracerProvider: n.meshTracer(), Metrics: n.registry},
 		n.host, n.st, n.members, meshInstances{n}, meshDeployments{n}, n.events, n.api, n.log)
+}
+
+// meshTracer is the mesh's TracerProvider: the configured one (tests), else the node's, whose
+// spans go into the node's span store (monitor traces) and to OTLP when configured.
+func (n *Node) meshTracer() trace.TracerProvider {
+	if n.cfg.MeshTracerProvider != nil {
+		return n.cfg.MeshTracerProvider
+	}
+	return n.TracerProvider()
 }
 
 // Mesh is the node's service mesh (tests and benchmarks).
