@@ -59,13 +59,19 @@ func TestDFSHolderKilled(t *testing.T) {
 	if err := ns[victim].Kill(); err != nil {
 		t.Fatal(err)
 	}
+	// The entry may still be on its way to the reader (gossip batches deltas): wait for it
+	// to be visible there, then read it with one holder dead.
 	read := func(c *api.Client) []byte {
-		body, _, err := c.FSGet(ctx, "/cluster/f.bin", 0)
-		if err != nil {
-			t.Fatalf("read after the kill: %v", err)
-		}
-		defer body.Close()
-		b, _ := io.ReadAll(body)
+		var b []byte
+		testutil.WaitFor(t, 10*time.Second, "the file readable after the kill", func() (bool, string) {
+			body, _, err := c.FSGet(ctx, "/cluster/f.bin", 0)
+			if err != nil {
+				return false, err.Error()
+			}
+			defer body.Close()
+			b, err = io.ReadAll(body)
+			return err == nil, fmt.Sprint(err)
+		})
 		return b
 	}
 	if !bytes.Equal(read(cls[reader]), data) {

@@ -75,7 +75,7 @@ type Config struct {
 	Env map[string]string
 	// StartEnv, when set, is asked at each start of an instance for variables added to
 	// its environment that are never stored (its secrets); an error fails the start.
-	StartEnv func(name string) (map[string]string, error)
+	StartEnv func(name string) (map[string]string, error) `json:"-"`
 	// TmpMB is the size of each instance's private /tmp (tmpfs, charged to its memory);
 	// default 64.
 	TmpMB int64
