@@ -420,3 +420,22 @@ func TestDuByNode(t *testing.T) {
 		t.Fatalf("by node %+v; want 12 files spread over more than one node", du.ByNode)
 	}
 }
+
+// TestSmallClusterTakesWrites: a cluster with fewer nodes than R (a lone node after `make
+// run`) takes writes with the copies it can have; the entry keeps R, so repair adds copies
+// as nodes join. A file larger than every node's room still fails.
+func TestSmallClusterTakesWrites(t *testing.T) {
+	n := newNet(t, []string{"a"}, tcfg{capacity: 1 << 20})
+	a := n.nodes["a"]
+	e := put(t, a, "/cluster/one.txt", "alone", PutOptions{Replication: 3})
+	if len(e.Holders) != 1 || len(e.Acked) != 1 || e.Replication != 3 {
+		t.Fatalf("put on a 1-node cluster with R=3: %+v; want 1 holder, 1 ack, R kept at 3", e)
+	}
+	if got := read(t, a, "/cluster/one.txt", 0); got != "alone" {
+		t.Fatalf("read %q", got)
+	}
+	big := strings.Repeat("x", 2<<20)
+	if _, err := a.svc.Put(context.Background(), "/cluster/big.bin", strings.NewReader(big), PutOptions{Replication: 3}); !errors.Is(err, ErrNoRoom) {
+		t.Fatalf("a file larger than the node's room: %v; want ErrNoRoom", err)
+	}
+}

@@ -272,7 +272,8 @@ func (s *Service) Repair() (pinned int) {
 		// the missing copies go to the best-placed nodes that do not hold it yet: every
 		// node computes the same choice and only the chosen ones act
 		var cands []Candidate
-		for _, c := range s.candidates(r.size) {
+		all, _ := s.candidates(r.size)
+		for _, c := range all {
 			if !holds[c.ID] {
 				cands = append(cands, c)
 			}

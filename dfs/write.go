@@ -115,9 +115,13 @@ func (s *Service) hold(root string, d int) {
 
 // replicate has root pinned by the chosen holders and waits for ack of them.
 func (s *Service) replicate(ctx context.Context, root cid.Cid, size int64, rf, ack int) (holders, acked []string, err error) {
-	cands := s.candidates(size)
+	cands, stores := s.candidates(size)
 	holders = Place(root.String(), cands, rf)
-	need := AckCount(rf, ack)
+	// A cluster smaller than R (a single node, a 2-node lab) still takes writes: the ack
+	// counts over the copies that can exist now, and repair adds the missing ones as nodes
+	// with a block store join (the entry keeps R). Room is another matter: nodes that exist
+	// but cannot hold the file make the write fail.
+	need := AckCount(min(rf, max(stores, 1)), ack)
 	if len(holders) < need {
 		return nil, nil, fmt.Errorf("%w: %d bytes with replication %d need %d holders to confirm; only %d node(s) have %d bytes free (%s)",
 			ErrNoRoom, size, rf, need, len(holders), size, describeCands(cands))
@@ -196,14 +200,13 @@ func shortID(id string) string {
 }
 
 // candidates are the alive members with the DFS whose block store has size bytes free.
-func (s *Service) candidates(size int64) []Candidate {
+func (s *Service) candidates(size int64) (out []Candidate, stores int) {
 	alive := map[string]bool{}
 	for _, n := range s.members.Nodes() {
 		if n.Status == api.StatusAlive || n.Self {
 			alive[n.ID] = true
 		}
 	}
-	var out []Candidate
 	s.st.View(func(v *state.View) {
 		for _, id := range v.Keys(CollCapacity) {
 			if !alive[id] {
@@ -217,6 +220,7 @@ func (s *Service) candidates(size int64) []Candidate {
 			if state.Decode(b, &c) != nil {
 				continue
 			}
+			stores++
 			free := c.CapacityBytes - c.UsedBytes
 			if free < size || free <= 0 {
 				continue
@@ -225,7 +229,7 @@ func (s *Service) candidates(size int64) []Candidate {
 		}
 	})
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out
+	return out, stores
 }
 
 // stamp is a new HLC time after every entry in es.
