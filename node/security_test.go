@@ -222,6 +222,29 @@ func mustToken(t *testing.T, n *Node, name, role, ns string) string {
 	return sec
 }
 
+// mustNamespace creates a namespace on n (creates in a namespace never created are
+// refused) and waits until every node in others has it.
+func mustNamespace(t testing.TB, n *Node, name string, others ...*Node) {
+	t.Helper()
+	if _, err := n.security.CreateNamespace(api.NamespaceRequest{Name: name}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	waitNamespace(t, name, others...)
+}
+
+// waitNamespace waits until every node accepts creates in the namespace.
+func waitNamespace(t testing.TB, name string, nodes ...*Node) {
+	t.Helper()
+	testutil.WaitFor(t, 10*time.Second, "namespace "+name+" replicated", func() (bool, string) {
+		for _, n := range nodes {
+			if err := n.security.CheckNamespace(name); err != nil {
+				return false, n.cfg.Node + ": " + err.Error()
+			}
+		}
+		return true, ""
+	})
+}
+
 // TestRoleMatrix calls every route over TCP with a token of each built-in role, a
 // namespace-bound operator and a custom role, and checks each is allowed (reaches the
 // handler: anything but 401/403) or refused with 403 naming the permission, as roleMatrix
@@ -240,6 +263,7 @@ func TestRoleMatrix(t *testing.T) {
 	if _, err := n.security.CreateRole(api.RoleRequest{Name: "deployer", Rules: []string{"deployments:write", "instances:read", "nodes:read"}}, "test"); err != nil {
 		t.Fatal(err)
 	}
+	mustNamespace(t, n.Node, "team-a")
 	callers := []struct {
 		letter string
 		tok    string
@@ -340,6 +364,7 @@ func TestTokenLifecycle(t *testing.T) {
 	}
 	// Namespace binding: an operator of team-a creates in team-a, not in default, and
 	// does not touch default's instances.
+	mustNamespace(t, n.Node, "team-a")
 	nsTok := mustToken(t, n.Node, "team", "operator", "team-a")
 	if st, out := c.call(nsTok, "POST", "/v1/instances", `{"name":"mine","command":["true"],"start":false}`); st != 201 || !strings.Contains(out, `"namespace": "team-a"`) {
 		t.Errorf("bound create = %d %s; want 201 in team-a", st, out)
@@ -401,6 +426,7 @@ func TestSecretsRecordsAndDeployments(t *testing.T) {
 	n := startSchedClusterCfg(t, 1, func(i int, c *Config) { c.ClusterKey = "k" })[0]
 	ctx := t.Context()
 	value := "value-" + fmt.Sprint(time.Now().UnixNano())
+	mustNamespace(t, n.Node, "team-a")
 	if _, err := n.security.SetSecret("team-a", "db_password", []byte(value), "test"); err != nil {
 		t.Fatal(err)
 	}
@@ -458,6 +484,7 @@ func TestNamespaceExpiryNodeDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	tok := mustToken(t, n0.Node, "alice-ci", "operator", "alice")
+	waitNamespace(t, "alice", ns[0].Node, ns[1].Node, ns[2].Node)
 	for i, n := range ns {
 		if _, err := n.instances.Create(ctx, &api.CreateRequest{Name: fmt.Sprintf("a%d", i), Namespace: "alice", Command: []string{"true"}}); err != nil {
 			t.Fatal(err)

@@ -90,6 +90,23 @@ func TestCLITokens(t *testing.T) {
 	if r := run(t, "--data-dir", dir, "create", "--name", "late", "--namespace", "team-x", "--no-start", "--network", "none", "--", "true"); r.code == 0 || !strings.Contains(r.stderr, "namespace team-x was deleted") {
 		t.Errorf("create in a deleted namespace: exit %d %s", r.code, r.stderr)
 	}
+	// A namespace never created: creates of every kind are refused naming it and the
+	// command that creates it; nothing is made. default always exists.
+	for _, args := range [][]string{
+		{"create", "--name", "ghost", "--namespace", "nowhere", "--no-start", "--network", "none", "--", "true"},
+		{"token", "create", "--name", "ghost", "--role", "operator", "--namespace", "nowhere"},
+	} {
+		if r := run(t, append([]string{"--data-dir", dir}, args...)...); r.code == 0 || !strings.Contains(r.stderr, "namespace nowhere does not exist") || !strings.Contains(r.stderr, "constellation namespace create nowhere") {
+			t.Errorf("%v in a namespace never created: exit %d %s; want namespace nowhere does not exist + how to create it", args, r.code, r.stderr)
+		}
+	}
+	if r := run(t, "--data-dir", dir, "list", "--json"); strings.Contains(r.stdout, "ghost") {
+		t.Errorf("a refused create left an instance: %s", r.stdout)
+	}
+	if r := run(t, "--data-dir", dir, "create", "--name", "indefault", "--namespace", "default", "--no-start", "--network", "none", "--", "true"); r.code != 0 {
+		t.Errorf("create in default: exit %d %s", r.code, r.stderr)
+	}
+	t.Cleanup(func() { run(t, "rm", "--grace", "0s", "indefault", "--data-dir", dir) })
 
 	r = run(t, "audit", "--who", "ci", "--json", "--data-dir", dir)
 	var res struct {
