@@ -597,3 +597,46 @@ func TestAuditCallers(t *testing.T) {
 		t.Errorf("the forwarded create: origin %+v, target %+v", far, fwd)
 	}
 }
+
+// TestNamespaceMustExist: creates of every kind in a namespace never created are refused
+// with a 404 naming it and how to create it, and nothing is made; default always exists;
+// a namespace with a quota (set before namespaces were records) counts as existing.
+func TestNamespaceMustExist(t *testing.T) {
+	n := startSchedClusterCfg(t, 1, func(i int, c *Config) { c.ClusterKey = "k" })[0]
+	ctx := t.Context()
+	want := func(what string, err error) {
+		t.Helper()
+		if err == nil || !strings.Contains(err.Error(), "namespace ghost does not exist") ||
+			!strings.Contains(err.Error(), "constellation namespace create ghost") {
+			t.Errorf("%s in a namespace never created: %v; want namespace ghost does not exist + how to create it", what, err)
+		}
+	}
+	_, err := n.instances.Create(ctx, &api.CreateRequest{Name: "x", Namespace: "ghost", Command: []string{"true"}})
+	want("instance create", err)
+	_, _, err = n.sched.Deploy(api.DeploymentSpec{Name: "web", Instances: 1, Command: []string{"true"}, Namespace: "ghost"})
+	want("deploy", err)
+	_, err = n.security.SetSecret("ghost", "pw", []byte("v"), "test")
+	want("secret set", err)
+	_, _, err = n.security.CreateToken(api.TokenCreateRequest{Name: "t", Role: "operator", Namespace: "ghost"}, "test")
+	want("token create", err)
+	if code, _, b := apiReq(t, n.Node, "POST", "/v1/instances", `{"name":"y","command":["true"],"namespace":"ghost","start":false}`, nil); code != 404 || !strings.Contains(string(b), "namespace_not_found") {
+		t.Errorf("POST /v1/instances in ghost = %d %s; want 404 namespace_not_found", code, b)
+	}
+	if len(n.instances.Local()) != 0 || len(n.sched.Deployments()) != 0 || len(n.security.Secrets("ghost")) != 0 {
+		t.Errorf("a refused create left something: %d instances, %d deployments", len(n.instances.Local()), len(n.sched.Deployments()))
+	}
+	for _, t2 := range n.security.Tokens() {
+		if t2.Namespace == "ghost" {
+			t.Errorf("a refused token create left token %s", t2.Name)
+		}
+	}
+	if _, err := n.instances.Create(ctx, &api.CreateRequest{Name: "d", Namespace: "default", Command: []string{"true"}}); err != nil {
+		t.Errorf("create in default: %v", err)
+	}
+	if _, err := n.sched.SetQuota("legacy", api.QuotaSpec{MaxInstances: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.instances.Create(ctx, &api.CreateRequest{Name: "l", Namespace: "legacy", Command: []string{"true"}}); err != nil {
+		t.Errorf("create in a namespace with a quota: %v", err)
+	}
+}

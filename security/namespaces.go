@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"sort"
 	"time"
@@ -243,6 +244,11 @@ func (s *Service) cleanNamespaces() {
 func (s *Service) cleanNamespace(r NamespaceRecord) {
 	before := time.Unix(0, r.DeletedBefore)
 	gone := r.Deleted != 0
+	if gone {
+		// Nothing may live in a deleted namespace: what a create racing the deletion made
+		// goes too, even when its node's clock is ahead of the deleter's.
+		before = time.Unix(0, math.MaxInt64)
+	}
 	removed := 0
 	if s.work != nil {
 		ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
@@ -264,7 +270,7 @@ func (s *Service) cleanNamespace(r NamespaceRecord) {
 		}
 	}
 	for _, t := range s.Tokens() {
-		if t.Namespace == r.Name && t.Revoked == 0 && t.Created < r.DeletedBefore {
+		if t.Namespace == r.Name && t.Revoked == 0 && t.Created < before.UnixNano() {
 			if _, err := s.RevokeToken(t.ID, "namespace "+r.Name+" deleted"); err == nil {
 				removed++
 			}
