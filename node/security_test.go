@@ -640,3 +640,33 @@ func TestNamespaceMustExist(t *testing.T) {
 		t.Errorf("create in a namespace with a quota: %v", err)
 	}
 }
+
+// TestSecretRefs: "NAME:file" references go to SecretFiles and not to the environment,
+// plain ones the other way; a reference with another suffix is a bad name naming the form.
+func TestSecretRefs(t *testing.T) {
+	n := startSchedClusterCfg(t, 1, func(i int, c *Config) { c.ClusterKey = "k" })[0]
+	if _, err := n.security.SetSecret("", "a", []byte("va"), "test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.security.SetSecret("", "b", []byte("vb"), "test"); err != nil {
+		t.Fatal(err)
+	}
+	refs := []string{"a", "b:file"}
+	if err := n.security.CheckSecrets("", refs); err != nil {
+		t.Fatal(err)
+	}
+	env, err := n.security.SecretEnv("", refs)
+	if err != nil || len(env) != 1 || env["a"] != "va" {
+		t.Errorf("SecretEnv = %v %v; want only a", env, err)
+	}
+	files, err := n.security.SecretFiles("", refs)
+	if err != nil || len(files) != 1 || string(files["b"]) != "vb" {
+		t.Errorf("SecretFiles = %v %v; want only b", files, err)
+	}
+	if err := n.security.CheckSecrets("", []string{"a:dir"}); err == nil || !strings.Contains(err.Error(), `":file"`) {
+		t.Errorf("a reference a:dir: %v; want a bad name naming the :file form", err)
+	}
+	if err := n.security.CheckSecrets("", []string{"c:file"}); err == nil || !strings.Contains(err.Error(), `secret "c" does not exist`) {
+		t.Errorf("a missing file secret: %v", err)
+	}
+}

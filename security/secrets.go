@@ -76,7 +76,7 @@ func secretKey(ns, name string) string { return ns + "/" + name }
 
 func checkSecretName(ns, name string) (string, error) {
 	if !secretNameRE.MatchString(name) {
-		return "", httpapi.BadRequest("invalid secret name %q: %s", name, SecretNameRule)
+		return "", httpapi.BadRequest("invalid secret name %q: %s (an instance's reference may end in %q: the secret as a file in /run/secrets)", name, SecretNameRule, SecretFileSuffix)
 	}
 	if ns == "" {
 		ns = api.DefaultNamespace
