@@ -58,7 +58,7 @@ type DeploymentSpec struct {
 	Env           map[string]string `json:"env,omitempty"`
 	Code          string            `json:"code,omitempty"`
 	// Secrets of the deployment's namespace each instance gets as environment variables
-	// (as create's "secrets"; docs/security.md).
+	// ("NAME:file": as the file /run/secrets/NAME; as create's "secrets"; docs/security.md).
 	Secrets []string `json:"secrets,omitempty"`
 	// Placement: strategy spread (default), binpack or random; constraints on node
 	// attributes (node.region=us-east, node.name!=n3, node.type in (a,b)); affinity and

@@ -101,8 +101,9 @@ type CreateRequest struct {
 	// deployments:write, nodes:read, events:read, messages:send (docs/instances.md).
 	Grants []string `json:"grants,omitempty"`
 	// Secrets names secrets of the instance's namespace (`constellation secrets set`)
-	// given to it as environment variables of the same names, decrypted by the node that
-	// runs it at each start; the values are in no record, list or answer.
+	// given to it as environment variables of the same names ("NAME:file": as the file
+	// /run/secrets/NAME), decrypted by the node that runs it at each start; the values
+	// are in no record, list or answer.
 	Secrets []string `json:"secrets,omitempty"`
 	// MetricsPort, when set, is a port where the instance serves Prometheus metrics at
 	// /metrics; its node scrapes it at every sampling interval (docs/monitor.md).

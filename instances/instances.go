@@ -313,6 +313,8 @@ type Secrets interface {
 	CheckSecrets(ns string, names []string) error
 	// SecretEnv decrypts the latest values of names in ns.
 	SecretEnv(ns string, names []string) (map[string]string, error)
+	// SecretFiles decrypts the latest values of the file references ("NAME:file") in ns.
+	SecretFiles(ns string, names []string) (map[string][]byte, error)
 	// CheckNamespace refuses a deleted namespace (creates in it fail, nothing made).
 	CheckNamespace(ns string) error
 }
@@ -332,6 +334,20 @@ func (m *Service) startEnv(name string) (map[string]string, error) {
 		return nil, errors.New("node: the instance has secrets but no secrets store is connected")
 	}
 	return m.secrets.SecretEnv(md.Namespace, md.Secrets)
+}
+
+// startFiles is the runtime's StartFiles: the instance's file secrets ("NAME:file"),
+// decrypted at each start on this node only, for its /run/secrets.
+func (m *Service) startFiles(name string) (map[string][]byte, error) {
+	v, ok := m.secretNames.Load(name)
+	if !ok {
+		return nil, nil
+	}
+	md := v.(instanceMeta)
+	if m.secrets == nil {
+		return nil, errors.New("node: the instance has secrets but no secrets store is connected")
+	}
+	return m.secrets.SecretFiles(md.Namespace, md.Secrets)
 }
 
 // SetReservations connects the scheduler's reservations (before Start).
@@ -492,6 +508,7 @@ func (m *Service) runtime() (Runtime, error) {
 		AllowHostRoot:  m.cfg.AllowHostRoot,
 		Env:            env,
 		StartEnv:       m.startEnv,
+		StartFiles:     m.startFiles,
 		DefaultNetwork: m.cfg.DefaultNetwork,
 		Bridge:         m.cfg.Bridge,
 		BridgeSubnet:   m.cfg.BridgeSubnet,

@@ -43,6 +43,9 @@ type Config struct {
 	TracerProvider trace.TracerProvider
 	// Now and rand are injected in tests (nil: the real ones).
 	Now func() time.Time
+	// CheckNamespace, when set, refuses a registration (Register) in a namespace that does
+	// not exist (node: the security service's check).
+	CheckNamespace func(ns string) error
 }
 
 // Host is what the mesh needs of the member-only libp2p host.
@@ -430,6 +433,11 @@ func endpointKey(nodeID, ns, svc, id string) string {
 func (m *Service) Register(req api.MeshRegisterRequest) (api.MeshEndpoint, error) {
 	if err := validateRegister(&req); err != nil {
 		return api.MeshEndpoint{}, err
+	}
+	if m.cfg.CheckNamespace != nil {
+		if err := m.cfg.CheckNamespace(req.Namespace); err != nil {
+			return api.MeshEndpoint{}, err
+		}
 	}
 	rec := EndpointRecord{Service: req.Name, Namespace: req.Namespace, Version: req.Version, Protocol: req.Protocol,
 		Port: req.Port, HealthCheck: req.HealthCheck, Tags: req.Tags, Node: m.cfg.Name, NodeID: m.self.String(),

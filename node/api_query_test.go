@@ -304,6 +304,8 @@ func TestDeployDryRun(t *testing.T) {
 func TestInstanceNamespaceFiltersPages(t *testing.T) {
 	ns := startSchedCluster(t, 2, nil)
 	n0 := ns[0].Node
+	mustNamespace(t, n0, "team-a", ns[1].Node)
+	mustNamespace(t, n0, "team-b", ns[1].Node)
 	create := func(body string) {
 		t.Helper()
 		if code, _, b := apiReq(t, n0, "POST", "/v1/instances", body, nil); code != 201 {
@@ -379,7 +381,8 @@ func TestInstanceNamespaceFiltersPages(t *testing.T) {
 		{"GET", "/v1/instances?after=../x", "", 400, `invalid after "../x"`},
 		{"GET", "/v1/instances?node=nowhere", "", 404, `no node "nowhere"`},
 		{"POST", "/v1/instances", `{"name":"bad-ns","command":["true"],"namespace":"-x"}`, 400, `invalid field "namespace" "-x"`},
-		{"POST", "/v1/instances", `{"name":"bad-ns","command":["true"],"namespace":"n","node":"n1"}`, 201, `"namespace": "n"`},
+		{"POST", "/v1/instances", `{"name":"bad-ns","command":["true"],"namespace":"n","node":"n1"}`, 404, `namespace n does not exist`},
+		{"POST", "/v1/instances", `{"name":"in-b","command":["true"],"namespace":"team-b","node":"n1"}`, 201, `"namespace": "team-b"`},
 	} {
 		code, _, body := apiReq(t, n0, c.method, c.path, c.body, nil)
 		if code != c.status || !strings.Contains(answerText(code, body), c.want) {

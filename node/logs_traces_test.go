@@ -182,6 +182,7 @@ func TestInstanceSubmitsLogsAndSpans(t *testing.T) {
 	ns := startSchedCluster(t, 1, nil)
 	n0 := ns[0]
 	ctx := t.Context()
+	mustNamespace(t, n0.Node, "retail")
 	if _, err := n0.instances.Create(ctx, &api.CreateRequest{Name: "shop", Command: []string{"true"}, Namespace: "retail"}); err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,7 @@ import (
 // (both built after it: the mesh's address goes into every instance's environment).
 func (n *Node) newMesh() (*mesh.Service, error) {
 	return mesh.New(n.ctx, mesh.Config{Name: n.cfg.Node, Labels: n.cfg.Labels, DataDir: n.cfg.DataDir, ListenAddr: n.cfg.MeshListen,
-		TracerProvider: n.meshTracer(), Metrics: n.registry},
+		TracerProvider: n.meshTracer(), Metrics: n.registry, CheckNamespace: n.checkNamespace},
 		n.host, n.st, n.members, meshInstances{n}, meshDeployments{n}, n.events, n.api, n.log)
 }
 
@@ -69,4 +69,13 @@ func (a meshDeployments) ServiceOf(instance string) (mesh.DeploymentService, boo
 // ListenRunSocket opens the mesh's socket in a local instance's run directory.
 func (a meshInstances) ListenRunSocket(name, file string) (net.Listener, string, error) {
 	return a.n.instances.ListenRunSocket(name, file)
+}
+
+// checkNamespace is the mesh's namespace check: the security service's (none before it
+// exists).
+func (n *Node) checkNamespace(ns string) error {
+	if n.security == nil {
+		return nil
+	}
+	return n.security.CheckNamespace(ns)
 }

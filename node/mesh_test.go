@@ -352,6 +352,11 @@ func TestMeshNonMemberCannotOpenHop(t *testing.T) {
 func TestMeshIntentionsAcrossNamespaces(t *testing.T) {
 	ns := meshCluster(t, nil)
 	_, p := echoServer(t, "a")
+	// A registration needs its namespace.
+	if _, err := ns[1].Mesh().Register(api.MeshRegisterRequest{Name: "ledger", Namespace: "team-a", Port: p}); err == nil || !strings.Contains(err.Error(), "namespace team-a does not exist") {
+		t.Errorf("register in a namespace never created: %v; want namespace team-a does not exist", err)
+	}
+	mustNamespace(t, ns[1].Node, "team-a")
 	register(t, ns[1], api.MeshRegisterRequest{Name: "ledger", Namespace: "team-a", Port: p})
 	waitHealthy(t, ns[0], "team-a", "ledger", 1)
 	c := &http.Client{Timeout: 10 * time.Second}

@@ -222,6 +222,29 @@ func mustToken(t *testing.T, n *Node, name, role, ns string) string {
 	return sec
 }
 
+// mustNamespace creates a namespace on n (creates in a namespace never created are
+// refused) and waits until every node in others has it.
+func mustNamespace(t testing.TB, n *Node, name string, others ...*Node) {
+	t.Helper()
+	if _, err := n.security.CreateNamespace(api.NamespaceRequest{Name: name}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	waitNamespace(t, name, others...)
+}
+
+// waitNamespace waits until every node accepts creates in the namespace.
+func waitNamespace(t testing.TB, name string, nodes ...*Node) {
+	t.Helper()
+	testutil.WaitFor(t, 10*time.Second, "namespace "+name+" replicated", func() (bool, string) {
+		for _, n := range nodes {
+			if err := n.security.CheckNamespace(name); err != nil {
+				return false, n.cfg.Node + ": " + err.Error()
+			}
+		}
+		return true, ""
+	})
+}
+
 // TestRoleMatrix calls every route over TCP with a token of each built-in role, a
 // namespace-bound operator and a custom role, and checks each is allowed (reaches the
 // handler: anything but 401/403) or refused with 403 naming the permission, as roleMatrix
@@ -240,6 +263,7 @@ func TestRoleMatrix(t *testing.T) {
 	if _, err := n.security.CreateRole(api.RoleRequest{Name: "deployer", Rules: []string{"deployments:write", "instances:read", "nodes:read"}}, "test"); err != nil {
 		t.Fatal(err)
 	}
+	mustNamespace(t, n.Node, "team-a")
 	callers := []struct {
 		letter string
 		tok    string
@@ -340,6 +364,7 @@ func TestTokenLifecycle(t *testing.T) {
 	}
 	// Namespace binding: an operator of team-a creates in team-a, not in default, and
 	// does not touch default's instances.
+	mustNamespace(t, n.Node, "team-a")
 	nsTok := mustToken(t, n.Node, "team", "operator", "team-a")
 	if st, out := c.call(nsTok, "POST", "/v1/instances", `{"name":"mine","command":["true"],"start":false}`); st != 201 || !strings.Contains(out, `"namespace": "team-a"`) {
 		t.Errorf("bound create = %d %s; want 201 in team-a", st, out)
@@ -401,6 +426,7 @@ func TestSecretsRecordsAndDeployments(t *testing.T) {
 	n := startSchedClusterCfg(t, 1, func(i int, c *Config) { c.ClusterKey = "k" })[0]
 	ctx := t.Context()
 	value := "value-" + fmt.Sprint(time.Now().UnixNano())
+	mustNamespace(t, n.Node, "team-a")
 	if _, err := n.security.SetSecret("team-a", "db_password", []byte(value), "test"); err != nil {
 		t.Fatal(err)
 	}
@@ -458,6 +484,7 @@ func TestNamespaceExpiryNodeDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	tok := mustToken(t, n0.Node, "alice-ci", "operator", "alice")
+	waitNamespace(t, "alice", ns[0].Node, ns[1].Node, ns[2].Node)
 	for i, n := range ns {
 		if _, err := n.instances.Create(ctx, &api.CreateRequest{Name: fmt.Sprintf("a%d", i), Namespace: "alice", Command: []string{"true"}}); err != nil {
 			t.Fatal(err)
@@ -568,5 +595,78 @@ func TestAuditCallers(t *testing.T) {
 	}
 	if far == nil || fwd == nil || far.RequestID == "" || far.RequestID != fwd.RequestID || fwd.Caller != "node n0" || fwd.Status != 201 {
 		t.Errorf("the forwarded create: origin %+v, target %+v", far, fwd)
+	}
+}
+
+// TestNamespaceMustExist: creates of every kind in a namespace never created are refused
+// with a 404 naming it and how to create it, and nothing is made; default always exists;
+// a namespace with a quota (set before namespaces were records) counts as existing.
+func TestNamespaceMustExist(t *testing.T) {
+	n := startSchedClusterCfg(t, 1, func(i int, c *Config) { c.ClusterKey = "k" })[0]
+	ctx := t.Context()
+	want := func(what string, err error) {
+		t.Helper()
+		if err == nil || !strings.Contains(err.Error(), "namespace ghost does not exist") ||
+			!strings.Contains(err.Error(), "constellation namespace create ghost") {
+			t.Errorf("%s in a namespace never created: %v; want namespace ghost does not exist + how to create it", what, err)
+		}
+	}
+	_, err := n.instances.Create(ctx, &api.CreateRequest{Name: "x", Namespace: "ghost", Command: []string{"true"}})
+	want("instance create", err)
+	_, _, err = n.sched.Deploy(api.DeploymentSpec{Name: "web", Instances: 1, Command: []string{"true"}, Namespace: "ghost"})
+	want("deploy", err)
+	_, err = n.security.SetSecret("ghost", "pw", []byte("v"), "test")
+	want("secret set", err)
+	_, _, err = n.security.CreateToken(api.TokenCreateRequest{Name: "t", Role: "operator", Namespace: "ghost"}, "test")
+	want("token create", err)
+	if code, _, b := apiReq(t, n.Node, "POST", "/v1/instances", `{"name":"y","command":["true"],"namespace":"ghost","start":false}`, nil); code != 404 || !strings.Contains(string(b), "namespace_not_found") {
+		t.Errorf("POST /v1/instances in ghost = %d %s; want 404 namespace_not_found", code, b)
+	}
+	if len(n.instances.Local()) != 0 || len(n.sched.Deployments()) != 0 || len(n.security.Secrets("ghost")) != 0 {
+		t.Errorf("a refused create left something: %d instances, %d deployments", len(n.instances.Local()), len(n.sched.Deployments()))
+	}
+	for _, t2 := range n.security.Tokens() {
+		if t2.Namespace == "ghost" {
+			t.Errorf("a refused token create left token %s", t2.Name)
+		}
+	}
+	if _, err := n.instances.Create(ctx, &api.CreateRequest{Name: "d", Namespace: "default", Command: []string{"true"}}); err != nil {
+		t.Errorf("create in default: %v", err)
+	}
+	if _, err := n.sched.SetQuota("legacy", api.QuotaSpec{MaxInstances: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.instances.Create(ctx, &api.CreateRequest{Name: "l", Namespace: "legacy", Command: []string{"true"}}); err != nil {
+		t.Errorf("create in a namespace with a quota: %v", err)
+	}
+}
+
+// TestSecretRefs: "NAME:file" references go to SecretFiles and not to the environment,
+// plain ones the other way; a reference with another suffix is a bad name naming the form.
+func TestSecretRefs(t *testing.T) {
+	n := startSchedClusterCfg(t, 1, func(i int, c *Config) { c.ClusterKey = "k" })[0]
+	if _, err := n.security.SetSecret("", "a", []byte("va"), "test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.security.SetSecret("", "b", []byte("vb"), "test"); err != nil {
+		t.Fatal(err)
+	}
+	refs := []string{"a", "b:file"}
+	if err := n.security.CheckSecrets("", refs); err != nil {
+		t.Fatal(err)
+	}
+	env, err := n.security.SecretEnv("", refs)
+	if err != nil || len(env) != 1 || env["a"] != "va" {
+		t.Errorf("SecretEnv = %v %v; want only a", env, err)
+	}
+	files, err := n.security.SecretFiles("", refs)
+	if err != nil || len(files) != 1 || string(files["b"]) != "vb" {
+		t.Errorf("SecretFiles = %v %v; want only b", files, err)
+	}
+	if err := n.security.CheckSecrets("", []string{"a:dir"}); err == nil || !strings.Contains(err.Error(), `":file"`) {
+		t.Errorf("a reference a:dir: %v; want a bad name naming the :file form", err)
+	}
+	if err := n.security.CheckSecrets("", []string{"c:file"}); err == nil || !strings.Contains(err.Error(), `secret "c" does not exist`) {
+		t.Errorf("a missing file secret: %v", err)
 	}
 }

@@ -76,6 +76,11 @@ type Config struct {
 	// StartEnv, when set, is asked at each start of an instance for variables added to
 	// its environment that are never stored (its secrets); an error fails the start.
 	StartEnv func(name string) (map[string]string, error) `json:"-"`
+	// StartFiles, when set, is asked at each start of an instance for files (name ->
+	// content) it gets under /run/secrets: a tmpfs (size-bounded, noexec, nosuid, nodev,
+	// read-only once filled) in its mount namespace, files mode 0400 owned by its uid.
+	// Never stored; an error fails the start.
+	StartFiles func(name string) (map[string][]byte, error) `json:"-"`
 	// TmpMB is the size of each instance's private /tmp (tmpfs, charged to its memory);
 	// default 64.
 	TmpMB int64

@@ -97,6 +97,26 @@ func underAny(p string, dirs []string) bool {
 	return false
 }
 
+// startFiles are the config's StartFiles files of an instance, sorted by name.
+func startFiles(s *Spec, cfg *Config) ([]etcEntry, error) {
+	if cfg.StartFiles == nil {
+		return nil, nil
+	}
+	m, err := cfg.StartFiles(s.Name)
+	if err != nil {
+		return nil, fmt.Errorf("instance %s: secret files: %w", s.Name, err)
+	}
+	out := make([]etcEntry, 0, len(m))
+	for name, b := range m {
+		if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
+			return nil, fmt.Errorf("instance %s: secret file name %q is not a plain file name", s.Name, name)
+		}
+		out = append(out, etcEntry{Name: name, Content: b})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
 // startEnv is instanceEnv with the config's StartEnv variables last (they win).
 func startEnv(s *Spec, cfg *Config) ([]string, error) {
 	if cfg.StartEnv == nil {

@@ -34,9 +34,11 @@ type initConfig struct {
 	Env   []string `json:"env"`
 	TmpMB int64    `json:"tmp_mb"`
 	// UserNS: unshare a user namespace mapping 0..65535 to HostUID.. (uids and gids).
-	UserNS   bool       `json:"user_ns"`
-	HostUID  int        `json:"host_uid"`
-	Etc      []etcEntry `json:"etc"`       // the instance's /etc
+	UserNS  bool       `json:"user_ns"`
+	HostUID int        `json:"host_uid"`
+	Etc     []etcEntry `json:"etc"` // the instance's /etc
+	// Secrets are the files of /run/secrets (Config.StartFiles); none: no mount.
+	Secrets  []etcEntry `json:"secrets,omitempty"`
 	RunDir   string     `json:"run_dir"`   // bound read-only at /run/constellation
 	DevNodes []string   `json:"dev_nodes"` // host /dev nodes bound into /dev
 	// Docker's masked and read-only /proc paths that exist on this kernel.

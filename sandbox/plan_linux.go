@@ -243,6 +243,9 @@ func buildChild(c *initConfig, v1Procs []int, stdio []int, hostDirs map[string]s
 	tmp := filepath.Join(r, "tmp")
 	p.mkdirAll(r, tmp, 0o755)
 	p.mount("tmpfs", tmp, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, fmt.Sprintf("mode=1777,size=%dm%s", c.TmpMB, owner))
+	if len(c.Secrets) > 0 {
+		p.secretFiles(r, c)
+	}
 	// /dev: nodev, so no device node made there works; the allowed devices are binds
 	// of the host's nodes (and the devices cgroup allows only those).
 	dev := filepath.Join(r, "dev")
@@ -421,4 +424,33 @@ func opError(desc string, errno syscall.Errno) error {
 		return fmt.Errorf("instance setup: %s: %w (mount_setattr needs Linux 5.12 or later)", desc, errno)
 	}
 	return fmt.Errorf("instance setup: %s: %w", desc, errno)
+}
+
+// secretFiles mounts /run/secrets: a tmpfs just big enough (noexec, nosuid, nodev), its
+// directory 0500 and files 0400 owned by the instance's uid/gid (as the host sees them),
+// then read-only.
+func (p *childProg) secretFiles(r string, c *initConfig) {
+	uid, gid := c.UID, c.GID
+	if c.UserNS {
+		uid, gid = c.HostUID+c.UID, c.HostUID+c.GID
+	}
+	size := 4096
+	for _, e := range c.Secrets {
+		size += (len(e.Content)/4096 + 1) * 4096
+	}
+	dir := filepath.Join(r, "run", "secrets")
+	p.mkdirAll(r, dir, 0o755)
+	p.mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, fmt.Sprintf("mode=500,size=%d,nr_inodes=%d,uid=%d,gid=%d", size, len(c.Secrets)+2, uid, gid))
+	for _, e := range c.Secrets {
+		t := filepath.Join(dir, e.Name)
+		p.add("create secret file", unix.SYS_OPENAT, atFDCWD, p.str(t), unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o400)
+		if len(e.Content) > 0 {
+			p.keep = append(p.keep, e.Content)
+			op := p.add("write secret file", unix.SYS_WRITE, 0, uintptr(unsafe.Pointer(&e.Content[0])), uintptr(len(e.Content)))
+			op.flags = opPrevA0 | opKeepPrev
+		}
+		p.add("close secret file", unix.SYS_CLOSE, 0).flags = opPrevA0
+		p.add("chown secret file", unix.SYS_FCHOWNAT, atFDCWD, p.str(t), uintptr(uid), uintptr(gid), 0)
+	}
+	p.setattr(dir, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC, false)
 }

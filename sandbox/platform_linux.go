@@ -264,6 +264,10 @@ func (p *linuxPlatform) start(res *resources, spec *Spec, stdout *os.File) (proc
 	if err != nil {
 		return nil, runPipes{}, err
 	}
+	secretFiles, err := startFiles(spec, p.cfg)
+	if err != nil {
+		return nil, runPipes{}, err
+	}
 	uid, gid := specIDs(p.cfg, spec)
 	filter, filterFlags, err := p.seccompFor(res, spec)
 	if err != nil {
@@ -298,6 +302,7 @@ func (p *linuxPlatform) start(res *resources, spec *Spec, stdout *os.File) (proc
 		UserNS:        res.HostUID != 0,
 		HostUID:       res.HostUID,
 		Etc:           p.etc.etcFor(spec, uid, gid, mode, res.IP, p.cfg.DNS),
+		Secrets:       secretFiles,
 		RunDir:        res.runDir(),
 		DevNodes:      p.devNodes,
 		ProcMaskFiles: p.procMaskFiles,

@@ -96,6 +96,11 @@ func (p *otherPlatform) start(res *resources, spec *Spec, stdout *os.File) (proc
 	if err != nil {
 		return nil, runPipes{}, err
 	}
+	if files, err := startFiles(spec, p.cfg); err != nil {
+		return nil, runPipes{}, err
+	} else if len(files) > 0 {
+		return nil, runPipes{}, fmt.Errorf("instance %s: secrets as files (/run/secrets) need the Linux sandbox", spec.Name)
+	}
 	env = append(env, "CONSTELLATION_CODE="+spec.Code)
 	devnull, err := os.Open(os.DevNull)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"sort"
 	"time"
@@ -64,10 +65,22 @@ func (s *Service) namespace(name string) (NamespaceRecord, bool) {
 	return r, true
 }
 
-// CheckNamespace refuses creates in a deleted namespace (instances, deployments, secrets,
-// tokens); other namespaces, created or not, are accepted.
+// CheckNamespace refuses creates (instances, deployments, secrets, tokens) in a namespace
+// that does not exist: never created (404 namespace_not_found) or deleted (409
+// namespace_deleted). The implicit namespace "default" (or "") always exists. For
+// backwards compatibility a namespace that has a quota record (set with 'constellation
+// quota set' before namespaces existed) counts as existing; no namespace record is made
+// for it.
+//
+// The check reads this node's replicated state as it is now. A create racing a delete on
+// another node can pass here when this node has not yet received the tombstone (the
+// window is the replication latency, typically well under a second): the instance is then
+// created with a stamp before the tombstone reaches this node, and cleanNamespaces removes
+// it as soon as the tombstone arrives (an instance created before DeletedBefore is removed,
+// with its "removed" event on the bus), so the caller sees a create succeed and then the
+// instance's removal event.
 func (s *Service) CheckNamespace(ns string) error {
-	if ns == "" {
+	if ns == "" || ns == api.DefaultNamespace {
 		return nil
 	}
 	r, ok := s.namespace(ns)
@@ -75,7 +88,16 @@ func (s *Service) CheckNamespace(ns string) error {
 		return httpapi.Errorf(http.StatusConflict, "namespace_deleted", "%v: namespace %s was deleted at %s; nothing was created (create the namespace again with 'constellation namespace create %s')",
 			ErrNamespaceDeleted, ns, time.Unix(0, r.Deleted).UTC().Format(time.RFC3339), ns)
 	}
-	return nil
+	if ok {
+		return nil
+	}
+	if s.work != nil {
+		if _, has := s.work.Quota(ns); has {
+			return nil
+		}
+	}
+	return httpapi.Errorf(http.StatusNotFound, "namespace_not_found", "%v: namespace %s does not exist; nothing was created (create it first with 'constellation namespace create %s', or use the namespace %s)",
+		ErrNamespaceNotFound, ns, ns, api.DefaultNamespace)
 }
 
 // CreateNamespace creates a namespace (or brings a deleted one back) with its quota and
@@ -222,6 +244,11 @@ func (s *Service) cleanNamespaces() {
 func (s *Service) cleanNamespace(r NamespaceRecord) {
 	before := time.Unix(0, r.DeletedBefore)
 	gone := r.Deleted != 0
+	if gone {
+		// Nothing may live in a deleted namespace: what a create racing the deletion made
+		// goes too, even when its node's clock is ahead of the deleter's.
+		before = time.Unix(0, math.MaxInt64)
+	}
 	removed := 0
 	if s.work != nil {
 		ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
@@ -243,7 +270,7 @@ func (s *Service) cleanNamespace(r NamespaceRecord) {
 		}
 	}
 	for _, t := range s.Tokens() {
-		if t.Namespace == r.Name && t.Revoked == 0 && t.Created < r.DeletedBefore {
+		if t.Namespace == r.Name && t.Revoked == 0 && t.Created < before.UnixNano() {
 			if _, err := s.RevokeToken(t.ID, "namespace "+r.Name+" deleted"); err == nil {
 				removed++
 			}

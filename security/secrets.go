@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/chacha20poly1305"
@@ -75,7 +76,7 @@ func secretKey(ns, name string) string { return ns + "/" + name }
 
 func checkSecretName(ns, name string) (string, error) {
 	if !secretNameRE.MatchString(name) {
-		return "", httpapi.BadRequest("invalid secret name %q: %s", name, SecretNameRule)
+		return "", httpapi.BadRequest("invalid secret name %q: %s (an instance's reference may end in %q: the secret as a file in /run/secrets)", name, SecretNameRule, SecretFileSuffix)
 	}
 	if ns == "" {
 		ns = api.DefaultNamespace
@@ -311,14 +312,48 @@ func (s *Service) Reveal(ns, name string, version int) ([]byte, int, error) {
 	return pt, sv.Version, err
 }
 
-// SecretEnv decrypts the latest values of names in namespace ns (an instance's secrets,
-// on the node that starts it).
-func (s *Service) SecretEnv(ns string, names []string) (map[string]string, error) {
+// SecretFileSuffix marks a secret reference an instance gets as a file
+// (/run/secrets/NAME) rather than as an environment variable: "db_password:file".
+const SecretFileSuffix = ":file"
+
+// secretRef splits a reference "NAME" or "NAME:file".
+func secretRef(ref string) (name string, file bool) {
+	if n, ok := strings.CutSuffix(ref, SecretFileSuffix); ok {
+		return n, true
+	}
+	return ref, false
+}
+
+// SecretEnv decrypts the latest values of the env references among refs in namespace ns
+// (an instance's secrets, on the node that starts it).
+func (s *Service) SecretEnv(ns string, refs []string) (map[string]string, error) {
+	return s.reveal(ns, refs, false)
+}
+
+// SecretFiles decrypts the latest values of the file references ("NAME:file") among refs:
+// the files of the instance's /run/secrets, keyed by NAME.
+func (s *Service) SecretFiles(ns string, refs []string) (map[string][]byte, error) {
+	m, err := s.reveal(ns, refs, true)
+	if err != nil || len(m) == 0 {
+		return nil, err
+	}
+	out := make(map[string][]byte, len(m))
+	for k, v := range m {
+		out[k] = []byte(v)
+	}
+	return out, nil
+}
+
+func (s *Service) reveal(ns string, refs []string, files bool) (map[string]string, error) {
 	if ns == "" {
 		ns = api.DefaultNamespace
 	}
 	out := map[string]string{}
-	for _, n := range names {
+	for _, ref := range refs {
+		n, file := secretRef(ref)
+		if file != files {
+			continue
+		}
 		v, _, err := s.Reveal(ns, n, 0)
 		if err != nil {
 			return nil, err
@@ -333,7 +368,8 @@ func (s *Service) CheckSecrets(ns string, names []string) error {
 	if ns == "" {
 		ns = api.DefaultNamespace
 	}
-	for _, n := range names {
+	for _, ref := range names {
+		n, _ := secretRef(ref)
 		if _, err := checkSecretName(ns, n); err != nil {
 			return err
 		}

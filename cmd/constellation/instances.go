@@ -214,7 +214,7 @@ messages:send.`,
 	f.IntVar(&gid, "gid", 0, "run as this gid (default nogroup)")
 	f.BoolVar(&noStart, "no-start", false, "create only; start later with 'constellation start NAME'")
 	f.StringVar(&req.Reservation, "reservation", "", "run on a reservation's capacity (an ID from 'constellation reserve'): on its node, with its resources unless given")
-	f.StringArrayVar(&req.Secrets, "secret", nil, "give the instance this secret of its namespace as an environment variable of the same name (repeatable; 'constellation secrets set')")
+	f.StringArrayVar(&req.Secrets, "secret", nil, "give the instance this secret of its namespace as an environment variable of the same name, or NAME:file as the file /run/secrets/NAME (repeatable; 'constellation secrets set')")
 	f.IntVar(&req.MetricsPort, "metrics-port", 0, "port where the instance serves Prometheus metrics at /metrics; its node scrapes it every sampling interval")
 	f.StringArrayVar(&req.Grants, "grant", nil, "let the instance's API token do more than manage itself (repeatable): "+strings.Join(instances.AllGrants, ", "))
 	f.BoolVar(&asJSON, "json", false, "print the instance as JSON (no progress line)")

@@ -90,6 +90,23 @@ func TestCLITokens(t *testing.T) {
 	if r := run(t, "--data-dir", dir, "create", "--name", "late", "--namespace", "team-x", "--no-start", "--network", "none", "--", "true"); r.code == 0 || !strings.Contains(r.stderr, "namespace team-x was deleted") {
 		t.Errorf("create in a deleted namespace: exit %d %s", r.code, r.stderr)
 	}
+	// A namespace never created: creates of every kind are refused naming it and the
+	// command that creates it; nothing is made. default always exists.
+	for _, args := range [][]string{
+		{"create", "--name", "ghost", "--namespace", "nowhere", "--no-start", "--network", "none", "--", "true"},
+		{"token", "create", "--name", "ghost", "--role", "operator", "--namespace", "nowhere"},
+	} {
+		if r := run(t, append([]string{"--data-dir", dir}, args...)...); r.code == 0 || !strings.Contains(r.stderr, "namespace nowhere does not exist") || !strings.Contains(r.stderr, "constellation namespace create nowhere") {
+			t.Errorf("%v in a namespace never created: exit %d %s; want namespace nowhere does not exist + how to create it", args, r.code, r.stderr)
+		}
+	}
+	if r := run(t, "--data-dir", dir, "list", "--json"); strings.Contains(r.stdout, "ghost") {
+		t.Errorf("a refused create left an instance: %s", r.stdout)
+	}
+	if r := run(t, "--data-dir", dir, "create", "--name", "indefault", "--namespace", "default", "--no-start", "--network", "none", "--", "true"); r.code != 0 {
+		t.Errorf("create in default: exit %d %s", r.code, r.stderr)
+	}
+	t.Cleanup(func() { run(t, "rm", "--grace", "0s", "indefault", "--data-dir", dir) })
 
 	r = run(t, "audit", "--who", "ci", "--json", "--data-dir", dir)
 	var res struct {
@@ -175,6 +192,44 @@ func TestCLISecrets(t *testing.T) {
 		r := run(t, "logs", "app", "--data-dir", dir)
 		return strings.Contains(r.stdout, want), r.stdout + r.stderr
 	})
+	// As a file: /run/secrets/db_password, mode 0400, the instance's uid, a read-only
+	// noexec/nosuid/nodev tmpfs; not in the environment.
+	t.Cleanup(func() { run(t, "rm", "--grace", "0s", "fileapp", "--data-dir", dir) })
+	if r := runD("create", "--name", "fileapp", "--secret", "db_password:file", "--network", "none", "--",
+		"sh", "-c", `echo "mode=$(stat -c '%a:%u:%g' /run/secrets/db_password) id=$(id -u):$(id -g) env=$(env | grep -c db_password)"; echo "sum=$(sha256sum < /run/secrets/db_password)"; grep ' /run/secrets ' /proc/mounts; echo end; sleep 1000`); r.code != 0 {
+		t.Fatalf("create --secret NAME:file: exit %d %s%s", r.code, r.stdout, r.stderr)
+	}
+	var fileOut string
+	testutil.WaitFor(t, 20*time.Second, "fileapp prints its secret file's mode, hash and mount", func() (bool, string) {
+		r := run(t, "logs", "fileapp", "--data-dir", dir)
+		fileOut = r.stdout
+		return strings.Contains(r.stdout, "end"), r.stdout + r.stderr
+	})
+	var mode, owner, id string
+	for _, f := range strings.Fields(fileOut) {
+		if m, ok := strings.CutPrefix(f, "mode="); ok {
+			mode, owner, _ = strings.Cut(m, ":")
+		}
+		if v, ok := strings.CutPrefix(f, "id="); ok {
+			id = v
+		}
+	}
+	if mode != "400" || owner == "" || owner != id || !strings.Contains(fileOut, "env=0") || !strings.Contains(fileOut, "sum="+want) {
+		t.Errorf("the secret file: mode %q owner %q (instance %q); want mode 400 owned by the instance, its hash, not in env:\n%s", mode, owner, id, fileOut)
+	}
+	var mountLine string
+	for _, l := range strings.Split(fileOut, "\n") {
+		if strings.Contains(l, " /run/secrets ") {
+			mountLine = l
+		}
+	}
+	for _, w := range []string{"tmpfs /run/secrets tmpfs ro,", "nosuid", "nodev", "noexec"} {
+		if !strings.Contains(mountLine, w) {
+			t.Errorf("/run/secrets mount %q: want %q", mountLine, w)
+		}
+	}
+	t.Logf("fileapp: %s", fileOut)
+	outputs = append(outputs, fileOut)
 	// get is the one output that holds the value: not collected.
 	if r := run(t, "secrets", "get", "db_password", "--data-dir", dir); r.code != 0 || r.stdout != value {
 		t.Errorf("secrets get = %q (exit %d); want the value", r.stdout, r.code)
@@ -191,6 +246,7 @@ func TestCLISecrets(t *testing.T) {
 		t.Errorf("restart: exit %d %s", r.code, r.stderr)
 	}
 	for _, args := range [][]string{{"list"}, {"list", "--json"}, {"show", "app"}, {"show", "app", "--json"}, {"logs", "app"},
+		{"show", "fileapp", "--json"}, {"logs", "fileapp"},
 		{"secrets", "list"}, {"secrets", "list", "--json"}, {"audit", "--json"}, {"secrets", "get", "db_password", "--namespace", "other"}} {
 		runD(args...)
 	}

@@ -51,6 +51,10 @@ func TestNemesis(t *testing.T) {
 	start := time.Now()
 
 	c := newCluster(t, 3)
+	// Creates in a namespace need the namespace first (the nodes are all up and joined).
+	if out, err := c.cli(c.nodes[0], "namespace", "create", "nemns"); err != nil {
+		t.Fatalf("namespace create: %v %s", err, out)
+	}
 	c.deploy(c.nodes[0], "nem", "nemns", 6)
 	want := map[string]int{"nem": 6}
 	quotaInst, quotaRAM := 40, 20
