@@ -18,7 +18,7 @@ type MeshRegisterRequest struct {
 	Version     string   `json:"version,omitempty"`
 	Protocol    string   `json:"protocol,omitempty"` // http (default), tcp, grpc
 	Port        int      `json:"port"`
-	HealthCheck string   `json:"health_check,omitempty"` // HTTP path; empty: a TCP connect
+	HealthCheck string   `json:"health_check,omitempty"` // HTTP path, or "exec:CMD ARGS"; empty: a TCP connect
 	Tags        []string `json:"tags,omitempty"`
 	Instance    string   `json:"instance,omitempty"`
 	TLS         bool     `json:"tls,omitempty"` // the endpoint speaks TLS (the node's mesh certificate on the last hop)

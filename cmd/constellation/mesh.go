@@ -57,7 +57,7 @@ func newMeshRegisterCmd(g *globals) *cobra.Command {
 	f.StringVar(&req.Version, "version", "", "service version, e.g. 1.0.0")
 	f.StringVar(&req.Protocol, "protocol", "http", "http, tcp or grpc")
 	f.IntVar(&req.Port, "port", 0, "port the endpoint listens on")
-	f.StringVar(&req.HealthCheck, "health-check", "", "HTTP health path, e.g. /health (default: a TCP connect)")
+	f.StringVar(&req.HealthCheck, "health-check", "", "HTTP health path, e.g. /health, or exec:CMD ARGS run on the hosting node (default: a TCP connect)")
 	f.StringVar(&tags, "tags", "", "comma-separated tags")
 	f.StringVar(&req.Instance, "instance", "", "the instance serving the port (on this node)")
 	f.BoolVar(&req.TLS, "tls", false, "the endpoint speaks TLS (the node's enable-mtls certificate is used on the last hop)")
