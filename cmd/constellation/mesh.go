@@ -59,7 +59,7 @@ func newMeshRegisterCmd(g *globals) *cobra.Command {
 	f.IntVar(&req.Port, "port", 0, "port the endpoint listens on")
 	f.StringVar(&req.HealthCheck, "health-check", "", "HTTP health path, e.g. /health, or exec:CMD ARGS run on the hosting node (default: a TCP connect)")
 	f.StringVar(&tags, "tags", "", "comma-separated tags")
-	f.StringVar(&req.Instance, "instance", "", "the instance serving the port (on this node)")
+	f.StringVar(&req.Instance, "instance", "", "the instance serving the port (on any node: the registration goes to the node running it)")
 	f.BoolVar(&req.TLS, "tls", false, "the endpoint speaks TLS (the node's enable-mtls certificate is used on the last hop)")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	return c
