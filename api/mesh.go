@@ -28,7 +28,7 @@ type MeshRegisterRequest struct {
 type MeshDeregisterRequest struct {
 	Name      string `json:"name"`
 	Namespace string `json:"namespace,omitempty"`
-	Instance  string `json:"instance,omitempty"` // empty: every endpoint of the service (on every node, each removed by its host)
+	Instance  string `json:"instance,omitempty"` // removed on the node running it; empty: the endpoints of the service on this node
 	Port      int    `json:"port,omitempty"`
 }
 

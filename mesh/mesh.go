@@ -512,9 +512,12 @@ func (m *Service) putEndpoint(key string, rec EndpointRecord) error {
 	return nil
 }
 
-// Deregister removes the matching endpoints of a service (an instance's, a port's, or
-// all), each on the node hosting it: this node's directly, the others' by forwarding.
+// Deregister removes endpoints of a service: an instance's on the node hosting it (by
+// forwarding when that is another node), otherwise this node's (all, or a port's).
 func (m *Service) Deregister(req api.MeshDeregisterRequest) (int, error) {
+	if req.Instance == "" {
+		return m.deregisterLocal(req)
+	}
 	if err := validName("name", req.Name); err != nil {
 		return 0, err
 	}
@@ -529,7 +532,7 @@ func (m *Service) Deregister(req api.MeshDeregisterRequest) (int, error) {
 	var hosts []peer.ID
 	seen := map[peer.ID]bool{}
 	for _, e := range eps {
-		if req.Instance != "" && e.Rec.Instance != req.Instance || req.Port != 0 && e.Rec.Port != req.Port || seen[e.Peer] {
+		if e.Rec.Instance != req.Instance || req.Port != 0 && e.Rec.Port != req.Port || seen[e.Peer] {
 			continue
 		}
 		seen[e.Peer] = true
