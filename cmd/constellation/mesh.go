@@ -82,8 +82,8 @@ func newMeshDeregisterCmd(g *globals) *cobra.Command {
 	}
 	c.Flags().StringVar(&req.Name, "name", "", "service name")
 	c.Flags().StringVar(&req.Namespace, "namespace", "", "namespace")
-	c.Flags().StringVar(&req.Instance, "instance", "", "only this instance's endpoint")
-	c.Flags().IntVar(&req.Port, "port", 0, "only the endpoint on this port")
+	c.Flags().StringVar(&req.Instance, "instance", "", "only this instance's endpoint (removed on the node running it, from any node)")
+	c.Flags().IntVar(&req.Port, "port", 0, "only the endpoint on this port (of this node)")
 	return c
 }
 
