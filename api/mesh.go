@@ -18,7 +18,7 @@ type MeshRegisterRequest struct {
 	Version     string   `json:"version,omitempty"`
 	Protocol    string   `json:"protocol,omitempty"` // http (default), tcp, grpc
 	Port        int      `json:"port"`
-	HealthCheck string   `json:"health_check,omitempty"` // HTTP path; empty: a TCP connect
+	HealthCheck string   `json:"health_check,omitempty"` // HTTP path, or "exec:CMD ARGS"; empty: a TCP connect
 	Tags        []string `json:"tags,omitempty"`
 	Instance    string   `json:"instance,omitempty"`
 	TLS         bool     `json:"tls,omitempty"` // the endpoint speaks TLS (the node's mesh certificate on the last hop)
@@ -28,7 +28,7 @@ type MeshRegisterRequest struct {
 type MeshDeregisterRequest struct {
 	Name      string `json:"name"`
 	Namespace string `json:"namespace,omitempty"`
-	Instance  string `json:"instance,omitempty"` // empty: every endpoint of the service on this node
+	Instance  string `json:"instance,omitempty"` // removed on the node running it; empty: the endpoints of the service on this node
 	Port      int    `json:"port,omitempty"`
 }
 

@@ -1,9 +1,12 @@
 package mesh
 
 import (
+	"bytes"
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/rads-lang/constellation/api"
 )
 
 // FuzzParseHop feeds arbitrary mesh headers (as another node could send them) to the hop
@@ -51,5 +54,21 @@ func FuzzMeshTarget(f *testing.F) {
 			t.Fatalf("accepted an empty name from %q %q", host, path)
 		}
 		_, _ = ns, rest
+	})
+}
+
+// FuzzDecodeControl feeds arbitrary bodies (as another member could send them) to the
+// decoder of forwarded registry writes: no panic, and nothing over the bound is accepted.
+func FuzzDecodeControl(f *testing.F) {
+	f.Add([]byte(`{"name":"web","port":8080,"instance":"web-1"}`))
+	f.Add([]byte(`{"name":"web","bogus":1}`))
+	f.Add([]byte(`[`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var req api.MeshRegisterRequest
+		if decodeControl(bytes.NewReader(b), &req) == nil && len(b) > maxControlBody {
+			t.Fatalf("accepted a body of %d bytes", len(b))
+		}
+		var d api.MeshDeregisterRequest
+		_ = decodeControl(bytes.NewReader(b), &d)
 	})
 }

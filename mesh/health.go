@@ -145,8 +145,8 @@ func (m *Service) serviceConfig(ns, name string) (ServiceRecord, bool) {
 	return se.cfg.withDefaults(), true
 }
 
-// checkOnce runs one check: the instance must run; then an HTTP GET of the health path
-// (2xx/3xx passes) or a TCP connect.
+// checkOnce runs one check: the instance must run; then an exec check (exit 0 passes),
+// an HTTP GET of the health path (2xx/3xx passes) or a TCP connect.
 func (m *Service) checkOnce(ctx context.Context, e Endpoint, timeout time.Duration) (bool, string) {
 	if e.Rec.Instance != "" {
 		in, ok := m.insts.LookupInstance(e.Rec.Instance)
@@ -159,6 +159,9 @@ func (m *Service) checkOnce(ctx context.Context, e Endpoint, timeout time.Durati
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	if isExecCheck(e.Rec.HealthCheck) {
+		return execCheck(ctx, e)
+	}
 	if e.Rec.HealthCheck == "" || e.Rec.Protocol == "tcp" {
 		var d net.Dialer
 		c, err := d.DialContext(ctx, "tcp", e.Addr())

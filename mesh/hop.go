@@ -140,6 +140,9 @@ func hopFail(w http.ResponseWriter, status int, msg string) {
 // serve is one request from another node.
 func (h *hopServer) serve(w http.ResponseWriter, r *http.Request) {
 	m := h.m
+	if m.serveControl(w, r) {
+		return
+	}
 	hr, err := parseHop(r.Header, m.self.String())
 	if err != nil {
 		hopFail(w, http.StatusBadRequest, err.Error())

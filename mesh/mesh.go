@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -429,8 +430,13 @@ func endpointKey(nodeID, ns, svc, id string) string {
 	return nodeID + "/" + ns + "/" + svc + "/" + id
 }
 
-// Register adds (or replaces) an endpoint hosted by this node.
+// Register adds (or replaces) an endpoint: one hosted by this node, or, for an instance
+// on another node, by forwarding the registration to that node.
 func (m *Service) Register(req api.MeshRegisterRequest) (api.MeshEndpoint, error) {
+	return m.register(req, true)
+}
+
+func (m *Service) register(req api.MeshRegisterRequest, forward bool) (api.MeshEndpoint, error) {
 	if err := validateRegister(&req); err != nil {
 		return api.MeshEndpoint{}, err
 	}
@@ -447,6 +453,14 @@ func (m *Service) Register(req api.MeshRegisterRequest) (api.MeshEndpoint, error
 		in, ok := m.insts.LookupInstance(req.Instance)
 		if !ok {
 			return api.MeshEndpoint{}, bad("field \"instance\": no instance %q in the cluster", req.Instance)
+		}
+		if in.NodeID != m.self.String() && forward {
+			to, err := peer.Decode(in.NodeID)
+			if err != nil {
+				return api.MeshEndpoint{}, fmt.Errorf("mesh: instance %s: node id %q: %v", req.Instance, in.NodeID, err)
+			}
+			var ep api.MeshEndpoint
+			return ep, m.control(to, "register", req, &ep)
 		}
 		if in.NodeID != m.self.String() {
 			name, _ := m.members.NameOf(in.NodeID)
@@ -506,8 +520,55 @@ func (m *Service) putEndpoint(key string, rec EndpointRecord) error {
 	return nil
 }
 
-// Deregister removes endpoints of a service hosted by this node.
+// Deregister removes endpoints of a service: an instance's on the node hosting it (by
+// forwarding when that is another node), otherwise this node's (all, or a port's).
 func (m *Service) Deregister(req api.MeshDeregisterRequest) (int, error) {
+	if req.Instance == "" {
+		return m.deregisterLocal(req)
+	}
+	if err := validName("name", req.Name); err != nil {
+		return 0, err
+	}
+	ns, err := normNamespace(req.Namespace)
+	if err != nil {
+		return 0, err
+	}
+	eps, _, _ := m.Resolve(ns, req.Name)
+	if len(eps) == 0 {
+		return 0, unknownService(m, ns, req.Name)
+	}
+	var hosts []peer.ID
+	seen := map[peer.ID]bool{}
+	for _, e := range eps {
+		if e.Rec.Instance != req.Instance || req.Port != 0 && e.Rec.Port != req.Port || seen[e.Peer] {
+			continue
+		}
+		seen[e.Peer] = true
+		hosts = append(hosts, e.Peer)
+	}
+	if len(hosts) == 0 {
+		return 0, fmt.Errorf("%w: service %s has no endpoint matching instance %q port %d", ErrUnknownService, req.Name, req.Instance, req.Port)
+	}
+	total := 0
+	var errs []error
+	for _, p := range hosts {
+		var n int
+		var err error
+		if p == m.self {
+			n, err = m.deregisterLocal(req)
+		} else {
+			var out map[string]int
+			err = m.control(p, "deregister", req, &out)
+			n = out["removed"]
+		}
+		total += n
+		errs = append(errs, err)
+	}
+	return total, errors.Join(errs...)
+}
+
+// deregisterLocal removes the matching endpoints of a service hosted by this node.
+func (m *Service) deregisterLocal(req api.MeshDeregisterRequest) (int, error) {
 	if err := validName("name", req.Name); err != nil {
 		return 0, err
 	}

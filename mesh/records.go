@@ -194,12 +194,16 @@ func validateRegister(r *api.MeshRegisterRequest) error {
 	if r.Port < 1 || r.Port > 65535 {
 		return bad("field \"port\": %d: want 1-65535", r.Port)
 	}
-	if r.HealthCheck != "" {
+	if isExecCheck(r.HealthCheck) {
+		if _, err := parseExecCheck(r.HealthCheck); err != nil {
+			return bad("field \"health_check\": exec check: %v", err)
+		}
+	} else if r.HealthCheck != "" {
 		if r.Protocol == "tcp" {
-			return bad("field \"health_check\": a tcp service is checked by connecting; give no path")
+			return bad("field \"health_check\": a tcp service is checked by connecting or by exec:CMD ARGS; give no HTTP path")
 		}
 		if !strings.HasPrefix(r.HealthCheck, "/") || len(r.HealthCheck) > 256 || strings.ContainsAny(r.HealthCheck, " \t\r\n") {
-			return bad("field \"health_check\": %q: an HTTP path like /health (at most 256 bytes)", r.HealthCheck)
+			return bad("field \"health_check\": %q: an HTTP path like /health (at most 256 bytes) or exec:CMD ARGS", r.HealthCheck)
 		}
 	}
 	if len(r.Tags) > 32 {

@@ -774,3 +774,27 @@ func testCert(t *testing.T, parent *x509.Certificate, parentKey *ecdsa.PrivateKe
 	c, _ := x509.ParseCertificate(der)
 	return c, key
 }
+
+// TestMeshExecHealthCheck: an exec health check run by the hosting node flips the
+// endpoint's health as its command starts failing and passing again, and every node sees it.
+func TestMeshExecHealthCheck(t *testing.T) {
+	ns := meshCluster(t, nil)
+	_, port := echoServer(t, "db")
+	flag := filepath.Join(t.TempDir(), "ready")
+	if err := os.WriteFile(flag, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ns[1].Mesh().Configure("", "db", api.MeshServiceConfig{HealthCheckInterval: 1, UnhealthyThreshold: 1, HealthyThreshold: 1}); err != nil {
+		t.Fatal(err)
+	}
+	register(t, ns[1], api.MeshRegisterRequest{Name: "db", Protocol: "tcp", Port: port, HealthCheck: "exec:test -e " + flag})
+	waitHealthy(t, ns[0], "", "db", 1)
+	os.Remove(flag)
+	waitHealthy(t, ns[0], "", "db", 0)
+	eps, _ := ns[0].Mesh().Endpoints("", "db")
+	if len(eps) != 1 || !strings.Contains(eps[0].Reason, "exec test: exit status 1") {
+		t.Fatalf("unhealthy endpoint: %+v", eps)
+	}
+	os.WriteFile(flag, nil, 0o644)
+	waitHealthy(t, ns[0], "", "db", 1)
+}

@@ -57,9 +57,9 @@ func newMeshRegisterCmd(g *globals) *cobra.Command {
 	f.StringVar(&req.Version, "version", "", "service version, e.g. 1.0.0")
 	f.StringVar(&req.Protocol, "protocol", "http", "http, tcp or grpc")
 	f.IntVar(&req.Port, "port", 0, "port the endpoint listens on")
-	f.StringVar(&req.HealthCheck, "health-check", "", "HTTP health path, e.g. /health (default: a TCP connect)")
+	f.StringVar(&req.HealthCheck, "health-check", "", "HTTP health path, e.g. /health, or exec:CMD ARGS run on the hosting node (default: a TCP connect)")
 	f.StringVar(&tags, "tags", "", "comma-separated tags")
-	f.StringVar(&req.Instance, "instance", "", "the instance serving the port (on this node)")
+	f.StringVar(&req.Instance, "instance", "", "the instance serving the port (on any node: the registration goes to the node running it)")
 	f.BoolVar(&req.TLS, "tls", false, "the endpoint speaks TLS (the node's enable-mtls certificate is used on the last hop)")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	return c
@@ -82,8 +82,8 @@ func newMeshDeregisterCmd(g *globals) *cobra.Command {
 	}
 	c.Flags().StringVar(&req.Name, "name", "", "service name")
 	c.Flags().StringVar(&req.Namespace, "namespace", "", "namespace")
-	c.Flags().StringVar(&req.Instance, "instance", "", "only this instance's endpoint")
-	c.Flags().IntVar(&req.Port, "port", 0, "only the endpoint on this port")
+	c.Flags().StringVar(&req.Instance, "instance", "", "only this instance's endpoint (removed on the node running it, from any node)")
+	c.Flags().IntVar(&req.Port, "port", 0, "only the endpoint on this port (of this node)")
 	return c
 }
 
