@@ -107,6 +107,9 @@ type CreateRequest struct {
 	// MetricsPort, when set, is a port where the instance serves Prometheus metrics at
 	// /metrics; its node scrapes it at every sampling interval (docs/monitor.md).
 	MetricsPort int `json:"metrics_port,omitempty"`
+	// Deployment is the deployment the instance belongs to. Set only by the scheduler
+	// in process (never decoded from a request body: json "-").
+	Deployment string `json:"-"`
 }
 
 // LimitsRequest is the body of POST /v1/instances/{name}/set-limits and (optional) of

@@ -35,7 +35,7 @@ func (i instanceSource) InstanceSamples() []metrics.InstanceSample {
 	us := i.s.Usage()
 	out := make([]metrics.InstanceSample, 0, len(us))
 	for _, u := range us {
-		x := metrics.InstanceSample{Name: u.Name, Namespace: u.Namespace, Running: u.Running, CPUSeconds: u.CPUSeconds,
+		x := metrics.InstanceSample{Name: u.Name, Namespace: u.Namespace, Deployment: u.Deployment, Running: u.Running, CPUSeconds: u.CPUSeconds,
 			RAMBytes: u.RAMBytes, DiskBytes: u.DiskBytes, PIDs: u.PIDs, Restarts: u.Restarts, OOMKills: u.OOMKills}
 		if u.LastExit != nil {
 			x.ExitCode, x.HasExit = u.LastExit.Code, true
