@@ -153,6 +153,7 @@ func New(ctx context.Context, cfg Config, h Host, st *state.Store, members Membe
 		stop:       make(chan struct{}),
 	}
 	s.note = s.log.Warn
+	s.metrics.reg.MustRegister(newPendingCollector(s))
 	st.Watch(func(cs []crdt.Change) {
 		for _, c := range cs {
 			s.onChange(c)
