@@ -228,6 +228,8 @@ type Instance struct {
 	CreatedBy string   `json:"created_by,omitempty"`
 	// MetricsPort is where the instance serves /metrics for its node to scrape (0: none).
 	MetricsPort int `json:"metrics_port,omitempty"`
+	// Deployment is the deployment that placed the instance (empty: a standalone one).
+	Deployment string `json:"deployment,omitempty"`
 
 	CreatedAt time.Time  `json:"created_at"`
 	StartedAt *time.Time `json:"started_at,omitempty"`

@@ -932,7 +932,7 @@ func (r Record) Info() api.Instance {
 		Script: r.Script, Args: r.Args, Env: r.Env, Code: r.Code, Restart: r.Restart, Network: r.Network,
 		CreatedAt: r.CreatedAt, StartedAt: r.StartedAt, UpdatedAt: r.UpdatedAt, Namespace: r.namespace(),
 		Publish: r.Publish, IP: r.IP, Grants: r.Grants, CreatedBy: r.CreatedBy, Secrets: r.Secrets,
-		MetricsPort: r.MetricsPort,
+		MetricsPort: r.MetricsPort, Deployment: r.Deployment,
 	}
 }
 

@@ -28,7 +28,7 @@ func TestMonitorDeploymentLabel(t *testing.T) {
 	}
 	for _, name := range names {
 		r, ok := n.instances.Lookup(name)
-		if !ok || r.Deployment != "web" {
+		if !ok || r.Deployment != "web" || r.Info().Deployment != "web" {
 			t.Fatalf("record of %s: deployment %q (found %v), want web", name, r.Deployment, ok)
 		}
 	}
