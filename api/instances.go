@@ -108,6 +108,9 @@ type CreateRequest struct {
 	// MetricsPort, when set, is a port where the instance serves Prometheus metrics at
 	// /metrics; its node scrapes it at every sampling interval (docs/monitor.md).
 	MetricsPort int `json:"metrics_port,omitempty"`
+	// Deployment is the deployment the instance belongs to. Set only by the scheduler
+	// in process (never decoded from a request body: json "-").
+	Deployment string `json:"-"`
 }
 
 // LimitsRequest is the body of POST /v1/instances/{name}/set-limits and (optional) of
@@ -226,6 +229,8 @@ type Instance struct {
 	CreatedBy string   `json:"created_by,omitempty"`
 	// MetricsPort is where the instance serves /metrics for its node to scrape (0: none).
 	MetricsPort int `json:"metrics_port,omitempty"`
+	// Deployment is the deployment that placed the instance (empty: a standalone one).
+	Deployment string `json:"deployment,omitempty"`
 
 	CreatedAt time.Time  `json:"created_at"`
 	StartedAt *time.Time `json:"started_at,omitempty"`

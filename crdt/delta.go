@@ -40,6 +40,21 @@ type fullState struct {
 // for a single local mutation, the sender for batches and full states.
 func (d *Delta) Origin() ReplicaID { return d.from }
 
+// Newest returns the newest HLC timestamp of the operations in a batch; ok is false for a
+// full state or an empty batch.
+func (d *Delta) Newest() (ts Timestamp, ok bool) {
+	if d.full != nil {
+		return Timestamp{}, false
+	}
+	for i := range d.ops {
+		t := d.ops[i].it.ts()
+		if !ok || t.Wall > ts.Wall || t.Wall == ts.Wall && t.Logical > ts.Logical {
+			ts, ok = t, true
+		}
+	}
+	return ts, ok
+}
+
 // IsFull reports whether the delta is a full state.
 func (d *Delta) IsFull() bool { return d.full != nil }
 

@@ -287,7 +287,8 @@ func (m *Service) Create(ctx context.Context, req *api.CreateRequest) (Record, e
 	stamp := m.st.Clock().Now()
 	md := instanceMeta{ID: newInstanceID(), CreatedAt: time.Now().UTC().Truncate(time.Millisecond),
 		StampWall: stamp.Wall, StampLogical: stamp.Logical,
-		Script: req.Script, Env: req.Env, Code: req.Code, Namespace: ns, Grants: grants, MetricsPort: req.MetricsPort}
+		Script: req.Script, Env: req.Env, Code: req.Code, Namespace: ns, Grants: grants, MetricsPort: req.MetricsPort,
+		Deployment: req.Deployment}
 	if m.secrets != nil {
 		if err := m.secrets.CheckNamespace(ns); err != nil {
 			return Record{}, err

@@ -110,6 +110,8 @@ type Record struct {
 	Secrets []string `cbor:"33,keyasint,omitempty"`
 	// MetricsPort is where the instance serves Prometheus metrics (0: none).
 	MetricsPort int `cbor:"34,keyasint,omitempty"`
+	// Deployment is the deployment the instance belongs to (empty: a standalone instance).
+	Deployment string `cbor:"35,keyasint,omitempty"`
 }
 
 // ResourceRecord is a node's resource accounting (collection "resources"), written by the
@@ -223,6 +225,7 @@ type instanceMeta struct {
 	CreatorID    string            `json:"creator_id,omitempty"` // and its ID
 	Secrets      []string          `json:"secrets,omitempty"`    // secret names (env at each start)
 	MetricsPort  int               `json:"metrics_port,omitempty"`
+	Deployment   string            `json:"deployment,omitempty"` // set by the scheduler
 }
 
 // Config configures the instance service.
@@ -664,7 +667,7 @@ func (m *Service) recordOf(in sandbox.Info, md instanceMeta) Record {
 		CreatedAt: md.CreatedAt, StampWall: md.StampWall, StampLogical: md.StampLogical,
 		Namespace: md.Namespace, IP: in.IP, Grants: md.Grants, CreatedBy: md.CreatedBy, CreatorID: md.CreatorID,
 		Secrets:     md.Secrets,
-		MetricsPort: md.MetricsPort,
+		MetricsPort: md.MetricsPort, Deployment: md.Deployment,
 	}
 	for _, p := range in.Spec.Publish {
 		r.Publish = append(r.Publish, p.String())
@@ -946,7 +949,7 @@ func (r Record) Info() api.Instance {
 		Script: r.Script, Args: r.Args, Env: r.Env, Code: r.Code, Restart: r.Restart, Network: r.Network,
 		CreatedAt: r.CreatedAt, StartedAt: r.StartedAt, UpdatedAt: r.UpdatedAt, Namespace: r.namespace(),
 		Publish: r.Publish, IP: r.IP, Grants: r.Grants, CreatedBy: r.CreatedBy, Secrets: r.Secrets,
-		MetricsPort: r.MetricsPort,
+		MetricsPort: r.MetricsPort, Deployment: r.Deployment,
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 // Usage is one local instance's state and cumulative resource use, for telemetry.
 type Usage struct {
 	Name, Namespace string
+	Deployment      string // empty: a standalone instance
 	Running         bool
 	CPUSeconds      float64
 	RAMBytes        float64
@@ -36,7 +37,7 @@ func (m *Service) Usage() []Usage {
 	for _, in := range rt.List() {
 		u := Usage{Name: in.Name, Running: in.State == sandbox.StateRunning, Restarts: in.Restarts, LastExit: in.LastExit}
 		if r, ok := m.record(in.Name); ok {
-			u.Namespace = r.namespace()
+			u.Namespace, u.Deployment = r.namespace(), r.Deployment
 			if r.MetricsPort > 0 && u.Running {
 				host := in.IP
 				if host == "" || in.Spec.Network == sandbox.NetworkHost {

@@ -161,7 +161,7 @@ func (n *Node) instanceMeta(name string) (deployment, namespace string) {
 	m = instMeta{at: time.Now()}
 	if n.instances != nil {
 		if r, ok := n.instances.Lookup(name); ok {
-			m.namespace = r.Namespace
+			m.namespace, m.deployment = r.Namespace, r.Deployment
 		}
 	}
 	var b []byte

@@ -1,6 +1,8 @@
 package node
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rads-lang/constellation/instances"
@@ -16,6 +18,7 @@ import (
 // service, the host and the state through the adapters below.
 func (n *Node) newTelemetry() (*telemetry.Service, error) {
 	cfg := n.cfg
+	observeGossipDelay(n.st, n.registry)
 	return telemetry.New(n.ctx, telemetry.Config{
 		Name: cfg.Node, DataDir: cfg.DataDir, Retention: cfg.MetricsRetention, MaxBytes: cfg.MetricsMaxBytes,
 		Interval: cfg.MetricsInterval, MetricsListen: cfg.MetricsListen, Registry: n.registry,
@@ -35,7 +38,7 @@ func (i instanceSource) InstanceSamples() []metrics.InstanceSample {
 	us := i.s.Usage()
 	out := make([]metrics.InstanceSample, 0, len(us))
 	for _, u := range us {
-		x := metrics.InstanceSample{Name: u.Name, Namespace: u.Namespace, Running: u.Running, CPUSeconds: u.CPUSeconds,
+		x := metrics.InstanceSample{Name: u.Name, Namespace: u.Namespace, Deployment: u.Deployment, Running: u.Running, CPUSeconds: u.CPUSeconds,
 			RAMBytes: u.RAMBytes, DiskBytes: u.DiskBytes, PIDs: u.PIDs, Restarts: u.Restarts, OOMKills: u.OOMKills}
 		if u.LastExit != nil {
 			x.ExitCode, x.HasExit = u.LastExit.Code, true
@@ -94,6 +97,19 @@ func newDeltaSizes(pub state.Publisher, reg prometheus.Registerer) *deltaSizes {
 	})}
 	reg.MustRegister(d.hist)
 	return d
+}
+
+// observeGossipDelay registers constellation_p2p_gossip_delay_seconds: for each gossiped
+// delta that changed this node's state, the time from its HLC timestamp to its arrival
+// (0 when the sender's clock is ahead).
+func observeGossipDelay(st *state.Store, reg prometheus.Registerer) {
+	h := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "constellation_p2p_gossip_delay_seconds",
+		Help:    "Time from a gossiped state change's HLC timestamp on its author to its arrival on this node (clock skew clamped to 0).",
+		Buckets: prometheus.ExponentialBucketsRange(0.001, 30, 14),
+	})
+	reg.MustRegister(h)
+	st.ObserveGossipDelay(func(d time.Duration) { h.Observe(d.Seconds()) })
 }
 
 func (d *deltaSizes) Publish(delta []byte) {

@@ -35,6 +35,13 @@ import (
 	"go.uber.org/fx"
 )
 
+// GossipReplica is a Replica that applies gossiped deltas apart (to measure their delay):
+// the host uses ApplyGossip for deltas that arrived by gossip and Apply for the rest.
+type GossipReplica interface {
+	Replica
+	ApplyGossip(from peer.ID, data []byte) error
+}
+
 // Replica is the replicated state as the host sees it: opaque bytes. The node package
 // implements it on the CRDT document. All methods may be called concurrently from
 // several goroutines (gossip receive, anti-entropy with several peers).

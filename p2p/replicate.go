@@ -222,8 +222,12 @@ func (h *Host) handleGossip(m *pubsub.Message) {
 		if r == nil {
 			return
 		}
+		apply := r.Apply
+		if ga, ok := r.(GossipReplica); ok {
+			apply = ga.ApplyGossip
+		}
 		for _, d := range g.Deltas {
-			if err := r.Apply(author, d); err != nil {
+			if err := apply(author, d); err != nil {
 				h.log.Warn("apply gossiped delta failed", "from", author, "err", err)
 			}
 		}

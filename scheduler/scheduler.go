@@ -153,6 +153,7 @@ func New(ctx context.Context, cfg Config, h Host, st *state.Store, members Membe
 		stop:       make(chan struct{}),
 	}
 	s.note = s.log.Warn
+	s.metrics.reg.MustRegister(newPendingCollector(s))
 	st.Watch(func(cs []crdt.Change) {
 		for _, c := range cs {
 			s.onChange(c)
@@ -562,6 +563,7 @@ func (s *Scheduler) admit(st *schedState, c ClaimRecord, d DeploymentRecord) *Re
 		Name: c.Instance, Namespace: d.Namespace, Command: d.Command, Script: d.Script, ScriptContent: d.ScriptContent,
 		Args: d.Args, Env: d.Env, Code: d.Code, CPUPercent: d.CPUPercent, CPUCores: d.CPUCores,
 		RAMMB: d.RAMMB, DiskMB: d.DiskMB, PIDs: d.PIDs, Restart: sandbox.RestartNever, Secrets: d.Secrets,
+		Deployment: c.Deployment,
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
 	defer cancel()

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -43,6 +44,8 @@ type Store struct {
 	log  *slog.Logger
 	db   *boltStore
 	pub  Publisher
+
+	gossipDelay atomic.Pointer[func(time.Duration)] // ObserveGossipDelay
 
 	mu    sync.Mutex // guards doc and clock
 	doc   *crdt.Document
@@ -378,9 +381,40 @@ func (s *Store) MissingFor(peerVersion []byte) ([]byte, error) {
 
 // Apply decodes (with limits) and joins a delta or full state received from a peer.
 func (s *Store) Apply(from peer.ID, data []byte) error {
+	_, _, err := s.apply(from, data)
+	return err
+}
+
+// ObserveGossipDelay sets fn to receive, for each gossiped delta that changed the document,
+// the time from its newest operation's HLC timestamp to its arrival (ApplyGossip).
+func (s *Store) ObserveGossipDelay(fn func(time.Duration)) { s.gossipDelay.Store(&fn) }
+
+// ApplyGossip is Apply for a delta that arrived by gossip: when it changed the document,
+// the time from its newest operation's HLC timestamp to now goes to the gossip-delay
+// observer, clamped at 0 (a sender's clock ahead of ours is skew, not negative latency).
+func (s *Store) ApplyGossip(from peer.ID, data []byte) error {
+	d, changed, err := s.apply(from, data)
+	if err != nil || !changed {
+		return err
+	}
+	if fn := s.gossipDelay.Load(); fn != nil {
+		if ts, ok := d.Newest(); ok {
+			(*fn)(GossipDelay(s.opts.Now(), ts.Wall))
+		}
+	}
+	return nil
+}
+
+// GossipDelay is the time from an HLC wall reading (unix nanoseconds) to now, 0 when the
+// reading is ahead of now (clock skew).
+func GossipDelay(now time.Time, wall int64) time.Duration {
+	return max(0, now.Sub(time.Unix(0, wall)))
+}
+
+func (s *Store) apply(from peer.ID, data []byte) (*crdt.Delta, bool, error) {
 	d, err := crdt.DecodeDelta(data, crdt.DefaultLimits)
 	if err != nil {
-		return fmt.Errorf("delta from %s: %w", from, err)
+		return nil, false, fmt.Errorf("delta from %s: %w", from, err)
 	}
 	s.mu.Lock()
 	changes, err := s.doc.Join(d)
@@ -390,12 +424,12 @@ func (s *Store) Apply(from peer.ID, data []byte) error {
 	}
 	s.mu.Unlock()
 	if err != nil {
-		return err
+		return nil, false, err
 	}
 	if len(changes) > 0 {
 		s.persist(data)
 	}
-	return nil
+	return d, len(changes) > 0, nil
 }
 
 func (s *Store) enqueue(changes []crdt.Change) {
