@@ -160,6 +160,9 @@ func (m *Service) checkOnce(ctx context.Context, e Endpoint, timeout time.Durati
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if isExecCheck(e.Rec.HealthCheck) {
+		if !m.cfg.ExecChecks { // a deployment's check, or one registered elsewhere
+			return false, errExecOff(m.cfg.Name).Error()
+		}
 		return execCheck(ctx, e)
 	}
 	if e.Rec.HealthCheck == "" || e.Rec.Protocol == "tcp" {

@@ -125,3 +125,8 @@ func firstLine(s string) string {
 	}
 	return strings.ToValidUTF8(s, "?")
 }
+
+// errExecOff refuses an exec check on a node that does not allow them.
+func errExecOff(node string) error {
+	return bad("field \"health_check\": exec checks are off on node %s (they run a command on the node as its user; start the node with --mesh-exec-checks to allow them)", node)
+}

@@ -38,6 +38,11 @@ type Config struct {
 	// ListenAddr is the loopback entry point for instances ("127.0.0.1:0" by default;
 	// "off" disables it).
 	ListenAddr string
+	// ExecChecks allows exec:CMD health checks on this node. Off by default, as Consul's
+	// enable_script_checks: the command runs on the node as the node's user, so whoever may
+	// register a service (services:write, or deployments:write through deploy
+	// --health-check) could otherwise run commands as the node.
+	ExecChecks bool
 	// Metrics receives the mesh's collectors (nil: a private registry).
 	Metrics prometheus.Registerer
 	// TracerProvider makes the spans of calls and hops (nil: no spans).
@@ -439,6 +444,9 @@ func (m *Service) Register(req api.MeshRegisterRequest) (api.MeshEndpoint, error
 func (m *Service) register(req api.MeshRegisterRequest, forward bool) (api.MeshEndpoint, error) {
 	if err := validateRegister(&req); err != nil {
 		return api.MeshEndpoint{}, err
+	}
+	if isExecCheck(req.HealthCheck) && !m.cfg.ExecChecks {
+		return api.MeshEndpoint{}, errExecOff(m.cfg.Name)
 	}
 	if m.cfg.CheckNamespace != nil {
 		if err := m.cfg.CheckNamespace(req.Namespace); err != nil {

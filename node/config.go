@@ -63,6 +63,9 @@ type Config struct {
 	// MeshListen is the service mesh's loopback entry point for instances
 	// (CONSTELLATION_MESH; default 127.0.0.1:0, a free port; "off" disables it).
 	MeshListen string `yaml:"mesh_listen"`
+	// MeshExecChecks allows the mesh's exec:CMD health checks on this node (off: such a
+	// registration is refused; see mesh.Config.ExecChecks).
+	MeshExecChecks bool `yaml:"mesh_exec_checks"`
 	// MeshTracerProvider makes the mesh's spans (nil: the node's TracerProvider, over its
 	// span store; tests set an in-memory one).
 	MeshTracerProvider trace.TracerProvider `yaml:"-"`
@@ -381,6 +384,9 @@ func (c *Config) Merge(over Config, set map[string]bool) {
 	}
 	if set["mesh-listen"] {
 		c.MeshListen = over.MeshListen
+	}
+	if set["mesh-exec-checks"] {
+		c.MeshExecChecks = over.MeshExecChecks
 	}
 	if set["log-level"] {
 		c.LogLevel = over.LogLevel

@@ -12,7 +12,8 @@ import (
 // (both built after it: the mesh's address goes into every instance's environment).
 func (n *Node) newMesh() (*mesh.Service, error) {
 	return mesh.New(n.ctx, mesh.Config{Name: n.cfg.Node, Labels: n.cfg.Labels, DataDir: n.cfg.DataDir, ListenAddr: n.cfg.MeshListen,
-		TracerProvider: n.meshTracer(), Metrics: n.registry, CheckNamespace: n.checkNamespace},
+		TracerProvider: n.meshTracer(), Metrics: n.registry, CheckNamespace: n.checkNamespace,
+		ExecChecks: n.cfg.MeshExecChecks},
 		n.host, n.st, n.members, meshInstances{n}, meshDeployments{n}, n.events, n.api, n.log)
 }
 

@@ -778,11 +778,21 @@ func testCert(t *testing.T, parent *x509.Certificate, parentKey *ecdsa.PrivateKe
 // TestMeshExecHealthCheck: an exec health check run by the hosting node flips the
 // endpoint's health as its command starts failing and passing again, and every node sees it.
 func TestMeshExecHealthCheck(t *testing.T) {
-	ns := meshCluster(t, nil)
+	ns := meshCluster(t, func(i int, c *Config) { c.MeshExecChecks = i == 1 })
 	_, port := echoServer(t, "db")
 	flag := filepath.Join(t.TempDir(), "ready")
 	if err := os.WriteFile(flag, nil, 0o644); err != nil {
 		t.Fatal(err)
+	}
+	// Attacker: whoever may register a service must not run commands on a node that did
+	// not opt in (--mesh-exec-checks).
+	if _, err := ns[2].Mesh().Register(api.MeshRegisterRequest{Name: "db", Protocol: "tcp", Port: port,
+		HealthCheck: "exec:touch " + flag + ".pwned"}); err == nil || !strings.Contains(err.Error(), "exec checks are off") {
+		t.Fatalf("exec check on a node without --mesh-exec-checks: %v; want refused", err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if _, err := os.Stat(flag + ".pwned"); err == nil {
+		t.Fatal("the refused exec check ran")
 	}
 	if _, err := ns[1].Mesh().Configure("", "db", api.MeshServiceConfig{HealthCheckInterval: 1, UnhealthyThreshold: 1, HealthyThreshold: 1}); err != nil {
 		t.Fatal(err)

@@ -90,6 +90,7 @@ defaults. The cluster key can also come from CONSTELLATION_CLUSTER_KEY.`,
 	f.BoolVar(&flags.NoMDNS, "no-mdns", false, "turn off LAN discovery by mDNS")
 	f.BoolVar(&flags.NoPortMap, "no-port-map", false, "do not ask the router for a port mapping (UPnP, NAT-PMP)")
 	f.StringVar(&flags.APIListen, "api-listen", "", "also serve the local API on HOST:PORT over TLS (bearer token in <data-dir>/api.token, certificate fingerprint in <data-dir>/api.fingerprint)")
+	f.BoolVar(&flags.MeshExecChecks, "mesh-exec-checks", false, "allow the mesh's exec:CMD health checks on this node (they run as the node's user; off by default)")
 	f.StringVar(&flags.MeshListen, "mesh-listen", "", "the service mesh's loopback entry point for instances, 127.0.0.1:PORT (default a free port; off: none)")
 	f.StringVar(&flags.LogLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&flags.Liveness, "liveness", "lan", "failure detector profile: lan (one network, detects in ~3s), wan (nodes behind slow links: round trips below 2.5s are not suspected, detects in ~15s) or local (one host); use the same on every node")
