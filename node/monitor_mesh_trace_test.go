@@ -40,7 +40,7 @@ func TestMonitorMeshTraceByDuration(t *testing.T) {
 	cl := unixHTTP(ns[2].Node)
 	var list api.TraceList
 	waitFor(t, 10*time.Second, "the slow trace listed from n2 with spans on n0 and n1", func() bool {
-		r := get(t, cl, "http://unix/v1/monitor/traces?service=constellation&min_duration=1s&since=5m")
+		r := get(t, cl, "http://unix/v1/monitor/traces?service=checkout&min_duration=1s&since=5m")
 		if r.code != 200 {
 			t.Fatalf("traces: %d %s", r.code, r.body)
 		}

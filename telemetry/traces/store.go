@@ -220,6 +220,11 @@ func FromReadOnly(ro sdktrace.ReadOnlySpan, node string) Span {
 			sp.Attrs[k] = trunc(kv.Value.Emit(), MaxAttrValue)
 		}
 	}
+	// A mesh span is made by the node on a service's behalf: it belongs to the service it
+	// carries a call to, so `monitor traces --service checkout` finds calls to checkout.
+	if v := sp.Attrs["mesh.service"]; v != "" {
+		sp.Service = trunc(v, MaxName)
+	}
 	return sp
 }
 
