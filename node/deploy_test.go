@@ -577,25 +577,28 @@ func TestSchedAPI(t *testing.T) {
 	}
 }
 
-// TestSpreadByRegion20Nodes: 20 labelled nodes (8 under -race) in 4 regions; a spread_by=region deployment
+// TestSpreadByRegion12Nodes: 12 labelled nodes (8 under -race) in 4 regions; a spread_by=region deployment
 // of 8 puts two in each region and at most one per node; a constrained one stays in its
 // region.
-func TestSpreadByRegion20Nodes(t *testing.T) {
+func TestSpreadByRegion12Nodes(t *testing.T) {
 	if testing.Short() {
-		t.Skip("20 nodes")
+		t.Skip("12 nodes")
 	}
 	regions := []string{"us-east", "us-west", "eu", "ap"}
-	count := 20
+	// 12 nodes, 3 per region: spread must pick 2 of the 3 in each region and never 2 on one
+	// node. 20 nodes in one process (about one core of libp2p upkeep when idle) saw members
+	// dead in CI whenever another package's tests shared the 2 cores.
+	count := 12
 	if schedRaceEnabled {
-		count = 8 // 20 nodes under the race detector on 2 cores cannot keep up with failure detection
+		count = 8 // under the race detector on 2 cores failure detection cannot keep up
 	}
-	// 20 nodes in one process on 2 shared cores: the LAN detector's 200 ms probe timeout
+	// Many nodes in one process on 2 shared cores: the LAN detector's 200 ms probe timeout
 	// suspects busy nodes and the view flaps; this test is about spread, not detection, so
 	// it uses the WAN profile (long timeouts; see p2p/liveness profiles).
-	ns := startSchedClusterCfg(t, count, func(i int, c *Config) {
+	ns := startSchedClusterWait(t, count, func(i int, c *Config) {
 		c.Labels = map[string]string{"region": regions[i%4]}
 		c.Liveness = "wan"
-	})
+	}, true)
 	deploy(t, ns[7], api.DeploymentSpec{Name: "edge", Instances: 8, CPUPercent: 1, RAMMB: 16, SpreadBy: "region"})
 	p := waitRunning(t, ns, ns[:2], "edge", 8, 30*time.Second)
 	perRegion := map[string]int{}

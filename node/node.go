@@ -350,8 +350,22 @@ func (n *Node) shutdown(graceful bool) error {
 		if n.running && graceful {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			_ = n.members.Leave(ctx)
-			// Let the gossip batch holding the `left` record go out before the host closes.
-			time.Sleep(2*n.cfg.GossipBatch + 10*time.Millisecond)
+			// Gossip is fire-and-forget: on a loaded machine the batch holding the `left`
+			// record may still be queued when the host closes, and with this node gone no
+			// anti-entropy would ever deliver it (peers would call it dead, not left). So push
+			// it to every admitted member by one anti-entropy exchange each, within the same
+			// deadline; gossip stays the fast path.
+			pctx, pcancel := context.WithTimeout(ctx, time.Second) // a frozen peer must not hold us
+			var wg sync.WaitGroup
+			for _, p := range n.host.Admitted() {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					_ = n.host.SyncWith(pctx, p)
+				}()
+			}
+			wg.Wait()
+			pcancel()
 			cancel()
 		}
 		// One shutdown signal: every service, handler and background operation sees it at

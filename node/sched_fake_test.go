@@ -335,6 +335,15 @@ func startSchedCluster(t testing.TB, count int, labels func(i int) map[string]st
 // startSchedClusterCfg is startSchedCluster with each node's config modified by mod.
 func startSchedClusterCfg(t testing.TB, count int, mod func(i int, c *Config)) []*schedNode {
 	t.Helper()
+	return startSchedClusterWait(t, count, mod, false)
+}
+
+// startSchedClusterWait is startSchedClusterCfg; with allowSuspect the start waits until no
+// node sees another as dead or missing (a suspect counts): with many nodes in one process on
+// two shared cores, some pair is nearly always being probed late, so "all alive at the same
+// instant" is a test of the machine's load, not of the cluster.
+func startSchedClusterWait(t testing.TB, count int, mod func(i int, c *Config), allowSuspect bool) []*schedNode {
+	t.Helper()
 	var ns []*schedNode
 	for i := 0; i < count; i++ {
 		cfg := nodeConfig(t, fmt.Sprintf("n%d", i))
@@ -359,7 +368,7 @@ func startSchedClusterCfg(t testing.TB, count int, mod func(i int, c *Config)) [
 	testutil.WaitFor(t, 30*time.Second, "every node sees every node alive with resources", func() (bool, string) {
 		for _, o := range ns {
 			for _, x := range ns {
-				if st := memberStatus(o.Node, x.ID().String()); st != api.StatusAlive {
+				if st := memberStatus(o.Node, x.ID().String()); st != api.StatusAlive && !(allowSuspect && st == api.StatusSuspect) {
 					return false, fmt.Sprintf("%s sees %s as %q", o.cfg.Node, x.cfg.Node, st)
 				}
 				if _, ok := o.GetState(instances.CollResources, x.ID().String()); !ok {
