@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -336,48 +335,13 @@ func (c *Client) Events(ctx context.Context, types []string, replay bool, after 
 	if len(q) > 0 {
 		path += "?" + q.Encode()
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Accept", "text/event-stream")
-	resp, err := c.send(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		var ae APIError
-		_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&ae)
-		return &RemoteError{Status: resp.StatusCode, APIError: ae}
-	}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 4<<20)
-	var data []byte
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case strings.HasPrefix(line, "data: "):
-			data = append(data, line[len("data: "):]...)
-		case line == "":
-			if len(data) > 0 {
-				var e Event
-				if err := json.Unmarshal(data, &e); err == nil {
-					if err := fn(e); err != nil {
-						return err
-					}
-				}
-				data = data[:0]
-			}
+	return c.sse(ctx, path, func(_ string, data []byte) error {
+		var e Event
+		if json.Unmarshal(data, &e) != nil {
+			return nil // a newer node's event this client cannot read: skip it
 		}
-	}
-	if ctx.Err() != nil {
-		return nil
-	}
-	if err := sc.Err(); err != nil {
-		return err
-	}
-	return io.ErrUnexpectedEOF
+		return fn(e)
+	})
 }
 
 // WaitReady polls until the node answers or the timeout passes.
