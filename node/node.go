@@ -252,7 +252,11 @@ func New(cfg Config, log *slog.Logger) (n *Node, err error) {
 	if n.tel, err = n.newTelemetry(); err != nil {
 		return nil, err
 	}
-	n.alerts = alert.New(n.ctx, alert.Config{Name: cfg.Node, Metrics: n.registry}, n.st, n.members,
+	acfg := alert.Config{Name: cfg.Node, Metrics: n.registry}
+	if cfg.ClusterKey != "" {
+		acfg.Sealer = n.security // channel credentials enter the replicated state encrypted
+	}
+	n.alerts = alert.New(n.ctx, acfg, n.st, n.members,
 		alert.EngineQuerier{Engine: n.tel.Engine(), Queryable: n.tel.Queryable()}, n.api, log)
 	n.st.Watch(n.notifyChange) // tests' OnStateChange
 	return n, nil

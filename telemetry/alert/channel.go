@@ -16,10 +16,12 @@ import (
 	"time"
 
 	"github.com/rads-lang/constellation/api"
+	"github.com/rads-lang/constellation/internal/state"
 )
 
-// ChannelRecord is a notification channel as replicated (secrets included: the state is
-// shared by admitted members only; reads mask them).
+// ChannelRecord is a notification channel as replicated. Its credentials (password,
+// routing key, a URL carrying a secret) are sealed with the cluster's secrets key when the
+// node has one (Sealed); every read masks them.
 type ChannelRecord struct {
 	Name               string    `cbor:"1,keyasint"`
 	Type               string    `cbor:"2,keyasint"`
@@ -33,6 +35,56 @@ type ChannelRecord struct {
 	StartTLS           string    `cbor:"10,keyasint,omitempty"`
 	InsecureSkipVerify bool      `cbor:"11,keyasint,omitempty"`
 	CreatedAt          time.Time `cbor:"12,keyasint"`
+	// Sealed holds URL, RoutingKey and Password encrypted (channelSecrets) when the node
+	// has a Sealer; the clear fields then hold their masked forms only.
+	Sealed []byte `cbor:"13,keyasint,omitempty"`
+}
+
+// channelSecrets is what Sealed holds.
+type channelSecrets struct {
+	URL        string `cbor:"1,keyasint,omitempty"`
+	RoutingKey string `cbor:"2,keyasint,omitempty"`
+	Password   string `cbor:"3,keyasint,omitempty"`
+}
+
+// sealPurpose binds a channel's sealed credentials to its name.
+func sealPurpose(name string) string { return "alert channel " + name }
+
+// seal moves the credentials into Sealed and leaves their masked forms in the clear fields.
+func (r ChannelRecord) seal(sl Sealer) (ChannelRecord, error) {
+	if sl == nil || (r.RoutingKey == "" && r.Password == "" && r.Info().URL == r.URL) {
+		return r, nil // nothing secret to seal
+	}
+	b, err := state.Encode(&channelSecrets{URL: r.URL, RoutingKey: r.RoutingKey, Password: r.Password})
+	if err != nil {
+		return r, err
+	}
+	if r.Sealed, err = sl.Seal(sealPurpose(r.Name), b); err != nil {
+		return r, err
+	}
+	info := r.Info()
+	r.URL, r.RoutingKey, r.Password = info.URL, info.RoutingKey, info.Password
+	return r, nil
+}
+
+// open restores the credentials of a sealed record (for delivery, on this node only).
+func (r ChannelRecord) open(sl Sealer) (ChannelRecord, error) {
+	if len(r.Sealed) == 0 {
+		return r, nil
+	}
+	if sl == nil {
+		return r, fmt.Errorf("channel %s: its credentials are sealed and this node cannot open them (start it with the cluster's --cluster-key)", r.Name)
+	}
+	b, err := sl.Open(sealPurpose(r.Name), r.Sealed)
+	if err != nil {
+		return r, fmt.Errorf("channel %s: %w", r.Name, err)
+	}
+	var cs channelSecrets
+	if err := state.Decode(b, &cs); err != nil {
+		return r, fmt.Errorf("channel %s: sealed credentials: %w", r.Name, err)
+	}
+	r.URL, r.RoutingKey, r.Password, r.Sealed = cs.URL, cs.RoutingKey, cs.Password, nil
+	return r, nil
 }
 
 // DefaultPagerDutyURL is the Events API v2 endpoint.

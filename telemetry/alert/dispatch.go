@@ -88,6 +88,12 @@ func (s *Service) send(ctx context.Context, channel string, msg message, rt Retr
 		s.record(channel, AttemptRecord{At: s.now(), Rule: msg.Rule, Status: msg.Status, Error: err.Error()})
 		return 0, err
 	}
+	rc, oerr := rc.open(s.cfg.Sealer)
+	if oerr != nil {
+		s.log.Warn("notification not sent", "channel", channel, "rule", msg.Rule, "err", oerr)
+		s.record(channel, AttemptRecord{At: s.now(), Rule: msg.Rule, Status: msg.Status, Error: oerr.Error()})
+		return 0, oerr
+	}
 	wait := rt.Base
 	var err error
 	for i := 1; i <= rt.Attempts; i++ {

@@ -245,6 +245,9 @@ func (s *Service) AddChannel(spec api.ChannelSpec) (api.ChannelInfo, error) {
 	if err != nil {
 		return api.ChannelInfo{}, err
 	}
+	if rec, err = rec.seal(s.cfg.Sealer); err != nil {
+		return api.ChannelInfo{}, err
+	}
 	if err := s.st.Update(func(tx *state.Tx) error { return put(tx, CollChannels, rec.Name, rec) }); err != nil {
 		return api.ChannelInfo{}, err
 	}

@@ -62,6 +62,16 @@ type Config struct {
 	Metrics      prometheus.Registerer // nil: a private registry
 	HTTPClient   *http.Client          // nil: one with a 10 s timeout
 	Now          func() time.Time      // nil: time.Now
+	// Sealer encrypts channel credentials before they enter the replicated state (nil:
+	// they are stored in clear, readable by members only and masked on every read).
+	Sealer Sealer
+}
+
+// Sealer seals and opens small values for a purpose (the node's secrets key; see
+// security.Service.Seal).
+type Sealer interface {
+	Seal(purpose string, value []byte) ([]byte, error)
+	Open(purpose string, sealed []byte) ([]byte, error)
 }
 
 // Service is the node's alerting: it evaluates the rules this node owns, keeps their
