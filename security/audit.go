@@ -42,7 +42,20 @@ type auditLog struct {
 	seq       uint64
 	last      string // hash of the last line
 	lastPrune time.Time
+	dirty     bool // written since the last fsync
+
+	// Notes says what opening the log found and repaired (a torn last line, a damaged
+	// line); the service logs them.
+	Notes []string
+
+	stop chan struct{} // closes the syncer
+	done chan struct{}
 }
+
+// auditSyncEvery is how long an appended entry may sit in the page cache before it is
+// fsynced: a crash of the process loses nothing (the write is in the kernel), a power
+// loss at most this much. One fsync per API call would cost every mutation a disk flush.
+const auditSyncEvery = 200 * time.Millisecond
 
 type anchor struct {
 	Seq  uint64 `json:"seq"`
@@ -54,11 +67,76 @@ func openAudit(dataDir, node string, retention time.Duration, now func() time.Ti
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
-	a := &auditLog{dir: dir, node: node, retention: retention, now: now}
+	a := &auditLog{dir: dir, node: node, retention: retention, now: now, stop: make(chan struct{}), done: make(chan struct{})}
+	if err := a.repairTail(); err != nil {
+		return nil, err
+	}
 	if err := a.reopen(); err != nil {
 		return nil, err
 	}
+	go a.syncLoop()
 	return a, nil
+}
+
+// repairTail handles a last line cut short by a crash or a full disk (no final newline):
+// its bytes move to audit.torn.<unix-nanos> for inspection and the log is truncated to
+// its last complete line, so the node starts and the chain continues from that line.
+func (a *auditLog) repairTail() error {
+	f, err := os.OpenFile(a.path(), os.O_RDWR, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("audit log: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || st.Size() == 0 {
+		return err
+	}
+	// Read back from the end until a newline (a line is at most maxAuditLine).
+	size := st.Size()
+	n := min(size, int64(maxAuditLine)+1)
+	buf := make([]byte, n)
+	if _, err := f.ReadAt(buf, size-n); err != nil && err != io.EOF {
+		return fmt.Errorf("audit log: %w", err)
+	}
+	if buf[len(buf)-1] == '\n' {
+		return nil
+	}
+	cut := size - n + int64(bytes.LastIndexByte(buf, '\n')+1) // 0 when no newline at all
+	torn := filepath.Join(a.dir, fmt.Sprintf("audit.torn.%d", a.now().UnixNano()))
+	if err := fsutil.WriteFile(torn, buf[cut-(size-n):], 0o600); err != nil {
+		return fmt.Errorf("audit log: keep the torn line: %w", err)
+	}
+	if err := f.Truncate(cut); err != nil {
+		return fmt.Errorf("audit log: drop the torn line: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	a.Notes = append(a.Notes, fmt.Sprintf("the last line was cut short (%d bytes, a crash or a full disk); it was moved to %s and the log continues from the line before", size-cut, torn))
+	return nil
+}
+
+// syncLoop fsyncs appended entries every auditSyncEvery until close.
+func (a *auditLog) syncLoop() {
+	defer close(a.done)
+	t := time.NewTicker(auditSyncEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-a.stop:
+			return
+		case <-t.C:
+		}
+		a.mu.Lock()
+		if a.dirty && a.f != nil {
+			_ = a.f.Sync()
+			a.dirty = false
+		}
+		a.mu.Unlock()
+	}
 }
 
 func (a *auditLog) path() string       { return filepath.Join(a.dir, "audit.log") }
@@ -71,12 +149,18 @@ func (a *auditLog) reopen() error {
 		return err
 	}
 	a.seq, a.last = anc.Seq, anc.Hash
-	err = a.scan(func(e api.AuditEntry, _ []byte) error {
+	var damaged []string
+	err = a.scanTolerant(func(e api.AuditEntry, _ []byte) error {
 		a.seq, a.last = e.Seq, e.Hash
 		return nil
-	})
+	}, func(err error) { damaged = append(damaged, err.Error()) })
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("audit log %s: %w", a.path(), err)
+	}
+	if len(damaged) > 0 {
+		// A damaged line must not keep the node from starting: the chain continues from the
+		// last readable entry and `audit verify` reports the break.
+		a.Notes = append(a.Notes, fmt.Sprintf("%d damaged line(s), first: %s; appending continues after the last readable entry (seq %d); run 'constellation audit verify'", len(damaged), damaged[0], a.seq))
 	}
 	f, err := os.OpenFile(a.path(), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
@@ -128,6 +212,7 @@ func (a *auditLog) append(e api.AuditEntry) error {
 	if err := a.w.Flush(); err != nil {
 		return err
 	}
+	a.dirty = true
 	a.seq, a.last = e.Seq, e.Hash
 	if now := a.now(); now.Sub(a.lastPrune) > time.Hour {
 		a.lastPrune = now
@@ -148,7 +233,23 @@ func (a *auditLog) scan(fn func(e api.AuditEntry, raw []byte) error) error {
 	return scanLines(f, fn)
 }
 
+// scanTolerant is scan that reports undecodable lines to bad and goes on.
+func (a *auditLog) scanTolerant(fn func(e api.AuditEntry, raw []byte) error, bad func(error)) error {
+	f, err := os.Open(a.path())
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return scanLinesBad(f, fn, bad)
+}
+
 func scanLines(r io.Reader, fn func(e api.AuditEntry, raw []byte) error) error {
+	return scanLinesBad(r, fn, nil)
+}
+
+// scanLinesBad reads lines; an undecodable line ends the scan with its error, or, with
+// bad, is reported to it and skipped.
+func scanLinesBad(r io.Reader, fn func(e api.AuditEntry, raw []byte) error, bad func(error)) error {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 4096), maxAuditLine)
 	line := 0
@@ -160,6 +261,10 @@ func scanLines(r io.Reader, fn func(e api.AuditEntry, raw []byte) error) error {
 		}
 		e, err := decodeAuditLine(raw)
 		if err != nil {
+			if bad != nil {
+				bad(fmt.Errorf("line %d: %w", line, err))
+				continue
+			}
 			return fmt.Errorf("line %d: %w", line, err)
 		}
 		if err := fn(e, raw); err != nil {
@@ -172,16 +277,18 @@ func scanLines(r io.Reader, fn func(e api.AuditEntry, raw []byte) error) error {
 	return nil
 }
 
+var errNotAuditEntry = errors.New("not an audit entry")
+
 // decodeAuditLine decodes one line strictly.
 func decodeAuditLine(raw []byte) (api.AuditEntry, error) {
 	var e api.AuditEntry
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&e); err != nil {
-		return e, fmt.Errorf("not an audit entry: %v", err)
+		return e, fmt.Errorf("%w: %v", errNotAuditEntry, err)
 	}
 	if dec.More() {
-		return e, errors.New("not an audit entry: more than one JSON value")
+		return e, fmt.Errorf("%w: more than one JSON value", errNotAuditEntry)
 	}
 	return e, nil
 }
@@ -204,6 +311,10 @@ func (a *auditLog) pruneLocked(cut time.Time) error {
 		kept.WriteByte('\n')
 		return nil
 	})
+	if errors.Is(err, errNotAuditEntry) {
+		// A damaged log is kept as it is (evidence for `audit verify`): retention waits.
+		return nil
+	}
 	if err != nil || !dropped {
 		return err
 	}
@@ -302,10 +413,17 @@ func (a *auditLog) query(q auditQuery) ([]api.AuditEntry, error) {
 
 func (a *auditLog) close() {
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	if a.f != nil {
 		_ = a.w.Flush()
+		_ = a.f.Sync()
 		a.f.Close()
 		a.f = nil
 	}
+	a.mu.Unlock()
+	select {
+	case <-a.stop:
+	default:
+		close(a.stop)
+	}
+	<-a.done
 }

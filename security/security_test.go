@@ -3,6 +3,7 @@ package security
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -267,5 +268,66 @@ func BenchmarkAuthenticate(b *testing.B) {
 		if _, _, err := s.Authenticate(sec); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestAuditTornAndDamagedOpen plays a crash mid-write and an operator's damaged file: a
+// torn last line is moved aside and the log continues (and verifies); a damaged middle
+// line does not keep the log from opening, appending continues, and verify reports it.
+func TestAuditTornAndDamagedOpen(t *testing.T) {
+	now := time.Now()
+	clock := func() time.Time { return now }
+	a := newTestAudit(t, clock)
+	appendN(t, a, 5, now)
+	a.close()
+	dataDir := strings.TrimSuffix(a.dir, "/audit")
+	f, err := os.OpenFile(a.path(), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(`{"time":"2026-11-28T00:00:00Z","seq":6,"cal`); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	b, err := openAudit(dataDir, "n0", 24*time.Hour, clock)
+	if err != nil {
+		t.Fatalf("open after a torn write: %v", err)
+	}
+	if len(b.Notes) != 1 || !strings.Contains(b.Notes[0], "cut short") {
+		t.Errorf("notes %q; want one naming the torn line", b.Notes)
+	}
+	torn, _ := filepath.Glob(filepath.Join(b.dir, "audit.torn.*"))
+	if len(torn) != 1 {
+		t.Errorf("torn files %v; want one", torn)
+	} else if got, _ := os.ReadFile(torn[0]); !strings.HasSuffix(string(got), `"cal`) {
+		t.Errorf("torn file holds %q", got)
+	}
+	appendN(t, b, 1, now)
+	if v := b.verify(); !v.OK || v.Entries != 6 {
+		t.Fatalf("after the repair: %+v", v)
+	}
+	b.close()
+
+	orig, _ := os.ReadFile(b.path())
+	lines := strings.SplitAfter(string(orig), "\n")
+	lines[2] = "damaged by an operator\n"
+	if err := os.WriteFile(b.path(), []byte(strings.Join(lines, "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := openAudit(dataDir, "n0", 24*time.Hour, clock)
+	if err != nil {
+		t.Fatalf("open with a damaged line: %v", err)
+	}
+	defer c.close()
+	if len(c.Notes) != 1 || !strings.Contains(c.Notes[0], "line 3") {
+		t.Errorf("notes %q; want one naming line 3", c.Notes)
+	}
+	appendN(t, c, 1, now)
+	if c.seq != 7 {
+		t.Errorf("seq after the damaged open = %d, want 7", c.seq)
+	}
+	if v := c.verify(); v.OK || !strings.Contains(v.Error, "line 3") {
+		t.Errorf("verify of a damaged log: %+v; want the damaged line reported", v)
 	}
 }

@@ -91,6 +91,9 @@ func New(ctx context.Context, cfg Config, h Host, members Members, st *state.Sto
 		return nil, err
 	}
 	s.audit = a
+	for _, note := range a.Notes {
+		s.log.Warn("audit log repaired at open", "path", a.path(), "note", note)
+	}
 	st.Watch(func(cs []crdt.Change) {
 		for _, c := range cs {
 			s.reload(c.Collection, c.Key)
