@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,6 +36,7 @@ type benchMeshOptions struct {
 	conc        int
 	rpsDur      time.Duration
 	nginx       string
+	cpuProfile  string
 	workDir     string
 	asJSON      bool
 	bodyBytes   int
@@ -71,6 +73,17 @@ answering --body-bytes), then with one Go load generator (keep-alive connections
 				defer os.RemoveAll(d)
 				o.workDir = d
 			}
+			if o.cpuProfile != "" {
+				f, err := os.Create(o.cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
 			res, err := runBenchMesh(c.Context(), o, func(format string, args ...any) {
 				if !o.asJSON {
 					fmt.Fprintf(c.ErrOrStderr(), "bench: "+format+"\n", args...)
@@ -97,6 +110,7 @@ answering --body-bytes), then with one Go load generator (keep-alive connections
 	f.DurationVar(&o.latencyDur, "latency-duration", 5*time.Second, "duration of each latency measurement")
 	f.IntVar(&o.conc, "concurrency", 32, "closed-loop workers of the requests/s measurement")
 	f.DurationVar(&o.rpsDur, "rps-duration", 5*time.Second, "duration of each requests/s measurement")
+	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (both nodes and the load generator) to this file")
 	f.StringVar(&o.nginx, "nginx", "", "nginx binary (default: nginx on PATH or /usr/sbin/nginx; none: skip)")
 	f.IntVar(&o.bodyBytes, "body-bytes", 64, "response body size of the endpoint")
 	f.IntVar(&o.resolveRuns, "resolve-runs", 1000000, "resolves timed")
