@@ -535,14 +535,30 @@ func newStatsCmd(g *globals) *cobra.Command {
 
 func newLogsCmd(g *globals) *cobra.Command {
 	var (
-		follow bool
-		stream string
+		follow   bool
+		stream   string
+		instance string
 	)
 	c := &cobra.Command{
 		Use:   "logs NAME [-f]",
 		Short: "Print an instance's output (stdout and stderr); -f follows it",
-		Args:  instanceArgs,
+		Long: `Print an instance's output (stdout and stderr); -f follows it.
+
+An instance whose name is also a subcommand of logs (search) is named with --instance:
+constellation logs --instance search -f`,
+		Args: func(c *cobra.Command, args []string) error {
+			if instance != "" {
+				if len(args) != 0 {
+					return fmt.Errorf("%s: give the instance either as NAME or with --instance, not both", c.CommandPath())
+				}
+				return nil
+			}
+			return instanceArgs(c, args)
+		},
 		RunE: func(c *cobra.Command, args []string) error {
+			if instance != "" {
+				args = []string{instance}
+			}
 			switch stream {
 			case "all", "stdout", "stderr":
 			default:
@@ -564,6 +580,7 @@ func newLogsCmd(g *globals) *cobra.Command {
 	}
 	c.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new output until interrupted or the instance ends")
 	c.Flags().StringVar(&stream, "stream", "all", "stdout, stderr or all")
+	c.Flags().StringVar(&instance, "instance", "", "the instance, when its name is a logs subcommand (search)")
 	return c
 }
 

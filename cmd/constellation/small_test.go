@@ -110,3 +110,19 @@ func TestQuotaSetChangesOnlyGiven(t *testing.T) {
 		t.Fatalf("requests:\n%s\nwant:\n%s", strings.Join(s.reqs, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestLogsOfInstanceNamedSearch: an instance named like a logs subcommand is reached with
+// --instance (plain `logs search` is the cluster search); NAME and --instance together are
+// refused.
+func TestLogsOfInstanceNamedSearch(t *testing.T) {
+	s, addr := serve(t, map[string]http.HandlerFunc{"GET /v1/instances/search/logs": func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "hello from search\n")
+	}})
+	out, err := runCLI(t, "logs", "--instance", "search", "--api", addr)
+	if err != nil || out != "hello from search\n" {
+		t.Fatalf("logs --instance search: %q, %v (requests %v)", out, err, s.reqs)
+	}
+	if _, err := runCLI(t, "logs", "--instance", "search", "other", "--api", addr); err == nil || !strings.Contains(err.Error(), "not both") {
+		t.Fatalf("NAME and --instance: %v", err)
+	}
+}
