@@ -32,6 +32,13 @@ type Config struct {
 	// Debounce is how long local and DFS events must settle before a round (default
 	// 200 ms; a steady stream still syncs every 5 debounces).
 	Debounce time.Duration
+	// Ready, when set, is waited for before a share's first round: the node has caught up
+	// with the cluster's namespace, so that a restart's reconciliation compares against
+	// the DFS as it is now (not the view the node had when it stopped) and a change made
+	// elsewhere meanwhile is seen as such (a conflict, not overwritten).
+	Ready func(ctx context.Context)
+	// StepTimeout bounds one upload or download, plus a second per MiB (default 2 min).
+	StepTimeout time.Duration
 	// Now is the wall clock (default time.Now).
 	Now func() time.Time
 	// Metrics registers the constellation_dfs_share_* collectors (nil: a private registry).
@@ -67,6 +74,9 @@ func New(ctx context.Context, cfg Config, fs FS) (*Manager, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.StepTimeout <= 0 {
+		cfg.StepTimeout = 2 * time.Minute
+	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = prometheus.NewRegistry()
 	}
@@ -100,7 +110,7 @@ func (m *Manager) Start() error {
 func (m *Manager) startLocked(s Spec) {
 	ctx, cancel := context.WithCancel(m.ctx)
 	r := &runner{spec: s, dir: m.cfg.Dir, fs: m.fs, self: m.cfg.Node, maxSize: m.cfg.MaxFileBytes,
-		wait: m.cfg.Debounce, now: m.cfg.Now, log: m.cfg.Log, met: m.met, cache: hashCache{},
+		wait: m.cfg.Debounce, now: m.cfg.Now, ready: m.cfg.Ready, stepTimeout: m.cfg.StepTimeout, log: m.cfg.Log, met: m.met, cache: hashCache{},
 		kick: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
 	r.status = statusOf(s, "starting")
 	m.runners[s.ID] = r

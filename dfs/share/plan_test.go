@@ -11,7 +11,9 @@ import (
 
 var t0 = time.Date(2026, 1, 12, 10, 0, 0, 0, time.UTC)
 
-func loc(c string, at int) Local { return Local{Size: int64(len(c)), MTime: t0.Add(time.Duration(at) * time.Second), Hash: hashOf(c)} }
+func loc(c string, at int) Local {
+	return Local{Size: int64(len(c)), MTime: t0.Add(time.Duration(at) * time.Second), Hash: hashOf(c)}
+}
 func rem(c string, at int) Remote {
 	return Remote{CID: "cid-" + c, Size: int64(len(c)), MTime: t0.Add(time.Duration(at) * time.Second), Writer: "beta"}
 }

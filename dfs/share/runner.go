@@ -44,8 +44,12 @@ type runner struct {
 	maxSize int64
 	wait    time.Duration // debounce
 	now     func() time.Time
-	log     *slog.Logger
-	met     *metrics
+	ready   func(ctx context.Context)
+	// stepTimeout bounds one transfer (plus a second per MiB): a DFS write waiting for a
+	// holder that died fails and is retried, instead of holding the share.
+	stepTimeout time.Duration
+	log         *slog.Logger
+	met         *metrics
 
 	st    State     // runner goroutine only
 	cache hashCache // runner goroutine only
@@ -126,11 +130,26 @@ func (r *runner) run(ctx context.Context) {
 		}
 		debounce.Reset(d)
 	}
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	backoff := time.Second
 	round := func() {
 		debounce.Stop()
 		p := pending
 		pending = time.Time{}
-		r.round(ctx, p)
+		if r.round(ctx, p) {
+			backoff = time.Second
+			retry.Stop()
+			return
+		}
+		retry.Reset(backoff) // errors: try again soon, backing off up to the interval
+		backoff = min(2*backoff, r.spec.Interval)
+	}
+	if r.ready != nil {
+		r.ready(ctx)
+	}
+	if ctx.Err() != nil {
+		return
 	}
 	round() // start-up reconciliation
 	for {
@@ -171,6 +190,8 @@ func (r *runner) run(ctx context.Context) {
 			round()
 		case <-tick.C:
 			round()
+		case <-retry.C:
+			round()
 		case <-r.kick:
 			round()
 		}
@@ -210,8 +231,9 @@ func (r *runner) local(rel string) string {
 	return filepath.Join(r.spec.LocalDir, filepath.FromSlash(rel))
 }
 
-// round runs one reconciliation: scan both sides, plan, apply, persist.
-func (r *runner) round(ctx context.Context, pending time.Time) {
+// round runs one reconciliation: scan both sides, plan, apply, persist. It reports
+// whether every step succeeded.
+func (r *runner) round(ctx context.Context, pending time.Time) bool {
 	start := r.now()
 	r.setStatus(func(s *api.FSShare) {
 		if s.Status != "error" {
@@ -227,7 +249,7 @@ func (r *runner) round(ctx context.Context, pending time.Time) {
 	if err != nil {
 		fail("%v", err)
 		r.finish(start, errs, nil, 0)
-		return
+		return false
 	}
 	for rel, why := range skipped {
 		notes = append(notes, rel+": "+why)
@@ -241,7 +263,8 @@ func (r *runner) round(ctx context.Context, pending time.Time) {
 	conflictSeen := map[string]bool{}
 	for _, a := range plan {
 		if ctx.Err() != nil {
-			return // closing: the state of the steps done is saved by the next start's round
+			saveState(r.dir, r.spec.ID, r.st) // closing: keep what the steps done recorded
+			return false
 		}
 		if a.Op == Report {
 			notes = append(notes, a.Path+": "+a.Reason)
@@ -255,7 +278,7 @@ func (r *runner) round(ctx context.Context, pending time.Time) {
 				r.log.Info("share: conflict", "share", r.spec.ID, "path", a.Path, "outcome", a.Reason)
 			}
 		}
-		if err := r.apply(ctx, a, in); err != nil {
+		if err := r.applyBounded(ctx, a, in); err != nil {
 			fail("%s %s: %v", a.Op, a.Path, err)
 			continue
 		}
@@ -284,6 +307,15 @@ func (r *runner) round(ctx context.Context, pending time.Time) {
 		fail("saving the share's state: %v", err)
 	}
 	r.finish(start, errs, notes, len(lags), lags...)
+	return len(errs) == 0
+}
+
+// applyBounded is apply under the step timeout (scaled by the file's size).
+func (r *runner) applyBounded(ctx context.Context, a Action, in Input) error {
+	size := max(in.Local[a.Path].Size, in.Remote[a.Path].Size)
+	ctx, cancel := context.WithTimeout(ctx, r.stepTimeout+time.Duration(size>>20)*time.Second)
+	defer cancel()
+	return r.apply(ctx, a, in)
 }
 
 // finish records a round's outcome in the status.

@@ -126,15 +126,6 @@ func within(a, b string) bool {
 // directory, one inside the other), or its DFS path overlaps an existing share's on this
 // node (two local directories would fight over the same files).
 func Conflicts(s Spec, existing []Spec, dataDir string) error {
-	if dataDir != "" {
-		dd := filepath.Clean(dataDir)
-		if real, err := filepath.EvalSymlinks(dd); err == nil {
-			dd = real
-		}
-		if within(s.LocalDir, dd) || within(dd, s.LocalDir) {
-			return fmt.Errorf("%w: %s overlaps the node's data dir %s; share a directory outside it", ErrInvalid, s.LocalDir, dd)
-		}
-	}
 	for _, e := range existing {
 		switch {
 		case e.LocalDir == s.LocalDir:
@@ -145,6 +136,15 @@ func Conflicts(s Spec, existing []Spec, dataDir string) error {
 			return fmt.Errorf("%w: %s contains %s, already shared (share %s)", ErrExists, s.LocalDir, e.LocalDir, e.ID)
 		case e.Path == s.Path || strings.HasPrefix(s.Path, e.Path+"/") || strings.HasPrefix(e.Path, s.Path+"/"):
 			return fmt.Errorf("%w: DFS path %s overlaps %s, already shared here from %s (share %s)", ErrExists, s.Path, e.Path, e.LocalDir, e.ID)
+		}
+	}
+	if dataDir != "" {
+		dd := filepath.Clean(dataDir)
+		if real, err := filepath.EvalSymlinks(dd); err == nil {
+			dd = real
+		}
+		if within(s.LocalDir, dd) || within(dd, s.LocalDir) {
+			return fmt.Errorf("%w: %s overlaps the node's data dir %s; share a directory outside it", ErrInvalid, s.LocalDir, dd)
 		}
 	}
 	return nil
