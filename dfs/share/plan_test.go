@@ -189,7 +189,12 @@ func TestPlanProperties(t *testing.T) {
 						mm[p] = b
 					}
 				case 1: // changed or created
-					mm[p] = rapid.SampledFrom(words).Draw(t, side+" content "+p)
+					// mostly distinct per side (so a lost edit shows), sometimes equal bytes
+					w := rapid.SampledFrom(words).Draw(t, side+" content "+p)
+					if rapid.IntRange(0, 3).Draw(t, side+" same "+p) > 0 {
+						w = side + ":" + p + ":" + w
+					}
+					mm[p] = w
 				case 2: // deleted or absent
 				}
 			}
