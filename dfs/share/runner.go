@@ -119,12 +119,14 @@ func (r *runner) run(ctx context.Context) {
 	debounce := time.NewTimer(time.Hour)
 	debounce.Stop()
 	var pending time.Time // first event not yet handled by a round
-	schedule := func() {
+	// schedule a round after quiet: local events wait the debounce (an editor's burst,
+	// a file still being written), DFS events a tenth of it (each is a complete write)
+	schedule := func(quiet time.Duration) {
 		now := r.now()
 		if pending.IsZero() {
 			pending = now
 		}
-		d := r.wait
+		d := quiet
 		if left := 5*r.wait - now.Sub(pending); left < d { // a stream of events still syncs
 			d = max(left, 0)
 		}
@@ -167,7 +169,7 @@ func (r *runner) run(ctx context.Context) {
 				}
 			}
 			if !IgnoredName(filepath.Base(ev.Name)) {
-				schedule()
+				schedule(r.wait)
 			}
 		case err, ok := <-localErr:
 			if !ok {
@@ -175,7 +177,7 @@ func (r *runner) run(ctx context.Context) {
 				continue
 			}
 			r.log.Warn("share: file watcher", "share", r.spec.ID, "err", err)
-			schedule() // an overflow loses events: a round finds the changes
+			schedule(r.wait) // an overflow loses events: a round finds the changes
 		case _, ok := <-remoteEv:
 			if !ok { // lagged, or the DFS is closing: watch again and reconcile in full
 				unwatch()
@@ -185,7 +187,7 @@ func (r *runner) run(ctx context.Context) {
 				}
 				remoteEv, unwatch = r.watchRemote()
 			}
-			schedule()
+			schedule(r.wait / 10)
 		case <-debounce.C:
 			round()
 		case <-tick.C:
