@@ -142,6 +142,52 @@ func TestDFSShareTwoNodes(t *testing.T) {
 		}
 	})
 
+	// the attacker's link and the read-only side: a link in a shared directory pointing
+	// outside it never publishes its target; a read-only share's local edits are overwritten
+	// and its local-only files stay local
+	t.Run("read-only and links", func(t *testing.T) {
+		a := share(0, "/shared/ro", "realtime", "last_write_wins")
+		dir, _ := filepath.EvalSymlinks(t.TempDir())
+		if _, err := cls[1].FSShare(ctx, api.FSShareRequest{LocalDir: dir, Path: "/shared/ro"}); err != nil {
+			t.Fatal(err)
+		}
+		secret := filepath.Join(t.TempDir(), "secret")
+		write(secret, "not for the cluster")
+		if err := os.Symlink(secret, filepath.Join(a, "escape")); err != nil {
+			t.Fatal(err)
+		}
+		write(filepath.Join(a, "doc.txt"), "the DFS version")
+		testutil.WaitFor(t, 30*time.Second, "doc.txt on the read-only side", func() (bool, string) {
+			got := readTree(t, dir)
+			return maps.Equal(got, map[string]string{"doc.txt": "the DFS version"}), treeString(got)
+		})
+		write(filepath.Join(dir, "doc.txt"), "a local edit")
+		write(filepath.Join(dir, "local-only.txt"), "stays here")
+		if err := ns[1].Shares().Sync(dir); err != nil {
+			t.Fatal(err)
+		}
+		var st api.FSShare
+		testutil.WaitFor(t, 30*time.Second, "the local edit overwritten, the local file reported", func() (bool, string) {
+			got := readTree(t, dir)
+			for _, s := range ns[1].Shares().List() {
+				if s.LocalDir == dir {
+					st = s
+				}
+			}
+			return maps.Equal(got, map[string]string{"doc.txt": "the DFS version", "local-only.txt": "stays here"}) &&
+				len(st.Skipped) == 1 && strings.Contains(st.Skipped[0], "read-only"), treeString(got) + fmt.Sprintf(" %+v", st)
+		})
+		es, _ := ns[0].DFS().List("/shared/ro", true)
+		if len(es) != 1 || es[0].Path != "/shared/ro/doc.txt" {
+			t.Fatalf("the DFS holds %v: only doc.txt should be there (no link target, no read-only upload)", es)
+		}
+		for _, s := range ns[0].Shares().List() {
+			if s.LocalDir == a && (len(s.Skipped) != 1 || !strings.Contains(s.Skipped[0], "escaping")) {
+				t.Errorf("n0's share should report the escaping link: %+v", s.Skipped)
+			}
+		}
+	})
+
 	for _, policy := range []string{"last_write_wins", "keep_both"} {
 		t.Run(policy, func(t *testing.T) {
 			path := "/shared/" + policy

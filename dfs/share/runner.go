@@ -250,7 +250,7 @@ func (r *runner) round(ctx context.Context, pending time.Time) bool {
 	in, skipped, err := r.inputs(ctx, start)
 	if err != nil {
 		fail("%v", err)
-		r.finish(start, errs, nil, 0)
+		r.finish(errs, nil, 0)
 		return false
 	}
 	for rel, why := range skipped {
@@ -262,6 +262,7 @@ func (r *runner) round(ctx context.Context, pending time.Time) bool {
 		floor = pending
 	}
 	var lags []time.Duration
+	applied := 0
 	conflictSeen := map[string]bool{}
 	for _, a := range plan {
 		if ctx.Err() != nil {
@@ -288,6 +289,7 @@ func (r *runner) round(ctx context.Context, pending time.Time) bool {
 			continue
 		}
 		r.met.applied.WithLabelValues(string(a.Op)).Inc()
+		applied++
 		base := a.Changed
 		if base.IsZero() || base.Before(floor) {
 			base = floor
@@ -305,11 +307,26 @@ func (r *runner) round(ctx context.Context, pending time.Time) bool {
 	if len(errs) == 0 {
 		r.st.Round = start
 	}
+	r.pruneHashes()
 	if err := saveState(r.dir, r.spec.ID, r.st); err != nil {
 		fail("saving the share's state: %v", err)
 	}
-	r.finish(start, errs, notes, len(lags), lags...)
+	r.finish(errs, notes, applied, lags...)
 	return len(errs) == 0
+}
+
+// pruneHashes keeps the content hashes of the CIDs the base still names (the state does
+// not grow with every version ever moved).
+func (r *runner) pruneHashes() {
+	keep := make(map[string]bool, len(r.st.Base))
+	for _, b := range r.st.Base {
+		keep[b.CID] = true
+	}
+	for c := range r.st.Hashes {
+		if !keep[c] {
+			delete(r.st.Hashes, c)
+		}
+	}
 }
 
 // applyBounded is apply under the step timeout (scaled by the file's size).
@@ -321,7 +338,7 @@ func (r *runner) applyBounded(ctx context.Context, a Action, in Input) error {
 }
 
 // finish records a round's outcome in the status.
-func (r *runner) finish(start time.Time, errs, notes []string, applied int, lags ...time.Duration) {
+func (r *runner) finish(errs, notes []string, applied int, lags ...time.Duration) {
 	r.met.rounds.Inc()
 	sort.Strings(notes)
 	if len(errs) > 0 {
@@ -347,7 +364,6 @@ func (r *runner) finish(start time.Time, errs, notes []string, applied int, lags
 			r.met.lastLag.WithLabelValues(r.spec.ID).Set(lags[len(lags)-1].Seconds())
 		}
 	})
-	_ = start
 }
 
 func head(xs []string) []string {
