@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/rads-lang/constellation/api"
+	"github.com/rads-lang/constellation/dfs/share"
 	"github.com/rads-lang/constellation/internal/testutil"
 )
 
@@ -21,7 +22,7 @@ func readTree(tb testing.TB, root string) map[string]string {
 	tb.Helper()
 	out := map[string]string{}
 	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
+		if err != nil || d.IsDir() || d.Name() == share.MarkerName {
 			return nil
 		}
 		b, err := os.ReadFile(p)
@@ -77,7 +78,7 @@ func TestDFSShareTwoNodes(t *testing.T) {
 	ctx := context.Background()
 	testutil.WaitFor(t, 20*time.Second, "both nodes see 2 alive", func() (bool, string) { return allSee(ns, ns, api.StatusAlive) })
 	cls := []*api.Client{api.NewClient(ns[0].cfg.DataDir, "", ""), api.NewClient(ns[1].cfg.DataDir, "", "")}
-	share := func(i int, path, sync, policy string) string {
+	shareDir := func(i int, path, sync, policy string) string {
 		dir, err := filepath.EvalSymlinks(t.TempDir())
 		if err != nil {
 			t.Fatal(err)
@@ -110,7 +111,7 @@ func TestDFSShareTwoNodes(t *testing.T) {
 	}
 
 	t.Run("realtime", func(t *testing.T) {
-		a, b := share(0, "/shared/rt", "realtime", "last_write_wins"), share(1, "/shared/rt", "realtime", "last_write_wins")
+		a, b := shareDir(0, "/shared/rt", "realtime", "last_write_wins"), shareDir(1, "/shared/rt", "realtime", "last_write_wins")
 		write(filepath.Join(a, "a.txt"), "from n0")
 		write(filepath.Join(b, "sub/dir/b.txt"), "from n1")
 		converged("new files on both sides reach the other", a, b, map[string]string{"a.txt": "from n0", "sub/dir/b.txt": "from n1"})
@@ -146,7 +147,7 @@ func TestDFSShareTwoNodes(t *testing.T) {
 	// outside it never publishes its target; a read-only share's local edits are overwritten
 	// and its local-only files stay local
 	t.Run("read-only and links", func(t *testing.T) {
-		a := share(0, "/shared/ro", "realtime", "last_write_wins")
+		a := shareDir(0, "/shared/ro", "realtime", "last_write_wins")
 		dir, _ := filepath.EvalSymlinks(t.TempDir())
 		if _, err := cls[1].FSShare(ctx, api.FSShareRequest{LocalDir: dir, Path: "/shared/ro"}); err != nil {
 			t.Fatal(err)
@@ -188,10 +189,37 @@ func TestDFSShareTwoNodes(t *testing.T) {
 		}
 	})
 
+	// the fault: the directory's disk is not mounted (the directory is empty, its marker
+	// gone): nothing is deleted anywhere, the share reports why
+	t.Run("unmounted", func(t *testing.T) {
+		a, b := shareDir(0, "/shared/mnt", "realtime", "last_write_wins"), shareDir(1, "/shared/mnt", "realtime", "last_write_wins")
+		write(filepath.Join(a, "keep.txt"), "precious")
+		converged("keep.txt on both", a, b, map[string]string{"keep.txt": "precious"})
+		os.Remove(filepath.Join(a, "keep.txt"))
+		os.Remove(filepath.Join(a, share.MarkerName))
+		var st api.FSShare
+		testutil.WaitFor(t, 30*time.Second, "n0's share reports the missing marker", func() (bool, string) {
+			ns[0].Shares().Sync(a)
+			for _, s := range ns[0].Shares().List() {
+				if s.LocalDir == a {
+					st = s
+				}
+			}
+			return st.Status == "error" && len(st.LastErrors) == 1 && strings.Contains(st.LastErrors[0], "marker"), fmt.Sprintf("%+v", st)
+		})
+		syncRound(t, ns[1], b)
+		if got := readTree(t, b); !maps.Equal(got, map[string]string{"keep.txt": "precious"}) {
+			t.Fatalf("n1 lost files while n0's directory was unmounted: %s", treeString(got))
+		}
+		if es, _ := ns[1].DFS().List("/shared/mnt", true); len(es) != 1 {
+			t.Fatalf("the DFS lost files while n0's directory was unmounted: %v", es)
+		}
+	})
+
 	for _, policy := range []string{"last_write_wins", "keep_both"} {
 		t.Run(policy, func(t *testing.T) {
 			path := "/shared/" + policy
-			a, b := share(0, path, "periodic", policy), share(1, path, "periodic", policy)
+			a, b := shareDir(0, path, "periodic", policy), shareDir(1, path, "periodic", policy)
 			write(filepath.Join(a, "f.txt"), "v1")
 			syncRound(t, ns[0], a)
 			testutil.WaitFor(t, 20*time.Second, "n1's DFS has f.txt", func() (bool, string) {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/rads-lang/constellation/api"
+	"github.com/rads-lang/constellation/dfs/share"
 	"github.com/rads-lang/constellation/internal/testutil"
 )
 
@@ -20,7 +21,7 @@ import (
 func dirFiles(root string) map[string]string {
 	out := map[string]string{}
 	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
+		if err != nil || d.IsDir() || d.Name() == share.MarkerName {
 			return nil
 		}
 		if b, err := os.ReadFile(p); err == nil {

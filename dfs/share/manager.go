@@ -159,6 +159,9 @@ func (m *Manager) Create(req api.FSShareRequest) (api.FSShare, error) {
 	if err := Conflicts(s, m.specs, m.cfg.DataDir); err != nil {
 		return api.FSShare{}, err
 	}
+	if err := os.WriteFile(filepath.Join(s.LocalDir, MarkerName), []byte("constellation shared directory "+s.ID+" <-> "+s.Path+"\n"), 0o644); err != nil {
+		return api.FSShare{}, fmt.Errorf("%w: cannot write the share marker in %s: %v", ErrInvalid, s.LocalDir, err)
+	}
 	if err := os.Remove(statePath(m.cfg.Dir, s.ID)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return api.FSShare{}, fmt.Errorf("dfs share: clearing an old state: %w", err)
 	}

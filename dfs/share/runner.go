@@ -379,6 +379,10 @@ func (r *runner) inputs(ctx context.Context, now time.Time) (Input, map[string]s
 	if fi, err := os.Stat(r.spec.LocalDir); err != nil || !fi.IsDir() {
 		return Input{}, nil, fmt.Errorf("local directory %s is gone or not a directory; recreate it or unshare", r.spec.LocalDir)
 	}
+	if _, err := os.Lstat(filepath.Join(r.spec.LocalDir, MarkerName)); err != nil {
+		return Input{}, nil, fmt.Errorf("%s has no %s marker (is its disk mounted? was it recreated?): not syncing, so that nothing is deleted; "+
+			"restore it with `touch %s` if the directory is right", r.spec.LocalDir, MarkerName, filepath.Join(r.spec.LocalDir, MarkerName))
+	}
 	local, skip, err := scanLocal(r.spec.LocalDir, r.spec.Path, r.maxSize, r.cache, now)
 	if err != nil {
 		return Input{}, nil, fmt.Errorf("scanning %s: %v", r.spec.LocalDir, err)

@@ -17,13 +17,19 @@ import (
 // tempPrefix starts the names of the runner's own temporary files (never synced).
 const tempPrefix = ".constellation-share-"
 
+// MarkerName is the file a share keeps at the root of its directory (never synced). A
+// round without it does nothing and reports an error: a directory whose disk is not
+// mounted, or that was emptied and recreated, would otherwise look like every file was
+// deleted, and the deletions would reach the DFS and every other node.
+const MarkerName = ".constellation-share"
+
 // IgnoredName reports whether a file name is never synced: the runner's temporary files
 // and the usual editor leftovers (vim swap files and its 4913 probe, emacs lock and backup
 // files, GNOME's .goutputstream-*). Editors that save by writing a temp file and renaming
 // it over the original are seen as one change of the original once the burst settles.
 func IgnoredName(name string) bool {
 	switch {
-	case strings.HasPrefix(name, tempPrefix),
+	case strings.HasPrefix(name, tempPrefix), name == MarkerName,
 		strings.HasPrefix(name, ".#"),
 		strings.HasPrefix(name, ".goutputstream-"),
 		strings.HasSuffix(name, "~"),
