@@ -160,10 +160,17 @@ func TestFSShareEndToEnd(t *testing.T) {
 	write(filepath.Join(shA, "readme.md"), "alpha's concurrent edit")
 	write(filepath.Join(lwwA, "f.txt"), "alpha's edit (older)")
 	waitJSON(t, 20*time.Second, "alpha uploaded its changes", func(r result) bool {
-		return strings.Contains(r.stdout, "while-down-alpha.txt") && !strings.Contains(r.stdout, "todo.txt") &&
-			strings.Contains(r.stdout, "/shared/lww/f.txt")
+		return strings.Contains(r.stdout, "while-down-alpha.txt") && !strings.Contains(r.stdout, "todo.txt")
 	}, "fs", "ls", "-R", "/shared", "--data-dir", dirA)
-	time.Sleep(500 * time.Millisecond) // alpha's rounds finish (the lww edit uploaded)
+	for _, f := range []struct {
+		path    string
+		version uint64
+	}{{"/shared/docs/readme.md", 3}, {"/shared/lww/f.txt", 2}} {
+		waitJSON(t, 20*time.Second, "alpha uploaded its edit of "+f.path, func(r result) bool {
+			var e api.FSStat
+			return json.Unmarshal([]byte(r.stdout), &e) == nil && e.Version == f.version && e.Writer == "alpha"
+		}, "fs", "stat", f.path, "--json", "--data-dir", dirA)
+	}
 	write(filepath.Join(shB, "while-down-beta.txt"), "new on beta")
 	write(filepath.Join(shB, "readme.md"), "beta's concurrent edit")
 	old := time.Now().Add(-time.Hour) // beta's edit of readme.md is the older: it loses
