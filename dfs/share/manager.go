@@ -92,11 +92,20 @@ func New(ctx context.Context, cfg Config, fs FS) (*Manager, error) {
 
 // Start resumes the persisted shares: each reconciles what changed on both sides while
 // the node was down, then keeps syncing. A share whose state cannot be read is reported
-// (status error) and not run, never reset.
+// (status error) and not run, never reset. A shares file that cannot be read is moved
+// aside (shares.json.corrupt-<time>, kept for the operator) and the node runs no shares
+// rather than not starting.
 func (m *Manager) Start() error {
 	specs, err := loadSpecs(m.cfg.Dir)
 	if err != nil {
-		return fmt.Errorf("dfs share: %s: %w", filepath.Join(m.cfg.Dir, "shares.json"), err)
+		file := filepath.Join(m.cfg.Dir, "shares.json")
+		aside := file + ".corrupt-" + m.cfg.Now().UTC().Format("20060102T150405Z")
+		if rerr := os.Rename(file, aside); rerr != nil {
+			return fmt.Errorf("dfs share: %s: %w (and moving it aside failed: %v)", file, err, rerr)
+		}
+		m.cfg.Log.Error("share: the shares file cannot be read; moved aside, no share runs (share the directories again)",
+			"file", aside, "err", err)
+		specs = nil
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -163,3 +163,32 @@ func TestScanSkips(t *testing.T) {
 		}
 	}
 }
+
+// TestCorruptSharesFile: a damaged shares file does not stop the node: it is moved aside
+// (kept for the operator) and new shares can be made.
+func TestCorruptSharesFile(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "shares.json"), []byte(`[{"id":`), 0o600)
+	m, err := New(t.Context(), Config{Dir: dir}, nil)
+	if err == nil {
+		t.Fatal("New without a DFS should fail")
+	}
+	m, err = New(t.Context(), Config{Dir: dir}, fakeFS{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	aside, _ := filepath.Glob(filepath.Join(dir, "shares.json.corrupt-*"))
+	if len(aside) != 1 {
+		t.Fatalf("the damaged file was not kept aside: %v", aside)
+	}
+	if b, _ := os.ReadFile(aside[0]); string(b) != `[{"id":` {
+		t.Fatalf("the kept file changed: %q", b)
+	}
+	if len(m.List()) != 0 {
+		t.Fatal("shares from a damaged file")
+	}
+}
