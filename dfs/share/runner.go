@@ -513,7 +513,7 @@ func (r *runner) upload(ctx context.Context, rel, as string) error {
 		return fmt.Errorf("not a regular file any more")
 	}
 	h := sha256.New()
-	body := io.TeeReader(io.LimitReader(f, r.maxSize), h)
+	body := io.TeeReader(&capReader{r: f, left: r.maxSize}, h)
 	o := dfs.PutOptions{Mode: uint32(fi.Mode().Perm())}
 	var e api.FSEntry
 	if _, ok := conflictBaseOf(as); ok {
@@ -628,4 +628,20 @@ func copyFile(src, dst string) error {
 		os.Remove(tmp.Name())
 	}
 	return werr
+}
+
+// capReader fails a read past its limit (a file that grew over the share's size limit
+// while it was being uploaded is not stored cut short).
+type capReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.left -= int64(n)
+	if c.left < 0 {
+		return 0, fmt.Errorf("grew past the share's file size limit while being uploaded")
+	}
+	return n, err
 }
