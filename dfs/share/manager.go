@@ -190,7 +190,11 @@ func (m *Manager) List() []api.FSShare {
 	defer m.mu.Unlock()
 	out := []api.FSShare{}
 	for _, s := range m.specs {
-		out = append(out, m.runners[s.ID].snapshot())
+		if r := m.runners[s.ID]; r != nil {
+			out = append(out, r.snapshot())
+		} else {
+			out = append(out, statusOf(s, "stopped")) // the node is shutting down
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].LocalDir < out[j].LocalDir })
 	return out
@@ -217,6 +221,9 @@ func (m *Manager) Remove(idOrDir string) (api.FSShare, error) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.closed {
+		return api.FSShare{}, fmt.Errorf("dfs share: the node is shutting down")
+	}
 	i, ok := m.findLocked(idOrDir)
 	if !ok {
 		return api.FSShare{}, fmt.Errorf("%w: %s (see fs shares)", ErrNotFound, idOrDir)
@@ -244,7 +251,7 @@ func (m *Manager) Sync(idOrDir string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	i, ok := m.findLocked(idOrDir)
-	if !ok {
+	if !ok || m.closed {
 		return fmt.Errorf("%w: %s", ErrNotFound, idOrDir)
 	}
 	m.runners[m.specs[i].ID].Kick()

@@ -106,4 +106,20 @@ func TestManagerRunner(t *testing.T) {
 	if _, err := os.Stat(statePath(stateDir, IDOf(dir))); err == nil {
 		t.Error("the state of an unshared directory is still on disk")
 	}
+	// after Close (the node shutting down while the API still answers): no panic
+	other, _ := filepath.EvalSymlinks(t.TempDir())
+	if _, err := m.Create(api.FSShareRequest{LocalDir: other, Path: "/o"}); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	m.Close()
+	if ss := m.List(); len(ss) != 1 || ss[0].Status != "stopped" {
+		t.Errorf("after Close: %+v", ss)
+	}
+	if _, err := m.Remove(other); err == nil {
+		t.Error("Remove after Close")
+	}
+	if err := m.Sync(other); err == nil {
+		t.Error("Sync after Close")
+	}
 }
