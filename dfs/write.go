@@ -339,7 +339,7 @@ func (s *Service) Remove(name string, recursive bool) (int, error) {
 	if err := checkCommon(name); err != nil {
 		return 0, err
 	}
-	if base, ok := conflictBase(name); ok {
+	if base, ok := conflictBase(name); ok && !s.storedFile(name) {
 		return s.removeConflict(name, base)
 	}
 	prefix, _ := CleanPrefix(name)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/crdt"
+	"github.com/rads-lang/constellation/dfs/share"
 	"github.com/rads-lang/constellation/instances"
 	"github.com/rads-lang/constellation/internal/events"
 	"github.com/rads-lang/constellation/internal/fsutil"
@@ -74,6 +75,8 @@ type Node struct {
 	mesh *mesh.Service
 	// dfs is the distributed file system (node/dfs.go).
 	dfs nodeDFS
+	// shares are the shared directories on the DFS (node/dfs_share.go).
+	shares *share.Manager
 	// registry is the node's one Prometheus registry; tel serves it at GET /metrics, keeps
 	// its samples and answers cluster-wide PromQL (package telemetry).
 	registry *metrics.Registry
@@ -249,6 +252,9 @@ func New(cfg Config, log *slog.Logger) (n *Node, err error) {
 	if err := n.buildDFS(log); err != nil {
 		return nil, err
 	}
+	if err := n.buildShares(log); err != nil {
+		return nil, err
+	}
 	if n.tel, err = n.newTelemetry(); err != nil {
 		return nil, err
 	}
@@ -314,6 +320,9 @@ func (n *Node) Start(ctx context.Context) error {
 		return err
 	}
 	n.dfs.svc.Start()
+	if err := n.startShares(); err != nil {
+		return err
+	}
 	if err := n.tel.Start(); err != nil {
 		return err
 	}
@@ -377,6 +386,7 @@ func (n *Node) shutdown(graceful bool) error {
 		if n.cancel != nil {
 			n.cancel()
 		}
+		n.closeShares()
 		n.closeDFS() // built last, closed first
 		if n.mesh != nil {
 			n.mesh.Close()

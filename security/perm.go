@@ -165,6 +165,10 @@ var RoutePerms = map[string]Perm{
 	"GET /v1/fs/export":                  "files:read",
 	"PUT /v1/fs/import":                  "files:write",
 	"GET /ipfs/{rest...}":                "files:read",
+	// shared directories: the node reads and writes a directory of its machine as its user
+	"GET /v1/fs/shares":    "files:read",
+	"POST /v1/fs/shares":   "nodes:write",
+	"DELETE /v1/fs/shares": "nodes:write",
 	// service mesh
 	"GET /v1/mesh/services":                "services:read",
 	"GET /v1/mesh/services/{name}":         "services:read",
