@@ -22,6 +22,7 @@ func newFSCmd(g *globals) *cobra.Command {
 	fs.AddCommand(fsPutCmd(g), fsGetCmd(g), fsCatCmd(g), fsLsCmd(g), fsRmCmd(g), fsMvCmd(g), fsStatCmd(g),
 		fsDuCmd(g), fsInitCmd(g), fsVersionsCmd(g), fsRevertCmd(g), fsWatchCmd(g), fsSnapshotCmd(g),
 		fsSnapshotsCmd(g), fsRestoreCmd(g), fsExportCmd(g), fsImportCmd(g))
+	fs.AddCommand(fsMountCmds(g)...)
 	return fs
 }
 

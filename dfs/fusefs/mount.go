@@ -59,6 +59,9 @@ type Options struct {
 	Timeout time.Duration
 	// Log gets one line per refused commit and per mount event.
 	Log *slog.Logger
+	// UID and GID own every file and directory (default 0): an instance's mount is owned
+	// by the host uid its root maps to, so root inside may write and nobody else.
+	UID, GID uint32
 	// Debug logs every FUSE request (go-fuse's debug output).
 	Debug bool
 }
@@ -135,6 +138,8 @@ func New(dir string, be Backend, o Options) (*Mount, error) {
 			MaxWrite:          1 << 20,
 			Debug:             o.Debug,
 		},
+		UID:             o.UID,
+		GID:             o.GID,
 		EntryTimeout:    &timeout,
 		AttrTimeout:     &timeout,
 		NegativeTimeout: &neg,
