@@ -26,8 +26,10 @@ func (b fuseBackend) Put(ctx context.Context, path string, r io.Reader, mode uin
 	return b.s.Put(ctx, path, r, dfs.PutOptions{Mode: mode})
 }
 
-func (b fuseBackend) Remove(path string, recursive bool) (int, error) { return b.s.Remove(path, recursive) }
-func (b fuseBackend) Move(from, to string) (int, error)               { return b.s.Move(from, to) }
+func (b fuseBackend) Remove(path string, recursive bool) (int, error) {
+	return b.s.Remove(path, recursive)
+}
+func (b fuseBackend) Move(from, to string) (int, error) { return b.s.Move(from, to) }
 
 func (b fuseBackend) Watch(prefix string) (<-chan api.FSEvent, func() bool, func(), error) {
 	return b.s.Watch(prefix)

@@ -358,4 +358,3 @@ func (g *Manager) Register(r Router) {
 		httpapi.WriteJSON(w, http.StatusOK, api.FSCount{Count: 1})
 	})
 }
-
