@@ -44,6 +44,7 @@ func (n *Node) buildFSMounts(log *slog.Logger) error {
 	}
 	g.Register(n.api)
 	n.dfs.mounts = g
+	n.instances.SetFSMounts(g) // create --mount-fs
 	return nil
 }
 

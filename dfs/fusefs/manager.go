@@ -218,12 +218,12 @@ func (g *Manager) Mount(q api.FSMountRequest) (api.FSMount, error) {
 	if err := g.checkMountDir(q.Dir); err != nil {
 		return api.FSMount{}, err
 	}
-	return g.mount(q.Dir, prefix, q.ReadOnly, OwnerAPI, 0)
+	return g.mount(q.Dir, prefix, q.ReadOnly, OwnerAPI, 0, 0)
 }
 
-func (g *Manager) mount(dir, prefix string, ro bool, owner string, uid int) (api.FSMount, error) {
+func (g *Manager) mount(dir, prefix string, ro bool, owner string, uid, gid int) (api.FSMount, error) {
 	m, err := New(dir, g.be, Options{Prefix: prefix, ReadOnly: ro, TempDir: g.bufDir(), Timeout: g.cfg.Timeout,
-		Log: g.log, UID: uint32(uid), GID: uint32(uid)})
+		Log: g.log, UID: uint32(uid), GID: uint32(gid)})
 	if err != nil {
 		return api.FSMount{}, err
 	}
@@ -257,9 +257,9 @@ func (g *Manager) Unmount(dir string) error {
 }
 
 // InstanceMount mounts a DFS prefix for an instance at a new directory under the data
-// dir, owned by hostUID (the host uid the instance's root maps to), and returns it; the
-// sandbox binds it into the instance. ReleaseInstance unmounts it.
-func (g *Manager) InstanceMount(instance, prefix string, ro bool, hostUID int) (string, error) {
+// dir, its files owned by uid and gid (the host ids the instance's program runs as), and
+// returns it; the sandbox binds it into the instance. ReleaseInstance unmounts it.
+func (g *Manager) InstanceMount(instance, prefix string, ro bool, uid, gid int) (string, error) {
 	p, err := dfs.CleanPrefix(prefix)
 	if err != nil {
 		return "", err
@@ -277,7 +277,7 @@ func (g *Manager) InstanceMount(instance, prefix string, ro bool, hostUID int) (
 	if err != nil {
 		return "", err
 	}
-	if _, err := g.mount(dir, p, ro, "instance "+instance, hostUID); err != nil {
+	if _, err := g.mount(dir, p, ro, "instance "+instance, uid, gid); err != nil {
 		os.Remove(dir)
 		return "", err
 	}

@@ -79,6 +79,7 @@ type Mount struct {
 	wg     sync.WaitGroup
 	inval  chan *fs.Inode // inodes whose cached pages the watcher drops
 
+	dev       uint64 // the mount's device (its FUSE connection's id)
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -150,6 +151,10 @@ func New(dir string, be Backend, o Options) (*Mount, error) {
 		return nil, fmt.Errorf("fusefs: mount %s: %w", dir, err)
 	}
 	m.srv = srv
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err == nil {
+		m.dev = st.Dev
+	}
 	if err := m.startWatch(); err != nil {
 		m.Close()
 		return nil, err
@@ -164,21 +169,65 @@ func (m *Mount) Dir() string { return m.dir }
 // Options are the mount's settings (Prefix cleaned).
 func (m *Mount) Options() Options { return m.opts }
 
-// Close stops the invalidation watcher and unmounts; a busy mount point is detached
-// lazily (MNT_DETACH) so Close never hangs on a process still inside it.
+// closeGrace is how long Close waits for the kernel to let go of a detached mount
+// before it aborts the FUSE connection.
+const closeGrace = 3 * time.Second
+
+// Close stops the invalidation watcher and unmounts. A busy mount point is detached
+// lazily (MNT_DETACH); when the kernel still holds the connection after closeGrace (a
+// bind of the mount in an instance's mount namespace, a process inside), the
+// connection is aborted (its users get ENOTCONN), so Close never hangs.
 func (m *Mount) Close() error {
 	m.closeOnce.Do(func() {
 		m.cancel()
 		m.wg.Wait()
-		if err := m.srv.Unmount(); err != nil {
-			if derr := unix.Unmount(m.dir, unix.MNT_DETACH); derr != nil && !errors.Is(derr, unix.EINVAL) {
-				m.closeErr = fmt.Errorf("fusefs: unmount %s: %v (lazy: %v)", m.dir, err, derr)
+		done := make(chan error, 1)
+		go func() { // owned by Close, which waits for it below
+			err := unix.Unmount(m.dir, 0)
+			if err != nil && !errors.Is(err, unix.EINVAL) {
+				err = unix.Unmount(m.dir, unix.MNT_DETACH)
 			}
+			if errors.Is(err, unix.EINVAL) {
+				err = nil
+			}
+			m.srv.Wait() // the serving loops end when the kernel drops the connection
+			done <- err
+		}()
+		var err error
+		select {
+		case err = <-done:
+		case <-time.After(closeGrace):
+			if aerr := abortConn(m.dev); aerr != nil {
+				m.log.Warn("fusefs: aborting a held connection", "err", aerr)
+			} else {
+				m.log.Warn("fusefs: aborted the connection of a mount still held after unmount")
+			}
+			err = <-done
 		}
-		m.srv.Wait()
+		if err != nil {
+			m.closeErr = fmt.Errorf("fusefs: unmount %s: %w", m.dir, err)
+		}
 		m.log.Info("fusefs: unmounted")
 	})
 	return m.closeErr
+}
+
+// abortConn aborts the FUSE connection of device dev through the fuse control file
+// system (mounted for the occasion in a temporary directory).
+func abortConn(dev uint64) error {
+	if dev == 0 {
+		return errors.New("device unknown")
+	}
+	ctl, err := os.MkdirTemp("", "fusectl-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(ctl)
+	if err := unix.Mount("fusectl", ctl, "fusectl", 0, ""); err != nil {
+		return fmt.Errorf("mount fusectl: %w", err)
+	}
+	defer unix.Unmount(ctl, unix.MNT_DETACH)
+	return os.WriteFile(filepath.Join(ctl, fmt.Sprint(unix.Minor(dev)), "abort"), []byte("1"), 0)
 }
 
 // dfsPath maps a path relative to the mount root ("" for the root) to the DFS path.
