@@ -137,6 +137,8 @@ func New(dir string, be Backend, o Options) (*Mount, error) {
 			DirectMountFlags:  flags,
 			DisableXAttrs:     true,
 			MaxWrite:          1 << 20,
+			MaxReadAhead:      1 << 20,
+			SyncRead:          true,
 			Debug:             o.Debug,
 		},
 		UID:             o.UID,
