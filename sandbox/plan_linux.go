@@ -21,8 +21,9 @@ import (
 //     a tmpfs /etc (generated files, copies or read-only binds of a few host /etc
 //     entries), /app, /tmp,
 //     a nodev /dev holding binds of the allowed device nodes and a private devpts, /proc
-//     with Docker's masked and read-only paths, and /run/constellation (the node's run
-//     directory, read-only); pivot_root into it;
+//     with Docker's masked and read-only paths, /run/constellation (the node's run
+//     directory, read-only) and the node's bind mounts (Config.StartMounts: the DFS
+//     views of --mount-fs); pivot_root into it;
 //   - unshare a user namespace (and the network namespace, owned by it) and wait for the
 //     parent to write the uid/gid maps: the mount, PID, UTS, IPC and cgroup namespaces
 //     stay owned by the host's user namespace, so root inside can change none of them;
