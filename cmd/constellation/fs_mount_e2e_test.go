@@ -89,7 +89,7 @@ func TestFSMountEndToEnd(t *testing.T) {
 	mntA, mntB := t.TempDir(), t.TempDir()
 	dirA, dirB := t.TempDir(), t.TempDir()
 	portA, portB := testutil.FreePort(t, nil), testutil.FreePort(t, nil)
-	startPeer(t, dirA, "--node", "alpha", "--cluster", "fsm", "--bind", fmt.Sprintf("127.0.0.1:%d", portA), "--dfs-capacity-mb", "64")
+	alpha := startPeer(t, dirA, "--node", "alpha", "--cluster", "fsm", "--bind", fmt.Sprintf("127.0.0.1:%d", portA), "--dfs-capacity-mb", "64")
 	betaArgs := []string{"--node", "beta", "--cluster", "fsm", "--bind", fmt.Sprintf("127.0.0.1:%d", portB),
 		"--join", fmt.Sprintf("127.0.0.1:%d", portA), "--dfs-capacity-mb", "64"}
 	beta := startPeer(t, dirB, betaArgs...)
@@ -160,6 +160,35 @@ func TestFSMountEndToEnd(t *testing.T) {
 	waitJSON(t, 15*time.Second, "the DFS has no out/ left", func(r result) bool {
 		return !strings.Contains(r.stdout, "/cluster/out")
 	}, "fs", "ls", "-R", "/cluster", "--data-dir", dirA)
+
+	// the DFS refuses a commit (the file does not fit in the cluster): close answers EIO,
+	// the node logs the path and the reason, every node keeps the previous version
+	f, err := os.OpenFile(filepath.Join(mntA, "data.bin"), os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	huge := make([]byte, 1<<20)
+	for i := 0; i < 80; i++ {
+		if _, err := f.Write(huge); err != nil {
+			t.Fatalf("buffering the write: %v", err)
+		}
+	}
+	if err := f.Close(); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("close of a write the DFS refuses: %v, want EIO", err)
+	}
+	testutil.WaitFor(t, 5*time.Second, "alpha's log line of the refused commit", func() (bool, string) {
+		l := alpha.stderr.String()
+		return strings.Contains(l, "commit refused") && strings.Contains(l, "/cluster/data.bin"), tail(l, 2000)
+	})
+	for _, m := range []string{mntA, mntB} {
+		testutil.WaitFor(t, 5*time.Second, "the previous version through "+m, func() (bool, string) {
+			got, err := os.ReadFile(filepath.Join(m, "data.bin"))
+			return err == nil && bytes.Equal(got, data), fmt.Sprintf("%d bytes, %v", len(got), err)
+		})
+	}
+	if r := run(t, "fs", "versions", "/cluster/data.bin", "--data-dir", dirB); strings.Count(r.stdout, "\n") != 2 {
+		t.Errorf("versions after a refused write (want the header and one version):\n%s", r.stdout)
+	}
 
 	// fs mounts
 	var ms []api.FSMount
