@@ -1,6 +1,7 @@
 package instances
 
 import (
+	"net/http/httptest"
 	"strings"
 	"testing"
 )
@@ -39,5 +40,21 @@ func TestParseMountFS(t *testing.T) {
 	}
 	if _, err := CheckMountFS([]string{"/a:/x", "/b:/x:ro"}); err == nil || !strings.Contains(err.Error(), "two mounts at /x") {
 		t.Errorf("two views at /x: %v", err)
+	}
+}
+
+// TestInstanceMayNotDeployViews plays an instance (with deployments:write) that tries to
+// give its deployment's instances DFS views: refused, like secrets.
+func TestInstanceMayNotDeployViews(t *testing.T) {
+	c := caller{name: "job", id: "1", grants: []string{GrantDeploymentsWrite}}
+	for body, refused := range map[string]bool{
+		`{"name":"d","instances":1,"command":["true"],"mount_fs":["/cluster:/data"]}`: true,
+		`{"name":"d","instances":1,"command":["true"]}`:                              false,
+	} {
+		r := httptest.NewRequest("POST", "/v1/deployments", strings.NewReader(body))
+		err := checkDeployPriority(c, r)
+		if (err != nil) != refused || (refused && !strings.Contains(err.Error(), "mount_fs")) {
+			t.Errorf("%s: %v, want refused=%v", body, err, refused)
+		}
 	}
 }
