@@ -49,7 +49,7 @@ func TestInstanceMayNotDeployViews(t *testing.T) {
 	c := caller{name: "job", id: "1", grants: []string{GrantDeploymentsWrite}}
 	for body, refused := range map[string]bool{
 		`{"name":"d","instances":1,"command":["true"],"mount_fs":["/cluster:/data"]}`: true,
-		`{"name":"d","instances":1,"command":["true"]}`:                              false,
+		`{"name":"d","instances":1,"command":["true"]}`:                               false,
 	} {
 		r := httptest.NewRequest("POST", "/v1/deployments", strings.NewReader(body))
 		err := checkDeployPriority(c, r)
