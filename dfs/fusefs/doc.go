@@ -18,7 +18,7 @@
 //     logs one line naming the path and the DFS's reason, and leaves the previous version
 //     intact; the refused buffer is dropped at the last close, never committed later
 //     behind the writer's back. Times and owners are the DFS's; utimes and chown are
-//     accepted and ignored. Symlinks, hard links, xattrs and locks are not supported.
+//     accepted and ignored; setuid, setgid and sticky bits are dropped. Symlinks, hard links, xattrs and locks are not supported.
 //   - rename (also of a directory with everything under it): Backend.Move; rm:
 //     Backend.Remove.
 //

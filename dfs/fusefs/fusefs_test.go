@@ -232,6 +232,18 @@ func TestFileOperations(t *testing.T) {
 	if left != 0 {
 		t.Fatalf("%d files left in the DFS after rm -r", left)
 	}
+	// setuid and setgid bits are not kept
+	must(os.WriteFile(filepath.Join(m, "prog"), []byte("#!/bin/sh\n"), 0o755))
+	must(os.Chmod(filepath.Join(m, "prog"), 0o6755))
+	if fi, err := os.Stat(filepath.Join(m, "prog")); err != nil || fi.Mode()&(os.ModeSetuid|os.ModeSetgid) != 0 || fi.Mode().Perm() != 0o755 {
+		t.Fatalf("after chmod 6755: %v %v", fi.Mode(), err)
+	}
+	d.mu.Lock()
+	if mode := d.files["/prog"].mode; mode != 0o755 {
+		t.Errorf("the DFS stores mode %o, want 755", mode)
+	}
+	d.mu.Unlock()
+	must(os.Remove(filepath.Join(m, "prog")))
 	// a name the DFS refuses is refused with an errno, not an EIO
 	if err := os.WriteFile(filepath.Join(m, "bad\x01name"), []byte("x"), 0o644); !errors.Is(err, syscall.EINVAL) {
 		t.Fatalf("control character in a name: %v, want EINVAL", err)

@@ -261,7 +261,7 @@ func (h *handle) attr(out *fuse.Attr) {
 			size = fi.Size()
 		}
 	}
-	out.Mode = syscall.S_IFREG | h.mode&0o7777
+	out.Mode = syscall.S_IFREG | h.mode&permBits
 	out.Size = uint64(size)
 	out.Blocks = (out.Size + 511) / 512
 	out.Nlink = 1
@@ -284,7 +284,7 @@ func (h *handle) commit(ctx context.Context) syscall.Errno {
 	if err := dfs.CheckPath(p); err != nil {
 		return h.n.m.errno("write", p, err)
 	}
-	_, err := h.n.m.be.Put(ctx, p, io.NewSectionReader(h.buf, 0, 1<<62), h.mode)
+	_, err := h.n.m.be.Put(ctx, p, io.NewSectionReader(h.buf, 0, 1<<62), h.mode&permBits)
 	if err != nil {
 		h.n.m.log.Error("fusefs: commit refused; the previous version stays", "path", p, "reason", err.Error())
 		h.n.m.invalidateLater(h.n.EmbeddedInode()) // the kernel's pages hold the refused bytes

@@ -86,7 +86,7 @@ func (m *Mount) lookupPath(p string) (e api.FSEntry, isDir, found bool, err erro
 }
 
 func (m *Mount) fillFile(out *fuse.Attr, e api.FSEntry) {
-	mode := e.Mode & 0o7777
+	mode := e.Mode & permBits
 	if mode == 0 {
 		mode = 0o644
 	}
@@ -227,7 +227,7 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 		defer h.Release(ctx)
 	}
 	if hasMode {
-		h.setMode(mode & 0o7777)
+		h.setMode(mode & permBits)
 	}
 	if errno := h.truncate(ctx, hasSize, int64(size)); errno != 0 {
 		return errno
@@ -311,7 +311,7 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	}
 	ch := n.newChild(ctx, name, false)
 	cn := ch.Operations().(*node)
-	h, errno := cn.newHandle(flags|syscall.O_TRUNC, mode&0o7777)
+	h, errno := cn.newHandle(flags|syscall.O_TRUNC, mode&permBits)
 	if errno != 0 {
 		return nil, nil, 0, errno
 	}
@@ -464,3 +464,8 @@ func (n *node) writer() *handle {
 	}
 	return last
 }
+
+// permBits are the mode bits a mount shows and stores: setuid, setgid and sticky are
+// dropped (a file written through one mount must not become a setuid program in
+// another; every mount is also nosuid).
+const permBits = 0o777
