@@ -142,8 +142,8 @@ func (m *Service) releaseMountsOn(ev sandbox.Event) {
 		if _, ok := m.mountMeta.Load(ev.Instance); !ok {
 			return
 		}
-		if m.rt != nil {
-			if in, err := m.rt.Get(ev.Instance); err == nil && (in.State == sandbox.StateRunning || in.State == sandbox.StateRestarting) {
+		if rt := m.local(); rt != nil {
+			if in, err := rt.Get(ev.Instance); err == nil && (in.State == sandbox.StateRunning || in.State == sandbox.StateRestarting) {
 				return
 			}
 		}
