@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/rads-lang/constellation/internal/httpapi"
 	"github.com/rads-lang/constellation/sandbox"
@@ -15,8 +16,9 @@ type FSMounter interface {
 	// InstanceMount mounts DFS prefix for instance, its files owned by the host uid and
 	// gid the instance's program runs as, and returns the host directory to bind into it.
 	InstanceMount(instance, prefix string, readOnly bool, uid, gid int) (string, error)
-	// ReleaseInstance unmounts every view of instance.
-	ReleaseInstance(instance string)
+	// ReleaseInstance unmounts the views of instance made before the time given (zero:
+	// all of them).
+	ReleaseInstance(instance string, before time.Time)
 }
 
 // SetFSMounts connects the DFS mounts (before Start); without it creates with mount_fs
@@ -111,17 +113,17 @@ func (m *Service) startMounts(name string, uid, gid int) ([]sandbox.BindMount, e
 	if m.fsMounts == nil {
 		return nil, errors.New("node: the instance has mount_fs but no DFS mounts are connected")
 	}
-	m.fsMounts.ReleaseInstance(name)
+	m.fsMounts.ReleaseInstance(name, time.Time{})
 	var out []sandbox.BindMount
 	for _, s := range md.MountFS {
 		mf, err := ParseMountFS(s)
 		if err != nil {
-			m.fsMounts.ReleaseInstance(name)
+			m.fsMounts.ReleaseInstance(name, time.Time{})
 			return nil, err
 		}
 		dir, err := m.fsMounts.InstanceMount(name, mf.Prefix, mf.ReadOnly, uid, gid)
 		if err != nil {
-			m.fsMounts.ReleaseInstance(name)
+			m.fsMounts.ReleaseInstance(name, time.Time{})
 			return nil, fmt.Errorf("mount_fs %s: %w", s, err)
 		}
 		out = append(out, sandbox.BindMount{Source: dir, Target: mf.Target, ReadOnly: mf.ReadOnly})
@@ -137,7 +139,7 @@ func (m *Service) releaseMountsOn(ev sandbox.Event) {
 	}
 	switch ev.Type {
 	case sandbox.EventDestroyed:
-		m.fsMounts.ReleaseInstance(ev.Instance)
+		m.fsMounts.ReleaseInstance(ev.Instance, time.Time{})
 	case sandbox.EventExited:
 		if _, ok := m.mountMeta.Load(ev.Instance); !ok {
 			return
@@ -147,6 +149,10 @@ func (m *Service) releaseMountsOn(ev sandbox.Event) {
 				return
 			}
 		}
-		m.fsMounts.ReleaseInstance(ev.Instance)
+		at := ev.At
+		if at.IsZero() {
+			at = time.Now()
+		}
+		m.fsMounts.ReleaseInstance(ev.Instance, at)
 	}
 }

@@ -64,8 +64,9 @@ type Manager struct {
 }
 
 type managed struct {
-	m    *Mount
-	info api.FSMount
+	m       *Mount
+	info    api.FSMount
+	created time.Time // monotonic: ReleaseInstance's order
 }
 
 // NewManager detaches the mounts listed by a previous run's records (a crashed node's
@@ -234,7 +235,7 @@ func (g *Manager) mount(dir, prefix string, ro bool, owner string, uid, gid int)
 		m.Close()
 		return api.FSMount{}, fmt.Errorf("%w: the node is stopping", dfs.ErrClosed)
 	}
-	g.mounts[dir] = &managed{m: m, info: info}
+	g.mounts[dir] = &managed{m: m, info: info, created: time.Now()}
 	g.saveLocked()
 	return info, nil
 }
@@ -284,13 +285,14 @@ func (g *Manager) InstanceMount(instance, prefix string, ro bool, uid, gid int) 
 	return dir, nil
 }
 
-// ReleaseInstance unmounts every mount of an instance (stop, rm, a new start).
-func (g *Manager) ReleaseInstance(instance string) {
+// ReleaseInstance unmounts the mounts of an instance made before the given time (zero:
+// all): an exit seen late must not take the views of the start that followed it.
+func (g *Manager) ReleaseInstance(instance string, before time.Time) {
 	owner := "instance " + instance
 	g.mu.Lock()
 	var drop []*managed
 	for d, x := range g.mounts {
-		if x.info.Owner == owner {
+		if x.info.Owner == owner && (before.IsZero() || x.created.Before(before)) {
 			drop = append(drop, x)
 			delete(g.mounts, d)
 		}

@@ -73,7 +73,11 @@ func TestManagerMountsAndRecords(t *testing.T) {
 	if got := len(g.List()); got != 2 {
 		t.Fatalf("%d mounts listed, want 2", got)
 	}
-	g.ReleaseInstance("job/1")
+	g.ReleaseInstance("job/1", time.Now().Add(-time.Hour)) // an exit older than the mount
+	if _, err := os.Stat(idir); err != nil || len(g.List()) != 2 {
+		t.Fatalf("a late exit released a newer view: %v, %d mounts", err, len(g.List()))
+	}
+	g.ReleaseInstance("job/1", time.Time{})
 	if _, err := os.Stat(idir); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("instance mount point after release: %v", err)
 	}
