@@ -14,8 +14,8 @@ import (
 )
 
 // TestDataPipelineEndToEnd runs examples/data-pipeline on two nodes: raw files put on
-// alpha, the pipeline driven on beta (one worker instance per file, each with
-// --mount-fs /cluster/data:/data), the results read on alpha with fs get. Then an
+// alpha, the pipeline driven on beta (one worker instance per file, spread over both
+// nodes, each with --mount-fs /cluster/data:/data), the results read on alpha with fs get. Then an
 // attacker instance, root inside, tries to get out of its views: a write to a :ro view,
 // ".." out of the view, a remount read-write, a view of a sandbox path.
 func TestDataPipelineEndToEnd(t *testing.T) {
@@ -63,8 +63,11 @@ func TestDataPipelineEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("pipeline.sh on beta: %v\n%s", err, out)
 	}
+	if !strings.Contains(string(out), "on node alpha") || !strings.Contains(string(out), "on node beta") {
+		t.Errorf("the workers did not run on both nodes:\n%s", out)
+	}
 	for name, content := range raw {
-		if !strings.Contains(string(out), "processed "+name+" on node beta") {
+		if !strings.Contains(string(out), "processed "+name+" on node ") {
 			t.Errorf("pipeline output lacks the worker of %s:\n%s", name, out)
 		}
 		lines := strings.Count(content, "\n")
@@ -84,8 +87,10 @@ func TestDataPipelineEndToEnd(t *testing.T) {
 	if r := run(t, "list", "--data-dir", dirB); strings.Contains(r.stdout, "processor-") {
 		t.Errorf("workers left after the pipeline: %s", r.stdout)
 	}
-	if r := run(t, "fs", "mounts", "--json", "--data-dir", dirB); strings.TrimSpace(r.stdout) != "[]" {
-		t.Errorf("views left after the workers were removed: %s", r.stdout)
+	for _, d := range []string{dirA, dirB} {
+		if r := run(t, "fs", "mounts", "--json", "--data-dir", d); strings.TrimSpace(r.stdout) != "[]" {
+			t.Errorf("views left on %s after the workers were removed: %s", d, r.stdout)
+		}
 	}
 
 	// the attacker: root inside, a read-only view of raw/ and a writable one of scratch/

@@ -1,7 +1,7 @@
 #!/bin/sh
 # The seed's data pipeline: list /cluster/data/raw, run one worker instance per file
-# (process.sh, with the DFS tree /cluster/data mounted at /data), wait for all of them,
-# list the results in /cluster/data/processed.
+# (process.sh, with the DFS tree /cluster/data mounted at /data) spread over the alive
+# nodes, wait for all of them, list the results in /cluster/data/processed.
 #
 #   C7="constellation --data-dir /var/lib/constellation" examples/data-pipeline/pipeline.sh
 #
@@ -14,13 +14,18 @@ c7=${C7:-constellation}
 files=$($c7 fs ls /cluster/data/raw | sed -n 's#^/cluster/data/raw/\([^/]*\)$#\1#p' | grep -vx '.constellation-dir' || true)
 [ -n "$files" ] || { echo "no files in /cluster/data/raw: put some with 'constellation fs put FILE /cluster/data/raw/NAME'" >&2; exit 1; }
 
+# the alive nodes, to spread the workers over (round robin)
+nodes=$($c7 nodes | awk 'NR > 1 && / alive / {print $1}')
+set -- $nodes
 workers=""
 for f in $files; do
+	[ $# -gt 0 ] || set -- $nodes
 	w=processor-$(printf '%s' "$f" | tr -c 'a-zA-Z0-9-' '-' | cut -c1-40)
-	$c7 create --name "$w" --network none --ram-mb 64 --pids 64 \
+	$c7 create --name "$w" --node "$1" --network none --ram-mb 64 --pids 64 \
 		--mount-fs /cluster/data:/data --env INPUT_FILE="/data/raw/$f" --script "$here/process.sh" >/dev/null
-	echo "started $w for /cluster/data/raw/$f"
+	echo "started $w on $1 for /cluster/data/raw/$f"
 	workers="$workers $w"
+	shift
 done
 
 failed=0
