@@ -2,13 +2,16 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"os/signal"
 	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/rads-lang/constellation/api"
 )
@@ -52,12 +55,23 @@ func fsMountCmd(g *globals) *cobra.Command {
 				return nil
 			}
 			fmt.Fprintf(c.OutOrStdout(), "mounted %s at %s (%s); Ctrl-C unmounts\n", m.Prefix, m.Dir, mode)
-			<-ctx.Done()
+			// the node unmounts when this hold ends, also if this process is killed
+			gone, err := cl.FSHold(ctx, m.Dir)
+			if gone {
+				fmt.Fprintf(c.OutOrStdout(), "%s was unmounted (fs umount or the node stopping)\n", m.Dir)
+				return nil
+			}
 			uctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			if err := cl.FSUnmount(uctx, m.Dir); err != nil {
-				return fmt.Errorf("unmount %s: %w", m.Dir, err)
+			uerr := cl.FSUnmount(uctx, m.Dir)
+			var re *api.RemoteError
+			if uerr != nil && !(errors.As(uerr, &re) && re.Status == http.StatusNotFound) {
+				return fmt.Errorf("unmount %s: %w", m.Dir, uerr)
 			}
+			if ctx.Err() == nil && err != nil {
+				return fmt.Errorf("lost the node while holding %s (the node unmounts it): %w", m.Dir, err)
+			}
+			waitUnmounted(m.Dir, 10*time.Second)
 			fmt.Fprintf(c.OutOrStdout(), "unmounted %s\n", m.Dir)
 			return nil
 		},
@@ -113,5 +127,19 @@ func fsUmountCmd(g *globals) *cobra.Command {
 			fmt.Fprintf(c.OutOrStdout(), "unmounted %s\n", dir)
 			return nil
 		},
+	}
+}
+
+// fuseMagic is FUSE_SUPER_MAGIC, the f_type of a FUSE mount.
+const fuseMagic = 0x65735546
+
+// waitUnmounted waits (at most d) until dir, on this machine, is no FUSE mount any more:
+// the node may still be unmounting when its answer arrives.
+func waitUnmounted(dir string, d time.Duration) {
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		var st unix.Statfs_t
+		if unix.Statfs(dir, &st) != nil || st.Type != fuseMagic {
+			return
+		}
 	}
 }

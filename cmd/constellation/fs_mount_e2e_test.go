@@ -226,6 +226,16 @@ func TestFSMountEndToEnd(t *testing.T) {
 	if isFUSEMount(mntA) {
 		t.Fatal("alpha's mount is still there after SIGINT")
 	}
+	// a killed fs mount: the node unmounts when its hold ends
+	mountK := startPeerCmd(t, dirA, exec.Command(binary(t), "fs", "mount", mntA, "--prefix", "/cluster", "--data-dir", dirA))
+	testutil.WaitFor(t, 15*time.Second, "alpha's mount again", func() (bool, string) {
+		return isFUSEMount(mntA), mountK.stderr.String()
+	})
+	mountK.cmd.Process.Kill()
+	<-mountK.done
+	testutil.WaitFor(t, 10*time.Second, "the node to unmount the mount of a killed fs mount", func() (bool, string) {
+		return !isFUSEMount(mntA), "still mounted"
+	})
 
 	// beta crashes while hosting its mount: stale; its next start detaches it
 	beta.cmd.Process.Kill()

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -66,7 +67,8 @@ type Manager struct {
 type managed struct {
 	m       *Mount
 	info    api.FSMount
-	created time.Time // monotonic: ReleaseInstance's order
+	created time.Time     // monotonic: ReleaseInstance's order
+	gone    chan struct{} // closed once the mount is taken out of the manager
 }
 
 // NewManager detaches the mounts listed by a previous run's records (a crashed node's
@@ -235,7 +237,7 @@ func (g *Manager) mount(dir, prefix string, ro bool, owner string, uid, gid int)
 		m.Close()
 		return api.FSMount{}, fmt.Errorf("%w: the node is stopping", dfs.ErrClosed)
 	}
-	g.mounts[dir] = &managed{m: m, info: info, created: time.Now()}
+	g.mounts[dir] = &managed{m: m, info: info, created: time.Now(), gone: make(chan struct{})}
 	g.saveLocked()
 	return info, nil
 }
@@ -254,6 +256,7 @@ func (g *Manager) Unmount(dir string) error {
 	if !ok {
 		return fmt.Errorf("%w: %s (fs mounts lists them)", ErrNoMount, dir)
 	}
+	close(x.gone)
 	return x.m.Close()
 }
 
@@ -295,6 +298,7 @@ func (g *Manager) ReleaseInstance(instance string, before time.Time) {
 		if x.info.Owner == owner && (before.IsZero() || x.created.Before(before)) {
 			drop = append(drop, x)
 			delete(g.mounts, d)
+			close(x.gone)
 		}
 	}
 	if len(drop) > 0 {
@@ -318,6 +322,9 @@ func (g *Manager) Close() error {
 	g.mounts = map[string]*managed{}
 	g.saveLocked()
 	g.mu.Unlock()
+	for _, x := range all {
+		close(x.gone)
+	}
 	var (
 		wg   sync.WaitGroup
 		emu  sync.Mutex
@@ -342,13 +349,65 @@ func (g *Manager) Close() error {
 	return errors.Join(errs...)
 }
 
+// gone is closed once the API mount at dir is unmounted (nil: there is none).
+func (g *Manager) goneCh(dir string) (<-chan struct{}, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	x, ok := g.mounts[dir]
+	switch {
+	case !ok:
+		return nil, fmt.Errorf("%w: %s (fs mounts lists them)", ErrNoMount, dir)
+	case x.info.Owner != OwnerAPI:
+		return nil, fmt.Errorf("%w: %s belongs to %s", ErrBusy, dir, x.info.Owner)
+	}
+	return x.gone, nil
+}
+
+// handleHold ties an API mount to the request: when the client goes away (fs mount
+// interrupted, or killed), the mount is unmounted. An SSE stream of keepalives; it ends
+// with an "unmounted" event when the mount goes another way (fs umount, node stop).
+func (g *Manager) handleHold(w http.ResponseWriter, r *http.Request) {
+	dir := r.URL.Query().Get("dir")
+	gone, err := g.goneCh(dir)
+	if err != nil {
+		httpapi.WriteErr(w, err)
+		return
+	}
+	sse, err := httpapi.StartSSE(w, "holding "+dir)
+	if err != nil {
+		httpapi.WriteErr(w, err)
+		return
+	}
+	keep := time.NewTicker(15 * time.Second)
+	defer keep.Stop()
+	for {
+		select {
+		case <-gone:
+			_ = sse.Send(1, "unmounted", []byte(`{"dir":`+strconv.Quote(dir)+`}`))
+			return
+		case <-keep.C:
+			if sse.Comment("keepalive") == nil {
+				continue
+			}
+		case <-r.Context().Done():
+		}
+		if err := g.Unmount(dir); err != nil && !errors.Is(err, ErrNoMount) {
+			g.log.Warn("fusefs: unmounting a mount whose holder went away", "dir", dir, "err", err)
+		} else if err == nil {
+			g.log.Info("fusefs: unmounted a mount whose holder went away", "dir", dir)
+		}
+		return
+	}
+}
+
 // Router is where Register adds the routes (*httpapi.Server).
 type Router interface {
 	Handle(pattern string, h http.HandlerFunc)
 }
 
-// Register adds POST, GET and DELETE /v1/fs/mounts.
+// Register adds POST, GET and DELETE /v1/fs/mounts and GET /v1/fs/mounts/hold.
 func (g *Manager) Register(r Router) {
+	r.Handle("GET /v1/fs/mounts/hold", g.handleHold)
 	r.Handle("POST /v1/fs/mounts", func(w http.ResponseWriter, r *http.Request) {
 		var q api.FSMountRequest
 		if !httpapi.Decode(w, r, &q) {
