@@ -60,6 +60,8 @@ type DeploymentSpec struct {
 	// Secrets of the deployment's namespace each instance gets as environment variables
 	// ("NAME:file": as the file /run/secrets/NAME; as create's "secrets"; docs/security.md).
 	Secrets []string `json:"secrets,omitempty"`
+	// MountFS gives each instance FUSE views of DFS directories (as create's "mount_fs").
+	MountFS []string `json:"mount_fs,omitempty"`
 	// Placement: strategy spread (default), binpack or random; constraints on node
 	// attributes (node.region=us-east, node.name!=n3, node.type in (a,b)); affinity and
 	// anti-affinity terms on the labels of instances on a node (service=cache[;weight=N][;hard]);

@@ -105,6 +105,11 @@ type CreateRequest struct {
 	// /run/secrets/NAME), decrypted by the node that runs it at each start; the values
 	// are in no record, list or answer.
 	Secrets []string `json:"secrets,omitempty"`
+	// MountFS gives the instance FUSE views of DFS directories (`create --mount-fs
+	// /cluster/data:/data[:ro]`, repeatable): PREFIX:TARGET, optionally :ro (read-only,
+	// EROFS even for root inside) or :rw (the default); writes commit to the DFS on
+	// close, flush or fsync (docs/dfs.md, "Mounting"). Admin callers only.
+	MountFS []string `json:"mount_fs,omitempty"`
 	// MetricsPort, when set, is a port where the instance serves Prometheus metrics at
 	// /metrics; its node scrapes it at every sampling interval (docs/monitor.md).
 	MetricsPort int `json:"metrics_port,omitempty"`
@@ -226,6 +231,7 @@ type Instance struct {
 	Grants []string `json:"grants,omitempty"`
 	// Secrets are the names of the secrets the instance gets (never their values).
 	Secrets   []string `json:"secrets,omitempty"`
+	MountFS   []string `json:"mount_fs,omitempty"` // DFS views (PREFIX:TARGET[:ro])
 	CreatedBy string   `json:"created_by,omitempty"`
 	// MetricsPort is where the instance serves /metrics for its node to scrape (0: none).
 	MetricsPort int `json:"metrics_port,omitempty"`

@@ -311,6 +311,9 @@ func (m *Service) Create(ctx context.Context, req *api.CreateRequest) (Record, e
 		}
 		slices.Sort(md.Secrets)
 	}
+	if md.MountFS, err = m.checkMountFS(req.MountFS); err != nil {
+		return Record{}, err
+	}
 	if req.MetricsPort != 0 {
 		if req.MetricsPort < 1 || req.MetricsPort > 65535 {
 			return Record{}, httpapi.BadRequest(`invalid field "metrics_port": %d is not a port (1-65535)`, req.MetricsPort)

@@ -295,9 +295,13 @@ func checkDeployPriority(c caller, r *http.Request) error {
 	var spec struct {
 		Priority *api.Priority `json:"priority"`
 		Secrets  []string      `json:"secrets"`
+		MountFS  []string      `json:"mount_fs"`
 	}
 	if json.Unmarshal(body, &spec) == nil && spec.Priority != nil && int(*spec.Priority) > sched.PriorityNormal {
 		return forbidden("instance %s may not deploy with priority %d: above normal (%d) is for admin callers only", c.name, *spec.Priority, sched.PriorityNormal)
+	}
+	if len(spec.MountFS) > 0 {
+		return forbidden("instance %s may not deploy with mount_fs: giving instances DFS views is for admin callers and API tokens only", c.name)
 	}
 	if len(spec.Secrets) > 0 {
 		return forbidden("instance %s may not deploy with secrets: giving secrets to instances is for admin callers and API tokens only", c.name)

@@ -112,6 +112,8 @@ type Record struct {
 	MetricsPort int `cbor:"34,keyasint,omitempty"`
 	// Deployment is the deployment the instance belongs to (empty: a standalone instance).
 	Deployment string `cbor:"35,keyasint,omitempty"`
+	// MountFS are the instance's DFS views (PREFIX:TARGET[:ro], fsmounts.go).
+	MountFS []string `cbor:"36,keyasint,omitempty"`
 }
 
 // ResourceRecord is a node's resource accounting (collection "resources"), written by the
@@ -183,6 +185,10 @@ type Service struct {
 	OpenRuntime func(sandbox.Config) (Runtime, error)
 	// secrets gives instances their secrets (SetSecrets).
 	secrets Secrets
+	// fsMounts gives instances their DFS views (SetFSMounts); mountMeta holds the meta of
+	// instances with views by name, for startMounts.
+	fsMounts  FSMounter
+	mountMeta sync.Map
 	// secretNames holds the meta of instances with secrets by name, for startEnv: the
 	// runtime calls it holding its own lock, so it must not take mu (lock order).
 	secretNames sync.Map
@@ -226,6 +232,7 @@ type instanceMeta struct {
 	Secrets      []string          `json:"secrets,omitempty"`    // secret names (env at each start)
 	MetricsPort  int               `json:"metrics_port,omitempty"`
 	Deployment   string            `json:"deployment,omitempty"` // set by the scheduler
+	MountFS      []string          `json:"mount_fs,omitempty"`   // DFS views (fsmounts.go)
 }
 
 // Config configures the instance service.
@@ -512,6 +519,7 @@ func (m *Service) runtime() (Runtime, error) {
 		Env:            env,
 		StartEnv:       m.startEnv,
 		StartFiles:     m.startFiles,
+		StartMounts:    m.startMounts,
 		DefaultNetwork: m.cfg.DefaultNetwork,
 		Bridge:         m.cfg.Bridge,
 		BridgeSubnet:   m.cfg.BridgeSubnet,
@@ -556,6 +564,11 @@ func (m *Service) loadMetaLocked() {
 }
 
 func (m *Service) noteSecrets(name string, md instanceMeta) {
+	if len(md.MountFS) == 0 {
+		m.mountMeta.Delete(name)
+	} else {
+		m.mountMeta.Store(name, md)
+	}
 	if len(md.Secrets) == 0 {
 		m.secretNames.Delete(name)
 		return
@@ -604,6 +617,7 @@ func userEnv(env map[string]string) map[string]string {
 // onEvent receives the runtime's lifecycle events (one goroutine, in order).
 func (m *Service) onEvent(ev sandbox.Event) {
 	m.countOOM(ev)
+	m.releaseMountsOn(ev)
 	if ev.Type == sandbox.EventDestroyed {
 		if m.inner != nil {
 			m.inner.detach(ev.Instance)
@@ -667,7 +681,7 @@ func (m *Service) recordOf(in sandbox.Info, md instanceMeta) Record {
 		CreatedAt: md.CreatedAt, StampWall: md.StampWall, StampLogical: md.StampLogical,
 		Namespace: md.Namespace, IP: in.IP, Grants: md.Grants, CreatedBy: md.CreatedBy, CreatorID: md.CreatorID,
 		Secrets:     md.Secrets,
-		MetricsPort: md.MetricsPort, Deployment: md.Deployment,
+		MetricsPort: md.MetricsPort, Deployment: md.Deployment, MountFS: md.MountFS,
 	}
 	for _, p := range in.Spec.Publish {
 		r.Publish = append(r.Publish, p.String())
@@ -949,7 +963,7 @@ func (r Record) Info() api.Instance {
 		Script: r.Script, Args: r.Args, Env: r.Env, Code: r.Code, Restart: r.Restart, Network: r.Network,
 		CreatedAt: r.CreatedAt, StartedAt: r.StartedAt, UpdatedAt: r.UpdatedAt, Namespace: r.namespace(),
 		Publish: r.Publish, IP: r.IP, Grants: r.Grants, CreatedBy: r.CreatedBy, Secrets: r.Secrets,
-		MetricsPort: r.MetricsPort, Deployment: r.Deployment,
+		MetricsPort: r.MetricsPort, Deployment: r.Deployment, MountFS: r.MountFS,
 	}
 }
 

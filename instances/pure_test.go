@@ -299,6 +299,7 @@ func TestCheckCreate(t *testing.T) {
 		{api.CreateRequest{Name: "x", UID: ptr(0)}, false},
 		{api.CreateRequest{Name: "x", GID: ptr(1000)}, false},
 		{api.CreateRequest{Name: "x", Reservation: "r1"}, false},
+		{api.CreateRequest{Name: "x", MountFS: []string{"/cluster:/data"}}, false},
 	} {
 		if err := checkCreate(c, &x.req); (err == nil) != x.ok {
 			t.Errorf("checkCreate(%+v) = %v; want ok=%v", x.req, err, x.ok)
@@ -310,7 +311,7 @@ func TestCheckCreate(t *testing.T) {
 // a child or one for admin callers; a new field fails here until it is classified (and is
 // refused to instances meanwhile).
 func TestChildFieldsClassified(t *testing.T) {
-	adminFields := []string{"uid", "gid", "reservation", "publish", "host_root", "seccomp", "secrets"}
+	adminFields := []string{"uid", "gid", "reservation", "publish", "host_root", "seccomp", "secrets", "mount_fs"}
 	rt := reflect.TypeOf(api.CreateRequest{})
 	for i := 0; i < rt.NumField(); i++ {
 		name, _, _ := strings.Cut(rt.Field(i).Tag.Get("json"), ",")

@@ -7,6 +7,7 @@ import (
 
 	"github.com/rads-lang/constellation/dfs"
 	"github.com/rads-lang/constellation/dfs/content"
+	"github.com/rads-lang/constellation/dfs/fusefs"
 	"github.com/rads-lang/constellation/instances"
 	"github.com/rads-lang/constellation/internal/state"
 	"github.com/rads-lang/constellation/scheduler"
@@ -18,6 +19,7 @@ type nodeDFS struct {
 	content *content.Store
 	svc     *dfs.Service
 	pins    *dfs.PinProtocol
+	mounts  *fusefs.Manager // FUSE views (fsmount.go)
 	// capacityMB is the configured block store size (0: the disk's free space).
 	capacityMB int64
 }
@@ -62,11 +64,12 @@ func (n *Node) buildDFS(log *slog.Logger) error {
 	svc.SetPeers(pins)
 	svc.Register(n.api, store.Gateway())
 	n.dfs = nodeDFS{content: store, svc: svc, pins: pins, capacityMB: c.CapacityMB}
-	return nil
+	return n.buildFSMounts(log)
 }
 
 // closeDFS closes the namespace service, its protocol and the content store.
 func (n *Node) closeDFS() {
+	n.closeFSMounts()
 	if n.dfs.svc != nil {
 		n.dfs.svc.Close()
 	}

@@ -81,6 +81,11 @@ type Config struct {
 	// read-only once filled) in its mount namespace, files mode 0400 owned by its uid.
 	// Never stored; an error fails the start.
 	StartFiles func(name string) (map[string][]byte, error) `json:"-"`
+	// StartMounts, when set, is asked at each start of an instance (owner: the host uid
+	// and gid its program runs as, so files of a bound view it owns are writable by it)
+	// for host directories bound into its mount namespace before pivot_root (binds.go).
+	// An error fails the start.
+	StartMounts func(name string, ownerUID, ownerGID int) ([]BindMount, error) `json:"-"`
 	// TmpMB is the size of each instance's private /tmp (tmpfs, charged to its memory);
 	// default 64.
 	TmpMB int64

@@ -38,9 +38,11 @@ type initConfig struct {
 	HostUID int        `json:"host_uid"`
 	Etc     []etcEntry `json:"etc"` // the instance's /etc
 	// Secrets are the files of /run/secrets (Config.StartFiles); none: no mount.
-	Secrets  []etcEntry `json:"secrets,omitempty"`
-	RunDir   string     `json:"run_dir"`   // bound read-only at /run/constellation
-	DevNodes []string   `json:"dev_nodes"` // host /dev nodes bound into /dev
+	Secrets []etcEntry `json:"secrets,omitempty"`
+	// Binds are host directories bound into the instance (Config.StartMounts).
+	Binds    []BindMount `json:"binds,omitempty"`
+	RunDir   string      `json:"run_dir"`   // bound read-only at /run/constellation
+	DevNodes []string    `json:"dev_nodes"` // host /dev nodes bound into /dev
 	// Docker's masked and read-only /proc paths that exist on this kernel.
 	ProcMaskFiles []string  `json:"proc_mask_files"`
 	ProcMaskDirs  []string  `json:"proc_mask_dirs"`

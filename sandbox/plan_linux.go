@@ -21,8 +21,9 @@ import (
 //     a tmpfs /etc (generated files, copies or read-only binds of a few host /etc
 //     entries), /app, /tmp,
 //     a nodev /dev holding binds of the allowed device nodes and a private devpts, /proc
-//     with Docker's masked and read-only paths, and /run/constellation (the node's run
-//     directory, read-only); pivot_root into it;
+//     with Docker's masked and read-only paths, /run/constellation (the node's run
+//     directory, read-only) and the node's bind mounts (Config.StartMounts: the DFS
+//     views of --mount-fs); pivot_root into it;
 //   - unshare a user namespace (and the network namespace, owned by it) and wait for the
 //     parent to write the uid/gid maps: the mount, PID, UTS, IPC and cgroup namespaces
 //     stay owned by the host's user namespace, so root inside can change none of them;
@@ -246,6 +247,7 @@ func buildChild(c *initConfig, v1Procs []int, stdio []int, hostDirs map[string]s
 	if len(c.Secrets) > 0 {
 		p.secretFiles(r, c)
 	}
+	p.binds(r, c)
 	// /dev: nodev, so no device node made there works; the allowed devices are binds
 	// of the host's nodes (and the devices cgroup allows only those).
 	dev := filepath.Join(r, "dev")
@@ -453,4 +455,28 @@ func (p *childProg) secretFiles(r string, c *initConfig) {
 		p.add("chown secret file", unix.SYS_FCHOWNAT, atFDCWD, p.str(t), uintptr(uid), uintptr(gid), 0)
 	}
 	p.setattr(dir, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC, false)
+}
+
+// binds bind the node's host directories (Config.StartMounts) at their targets: the
+// target directory is made when missing (it may exist, e.g. in the code layer), the bind
+// is nosuid and nodev, and read-only when asked. The attributes are set by host root in
+// a mount namespace owned by the host's user namespace: root inside cannot change them.
+func (p *childProg) binds(r string, c *initConfig) {
+	for _, b := range c.Binds {
+		t := filepath.Join(r, b.Target)
+		p.mkdirAll(r, filepath.Dir(t), 0o755)
+		if p.made == nil {
+			p.made = map[string]bool{}
+		}
+		if !p.made[t] {
+			p.add("mkdir "+t, unix.SYS_MKDIRAT, atFDCWD, p.str(t), 0o755).flags = opMayFail
+			p.made[t] = true
+		}
+		p.mount(b.Source, t, "", unix.MS_BIND, "")
+		attrs := uint64(unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV)
+		if b.ReadOnly {
+			attrs |= unix.MOUNT_ATTR_RDONLY
+		}
+		p.setattr(t, attrs, false)
+	}
 }

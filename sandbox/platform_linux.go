@@ -269,6 +269,14 @@ func (p *linuxPlatform) start(res *resources, spec *Spec, stdout *os.File) (proc
 		return nil, runPipes{}, err
 	}
 	uid, gid := specIDs(p.cfg, spec)
+	ownerUID, ownerGID := uid, gid
+	if res.HostUID != 0 {
+		ownerUID, ownerGID = res.HostUID+uid, res.HostUID+gid
+	}
+	binds, err := startMounts(spec, p.cfg, ownerUID, ownerGID)
+	if err != nil {
+		return nil, runPipes{}, err
+	}
 	filter, filterFlags, err := p.seccompFor(res, spec)
 	if err != nil {
 		return nil, runPipes{}, err
@@ -303,6 +311,7 @@ func (p *linuxPlatform) start(res *resources, spec *Spec, stdout *os.File) (proc
 		HostUID:       res.HostUID,
 		Etc:           p.etc.etcFor(spec, uid, gid, mode, res.IP, p.cfg.DNS),
 		Secrets:       secretFiles,
+		Binds:         binds,
 		RunDir:        res.runDir(),
 		DevNodes:      p.devNodes,
 		ProcMaskFiles: p.procMaskFiles,

@@ -101,6 +101,11 @@ func (p *otherPlatform) start(res *resources, spec *Spec, stdout *os.File) (proc
 	} else if len(files) > 0 {
 		return nil, runPipes{}, fmt.Errorf("instance %s: secrets as files (/run/secrets) need the Linux sandbox", spec.Name)
 	}
+	if binds, err := startMounts(spec, p.cfg, 0, 0); err != nil {
+		return nil, runPipes{}, err
+	} else if len(binds) > 0 {
+		return nil, runPipes{}, fmt.Errorf("instance %s: mounts (--mount-fs) need the Linux sandbox", spec.Name)
+	}
 	env = append(env, "CONSTELLATION_CODE="+spec.Code)
 	devnull, err := os.Open(os.DevNull)
 	if err != nil {

@@ -66,6 +66,13 @@ func (s *Scheduler) Deploy(spec api.DeploymentSpec) (DeploymentRecord, bool, err
 	if err := s.feasible(specOf(spec)); err != nil {
 		return DeploymentRecord{}, false, err
 	}
+	if len(spec.MountFS) > 0 {
+		mfs, err := instances.CheckMountFS(spec.MountFS)
+		if err != nil {
+			return DeploymentRecord{}, false, httpapi.BadRequest(`field "mount_fs": %v`, err)
+		}
+		spec.MountFS = mfs
+	}
 	if s.secrets != nil {
 		if err := s.secrets.CheckNamespace(spec.Namespace); err != nil {
 			return DeploymentRecord{}, false, err

@@ -83,6 +83,8 @@ type Spec struct {
 	ServicePort     int    `cbor:"24,keyasint,omitempty"`
 	ServiceProtocol string `cbor:"25,keyasint,omitempty"`
 	HealthCheck     string `cbor:"26,keyasint,omitempty"`
+	// MountFS are each instance's DFS views (PREFIX:TARGET[:ro], create's mount_fs).
+	MountFS []string `cbor:"27,keyasint,omitempty"`
 }
 
 // specOf is the replicated form of a normalized API spec.
@@ -92,7 +94,7 @@ func specOf(a api.DeploymentSpec) Spec {
 		Args: a.Args, Env: a.Env, Code: a.Code, Strategy: a.Strategy, Constraints: a.Constraints, Affinity: a.Affinity,
 		AntiAffinity: a.AntiAffinity, SpreadBy: a.SpreadBy, Labels: a.Labels, Namespace: a.Namespace,
 		Priority: specPriority(&a), Secrets: a.Secrets, Service: a.Service, ServicePort: a.ServicePort,
-		ServiceProtocol: a.ServiceProtocol, HealthCheck: a.HealthCheck}
+		ServiceProtocol: a.ServiceProtocol, HealthCheck: a.HealthCheck, MountFS: a.MountFS}
 }
 
 // DeploymentRecord is a deployment's replicated intent (collection "deployments").

@@ -562,7 +562,7 @@ func (s *Scheduler) admit(st *schedState, c ClaimRecord, d DeploymentRecord) *Re
 	req := api.CreateRequest{
 		Name: c.Instance, Namespace: d.Namespace, Command: d.Command, Script: d.Script, ScriptContent: d.ScriptContent,
 		Args: d.Args, Env: d.Env, Code: d.Code, CPUPercent: d.CPUPercent, CPUCores: d.CPUCores,
-		RAMMB: d.RAMMB, DiskMB: d.DiskMB, PIDs: d.PIDs, Restart: sandbox.RestartNever, Secrets: d.Secrets,
+		RAMMB: d.RAMMB, DiskMB: d.DiskMB, PIDs: d.PIDs, Restart: sandbox.RestartNever, Secrets: d.Secrets, MountFS: d.MountFS,
 		Deployment: c.Deployment,
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)

@@ -155,6 +155,7 @@ stay or stop, without changing anything; it fails when an instance would be left
 	f.StringVar(&spec.Script, "script", "", "script to run: a local file (uploaded), or a file in --code DIR")
 	f.StringVar(&spec.Code, "code", "", "code directory on the nodes, under their code roots")
 	f.StringArrayVar(&env, "env", nil, "environment variable KEY=VALUE (repeatable)")
+	f.StringArrayVar(&spec.MountFS, "mount-fs", nil, "give each instance a view of a DFS directory: PREFIX:TARGET[:ro] (repeatable; as create --mount-fs)")
 	f.StringArrayVar(&spec.Secrets, "secret", nil, "give each instance this secret of the namespace as an environment variable, or NAME:file as the file /run/secrets/NAME (repeatable; docs/security.md)")
 	f.StringVar(&spec.Strategy, "strategy", "spread", "spread, binpack or random")
 	f.StringVar(&spec.Service, "service", "", "register every instance in the service mesh under this name (with --port)")

@@ -23,6 +23,7 @@ func newFSCmd(g *globals) *cobra.Command {
 		fsDuCmd(g), fsInitCmd(g), fsVersionsCmd(g), fsRevertCmd(g), fsWatchCmd(g), fsSnapshotCmd(g),
 		fsSnapshotsCmd(g), fsRestoreCmd(g), fsExportCmd(g), fsImportCmd(g))
 	fs.AddCommand(fsShareCmds(g)...)
+	fs.AddCommand(fsMountCmds(g)...)
 	return fs
 }
 

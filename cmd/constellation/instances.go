@@ -214,6 +214,7 @@ messages:send.`,
 	f.IntVar(&gid, "gid", 0, "run as this gid (default nogroup)")
 	f.BoolVar(&noStart, "no-start", false, "create only; start later with 'constellation start NAME'")
 	f.StringVar(&req.Reservation, "reservation", "", "run on a reservation's capacity (an ID from 'constellation reserve'): on its node, with its resources unless given")
+	f.StringArrayVar(&req.MountFS, "mount-fs", nil, "give the instance a view of a DFS directory: PREFIX:TARGET[:ro], e.g. /cluster/data:/data:ro (repeatable; writes commit on close; docs/dfs.md)")
 	f.StringArrayVar(&req.Secrets, "secret", nil, "give the instance this secret of its namespace as an environment variable of the same name, or NAME:file as the file /run/secrets/NAME (repeatable; 'constellation secrets set')")
 	f.IntVar(&req.MetricsPort, "metrics-port", 0, "port where the instance serves Prometheus metrics at /metrics; its node scrapes it every sampling interval")
 	f.StringArrayVar(&req.Grants, "grant", nil, "let the instance's API token do more than manage itself (repeatable): "+strings.Join(instances.AllGrants, ", "))
@@ -252,6 +253,9 @@ func printInstance(w io.Writer, r api.Instance, asJSON bool) error {
 	}
 	if len(r.Grants) > 0 {
 		t.row("grants", strings.Join(r.Grants, ", "))
+	}
+	if len(r.MountFS) > 0 {
+		t.row("mount-fs", strings.Join(r.MountFS, ", "))
 	}
 	if len(r.Secrets) > 0 {
 		t.row("secrets", strings.Join(r.Secrets, ", "))
