@@ -166,9 +166,13 @@ var RoutePerms = map[string]Perm{
 	"PUT /v1/fs/import":                  "files:write",
 	"GET /ipfs/{rest...}":                "files:read",
 	// shared directories: the node reads and writes a directory of its machine as its user
-	"GET /v1/fs/shares":    "files:read",
-	"POST /v1/fs/shares":   "nodes:write",
-	"DELETE /v1/fs/shares": "nodes:write",
+	"GET /v1/fs/shares":      "files:read",
+	"POST /v1/fs/shares":     "nodes:write",
+	"DELETE /v1/fs/shares":   "nodes:write",
+	"GET /v1/fs/mounts":      "files:read",
+	"POST /v1/fs/mounts":     "nodes:write",
+	"DELETE /v1/fs/mounts":   "nodes:write",
+	"GET /v1/fs/mounts/hold": "nodes:write",
 	// service mesh
 	"GET /v1/mesh/services":                "services:read",
 	"GET /v1/mesh/services/{name}":         "services:read",
