@@ -693,8 +693,15 @@ func (s *Service) Init(t api.FSTree) (api.FSTree, error) {
 		return t, err
 	}
 	switch t.Consistency {
-	case "":
+	case "": // an existing tree keeps its mode, a new one is eventual
 		t.Consistency = Eventual
+		s.st.View(func(v *state.View) {
+			if b, _, ok := v.GetLWW(CollTrees, prefix); ok {
+				if old, err := decodeTree(b); err == nil && old.Consistency != "" {
+					t.Consistency = old.Consistency
+				}
+			}
+		})
 	case Eventual, Strong:
 	default:
 		return t, fmt.Errorf("%w: consistency %q; use eventual or strong", ErrBadRequest, t.Consistency)
