@@ -103,6 +103,10 @@ type Config struct {
 	// Consensus is the lock service strong trees commit through (nil: strong trees answer
 	// 503 unavailable, "no lock service").
 	Consensus Consensus
+	// StrongTimeout bounds each call to Consensus (the lock service retries through a
+	// leader election within it; default 5 s): a node without quorum answers 503
+	// unavailable after it.
+	StrongTimeout time.Duration
 }
 
 func (c *Config) defaults() {
@@ -126,6 +130,9 @@ func (c *Config) defaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.StrongTimeout <= 0 {
+		c.StrongTimeout = 5 * time.Second
 	}
 	if c.Metrics == nil {
 		c.Metrics = prometheus.NewRegistry()

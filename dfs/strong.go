@@ -185,7 +185,9 @@ func (s *Service) strongGet(ctx context.Context, path string) (committed, error)
 	if s.cfg.Consensus == nil {
 		return committed{}, noLockService(path)
 	}
-	b, rev, err := s.cfg.Consensus.Get(ctx, StrongKey(path))
+	cctx, cancel := context.WithTimeout(ctx, s.cfg.StrongTimeout)
+	defer cancel()
+	b, rev, err := s.cfg.Consensus.Get(cctx, StrongKey(path))
 	if err != nil {
 		var he *httpapi.Error
 		if errors.As(err, &he) && he.Status == http.StatusNotFound {
@@ -268,7 +270,9 @@ func (s *Service) setStrong(ctx context.Context, path string, token uint64, pre 
 		if err != nil {
 			return EntryRecord{}, err
 		}
-		rev, err := s.cfg.Consensus.CAS(ctx, StrongKey(path), c.rev, b, token)
+		cctx, cancel := context.WithTimeout(ctx, s.cfg.StrongTimeout)
+		rev, err := s.cfg.Consensus.CAS(cctx, StrongKey(path), c.rev, b, token)
+		cancel()
 		if isCode(err, "conflict") {
 			s.met.strongRetries.Inc()
 			continue // another writer committed first: build on its version

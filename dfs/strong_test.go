@@ -15,6 +15,7 @@ import (
 	"github.com/rads-lang/constellation/api"
 	"github.com/rads-lang/constellation/dfs/lincheck"
 	"github.com/rads-lang/constellation/internal/httpapi"
+	"github.com/rads-lang/constellation/internal/state"
 )
 
 func strongNet(t *testing.T, names ...string) (*tnet, *fakeConsensus) {
@@ -319,6 +320,13 @@ func TestStrongLinearizableFake(t *testing.T) {
 func FuzzDecodeStrong(f *testing.F) {
 	f.Add([]byte{0xa1, 0x01, 0x62, 0x2f, 0x61})
 	f.Add([]byte{})
+	for _, r := range []StrongRecord{{Path: "/a", Cur: Version{CID: "bafy", Size: 3, Number: 2, Rev: 9, Holders: []string{"x"}}, Token: 4}, {Path: "/a", Cur: Version{Deleted: true}}} {
+		b, err := state.Encode(r)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := decodeStrong("/a", b)
 		if err != nil {
