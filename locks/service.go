@@ -38,6 +38,9 @@ type Config struct {
 	StableAfter time.Duration
 	// Grace: a voter dead longer than this is replaced (default 30s).
 	Grace time.Duration
+	// Joining: the node was told peers to join, so it never bootstraps a group before it
+	// has seen another member (the cluster's first node, started without --join, does).
+	Joining bool
 	// Voters forces the voter count (default 0: 3, or 5 with at least 7 stable members).
 	Voters int
 	// HeartbeatTimeout, ElectionTimeout and LeaderLeaseTimeout tune Raft (defaults 500ms,
@@ -291,6 +294,9 @@ func (s *Service) maybeBootstrap(now time.Time) {
 			return // a member with a lower ID bootstraps
 		}
 		others = append(others, m.ID)
+	}
+	if s.cfg.Joining && len(others) == 0 {
+		return // told to join: wait to see the cluster first
 	}
 	for _, id := range others {
 		ctx, cancel := context.WithTimeout(s.ctx, time.Second)

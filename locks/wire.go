@@ -42,14 +42,14 @@ type Request struct {
 
 // Response answers a Request.
 type Response struct {
-	Lease  *Lease    `cbor:"1,keyasint,omitempty"`
-	Rev    uint64    `cbor:"2,keyasint,omitempty"`
-	Value  []byte    `cbor:"3,keyasint,omitempty"`
-	Found  bool      `cbor:"4,keyasint,omitempty"`
-	Leases []Lease   `cbor:"5,keyasint,omitempty"`
-	Status *Status   `cbor:"6,keyasint,omitempty"`
-	Err    *wireErr  `cbor:"7,keyasint,omitempty"`
-	Leader string    `cbor:"8,keyasint,omitempty"`
+	Lease  *Lease   `cbor:"1,keyasint,omitempty"`
+	Rev    uint64   `cbor:"2,keyasint,omitempty"`
+	Value  []byte   `cbor:"3,keyasint,omitempty"`
+	Found  bool     `cbor:"4,keyasint,omitempty"`
+	Leases []Lease  `cbor:"5,keyasint,omitempty"`
+	Status *Status  `cbor:"6,keyasint,omitempty"`
+	Err    *wireErr `cbor:"7,keyasint,omitempty"`
+	Leader string   `cbor:"8,keyasint,omitempty"`
 }
 
 // wireErr carries an *httpapi.Error.

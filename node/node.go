@@ -74,6 +74,8 @@ type Node struct {
 	mesh *mesh.Service
 	// dfs is the distributed file system (node/dfs.go).
 	dfs nodeDFS
+	// locks is the lock service (node/locks.go).
+	locks nodeLocks
 	// registry is the node's one Prometheus registry; tel serves it at GET /metrics, keeps
 	// its samples and answers cluster-wide PromQL (package telemetry).
 	registry *metrics.Registry
@@ -254,6 +256,9 @@ func New(cfg Config, log *slog.Logger) (n *Node, err error) {
 	}
 	n.alerts = alert.New(n.ctx, alert.Config{Name: cfg.Node, Metrics: n.registry}, n.st, n.members,
 		alert.EngineQuerier{Engine: n.tel.Engine(), Queryable: n.tel.Queryable()}, n.api, log)
+	if err := n.buildLocks(log); err != nil {
+		return nil, err
+	}
 	n.st.Watch(n.notifyChange) // tests' OnStateChange
 	return n, nil
 }

@@ -165,6 +165,12 @@ var RoutePerms = map[string]Perm{
 	"GET /v1/fs/export":                  "files:read",
 	"PUT /v1/fs/import":                  "files:write",
 	"GET /ipfs/{rest...}":                "files:read",
+	// DFS locks (package locks)
+	"POST /v1/locks/acquire": "files:write",
+	"POST /v1/locks/renew":   "files:write",
+	"POST /v1/locks/release": "files:write",
+	"GET /v1/locks":          "files:read",
+	"GET /v1/locks/status":   "files:read",
 	// service mesh
 	"GET /v1/mesh/services":                "services:read",
 	"GET /v1/mesh/services/{name}":         "services:read",
