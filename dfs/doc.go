@@ -22,7 +22,7 @@
 //
 // Strong trees (fs init --consistency strong, strong.go) commit every version through the
 // lock service, reached through the Consensus interface (Config.Consensus; package locks
-// implements it): Put reads the committed record of "fs:"+path linearizably, pins the
+// implements it): Put reads the committed record of path+"#fs" linearizably, pins the
 // content with the writer's fencing token in the pin requests (holders refuse a token
 // older than the newest they saw for the path: StaleTokenError, 409 stale_token), commits
 // the StrongRecord by compare-and-set expecting the revision read, and only then publishes

@@ -14,7 +14,7 @@ import (
 
 // Strong trees (fs init --consistency strong). Every version of a path of a strong tree is
 // committed through the lock service (package locks, reached through Consensus): a
-// compare-and-set of the key "fs:"+path, expecting the revision the writer read and
+// compare-and-set of the key path+"#fs" (StrongKey), expecting the revision the writer read and
 // carrying the writer's fencing token, whose value is the StrongRecord of the new version.
 // Only after the compare-and-set succeeded is the namespace entry published (the CRDT, for
 // listing, watch and versions); reads of the current version of a strong path go through
@@ -33,8 +33,9 @@ const committedPolicy = "committed"
 
 // Limits of strong trees.
 const (
-	// StrongKeyPrefix prefixes a path's key at the lock service.
-	StrongKeyPrefix = "fs:"
+	// StrongKeySuffix makes a path's key at the lock service: the lock service takes DFS
+	// paths with a "#property" suffix as keys (locks.CheckKey).
+	StrongKeySuffix = "#fs"
 	// maxStrongValue bounds a committed record read from the lock service.
 	maxStrongValue = 64 << 10
 	// strongAttempts bounds the compare-and-set retries of one write when other writers
@@ -91,7 +92,7 @@ type StrongRecord struct {
 }
 
 // StrongKey is a path's key at the lock service.
-func StrongKey(path string) string { return StrongKeyPrefix + path }
+func StrongKey(path string) string { return path + StrongKeySuffix }
 
 // decodeStrong decodes the committed record of path (bounded; the record must name path).
 func decodeStrong(path string, b []byte) (StrongRecord, error) {
