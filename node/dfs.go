@@ -52,7 +52,7 @@ func (n *Node) buildDFS(log *slog.Logger) error {
 	}
 	svc, err := dfs.New(n.ctx, dfs.Config{Self: n.host.ID(), NodeName: n.cfg.Node, Zone: zone,
 		CapacityBytes: c.CapacityMB << 20, Grace: c.Grace, RepairInterval: c.RepairInterval, Ledger: dfsRoom{n},
-		Metrics: n.registry, Consensus: dfsConsensus{n}}, dfs.StoreContent{S: store}, n.members, nil, n.st, log)
+		Metrics: n.registry, Consensus: dfsConsensus{n}, StrongTimeout: c.StrongTimeout}, dfs.StoreContent{S: store}, n.members, nil, n.st, log)
 	if err != nil {
 		store.Close()
 		return err

@@ -28,6 +28,7 @@ func strongCluster(t *testing.T, count int) ([]*testNode, []*api.Client) {
 	ns := startCluster(t, count, func(i int, c *Config) {
 		c.Liveness = "local"
 		c.Locks.StableAfter = 300 * time.Millisecond
+		c.DFS.StrongTimeout = 1500 * time.Millisecond
 	})
 	cls := make([]*api.Client, len(ns))
 	for i, n := range ns {
