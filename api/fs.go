@@ -52,7 +52,11 @@ type FSStat struct {
 type FSTree struct {
 	Prefix      string `json:"prefix"`
 	Replication int    `json:"replication"`
-	Consistency string `json:"consistency"` // eventual (strong needs the DFS locks issue)
+	// Consistency is "eventual" (default) or "strong": a strong tree's writes commit
+	// through the Raft lock service (compare-and-set with the writer's fencing token) and
+	// its reads are linearizable; only the side of a partition with a Raft majority can
+	// write it. Changed only while the tree holds no file.
+	Consistency string `json:"consistency"`
 	CacheMB     int64  `json:"cache_mb,omitempty"`
 	Versions    int    `json:"versions"`
 	Conflict    string `json:"conflict"` // last_write_wins | keep_both
@@ -86,12 +90,16 @@ type FSEvent struct {
 type FSMoveRequest struct {
 	From string `json:"from"`
 	To   string `json:"to"`
+	// LockToken is the fencing token of a lock the writer holds (strong trees; 0: none).
+	LockToken uint64 `json:"lock_token,omitempty"`
 }
 
 // FSRevertRequest is POST /v1/fs/revert.
 type FSRevertRequest struct {
 	Path    string `json:"path"`
 	Version uint64 `json:"version"`
+	// LockToken is the fencing token of a lock the writer holds (strong trees; 0: none).
+	LockToken uint64 `json:"lock_token,omitempty"`
 }
 
 // FSSnapshotRequest is POST /v1/fs/snapshots.

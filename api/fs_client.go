@@ -18,6 +18,8 @@ type FSPutOptions struct {
 	Ack         int
 	Chunker     string
 	Mode        uint32 // 0: 0644
+	// LockToken is the fencing token of a lock the writer holds (strong trees; 0: none).
+	LockToken uint64
 }
 
 // fsPath is the query naming a DFS path (sent as given: the node checks it).
@@ -69,6 +71,9 @@ func (c *Client) FSPut(ctx context.Context, path string, r io.Reader, size int64
 	}
 	if o.Mode != 0 {
 		v.Set("mode", strconv.FormatUint(uint64(o.Mode), 8))
+	}
+	if o.LockToken != 0 {
+		v.Set("lock_token", strconv.FormatUint(o.LockToken, 10))
 	}
 	return c.fsUpload(ctx, "/v1/fs/files"+fsPath(path)+"&"+v.Encode(), r, size)
 }

@@ -25,11 +25,19 @@ func (s *Service) PutConflictCopy(ctx context.Context, name string, r io.Reader,
 	if err != nil {
 		return api.FSEntry{}, err
 	}
+	var pre *committed
+	if s.isStrong(name) { // a strong tree commits the copy through the lock service too
+		c, err := s.strongGet(ctx, name)
+		if err != nil {
+			return api.FSEntry{}, err
+		}
+		pre = &c
+	}
 	root, size, err := s.content.Add(ctx, r, o.Chunker)
 	if err != nil {
 		return api.FSEntry{}, fmt.Errorf("dfs: storing %s: %w", name, err)
 	}
-	return s.putRoot(ctx, name, root, size, rf, ack, o.Mode)
+	return s.putRoot(ctx, name, root, size, rf, ack, o.Mode, o.LockToken, pre)
 }
 
 // storedFile reports whether name is a path with entries of its own (a conflict copy

@@ -285,12 +285,12 @@ func TestVersionsRevertMoveRemove(t *testing.T) {
 	}
 }
 
-// TestInitRefusesStrong: strong consistency names the issue it waits for.
-func TestInitRefusesStrong(t *testing.T) {
+// TestInitRefusesBadSettings: every bad setting is refused, naming the right values.
+func TestInitRefusesBadSettings(t *testing.T) {
 	n := newNet(t, []string{"a"}, tcfg{capacity: 1 << 30})
-	_, err := n.nodes["a"].svc.Init(api.FSTree{Prefix: "/s", Consistency: "strong"})
-	if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "Raft") {
-		t.Fatalf("init strong: %v", err)
+	_, err := n.nodes["a"].svc.Init(api.FSTree{Prefix: "/s", Consistency: "linearizable"})
+	if !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), "eventual or strong") {
+		t.Fatalf("init with consistency linearizable: %v", err)
 	}
 	for _, bad := range []api.FSTree{{Prefix: "rel"}, {Prefix: "/x", Conflict: "merge"}, {Prefix: "/x", Replication: 99}, {Prefix: "/x", Versions: -1}} {
 		if _, err := n.nodes["a"].svc.Init(bad); err == nil {

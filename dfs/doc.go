@@ -20,6 +20,17 @@
 // the grace or leaves, each node pinning only for itself when the rendezvous hash names
 // it, and drops its own pins nothing references after GCDelay.
 //
+// Strong trees (fs init --consistency strong, strong.go) commit every version through the
+// lock service, reached through the Consensus interface (Config.Consensus; package locks
+// implements it): Put reads the committed record of path+"#fs" linearizably, pins the
+// content with the writer's fencing token in the pin requests (holders refuse a token
+// older than the newest they saw for the path: StaleTokenError, 409 stale_token), commits
+// the StrongRecord by compare-and-set expecting the revision read, and only then publishes
+// the namespace entry (with the commit's revision: Resolve's committed policy makes the
+// latest revision win). Open and Stat of a strong path read the committed record. Without
+// Consensus, or on the minority side of a partition, strong trees answer 503 unavailable
+// with the reason; eventual trees are not affected.
+//
 // Usage, as node wires it:
 //
 //	store, _ := content.New(ctx, content.Config{Dir: dir}, host)

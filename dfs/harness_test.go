@@ -164,8 +164,9 @@ func (nd *tnode) Pin(ctx context.Context, to peer.ID, req PinRequest) error {
 }
 
 type tcfg struct {
-	capacity int64
-	grace    time.Duration
+	capacity  int64
+	grace     time.Duration
+	consensus *fakeConsensus // strong trees commit through it (nil: no lock service)
 }
 
 func newNet(t *testing.T, names []string, c tcfg) *tnet {
@@ -194,6 +195,9 @@ func newNet(t *testing.T, names []string, c tcfg) *tnet {
 		nd.cancel = cancel
 		cfg := Config{Self: nd.id, NodeName: name, CapacityBytes: c.capacity, Grace: c.grace,
 			RepairInterval: time.Hour, GCDelay: time.Millisecond, DefaultReplication: 2}
+		if c.consensus != nil {
+			cfg.Consensus = c.consensus.view(name)
+		}
 		svc, err := New(ctx, cfg, nd.content, n.membersFor(name), nd, nd.st, slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)

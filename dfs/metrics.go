@@ -12,6 +12,9 @@ type metrics struct {
 	gcRuns        prometheus.Counter
 	pinSeconds    prometheus.Histogram
 	watchDropped  prometheus.Counter
+	strongCommits prometheus.Counter
+	strongRetries prometheus.Counter
+	staleTokens   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -24,8 +27,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		gcRuns:        prometheus.NewCounter(prometheus.CounterOpts{Name: "constellation_dfs_gc_runs_total", Help: "Block store collections after unreferenced pins were dropped."}),
 		pinSeconds:    prometheus.NewHistogram(prometheus.HistogramOpts{Name: "constellation_dfs_pin_seconds", Help: "Time to pin a root on this node (fetch and fsync).", Buckets: prometheus.ExponentialBuckets(0.001, 4, 10)}),
 		watchDropped:  prometheus.NewCounter(prometheus.CounterOpts{Name: "constellation_dfs_watch_dropped_total", Help: "Watchers ended because they fell behind."}),
+		strongCommits: prometheus.NewCounter(prometheus.CounterOpts{Name: "constellation_dfs_strong_commits_total", Help: "Versions of strong trees committed through the lock service by this node."}),
+		strongRetries: prometheus.NewCounter(prometheus.CounterOpts{Name: "constellation_dfs_strong_cas_conflicts_total", Help: "Compare-and-set attempts of strong writes that lost to another writer and retried."}),
+		staleTokens:   prometheus.NewCounter(prometheus.CounterOpts{Name: "constellation_dfs_stale_tokens_total", Help: "Strong writes refused for a stale fencing token (here as a holder or by the lock service)."}),
 	}
-	for _, c := range []prometheus.Collector{m.writes, m.writeBytes, m.writeFailures, m.reads, m.repairs, m.gcRuns, m.pinSeconds, m.watchDropped} {
+	for _, c := range []prometheus.Collector{m.writes, m.writeBytes, m.writeFailures, m.reads, m.repairs, m.gcRuns, m.pinSeconds, m.watchDropped, m.strongCommits, m.strongRetries, m.staleTokens} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -19,12 +19,18 @@ type PinRequest struct {
 	Root string   `cbor:"1,keyasint"`
 	Size int64    `cbor:"2,keyasint,omitempty"`
 	From []string `cbor:"3,keyasint,omitempty"`
+	// Path and Token: a strong tree's write names its path and the writer's fencing token;
+	// the holder refuses a token older than the newest it saw for the path (0: unfenced).
+	Path  string `cbor:"4,keyasint,omitempty"`
+	Token uint64 `cbor:"5,keyasint,omitempty"`
 }
 
 // pinResponse is the holder's answer: empty Err once the blocks are pinned and fsynced.
 type pinResponse struct {
 	Err     string `cbor:"1,keyasint,omitempty"`
 	Missing int64  `cbor:"2,keyasint,omitempty"` // bytes the holder lacked room for
+	// Seen: the request's token was stale; the newest token the holder saw for the path.
+	Seen uint64 `cbor:"3,keyasint,omitempty"`
 }
 
 // Limits of the pin protocol.
@@ -44,6 +50,7 @@ type Host interface {
 type PinProtocol struct {
 	svc     *p2p.Service
 	timeout time.Duration
+	nameOf  func(peer.ID) string
 }
 
 // NewPinProtocol registers the pin protocol on host, served by s.
@@ -64,13 +71,17 @@ func NewPinProtocol(host Host, s *Service) (*PinProtocol, error) {
 			if errors.As(err, &ne) {
 				resp.Missing = ne.Missing
 			}
+			var se *StaleTokenError
+			if errors.As(err, &se) {
+				resp.Seen = se.Seen
+			}
 		}
 		return st.WriteMsg(resp)
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &PinProtocol{svc: svc, timeout: s.cfg.WriteTimeout}, nil
+	return &PinProtocol{svc: svc, timeout: s.cfg.WriteTimeout, nameOf: func(id peer.ID) string { return s.nameOf(id.String()) }}, nil
 }
 
 // Pin asks to to pin req.Root and waits for its answer.
@@ -80,6 +91,9 @@ func (p *PinProtocol) Pin(ctx context.Context, to peer.ID, req PinRequest) error
 		return err
 	}
 	if resp.Err != "" {
+		if resp.Seen > 0 && req.Token > 0 && resp.Seen > req.Token {
+			return &StaleTokenError{Node: p.nameOf(to), Path: req.Path, Token: req.Token, Seen: resp.Seen}
+		}
 		if resp.Missing > 0 {
 			return &NoRoomError{Node: to.String(), Missing: resp.Missing, Msg: resp.Err}
 		}
@@ -110,6 +124,14 @@ func (s *Service) HandlePin(ctx context.Context, from peer.ID, req PinRequest) e
 	}
 	if req.Size < 0 || len(req.From) > maxPinFrom {
 		return fmt.Errorf("dfs: bad pin request (size %d, %d sources)", req.Size, len(req.From))
+	}
+	if req.Token > 0 {
+		if err := CheckPath(req.Path); err != nil {
+			return fmt.Errorf("dfs: bad pin request: fenced without a valid path: %w", err)
+		}
+		if err := s.fence(req.Path, req.Token); err != nil {
+			return err
+		}
 	}
 	holders := []peer.ID{from}
 	for _, f := range req.From {
@@ -359,7 +381,7 @@ func (s *Service) references() map[string]ref {
 		for p, st := range s.idx {
 			es := readEntries(v, p, st.writers)
 			tree := s.treeOf(v, p)
-			w, vis := Resolve(es, tree.Conflict)
+			w, vis := Resolve(es, policyOf(tree))
 			for _, x := range vis {
 				add(x.Entry.Cur, x.Entry.Cur.Replication)
 			}

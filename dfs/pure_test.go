@@ -178,6 +178,7 @@ func FuzzDecodeRecords(f *testing.F) {
 				t.Fatalf("decodeEntry accepted %+v", e)
 			}
 			Resolve([]EntryRecord{e, e}, KeepBoth)
+			Resolve([]EntryRecord{e, e}, committedPolicy)
 		}
 		if tr, err := decodeTree(b); err == nil {
 			if _, err := CleanPrefix(tr.Prefix); err != nil {

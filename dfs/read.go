@@ -36,18 +36,26 @@ func (s *Service) Open(ctx context.Context, name string, version uint64) (io.Rea
 			v = x.cur
 			if version != 0 && version != x.cur.Number {
 				found = false
-				w, _ := Resolve(es, s.treeOf(vw, x.path).Conflict)
+				w, _ := Resolve(es, policyOf(s.treeOf(vw, x.path)))
 				if w >= 0 {
 					v, found = findVersion(es[w], version)
 				}
 			}
 		} else if version != 0 && len(es) > 0 { // a deleted path's kept versions
-			w, _ := Resolve(es, s.treeOf(vw, name).Conflict)
+			w, _ := Resolve(es, policyOf(s.treeOf(vw, name)))
 			if w >= 0 {
 				v, found = findVersion(es[w], version)
 			}
 		}
 	})
+	if version == 0 && s.isStrong(name) { // the latest committed version (linearizable)
+		c, err := s.strongGet(ctx, name)
+		if err != nil {
+			return nil, api.FSEntry{}, err
+		}
+		v, found = c.live()
+		x = visName{path: name, cur: v}
+	}
 	if !found || v.Deleted {
 		if version != 0 {
 			return nil, api.FSEntry{}, fmt.Errorf("%w: %s has no version %d (see fs versions %s)", ErrNotFound, name, version, name)
@@ -117,6 +125,15 @@ func (s *Service) Stat(ctx context.Context, name string) (api.FSStat, error) {
 		s.mu.Unlock()
 		tree = s.treeOf(v, name)
 	})
+	if tree.Consistency == Strong { // the latest committed version (linearizable)
+		c, err := s.strongGet(ctx, name)
+		if err != nil {
+			return api.FSStat{}, err
+		}
+		var v Version
+		v, found = c.live()
+		x = visName{path: name, cur: v}
+	}
 	if !found {
 		return api.FSStat{}, fmt.Errorf("%w: %s", ErrNotFound, name)
 	}
@@ -204,7 +221,7 @@ func (s *Service) Versions(path string) ([]api.FSVersion, error) {
 			return
 		}
 		es := readEntries(v, path, st.writers)
-		w, _ := Resolve(es, s.treeOf(v, path).Conflict)
+		w, _ := Resolve(es, policyOf(s.treeOf(v, path)))
 		if w < 0 {
 			return
 		}

@@ -78,6 +78,9 @@ type Version struct {
 	// Replication is the number of copies wanted; Holders the nodes chosen at the write.
 	Replication int      `cbor:"10,keyasint,omitempty"`
 	Holders     []string `cbor:"11,keyasint,omitempty"`
+	// Rev is the lock service's revision of the commit of a strong tree's version (0:
+	// eventual); the latest committed revision wins (resolveCommitted).
+	Rev uint64 `cbor:"12,keyasint,omitempty"`
 }
 
 // Seen says that a write saw writer's entry of the path at stamp HLC (it supersedes

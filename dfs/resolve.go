@@ -56,8 +56,12 @@ func superseded(es []EntryRecord, i int) bool {
 // with the latest HLC wins. With keep_both, the other live heads stay visible as conflict
 // copies (ConflictName). A winner that is a deletion shows nothing under the path. Pure
 // and deterministic: the same entries (in any order) give the same answer on every node.
-// winner is -1 when no entry competes.
+// winner is -1 when no entry competes. Strong trees resolve with the committed policy
+// (policyOf): the latest committed revision wins.
 func Resolve(es []EntryRecord, policy string) (winner int, vis []Visible) {
+	if policy == committedPolicy {
+		return resolveCommitted(es)
+	}
 	winner = -1
 	var heads []int
 	for i, e := range es {

@@ -1,6 +1,7 @@
 package dfs
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -37,7 +38,11 @@ func (s *Service) Register(r Router, gateway http.Handler) {
 	r.Handle("PUT /v1/fs/files", s.handlePut)
 	r.Handle("GET /v1/fs/files", s.handleGet)
 	r.Handle("DELETE /v1/fs/files", queryRoute(func(r *http.Request) (any, error) {
-		n, err := s.Remove(pathOf(r), queryBool(r, "recursive"))
+		tok, err := lockToken(r)
+		if err != nil {
+			return nil, err
+		}
+		n, err := s.RemoveFenced(r.Context(), pathOf(r), queryBool(r, "recursive"), tok)
 		return api.FSCount{Count: n}, err
 	}))
 	r.Handle("GET /v1/fs/stat", queryRoute(func(r *http.Request) (any, error) { return s.Stat(r.Context(), pathOf(r)) }))
@@ -51,13 +56,13 @@ func (s *Service) Register(r Router, gateway http.Handler) {
 	r.Handle("DELETE /v1/fs/snapshots/{snapshot}", queryRoute(func(r *http.Request) (any, error) {
 		return api.FSCount{Count: 1}, s.DeleteSnapshot(r.PathValue("snapshot"))
 	}))
-	r.Handle("POST /v1/fs/move", jsonRoute(http.StatusOK, func(q api.FSMoveRequest) (api.FSCount, error) {
-		n, err := s.Move(q.From, q.To)
+	r.Handle("POST /v1/fs/move", jsonCtxRoute(http.StatusOK, func(ctx context.Context, q api.FSMoveRequest) (api.FSCount, error) {
+		n, err := s.MoveFenced(ctx, q.From, q.To, q.LockToken)
 		return api.FSCount{Count: n}, err
 	}))
 	r.Handle("POST /v1/fs/trees", jsonRoute(http.StatusOK, s.Init))
-	r.Handle("POST /v1/fs/revert", jsonRoute(http.StatusOK, func(q api.FSRevertRequest) (api.FSEntry, error) {
-		return s.Revert(q.Path, q.Version)
+	r.Handle("POST /v1/fs/revert", jsonCtxRoute(http.StatusOK, func(ctx context.Context, q api.FSRevertRequest) (api.FSEntry, error) {
+		return s.RevertFenced(ctx, q.Path, q.Version, q.LockToken)
 	}))
 	r.Handle("POST /v1/fs/snapshots", jsonRoute(http.StatusCreated, func(q api.FSSnapshotRequest) (api.FSSnapshot, error) {
 		return s.Snapshot(q.Prefix, q.Name)
@@ -109,12 +114,17 @@ func queryRoute(fn func(r *http.Request) (any, error)) http.HandlerFunc {
 
 // jsonRoute decodes a JSON body (strict, bounded), calls fn and answers its result.
 func jsonRoute[Req, Resp any](status int, fn func(Req) (Resp, error)) http.HandlerFunc {
+	return jsonCtxRoute(status, func(_ context.Context, q Req) (Resp, error) { return fn(q) })
+}
+
+// jsonCtxRoute is jsonRoute whose fn gets the request's context.
+func jsonCtxRoute[Req, Resp any](status int, fn func(context.Context, Req) (Resp, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var q Req
 		if !httpapi.Decode(w, r, &q) {
 			return
 		}
-		v, err := fn(q)
+		v, err := fn(r.Context(), q)
 		if err != nil {
 			httpapi.WriteErr(w, err)
 			return
@@ -135,6 +145,25 @@ func queryInt(r *http.Request, name string) (int, error) {
 	return n, nil
 }
 
+// LockTokenHeader carries a writer's fencing token (like the query lock_token).
+const LockTokenHeader = "X-Constellation-Lock-Token"
+
+// lockToken is a request's fencing token: the query lock_token, else the header (0: none).
+func lockToken(r *http.Request) (uint64, error) {
+	v := r.URL.Query().Get("lock_token")
+	if v == "" {
+		v = r.Header.Get(LockTokenHeader)
+	}
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%w: lock token %q is not a number; give the token of a lock you hold (CONSTELLATION_LOCK_TOKEN under fs lock)", ErrBadRequest, v)
+	}
+	return n, nil
+}
+
 func queryBool(r *http.Request, name string) bool {
 	b, _ := strconv.ParseBool(r.URL.Query().Get(name))
 	return b
@@ -147,6 +176,10 @@ func (s *Service) handlePut(w http.ResponseWriter, r *http.Request) {
 		o.Ack, err = queryInt(r, "ack")
 	}
 	if err != nil {
+		httpapi.WriteErr(w, err)
+		return
+	}
+	if o.LockToken, err = lockToken(r); err != nil {
 		httpapi.WriteErr(w, err)
 		return
 	}
@@ -258,7 +291,10 @@ func (s *Service) handleImport(w http.ResponseWriter, r *http.Request) {
 	}
 	o := PutOptions{}
 	var err error
-	if o.Replication, err = queryInt(r, "replication"); err != nil {
+	if o.Replication, err = queryInt(r, "replication"); err == nil {
+		o.LockToken, err = lockToken(r)
+	}
+	if err != nil {
 		httpapi.WriteErr(w, err)
 		return
 	}
@@ -281,7 +317,7 @@ func (s *Service) handleImport(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteErr(w, err)
 		return
 	}
-	e, err := s.putRoot(r.Context(), path, roots[0], size, rf, ack, 0)
+	e, err := s.putRoot(r.Context(), path, roots[0], size, rf, ack, 0, o.LockToken, nil)
 	if err != nil {
 		httpapi.WriteErr(w, err)
 		return

@@ -100,6 +100,13 @@ type Config struct {
 	Now func() time.Time
 	// Metrics registers the DFS collectors (nil: a private registry).
 	Metrics prometheus.Registerer
+	// Consensus is the lock service strong trees commit through (nil: strong trees answer
+	// 503 unavailable, "no lock service").
+	Consensus Consensus
+	// StrongTimeout bounds each call to Consensus (the lock service retries through a
+	// leader election within it; default 5 s): a node without quorum answers 503
+	// unavailable after it.
+	StrongTimeout time.Duration
 }
 
 func (c *Config) defaults() {
@@ -123,6 +130,9 @@ func (c *Config) defaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.StrongTimeout <= 0 {
+		c.StrongTimeout = 5 * time.Second
 	}
 	if c.Metrics == nil {
 		c.Metrics = prometheus.NewRegistry()
@@ -148,6 +158,7 @@ type Service struct {
 	subs     map[*subscriber]struct{}
 	inflight map[string]int // roots of writes in progress (never collected)
 	pinning  map[string]bool
+	tokens   map[string]uint64 // path -> newest fencing token of a pin request (fence)
 	closed   bool
 
 	wmu sync.Mutex // serialises local namespace writes (read entries, write own record)
@@ -190,7 +201,7 @@ func New(ctx context.Context, cfg Config, content Content, members Members, peer
 		cfg: cfg, self: cfg.Self.String(), ctx: ctx, content: content, members: members, peers: peers, st: st, clock: st.Clock(),
 		log: log.With("svc", "dfs"), met: met,
 		idx: map[string]*pathState{}, subs: map[*subscriber]struct{}{}, inflight: map[string]int{},
-		pinning: map[string]bool{}, stop: make(chan struct{}),
+		pinning: map[string]bool{}, tokens: map[string]uint64{}, stop: make(chan struct{}),
 	}, nil
 }
 
@@ -266,7 +277,7 @@ func (s *Service) resolveLocked(v *state.View, path string, writers []string) []
 // resolveWinner is resolveLocked with the winning version (a deletion's too).
 func (s *Service) resolveWinner(v *state.View, path string, writers []string) ([]visName, Version) {
 	es := readEntries(v, path, writers)
-	w, vis := Resolve(es, s.treeOf(v, path).Conflict)
+	w, vis := Resolve(es, policyOf(s.treeOf(v, path)))
 	var win Version
 	if w >= 0 {
 		win = es[w].Cur

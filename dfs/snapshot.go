@@ -195,12 +195,33 @@ func (s *Service) Restore(name, prefix string) (int, error) {
 	sort.Strings(paths)
 	now := s.cfg.Now().UnixNano()
 	total := 0
+	paths, strong := s.splitStrong(paths)
+	if len(strong) > 0 { // strong trees: each file committed through the lock service
+		ctx, cancel := s.strongCtx()
+		defer cancel()
+		for _, p := range strong {
+			f := target[p]
+			c, err := s.strongGet(ctx, p)
+			if err != nil {
+				return total, err
+			}
+			if v, ok := c.live(); ok && v.CID == f.CID {
+				continue // already this content
+			}
+			rf := 0
+			s.st.View(func(v *state.View) { rf = s.treeOf(v, p).Replication })
+			if err := s.setVersion(ctx, p, Version{CID: f.CID, Size: f.Size, Mode: f.Mode, MTime: now, Replication: rf}, 0); err != nil {
+				return total, err
+			}
+			total++
+		}
+	}
 	for len(paths) > 0 { // in batches: one delta per 256 files
 		batch := paths[:min(256, len(paths))]
 		paths = paths[len(batch):]
 		n, err := s.commitMany(batch, func(p string, es []EntryRecord, tree TreeRecord) (*EntryRecord, error) {
 			f := target[p]
-			w, vis := Resolve(es, tree.Conflict)
+			w, vis := Resolve(es, policyOf(tree))
 			if w >= 0 && len(vis) > 0 && es[w].Cur.CID == f.CID && !es[w].Cur.Deleted {
 				return nil, nil // already this content
 			}

@@ -22,6 +22,10 @@ type PutOptions struct {
 	Ack         int    // holders that must confirm (0: the tree's, else a majority)
 	Chunker     string // "" (fixed 256 KiB) or e.g. "buzhash"
 	Mode        uint32 // permission bits (0: 0644)
+	// LockToken is the fencing token of a lock the writer holds (fs lock), checked by the
+	// holders and the lock service on a strong tree's write (0: unfenced; ignored by
+	// eventual trees).
+	LockToken uint64
 }
 
 // MaxReplication bounds a replication factor.
@@ -48,11 +52,19 @@ func (s *Service) Put(ctx context.Context, path string, r io.Reader, o PutOption
 	if err != nil {
 		return api.FSEntry{}, err
 	}
+	var pre *committed
+	if s.isStrong(path) { // fail before storing anything when the lock service is out of reach
+		c, err := s.strongGet(ctx, path)
+		if err != nil {
+			return api.FSEntry{}, err
+		}
+		pre = &c
+	}
 	root, size, err := s.content.Add(ctx, r, o.Chunker)
 	if err != nil {
 		return api.FSEntry{}, fmt.Errorf("dfs: storing %s: %w", path, err)
 	}
-	return s.putRoot(ctx, path, root, size, rf, ack, o.Mode)
+	return s.putRoot(ctx, path, root, size, rf, ack, o.Mode, o.LockToken, pre)
 }
 
 // writeSettings are the replication factor and ack count of a write of path.
@@ -73,25 +85,45 @@ func (s *Service) writeSettings(path string, o PutOptions) (rf, ack int, err err
 	return rf, ack, nil
 }
 
-// putRoot replicates a root stored here and writes its entry.
-func (s *Service) putRoot(ctx context.Context, path string, root cid.Cid, size int64, rf, ack int, mode uint32) (api.FSEntry, error) {
+// putRoot replicates a root stored here and writes its entry: in a strong tree, the
+// holders are fenced with token and the version is committed through the lock service
+// (pre: the committed record read before the content was stored) before its entry is
+// published.
+func (s *Service) putRoot(ctx context.Context, path string, root cid.Cid, size int64, rf, ack int, mode uint32, token uint64, pre *committed) (api.FSEntry, error) {
 	key := root.String()
 	s.hold(key, 1)
 	defer s.hold(key, -1)
-	holders, acked, err := s.replicate(ctx, root, size, rf, ack)
+	strong := s.isStrong(path)
+	f := fencing{}
+	if strong {
+		f = fencing{path: path, token: token}
+	}
+	holders, acked, err := s.replicate(ctx, root, size, rf, ack, f)
 	if err != nil {
 		s.met.writeFailures.Inc()
+		var se *StaleTokenError
+		if errors.As(err, &se) {
+			s.met.staleTokens.Inc()
+			return api.FSEntry{}, err
+		}
 		return api.FSEntry{}, fmt.Errorf("dfs: put %s: %w", path, err)
 	}
 	if mode == 0 {
 		mode = 0o644
 	}
 	now := s.cfg.Now()
-	rec, err := s.commit(path, func(es []EntryRecord, tree TreeRecord) (*EntryRecord, error) {
-		r := s.newRecord(path, es, tree, Version{CID: key, Size: size, Mode: mode, MTime: now.UnixNano(), Replication: rf, Holders: holders})
-		return &r, nil
-	})
+	v := Version{CID: key, Size: size, Mode: mode, MTime: now.UnixNano(), Replication: rf, Holders: holders}
+	var rec EntryRecord
+	if strong {
+		rec, err = s.setStrong(ctx, path, token, pre, func(*Version) (Version, error) { return v, nil })
+	} else {
+		rec, err = s.commit(path, func(es []EntryRecord, tree TreeRecord) (*EntryRecord, error) {
+			r := s.newRecord(path, es, tree, v)
+			return &r, nil
+		})
+	}
 	if err != nil {
+		s.met.writeFailures.Inc()
 		return api.FSEntry{}, err
 	}
 	s.met.writes.Inc()
@@ -113,8 +145,15 @@ func (s *Service) hold(root string, d int) {
 	s.mu.Unlock()
 }
 
-// replicate has root pinned by the chosen holders and waits for ack of them.
-func (s *Service) replicate(ctx context.Context, root cid.Cid, size int64, rf, ack int) (holders, acked []string, err error) {
+// fencing is the path and fencing token a strong write sends with its pin requests.
+type fencing struct {
+	path  string
+	token uint64
+}
+
+// replicate has root pinned by the chosen holders and waits for ack of them. A holder
+// refusing f's token as stale fails the write with that refusal (*StaleTokenError).
+func (s *Service) replicate(ctx context.Context, root cid.Cid, size int64, rf, ack int, f fencing) (holders, acked []string, err error) {
 	cands, stores := s.candidates(size)
 	holders = Place(root.String(), cands, rf)
 	// A cluster smaller than R (a single node, a 2-node lab) still takes writes: the ack
@@ -139,13 +178,15 @@ func (s *Service) replicate(ctx context.Context, root cid.Cid, size int64, rf, a
 			defer cancel()
 			var err error
 			if h == s.self {
-				err = s.pinLocal(pctx, root, size, nil)
+				if err = s.fence(f.path, f.token); err == nil {
+					err = s.pinLocal(pctx, root, size, nil)
+				}
 			} else if s.peers == nil {
 				err = errors.New("no pin protocol")
 			} else if id, derr := peer.Decode(h); derr != nil {
 				err = derr
 			} else {
-				err = s.peers.Pin(pctx, id, PinRequest{Root: root.String(), Size: size, From: []string{s.self}})
+				err = s.peers.Pin(pctx, id, PinRequest{Root: root.String(), Size: size, From: []string{s.self}, Path: f.path, Token: f.token})
 			}
 			res <- result{h, err}
 		}()
@@ -154,6 +195,11 @@ func (s *Service) replicate(ctx context.Context, root cid.Cid, size int64, rf, a
 	for range holders {
 		select {
 		case r := <-res:
+			var se *StaleTokenError
+			if errors.As(r.err, &se) {
+				s.afterWrite(root, holders)
+				return nil, nil, se
+			}
 			if r.err != nil {
 				fails = append(fails, fmt.Sprintf("node %s: %v", s.nameOf(r.id), r.err))
 				continue
@@ -246,7 +292,7 @@ func (s *Service) stamp(es []EntryRecord) Stamp {
 // newRecord is this node's entry of path after a write of v that saw es.
 func (s *Service) newRecord(path string, es []EntryRecord, tree TreeRecord, v Version) EntryRecord {
 	self := s.self
-	w, _ := Resolve(es, tree.Conflict)
+	w, _ := Resolve(es, policyOf(tree))
 	v.Writer, v.WriterID, v.Number, v.HLC = s.cfg.NodeName, self, nextNumber(es), s.stamp(es)
 	rec := EntryRecord{Path: path, Cur: v, Seen: seenAll(es, self)}
 	if w >= 0 {
@@ -336,13 +382,40 @@ func (s *Service) commitMany(paths []string, mk func(path string, es []EntryReco
 // Remove deletes a file (a tombstone with the path's history), a conflict copy, or with
 // recursive every file under a prefix. It returns the number of names removed.
 func (s *Service) Remove(name string, recursive bool) (int, error) {
+	ctx, cancel := s.strongCtx()
+	defer cancel()
+	return s.RemoveFenced(ctx, name, recursive, 0)
+}
+
+// RemoveFenced is Remove with a fencing token for the files of strong trees (each of
+// their deletions is committed through the lock service; a recursive remove takes the
+// strong files one by one, as this node lists them).
+func (s *Service) RemoveFenced(ctx context.Context, name string, recursive bool, token uint64) (int, error) {
 	if err := checkCommon(name); err != nil {
 		return 0, err
 	}
-	if base, ok := conflictBase(name); ok && !s.storedFile(name) {
+	if base, ok := conflictBase(name); ok && !s.isStrong(base) && !s.storedFile(name) {
 		return s.removeConflict(name, base)
 	}
 	prefix, _ := CleanPrefix(name)
+	if !recursive && prefix != "/" && s.isStrong(prefix) {
+		err := s.setVersion(ctx, prefix, Version{Deleted: true, MTime: s.cfg.Now().UnixNano()}, token)
+		if errors.Is(err, ErrNotFound) {
+			isDir := false
+			s.mu.Lock()
+			for _, x := range s.filesLocked(prefix) {
+				isDir = isDir || x.path != prefix
+			}
+			s.mu.Unlock()
+			if isDir {
+				return 0, fmt.Errorf("%w: %s is a directory; remove it with -r (recursive)", ErrBadRequest, name)
+			}
+		}
+		if err != nil {
+			return 0, err
+		}
+		return 1, nil
+	}
 	var paths []string
 	s.mu.Lock()
 	for _, x := range s.filesLocked(prefix) {
@@ -362,21 +435,55 @@ func (s *Service) Remove(name string, recursive bool) (int, error) {
 		return 0, fmt.Errorf("%w: %s", ErrNotFound, name)
 	}
 	now := s.cfg.Now()
-	return s.commitMany(paths, func(p string, es []EntryRecord, tree TreeRecord) (*EntryRecord, error) {
-		w, vis := Resolve(es, tree.Conflict)
-		if w < 0 || len(vis) == 0 || es[w].Cur.Deleted {
-			return nil, nil // removed meanwhile
+	var strong []string
+	paths, strong = s.splitStrong(paths)
+	n := 0
+	if len(paths) > 0 {
+		var err error
+		n, err = s.commitMany(paths, func(p string, es []EntryRecord, tree TreeRecord) (*EntryRecord, error) {
+			w, vis := Resolve(es, policyOf(tree))
+			if w < 0 || len(vis) == 0 || es[w].Cur.Deleted {
+				return nil, nil // removed meanwhile
+			}
+			r := s.newRecord(p, es, tree, Version{Deleted: true, MTime: now.UnixNano()})
+			return &r, nil
+		})
+		if err != nil {
+			return n, err
 		}
-		r := s.newRecord(p, es, tree, Version{Deleted: true, MTime: now.UnixNano()})
-		return &r, nil
+	}
+	for _, p := range strong {
+		err := s.setVersion(ctx, p, Version{Deleted: true, MTime: now.UnixNano()}, token)
+		if errors.Is(err, ErrNotFound) {
+			continue // removed meanwhile
+		}
+		if err != nil {
+			return n, fmt.Errorf("%d removed before: %w", n, err)
+		}
+		n++
+	}
+	return n, nil
+}
+
+// splitStrong separates the paths of strong trees from the others.
+func (s *Service) splitStrong(paths []string) (eventual, strong []string) {
+	s.st.View(func(v *state.View) {
+		for _, p := range paths {
+			if s.treeOf(v, p).Consistency == Strong {
+				strong = append(strong, p)
+			} else {
+				eventual = append(eventual, p)
+			}
+		}
 	})
+	return eventual, strong
 }
 
 // removeConflict takes a keep_both loser out of view: this node's entry of the path is
 // rewritten to the winner's content having seen every head.
 func (s *Service) removeConflict(name, base string) (int, error) {
 	n, err := s.commitMany([]string{base}, func(p string, es []EntryRecord, tree TreeRecord) (*EntryRecord, error) {
-		w, vis := Resolve(es, tree.Conflict)
+		w, vis := Resolve(es, policyOf(tree))
 		found := false
 		for _, x := range vis {
 			found = found || (x.Conflict && x.Path == name)
@@ -395,6 +502,15 @@ func (s *Service) removeConflict(name, base string) (int, error) {
 // Move renames a file, or every file under a directory prefix, in one delta: the new
 // names get the content as new versions, the old names are deleted.
 func (s *Service) Move(from, to string) (int, error) {
+	ctx, cancel := s.strongCtx()
+	defer cancel()
+	return s.MoveFenced(ctx, from, to, 0)
+}
+
+// MoveFenced is Move with a fencing token for strong trees. When a strong tree is on
+// either side, the files move one by one: each new name is committed before its old name
+// is deleted (a failure in between leaves both names, never none).
+func (s *Service) MoveFenced(ctx context.Context, from, to string, token uint64) (int, error) {
 	src, err := CleanPrefix(from)
 	if err != nil {
 		return 0, err
@@ -420,6 +536,13 @@ func (s *Service) Move(from, to string) (int, error) {
 		moves[x.path] = Version{Deleted: true}
 	}
 	s.mu.Unlock()
+	if len(moves) == 0 && src != "/" && s.isStrong(src) { // committed elsewhere, not listed here yet
+		if c, err := s.strongGet(ctx, src); err != nil {
+			return 0, err
+		} else if v, ok := c.live(); ok {
+			moves[dst], moves[src] = v, Version{Deleted: true}
+		}
+	}
 	if len(moves) == 0 {
 		return 0, fmt.Errorf("%w: %s", ErrNotFound, from)
 	}
@@ -431,6 +554,9 @@ func (s *Service) Move(from, to string) (int, error) {
 		paths = append(paths, p)
 	}
 	sort.Strings(paths)
+	if _, strong := s.splitStrong(paths); len(strong) > 0 {
+		return s.moveOneByOne(ctx, src, dst, moves, token)
+	}
 	now := s.cfg.Now().UnixNano()
 	n, err := s.commitMany(paths, func(p string, es []EntryRecord, tree TreeRecord) (*EntryRecord, error) {
 		v := moves[p]
@@ -445,14 +571,92 @@ func (s *Service) Move(from, to string) (int, error) {
 	return n / 2, err
 }
 
+// moveOneByOne moves files when a strong tree is involved: per file, the new name first
+// (the committed content when the old name is strong), then the deletion of the old name.
+func (s *Service) moveOneByOne(ctx context.Context, src, dst string, moves map[string]Version, token uint64) (int, error) {
+	now := s.cfg.Now().UnixNano()
+	var olds []string
+	for p, v := range moves {
+		if v.Deleted {
+			olds = append(olds, p)
+		}
+	}
+	sort.Strings(olds)
+	n := 0
+	for _, old := range olds {
+		nw := dst
+		if old != src {
+			nw = dst + strings.TrimPrefix(old, src)
+		}
+		v := moves[nw]
+		if s.isStrong(old) {
+			c, err := s.strongGet(ctx, old)
+			if err != nil {
+				return n, err
+			}
+			lv, ok := c.live()
+			if !ok {
+				continue // removed meanwhile
+			}
+			v = lv
+		}
+		nv := Version{CID: v.CID, Size: v.Size, Mode: v.Mode, MTime: now, Replication: v.Replication, Holders: v.Holders}
+		if err := s.setVersion(ctx, nw, nv, token); err != nil {
+			return n, fmt.Errorf("%d moved before; %s: %w", n, nw, err)
+		}
+		if err := s.setVersion(ctx, old, Version{Deleted: true, MTime: now}, token); err != nil && !errors.Is(err, ErrNotFound) {
+			return n, fmt.Errorf("%d moved before; %s was copied to %s but not removed: %w", n, old, nw, err)
+		}
+		n++
+	}
+	return n, nil
+}
+
 // Revert makes version n of path its current content again (a new version).
 func (s *Service) Revert(path string, n uint64) (api.FSEntry, error) {
+	ctx, cancel := s.strongCtx()
+	defer cancel()
+	return s.RevertFenced(ctx, path, n, 0)
+}
+
+// RevertFenced is Revert with a fencing token; in a strong tree the new version is
+// committed through the lock service (version n is the committed one or one of the kept
+// versions this node knows).
+func (s *Service) RevertFenced(ctx context.Context, path string, n uint64, token uint64) (api.FSEntry, error) {
 	if err := CheckPath(path); err != nil {
 		return api.FSEntry{}, err
 	}
+	if s.isStrong(path) {
+		now := s.cfg.Now().UnixNano()
+		rec, err := s.setStrong(ctx, path, token, nil, func(prev *Version) (Version, error) {
+			v, ok := Version{}, false
+			if prev != nil && prev.Number == n && !prev.Deleted {
+				v, ok = *prev, true
+			} else {
+				s.st.View(func(vw *state.View) {
+					s.mu.Lock()
+					defer s.mu.Unlock()
+					if st := s.idx[path]; st != nil {
+						es := readEntries(vw, path, st.writers)
+						if w, _ := Resolve(es, committedPolicy); w >= 0 {
+							v, ok = findVersion(es[w], n)
+						}
+					}
+				})
+			}
+			if !ok || v.Deleted {
+				return Version{}, fmt.Errorf("%w: %s has no version %d (see fs versions %s)", ErrNotFound, path, n, path)
+			}
+			return Version{CID: v.CID, Size: v.Size, Mode: v.Mode, MTime: now, Replication: v.Replication, Holders: v.Holders}, nil
+		})
+		if err != nil {
+			return api.FSEntry{}, err
+		}
+		return s.entryAPI(visName{path: path, cur: rec.Cur}), nil
+	}
 	now := s.cfg.Now().UnixNano()
 	rec, err := s.commit(path, func(es []EntryRecord, tree TreeRecord) (*EntryRecord, error) {
-		w, _ := Resolve(es, tree.Conflict)
+		w, _ := Resolve(es, policyOf(tree))
 		if w < 0 {
 			return nil, fmt.Errorf("%w: %s", ErrNotFound, path)
 		}
@@ -488,13 +692,19 @@ func (s *Service) Init(t api.FSTree) (api.FSTree, error) {
 	if err != nil {
 		return t, err
 	}
-	switch {
-	case t.Consistency == "":
-		t.Consistency = "eventual"
-	case t.Consistency == "strong":
-		return t, fmt.Errorf("%w: consistency strong needs the DFS locks (the Raft issue, \"DFS locks and strong consistency\"); use --consistency eventual", ErrUnsupported)
-	case t.Consistency != "eventual":
-		return t, fmt.Errorf("%w: consistency %q; use eventual", ErrBadRequest, t.Consistency)
+	switch t.Consistency {
+	case "": // an existing tree keeps its mode, a new one is eventual
+		t.Consistency = Eventual
+		s.st.View(func(v *state.View) {
+			if b, _, ok := v.GetLWW(CollTrees, prefix); ok {
+				if old, err := decodeTree(b); err == nil && old.Consistency != "" {
+					t.Consistency = old.Consistency
+				}
+			}
+		})
+	case Eventual, Strong:
+	default:
+		return t, fmt.Errorf("%w: consistency %q; use eventual or strong", ErrBadRequest, t.Consistency)
 	}
 	if t.Conflict == "" {
 		t.Conflict = LastWriteWins
@@ -527,7 +737,14 @@ func (s *Service) Init(t api.FSTree) (api.FSTree, error) {
 	if err != nil {
 		return t, err
 	}
-	err = s.st.Update(func(tx *state.Tx) error { return tx.Put(CollTrees, prefix, b) })
+	s.wmu.Lock() // no local write slips in between the check and the tree record
+	err = s.st.Update(func(tx *state.Tx) error {
+		if err := s.checkConsistencyChange(&tx.View, prefix, t.Consistency); err != nil {
+			return err
+		}
+		return tx.Put(CollTrees, prefix, b)
+	})
+	s.wmu.Unlock()
 	if err != nil {
 		return t, err
 	}

@@ -225,6 +225,12 @@ var routeRules = map[string]rule{
 	"POST /v1/mesh/intentions":             {access: adminOnly},
 	"POST /v1/mesh/mtls":                   {access: adminOnly},
 	"POST /v1/mesh/call":                   {access: adminOnly},
+	// DFS locks: admin callers only, like the DFS routes, until fs grants exist
+	"POST /v1/locks/acquire": {access: adminOnly},
+	"POST /v1/locks/renew":   {access: adminOnly},
+	"POST /v1/locks/release": {access: adminOnly},
+	"GET /v1/locks":          {access: adminOnly},
+	"GET /v1/locks/status":   {access: adminOnly},
 	// monitoring (package telemetry)
 	"GET /metrics":                     {access: needsGrant, grant: GrantNodesRead},
 	"GET /api/v1/query":                {access: needsGrant, grant: GrantNodesRead},

@@ -51,6 +51,8 @@ type Config struct {
 	DataDir string `yaml:"data_dir"`
 	// DFS configures the distributed file system (config_dfs.go).
 	DFS DFSConfig `yaml:"dfs"`
+	// Locks configures the lock service (config_locks.go).
+	Locks LocksConfig `yaml:"locks"`
 	// NoMDNS turns off zero-config LAN discovery by multicast DNS.
 	NoMDNS bool `yaml:"no_mdns"`
 	// NoPortMap turns off UPnP/NAT-PMP port mapping on the router (on by default).
@@ -346,6 +348,7 @@ func LoadConfigFile(path string) (Config, error) {
 func (c *Config) Merge(over Config, set map[string]bool) {
 	c.LogsTraces.merge(over.LogsTraces, set)
 	c.mergeDFS(over, set)
+	c.mergeLocks(over, set)
 	if set["cluster"] {
 		c.Cluster = over.Cluster
 	}

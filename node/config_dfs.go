@@ -21,6 +21,10 @@ type DFSConfig struct {
 	// ZoneLabel names the label whose value is this node's failure domain (copies are
 	// spread over domains first). Default "zone", then "region".
 	ZoneLabel string `yaml:"zone_label"`
+	// StrongTimeout bounds each lock service call of a strong tree's read or write (the
+	// lock service retries through an election within it); a node without quorum answers
+	// 503 unavailable after it. Default 5s.
+	StrongTimeout time.Duration `yaml:"strong_timeout"`
 }
 
 func (c *DFSConfig) validate() error {
@@ -31,6 +35,8 @@ func (c *DFSConfig) validate() error {
 		return fmt.Errorf("node: dfs.repair_interval %s is negative; give a duration such as 5s", c.RepairInterval)
 	case c.Grace < 0:
 		return fmt.Errorf("node: dfs.grace %s is negative; give a duration such as 30s", c.Grace)
+	case c.StrongTimeout < 0:
+		return fmt.Errorf("node: dfs.strong_timeout %s is negative; give a duration such as 5s", c.StrongTimeout)
 	}
 	return nil
 }

@@ -1,14 +1,17 @@
 package node
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"path/filepath"
 
 	"github.com/rads-lang/constellation/dfs"
 	"github.com/rads-lang/constellation/dfs/content"
 	"github.com/rads-lang/constellation/dfs/fusefs"
 	"github.com/rads-lang/constellation/instances"
+	"github.com/rads-lang/constellation/internal/httpapi"
 	"github.com/rads-lang/constellation/internal/state"
 	"github.com/rads-lang/constellation/scheduler"
 )
@@ -51,7 +54,7 @@ func (n *Node) buildDFS(log *slog.Logger) error {
 	}
 	svc, err := dfs.New(n.ctx, dfs.Config{Self: n.host.ID(), NodeName: n.cfg.Node, Zone: zone,
 		CapacityBytes: c.CapacityMB << 20, Grace: c.Grace, RepairInterval: c.RepairInterval, Ledger: dfsRoom{n},
-		Metrics: n.registry}, dfs.StoreContent{S: store}, n.members, nil, n.st, log)
+		Metrics: n.registry, Consensus: dfsConsensus{n}, StrongTimeout: c.StrongTimeout}, dfs.StoreContent{S: store}, n.members, nil, n.st, log)
 	if err != nil {
 		store.Close()
 		return err
@@ -129,6 +132,26 @@ func (r dfsRoom) DFSRoomBytes() int64 {
 	room := rec.DiskCapacityMB - rec.DiskAllocatedMB - resv
 	return max(0, room)<<20 + r.n.dfs.chargeMB()<<20
 }
+
+// dfsConsensus gives strong DFS trees the node's lock service (built after the DFS, so
+// looked up at each call).
+type dfsConsensus struct{ n *Node }
+
+func (c dfsConsensus) CAS(ctx context.Context, key string, expectRev uint64, value []byte, token uint64) (uint64, error) {
+	if c.n.locks.svc == nil {
+		return 0, errNoLocks
+	}
+	return c.n.locks.svc.CAS(ctx, key, expectRev, value, token)
+}
+
+func (c dfsConsensus) Get(ctx context.Context, key string) ([]byte, uint64, error) {
+	if c.n.locks.svc == nil {
+		return nil, 0, errNoLocks
+	}
+	return c.n.locks.svc.Get(ctx, key)
+}
+
+var errNoLocks = httpapi.Errorf(http.StatusServiceUnavailable, "unavailable", "the lock service is not running on this node")
 
 // DFS is the node's file system service (for benchmarks and tests; users go through the
 // /v1/fs API).

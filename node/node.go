@@ -77,6 +77,8 @@ type Node struct {
 	dfs nodeDFS
 	// shares are the shared directories on the DFS (node/dfs_share.go).
 	shares *share.Manager
+	// locks is the lock service (node/locks.go).
+	locks nodeLocks
 	// registry is the node's one Prometheus registry; tel serves it at GET /metrics, keeps
 	// its samples and answers cluster-wide PromQL (package telemetry).
 	registry *metrics.Registry
@@ -264,6 +266,9 @@ func New(cfg Config, log *slog.Logger) (n *Node, err error) {
 	}
 	n.alerts = alert.New(n.ctx, acfg, n.st, n.members,
 		alert.EngineQuerier{Engine: n.tel.Engine(), Queryable: n.tel.Queryable()}, n.api, log)
+	if err := n.buildLocks(log); err != nil {
+		return nil, err
+	}
 	n.st.Watch(n.notifyChange) // tests' OnStateChange
 	return n, nil
 }

@@ -173,6 +173,12 @@ var RoutePerms = map[string]Perm{
 	"POST /v1/fs/mounts":     "nodes:write",
 	"DELETE /v1/fs/mounts":   "nodes:write",
 	"GET /v1/fs/mounts/hold": "nodes:write",
+	// DFS locks (package locks)
+	"POST /v1/locks/acquire": "files:write",
+	"POST /v1/locks/renew":   "files:write",
+	"POST /v1/locks/release": "files:write",
+	"GET /v1/locks":          "files:read",
+	"GET /v1/locks/status":   "files:read",
 	// service mesh
 	"GET /v1/mesh/services":                "services:read",
 	"GET /v1/mesh/services/{name}":         "services:read",

@@ -88,6 +88,7 @@ func fsPutCmd(g *globals) *cobra.Command {
 		o      api.FSPutOptions
 		asJSON bool
 		mode   string
+		tok    string
 	)
 	c := &cobra.Command{
 		Use:   "put LOCAL|- PATH",
@@ -103,6 +104,7 @@ func fsPutCmd(g *globals) *cobra.Command {
 			}
 			var r io.Reader = os.Stdin
 			size := int64(-1)
+			var err error
 			if args[0] != "-" {
 				f, err := os.Open(args[0])
 				if err != nil {
@@ -125,6 +127,9 @@ func fsPutCmd(g *globals) *cobra.Command {
 			if p != nil {
 				r = progressReader{r, p}
 			}
+			if o.LockToken, err = lockToken(tok); err != nil {
+				return err
+			}
 			e, err := g.client().FSPut(c.Context(), args[1], r, size, o)
 			p.finish()
 			if err != nil {
@@ -142,6 +147,7 @@ func fsPutCmd(g *globals) *cobra.Command {
 	c.Flags().StringVar(&o.Chunker, "chunker", "", "chunking: size-N (fixed, default size-262144) or buzhash (content-defined, dedups edits)")
 	c.Flags().StringVar(&mode, "mode", "", "permission bits in octal (default: the local file's)")
 	c.Flags().BoolVar(&asJSON, "json", false, "print the entry as JSON")
+	lockTokenFlag(c, &tok)
 	return c
 }
 
@@ -279,12 +285,17 @@ func fsLsCmd(g *globals) *cobra.Command {
 
 func fsRmCmd(g *globals) *cobra.Command {
 	var recursive bool
+	var tok string
 	c := &cobra.Command{
 		Use:   "rm PATH",
 		Short: "Delete a file (its versions are kept), or with -r every file under a prefix",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			n, err := g.client().FSRemove(c.Context(), args[0], recursive)
+			t, err := lockToken(tok)
+			if err != nil {
+				return err
+			}
+			n, err := g.client().FSRemoveFenced(c.Context(), args[0], recursive, t)
 			if err != nil {
 				return err
 			}
@@ -293,16 +304,22 @@ func fsRmCmd(g *globals) *cobra.Command {
 		},
 	}
 	c.Flags().BoolVarP(&recursive, "recursive", "r", false, "remove every file under the prefix")
+	lockTokenFlag(c, &tok)
 	return c
 }
 
 func fsMvCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var tok string
+	c := &cobra.Command{
 		Use:   "mv FROM TO",
 		Short: "Rename a file or a directory prefix",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(c *cobra.Command, args []string) error {
-			n, err := g.client().FSMove(c.Context(), args[0], args[1])
+			t, err := lockToken(tok)
+			if err != nil {
+				return err
+			}
+			n, err := g.client().FSMoveWith(c.Context(), api.FSMoveRequest{From: args[0], To: args[1], LockToken: t})
 			if err != nil {
 				return err
 			}
@@ -310,6 +327,8 @@ func fsMvCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+	lockTokenFlag(c, &tok)
+	return c
 }
 
 func fsStatCmd(g *globals) *cobra.Command {
@@ -406,7 +425,7 @@ func fsInitCmd(g *globals) *cobra.Command {
 		},
 	}
 	c.Flags().IntVar(&t.Replication, "replication", 0, "copies of each file (default 3)")
-	c.Flags().StringVar(&t.Consistency, "consistency", "eventual", "eventual (strong needs the DFS locks issue)")
+	c.Flags().StringVar(&t.Consistency, "consistency", "", "eventual or strong (writes commit through the Raft lock service; linearizable reads); default: eventual, or the tree's current mode")
 	c.Flags().Int64Var(&t.CacheMB, "cache-mb", 0, "cache size hint for the tree in MB")
 	c.Flags().IntVar(&t.Versions, "versions", 0, "versions kept per file (default 10)")
 	c.Flags().StringVar(&t.Conflict, "conflict", "last_write_wins", "concurrent writes: last_write_wins or keep_both")
@@ -448,7 +467,8 @@ func fsVersionsCmd(g *globals) *cobra.Command {
 }
 
 func fsRevertCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var tok string
+	c := &cobra.Command{
 		Use:   "revert PATH VERSION",
 		Short: "Make a kept version the current content again (as a new version)",
 		Args:  cobra.ExactArgs(2),
@@ -457,7 +477,11 @@ func fsRevertCmd(g *globals) *cobra.Command {
 			if err != nil || n == 0 {
 				return fmt.Errorf("invalid VERSION %q: a version number from fs versions %s", args[1], args[0])
 			}
-			e, err := g.client().FSRevert(c.Context(), args[0], n)
+			t, err := lockToken(tok)
+			if err != nil {
+				return err
+			}
+			e, err := g.client().FSRevertWith(c.Context(), api.FSRevertRequest{Path: args[0], Version: n, LockToken: t})
 			if err != nil {
 				return err
 			}
@@ -465,6 +489,8 @@ func fsRevertCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+	lockTokenFlag(c, &tok)
+	return c
 }
 
 func fsWatchCmd(g *globals) *cobra.Command {

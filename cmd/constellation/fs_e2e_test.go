@@ -74,7 +74,7 @@ func TestFSEndToEnd(t *testing.T) {
 		{[]string{"fs", "put", local, "/a/../b"}, "paths are not resolved"},
 		{[]string{"fs", "put", local, "relative"}, "not absolute"},
 		{[]string{"fs", "get", "/cluster/none", "-"}, "no such file"},
-		{[]string{"fs", "init", "/s", "--consistency", "strong"}, "Raft"},
+		{[]string{"fs", "init", "/s", "--consistency", "linearizable"}, "eventual or strong"},
 	} {
 		r := run(t, append(tc.args, "--data-dir", dirA)...)
 		if r.code == 0 || !strings.Contains(r.stderr, tc.want) {

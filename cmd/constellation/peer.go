@@ -116,6 +116,7 @@ defaults. The cluster key can also come from CONSTELLATION_CLUSTER_KEY.`,
 	f.Int64Var(&flags.DFS.CapacityMB, "dfs-capacity-mb", 0, "DFS: MiB the block store may use (default: the disk's free space)")
 	f.DurationVar(&flags.DFS.Grace, "dfs-grace", 0, "DFS: how long a dead holder still counts as a copy before others copy its files (default 30s)")
 	addMonitorFlags(f, &flags, &metricsRetention, &metricsInterval)
+	node.AddLocksFlags(f, &flags)
 	// The token flag is global (client side); on peer it sets the server token.
 	return c
 }
