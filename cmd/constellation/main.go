@@ -91,6 +91,7 @@ sends the token only to a server that holds it. Read commands print a table, or 
 	root.AddCommand(securityCommands(g)...)
 	root.AddCommand(newMeshCmd(g))
 	root.AddCommand(newFSCmd(g))
+	root.AddCommand(newUICmd(g))
 	bench := newBenchCmd()
 	bench.AddCommand(newBenchInstancesCmd(), newBenchSandboxCmd(), newBenchMeshCmd(), newBenchFSCmd())
 	root.AddCommand(bench)
