@@ -23,7 +23,7 @@ func testAssets() *AssetServer {
 	})
 }
 
-func get(t *testing.T, h http.Handler, path string, hdr map[string]string) *httptest.ResponseRecorder {
+func get(t testing.TB, h http.Handler, path string, hdr map[string]string) *httptest.ResponseRecorder {
 	t.Helper()
 	r := httptest.NewRequest(http.MethodGet, path, nil)
 	for k, v := range hdr {
