@@ -90,6 +90,9 @@ func TestDashboardSessionIsTheToken(t *testing.T) {
 	if st, body, _ := do("GET", "/v1/nodes", "", nil); st != http.StatusUnauthorized || !strings.Contains(body, "revoked") {
 		t.Errorf("after revoke = %d %s; want 401 revoked", st, body)
 	}
+	if len(cl.Jar.Cookies(u)) != 0 { // the session ended with its token: the browser is told
+		t.Errorf("cookies kept after the session ended: %v", cl.Jar.Cookies(u))
+	}
 }
 
 // TestClusterOverviewCountsAndLinks: nodes, instances, a link with its RTT and this node's
