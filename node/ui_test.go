@@ -121,6 +121,15 @@ func TestClusterOverviewCountsAndLinks(t *testing.T) {
 	if ov.Health != api.HealthHealthy {
 		t.Errorf("health %s %v", ov.Health, ov.Reasons)
 	}
+	// The Go client's blocking read over the socket answers the same overview.
+	cl := api.NewClient(n.cfg.DataDir, "", "")
+	got, meta, err := cl.ClusterOverview(t.Context(), nil)
+	if err != nil || got.NodesTotal != 3 || meta.LastIndex == 0 {
+		t.Fatalf("client overview = %+v %+v %v", got, meta, err)
+	}
+	if who, err := cl.UISession(t.Context()); err != nil || who.Kind != "socket" || len(who.Permissions) == 0 {
+		t.Errorf("socket session = %+v %v", who, err)
+	}
 	if err := ns[2].Kill(); err != nil {
 		t.Fatal(err)
 	}
