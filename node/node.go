@@ -71,6 +71,7 @@ type Node struct {
 	// security holds tokens and roles, checks every request's permission and keeps the
 	// audit log (package security).
 	security *security.Service
+	overview overviewCache // GET /v1/cluster/overview (ui_overview.go)
 	// mesh is the service mesh (package mesh).
 	mesh *mesh.Service
 	// dfs is the distributed file system (node/dfs.go).
@@ -251,6 +252,7 @@ func New(cfg Config, log *slog.Logger) (n *Node, err error) {
 	n.instances.SetSecrets(n.security)
 	n.sched.SetSecrets(n.security)
 	n.security.SetWorkloads(workloads{n})
+	n.newUI()
 	if err := n.buildDFS(log); err != nil {
 		return nil, err
 	}
@@ -408,6 +410,7 @@ func (n *Node) shutdown(graceful bool) error {
 		if n.alerts != nil {
 			n.alerts.Close()
 		}
+		n.overview.close() // its background metrics read, before telemetry goes
 		if n.tel != nil {
 			n.tel.Close()
 		}
