@@ -87,6 +87,7 @@ func (s *Store) forgetLocked(k string) {
 		return
 	}
 	delete(s.sizes, k)
+	s.bs.hot.drop(cidOfKey(k))
 	s.used -= n
 	if e, ok := s.lruIdx[k]; ok {
 		s.lru.Remove(e)

@@ -23,7 +23,8 @@ import (
 // It is the blockstore bitswap, the gateway and the DAG services see.
 type bstore struct {
 	s     *Store
-	inner blockstore.Blockstore
+	inner *packStore
+	hot   hotBlocks
 }
 
 var _ blockstore.Blockstore = (*bstore)(nil)
@@ -37,6 +38,10 @@ func (b *bstore) GetSize(ctx context.Context, c cid.Cid) (int, error) {
 }
 
 func (b *bstore) Get(ctx context.Context, c cid.Cid) (blocks.Block, error) {
+	if blk := b.hot.get(c); blk != nil {
+		b.s.touch(c)
+		return blk, nil
+	}
 	blk, err := b.inner.Get(ctx, c)
 	if err != nil {
 		return nil, err
@@ -49,7 +54,28 @@ func (b *bstore) Get(ctx context.Context, c cid.Cid) (blocks.Block, error) {
 	return blk, nil
 }
 
+// frame reads a block for the bulk protocol: frameBlock followed by the block's bytes,
+// checked against c, in one buffer.
+func (b *bstore) frame(ctx context.Context, c cid.Cid) ([]byte, error) {
+	if blk := b.hot.get(c); blk != nil {
+		b.s.touch(c)
+		return append([]byte{frameBlock}, blk.RawData()...), nil
+	}
+	buf, err := b.inner.read(c, 1)
+	if err != nil {
+		return nil, err
+	}
+	if err := verifyBlock(c, buf[1:]); err != nil {
+		b.s.corrupt(ctx, c, err)
+		return nil, format.ErrNotFound{Cid: c}
+	}
+	buf[0] = frameBlock
+	b.s.touch(c)
+	return buf, nil
+}
+
 func (b *bstore) DeleteBlock(ctx context.Context, c cid.Cid) error {
+	b.hot.drop(c)
 	if err := b.inner.DeleteBlock(ctx, c); err != nil {
 		return err
 	}
@@ -93,6 +119,26 @@ func (b *bstore) PutMany(ctx context.Context, blks []blocks.Block) error {
 	b.s.added(fresh, need)
 	return nil
 }
+
+// putVerified stores blocks whose bytes were just checked against their CIDs (received
+// from a peer) and, when they were fetched for a reader (withHot), keeps them in memory
+// for it.
+func (b *bstore) putVerified(ctx context.Context, blks []blocks.Block) error {
+	if err := b.PutMany(ctx, blks); err != nil {
+		return err
+	}
+	if ctx.Value(hotKey{}) != nil {
+		for _, blk := range blks {
+			b.hot.put(blk)
+		}
+	}
+	return nil
+}
+
+type hotKey struct{}
+
+// withHot marks a context of a read: blocks fetched under it stay in memory a while.
+func withHot(ctx context.Context) context.Context { return context.WithValue(ctx, hotKey{}, true) }
 
 func (b *bstore) AllKeysChan(ctx context.Context) (<-chan cid.Cid, error) {
 	return b.inner.AllKeysChan(ctx)

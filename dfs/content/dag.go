@@ -292,7 +292,7 @@ func (s *Store) Open(ctx context.Context, root cid.Cid, holders []peer.ID) (File
 	if err := s.checkOpen(); err != nil {
 		return nil, err
 	}
-	fctx, cancel := context.WithCancel(ctx)
+	fctx, cancel := context.WithCancel(withHot(ctx))
 	stop := context.AfterFunc(s.ctx, cancel)
 	dserv := merkledag.NewDAGService(blockservice.New(s.bs, &holderExchange{s: s, holders: holders}))
 	nd, err := dserv.Get(fctx, root)
