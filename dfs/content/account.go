@@ -89,6 +89,7 @@ func (s *Store) forgetLocked(k string) {
 	delete(s.sizes, k)
 	s.bs.hot.drop(cidOfKey(k))
 	s.used -= n
+	s.kickCompact()
 	if e, ok := s.lruIdx[k]; ok {
 		s.lru.Remove(e)
 		delete(s.lruIdx, k)

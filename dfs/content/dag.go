@@ -568,6 +568,7 @@ type Usage struct {
 	LeasedBytes int64 // blocks held only by write leases
 	CacheBytes  int64 // blocks in the LRU
 	UsedBytes   int64 // all blocks
+	DiskBytes   int64 // the block segments on disk (UsedBytes, record headers, and deleted blocks until compaction)
 	Capacity    int64 // Config.Capacity (0: the disk)
 	Blocks      int
 	Pins        int
@@ -577,7 +578,7 @@ type Usage struct {
 func (s *Store) Usage() Usage {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	u := Usage{CacheBytes: s.cached, UsedBytes: s.used, Capacity: s.cfg.Capacity, Blocks: len(s.sizes), Pins: len(s.pins)}
+	u := Usage{CacheBytes: s.cached, UsedBytes: s.used, DiskBytes: s.pack.DiskBytes(), Capacity: s.cfg.Capacity, Blocks: len(s.sizes), Pins: len(s.pins)}
 	for k, n := range s.sizes {
 		switch {
 		case s.pinned[k] > 0:

@@ -78,8 +78,9 @@ type packSeg struct {
 // packStore is a blockstore.Blockstore over segment files. Reads run concurrently
 // (pread under mu's read lock); appends are serialized by wmu.
 type packStore struct {
-	dir string
-	log *slog.Logger
+	dir    string
+	log    *slog.Logger
+	segMax int64 // packSegmentMax (tests make it smaller)
 
 	wmu    sync.Mutex // serializes appends (Put, Delete, compaction copies)
 	dirty  map[uint32]*packSeg
@@ -101,7 +102,7 @@ func openPack(dir string, log *slog.Logger) (*packStore, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("dfs content: create %s: %w", dir, err)
 	}
-	p := &packStore{dir: dir, log: log, index: map[string]packLoc{}, segs: map[uint32]*packSeg{}, dirty: map[uint32]*packSeg{}}
+	p := &packStore{dir: dir, log: log, segMax: packSegmentMax, index: map[string]packLoc{}, segs: map[uint32]*packSeg{}, dirty: map[uint32]*packSeg{}}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("dfs content: list %s: %w", dir, err)
@@ -128,7 +129,7 @@ func openPack(dir string, log *slog.Logger) (*packStore, error) {
 	next := uint32(1)
 	if len(ids) > 0 {
 		next = ids[len(ids)-1]
-		if p.segs[next].size >= packSegmentMax {
+		if p.segs[next].size >= p.segMax {
 			next++
 		}
 	}
@@ -267,7 +268,7 @@ func (p *packStore) appendLocked(kind byte, key string, data []byte) (packLoc, e
 	if closed {
 		return packLoc{}, ErrClosed
 	}
-	if sg.size >= packSegmentMax {
+	if sg.size >= p.segMax {
 		p.mu.Lock()
 		err := p.createSeg(sg.id + 1)
 		if err == nil {

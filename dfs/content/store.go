@@ -47,6 +47,8 @@ type Store struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	compactKick chan struct{} // wakes the compactor (pack.go); buffered, 1
+
 	gwOnce sync.Once
 	gw     http.Handler
 	gwErr  error
@@ -154,6 +156,8 @@ func New(ctx context.Context, cfg Config, net Network) (*Store, error) {
 		}
 	}
 	s.local = blockservice.New(s.bs, ex)
+	s.compactKick = make(chan struct{}, 1)
+	s.goRun(s.compactor)
 	go func() { // ctx given to New is the node's shutdown signal
 		select {
 		case <-ctx.Done():
@@ -207,6 +211,36 @@ func (s *Store) goRun(f func()) bool {
 // syncDisk makes every block written so far durable.
 func (s *Store) syncDisk() error {
 	return s.pack.Sync()
+}
+
+// kickCompact asks the compactor to look at the segments (after deletions).
+func (s *Store) kickCompact() {
+	if s.compactKick == nil {
+		return
+	}
+	select {
+	case s.compactKick <- struct{}{}:
+	default:
+	}
+}
+
+// compactor rewrites mostly-dead segments when deletions (GC, eviction, corruption)
+// ask for it, until the store closes.
+func (s *Store) compactor() {
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-s.compactKick:
+		}
+		freed, err := s.pack.Compact(s.ctx)
+		if err != nil && s.ctx.Err() == nil {
+			s.log.Warn("dfs content: compact block segments", "err", err)
+		}
+		if freed > 0 {
+			s.m.compacted.Add(float64(freed))
+		}
+	}
 }
 
 func (s *Store) checkOpen() error {
