@@ -31,7 +31,7 @@ import (
 const (
 	bulkProtocol = "dfs-blocks/1.0.0"
 	maxWant      = 1024 // CIDs per request
-	bulkBatch    = 32   // CIDs per request the client sends (8 MiB of 256 KiB blocks)
+	bulkBatch    = 64   // CIDs per request the client sends (16 MiB of 256 KiB blocks)
 	storeBatch   = 16   // blocks written (and fsynced) together
 	frameBlock   = 0x00
 	frameMissing = 0x01

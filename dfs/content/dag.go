@@ -422,7 +422,7 @@ func (s *Store) recordPin(root cid.Cid, l *lease) (first bool, err error) {
 			break
 		}
 	}
-	if err := s.savePinsLocked(); err != nil {
+	if err := s.logPinLocked(*r); err != nil {
 		return false, fmt.Errorf("dfs content: save pins: %w", err)
 	}
 	return r.N == 1, nil
@@ -482,6 +482,7 @@ func (s *Store) Unpin(root cid.Cid) error {
 		return fmt.Errorf("%w: %s", ErrNotPinned, root)
 	}
 	r.N--
+	rec := pinRec{Root: r.Root, N: max(r.N, 0)}
 	if r.N <= 0 {
 		delete(s.pins, key(root))
 		for _, k := range s.pinBlocks[key(root)] {
@@ -493,7 +494,7 @@ func (s *Store) Unpin(root cid.Cid) error {
 		delete(s.pinBlocks, key(root))
 		s.evictLocked(s.ctx)
 	}
-	if err := s.savePinsLocked(); err != nil {
+	if err := s.logPinLocked(rec); err != nil {
 		return fmt.Errorf("dfs content: save pins: %w", err)
 	}
 	return nil

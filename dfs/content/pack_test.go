@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/ipfs/boxo/blockstore"
@@ -156,7 +157,7 @@ func TestMigrateFromFlatfs(t *testing.T) {
 	if err := src.Pin(ctxT(t), a.Root, nil); err != nil {
 		t.Fatal(err)
 	}
-	pins, err := os.ReadFile(src.pinsFile())
+	pins, err := os.ReadFile(src.pinLogFile())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +180,7 @@ func TestMigrateFromFlatfs(t *testing.T) {
 		n++
 	}
 	ds.Close()
-	os.WriteFile(filepath.Join(dir, "pins.json"), pins, 0o600)
+	os.WriteFile(filepath.Join(dir, "pins.log"), pins, 0o600)
 	s := newStore(t, nil, func(c *Config) { c.Dir = dir })
 	if _, err := os.Stat(filepath.Join(dir, "blocks")); !os.IsNotExist(err) {
 		t.Errorf("the flatfs directory is still there: %v", err)
@@ -217,4 +218,32 @@ func FuzzPackScan(f *testing.F) {
 			t.Fatalf("valid prefix %d of %d bytes", valid, len(b))
 		}
 	})
+}
+
+// TestPinLogTornLine: a pin journal whose last line was cut by a crash opens without
+// it; a damaged line before the last is refused with the file and line named.
+func TestPinLogTornLine(t *testing.T) {
+	dir := t.TempDir()
+	s := newStore(t, nil, func(c *Config) { c.Dir = dir })
+	a := add(t, s, randBytes(400, 300<<10), "")
+	b := add(t, s, randBytes(401, 300<<10), "")
+	if err := s.Pin(ctxT(t), a.Root, nil); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	f, _ := os.OpenFile(filepath.Join(dir, "pins.log"), os.O_WRONLY|os.O_APPEND, 0)
+	f.WriteString(`{"root":{"/":"` + b.Root.String() + `"},"n":`) // torn
+	f.Close()
+	s2 := newStore(t, nil, func(c *Config) { c.Dir = dir })
+	if ps := s2.Pins(); len(ps) != 1 || !ps[0].Equals(a.Root) {
+		t.Fatalf("pins after a torn journal line: %v; want only %s", ps, a.Root)
+	}
+	if err := s2.Unpin(a.Root); err != nil {
+		t.Fatal(err)
+	}
+	s2.Close()
+	os.WriteFile(filepath.Join(dir, "pins.log"), []byte("garbage\n{}\n"), 0o600)
+	if _, err := New(context.Background(), Config{Dir: dir, Log: testLog(t)}, nil); err == nil || !strings.Contains(err.Error(), "pins.log line 1") {
+		t.Fatalf("a damaged journal line: %v", err)
+	}
 }

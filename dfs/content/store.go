@@ -53,22 +53,24 @@ type Store struct {
 	gw     http.Handler
 	gwErr  error
 
-	mu        sync.Mutex // guards everything below
-	closed    bool
-	sizes     map[string]int64 // every block present: its size
-	used      int64            // sum of sizes
-	reserved  int64            // bytes of writes in progress
-	pins      map[string]*pinRec
-	pinned    map[string]int // block -> number of pinned roots that reach it
-	leases    map[uint64]*lease
-	nextID    uint64
-	leased    map[string]int // block -> number of leases that hold it
-	lru       *list.List     // keys of unprotected blocks, most recently used first
-	lruIdx    map[string]*list.Element
-	cached    int64 // bytes of the blocks in lru
-	inflight  map[string]chan struct{}
-	roots     map[string]cid.Cid  // roots seen (added, opened, pinned, imported): GC asks keep about them
-	pinBlocks map[string][]string // pinned root -> its blocks counted in pinned
+	mu          sync.Mutex // guards everything below
+	closed      bool
+	sizes       map[string]int64 // every block present: its size
+	used        int64            // sum of sizes
+	reserved    int64            // bytes of writes in progress
+	pins        map[string]*pinRec
+	pinned      map[string]int // block -> number of pinned roots that reach it
+	leases      map[uint64]*lease
+	nextID      uint64
+	leased      map[string]int // block -> number of leases that hold it
+	lru         *list.List     // keys of unprotected blocks, most recently used first
+	lruIdx      map[string]*list.Element
+	cached      int64 // bytes of the blocks in lru
+	inflight    map[string]chan struct{}
+	roots       map[string]cid.Cid  // roots seen (added, opened, pinned, imported): GC asks keep about them
+	pinBlocks   map[string][]string // pinned root -> its blocks counted in pinned
+	pinLog      *os.File            // pins.log, open for appending (pinlog.go)
+	pinLogLines int
 	// statfs reports the free bytes of the disk (tests replace it).
 	statfs func() (int64, error)
 }
@@ -190,6 +192,12 @@ func (s *Store) closeParts() error {
 		s.bsw.Close()
 	}
 	s.wg.Wait()
+	s.mu.Lock()
+	if s.pinLog != nil {
+		s.pinLog.Close()
+		s.pinLog = nil
+	}
+	s.mu.Unlock()
 	return s.pack.Close()
 }
 
@@ -276,6 +284,14 @@ func (s *Store) load(ctx context.Context) error {
 			s.pins[key(r.Root)] = &rr
 		}
 	}
+	if err := s.replayPinLog(); err != nil {
+		return err
+	}
+	if _, err := os.Stat(s.pinLogFile()); err == nil {
+		if err := s.foldPinsLocked(); err != nil {
+			return fmt.Errorf("dfs content: save pins: %w", err)
+		}
+	}
 	for _, r := range s.pins {
 		rk := key(r.Root)
 		s.noteRootLocked(r.Root)
@@ -299,8 +315,9 @@ func (s *Store) load(ctx context.Context) error {
 
 func (s *Store) pinsFile() string { return filepath.Join(s.cfg.Dir, "pins.json") }
 
-// savePinsLocked writes the pins durably (temp file, fsync, rename, fsync of the dir).
-func (s *Store) savePinsLocked() error {
+// writePinSnapshotLocked writes the pins durably (temp file, fsync, rename, fsync of the
+// dir).
+func (s *Store) writePinSnapshotLocked() error {
 	recs := make([]pinRec, 0, len(s.pins))
 	for _, r := range s.pins {
 		recs = append(recs, *r)
