@@ -12,7 +12,7 @@ import (
 	format "github.com/ipfs/go-ipld-format"
 )
 
-// bstore is the store's blockstore: flatfs underneath, and on top
+// bstore is the store's blockstore: the pack store underneath, and on top
 //
 //   - every block read is checked against its CID; a mismatch deletes the block, counts
 //     constellation_dfs_corrupt_blocks_total and answers "not found", so that the
@@ -87,8 +87,8 @@ func (b *bstore) Put(ctx context.Context, blk blocks.Block) error {
 	return b.PutMany(ctx, []blocks.Block{blk})
 }
 
-// PutMany stores the blocks that are not there yet in one flatfs batch (written, then
-// fsynced together) after reserving their room.
+// PutMany stores the blocks that are not there yet (appended; Sync makes them durable)
+// after reserving their room.
 func (b *bstore) PutMany(ctx context.Context, blks []blocks.Block) error {
 	var fresh []blocks.Block
 	var need int64
@@ -116,7 +116,7 @@ func (b *bstore) PutMany(ctx context.Context, blks []blocks.Block) error {
 		}
 		return err
 	}
-	b.s.added(fresh, need)
+	b.s.added(ctx, fresh, need)
 	return nil
 }
 
@@ -156,6 +156,6 @@ func verifyBlock(c cid.Cid, data []byte) error {
 	return nil
 }
 
-// key is the accounting key of a block: its multihash (flatfs stores blocks by
+// key is the accounting key of a block: its multihash (the pack store keeps blocks by
 // multihash, so the same bytes under a raw and a dag-pb CID are one block).
 func key(c cid.Cid) string { return string(c.Hash()) }

@@ -61,8 +61,8 @@ const (
 
 // Config configures a Store. Zero values take the documented defaults.
 type Config struct {
-	// Dir holds the block store (Dir/blocks, flatfs) and the pin records
-	// (Dir/pins.json). Required.
+	// Dir holds the block store (Dir/packs, segment files) and the pin records
+	// (Dir/pins.json and Dir/pins.log). Required.
 	Dir string
 	// CacheBytes bounds the blocks that are neither pinned nor leased (fetched for a
 	// read, unpinned, ...): past it the least recently used are deleted. Default 1 GiB;

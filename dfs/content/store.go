@@ -70,6 +70,9 @@ type Store struct {
 	roots       map[string]cid.Cid  // roots seen (added, opened, pinned, imported): GC asks keep about them
 	pinBlocks   map[string][]string // pinned root -> its blocks counted in pinned
 	pinLog      *os.File            // pins.log, open for appending (pinlog.go)
+	blockClass  map[string]string   // cached block -> its cache class (cacheclass.go)
+	classBytes  map[string]int64    // class -> bytes of its blocks in the LRU
+	classLimit  map[string]int64    // class -> its bound
 	pinLogLines int
 	// statfs reports the free bytes of the disk (tests replace it).
 	statfs func() (int64, error)
