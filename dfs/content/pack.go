@@ -83,6 +83,7 @@ type packStore struct {
 	segMax int64 // packSegmentMax (tests make it smaller)
 
 	wmu    sync.Mutex // serializes appends (Put, Delete, compaction copies)
+	syncMu sync.Mutex // serializes Sync: a Sync returns after every sync in progress
 	dirty  map[uint32]*packSeg
 	newSeg bool // a segment file was created since the last Sync (the directory needs a sync)
 
@@ -445,6 +446,11 @@ func (p *packStore) forEach(fn func(k string, n int64)) {
 // Sync makes every record appended so far durable: fdatasync of the segments written
 // since the last Sync, and of the directory when a segment was created.
 func (p *packStore) Sync() error {
+	// A Sync that finds nothing dirty may still have records written before another
+	// Sync took the dirty set and is flushing it: waiting for that Sync makes them durable
+	// before this one returns.
+	p.syncMu.Lock()
+	defer p.syncMu.Unlock()
 	p.wmu.Lock()
 	dirty, newSeg := p.dirty, p.newSeg
 	p.dirty, p.newSeg = map[uint32]*packSeg{}, false
