@@ -66,7 +66,7 @@ func (s *Service) Open(ctx context.Context, name string, version uint64) (io.Rea
 	if err != nil {
 		return nil, api.FSEntry{}, fmt.Errorf("dfs: %s has a bad CID %q: %v", name, v.CID, err)
 	}
-	f, err := s.content.Open(ctx, root, s.holdersOf(v))
+	f, err := s.content.Open(s.cacheCtx(ctx, name), root, s.holdersOf(v))
 	if err != nil {
 		return nil, api.FSEntry{}, fmt.Errorf("dfs: read %s: %w", name, err)
 	}

@@ -11,7 +11,7 @@ func TestBenchFSRuns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res) != 5 {
+	if len(res) != 8 { // latency p50, p99; put, get, plain copy, plain copy into a file, two ratios
 		t.Fatalf("%d results: %+v", len(res), res)
 	}
 	for _, r := range res {

@@ -30,6 +30,7 @@ func (s *Store) protectLocked(k string) {
 		s.lru.Remove(e)
 		delete(s.lruIdx, k)
 		s.cached -= s.sizes[k]
+		s.classCachedLocked(k, s.sizes[k], -1)
 	}
 }
 
@@ -44,6 +45,7 @@ func (s *Store) unprotectLocked(k string) {
 	}
 	s.lruIdx[k] = s.lru.PushFront(k)
 	s.cached += n
+	s.classCachedLocked(k, n, 1)
 }
 
 func (s *Store) touch(c cid.Cid) {
@@ -55,7 +57,7 @@ func (s *Store) touch(c cid.Cid) {
 }
 
 // added accounts blocks just written.
-func (s *Store) added(fresh []blocks.Block, reserved int64) {
+func (s *Store) added(ctx context.Context, fresh []blocks.Block, reserved int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.reserved -= reserved
@@ -68,7 +70,9 @@ func (s *Store) added(fresh []blocks.Block, reserved int64) {
 		s.sizes[k] = n
 		s.used += n
 		s.unprotectLocked(k)
+		s.classifyLocked(ctx, k)
 	}
+	s.evictClassesLocked(s.ctx)
 	s.m.stored.Add(float64(len(fresh)))
 	s.m.storedN.Add(int64(len(fresh)))
 	s.evictLocked(s.ctx)
@@ -87,11 +91,21 @@ func (s *Store) forgetLocked(k string) {
 		return
 	}
 	delete(s.sizes, k)
+	s.bs.hot.drop(cidOfKey(k))
 	s.used -= n
+	s.kickCompact()
 	if e, ok := s.lruIdx[k]; ok {
 		s.lru.Remove(e)
 		delete(s.lruIdx, k)
 		s.cached -= n
+		s.classCachedLocked(k, n, -1)
+	}
+	if c, ok := s.blockClass[k]; ok {
+		delete(s.blockClass, k)
+		if s.classBytes[c] <= 0 {
+			delete(s.classBytes, c)
+			delete(s.classLimit, c)
+		}
 	}
 }
 
@@ -123,7 +137,7 @@ func (s *Store) evictOneLocked(ctx context.Context) bool {
 	return true
 }
 
-// cidOfKey is a CID that addresses the block of key k in flatfs (which stores by
+// cidOfKey is a CID that addresses the block of key k in the pack store (which stores by
 // multihash).
 func cidOfKey(k string) cid.Cid { return cid.NewCidV1(cid.Raw, mh.Multihash(k)) }
 

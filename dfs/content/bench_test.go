@@ -181,3 +181,41 @@ func BenchmarkImportCAR(b *testing.B) {
 	}
 	b.ReportMetric(median(rates), "import_MB/s")
 }
+
+// BenchmarkRepair1GiB: the copy half of a re-replication. A tree of 1 GiB (four 256 MiB
+// files) is pinned on A; its other holder died, and C pins every file from A (what the
+// repair runner does once the grace has passed). Metrics: repair_s (seconds until the
+// 1 GiB is pinned and fsynced on C) and repair_MB/s. The grace (--dfs-grace, 30 s by
+// default) and the failure detection come on top.
+func BenchmarkRepair1GiB(b *testing.B) {
+	hs := startHosts(b, 2, tcpOnly)
+	ctx := context.Background()
+	var secs []float64
+	for i := 0; i < b.N; i++ {
+		a := newStore(b, hs[0], nil)
+		var roots []Added
+		for f := range 4 {
+			added, err := a.Add(ctx, bytes.NewReader(randBytes(uint64(500+f), 256<<20)), AddOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := a.Pin(ctx, added.Root, nil); err != nil {
+				b.Fatal(err)
+			}
+			roots = append(roots, added)
+		}
+		c := newStore(b, hs[1], nil)
+		t0 := time.Now()
+		for _, r := range roots {
+			if err := c.Pin(ctx, r.Root, []peer.ID{hs[0].ID()}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		secs = append(secs, time.Since(t0).Seconds())
+		c.Close()
+		a.Close()
+	}
+	s := median(secs)
+	b.ReportMetric(s, "repair_s")
+	b.ReportMetric(float64(1<<30)/1e6/s, "repair_MB/s")
+}

@@ -31,7 +31,7 @@ import (
 const (
 	bulkProtocol = "dfs-blocks/1.0.0"
 	maxWant      = 1024 // CIDs per request
-	bulkBatch    = 32   // CIDs per request the client sends (8 MiB of 256 KiB blocks)
+	bulkBatch    = 64   // CIDs per request the client sends (16 MiB of 256 KiB blocks)
 	storeBatch   = 16   // blocks written (and fsynced) together
 	frameBlock   = 0x00
 	frameMissing = 0x01
@@ -147,16 +147,11 @@ func (s *Store) serveBulk(ctx context.Context, st *p2p.Stream) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		var frame []byte
-		blk, err := s.bs.Get(ctx, c)
+		frame, err := s.bs.frame(ctx, c)
 		if err != nil {
 			frame = []byte{frameMissing}
 		} else {
-			data := blk.RawData()
-			frame = make([]byte, 1+len(data))
-			frame[0] = frameBlock
-			copy(frame[1:], data)
-			s.m.servedBytes.Add(float64(len(data)))
+			s.m.servedBytes.Add(float64(len(frame) - 1))
 		}
 		if err := st.WriteFrame(frame); err != nil {
 			return err
@@ -450,7 +445,7 @@ func (s *Store) bulkRequest(ctx context.Context, h peer.ID, batch []cid.Cid, onB
 		if len(pending) == 0 {
 			return nil
 		}
-		if err := s.bs.PutMany(ctx, pending); err != nil {
+		if err := s.bs.putVerified(ctx, pending); err != nil {
 			return err
 		}
 		for _, b := range pending {

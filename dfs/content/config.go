@@ -61,8 +61,8 @@ const (
 
 // Config configures a Store. Zero values take the documented defaults.
 type Config struct {
-	// Dir holds the block store (Dir/blocks, flatfs) and the pin records
-	// (Dir/pins.json). Required.
+	// Dir holds the block store (Dir/packs, segment files) and the pin records
+	// (Dir/pins.json and Dir/pins.log). Required.
 	Dir string
 	// CacheBytes bounds the blocks that are neither pinned nor leased (fetched for a
 	// read, unpinned, ...): past it the least recently used are deleted. Default 1 GiB;
@@ -89,7 +89,7 @@ type Config struct {
 	LeaseTTL time.Duration
 	// FetchTimeout bounds one bulk request to one holder without progress (default 30s).
 	FetchTimeout time.Duration
-	// StreamsPerHolder is how many bulk requests run at once per holder (default 2).
+	// StreamsPerHolder is how many bulk requests run at once per holder (default 4).
 	StreamsPerHolder int
 	// DisableBitswap turns off bitswap (then only the bulk protocol fetches and serves).
 	DisableBitswap bool
@@ -112,7 +112,7 @@ func (c Config) withDefaults() Config {
 		c.FetchTimeout = 30 * time.Second
 	}
 	if c.StreamsPerHolder == 0 {
-		c.StreamsPerHolder = 2
+		c.StreamsPerHolder = 4
 	}
 	if c.Metrics == nil {
 		c.Metrics = prometheus.NewRegistry()

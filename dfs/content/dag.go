@@ -292,7 +292,7 @@ func (s *Store) Open(ctx context.Context, root cid.Cid, holders []peer.ID) (File
 	if err := s.checkOpen(); err != nil {
 		return nil, err
 	}
-	fctx, cancel := context.WithCancel(ctx)
+	fctx, cancel := context.WithCancel(withHot(ctx))
 	stop := context.AfterFunc(s.ctx, cancel)
 	dserv := merkledag.NewDAGService(blockservice.New(s.bs, &holderExchange{s: s, holders: holders}))
 	nd, err := dserv.Get(fctx, root)
@@ -422,7 +422,7 @@ func (s *Store) recordPin(root cid.Cid, l *lease) (first bool, err error) {
 			break
 		}
 	}
-	if err := s.savePinsLocked(); err != nil {
+	if err := s.logPinLocked(*r); err != nil {
 		return false, fmt.Errorf("dfs content: save pins: %w", err)
 	}
 	return r.N == 1, nil
@@ -482,6 +482,7 @@ func (s *Store) Unpin(root cid.Cid) error {
 		return fmt.Errorf("%w: %s", ErrNotPinned, root)
 	}
 	r.N--
+	rec := pinRec{Root: r.Root, N: max(r.N, 0)}
 	if r.N <= 0 {
 		delete(s.pins, key(root))
 		for _, k := range s.pinBlocks[key(root)] {
@@ -493,7 +494,7 @@ func (s *Store) Unpin(root cid.Cid) error {
 		delete(s.pinBlocks, key(root))
 		s.evictLocked(s.ctx)
 	}
-	if err := s.savePinsLocked(); err != nil {
+	if err := s.logPinLocked(rec); err != nil {
 		return fmt.Errorf("dfs content: save pins: %w", err)
 	}
 	return nil
@@ -568,6 +569,7 @@ type Usage struct {
 	LeasedBytes int64 // blocks held only by write leases
 	CacheBytes  int64 // blocks in the LRU
 	UsedBytes   int64 // all blocks
+	DiskBytes   int64 // the block segments on disk (UsedBytes, record headers, and deleted blocks until compaction)
 	Capacity    int64 // Config.Capacity (0: the disk)
 	Blocks      int
 	Pins        int
@@ -577,7 +579,7 @@ type Usage struct {
 func (s *Store) Usage() Usage {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	u := Usage{CacheBytes: s.cached, UsedBytes: s.used, Capacity: s.cfg.Capacity, Blocks: len(s.sizes), Pins: len(s.pins)}
+	u := Usage{CacheBytes: s.cached, UsedBytes: s.used, DiskBytes: s.pack.DiskBytes(), Capacity: s.cfg.Capacity, Blocks: len(s.sizes), Pins: len(s.pins)}
 	for k, n := range s.sizes {
 		switch {
 		case s.pinned[k] > 0:

@@ -5,9 +5,12 @@
 //
 // # Storage
 //
-// A Store keeps blocks in a flatfs block store in Config.Dir (one file per block); Add,
-// Pin and ImportCAR return only once their blocks are durable (one syncfs of the store's
-// file system, not one fsync per block). Add chunks a file (fixed 256 KiB chunks by default, or
+// A Store keeps blocks in append-only segment files in Config.Dir/packs (pack.go: an
+// in-memory index rebuilt from the record headers at start, tombstones for deletions, a
+// compactor for mostly-dead segments); a store written by an earlier version (flatfs in
+// Config.Dir/blocks) is migrated at start. Add, Pin and ImportCAR return only once their
+// blocks are durable (one fdatasync per segment written, not one per block); pins are a
+// snapshot and a journal (pinlog.go). Add chunks a file (fixed 256 KiB chunks by default, or
 // content-defined "buzhash" chunks) into a UnixFS balanced DAG with CIDv1 and raw
 // leaves, so identical content has the same CID and is stored once, and any IPFS
 // implementation computes the same root. Every block read from disk is checked against

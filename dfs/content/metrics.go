@@ -14,6 +14,7 @@ type metrics struct {
 	stored         prometheus.Counter
 	evicted        prometheus.Counter
 	gcFreed        prometheus.Counter
+	compacted      prometheus.Counter
 	addedBytes     prometheus.Counter
 	servedBytes    prometheus.Counter
 	holderFailures prometheus.Counter
@@ -34,6 +35,8 @@ func newMetrics(reg prometheus.Registerer, s *Store) (*metrics, error) {
 			Help: "Cached blocks deleted by the LRU bound."}),
 		gcFreed: prometheus.NewCounter(prometheus.CounterOpts{Name: "constellation_dfs_gc_freed_bytes_total",
 			Help: "Bytes deleted by GC."}),
+		compacted: prometheus.NewCounter(prometheus.CounterOpts{Name: "constellation_dfs_compacted_bytes_total",
+			Help: "Bytes of block segments given back to the disk by compaction (dead blocks after GC, eviction or corruption)."}),
 		addedBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "constellation_dfs_added_bytes_total",
 			Help: "File bytes added on this node."}),
 		servedBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "constellation_dfs_bulk_served_bytes_total",
@@ -50,10 +53,11 @@ func newMetrics(reg prometheus.Registerer, s *Store) (*metrics, error) {
 	gauge := func(name, help string, f func(Usage) int64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return float64(f(s.Usage())) })
 	}
-	cs := []prometheus.Collector{m.corrupt, m.badBlocks, m.stored, m.evicted, m.gcFreed, m.addedBytes, m.servedBytes, m.holderFailures, m.importedBlocks, m.fetchedBlocks, m.fetchedBytes,
+	cs := []prometheus.Collector{m.corrupt, m.badBlocks, m.stored, m.evicted, m.gcFreed, m.compacted, m.addedBytes, m.servedBytes, m.holderFailures, m.importedBlocks, m.fetchedBlocks, m.fetchedBytes,
 		gauge("constellation_dfs_pinned_bytes", "Bytes of blocks reached by pinned roots.", func(u Usage) int64 { return u.PinnedBytes }),
 		gauge("constellation_dfs_cache_bytes", "Bytes of cached (unpinned, unleased) blocks.", func(u Usage) int64 { return u.CacheBytes }),
 		gauge("constellation_dfs_used_bytes", "Bytes of all blocks in the store.", func(u Usage) int64 { return u.UsedBytes }),
+		gauge("constellation_dfs_disk_bytes", "Bytes of the block segments on disk (live blocks and dead ones not compacted yet).", func(u Usage) int64 { return u.DiskBytes }),
 	}
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {

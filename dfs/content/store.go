@@ -17,13 +17,10 @@ import (
 
 	"github.com/ipfs/boxo/bitswap"
 	"github.com/ipfs/boxo/blockservice"
-	"github.com/ipfs/boxo/blockstore"
 	"github.com/ipfs/boxo/exchange"
 	"github.com/ipfs/go-cid"
-	flatfs "github.com/ipfs/go-ds-flatfs"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/routing"
-	"golang.org/x/sys/unix"
 
 	"github.com/rads-lang/constellation/p2p"
 )
@@ -39,7 +36,7 @@ type Store struct {
 	members Members
 	m       *metrics
 
-	ds     *flatfs.Datastore
+	pack   *packStore
 	bs     *bstore
 	bsw    *bitswap.Bitswap       // nil without a network or with DisableBitswap
 	bulk   *p2p.Service           // nil without a network
@@ -50,26 +47,33 @@ type Store struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	compactKick chan struct{} // wakes the compactor (pack.go); buffered, 1
+
 	gwOnce sync.Once
 	gw     http.Handler
 	gwErr  error
 
-	mu        sync.Mutex // guards everything below
-	closed    bool
-	sizes     map[string]int64 // every block present: its size
-	used      int64            // sum of sizes
-	reserved  int64            // bytes of writes in progress
-	pins      map[string]*pinRec
-	pinned    map[string]int // block -> number of pinned roots that reach it
-	leases    map[uint64]*lease
-	nextID    uint64
-	leased    map[string]int // block -> number of leases that hold it
-	lru       *list.List     // keys of unprotected blocks, most recently used first
-	lruIdx    map[string]*list.Element
-	cached    int64 // bytes of the blocks in lru
-	inflight  map[string]chan struct{}
-	roots     map[string]cid.Cid  // roots seen (added, opened, pinned, imported): GC asks keep about them
-	pinBlocks map[string][]string // pinned root -> its blocks counted in pinned
+	mu          sync.Mutex // guards everything below
+	closed      bool
+	sizes       map[string]int64 // every block present: its size
+	used        int64            // sum of sizes
+	reserved    int64            // bytes of writes in progress
+	pins        map[string]*pinRec
+	pinned      map[string]int // block -> number of pinned roots that reach it
+	leases      map[uint64]*lease
+	nextID      uint64
+	leased      map[string]int // block -> number of leases that hold it
+	lru         *list.List     // keys of unprotected blocks, most recently used first
+	lruIdx      map[string]*list.Element
+	cached      int64 // bytes of the blocks in lru
+	inflight    map[string]chan struct{}
+	roots       map[string]cid.Cid  // roots seen (added, opened, pinned, imported): GC asks keep about them
+	pinBlocks   map[string][]string // pinned root -> its blocks counted in pinned
+	pinLog      *os.File            // pins.log, open for appending (pinlog.go)
+	blockClass  map[string]string   // cached block -> its cache class (cacheclass.go)
+	classBytes  map[string]int64    // class -> bytes of its blocks in the LRU
+	classLimit  map[string]int64    // class -> its bound
+	pinLogLines int
 	// statfs reports the free bytes of the disk (tests replace it).
 	statfs func() (int64, error)
 }
@@ -97,17 +101,21 @@ func New(ctx context.Context, cfg Config, net Network) (*Store, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("dfs content: create %s: %w", cfg.Dir, err)
 	}
-	// flatfs does not fsync each block: Add, Pin and ImportCAR make their blocks durable
-	// with one syncfs before they return (see syncDisk), which costs one flush instead of
-	// one fsync per 256 KiB block. Cached blocks need no durability: a block damaged by a
-	// crash fails its hash check on read and is fetched again.
-	ds, err := flatfs.CreateOrOpen(filepath.Join(cfg.Dir, "blocks"), flatfs.NextToLast(2), false)
+	// Blocks live in append-only segments (pack.go); Add, Pin and ImportCAR make their
+	// blocks durable with one fdatasync per segment written before they return (see
+	// syncDisk). Cached blocks need no durability: a block damaged by a crash fails its
+	// hash check on read and is fetched again.
+	pack, err := openPack(filepath.Join(cfg.Dir, "packs"), cfg.Log)
 	if err != nil {
-		return nil, fmt.Errorf("dfs content: open block store %s: %w", filepath.Join(cfg.Dir, "blocks"), err)
+		return nil, err
+	}
+	if err := migrateFlatfs(ctx, cfg.Dir, pack, cfg.Log); err != nil {
+		pack.Close()
+		return nil, err
 	}
 	s := &Store{
 		cfg: cfg, log: cfg.Log, now: cfg.Clock, net: net,
-		ds:        ds,
+		pack:      pack,
 		sizes:     map[string]int64{},
 		pins:      map[string]*pinRec{},
 		pinned:    map[string]int{},
@@ -128,14 +136,14 @@ func New(ctx context.Context, cfg Config, net Network) (*Store, error) {
 		s.members = MembersFunc(func(peer.ID) bool { return false })
 	}
 	if s.m, err = newMetrics(cfg.Metrics, s); err != nil {
-		ds.Close()
+		pack.Close()
 		return nil, err
 	}
-	s.bs = &bstore{s: s, inner: blockstore.NewBlockstore(ds, blockstore.NoPrefix())}
+	s.bs = &bstore{s: s, inner: pack}
 	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	if err := s.load(ctx); err != nil {
 		s.cancel()
-		ds.Close()
+		pack.Close()
 		return nil, err
 	}
 	var ex exchange.Interface
@@ -153,6 +161,8 @@ func New(ctx context.Context, cfg Config, net Network) (*Store, error) {
 		}
 	}
 	s.local = blockservice.New(s.bs, ex)
+	s.compactKick = make(chan struct{}, 1)
+	s.goRun(s.compactor)
 	go func() { // ctx given to New is the node's shutdown signal
 		select {
 		case <-ctx.Done():
@@ -185,7 +195,13 @@ func (s *Store) closeParts() error {
 		s.bsw.Close()
 	}
 	s.wg.Wait()
-	return s.ds.Close()
+	s.mu.Lock()
+	if s.pinLog != nil {
+		s.pinLog.Close()
+		s.pinLog = nil
+	}
+	s.mu.Unlock()
+	return s.pack.Close()
 }
 
 // goRun runs f as a goroutine owned by the store (Close waits for it); false when closed.
@@ -203,18 +219,39 @@ func (s *Store) goRun(f func()) bool {
 	return true
 }
 
-// syncDisk makes every block written so far durable (syncfs of the store's file
-// system: the blocks' data, their renames and directories).
+// syncDisk makes every block written so far durable.
 func (s *Store) syncDisk() error {
-	f, err := os.Open(filepath.Join(s.cfg.Dir, "blocks"))
-	if err != nil {
-		return fmt.Errorf("dfs content: sync: %w", err)
+	return s.pack.Sync()
+}
+
+// kickCompact asks the compactor to look at the segments (after deletions).
+func (s *Store) kickCompact() {
+	if s.compactKick == nil {
+		return
 	}
-	defer f.Close()
-	if err := unix.Syncfs(int(f.Fd())); err != nil {
-		return fmt.Errorf("dfs content: sync %s: %w", s.cfg.Dir, err)
+	select {
+	case s.compactKick <- struct{}{}:
+	default:
 	}
-	return nil
+}
+
+// compactor rewrites mostly-dead segments when deletions (GC, eviction, corruption)
+// ask for it, until the store closes.
+func (s *Store) compactor() {
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-s.compactKick:
+		}
+		freed, err := s.pack.Compact(s.ctx)
+		if err != nil && s.ctx.Err() == nil {
+			s.log.Warn("dfs content: compact block segments", "err", err)
+		}
+		if freed > 0 {
+			s.m.compacted.Add(float64(freed))
+		}
+	}
 }
 
 func (s *Store) checkOpen() error {
@@ -228,18 +265,10 @@ func (s *Store) checkOpen() error {
 
 // load reads the block sizes and the pins, and rebuilds the pinned set and the LRU.
 func (s *Store) load(ctx context.Context) error {
-	keys, err := s.bs.inner.AllKeysChan(ctx)
-	if err != nil {
-		return fmt.Errorf("dfs content: list blocks: %w", err)
-	}
-	for c := range keys {
-		n, err := s.bs.inner.GetSize(ctx, c)
-		if err != nil {
-			continue
-		}
-		s.sizes[key(c)] = int64(n)
-		s.used += int64(n)
-	}
+	s.pack.forEach(func(k string, n int64) {
+		s.sizes[k] = n
+		s.used += n
+	})
 	b, err := os.ReadFile(s.pinsFile())
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -256,6 +285,14 @@ func (s *Store) load(ctx context.Context) error {
 			}
 			rr := r
 			s.pins[key(r.Root)] = &rr
+		}
+	}
+	if err := s.replayPinLog(); err != nil {
+		return err
+	}
+	if _, err := os.Stat(s.pinLogFile()); err == nil {
+		if err := s.foldPinsLocked(); err != nil {
+			return fmt.Errorf("dfs content: save pins: %w", err)
 		}
 	}
 	for _, r := range s.pins {
@@ -281,8 +318,9 @@ func (s *Store) load(ctx context.Context) error {
 
 func (s *Store) pinsFile() string { return filepath.Join(s.cfg.Dir, "pins.json") }
 
-// savePinsLocked writes the pins durably (temp file, fsync, rename, fsync of the dir).
-func (s *Store) savePinsLocked() error {
+// writePinSnapshotLocked writes the pins durably (temp file, fsync, rename, fsync of the
+// dir).
+func (s *Store) writePinSnapshotLocked() error {
 	recs := make([]pinRec, 0, len(s.pins))
 	for _, r := range s.pins {
 		recs = append(recs, *r)

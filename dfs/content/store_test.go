@@ -10,7 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	dshelp "github.com/ipfs/boxo/datastore/dshelp"
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
@@ -289,26 +288,24 @@ func TestCorruptBlockDetected(t *testing.T) {
 	}
 }
 
-// corruptBlock flips a byte of c's file in flatfs.
+// corruptBlock flips a byte of c's data in its segment file.
 func corruptBlock(t *testing.T, s *Store, c cid.Cid) {
 	t.Helper()
-	name := dshelp.MultihashToDsKey(c.Hash()).String()[1:] + ".data"
-	var path string
-	filepath.Walk(filepath.Join(s.cfg.Dir, "blocks"), func(p string, info os.FileInfo, err error) error {
-		if err == nil && info.Name() == name {
-			path = p
-		}
-		return nil
-	})
-	if path == "" {
-		t.Fatalf("block %s not found in flatfs", c)
+	path, off, n, ok := s.pack.locate(c)
+	if !ok {
+		t.Fatalf("block %s not found in the pack store", c)
 	}
-	b, err := os.ReadFile(path)
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b[len(b)/2] ^= 0xff
-	if err := os.WriteFile(path, b, 0o600); err != nil {
+	defer f.Close()
+	b := make([]byte, 1)
+	if _, err := f.ReadAt(b, off+int64(n/2)); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0xff
+	if _, err := f.WriteAt(b, off+int64(n/2)); err != nil {
 		t.Fatal(err)
 	}
 }
