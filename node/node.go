@@ -246,6 +246,7 @@ func New(cfg Config, log *slog.Logger) (n *Node, err error) {
 	n.instances.SetSecrets(n.security)
 	n.sched.SetSecrets(n.security)
 	n.security.SetWorkloads(workloads{n})
+	n.newUI()
 	if err := n.buildDFS(log); err != nil {
 		return nil, err
 	}

@@ -46,6 +46,7 @@ type Server struct {
 	guard atomic.Pointer[[]Guard] // nil: every request passes
 	authn atomic.Pointer[Authenticator]
 	obs   atomic.Pointer[Observer]
+	front atomic.Pointer[func(http.Handler) http.Handler]
 
 	mu        sync.Mutex // guards the following fields
 	token     string
@@ -165,7 +166,7 @@ func (s *Server) ListenUnix(path string) error {
 		l.Close()
 		return fmt.Errorf("API socket: %w", err)
 	}
-	s.Serve(l, s.mux)
+	s.Serve(l, s.fronted(s.mux))
 	return nil
 }
 
@@ -180,8 +181,23 @@ func (s *Server) ListenTCP(addr string, id TLSIdentity) (net.Addr, error) {
 	if err != nil {
 		return nil, fmt.Errorf("API listen %s: %w", addr, err)
 	}
-	s.Serve(tls.NewListener(l, serverTLS(id)), s.requireToken(s.mux))
+	s.Serve(tls.NewListener(l, serverTLS(id)), s.fronted(s.requireToken(s.mux)))
 	return l.Addr(), nil
+}
+
+// SetFront puts f in front of both listeners (before the TCP listener's token check): the
+// web dashboard serves its pages and turns a session cookie into a bearer token there.
+func (s *Server) SetFront(f func(next http.Handler) http.Handler) { s.front.Store(&f) }
+
+// fronted is h behind the front installed (now or later) with SetFront.
+func (s *Server) fronted(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if f := s.front.Load(); f != nil {
+			(*f)(h).ServeHTTP(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // Serve serves h on l until Close (with the base context; no token check).
