@@ -28,6 +28,12 @@ uplot-$UPLOT/package/dist/uPlot.esm.js uplot.mjs
 uplot-$UPLOT/package/dist/uPlot.min.css uplot.css
 uplot-$UPLOT/package/LICENSE LICENSE.uplot"
 
+# The one change made to a published file: the hooks import preact by its bare name, which a
+# browser resolves only through an import map, and the dashboard's Content-Security-Policy
+# (script-src 'self') forbids the inline script an import map is. Point it at the file.
+sed -i 's|from"preact"|from"./preact.mjs"|' "preact-$PREACT/package/hooks/dist/hooks.mjs"
+grep -q 'from"./preact.mjs"' "preact-$PREACT/package/hooks/dist/hooks.mjs" || { echo "preact hooks: import not patched" >&2; exit 1; }
+
 if [ "${1:-}" = "--check" ]; then
 	echo "$files" | while read -r src dst; do
 		if ! cmp -s "$src" "$out/$dst"; then echo "ui/assets/vendor/$dst differs from npm" >&2; exit 1; fi
@@ -42,9 +48,10 @@ echo "$files" | while read -r src dst; do cp "$src" "$out/$dst"; done
 {
 	echo "# Vendored front-end libraries"
 	echo
-	echo "Copied byte for byte from the npm registry by \`sh ui/vendor.sh\` (which also checks them:"
-	echo "\`sh ui/vendor.sh --check\`). Nothing is compiled: the pages are plain ES modules, and"
-	echo "\`index.html\` maps the bare \`preact\` import of \`preact-hooks.mjs\` with an import map."
+	echo "Copied from the npm registry by \`sh ui/vendor.sh\` (which also checks them:"
+	echo "\`sh ui/vendor.sh --check\`). Nothing is compiled: the pages are plain ES modules. One"
+	echo "change: \`preact-hooks.mjs\` imports \`./preact.mjs\` instead of the bare name \`preact\`"
+	echo "(an import map would be an inline script, which the dashboard's CSP forbids)."
 	echo "To upgrade, change the versions at the top of \`ui/vendor.sh\`, run it and commit."
 	echo
 	echo "| file | package | license |"
