@@ -168,11 +168,13 @@ export function subscribeSSE(url, names, onEvent, onState) {
 	return () => es.close();
 }
 
-// useEvents calls onEvent for every cluster event while the component lives.
-export function useEvents(onEvent, types = EVENT_TYPES) {
+// useEvents calls onEvent for every cluster event of the types while the component lives;
+// replay first replays the events the node retains.
+export function useEvents(onEvent, types = EVENT_TYPES, replay = false) {
 	const ref = useRef(onEvent);
 	ref.current = onEvent;
-	useEffect(() => subscribeSSE('/v1/events', types, (t, d, id) => ref.current(t, d, id)), [types.join(',')]);
+	const url = '/v1/events' + qs({ type: types === EVENT_TYPES ? '' : types.join(','), since: replay ? 0 : '' });
+	useEffect(() => subscribeSSE(url, types, (t, d, id) => ref.current(t, d, id)), [url]);
 }
 
 // ---- formatting -----------------------------------------------------------------------

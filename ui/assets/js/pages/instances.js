@@ -19,7 +19,7 @@ function InstanceList({ query }) {
 	const path = '/v1/instances' + qs({ node, namespace: ns, status });
 	const list = useBlocking(path);
 	const nodes = useBlocking('/v1/nodes');
-	const namespaces = useBlocking('/v1/namespaces');
+	const namespaces = useFetch('/v1/namespaces');
 	const mayWrite = can('instances:write');
 	const cols = [
 		{ label: 'Name', render: i => html`<${Link} to=${'/instances/' + i.name} data-testid=${'instance-link-' + i.name}>${i.name}</${Link}>` },

@@ -11,9 +11,9 @@ export function Nodes() {
 	const confirm = useConfirm();
 	useEvents((type, ev) => {
 		if (!ev || !ev.node) return;
-		setHistory(h => [{ seq: ev.seq, type, time: ev.time, node: ev.node.name }, ...h.filter(x => x.seq !== ev.seq)].slice(0, 200));
+		setHistory(h => h.some(x => x.seq === ev.seq) ? h : [{ seq: ev.seq, type, time: ev.time, node: ev.node.name }, ...h].slice(0, 200));
 		setAnnounce(`${ev.node.name} is ${type.replace('node_', '')}`);
-	}, NODE_EVENTS);
+	}, NODE_EVENTS, true);
 	const mayDrain = can('nodes:write');
 	const drain = (n, cancel) => confirm.ask({
 		title: cancel ? `Stop draining ${n.name}?` : `Drain ${n.name}?`,
@@ -44,8 +44,8 @@ export function Nodes() {
 			rowProps=${n => ({ 'data-testid': 'node-row-' + n.name })} />
 		<section class="panel" aria-labelledby="hist-title">
 			<h2 id="hist-title">Status history</h2>
-			<p class="muted">Membership changes seen since this page opened.</p>
-			<${Table} caption="Status history" testid="nodes-history" rows=${history} empty="No membership change since this page opened."
+			<p class="muted">Membership changes this node retains, then live ones (newest first).</p>
+			<${Table} caption="Status history" testid="nodes-history" rows=${history} empty="No membership change retained."
 				columns=${[
 					{ label: 'Time', render: e => new Date(e.time).toLocaleTimeString() },
 					{ label: 'Node', key: 'node' },

@@ -1,5 +1,5 @@
 // Overview: cluster health, figures, and the constellation map (one star per node).
-import { html, useState, useBlocking, useInterval, get, qs, Card, Badge, ErrorBox, Link, fmtPct, fmtBytes, fmtNum, useEvents } from '../lib.js';
+import { html, useState, useEffect, useBlocking, useInterval, get, qs, Card, Badge, ErrorBox, Link, fmtPct, fmtBytes, fmtNum, useEvents } from '../lib.js';
 
 // nodeGauges reads each node's CPU and memory use from the metrics store (PromQL).
 async function nodeGauges() {
@@ -26,8 +26,10 @@ export function Overview() {
 		nodeGauges().then(setGauges, () => {});
 		get('/v1/monitor/alerts').then(a => setAlerts(a || []), () => setAlerts(null));
 	};
-	// Figures sampled every 10 s by the nodes: read again at that pace while visible.
+	// Figures sampled every 10 s by the nodes: read again at that pace while visible, and the
+	// health at once when membership changes.
 	useInterval(refresh, 10000);
+	useEffect(() => { if (nodes.index) get('/v1/monitor/dashboard').then(setDash, setErr); }, [nodes.index]);
 	// Node status changes arrive as events at once (and through the blocking /v1/nodes).
 	useEvents((type, ev) => {
 		if (ev && ev.node) setLive(`${ev.node.name}: ${type.replace('node_', '')}`);
