@@ -98,7 +98,7 @@ function CreateForm({ nodes, namespaces, onDone, onCancel }) {
 		<h2 id="create-title">New instance</h2>
 		<div class="grid">
 			<${Field} label="Name" id="c-name"><input id="c-name" required value=${f.name} onInput=${set('name')} data-testid="create-name"
-				pattern="[a-z0-9]([a-z0-9.-]*[a-z0-9])?" title="lower-case letters, digits, '-' and '.'" /><//>
+				pattern="[A-Za-z0-9][A-Za-z0-9_.\\-]{0,62}" title="1-63 letters, digits, '_', '.' or '-', starting with a letter or digit" /><//>
 			<${Field} label="Namespace" id="c-ns"><select id="c-ns" value=${f.namespace} onChange=${set('namespace')}>
 				${namespaces.map(n => html`<option value=${n}>${n}</option>`)}</select><//>
 			<${Field} label="Node" id="c-node" hint="empty: the scheduler picks one"><select id="c-node" value=${f.node} onChange=${set('node')} data-testid="create-node">
