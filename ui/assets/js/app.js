@@ -1,5 +1,5 @@
 // The dashboard shell: session and login, navigation, the hash router.
-import { html, render, useState, useEffect, session, hooks, get, request, ErrorBox } from './lib.js';
+import { html, render, useState, useEffect, useRef, session, hooks, get, request, ErrorBox } from './lib.js';
 import { Overview } from './pages/overview.js';
 import { Nodes } from './pages/nodes.js';
 import { Instances } from './pages/instances.js';
@@ -112,7 +112,14 @@ function App() {
 		hooks.onUnauthorized = () => { session.current = null; setState({ phase: 'login' }); };
 	}, []);
 	const def = PAGES.find(p => p.id === route.page) || PAGES[0];
-	useEffect(() => { document.title = def.title + ' · Constellation'; }, [def.id]);
+	const first = useRef(true);
+	useEffect(() => {
+		document.title = def.title + ' · Constellation';
+		// After a page change, focus moves to the new page (screen readers announce it), not
+		// on the first load.
+		if (first.current) first.current = false;
+		else document.getElementById('main')?.focus();
+	}, [def.id]);
 	if (state.phase === 'loading') return html`<p class="boot">Loading…</p>`;
 	if (state.phase === 'login') return html`<${Login} onLogin=${load} error=${state.error} />`;
 	const logout = async () => {
@@ -126,5 +133,11 @@ function App() {
 			<${Page} key=${def.id} arg=${route.arg} query=${route.query} />
 		</main>`;
 }
+
+// The skip link's #main would be taken for a route: it moves focus itself.
+document.querySelector('.skip')?.addEventListener('click', e => {
+	e.preventDefault();
+	document.getElementById('main')?.focus();
+});
 
 render(html`<${App} />`, document.getElementById('app'));
