@@ -199,11 +199,12 @@ var routeRules = map[string]rule{
 	"GET /v1/acl/roles/{name}":    {access: adminOnly},
 	"DELETE /v1/acl/roles/{name}": {access: adminOnly},
 	// web dashboard sessions: for browsers, not instances
-	"POST /ui/login":       {access: adminOnly},
-	"GET /ui/session":      {access: adminOnly},
-	"POST /ui/logout":      {access: adminOnly},
-	"GET /v1/audit":        {access: adminOnly},
-	"GET /v1/audit/verify": {access: adminOnly},
+	"POST /ui/login":           {access: adminOnly},
+	"GET /ui/session":          {access: adminOnly},
+	"POST /ui/logout":          {access: adminOnly},
+	"GET /v1/cluster/overview": {access: needsGrant, grant: GrantNodesRead},
+	"GET /v1/audit":            {access: adminOnly},
+	"GET /v1/audit/verify":     {access: adminOnly},
 	// secrets: an instance gets its own at start (env), never through the API
 	"GET /v1/secrets":                     {access: adminOnly},
 	"PUT /v1/secrets/{ns}/{name}":         {access: adminOnly},

@@ -261,6 +261,7 @@ var tokenMatrix = map[string]string{
 	"POST /ui/login":                              "admin",
 	"GET /ui/session":                             "admin",
 	"POST /ui/logout":                             "admin",
+	"GET /v1/cluster/overview":                    "nodes:read",
 	"POST /v1/acl/roles":                          "admin",
 	"GET /v1/acl/roles":                           "admin",
 	"GET /v1/acl/roles/{name}":                    "admin",

@@ -70,6 +70,7 @@ type Node struct {
 	// security holds tokens and roles, checks every request's permission and keeps the
 	// audit log (package security).
 	security *security.Service
+	overview overviewCache // GET /v1/cluster/overview (ui_overview.go)
 	// mesh is the service mesh (package mesh).
 	mesh *mesh.Service
 	// dfs is the distributed file system (node/dfs.go).

@@ -153,6 +153,7 @@ var roleMatrix = map[string]string{
 	"POST /ui/login":                              "AOVNC",
 	"GET /ui/session":                             "AOVNC",
 	"POST /ui/logout":                             "AOVNC",
+	"GET /v1/cluster/overview":                    "AOVNC",
 	"POST /v1/acl/roles":                          "A",
 	"GET /v1/acl/roles":                           "A",
 	"GET /v1/acl/roles/{name}":                    "A",

@@ -15,6 +15,7 @@ func (n *Node) newUI() {
 	front := &ui.Front{Sessions: sessions, Assets: ui.NewAssetServer(ui.Assets())}
 	n.api.SetFront(front.Wrap)
 	ui.Register(n.api, sessions, n.uiWho)
+	n.registerOverview()
 }
 
 // uiWho is the dashboard's view of a request's caller.

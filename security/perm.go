@@ -178,9 +178,10 @@ var RoutePerms = map[string]Perm{
 	"POST /v1/mesh/mtls":                   "nodes:write", // the node's certificates for the last hop
 	"POST /v1/mesh/call":                   "services:write",
 	// web dashboard (its files and the login form are served before authentication)
-	"POST /ui/login":  Public, // opens a session for the token the request carries
-	"GET /ui/session": Public,
-	"POST /ui/logout": Public,
+	"POST /ui/login":           Public, // opens a session for the token the request carries
+	"GET /ui/session":          Public,
+	"POST /ui/logout":          Public,
+	"GET /v1/cluster/overview": "nodes:read",
 }
 
 // Rule is a parsed "resource:verb" rule ("*" wildcards either side).

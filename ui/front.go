@@ -77,6 +77,8 @@ func (f *Front) serve(w http.ResponseWriter, r *http.Request, next http.Handler)
 		f.api(w, r, next)
 	case f.Assets != nil:
 		f.Assets.ServeHTTP(w, r)
+	case f.Proxy && (r.Method == http.MethodGet || r.Method == http.MethodHead):
+		next.ServeHTTP(w, r) // the dashboard's files (public on the node's TCP API too)
 	default:
 		f.api(w, r, next)
 	}

@@ -91,8 +91,9 @@ sends the token only to a server that holds it. Read commands print a table, or 
 	root.AddCommand(securityCommands(g)...)
 	root.AddCommand(newMeshCmd(g))
 	root.AddCommand(newFSCmd(g))
+	root.AddCommand(newUICmd(g))
 	bench := newBenchCmd()
-	bench.AddCommand(newBenchInstancesCmd(), newBenchSandboxCmd(), newBenchMeshCmd(), newBenchFSCmd())
+	bench.AddCommand(newBenchInstancesCmd(), newBenchSandboxCmd(), newBenchMeshCmd(), newBenchFSCmd(), newBenchUICmd())
 	root.AddCommand(bench)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return fmt.Errorf("%v\nRun '%s --help' for the accepted flags", err, c.CommandPath())
