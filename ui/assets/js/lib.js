@@ -97,7 +97,7 @@ export function useBlocking(path, wait = '60s') {
 		if (!path) return;
 		const ac = new AbortController();
 		(async () => {
-			let index = 0;
+			let index = 0, failures = 0;
 			while (!ac.signal.aborted) {
 				const sep = path.includes('?') ? '&' : '?';
 				const url = index ? `${path}${sep}index=${index}&wait=${wait}` : path;
@@ -105,14 +105,17 @@ export function useBlocking(path, wait = '60s') {
 					const meta = {};
 					const data = await get(url, { signal: ac.signal, meta });
 					const next = Number(meta.headers.get('X-Constellation-Index') || 0);
-					if (!index || next !== index) setState({ data, error: null, index: next });
+					if (!index || next !== index || failures) setState({ data, error: null, index: next });
+					failures = 0;
 					if (!next) await sleep(5000, ac.signal); // no index: a plain list, refreshed slowly
 					index = next;
 				} catch (e) {
 					if (ac.signal.aborted) return;
-					setState(s => ({ ...s, error: e }));
+					// A dropped connection (the browser saw the network change, the node
+					// restarted) is retried at once; the error shows when retrying fails too.
+					if (++failures > 1 || e instanceof APIError) setState(s => ({ ...s, error: e }));
 					index = 0;
-					await sleep(2000, ac.signal);
+					await sleep(failures > 1 ? 2000 : 200, ac.signal);
 				}
 			}
 		})();
@@ -129,9 +132,11 @@ export function useFetch(path, deps = []) {
 		if (!path) { setState({ data: null, error: null, loading: false }); return; }
 		const ac = new AbortController();
 		setState(s => ({ ...s, loading: true }));
-		get(path, { signal: ac.signal })
+		const load = () => get(path, { signal: ac.signal });
+		// A network error (not an API answer) is retried once before it shows.
+		load().catch(e => e instanceof APIError || ac.signal.aborted ? Promise.reject(e) : sleep(300, ac.signal).then(load))
 			.then(data => setState({ data, error: null, loading: false }))
-			.catch(error => { if (!ac.signal.aborted) setState({ data: null, error, loading: false }); });
+			.catch(error => { if (!ac.signal.aborted) setState(s => ({ data: s.data, error, loading: false })); });
 		return () => ac.abort();
 	}, [path, n, ...deps]);
 	return { ...state, reload: useCallback(() => setN(x => x + 1), []) };
