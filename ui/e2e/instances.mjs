@@ -12,11 +12,15 @@ await run(N, async ({ page }) => {
 	await page.fill('[data-testid="create-command"]', `sh -c "echo hello from ${name}; sleep 600"`);
 	await page.fill('[data-testid="create-ram"]', '64');
 	await page.fill('[data-testid="create-cpu"]', '20');
+	// On the first node: the test's nodes share one host, where only one may hold the
+	// default instance bridge.
+	await page.selectOption('[data-testid="create-node"]', env.nodes[0].name);
 	await shot(page, N, 'create-form');
 	await page.click('[data-testid="create-submit"]');
 
 	// The form leads to the instance's page, which follows its status by itself.
-	await page.waitForSelector('[data-testid="instance-detail-status"][data-status="running"]', { timeout: 30000 });
+	const st = await page.waitForSelector('[data-testid="instance-detail-status"][data-status="running"], [data-testid="create-form"] .error', { timeout: 30000 });
+	assert(await st.getAttribute('data-status') === 'running', 'create failed: ' + await st.textContent());
 	await page.locator('[data-testid="instance-logs"]', { hasText: `hello from ${name}` }).waitFor({ timeout: 20000 });
 	await page.click('[data-testid="tab-stats"]');
 	await page.waitForSelector('[data-testid="instance-cpu-chart"] canvas', { timeout: 15000 });

@@ -37,7 +37,11 @@ export function Overview() {
 		${d && d.warnings && d.warnings.length ? html`<div class="warning" role="status">${d.warnings.join('; ')}</div>` : null}
 		<section aria-labelledby="map-title" class="panel">
 			<h2 id="map-title">Constellation</h2>
-			${d ? html`<${StarMap} nodes=${nodes} links=${d.links || []} />` : null}
+			${d ? html`<${StarMap} nodes=${nodes} links=${d.links || []} />
+				<ul class="star-list" aria-label="Nodes">${nodes.map(n => html`<li>
+					<strong>${n.name}</strong> <${Badge} status=${n.status} />${n.draining ? html` <${Badge} status="draining" />` : null}
+					<span>CPU ${n.metrics ? fmtPct(n.cpu_percent) : '–'} · RAM ${n.metrics ? fmtBytes(n.ram_used_mb * 1048576) : '–'} / ${fmtBytes(n.ram_total_mb * 1048576)} · ${n.running} / ${n.instances} running</span>
+				</li>`)}</ul>` : null}
 		</section>`;
 }
 
