@@ -159,8 +159,45 @@ func (f *Front) api(w http.ResponseWriter, r *http.Request, next http.Handler) {
 	if s.Bearer != "" {
 		r.Header.Set("Authorization", "Bearer "+s.Bearer)
 	}
-	next.ServeHTTP(w, r)
+	next.ServeHTTP(&sessionWriter{ResponseWriter: w, onStatus: func(code int) {
+		if code == http.StatusUnauthorized { // the token is revoked, expired or gone: so is its session
+			f.Sessions.Delete(s.ID)
+			clearCookies(w, r)
+		}
+	}}, r)
 }
+
+// sessionWriter tells onStatus the status of a session's answer before it is written.
+type sessionWriter struct {
+	http.ResponseWriter
+	onStatus func(int)
+	wrote    bool
+}
+
+func (w *sessionWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.wrote = true
+		w.onStatus(code)
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *sessionWriter) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Flush passes on (event streams).
+func (w *sessionWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *sessionWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // login reads the token of POST /ui/login (JSON {"token": ...}, a form field token, or an
 // Authorization: Bearer header) and passes the request on with it as its bearer token: the API authenticates it and the

@@ -340,3 +340,32 @@ func FuzzLoginToken(f *testing.F) {
 		}
 	})
 }
+
+// TestFrontEndsSessionOfRefusedToken: when the API refuses the session's token (revoked,
+// expired), the session ends and the browser is told to drop its cookies.
+func TestFrontEndsSessionOfRefusedToken(t *testing.T) {
+	ss := NewSessions(SessionsConfig{})
+	refuse := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") == "Bearer revoked" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		_, _ = w.Write([]byte("ok"))
+	})
+	f := (&Front{Sessions: ss}).Wrap(refuse)
+	good, _ := ss.New("fine")
+	bad, _ := ss.New("revoked")
+	if w := serve(f, req("GET", "/v1/nodes", "", []*http.Cookie{{Name: SessionCookie, Value: good.ID}}, nil)); w.Code != 200 || w.Header().Get("Set-Cookie") != "" {
+		t.Errorf("good session = %d %v", w.Code, w.Header())
+	}
+	w := serve(f, req("GET", "/v1/nodes", "", []*http.Cookie{{Name: SessionCookie, Value: bad.ID}}, nil))
+	if w.Code != 401 || !strings.Contains(strings.Join(w.Header().Values("Set-Cookie"), ";"), "Max-Age=0") {
+		t.Errorf("refused token = %d %v", w.Code, w.Header())
+	}
+	if _, ok := ss.Get(bad.ID); ok {
+		t.Error("the refused token's session lives on")
+	}
+	if _, ok := ss.Get(good.ID); !ok {
+		t.Error("the good session ended")
+	}
+}
