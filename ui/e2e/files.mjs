@@ -1,10 +1,11 @@
 // Upload a file into a DFS directory from the files page, see it listed with its version,
 // and download it back through the browser: the bytes are the same.
 import { env, run, login, shot, assert } from './_harness.mjs';
+import { settle } from './_pages.mjs';
 import { readFileSync } from 'node:fs';
 
 const N = 'files';
-await run(N, async ({ page }) => {
+await run(N, async ({ page, problems }) => {
 	await login(page, env.admin);
 	const dir = '/ui-e2e-' + Date.now().toString(36);
 	const body = 'constellation dfs ' + 'x'.repeat(200000) + '\nend\n';
@@ -29,4 +30,5 @@ await run(N, async ({ page }) => {
 	// The directory is listed at the root.
 	await page.goto(env.url + '#/files');
 	await page.locator('[data-testid="files-table"]', { hasText: dir.slice(1) + '/' }).waitFor({ timeout: 15000 });
+	settle(problems);
 });

@@ -1,9 +1,10 @@
 // Create an instance from the instances page's form, see it running with its output in the
 // live log view, restart it through the confirmation dialog, then remove it.
 import { env, run, login, shot, assert } from './_harness.mjs';
+import { settle } from './_pages.mjs';
 
 const N = 'instances';
-await run(N, async ({ page }) => {
+await run(N, async ({ page, problems }) => {
 	await login(page, env.admin);
 	await page.click('[data-testid="nav-instances"]');
 	await page.click('[data-testid="instance-new"]');
@@ -48,4 +49,5 @@ await run(N, async ({ page }) => {
 	await page.waitForFunction(n => !document.querySelector(`[data-testid="instance-row-${n}"]`), name, { timeout: 30000 });
 	const left = await page.evaluate(n => fetch('/v1/instances/' + n).then(r => r.status), name);
 	assert(left === 404, `GET /v1/instances/${name} after remove = ${left}; want 404`);
+	settle(problems);
 });

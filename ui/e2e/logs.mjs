@@ -1,6 +1,7 @@
 // Search the cluster's logs for an entry, then follow a query live and see a new entry
 // arrive without reloading.
 import { env, run, login, shot, assert } from './_harness.mjs';
+import { settle } from './_pages.mjs';
 
 const N = 'logs';
 
@@ -12,7 +13,7 @@ const submit = (page, message) => page.evaluate(async message => {
 	return r.status;
 }, message);
 
-await run(N, async ({ page }) => {
+await run(N, async ({ page, problems }) => {
 	await login(page, env.admin);
 	const tag = 'card-declined-' + Date.now().toString(36);
 	assert(await submit(page, `payment failed: ${tag}`) < 300, 'submitting a log entry failed');
@@ -36,4 +37,5 @@ await run(N, async ({ page }) => {
 	await submit(page, `live-${tag} arrived`);
 	await page.locator('[data-testid="logs-live"]', { hasText: `live-${tag} arrived` }).waitFor({ timeout: 20000 });
 	await shot(page, N, 'tail');
+	settle(problems);
 });

@@ -1,6 +1,7 @@
 // Run a PromQL query on the metrics page and see it graphed (uPlot draws on a canvas), then
 // change the range; the query is kept in the address for a reload.
 import { env, run, login, shot, assert } from './_harness.mjs';
+import { settle } from './_pages.mjs';
 
 const N = 'metrics';
 await run(N, async ({ page, problems }) => {
@@ -32,4 +33,5 @@ await run(N, async ({ page, problems }) => {
 	assert(/parse|unexpected|unclosed/i.test(await err.textContent()), 'error: ' + await err.textContent());
 	// The browser logs that 400 as a console error: expected here.
 	problems.splice(0, problems.length, ...problems.filter(p => !p.includes('status of 400')));
+	settle(problems);
 });

@@ -1,11 +1,12 @@
 // Every page renders without an error, at desktop width and at 360 px (no sideways
 // scrolling), and is screenshotted in both; the keyboard reaches the navigation.
 import { env, run, login, shot, assert } from './_harness.mjs';
+import { settle } from './_pages.mjs';
 
 const N = 'pages';
 const PAGES = ['overview', 'nodes', 'instances', 'deployments', 'services', 'files', 'alerts', 'metrics', 'logs', 'traces', 'events'];
 
-await run(N, async ({ page }) => {
+await run(N, async ({ page, problems }) => {
 	await login(page, env.admin);
 	// Keyboard: the first Tab reaches the skip link, which moves focus to the content.
 	await page.goto(env.url + '#/overview');
@@ -35,4 +36,5 @@ await run(N, async ({ page }) => {
 			await shot(page, N, p + suffix);
 		}
 	}
+	settle(problems);
 });

@@ -71,6 +71,19 @@ export async function request(method, path, body, { signal, raw = false, meta } 
 	return ct.includes('json') ? res.json() : res.text();
 }
 
+// settled runs a mutating call whose answer may be lost although the node carried it out:
+// a connection Chrome cuts (ERR_NETWORK_CHANGED, as when an instance's network interface
+// appears on this very host) is a TypeError, not an API answer. Then check() asks the API
+// whether the effect is there; only if not does the error stand.
+export async function settled(call, check) {
+	try {
+		return await call();
+	} catch (e) {
+		if (e instanceof APIError || !(await check().catch(() => false))) throw e;
+		return null;
+	}
+}
+
 export const get = (path, opts) => request('GET', path, undefined, opts);
 export const post = (path, body, opts) => request('POST', path, body ?? {}, opts);
 export const del = (path, opts) => request('DELETE', path, undefined, opts);

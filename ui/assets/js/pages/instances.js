@@ -1,7 +1,7 @@
 // Instances: the filtered list (live through a blocking query), a create form, and one
 // instance's detail with live logs, a stats graph and restart/stop/start/remove.
-import { html, useState, useEffect, useRef, useMemo, useBlocking, useFetch, useEvents, useInterval, get, post, del, request, can, enc, qs, navigate,
-	Table, Badge, ErrorBox, Field, Link, Tabs, fmtPct, fmtNum, fmtDuration, useConfirm, hooks } from '../lib.js';
+import { html, useState, useEffect, useRef, useMemo, useBlocking, useFetch, useEvents, useInterval, get, post, del, request, settled, can, enc, qs, navigate,
+	Table, Badge, ErrorBox, Field, Link, Tabs, fmtPct, fmtNum, fmtDuration, useConfirm, APIError } from '../lib.js';
 import { Chart } from '../chart.js';
 
 const STATUSES = ['created', 'starting', 'running', 'stopped', 'exited', 'failed', 'oom_killed'];
@@ -89,7 +89,8 @@ function CreateForm({ nodes, namespaces, onDone, onCancel }) {
 		if (Object.keys(env).length) body.env = env;
 		setBusy(true);
 		try {
-			const r = await post('/v1/instances', body);
+			const r = await settled(() => post('/v1/instances', body),
+				() => get('/v1/instances/' + enc(body.name)).then(() => true));
 			onDone((r && r.name) || body.name);
 		} catch (err) { setError(err); }
 		setBusy(false);
@@ -131,7 +132,12 @@ function Instance({ name }) {
 	const confirm = useConfirm();
 	const i = rec.data;
 	const mayWrite = can('instances:write');
-	const act = (verb, title, body, fn) => confirm.ask({ title, body, label: verb, action: async () => { await fn(); setMsg(`${verb}: done`); } });
+	// A lost answer to restart/stop/start is settled by the record read again (it shows what
+	// happened); answers from the API (refusals) show as errors.
+	const act = (verb, title, body, fn) => confirm.ask({ title, body, label: verb, action: async () => {
+		await settled(fn, async () => { rec.reload(); return true; });
+		setMsg(`${verb}: done`);
+	} });
 	return html`<p><${Link} to="/instances">← Instances</${Link}></p>
 		<h1>Instance <span data-testid="instance-name">${name}</span></h1>
 		<${ErrorBox} error=${rec.error || confirm.error} />
@@ -152,7 +158,11 @@ function Instance({ name }) {
 				() => post(`/v1/instances/${enc(name)}/start`))}>Start</button>`}
 			<button type="button" class="danger" data-testid="instance-rm" onClick=${() => act('Remove', `Remove ${name}?`,
 				html`<p>Stops the instance and deletes it and its files. This cannot be undone.</p>`,
-				async () => { await del(`/v1/instances/${enc(name)}`); navigate('/instances'); })}>Remove</button>
+				async () => {
+					await settled(() => del(`/v1/instances/${enc(name)}`),
+						() => get(`/v1/instances/${enc(name)}`).then(() => false, e => e.status === 404));
+					navigate('/instances');
+				})}>Remove</button>
 		</div>` : null}
 		<${Tabs} label="Instance detail" value=${tab} onChange=${setTab} tabs=${[{ id: 'logs', label: 'Logs' }, { id: 'stats', label: 'Stats' }, { id: 'record', label: 'Record' }]} />
 		<div role="tabpanel" class="panel">
@@ -172,24 +182,32 @@ function LiveLogs({ name }) {
 	const box = useRef(null);
 	useEffect(() => {
 		const ac = new AbortController();
-		setLines([]);
 		(async () => {
-			try {
-				const res = await request('GET', `/v1/instances/${enc(name)}/logs` + qs({ follow: 1, stream }), undefined, { signal: ac.signal, raw: true });
-				setState('following');
-				const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-				let rest = '';
-				for (;;) {
-					const { value, done } = await reader.read();
-					if (done) break;
-					const parts = (rest + value).split('\n');
-					rest = parts.pop();
-					if (parts.length) setLines(l => l.concat(parts).slice(-2000));
+			// A dropped connection (not an API error) is followed again from the start of the
+			// log, which replaces what was shown.
+			for (let attempt = 0; !ac.signal.aborted; attempt++) {
+				try {
+					const res = await request('GET', `/v1/instances/${enc(name)}/logs` + qs({ follow: 1, stream }), undefined, { signal: ac.signal, raw: true });
+					setLines([]);
+					setState('following');
+					const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+					let rest = '';
+					for (;;) {
+						const { value, done } = await reader.read();
+						if (done) break;
+						const parts = (rest + value).split('\n');
+						rest = parts.pop();
+						if (parts.length) setLines(l => l.concat(parts).slice(-2000));
+					}
+					if (rest) setLines(l => l.concat([rest]).slice(-2000));
+					setState('ended');
+					return;
+				} catch (e) {
+					if (ac.signal.aborted) return;
+					if (e instanceof APIError || attempt >= 5) { setState('error: ' + e.message); return; }
+					setState('reconnecting');
+					await new Promise(r => setTimeout(r, 1000));
 				}
-				if (rest) setLines(l => l.concat([rest]).slice(-2000));
-				setState('ended');
-			} catch (e) {
-				if (!ac.signal.aborted) setState('error: ' + e.message);
 			}
 		})();
 		return () => ac.abort();
