@@ -1,5 +1,5 @@
 // The dashboard shell: session and login, navigation, the hash router.
-import { html, render, useState, useEffect, useRef, session, hooks, get, request, ErrorBox } from './lib.js';
+import { html, render, useState, useEffect, useRef, session, hooks, get, prefetch, request, ErrorBox } from './lib.js';
 import { Overview } from './pages/overview.js';
 import { Nodes } from './pages/nodes.js';
 import { Instances } from './pages/instances.js';
@@ -108,6 +108,8 @@ function App() {
 		}
 	};
 	useEffect(() => {
+		// The overview is the usual first page: ask for its data with the session.
+		if (route.page === 'overview') prefetch('/v1/cluster/overview');
 		load();
 		hooks.onUnauthorized = () => { session.current = null; setState({ phase: 'login' }); };
 	}, []);

@@ -1,7 +1,10 @@
 // Chart draws time series with uPlot: x in Unix seconds, one or more y series. It follows
-// the container's width (ResizeObserver) and the colour theme.
-import uPlot from '../vendor/uplot.mjs';
+// the container's width (ResizeObserver) and the colour theme. uPlot (the largest file) is
+// loaded on the first chart, not with the app: the overview needs none.
 import { html, useEffect, useRef } from './lib.js';
+
+let uPlotModule = null;
+const loadUPlot = () => (uPlotModule ||= import('../vendor/uplot.mjs').then(m => m.default));
 
 const PALETTE = ['#4f8cff', '#f5a524', '#17c964', '#f31260', '#9353d3', '#06b7db', '#ff7eb6', '#a3a3a3'];
 
@@ -16,28 +19,38 @@ export function Chart({ data, series, unit = '', height = 240, label, testid }) 
 	const el = useRef(null);
 	const plot = useRef(null);
 	const key = series.map(s => s.label).join('\u0000');
+	const dataRef = useRef(data);
+	dataRef.current = data;
 	useEffect(() => {
 		const node = el.current;
 		if (!node) return;
-		const fg = themeColor('--muted', '#888'), grid = themeColor('--grid', 'rgba(128,128,128,.2)');
-		const axis = { stroke: fg, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid } };
-		const opts = {
-			width: Math.max(node.clientWidth, 200),
-			height,
-			series: [{}, ...series.map((s, i) => ({
-				label: s.label,
-				stroke: PALETTE[i % PALETTE.length],
-				width: 1.5,
-				value: (u, v) => v === null || v === undefined ? '–' : fmtAxis(v) + (unit ? ' ' + unit : ''),
-			}))],
-			axes: [axis, { ...axis, values: (u, vals) => vals.map(v => fmtAxis(v)), size: 56 }],
-			legend: { live: true },
-			cursor: { drag: { x: true, y: false } },
+		let gone = false, ro = null;
+		const build = uPlot => {
+			const fg = themeColor('--muted', '#888'), grid = themeColor('--grid', 'rgba(128,128,128,.2)');
+			const axis = { stroke: fg, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid } };
+			const opts = {
+				width: Math.max(node.clientWidth, 200),
+				height,
+				series: [{}, ...series.map((s, i) => ({
+					label: s.label,
+					stroke: PALETTE[i % PALETTE.length],
+					width: 1.5,
+					value: (u, v) => v === null || v === undefined ? '–' : fmtAxis(v) + (unit ? ' ' + unit : ''),
+				}))],
+				axes: [axis, { ...axis, values: (u, vals) => vals.map(v => fmtAxis(v)), size: 56 }],
+				legend: { live: true },
+				cursor: { drag: { x: true, y: false } },
+			};
+			plot.current = new uPlot(opts, dataRef.current, node);
+			ro = new ResizeObserver(() => plot.current && plot.current.setSize({ width: Math.max(node.clientWidth, 200), height }));
+			ro.observe(node);
 		};
-		plot.current = new uPlot(opts, data, node);
-		const ro = new ResizeObserver(() => plot.current && plot.current.setSize({ width: Math.max(node.clientWidth, 200), height }));
-		ro.observe(node);
-		return () => { ro.disconnect(); plot.current.destroy(); plot.current = null; };
+		loadUPlot().then(uPlot => { if (!gone) build(uPlot); });
+		return () => {
+			gone = true;
+			if (ro) ro.disconnect();
+			if (plot.current) { plot.current.destroy(); plot.current = null; }
+		};
 	}, [key, height, unit]);
 	useEffect(() => { if (plot.current) plot.current.setData(data); }, [data]);
 	return html`<figure class="chart" role="img" aria-label=${label} data-testid=${testid}>
