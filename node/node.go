@@ -377,6 +377,7 @@ func (n *Node) shutdown(graceful bool) error {
 		if n.alerts != nil {
 			n.alerts.Close()
 		}
+		n.overview.close() // its background metrics read, before telemetry goes
 		if n.tel != nil {
 			n.tel.Close()
 		}

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"net/http"
 	"sort"
@@ -12,6 +13,7 @@ import (
 	"github.com/rads-lang/constellation/instances"
 	"github.com/rads-lang/constellation/internal/httpapi"
 	"github.com/rads-lang/constellation/scheduler"
+	"github.com/rads-lang/constellation/telemetry"
 	"github.com/rads-lang/constellation/telemetry/alert"
 )
 
@@ -23,12 +25,41 @@ var overviewColls = []string{CollNodes, instances.Coll, scheduler.CollDrains, al
 // (ten open dashboards cost one computation a second, not ten).
 const overviewFresh = time.Second
 
-// overviewCache holds the last overview and the state index it was computed at.
+// Host metrics come from PromQL over the whole cluster, which waits for a suspect node
+// (up to the telemetry remote timeout): they are read at most every metricsFresh, in the
+// background once a first sample is held, each read bounded by metricsBudget, so a
+// member's status change shows at once.
+const (
+	metricsFresh  = 5 * time.Second
+	metricsBudget = 3 * time.Second
+)
+
+// overviewCache holds the last overview and the state index it was computed at, and the
+// last host metrics.
 type overviewCache struct {
-	mu    sync.Mutex
-	index uint64
-	at    time.Time
-	ov    api.ClusterOverview
+	mu         sync.Mutex
+	index      uint64
+	at         time.Time
+	ov         api.ClusterOverview
+	met        overviewMetrics
+	refreshing bool
+	closed     bool
+	wg         sync.WaitGroup // the background metrics read
+}
+
+// overviewMetrics are the hosts' use by node name, as of at.
+type overviewMetrics struct {
+	at               time.Time
+	cpu, ram, rx, tx map[string]float64
+	warnings         []string
+}
+
+// close stops background reads (node shutdown, after the node's context ended).
+func (c *overviewCache) close() {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.wg.Wait()
 }
 
 func (n *Node) registerOverview() {
@@ -51,15 +82,61 @@ func (n *Node) ClusterOverview(ctx context.Context) api.ClusterOverview {
 	if c.index == idx && !c.at.IsZero() && now.Sub(c.at) < overviewFresh {
 		return c.ov
 	}
-	c.ov, c.index, c.at = n.computeOverview(ctx, now), idx, now
+	switch {
+	case c.met.at.IsZero(): // the first read waits for the metrics
+		c.met = n.readOverviewMetrics(ctx)
+	case now.Sub(c.met.at) >= metricsFresh && !c.refreshing && !c.closed:
+		c.refreshing = true
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			m := n.readOverviewMetrics(n.ctx)
+			c.mu.Lock()
+			c.met, c.refreshing = m, false
+			c.mu.Unlock()
+		}()
+	}
+	c.ov, c.index, c.at = n.computeOverview(c.met, now), idx, now
 	return c.ov
 }
 
-func (n *Node) computeOverview(ctx context.Context, now time.Time) api.ClusterOverview {
-	d := n.tel.Dashboard(ctx)
-	ov := api.ClusterOverview{Health: d.Health, Reasons: d.Reasons, NodesAlive: d.NodesHealthy, NodesTotal: d.NodesTotal,
-		CPUPercent: d.CPUPercent, RAMPercent: d.RAMPercent, NetworkInMbps: d.NetworkInMbps, NetworkOutMbps: d.NetworkOutMbps,
-		Warnings: d.Warnings, GeneratedAt: now.UTC(), Nodes: []api.OverviewNode{}, Links: []api.OverviewLink{}}
+// readOverviewMetrics reads every node's CPU, memory and network use (label node = name).
+func (n *Node) readOverviewMetrics(ctx context.Context) overviewMetrics {
+	ctx, cancel := context.WithTimeout(ctx, metricsBudget)
+	defer cancel()
+	now := time.Now()
+	m := overviewMetrics{at: now}
+	byNode := func(q string) map[string]float64 {
+		out := map[string]float64{}
+		res, err := n.tel.Instant(ctx, q, now)
+		if err != nil {
+			m.warnings = append(m.warnings, "host metrics: "+err.Error())
+			return out
+		}
+		m.warnings = append(m.warnings, res.Warnings...)
+		for _, s := range res.Series {
+			if s.Value != nil && !math.IsNaN(s.Value.V) && !math.IsInf(s.Value.V, 0) {
+				out[s.Metric["node"]] = s.Value.V
+			}
+		}
+		return out
+	}
+	w := n.tel.RateWindow()
+	m.cpu = byNode("max by (node) (constellation_node_cpu_percent)")
+	m.ram = byNode("max by (node) (constellation_node_memory_used_percent)")
+	m.rx = byNode("sum by (node) (rate(constellation_node_network_receive_bytes_total[" + w + "])) * 8 / 1e6")
+	m.tx = byNode("sum by (node) (rate(constellation_node_network_transmit_bytes_total[" + w + "])) * 8 / 1e6")
+	return m
+}
+
+// computeOverview puts the members, instances and alerts as they are now together with
+// the last host metrics.
+func (n *Node) computeOverview(met overviewMetrics, now time.Time) api.ClusterOverview {
+	ov := api.ClusterOverview{GeneratedAt: now.UTC(), Nodes: []api.OverviewNode{}, Links: []api.OverviewLink{}}
+	ov.Warnings = append(ov.Warnings, met.warnings...)
+	if age := now.Sub(met.at); age > 2*metricsFresh {
+		ov.Warnings = append(ov.Warnings, fmt.Sprintf("host metrics are %v old", age.Round(time.Second)))
+	}
 	for _, a := range n.alerts.Alerts(false) {
 		switch {
 		case a.Silenced:
@@ -69,27 +146,6 @@ func (n *Node) computeOverview(ctx context.Context, now time.Time) api.ClusterOv
 			ov.AlertsPending++
 		}
 	}
-	// Per-node host use from the metrics (label node = the node's name).
-	byNode := func(q string) map[string]float64 {
-		out := map[string]float64{}
-		res, err := n.tel.Instant(ctx, q, now)
-		if err != nil {
-			ov.Warnings = append(ov.Warnings, err.Error())
-			return out
-		}
-		for _, s := range res.Series {
-			if s.Value != nil && !math.IsNaN(s.Value.V) && !math.IsInf(s.Value.V, 0) {
-				out[s.Metric["node"]] = s.Value.V
-			}
-		}
-		return out
-	}
-	window := "1m"
-	cpu := byNode("max by (node) (constellation_node_cpu_percent)")
-	ram := byNode("max by (node) (constellation_node_memory_used_percent)")
-	rx := byNode("sum by (node) (rate(constellation_node_network_receive_bytes_total[" + window + "])) * 8 / 1e6")
-	tx := byNode("sum by (node) (rate(constellation_node_network_transmit_bytes_total[" + window + "])) * 8 / 1e6")
-
 	running := map[string]int{}
 	status := map[string]string{}
 	for _, x := range n.members.Nodes() {
@@ -106,27 +162,49 @@ func (n *Node) computeOverview(ctx context.Context, now time.Time) api.ClusterOv
 		}
 	}
 	nodes := n.Nodes()
-	names := map[string]string{}
+	var cpuSum, ramSum, maxRAM float64
+	var cpuN, ramN int
 	for _, x := range nodes {
-		names[x.ID] = x.Name
 		if x.Status == api.StatusLeft {
 			continue
 		}
+		ov.NodesTotal++
 		on := api.OverviewNode{Name: x.Name, ID: x.ID, Status: x.Status, Self: x.Self, Draining: x.Draining,
 			Labels: x.Labels, LastSeen: x.LastSeen, CPUCores: x.CPUTotal, RAMTotalMB: x.RAMTotalMB,
 			Instances: x.Instances, Running: running[x.ID], Reachability: x.Reachability, NATType: x.NATType}
-		if v, ok := cpu[x.Name]; ok {
-			on.Metrics = true
-			on.CPUPercent = round1(v)
+		alive := x.Status == api.StatusAlive
+		if alive {
+			ov.NodesAlive++
 		}
-		if v, ok := ram[x.Name]; ok {
-			on.Metrics = true
-			on.RAMPercent = round1(v)
+		if v, ok := met.cpu[x.Name]; ok {
+			on.Metrics, on.CPUPercent = true, round1(v)
+			if alive {
+				cpuSum, cpuN = cpuSum+v, cpuN+1
+			}
+		}
+		if v, ok := met.ram[x.Name]; ok {
+			on.Metrics, on.RAMPercent = true, round1(v)
 			on.RAMUsedMB = uint64(v / 100 * float64(x.RAMTotalMB))
+			if alive {
+				ramSum, ramN, maxRAM = ramSum+v, ramN+1, max(maxRAM, v)
+			}
 		}
-		on.NetworkInMbps, on.NetworkOutMbps = round3(rx[x.Name]), round3(tx[x.Name])
+		on.NetworkInMbps, on.NetworkOutMbps = round3(met.rx[x.Name]), round3(met.tx[x.Name])
+		if alive {
+			ov.NetworkInMbps += met.rx[x.Name]
+			ov.NetworkOutMbps += met.tx[x.Name]
+		}
 		ov.Nodes = append(ov.Nodes, on)
 	}
+	if cpuN > 0 {
+		ov.CPUPercent = round1(cpuSum / float64(cpuN))
+	}
+	if ramN > 0 {
+		ov.RAMPercent = round1(ramSum / float64(ramN))
+	}
+	ov.NetworkInMbps, ov.NetworkOutMbps = round3(ov.NetworkInMbps), round3(ov.NetworkOutMbps)
+	ov.Health, ov.Reasons = telemetry.Health(telemetry.HealthInput{NodesTotal: ov.NodesTotal, NodesAlive: ov.NodesAlive,
+		CPUPercent: ov.CPUPercent, RAMPercent: ov.RAMPercent, MaxRAMPercent: maxRAM, Checks: n.tel.HealthChecks()})
 	ov.Links = n.overviewLinks(nodes)
 	return ov
 }

@@ -102,7 +102,7 @@ func TestClusterOverviewCountsAndLinks(t *testing.T) {
 	n := ns[0]
 	var ov api.ClusterOverview
 	testutil.WaitFor(t, 30*time.Second, "overview with 3 nodes and 3 links", func() (bool, string) {
-		ov = n.computeOverview(t.Context(), time.Now())
+		ov = n.computeOverview(n.readOverviewMetrics(t.Context()), time.Now())
 		b, _ := json.Marshal(ov)
 		return ov.NodesAlive == 3 && ov.NodesTotal == 3 && len(ov.Nodes) == 3 && len(ov.Links) == 3, string(b)
 	})

@@ -53,44 +53,65 @@ func (s *Service) Dashboard(ctx context.Context) api.Dashboard {
 		return res.Series[0].Value.V, true
 	}
 	round := func(v float64) float64 { return math.Round(v*10) / 10 }
-	window := fmt.Sprintf("%ds", int(max(time.Minute, 4*s.cfg.Interval).Seconds()))
+	window := s.RateWindow()
 	cpu, _ := val("avg(constellation_node_cpu_percent)")
 	ram, _ := val("avg(constellation_node_memory_used_percent)")
 	maxRAM, _ := val("max(constellation_node_memory_used_percent)")
 	in, _ := val("sum(rate(constellation_node_network_receive_bytes_total[" + window + "])) * 8 / 1e6")
 	out, _ := val("sum(rate(constellation_node_network_transmit_bytes_total[" + window + "])) * 8 / 1e6")
 	d.CPUPercent, d.RAMPercent, d.NetworkInMbps, d.NetworkOutMbps = round(cpu), round(ram), math.Round(in*1000)/1000, math.Round(out*1000)/1000
-	d.Health = api.HealthHealthy
-	degrade := func(why string) {
-		if d.Health == api.HealthHealthy {
-			d.Health = api.HealthDegraded
-		}
-		d.Reasons = append(d.Reasons, why)
-	}
-	if d.NodesTotal > 0 && d.NodesHealthy*2 <= d.NodesTotal {
-		d.Health = api.HealthCritical
-		d.Reasons = append(d.Reasons, fmt.Sprintf("only %d of %d nodes are alive", d.NodesHealthy, d.NodesTotal))
-	} else if d.NodesHealthy < d.NodesTotal {
-		degrade(fmt.Sprintf("%d of %d nodes are not alive", d.NodesTotal-d.NodesHealthy, d.NodesTotal))
-	}
-	if ram >= CriticalPercent {
-		d.Health = api.HealthCritical
-		d.Reasons = append(d.Reasons, fmt.Sprintf("cluster memory use %.0f%% >= %d%%", ram, CriticalPercent))
-	} else if ram >= DegradedPercent {
-		degrade(fmt.Sprintf("cluster memory use %.0f%% >= %d%%", ram, DegradedPercent))
-	} else if maxRAM >= CriticalPercent {
-		degrade(fmt.Sprintf("a node's memory use is %.0f%% >= %d%%", maxRAM, CriticalPercent))
-	}
-	if cpu >= DegradedPercent {
-		degrade(fmt.Sprintf("cluster CPU use %.0f%% >= %d%%", cpu, DegradedPercent))
-	}
 	d.Checks = s.HealthChecks()
-	for _, c := range d.Checks {
+	d.Health, d.Reasons = Health(HealthInput{NodesTotal: d.NodesTotal, NodesAlive: d.NodesHealthy,
+		CPUPercent: cpu, RAMPercent: ram, MaxRAMPercent: maxRAM, Checks: d.Checks})
+	return d
+}
+
+// RateWindow is the range of rate() over the node counters: four scrapes, at least a minute.
+func (s *Service) RateWindow() string {
+	return fmt.Sprintf("%ds", int(max(time.Minute, 4*s.cfg.Interval).Seconds()))
+}
+
+// HealthInput is what the cluster health rule looks at.
+type HealthInput struct {
+	NodesTotal, NodesAlive                int // nodes that left gracefully do not count
+	CPUPercent, RAMPercent, MaxRAMPercent float64
+	Checks                                []api.HealthCheck
+}
+
+// Health applies the cluster health rule (see the thresholds above): healthy, degraded or
+// critical, and why it is not healthy.
+func Health(in HealthInput) (string, []string) {
+	health := api.HealthHealthy
+	var reasons []string
+	degrade := func(why string) {
+		if health == api.HealthHealthy {
+			health = api.HealthDegraded
+		}
+		reasons = append(reasons, why)
+	}
+	if in.NodesTotal > 0 && in.NodesAlive*2 <= in.NodesTotal {
+		health = api.HealthCritical
+		reasons = append(reasons, fmt.Sprintf("only %d of %d nodes are alive", in.NodesAlive, in.NodesTotal))
+	} else if in.NodesAlive < in.NodesTotal {
+		degrade(fmt.Sprintf("%d of %d nodes are not alive", in.NodesTotal-in.NodesAlive, in.NodesTotal))
+	}
+	if in.RAMPercent >= CriticalPercent {
+		health = api.HealthCritical
+		reasons = append(reasons, fmt.Sprintf("cluster memory use %.0f%% >= %d%%", in.RAMPercent, CriticalPercent))
+	} else if in.RAMPercent >= DegradedPercent {
+		degrade(fmt.Sprintf("cluster memory use %.0f%% >= %d%%", in.RAMPercent, DegradedPercent))
+	} else if in.MaxRAMPercent >= CriticalPercent {
+		degrade(fmt.Sprintf("a node's memory use is %.0f%% >= %d%%", in.MaxRAMPercent, CriticalPercent))
+	}
+	if in.CPUPercent >= DegradedPercent {
+		degrade(fmt.Sprintf("cluster CPU use %.0f%% >= %d%%", in.CPUPercent, DegradedPercent))
+	}
+	for _, c := range in.Checks {
 		if c.Status == "failing" {
 			degrade(fmt.Sprintf("health check %s failing on %s: %s", c.Name, c.Node, c.Output))
 		}
 	}
-	return d
+	return health, reasons
 }
 
 func (s *Service) handleDashboard(w http.ResponseWriter, r *http.Request) {

@@ -3,15 +3,18 @@ package ui_test
 import (
 	"bufio"
 	"bytes"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -187,16 +190,22 @@ func (c *cluster) run(args ...string) (string, error) {
 
 // startCluster starts alpha, beta and gamma (each with a TCP API) and waits until alpha
 // sees all three alive.
-func startCluster(t *testing.T) *cluster {
+func startCluster(t *testing.T, apiHost string) *cluster {
 	t.Helper()
 	c := &cluster{t: t, bin: testutil.Binary(t, false)}
 	taken := map[int]bool{}
+	subnets := freeSubnets(t, 3)
+	var tag [2]byte
+	_, _ = rand.Read(tag[:])
 	var join string
-	for _, name := range []string{"alpha", "beta", "gamma"} {
+	for i, name := range []string{"alpha", "beta", "gamma"} {
 		p2p, apiPort := testutil.FreePort(t, taken), testutil.FreePort(t, taken)
-		n := &node{Name: name, DataDir: t.TempDir(), URL: fmt.Sprintf("https://127.0.0.1:%d", apiPort)}
+		api := net.JoinHostPort(apiHost, strconv.Itoa(apiPort))
+		n := &node{Name: name, DataDir: t.TempDir(), URL: "https://" + api}
 		n.args = []string{"peer", "--data-dir", n.DataDir, "--no-mdns", "--node", name, "--cluster", "ui-e2e",
-			"--bind", fmt.Sprintf("127.0.0.1:%d", p2p), "--api-listen", fmt.Sprintf("127.0.0.1:%d", apiPort)}
+			"--bind", fmt.Sprintf("127.0.0.1:%d", p2p), "--api-listen", api,
+			// each node its own bridge (one host, three nodes; other tests may hold the default)
+			"--bridge", fmt.Sprintf("c7u%x%d", tag, i), "--bridge-subnet", subnets[i]}
 		if join != "" {
 			n.args = append(n.args, "--join", join)
 		} else {
@@ -208,6 +217,11 @@ func startCluster(t *testing.T) *cluster {
 	t.Cleanup(func() {
 		for _, n := range c.nodes {
 			n.stop()
+		}
+		for _, n := range c.nodes { // instances the scenarios left, their cgroups, mounts, bridge
+			if out, err := c.run("teardown", "--data-dir", n.DataDir); err != nil {
+				t.Errorf("teardown %s: %v %s", n.Name, err, out)
+			}
 		}
 		if t.Failed() {
 			for _, n := range c.nodes {
@@ -270,6 +284,99 @@ func (c *cluster) token(name, role string) string {
 	return tok.Secret
 }
 
+// browserNet is the network namespace the browser runs in (as root): chromium aborts every
+// request in flight (net::ERR_NETWORK_CHANGED) when an interface of its namespace gains or
+// loses an address, which the instances' bridges and veths of the nodes do on the host all
+// the time. In its own namespace it sees only a veth pair to the host, on which the nodes'
+// TCP APIs listen. Without root it runs on the host, against 127.0.0.1.
+type browserNet struct {
+	ns, hostIf, hostIP string
+}
+
+func newBrowserNet(t *testing.T) *browserNet {
+	t.Helper()
+	ipPath, err := exec.LookPath("ip")
+	if os.Geteuid() != 0 || err != nil {
+		t.Logf("the browser shares the host's network (not root or no ip command): instance changes abort its requests")
+		return &browserNet{hostIP: "127.0.0.1"}
+	}
+	var tag [3]byte
+	_, _ = rand.Read(tag[:])
+	sub := strings.TrimSuffix(freeSubnets(t, 1)[0], ".0/24")
+	bn := &browserNet{ns: fmt.Sprintf("c7ui-%x", tag), hostIf: fmt.Sprintf("c7uh%x", tag), hostIP: sub + ".1"}
+	peerIf := fmt.Sprintf("c7ub%x", tag)
+	ip := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command(ipPath, args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v %s", strings.Join(args, " "), err, out)
+		}
+	}
+	ip("netns", "add", bn.ns)
+	t.Cleanup(func() {
+		_ = exec.Command(ipPath, "netns", "del", bn.ns).Run() // takes the veth pair with it
+		_ = exec.Command(ipPath, "link", "del", bn.hostIf).Run()
+	})
+	ip("link", "add", bn.hostIf, "type", "veth", "peer", "name", peerIf)
+	ip("link", "set", peerIf, "netns", bn.ns)
+	ip("addr", "add", bn.hostIP+"/24", "dev", bn.hostIf)
+	ip("link", "set", bn.hostIf, "up")
+	ip("-n", bn.ns, "addr", "add", sub+".2/24", "dev", peerIf)
+	ip("-n", bn.ns, "link", "set", peerIf, "up")
+	ip("-n", bn.ns, "link", "set", "lo", "up")
+	return bn
+}
+
+// wrap runs argv in the browser's namespace.
+func (bn *browserNet) wrap(argv ...string) []string {
+	if bn.ns == "" {
+		return argv
+	}
+	return append([]string{"ip", "netns", "exec", bn.ns}, argv...)
+}
+
+// freeSubnets picks n /24s in 198.18.0.0/16 (benchmarking space) that no route of the host
+// overlaps.
+func freeSubnets(t *testing.T, n int) []string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/net/route")
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := map[byte]bool{}
+	for _, l := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(l)
+		if len(f) < 8 {
+			continue
+		}
+		dst, err1 := strconv.ParseUint(f[1], 16, 32)
+		mask, err2 := strconv.ParseUint(f[7], 16, 32)
+		if err1 != nil || err2 != nil || mask == 0 {
+			continue
+		}
+		// little-endian: the first octet is the low byte
+		for x := range 256 {
+			cand := uint64(198) | uint64(18)<<8 | uint64(x)<<16
+			if cand&mask == dst&mask {
+				used[byte(x)] = true
+			}
+		}
+	}
+	var out []string
+	var r [1]byte
+	for range 512 {
+		_, _ = rand.Read(r[:])
+		if !used[r[0]] {
+			used[r[0]] = true
+			out = append(out, fmt.Sprintf("198.18.%d.0/24", r[0]))
+			if len(out) == n {
+				return out
+			}
+		}
+	}
+	t.Fatal("no free /24 in 198.18.0.0/16")
+	return nil
+}
+
 func tail(s string, n int) string {
 	if len(s) > n {
 		return "…" + s[len(s)-n:]
@@ -325,7 +432,8 @@ func TestBrowserScenarios(t *testing.T) {
 	chrome, dir := browserTooling(t)
 	shots := artifacts(t)
 	t.Logf("screenshots: %s", shots)
-	c := startCluster(t)
+	bn := newBrowserNet(t)
+	c := startCluster(t, bn.hostIP)
 	env := []string{
 		"C7N_URL=" + c.nodes[0].URL + "/ui/",
 		"C7N_ADMIN_TOKEN=" + c.token("ui-admin", "admin"),
@@ -343,15 +451,15 @@ func TestBrowserScenarios(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			c.revive()
 			nodes, _ := json.Marshal(c.nodes)
-			runScenario(t, dir, name, append(append(testutil.CleanEnv(), env...), "C7N_NODES="+string(nodes)))
+			runScenario(t, dir, name, bn.wrap("node", name+".mjs"), append(append(testutil.CleanEnv(), env...), "C7N_NODES="+string(nodes)))
 		})
 	}
 }
 
 // runScenario runs one script (at most 3 minutes), streaming its output to the test log.
-func runScenario(t *testing.T, dir, name string, env []string) {
+func runScenario(t *testing.T, dir, name string, argv []string, env []string) {
 	t.Helper()
-	cmd := exec.Command("node", name+".mjs")
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir, cmd.Env = dir, env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // the browser dies with the group
 	pr, pw := io.Pipe()

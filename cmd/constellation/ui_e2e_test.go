@@ -140,3 +140,27 @@ func TestUICommandOneTimeLink(t *testing.T) {
 		t.Error("ui did not stop on SIGTERM")
 	}
 }
+
+// TestBenchUI runs `constellation bench ui` briefly: it starts its nodes, opens the
+// dashboards, reports the CPU rows and leaves no process behind.
+func TestBenchUI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	if r := run(t, "bench", "ui", "--pattern", "bogus"); r.code == 0 || !strings.Contains(r.stderr, "overview or lists") {
+		t.Errorf("bench ui --pattern bogus: exit %d %q", r.code, r.stderr)
+	}
+	r := run(t, "bench", "ui", "--nodes", "1", "--dashboards", "2", "--duration", "1s", "--warmup", "500ms", "--json", "--work-dir", t.TempDir())
+	var rows []benchResult
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &rows) != nil || len(rows) != 3 {
+		t.Fatalf("bench ui: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	for _, row := range rows {
+		if row.Unit != "% of a core" || row.Value < 0 {
+			t.Errorf("row %+v", row)
+		}
+	}
+	if !strings.Contains(rows[1].Note, "requests/s") {
+		t.Errorf("the dashboards made no requests: %+v", rows[1])
+	}
+}

@@ -36,6 +36,8 @@ export async function launch({ width = 1280, height = 800 } = {}) {
 		if (m.type() === 'error' && !/the server responded with a status of (401|403|404)/.test(m.text())) problems.push('console error: ' + m.text());
 	});
 	page.on('pageerror', e => problems.push('page error: ' + e.message));
+	// Failed requests are logged (aborted streams on navigation are normal), to debug a failure.
+	page.on('requestfailed', r => console.log(`request failed: ${r.method()} ${r.url()}: ${r.failure() && r.failure().errorText}`));
 	return { browser, context, page, problems };
 }
 
