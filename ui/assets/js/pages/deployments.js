@@ -31,8 +31,9 @@ export function Deployments({ arg }) {
 		{ label: 'Placed by', key: 'owner' },
 		{ label: 'Message', render: d => d.message || '' },
 	];
-	if (mayWrite) cols.push({ label: 'Actions', render: d => html`<button type="button" onClick=${() => setScale({ name: d.name, n: d.instances })}>Scale</button>
-		<button type="button" class="danger" onClick=${() => confirm.ask({ title: `Remove deployment ${d.name}?`, label: 'Remove',
+	if (mayWrite) cols.push({ label: 'Actions', render: d => html`<button type="button" data-testid=${'deployment-scale-' + d.name}
+			onClick=${() => setScale({ name: d.name, n: d.instances })}>Scale</button>
+		<button type="button" class="danger" data-testid=${'deployment-rm-' + d.name} onClick=${() => confirm.ask({ title: `Remove deployment ${d.name}?`, label: 'Remove',
 			body: html`<p>Stops and removes its ${d.instances} instance(s).</p>`, action: () => del('/v1/deployments/' + enc(d.name)) })}>Remove</button>` });
 	const sel = arg ? deps.find(d => d.name === arg) : null;
 	return html`<h1>Deployments</h1>
@@ -41,8 +42,8 @@ export function Deployments({ arg }) {
 			empty="No deployment. Create one with constellation deploy FILE." />
 		${scale ? html`<form class="panel inline" onSubmit=${doScale} aria-label=${'Scale ' + scale.name}>
 			<label for="scale-n">Instances of ${scale.name}</label>
-			<input id="scale-n" type="number" min="0" value=${scale.n} onInput=${e => setScale({ ...scale, n: e.target.value })} />
-			<button type="submit" class="primary">Scale</button> <button type="button" onClick=${() => setScale(null)}>Cancel</button>
+			<input id="scale-n" type="number" min="0" value=${scale.n} data-testid="scale-count" onInput=${e => setScale({ ...scale, n: e.target.value })} />
+			<button type="submit" class="primary" data-testid="scale-submit">Scale</button> <button type="button" onClick=${() => setScale(null)}>Cancel</button>
 			<${ErrorBox} error=${scale.error} />
 		</form>` : null}
 		${sel ? html`<${Placement} d=${sel} />` : deps.length ? html`<section class="panel"><h2>Placement by node</h2>
@@ -50,7 +51,7 @@ export function Deployments({ arg }) {
 		<section class="panel" aria-labelledby="dep-events">
 			<h2 id="dep-events">Events</h2>
 			<div aria-live="polite">
-			<${Table} caption="Deployment events" rows=${events} empty="No instance of a deployment changed since this page opened."
+			<${Table} caption="Deployment events" testid="deployment-events" rows=${events} empty="No instance of a deployment changed since this page opened."
 				columns=${[{ label: 'Time', render: e => new Date(e.time).toLocaleTimeString() }, { label: 'Deployment', key: 'deployment' },
 					{ label: 'Instance', key: 'instance' }, { label: 'Status', render: e => html`<${Badge} status=${e.status} />` },
 					{ label: 'Node', key: 'node' }, { label: 'Reason', render: e => e.reason || '' }]} />
@@ -63,7 +64,7 @@ function Placement({ d, compact }) {
 	const byNode = {};
 	for (const i of d.instance_list || []) (byNode[i.node || '(unplaced)'] = byNode[i.node || '(unplaced)'] || []).push(i);
 	const nodes = Object.keys(byNode).sort();
-	return html`<div class=${compact ? 'placement compact' : 'panel placement'}>
+	return html`<div class=${compact ? 'placement compact' : 'panel placement'} data-testid=${'placement-' + d.name}>
 		<h3>${d.name}</h3>
 		${nodes.length ? html`<ul class="place">${nodes.map(n => html`<li><strong>${n}</strong>
 			${byNode[n].map(i => html` <${Link} to=${'/instances/' + i.name}><${Badge} status=${i.status} /> ${i.name}</${Link}>`)}</li>`)}</ul>`
