@@ -21,6 +21,11 @@ await run(N, async ({ page, problems }) => {
 	await page.keyboard.press('Enter');
 	await page.waitForFunction(() => document.activeElement.id === 'main' && document.querySelector('[data-testid="page-nodes"]'), null, { timeout: 5000 })
 		.catch(() => assert(false, 'focus stays in the navigation after a page change'));
+	// Tabs follow the arrow keys (alerts: firing -> pending).
+	await page.goto(env.url + '#/alerts');
+	await page.focus('[data-testid="tab-alerts"]');
+	await page.keyboard.press('ArrowRight');
+	await page.waitForSelector('[data-testid="tab-pending"][aria-selected="true"]:focus', { timeout: 5000 });
 	for (const [w, h, suffix] of [[1280, 800, ''], [360, 740, '-phone']]) {
 		await page.setViewportSize({ width: w, height: h });
 		for (const p of PAGES) {

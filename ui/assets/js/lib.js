@@ -341,11 +341,22 @@ export function Table({ caption, columns, rows, rowKey, testid, empty = 'Nothing
 	</div>`;
 }
 
-// Tabs: a row of buttons with aria-selected; the caller renders the panel.
+// Tabs: a row of buttons with aria-selected; the caller renders the panel. As the ARIA tabs
+// pattern has it, Tab reaches the selected tab only and the arrow keys, Home and End move
+// between tabs.
 export function Tabs({ tabs, value, onChange, label }) {
-	return html`<div role="tablist" aria-label=${label} class="tabs">
+	const key = e => {
+		const i = tabs.findIndex(t => t.id === value);
+		const j = { ArrowRight: i + 1, ArrowLeft: i - 1, Home: 0, End: tabs.length - 1 }[e.key];
+		if (j === undefined) return;
+		e.preventDefault();
+		const n = (j + tabs.length) % tabs.length;
+		onChange(tabs[n].id);
+		e.currentTarget.querySelectorAll('[role="tab"]')[n]?.focus();
+	};
+	return html`<div role="tablist" aria-label=${label} class="tabs" onKeyDown=${key}>
 		${tabs.map(t => html`<button role="tab" type="button" aria-selected=${value === t.id} data-testid=${'tab-' + t.id}
-			class=${value === t.id ? 'active' : ''} onClick=${() => onChange(t.id)}>${t.label}</button>`)}
+			tabindex=${value === t.id ? 0 : -1} class=${value === t.id ? 'active' : ''} onClick=${() => onChange(t.id)}>${t.label}</button>`)}
 	</div>`;
 }
 
