@@ -12,7 +12,7 @@ import (
 // routes; after the security service, which names the callers.
 func (n *Node) newUI() {
 	sessions := ui.NewSessions(ui.SessionsConfig{})
-	front := &ui.Front{Sessions: sessions, Assets: ui.NewAssetServer(ui.Assets())}
+	front := &ui.Front{Sessions: sessions, Assets: ui.NewAssetServer(ui.Assets()), Metrics: ui.NewMetrics(n.registry, sessions)}
 	n.api.SetFront(front.Wrap)
 	ui.Register(n.api, sessions, n.uiWho)
 	n.registerOverview()

@@ -49,6 +49,8 @@ type Front struct {
 	// behind it is the node's owner), sessions come only from one-time codes, logout is
 	// answered here, and cookies and Authorization never pass on.
 	Proxy bool
+	// Metrics counts logins and refusals (nil: none).
+	Metrics *Metrics
 }
 
 // Wrap returns the handler serving next behind f.
@@ -135,6 +137,7 @@ func (f *Front) api(w http.ResponseWriter, r *http.Request, next http.Handler) {
 			if seen {
 				clearCookies(w, r)
 			}
+			f.Metrics.refuse("session")
 			httpapi.WriteError(w, http.StatusUnauthorized, "unauthorized", msg)
 			return
 		}
@@ -143,10 +146,12 @@ func (f *Front) api(w http.ResponseWriter, r *http.Request, next http.Handler) {
 	}
 	if mutating(r.Method) {
 		if err := sameOrigin(r); err != nil {
+			f.Metrics.refuse("origin")
 			httpapi.WriteErr(w, err)
 			return
 		}
 		if !s.CSRFOK(r.Header.Get(CSRFHeader)) {
+			f.Metrics.refuse("csrf")
 			httpapi.WriteError(w, http.StatusForbidden, "csrf", "a request authenticated by the dashboard session must carry the session's CSRF token in the "+CSRFHeader+" header (the "+CSRFCookie+" cookie, or csrf_token of GET /ui/session)")
 			return
 		}
@@ -204,6 +209,7 @@ func (w *sessionWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // route's handler (Register) opens the session.
 func (f *Front) login(w http.ResponseWriter, r *http.Request, next http.Handler) {
 	if err := sameOrigin(r); err != nil {
+		f.Metrics.refuse("origin")
 		httpapi.WriteErr(w, err)
 		return
 	}
@@ -211,6 +217,7 @@ func (f *Front) login(w http.ResponseWriter, r *http.Request, next http.Handler)
 		httpapi.WriteError(w, http.StatusBadRequest, "bad_request", "this dashboard is served by 'constellation ui': open the one-time login link it printed (run it again for a new one); tokens are not taken here")
 		return
 	}
+	next = f.countLogin(next)
 	if r.Header.Get("Authorization") != "" {
 		next.ServeHTTP(w, r) // the token as a bearer header, like any API call
 		return
@@ -224,6 +231,22 @@ func (f *Front) login(w http.ResponseWriter, r *http.Request, next http.Handler)
 	r.Header.Del("Cookie")
 	r.Header.Set("Authorization", "Bearer "+tok)
 	next.ServeHTTP(w, r)
+}
+
+// countLogin counts a login by the status the API answers it with.
+func (f *Front) countLogin(next http.Handler) http.Handler {
+	if f.Metrics == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(&sessionWriter{ResponseWriter: w, onStatus: func(code int) {
+			if code == http.StatusOK || code == http.StatusSeeOther {
+				f.Metrics.login(true)
+			} else if code == http.StatusUnauthorized {
+				f.Metrics.login(false)
+			}
+		}}, r)
+	})
 }
 
 func loginToken(r *http.Request) (string, error) {

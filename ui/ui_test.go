@@ -11,6 +11,9 @@ import (
 	"testing"
 	"testing/fstest"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func testAssets() *AssetServer {
@@ -367,5 +370,41 @@ func TestFrontEndsSessionOfRefusedToken(t *testing.T) {
 	}
 	if _, ok := ss.Get(good.ID); !ok {
 		t.Error("the good session ended")
+	}
+}
+
+func TestFrontMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	ss := NewSessions(SessionsConfig{})
+	m := NewMetrics(reg, ss)
+	api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer good" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+	f := (&Front{Sessions: ss, Metrics: m}).Wrap(api)
+	json := map[string]string{"Content-Type": "application/json"}
+	serve(f, req("POST", "/ui/login", `{"token":"good"}`, nil, json))
+	serve(f, req("POST", "/ui/login", `{"token":"bad"}`, nil, json))
+	s, _ := ss.New("good")
+	serve(f, req("POST", "/v1/x", "", []*http.Cookie{{Name: SessionCookie, Value: s.ID}}, nil))
+	serve(f, req("GET", "/v1/x", "", []*http.Cookie{{Name: SessionCookie, Value: "gone"}}, nil))
+	for name, want := range map[string]float64{
+		"ok": 1, "refused": 1,
+	} {
+		if got := promtest.ToFloat64(m.logins.WithLabelValues(name)); got != want {
+			t.Errorf("logins{%s} = %v; want %v", name, got, want)
+		}
+	}
+	if got := promtest.ToFloat64(m.refused.WithLabelValues("csrf")); got != 1 {
+		t.Errorf("refused{csrf} = %v", got)
+	}
+	if got := promtest.ToFloat64(m.refused.WithLabelValues("session")); got != 1 {
+		t.Errorf("refused{session} = %v", got)
+	}
+	if n, err := promtest.GatherAndCount(reg, "constellation_ui_sessions"); err != nil || n != 1 {
+		t.Errorf("sessions gauge: %d %v", n, err)
 	}
 }

@@ -96,6 +96,12 @@ func TestUICommandOneTimeLink(t *testing.T) {
 	if st, body := do(stranger, "GET", "/ui/", nil); st != 200 || !strings.Contains(body, "<html") {
 		t.Errorf("GET /ui/ = %d; want the page", st)
 	}
+	// The files are public: a path that climbs out of /ui/ must not reach the API.
+	for _, p := range []string{"/ui/../v1/status", "/ui/%2e%2e/v1/status", "/ui/..%2fv1/status"} {
+		if st, body := do(stranger, "GET", p, nil); strings.Contains(body, `"cluster"`) {
+			t.Errorf("GET %s without a session = %d %s; the API answered", p, st, body)
+		}
+	}
 	// The owner opens the link.
 	jar, _ := cookiejar.New(nil)
 	owner := &http.Client{Jar: jar, CheckRedirect: noRedirect, Timeout: 10 * time.Second}
