@@ -277,21 +277,23 @@ func (s *Service) servers() []raft.Server {
 	return f.Configuration().Servers
 }
 
-// maybeBootstrap applies the bootstrap rule: a node in no configuration bootstraps the group
-// as its single voter when it has been up StableAfter, it has the lowest peer ID among the
-// alive members, every alive member answers and none of them belongs to a group or knows a
-// leader. Otherwise it waits for a leader to add it.
+// maybeBootstrap applies the bootstrap rule: a node in no configuration bootstraps the
+// group as its single voter only when it has been up StableAfter, it has the lowest peer ID
+// among every member it knows of (alive or not; members that left excepted), and every one
+// of those members answers that it belongs to no group and knows no leader. A member it
+// cannot reach might belong to a group it cannot see, so it waits; a node told to join
+// (Joining) also waits until it knows another member. Otherwise a leader adds it.
 func (s *Service) maybeBootstrap(now time.Time) {
 	if len(s.servers()) > 0 || now.Sub(s.started) < s.cfg.StableAfter {
 		return
 	}
 	var others []string
 	for _, m := range s.members.LockMembers() {
-		if m.ID == s.cfg.Self || !m.Alive || m.Left {
+		if m.ID == s.cfg.Self || m.Left {
 			continue
 		}
-		if m.ID < s.cfg.Self {
-			return // a member with a lower ID bootstraps
+		if m.ID < s.cfg.Self || !m.Alive {
+			return // a member with a lower ID bootstraps, or one we cannot ask
 		}
 		others = append(others, m.ID)
 	}
