@@ -131,6 +131,12 @@ type Service struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	// gate orders Raft calls before Shutdown: a future handed to Raft as it shuts down
+	// may never be answered, so Close waits for the calls in flight (each ends by commit,
+	// leadership loss or timeout) and later calls see closed.
+	gate   sync.RWMutex
+	closed bool
+
 	// ready is the term in which this leader's opLeader entry was applied (0: not ready).
 	ready   atomic.Uint64
 	started time.Time
@@ -207,6 +213,9 @@ func (s *Service) Start() {
 func (s *Service) Close() error {
 	s.cancel()
 	s.wg.Wait()
+	s.gate.Lock()
+	s.closed = true
+	s.gate.Unlock()
 	err := s.raft.Shutdown().Error()
 	if s.store != nil {
 		err = errors.Join(err, s.store.Close())
@@ -357,6 +366,10 @@ const applyTimeout = 3 * time.Second
 
 // apply commits c through Raft as the leader, stamped with the leader's clock.
 func (s *Service) apply(c command) (result, error) {
+	if !s.enter() {
+		return result{}, ErrClosed
+	}
+	defer s.gate.RUnlock()
 	c.Now = s.cfg.Now().UnixNano()
 	c.Delay = int64(s.cfg.LockDelay)
 	b, err := encMode.Marshal(&c)
@@ -369,6 +382,16 @@ func (s *Service) apply(c command) (result, error) {
 	}
 	r, _ := f.Response().(result)
 	return r, nil
+}
+
+// enter takes the gate for a Raft call; false after Close (then nothing is held).
+func (s *Service) enter() bool {
+	s.gate.RLock()
+	if s.closed {
+		s.gate.RUnlock()
+		return false
+	}
+	return true
 }
 
 // unavailableErr explains why the group cannot commit now.
@@ -464,6 +487,10 @@ func (s *Service) local(ctx context.Context, req *Request) *Response {
 // readIndex makes a read linearizable: remember the commit index, confirm leadership
 // with a quorum, then wait for the FSM to apply up to the remembered index.
 func (s *Service) readIndex(ctx context.Context) error {
+	if !s.enter() {
+		return ErrClosed
+	}
+	defer s.gate.RUnlock()
 	idx := s.raft.CommitIndex()
 	if err := s.raft.VerifyLeader().Error(); err != nil {
 		return s.unavailableErr(err)

@@ -201,7 +201,11 @@ func Plan(servers []Server, members []Member, self string, now time.Time, p Plan
 				}
 			}
 		}
-		if demote != "" {
+		left := aliveVoters
+		if alive(demote) {
+			left--
+		}
+		if demote != "" && left >= (len(voters)-1)/2+1 {
 			return Change{DemoteVoter, demote, "voters above target"}
 		}
 	}
