@@ -580,6 +580,29 @@ func (s *Service) once(ctx context.Context, req *Request, attempt int) (*Respons
 	}
 	cctx, cancel := context.WithTimeout(ctx, applyTimeout+time.Second)
 	defer cancel()
+	if to == s.leader() {
+		// A call to a leader that died may hang until its timeout: give it up as soon as
+		// Raft sees another leader (or none), and send it again there.
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() {
+			t := time.NewTicker(20 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-cctx.Done():
+					return
+				case <-t.C:
+					if s.leader() != to {
+						cancel()
+						return
+					}
+				}
+			}
+		}()
+	}
 	resp, err := s.net.Call(cctx, to, req)
 	if err != nil {
 		if ctx.Err() != nil {
