@@ -227,7 +227,21 @@ func (s *Service) Close() error {
 type slogWriter struct{ log *slog.Logger }
 
 func (w slogWriter) Write(p []byte) (int, error) {
-	w.log.Warn(strings.TrimSpace(string(p)), "svc", "locks-raft")
+	// hclog's line: "<time> [LEVEL] name: message: key=value ..."
+	line := strings.TrimSpace(string(p))
+	level := slog.LevelWarn
+	if i := strings.Index(line, "["); i >= 0 {
+		if j := strings.Index(line[i:], "]"); j > 0 {
+			switch line[i+1 : i+j] {
+			case "ERROR":
+				level = slog.LevelError
+			case "INFO", "DEBUG", "TRACE":
+				level = slog.LevelInfo
+			}
+			line = strings.TrimSpace(line[i+j+1:])
+		}
+	}
+	w.log.Log(context.Background(), level, line, "svc", "locks-raft")
 	return len(p), nil
 }
 
@@ -466,6 +480,14 @@ func (s *Service) local(ctx context.Context, req *Request) *Response {
 		}
 		v, rev, ok := s.fsm.get(req.Path)
 		return &Response{Value: v, Rev: rev, Found: ok}
+	}
+	if req.Op == opAcquire {
+		// A lock held by another holder (or in its lock-delay) is refused without a log
+		// entry: waiting acquires poll, and each entry costs an fsync on a majority. The
+		// check may see a slightly old state; it only refuses, the FSM alone grants.
+		if e := s.fsm.refuseAcquire(req.Path, req.Holder, s.cfg.Now().UnixNano()); e != nil {
+			return &Response{Err: toWireErr(e.toError(req.Path))}
+		}
 	}
 	c := command{Op: req.Op, Path: req.Path, Holder: req.Holder, TTL: req.TTL, Token: req.Token,
 		ExpectRev: req.ExpectRev, Value: req.Value}
