@@ -143,4 +143,3 @@ func BenchmarkLockFailover(b *testing.B) {
 	}
 	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "failover-ms")
 }
-
