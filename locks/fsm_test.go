@@ -72,7 +72,7 @@ func TestFSMLeasesAndFencing(t *testing.T) {
 func TestPlanVoters(t *testing.T) {
 	now := time.Unix(1000, 0)
 	up := now.Add(-time.Minute)
-	p := PlanParams{StableAfter: 3 * time.Second, Grace: 30 * time.Second}
+	p := PlanParams{StableAfter: 3 * time.Second, Grace: 30 * time.Second, Nonvoters: 2}
 	m := func(id, zone string, alive bool, since time.Time) Member {
 		return Member{ID: id, Zone: zone, Alive: alive, Since: since}
 	}

@@ -43,6 +43,9 @@ type Config struct {
 	Joining bool
 	// Voters forces the voter count (default 0: 3, or 5 with at least 7 stable members).
 	Voters int
+	// Nonvoters is how many standbys follow the log besides the voters (default 2;
+	// negative: none). Other members forward their requests.
+	Nonvoters int
 	// HeartbeatTimeout, ElectionTimeout and LeaderLeaseTimeout tune Raft (defaults 500ms,
 	// 500ms, 250ms: failover well under the 3 s goal on a LAN).
 	HeartbeatTimeout   time.Duration
@@ -87,6 +90,12 @@ func (c *Config) defaults() {
 	}
 	if c.LeaderLeaseTimeout == 0 {
 		c.LeaderLeaseTimeout = c.HeartbeatTimeout / 2
+	}
+	if c.Nonvoters == 0 {
+		c.Nonvoters = 2
+	}
+	if c.Nonvoters < 0 {
+		c.Nonvoters = 0
 	}
 	if c.Tick == 0 {
 		c.Tick = 20 * time.Millisecond
@@ -139,6 +148,8 @@ type Service struct {
 
 	// ready is the term in which this leader's opLeader entry was applied (0: not ready).
 	ready   atomic.Uint64
+	// hint is the leader another member last named (plain clients know no leader).
+	hint    atomic.Pointer[string]
 	started time.Time
 	m       *metrics
 }
@@ -307,7 +318,7 @@ func (s *Service) servers() []raft.Server {
 // cannot reach might belong to a group it cannot see, so it waits; a node told to join
 // (Joining) also waits until it knows another member. Otherwise a leader adds it.
 func (s *Service) maybeBootstrap(now time.Time) {
-	if len(s.servers()) > 0 || now.Sub(s.started) < s.cfg.StableAfter {
+	if len(s.servers()) > 0 || now.Sub(s.started) < s.cfg.StableAfter || s.leaderHint() != "" {
 		return
 	}
 	var others []string
@@ -331,7 +342,8 @@ func (s *Service) maybeBootstrap(now time.Time) {
 			return // cannot tell: wait
 		}
 		if resp.Status.Leader != "" || len(resp.Status.Voters) > 0 {
-			return // a group exists: its leader adds us
+			s.setHint(resp.Status.Leader)
+			return // a group exists: its leader adds us, or we forward to it
 		}
 	}
 	cfg := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(s.cfg.Self), Address: raft.ServerAddress(s.cfg.Self)}}}
@@ -349,7 +361,7 @@ func (s *Service) manageVoters(now time.Time) {
 		servers = append(servers, Server{ID: string(sv.ID), Voter: sv.Suffrage == raft.Voter})
 	}
 	ch := Plan(servers, s.members.LockMembers(), s.cfg.Self, now,
-		PlanParams{StableAfter: s.cfg.StableAfter, Grace: s.cfg.Grace, Voters: s.cfg.Voters})
+		PlanParams{StableAfter: s.cfg.StableAfter, Grace: s.cfg.Grace, Voters: s.cfg.Voters, Nonvoters: s.cfg.Nonvoters})
 	if ch.Kind == NoChange {
 		return
 	}
@@ -443,8 +455,31 @@ func (s *Service) isLeader() bool {
 	return s.raft.State() == raft.Leader && s.ready.Load() == s.raft.CurrentTerm()
 }
 
-// serve handles a request from another member.
+// leaderHint is the leader another member named ("" when none).
+func (s *Service) leaderHint() string {
+	if p := s.hint.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+func (s *Service) setHint(id string) {
+	if id != s.cfg.Self {
+		s.hint.Store(&id)
+	}
+}
+
+// serve handles a request from another member; every answer names the leader this node
+// knows, which plain clients remember.
 func (s *Service) serve(ctx context.Context, req *Request) *Response {
+	resp := s.serveReq(ctx, req)
+	if resp.Leader == "" {
+		resp.Leader = s.leader()
+	}
+	return resp
+}
+
+func (s *Service) serveReq(ctx context.Context, req *Request) *Response {
 	if err := req.check(); err != nil {
 		return &Response{Err: toWireErr(err)}
 	}
@@ -586,6 +621,9 @@ func (s *Service) once(ctx context.Context, req *Request, attempt int) (*Respons
 	if to == s.cfg.Self {
 		return nil, s.unavailableErr(errors.New("leader taking over"))
 	}
+	if to == "" && attempt%2 == 0 {
+		to = s.leaderHint() // a plain client: the leader another member named
+	}
 	if to == "" {
 		// Not in the group (or no leader known): ask an alive member, which forwards once.
 		var ids []string
@@ -626,7 +664,13 @@ func (s *Service) once(ctx context.Context, req *Request, attempt int) (*Respons
 		}()
 	}
 	resp, err := s.net.Call(cctx, to, req)
+	if err == nil && resp.Leader != "" {
+		s.setHint(resp.Leader)
+	}
 	if err != nil {
+		if to == s.leaderHint() {
+			s.setHint("")
+		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
