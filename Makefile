@@ -6,7 +6,7 @@ RUN_FLAGS ?=
 # Packages whose tests also run under the race detector: every package with tests except
 # test/fault, whose process-level fault tests drive race-free node processes for minutes (run
 # them with -race by hand: the nodes are then built with -race too and their logs checked).
-RACE_PKGS ?= ./api/... ./crdt/... ./p2p/... ./internal/... ./instances/... ./scheduler/... ./node/... ./cmd/... ./sched/... ./sandbox/... ./telemetry/... ./mesh/... ./dfs/... ./security/... ./ui/...
+RACE_PKGS ?= ./api/... ./crdt/... ./p2p/... ./internal/... ./instances/... ./scheduler/... ./node/... ./cmd/... ./sched/... ./sandbox/... ./telemetry/... ./mesh/... ./dfs/... ./security/... ./locks/... ./ui/...
 FUZZTIME  ?= 5s
 
 .PHONY: all build run test test-unit test-race test-fuzz bench lint clean

@@ -344,6 +344,22 @@ func (f *fsm) nextExpiry() int64 {
 	return next
 }
 
+// refuseAcquire is the refusal the FSM would answer to an acquire of path by holder at
+// now (Unix ns) in its current state, nil when it might grant it.
+func (f *fsm) refuseAcquire(path, holder string, now int64) *opError {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if l, ok := f.s.Locks[path]; ok && l.Holder != holder {
+		return &opError{Code: "held", Holder: l.Holder, Token: l.Token, Until: l.Expires}
+	}
+	if until, ok := f.s.Delay[path]; ok && now < until {
+		if _, held := f.s.Locks[path]; !held {
+			return &opError{Code: "delay", Until: until}
+		}
+	}
+	return nil
+}
+
 // get reads a key.
 func (f *fsm) get(key string) ([]byte, uint64, bool) {
 	f.mu.RLock()

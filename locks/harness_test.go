@@ -253,15 +253,17 @@ func (c *cluster) close() {
 // leader waits for a ready leader and returns it.
 func (c *cluster) leader(timeout time.Duration) string {
 	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
+	for {
 		for _, id := range c.ids {
 			if s := c.svc(id); s != nil && s.isLeader() {
 				return id
 			}
 		}
+		if !time.Now().Before(deadline) {
+			return ""
+		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	return ""
 }
 
 // waitVoters waits until the leader's configuration has n voters.

@@ -43,6 +43,9 @@ type Config struct {
 	Joining bool
 	// Voters forces the voter count (default 0: 3, or 5 with at least 7 stable members).
 	Voters int
+	// Nonvoters is how many standbys follow the log besides the voters (default 2;
+	// negative: none). Other members forward their requests.
+	Nonvoters int
 	// HeartbeatTimeout, ElectionTimeout and LeaderLeaseTimeout tune Raft (defaults 500ms,
 	// 500ms, 250ms: failover well under the 3 s goal on a LAN).
 	HeartbeatTimeout   time.Duration
@@ -88,6 +91,12 @@ func (c *Config) defaults() {
 	if c.LeaderLeaseTimeout == 0 {
 		c.LeaderLeaseTimeout = c.HeartbeatTimeout / 2
 	}
+	if c.Nonvoters == 0 {
+		c.Nonvoters = 2
+	}
+	if c.Nonvoters < 0 {
+		c.Nonvoters = 0
+	}
 	if c.Tick == 0 {
 		c.Tick = 20 * time.Millisecond
 	}
@@ -131,8 +140,16 @@ type Service struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	// gate orders Raft calls before Shutdown: a future handed to Raft as it shuts down
+	// may never be answered, so Close waits for the calls in flight (each ends by commit,
+	// leadership loss or timeout) and later calls see closed.
+	gate   sync.RWMutex
+	closed bool
+
 	// ready is the term in which this leader's opLeader entry was applied (0: not ready).
 	ready   atomic.Uint64
+	// hint is the leader another member last named (plain clients know no leader).
+	hint    atomic.Pointer[string]
 	started time.Time
 	m       *metrics
 }
@@ -207,6 +224,9 @@ func (s *Service) Start() {
 func (s *Service) Close() error {
 	s.cancel()
 	s.wg.Wait()
+	s.gate.Lock()
+	s.closed = true
+	s.gate.Unlock()
 	err := s.raft.Shutdown().Error()
 	if s.store != nil {
 		err = errors.Join(err, s.store.Close())
@@ -218,7 +238,21 @@ func (s *Service) Close() error {
 type slogWriter struct{ log *slog.Logger }
 
 func (w slogWriter) Write(p []byte) (int, error) {
-	w.log.Warn(strings.TrimSpace(string(p)), "svc", "locks-raft")
+	// hclog's line: "<time> [LEVEL] name: message: key=value ..."
+	line := strings.TrimSpace(string(p))
+	level := slog.LevelWarn
+	if i := strings.Index(line, "["); i >= 0 {
+		if j := strings.Index(line[i:], "]"); j > 0 {
+			switch line[i+1 : i+j] {
+			case "ERROR":
+				level = slog.LevelError
+			case "INFO", "DEBUG", "TRACE":
+				level = slog.LevelInfo
+			}
+			line = strings.TrimSpace(line[i+j+1:])
+		}
+	}
+	w.log.Log(context.Background(), level, line, "svc", "locks-raft")
 	return len(p), nil
 }
 
@@ -277,21 +311,23 @@ func (s *Service) servers() []raft.Server {
 	return f.Configuration().Servers
 }
 
-// maybeBootstrap applies the bootstrap rule: a node in no configuration bootstraps the group
-// as its single voter when it has been up StableAfter, it has the lowest peer ID among the
-// alive members, every alive member answers and none of them belongs to a group or knows a
-// leader. Otherwise it waits for a leader to add it.
+// maybeBootstrap applies the bootstrap rule: a node in no configuration bootstraps the
+// group as its single voter only when it has been up StableAfter, it has the lowest peer ID
+// among every member it knows of (alive or not; members that left excepted), and every one
+// of those members answers that it belongs to no group and knows no leader. A member it
+// cannot reach might belong to a group it cannot see, so it waits; a node told to join
+// (Joining) also waits until it knows another member. Otherwise a leader adds it.
 func (s *Service) maybeBootstrap(now time.Time) {
-	if len(s.servers()) > 0 || now.Sub(s.started) < s.cfg.StableAfter {
+	if len(s.servers()) > 0 || now.Sub(s.started) < s.cfg.StableAfter || s.leaderHint() != "" {
 		return
 	}
 	var others []string
 	for _, m := range s.members.LockMembers() {
-		if m.ID == s.cfg.Self || !m.Alive || m.Left {
+		if m.ID == s.cfg.Self || m.Left {
 			continue
 		}
-		if m.ID < s.cfg.Self {
-			return // a member with a lower ID bootstraps
+		if m.ID < s.cfg.Self || !m.Alive {
+			return // a member with a lower ID bootstraps, or one we cannot ask
 		}
 		others = append(others, m.ID)
 	}
@@ -306,7 +342,8 @@ func (s *Service) maybeBootstrap(now time.Time) {
 			return // cannot tell: wait
 		}
 		if resp.Status.Leader != "" || len(resp.Status.Voters) > 0 {
-			return // a group exists: its leader adds us
+			s.setHint(resp.Status.Leader)
+			return // a group exists: its leader adds us, or we forward to it
 		}
 	}
 	cfg := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(s.cfg.Self), Address: raft.ServerAddress(s.cfg.Self)}}}
@@ -324,7 +361,7 @@ func (s *Service) manageVoters(now time.Time) {
 		servers = append(servers, Server{ID: string(sv.ID), Voter: sv.Suffrage == raft.Voter})
 	}
 	ch := Plan(servers, s.members.LockMembers(), s.cfg.Self, now,
-		PlanParams{StableAfter: s.cfg.StableAfter, Grace: s.cfg.Grace, Voters: s.cfg.Voters})
+		PlanParams{StableAfter: s.cfg.StableAfter, Grace: s.cfg.Grace, Voters: s.cfg.Voters, Nonvoters: s.cfg.Nonvoters})
 	if ch.Kind == NoChange {
 		return
 	}
@@ -355,6 +392,10 @@ const applyTimeout = 3 * time.Second
 
 // apply commits c through Raft as the leader, stamped with the leader's clock.
 func (s *Service) apply(c command) (result, error) {
+	if !s.enter() {
+		return result{}, ErrClosed
+	}
+	defer s.gate.RUnlock()
 	c.Now = s.cfg.Now().UnixNano()
 	c.Delay = int64(s.cfg.LockDelay)
 	b, err := encMode.Marshal(&c)
@@ -367,6 +408,16 @@ func (s *Service) apply(c command) (result, error) {
 	}
 	r, _ := f.Response().(result)
 	return r, nil
+}
+
+// enter takes the gate for a Raft call; false after Close (then nothing is held).
+func (s *Service) enter() bool {
+	s.gate.RLock()
+	if s.closed {
+		s.gate.RUnlock()
+		return false
+	}
+	return true
 }
 
 // unavailableErr explains why the group cannot commit now.
@@ -404,8 +455,31 @@ func (s *Service) isLeader() bool {
 	return s.raft.State() == raft.Leader && s.ready.Load() == s.raft.CurrentTerm()
 }
 
-// serve handles a request from another member.
+// leaderHint is the leader another member named ("" when none).
+func (s *Service) leaderHint() string {
+	if p := s.hint.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+func (s *Service) setHint(id string) {
+	if id != s.cfg.Self {
+		s.hint.Store(&id)
+	}
+}
+
+// serve handles a request from another member; every answer names the leader this node
+// knows, which plain clients remember.
 func (s *Service) serve(ctx context.Context, req *Request) *Response {
+	resp := s.serveReq(ctx, req)
+	if resp.Leader == "" {
+		resp.Leader = s.leader()
+	}
+	return resp
+}
+
+func (s *Service) serveReq(ctx context.Context, req *Request) *Response {
 	if err := req.check(); err != nil {
 		return &Response{Err: toWireErr(err)}
 	}
@@ -442,6 +516,14 @@ func (s *Service) local(ctx context.Context, req *Request) *Response {
 		v, rev, ok := s.fsm.get(req.Path)
 		return &Response{Value: v, Rev: rev, Found: ok}
 	}
+	if req.Op == opAcquire {
+		// A lock held by another holder (or in its lock-delay) is refused without a log
+		// entry: waiting acquires poll, and each entry costs an fsync on a majority. The
+		// check may see a slightly old state; it only refuses, the FSM alone grants.
+		if e := s.fsm.refuseAcquire(req.Path, req.Holder, s.cfg.Now().UnixNano()); e != nil {
+			return &Response{Err: toWireErr(e.toError(req.Path))}
+		}
+	}
 	c := command{Op: req.Op, Path: req.Path, Holder: req.Holder, TTL: req.TTL, Token: req.Token,
 		ExpectRev: req.ExpectRev, Value: req.Value}
 	r, err := s.apply(c)
@@ -462,6 +544,10 @@ func (s *Service) local(ctx context.Context, req *Request) *Response {
 // readIndex makes a read linearizable: remember the commit index, confirm leadership
 // with a quorum, then wait for the FSM to apply up to the remembered index.
 func (s *Service) readIndex(ctx context.Context) error {
+	if !s.enter() {
+		return ErrClosed
+	}
+	defer s.gate.RUnlock()
 	idx := s.raft.CommitIndex()
 	if err := s.raft.VerifyLeader().Error(); err != nil {
 		return s.unavailableErr(err)
@@ -535,6 +621,9 @@ func (s *Service) once(ctx context.Context, req *Request, attempt int) (*Respons
 	if to == s.cfg.Self {
 		return nil, s.unavailableErr(errors.New("leader taking over"))
 	}
+	if to == "" && attempt%2 == 0 {
+		to = s.leaderHint() // a plain client: the leader another member named
+	}
 	if to == "" {
 		// Not in the group (or no leader known): ask an alive member, which forwards once.
 		var ids []string
@@ -551,8 +640,37 @@ func (s *Service) once(ctx context.Context, req *Request, attempt int) (*Respons
 	}
 	cctx, cancel := context.WithTimeout(ctx, applyTimeout+time.Second)
 	defer cancel()
+	if to == s.leader() {
+		// A call to a leader that died may hang until its timeout: give it up as soon as
+		// Raft sees another leader (or none), and send it again there.
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() {
+			t := time.NewTicker(20 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-cctx.Done():
+					return
+				case <-t.C:
+					if s.leader() != to {
+						cancel()
+						return
+					}
+				}
+			}
+		}()
+	}
 	resp, err := s.net.Call(cctx, to, req)
+	if err == nil && resp.Leader != "" {
+		s.setHint(resp.Leader)
+	}
 	if err != nil {
+		if to == s.leaderHint() {
+			s.setHint("")
+		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}

@@ -53,6 +53,9 @@ type PlanParams struct {
 	Grace time.Duration
 	// Voters forces the voter count (0: 3, or 5 with at least 7 stable alive members).
 	Voters int
+	// Nonvoters bounds the non-voters (standbys that follow the log, so a replacement
+	// voter is caught up at once). Other members are plain clients: they forward.
+	Nonvoters int
 }
 
 // Plan is the voter manager's pure decision: given the current configuration, the
@@ -62,8 +65,8 @@ type PlanParams struct {
 // Order: remove servers dead past the grace (non-voters first; a voter only while the
 // others keep a quorum), then bring the voter count to the target with the stable alive
 // member in the least represented failure domain, then demote extra voters, then swap a
-// voter sharing its domain for a candidate of an unrepresented domain, then add every other
-// stable alive member as a non-voter (it follows the log and knows the leader).
+// voter sharing its domain for a candidate of an unrepresented domain, then keep
+// Nonvoters standbys following the log; the other members are plain clients.
 func Plan(servers []Server, members []Member, self string, now time.Time, p PlanParams) Change {
 	byID := make(map[string]Member, len(members))
 	for _, m := range members {
@@ -201,7 +204,11 @@ func Plan(servers []Server, members []Member, self string, now time.Time, p Plan
 				}
 			}
 		}
-		if demote != "" {
+		left := aliveVoters
+		if alive(demote) {
+			left--
+		}
+		if demote != "" && left >= (len(voters)-1)/2+1 {
 			return Change{DemoteVoter, demote, "voters above target"}
 		}
 	}
@@ -217,10 +224,16 @@ func Plan(servers []Server, members []Member, self string, now time.Time, p Plan
 			return Change{AddVoter, c[0], "spread voters over failure domains"}
 		}
 	}
-	// 5. Everyone else follows the log.
-	for _, id := range stableIDs {
-		if !inConfig[id] {
-			return Change{AddNonvoter, id, "stable member not in the group"}
+	// 5. Standbys: up to Nonvoters stable members follow the log, from the least
+	// represented domains; extra ones leave the group (they stay plain clients).
+	if len(nonvoters) > p.Nonvoters {
+		return Change{RemoveServer, nonvoters[len(nonvoters)-1], "more standbys than needed"}
+	}
+	if len(nonvoters) < p.Nonvoters {
+		for _, id := range candidates() {
+			if !inConfig[id] {
+				return Change{AddNonvoter, id, "standby for the voters"}
+			}
 		}
 	}
 	return Change{}
