@@ -262,7 +262,7 @@ func New(cfg Config, log *slog.Logger) (n *Node, err error) {
 	if n.tel, err = n.newTelemetry(); err != nil {
 		return nil, err
 	}
-	acfg := alert.Config{Name: cfg.Node, Metrics: n.registry}
+	acfg := alert.Config{Name: cfg.Node, Metrics: n.registry, Replicate: n.pushState}
 	if cfg.ClusterKey != "" {
 		acfg.Sealer = n.security // channel credentials enter the replicated state encrypted
 	}
@@ -361,6 +361,25 @@ func (n *Node) Done() <-chan struct{} { return n.done }
 // is flushed to disk. Safe to call twice.
 func (n *Node) Close() error { return n.shutdown(true) }
 
+// pushState runs one anti-entropy exchange with every admitted member, in parallel, until
+// ctx ends, and returns how many completed: what this node just wrote is then on those
+// members even if it dies the next moment (gossip alone gives no such point).
+func (n *Node) pushState(ctx context.Context) int {
+	var wg sync.WaitGroup
+	var ok atomic.Int32
+	for _, p := range n.host.Admitted() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if n.host.SyncWith(ctx, p) == nil {
+				ok.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	return int(ok.Load())
+}
+
 // Kill stops the node without leaving, as a crash would (peers will judge it dead). For tests.
 func (n *Node) Kill() error { return n.shutdown(false) }
 
@@ -376,15 +395,7 @@ func (n *Node) shutdown(graceful bool) error {
 			// it to every admitted member by one anti-entropy exchange each, within the same
 			// deadline; gossip stays the fast path.
 			pctx, pcancel := context.WithTimeout(ctx, time.Second) // a frozen peer must not hold us
-			var wg sync.WaitGroup
-			for _, p := range n.host.Admitted() {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					_ = n.host.SyncWith(pctx, p)
-				}()
-			}
-			wg.Wait()
+			n.pushState(pctx)
 			pcancel()
 			cancel()
 		}

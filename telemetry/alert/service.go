@@ -62,6 +62,11 @@ type Config struct {
 	Metrics      prometheus.Registerer // nil: a private registry
 	HTTPClient   *http.Client          // nil: one with a 10 s timeout
 	Now          func() time.Time      // nil: time.Now
+	// Replicate, when set, pushes this node's state to the alive members and returns how
+	// many took it (node: one anti-entropy exchange each). The owner calls it after writing
+	// a notification mark and before the message leaves, so a new owner taking over right
+	// after a delivery has the mark and does not send again. Nil: gossip alone carries it.
+	Replicate func(ctx context.Context) int
 	// Sealer encrypts channel credentials before they enter the replicated state (nil:
 	// they are stored in clear, readable by members only and masked on every read).
 	Sealer Sealer
@@ -438,10 +443,24 @@ func (s *Service) evaluate(r RuleRecord, now time.Time, sil []SilenceRecord) {
 		}
 	}
 	s.m.firing.WithLabelValues(r.Name).Set(float64(firing))
+	if len(notes) > 0 && s.cfg.Replicate != nil {
+		// The mark must be on another member before the message leaves: gossip is
+		// fire-and-forget, and an owner killed right after sending would otherwise leave
+		// its successor without the mark (a duplicate). When no member takes it (a lone
+		// node, a partition) the message still goes: no other owner can see the rule then.
+		pctx, pcancel := context.WithTimeout(s.ctx, replicateTimeout)
+		if n := s.cfg.Replicate(pctx); n == 0 && len(s.members.Nodes()) > 1 {
+			s.log.Warn("alert notification mark reached no other member before delivery", "rule", r.Name)
+		}
+		pcancel()
+	}
 	for _, n := range notes {
 		s.notify(n, t0)
 	}
 }
+
+// replicateTimeout bounds the push of a notification mark before delivery.
+const replicateTimeout = 2 * time.Second
 
 // fitRecord trims a state record that would not replicate (over state.MaxRecordBytes:
 // many alerts with long annotations) to the alerts that fit, firing ones first, and drops
