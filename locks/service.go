@@ -147,7 +147,7 @@ type Service struct {
 	closed bool
 
 	// ready is the term in which this leader's opLeader entry was applied (0: not ready).
-	ready   atomic.Uint64
+	ready atomic.Uint64
 	// hint is the leader another member last named (plain clients know no leader).
 	hint    atomic.Pointer[string]
 	started time.Time
