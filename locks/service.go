@@ -621,7 +621,7 @@ func (s *Service) once(ctx context.Context, req *Request, attempt int) (*Respons
 	if to == s.cfg.Self {
 		return nil, s.unavailableErr(errors.New("leader taking over"))
 	}
-	if to == "" && attempt%2 == 0 {
+	if to == "" && attempt%2 == 0 && len(s.servers()) == 0 {
 		to = s.leaderHint() // a plain client: the leader another member named
 	}
 	if to == "" {
