@@ -13,6 +13,7 @@ export function Metrics({ query }) {
 	const [live, setLive] = useState(true);
 	const [ran, setRan] = useState(query.get('q') || '');
 	const [res, setRes] = useState(null);
+	const [warnings, setWarnings] = useState([]);
 	const [error, setError] = useState(null);
 	const [busy, setBusy] = useState(false);
 	const [tick, setTick] = useState(0);
@@ -26,7 +27,7 @@ export function Metrics({ query }) {
 		get('/api/v1/query_range' + qs({ query: ran, start: start.toFixed(3), end: end.toFixed(3), step }), { signal: ac.signal })
 			.then(r => {
 				if (r.status !== 'success') throw new Error(r.error || 'query failed');
-				setRes(r.data); setError(null);
+				setRes(r.data); setError(null); setWarnings(r.warnings || []);
 			})
 			.catch(e => { if (!ac.signal.aborted) { setError(e); setRes(null); } })
 			.finally(() => setBusy(false));
@@ -61,6 +62,7 @@ export function Metrics({ query }) {
 			<p class="muted small">Examples: ${EXAMPLES.map(x => html`<button type="button" class="link" onClick=${() => { setExpr(x); }}>${x}</button> `)}</p>
 		</form>
 		<${ErrorBox} error=${error} />
+		${warnings.length ? html`<p class="warning" role="status" data-testid="promql-warnings">Partial result: ${warnings.join('; ')}</p>` : null}
 		${chart && chart.data[0].length ? html`<section class="panel" aria-label="Graph">
 			<${Chart} data=${chart.data} series=${chart.series} height=${320} label=${'Graph of ' + ran} testid="promql-chart" />
 			${res.result.length > 40 ? html`<p class="muted">Showing 40 of ${res.result.length} series.</p>` : null}
