@@ -114,7 +114,7 @@ func BenchmarkSample100Instances(b *testing.B) {
 			}
 			b.StopTimer()
 			appended := st.Appended()
-			if err := st.Compact(); err != nil {
+			if err := st.Compact(b.Context()); err != nil {
 				b.Fatal(err)
 			}
 			b.ReportMetric(series, "series/tick")

@@ -263,7 +263,7 @@ func formatFloat(f float64) string {
 
 // Compact writes the head's complete ranges into blocks (the store also does this on
 // its own every minute).
-func (s *Store) Compact() error { return s.db.Compact(context.Background()) }
+func (s *Store) Compact(ctx context.Context) error { return s.db.Compact(ctx) }
 
 // BlockBytes is the size of the persisted blocks (compressed chunks and index).
 func (s *Store) BlockBytes() int64 {
