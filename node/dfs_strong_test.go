@@ -109,7 +109,9 @@ func TestDFSStrongStaleTokenAndMinority(t *testing.T) {
 	}
 
 	partition(ns, map[int]bool{2: true})
-	tctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	// One bound over the three phases below (each WaitFor has its own 20 s): a shared 20 s
+	// context ran out in the third phase when the first two were slow.
+	tctx, cancel := context.WithTimeout(ctx, 70*time.Second)
 	defer cancel()
 	testutil.WaitFor(t, 20*time.Second, "the minority refuses strong writes", func() (bool, string) {
 		_, err := cls[2].FSPut(tctx, "/s/counter", strings.NewReader("minority"), 8, api.FSPutOptions{})
