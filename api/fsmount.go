@@ -16,4 +16,7 @@ type FSMountRequest struct {
 	Dir      string `json:"dir"`
 	Prefix   string `json:"prefix,omitempty"` // default "/"
 	ReadOnly bool   `json:"read_only,omitempty"`
+	// Hold says a GET /v1/fs/mounts/hold will follow (a foreground fs mount): if none has
+	// attached within a few seconds (the client died in between), the node unmounts it.
+	Hold bool `json:"hold,omitempty"`
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -168,8 +169,11 @@ func (p *procNode) waitInstance(name, what string, cond func(api.Instance, bool)
 }
 
 // procsWith returns the host PIDs of `sh` processes whose command line contains marker.
+// procsWith lists the `sh` processes whose command line holds marker, leaving out the
+// shell's own short-lived forks (a `$(...)` subshell has the same command line; its parent
+// is in the set).
 func procsWith(marker string) []int {
-	var pids []int
+	parent := map[int]int{}
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
@@ -177,10 +181,26 @@ func procsWith(marker string) []int {
 			continue
 		}
 		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err == nil && bytes.HasPrefix(b, []byte("sh\x00")) && bytes.Contains(b, []byte(marker)) {
+		if err != nil || !bytes.HasPrefix(b, []byte("sh\x00")) || !bytes.Contains(b, []byte(marker)) {
+			continue
+		}
+		parent[pid] = 0
+		if st, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil {
+			// pid (comm) state ppid ...: comm may hold spaces, so read after the last ')'.
+			if i := bytes.LastIndexByte(st, ')'); i >= 0 {
+				if f := strings.Fields(string(st[i+1:])); len(f) > 1 {
+					parent[pid], _ = strconv.Atoi(f[1])
+				}
+			}
+		}
+	}
+	var pids []int
+	for pid, pp := range parent {
+		if _, fork := parent[pp]; !fork {
 			pids = append(pids, pid)
 		}
 	}
+	sort.Ints(pids)
 	return pids
 }
 

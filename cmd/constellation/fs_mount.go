@@ -42,6 +42,7 @@ func fsMountCmd(g *globals) *cobra.Command {
 			ctx, stop := signal.NotifyContext(c.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			cl := g.client()
+			q.Hold = !background
 			m, err := cl.FSMount(ctx, q)
 			if err != nil {
 				return err

@@ -231,9 +231,11 @@ func TestFSMountEndToEnd(t *testing.T) {
 	testutil.WaitFor(t, 15*time.Second, "alpha's mount again", func() (bool, string) {
 		return isFUSEMount(mntA), mountK.stderr.String()
 	})
+	// Killed at once: the kill may land between the mount and its hold request; the node
+	// then unmounts the orphan after the hold grace (5 s), else when the hold ends.
 	mountK.cmd.Process.Kill()
 	<-mountK.done
-	testutil.WaitFor(t, 10*time.Second, "the node to unmount the mount of a killed fs mount", func() (bool, string) {
+	testutil.WaitFor(t, 20*time.Second, "the node to unmount the mount of a killed fs mount", func() (bool, string) {
 		return !isFUSEMount(mntA), "still mounted"
 	})
 

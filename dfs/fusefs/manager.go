@@ -69,7 +69,12 @@ type managed struct {
 	info    api.FSMount
 	created time.Time     // monotonic: ReleaseInstance's order
 	gone    chan struct{} // closed once the mount is taken out of the manager
+	held    bool          // a hold request attached (guarded by Manager.mu)
 }
+
+// holdGrace is how long a mount asked for with Hold waits for its hold request before the
+// node takes it for an orphan (its client died between the two calls) and unmounts it.
+var holdGrace = 5 * time.Second // a var: tests shorten it
 
 // NewManager detaches the mounts listed by a previous run's records (a crashed node's
 // stale mounts) and returns an empty manager.
@@ -221,7 +226,33 @@ func (g *Manager) Mount(q api.FSMountRequest) (api.FSMount, error) {
 	if err := g.checkMountDir(q.Dir); err != nil {
 		return api.FSMount{}, err
 	}
-	return g.mount(q.Dir, prefix, q.ReadOnly, OwnerAPI, 0, 0)
+	info, err := g.mount(q.Dir, prefix, q.ReadOnly, OwnerAPI, 0, 0)
+	if err == nil && q.Hold {
+		g.mu.Lock()
+		x := g.mounts[q.Dir]
+		g.mu.Unlock()
+		if x != nil {
+			// Ends with the mount (gone) or the grace; the manager's Close closes gone.
+			go func() {
+				t := time.NewTimer(holdGrace)
+				defer t.Stop()
+				select {
+				case <-x.gone:
+					return
+				case <-t.C:
+				}
+				g.mu.Lock()
+				orphan := g.mounts[q.Dir] == x && !x.held
+				g.mu.Unlock()
+				if orphan {
+					if err := g.Unmount(q.Dir); err == nil {
+						g.log.Info("fusefs: unmounted a mount whose holder never came", "dir", q.Dir)
+					}
+				}
+			}()
+		}
+	}
+	return info, err
 }
 
 func (g *Manager) mount(dir, prefix string, ro bool, owner string, uid, gid int) (api.FSMount, error) {
@@ -373,6 +404,11 @@ func (g *Manager) handleHold(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteErr(w, err)
 		return
 	}
+	g.mu.Lock()
+	if x := g.mounts[dir]; x != nil {
+		x.held = true
+	}
+	g.mu.Unlock()
 	sse, err := httpapi.StartSSE(w, "holding "+dir)
 	if err != nil {
 		httpapi.WriteErr(w, err)

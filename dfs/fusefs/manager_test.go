@@ -139,3 +139,38 @@ func FuzzDecodeRecords(f *testing.F) {
 		}
 	})
 }
+
+// TestHoldNeverCame plays a foreground fs mount killed between its mount and its hold
+// request: a mount asked with Hold and never held is unmounted after the grace; one that is
+// held stays.
+func TestHoldNeverCame(t *testing.T) {
+	requireRoot(t)
+	old := holdGrace
+	holdGrace = 300 * time.Millisecond
+	t.Cleanup(func() { holdGrace = old })
+	g, err := NewManager(newMemDFS(), ManagerConfig{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close() })
+	orphan, held := t.TempDir(), t.TempDir()
+	for _, dir := range []string{orphan, held} {
+		if _, err := g.Mount(api.FSMountRequest{Dir: dir, Hold: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g.mu.Lock()
+	g.mounts[held].held = true // what GET /v1/fs/mounts/hold does first
+	g.mu.Unlock()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ms := g.List()
+		if len(ms) == 1 && ms[0].Dir == held {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("mounts %+v; want only the held one %s", ms, held)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
