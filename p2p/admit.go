@@ -404,7 +404,7 @@ func (h *Host) finishExchange(p peer.ID, initiator bool, o outcome) error {
 		h.log.Debug("admission exchange did not complete", "peer", p, "err", o.err)
 		err = o.err
 		if h.noteIncomplete(p) {
-			h.block(p, fmt.Sprintf("%d admission exchanges in a row did not complete (last: %v)", maxIncomplete, o.err), true)
+			h.blockFor(p, fmt.Sprintf("%d admission exchanges in a row did not complete (last: %v)", maxIncomplete, o.err), true, min(incompleteBackoff, h.cfg.RejectBackoff))
 			err = fmt.Errorf("%w: peer %s: %v", ErrAdmission, p, o.err)
 		}
 	case o.err != nil && o.verdict == 0:

@@ -40,7 +40,16 @@ func (h *Host) noteIncomplete(p peer.ID) bool {
 }
 
 // block puts p on the blocklist, logs the verdict and closes its connections.
-func (h *Host) block(p peer.ID, reason string, loud bool) {
+func (h *Host) block(p peer.ID, reason string, loud bool) { h.blockFor(p, reason, loud, 0) }
+
+// incompleteBackoff is the window after maxIncomplete exchanges in a row ended without a
+// verdict. They carry no evidence against the peer (it may still be starting: nodes started
+// together saw each other's first exchanges reset), so the window only rate-limits them
+// and counts no strike; a refused verdict still blocks for RejectBackoff and doubles.
+const incompleteBackoff = 2 * time.Second
+
+// blockFor blocklists p for d, or (d == 0) for the doubling rejection window.
+func (h *Host) blockFor(p peer.ID, reason string, loud bool, d time.Duration) {
 	h.mu.Lock()
 	r := h.rejected[p]
 	if r == nil {
@@ -48,10 +57,12 @@ func (h *Host) block(p peer.ID, reason string, loud bool) {
 		h.rejected[p] = r
 		h.pruneRejectedLocked()
 	}
-	if r.strikes < maxStrikes {
-		r.strikes++
+	if d == 0 {
+		if r.strikes < maxStrikes {
+			r.strikes++
+		}
+		d = h.cfg.RejectBackoff << (r.strikes - 1)
 	}
-	d := h.cfg.RejectBackoff << (r.strikes - 1)
 	r.until = h.now().Add(d)
 	r.reason = reason
 	_, was := h.admitted[p]

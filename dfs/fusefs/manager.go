@@ -226,6 +226,7 @@ func (g *Manager) Mount(q api.FSMountRequest) (api.FSMount, error) {
 	if err := g.checkMountDir(q.Dir); err != nil {
 		return api.FSMount{}, err
 	}
+	grace := holdGrace // read here, on the caller's goroutine (tests change it)
 	info, err := g.mount(q.Dir, prefix, q.ReadOnly, OwnerAPI, 0, 0)
 	if err == nil && q.Hold {
 		g.mu.Lock()
@@ -234,7 +235,7 @@ func (g *Manager) Mount(q api.FSMountRequest) (api.FSMount, error) {
 		if x != nil {
 			// Ends with the mount (gone) or the grace; the manager's Close closes gone.
 			go func() {
-				t := time.NewTimer(holdGrace)
+				t := time.NewTimer(grace)
 				defer t.Stop()
 				select {
 				case <-x.gone:
