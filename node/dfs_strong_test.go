@@ -39,6 +39,12 @@ func strongCluster(t *testing.T, count int) ([]*testNode, []*api.Client) {
 	if _, err := cls[0].FSInit(ctx, api.FSTree{Prefix: "/s", Consistency: "strong", Replication: 2}); err != nil {
 		t.Fatal(err)
 	}
+	// A partition test needs every node in the lock group: wait for n voters (the planner
+	// adds members as they become stable, one change at a time).
+	testutil.WaitFor(t, 30*time.Second, fmt.Sprintf("%d voters in the lock group", min(count, 3)), func() (bool, string) {
+		st, err := cls[0].LockStatus(ctx)
+		return err == nil && len(st.Voters) == min(count, 3), fmt.Sprintf("%+v %v", st, err)
+	})
 	for i, cl := range cls {
 		testutil.WaitFor(t, 30*time.Second, fmt.Sprintf("a strong write through n%d", i), func() (bool, string) {
 			e, err := cl.FSPut(ctx, fmt.Sprintf("/s/ready-%d", i), strings.NewReader("ok"), 2, api.FSPutOptions{})
